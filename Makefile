@@ -1,0 +1,49 @@
+# Two commands matter: `make run` and `make test`. Everything else is a helper.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint typecheck unit e2e system services bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+## make run: embedded default (SQLite, memory PBX, demo registry) on http://127.0.0.1:8080
+run: $(STAMP)
+	$(BIN)/yijing run
+
+## system packages (chromium, fonts, espeak-ng, sox) and local services (PostgreSQL)
+system:
+	bash scripts/ensure-system.sh
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+unit: $(STAMP)
+	$(BIN)/pytest -q -m "not e2e"
+
+e2e: $(STAMP) system
+	$(BIN)/pytest -q -m e2e
+
+## make test: lint, types, and every test on SQLite and PostgreSQL, browser tests included
+test: $(STAMP) system
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/pytest -q
+
+bench: $(STAMP) system
+	$(BIN)/python bench/dispatch.py
+	$(BIN)/python bench/ami_ingest.py
+	$(BIN)/python bench/search.py
+
+clean:
+	rm -rf $(VENV) var test-output .mypy_cache .ruff_cache .pytest_cache

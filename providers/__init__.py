@@ -1,0 +1,1 @@
+"""Telephony backends behind one port (`providers.base`): memory, asterisk, twilio."""

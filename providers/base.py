@@ -1,0 +1,194 @@
+"""The telephony port: the one interface every backend (memory, asterisk, twilio) implements.
+
+Nothing above `providers/` knows which backend runs. Calls are named by a `ref`:
+inbound calls get theirs from the backend, outbound calls get the one the caller of
+`originate` chose. That ref doubles as the idempotency key: a backend must never place
+two calls for the same ref, across reconnects and retries alike.
+
+Events flow up as plain dataclasses (no AMI or Twilio field names); commands flow down
+as async methods.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from ivr.flow import Flow
+
+
+class EndCause(enum.StrEnum):
+    """Why a call ended, mapped from Q.850 causes or carrier statuses."""
+
+    NORMAL = "normal"
+    NO_ANSWER = "no_answer"
+    BUSY = "busy"
+    CONGESTION = "congestion"
+    FAILED = "failed"
+    REJECTED = "rejected"
+    UNKNOWN = "unknown"
+
+
+class OriginateFailure(enum.StrEnum):
+    """Why an outbound call never got answered."""
+
+    NO_ANSWER = "no_answer"
+    BUSY = "busy"
+    CONGESTION = "congestion"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class CallOffered:
+    """An inbound call reached the hotline."""
+
+    ref: str
+    caller: str
+    dialled: str = ""
+    caller_name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CallRinging:
+    """An outbound call is ringing at the far end."""
+
+    ref: str
+
+
+@dataclass(frozen=True, slots=True)
+class CallAnswered:
+    """The far end of a call answered (outbound) or the backend took the call (inbound)."""
+
+    ref: str
+
+
+@dataclass(frozen=True, slots=True)
+class DigitPressed:
+    """A keypad digit arrived on a call."""
+
+    ref: str
+    digit: str
+
+
+@dataclass(frozen=True, slots=True)
+class PromptPlayed:
+    """The backend started saying a prompt on a call (for the timeline and the simulator)."""
+
+    ref: str
+    prompt: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class FlowFinished:
+    """An IVR flow run with `run_flow` ended; `outcome` is the flow's result name."""
+
+    ref: str
+    flow: str
+    outcome: str
+    variables: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class CallBridged:
+    """A call is connected to a peer (an operator endpoint or another call)."""
+
+    ref: str
+    peer: str
+
+
+@dataclass(frozen=True, slots=True)
+class CallEnded:
+    """A call hung up."""
+
+    ref: str
+    cause: EndCause = EndCause.NORMAL
+
+
+@dataclass(frozen=True, slots=True)
+class OriginateFailed:
+    """An outbound call was never answered."""
+
+    ref: str
+    reason: OriginateFailure
+
+
+@dataclass(frozen=True, slots=True)
+class BackendStatus:
+    """The backend link went up or down."""
+
+    up: bool
+    detail: str = ""
+
+
+TelephonyEvent = (
+    CallOffered
+    | CallRinging
+    | CallAnswered
+    | DigitPressed
+    | PromptPlayed
+    | FlowFinished
+    | CallBridged
+    | CallEnded
+    | OriginateFailed
+    | BackendStatus
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Health:
+    """What `/healthz` reports for the telephony backend."""
+
+    backend: str
+    up: bool
+    detail: str = ""
+
+
+class TelephonyError(Exception):
+    """A command could not be carried out by the backend."""
+
+
+class UnknownCall(TelephonyError):
+    """The backend knows no live call with that ref."""
+
+
+@runtime_checkable
+class Telephony(Protocol):
+    """The port. Implementations are async context managers that own their link."""
+
+    name: str
+
+    async def __aenter__(self) -> Telephony: ...
+
+    async def __aexit__(self, *exc: object) -> None: ...
+
+    def events(self) -> AsyncIterator[TelephonyEvent]:
+        """Yield every call event, in order, for as long as the backend is open."""
+        ...
+
+    async def originate(
+        self, *, ref: str, number: str, caller_id: str | None = None, timeout_s: float = 30.0
+    ) -> None:
+        """Place an outbound call named `ref`; a second call with the same ref is a no-op."""
+        ...
+
+    async def run_flow(
+        self, ref: str, flow: Flow, *, context: Mapping[str, Any], lang: str = "zh-CN"
+    ) -> None:
+        """Run an IVR flow on a live call; `FlowFinished` reports its outcome."""
+        ...
+
+    async def bridge(self, ref: str, *, peer: str) -> None:
+        """Connect a live call to a peer: an operator endpoint or another call's ref."""
+        ...
+
+    async def hangup(self, ref: str) -> None:
+        """Hang up a live call; unknown refs are ignored."""
+        ...
+
+    def health(self) -> Health:
+        """The link's current state."""
+        ...

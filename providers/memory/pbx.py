@@ -1,0 +1,334 @@
+"""The simulated PBX: an in-process telephony backend with scriptable far ends.
+
+It is the embedded default (demo, tests, benchmarks) and what the console's phone
+simulator drives: a person "calls" the hotline, answers as a merchant and presses keys.
+It runs IVR flows with the same pure engine the other backends render, so what is said
+and accepted here is what a real PBX says and accepts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import itertools
+import logging
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ivr import engine
+from ivr.flow import Flow
+from ivr.prompts import render
+from providers.base import (
+    BackendStatus,
+    CallAnswered,
+    CallBridged,
+    CallEnded,
+    CallOffered,
+    CallRinging,
+    DigitPressed,
+    EndCause,
+    FlowFinished,
+    Health,
+    OriginateFailed,
+    OriginateFailure,
+    PromptPlayed,
+    TelephonyEvent,
+    UnknownCall,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class Script:
+    """What a scripted far end does when called: answer after a delay and press keys.
+
+    `action` is "answer", "busy", "no_answer" or "fail"; `digits` are pressed one by one
+    whenever the flow waits for input.
+    """
+
+    action: str = "answer"
+    answer_after_s: float = 0.0
+    digits: str = ""
+
+
+@dataclass(slots=True)
+class SimCall:
+    """One call as the simulator sees it."""
+
+    ref: str
+    direction: str  # "in" or "out"
+    number: str  # the far end: caller for inbound, callee for outbound
+    state: str  # ringing, answered, bridged, ended
+    peer: str | None = None
+    flow: Flow | None = None
+    run: engine.Run | None = None
+    lang: str = "zh-CN"
+    context: dict[str, Any] = field(default_factory=dict)
+    transcript: list[str] = field(default_factory=list)
+    waiting_digits: frozenset[str] = frozenset()
+    script: Script | None = None
+    timer: asyncio.TimerHandle | None = None
+    cause: str | None = None
+
+    def public(self) -> dict[str, Any]:
+        """A JSON-ready view for the simulator page."""
+        return {
+            "ref": self.ref,
+            "direction": self.direction,
+            "number": self.number,
+            "state": self.state,
+            "peer": self.peer,
+            "flow": self.flow.name if self.flow else None,
+            "waiting_for": sorted(self.waiting_digits),
+            "transcript": self.transcript[-12:],
+            "cause": self.cause,
+        }
+
+
+class MemoryPBX:
+    """The in-memory backend. `time_scale` shrinks every wait (tests use 0.01)."""
+
+    name = "memory"
+
+    def __init__(
+        self,
+        *,
+        time_scale: float = 1.0,
+        ring_timeout_s: float = 30.0,
+        hotline: str = "12349",
+        keep_ended: int = 50,
+    ) -> None:
+        self.time_scale = time_scale
+        self.ring_timeout_s = ring_timeout_s
+        self.hotline = hotline
+        self.keep_ended = keep_ended
+        self.calls: dict[str, SimCall] = {}
+        self.placed: set[str] = set()
+        self.scripts: dict[str, Script] = {}
+        self._events: asyncio.Queue[TelephonyEvent] = asyncio.Queue()
+        self._ids = itertools.count(1)
+        self._up = False
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # -- lifecycle -----------------------------------------------------------------
+    async def __aenter__(self) -> MemoryPBX:
+        self._up = True
+        self._emit(BackendStatus(up=True, detail="memory"))
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._up = False
+        for call in self.calls.values():
+            if call.timer:
+                call.timer.cancel()
+        for task in list(self._tasks):
+            task.cancel()
+        self._events.put_nowait(BackendStatus(up=False, detail="closed"))
+
+    def health(self) -> Health:
+        """Always up while open."""
+        return Health(backend=self.name, up=self._up, detail="simulated PBX")
+
+    async def events(self) -> AsyncIterator[TelephonyEvent]:
+        """Every event, in order."""
+        while True:
+            event = await self._events.get()
+            yield event
+            if isinstance(event, BackendStatus) and not event.up and not self._up:
+                return
+
+    # -- the port's commands ---------------------------------------------------------
+    async def originate(
+        self, *, ref: str, number: str, caller_id: str | None = None, timeout_s: float = 30.0
+    ) -> None:
+        """Ring `number`; the same ref is never placed twice."""
+        if ref in self.placed:
+            log.info("originate %s ignored: already placed", ref)
+            return
+        self.placed.add(ref)
+        call = SimCall(ref=ref, direction="out", number=number, state="ringing")
+        template = self.scripts.get(number)
+        call.script = dataclasses.replace(template) if template else None
+        self.calls[ref] = call
+        self._emit(CallRinging(ref))
+        timeout = min(timeout_s, self.ring_timeout_s)
+        call.timer = self._later(timeout, self._ring_timeout, ref)
+        script = call.script
+        if script is not None:
+            if script.action == "answer":
+                self._later(script.answer_after_s, self._answer_now, ref)
+            elif script.action in ("busy", "fail"):
+                reason = OriginateFailure.BUSY if script.action == "busy" else OriginateFailure.FAILED
+                self._later(script.answer_after_s, self._fail_now, ref, reason)
+
+    async def run_flow(
+        self, ref: str, flow: Flow, *, context: Mapping[str, Any], lang: str = "zh-CN"
+    ) -> None:
+        """Run `flow` on a live call, saying prompts into the call's transcript."""
+        call = self._live(ref)
+        call.flow, call.context, call.lang = flow, dict(context), lang
+        variables = {k: str(v) for k, v in context.items()}
+        call.run, actions = engine.start(flow, variables)
+        self._perform(call, actions)
+
+    async def bridge(self, ref: str, *, peer: str) -> None:
+        """Connect a call to a peer (an operator or another call)."""
+        call = self._live(ref)
+        call.state, call.peer = "bridged", peer
+        self._cancel_timer(call)
+        self._emit(CallBridged(ref, peer))
+        other = self.calls.get(peer)
+        if other is not None and other.state != "ended":
+            other.state, other.peer = "bridged", ref
+            self._emit(CallBridged(peer, ref))
+
+    async def hangup(self, ref: str) -> None:
+        """Hang up from the platform's side."""
+        call = self.calls.get(ref)
+        if call is not None and call.state != "ended":
+            self._end(call, EndCause.NORMAL)
+
+    # -- the far end: what the simulator page and tests do ------------------------------
+    async def dial_in(self, caller: str, *, dialled: str | None = None) -> str:
+        """A phone calls the hotline; returns the new call's ref."""
+        ref = f"sim-{next(self._ids)}"
+        self.calls[ref] = SimCall(ref=ref, direction="in", number=caller, state="answered")
+        self._emit(CallOffered(ref, caller=caller, dialled=dialled or self.hotline))
+        return ref
+
+    async def answer(self, ref: str) -> None:
+        """The called party picks up."""
+        call = self._live(ref)
+        if call.direction != "out" or call.state != "ringing":
+            raise UnknownCall(f"{ref} is not ringing")
+        self._answer_now(ref)
+
+    async def reject(self, ref: str, reason: OriginateFailure = OriginateFailure.BUSY) -> None:
+        """The called party is busy or the call fails."""
+        call = self._live(ref)
+        if call.state != "ringing":
+            raise UnknownCall(f"{ref} is not ringing")
+        self._fail_now(ref, reason)
+
+    async def press(self, ref: str, digit: str) -> None:
+        """The far end presses a key."""
+        call = self._live(ref)
+        self._emit(DigitPressed(ref, digit))
+        self._press(call, digit)
+
+    async def party_hangup(self, ref: str) -> None:
+        """The far end hangs up."""
+        call = self._live(ref)
+        if call.state == "ringing":
+            self._fail_now(ref, OriginateFailure.NO_ANSWER)
+        else:
+            self._end(call, EndCause.NORMAL)
+
+    def script(self, number: str, script: Script) -> None:
+        """Make every future call to `number` behave as `script` says."""
+        self.scripts[number] = script
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        """Live calls first, then the most recent ended ones."""
+        calls = list(self.calls.values())
+        live = [c.public() for c in calls if c.state != "ended"]
+        ended = [c.public() for c in calls if c.state == "ended"][-10:]
+        return live + ended
+
+    # -- internals ---------------------------------------------------------------------
+    def _emit(self, event: TelephonyEvent) -> None:
+        self._events.put_nowait(event)
+
+    def _later(self, seconds: float, fn: Any, *args: Any) -> asyncio.TimerHandle:
+        loop = asyncio.get_running_loop()
+        return loop.call_later(max(0.0, seconds * self.time_scale), fn, *args)
+
+    def _live(self, ref: str) -> SimCall:
+        call = self.calls.get(ref)
+        if call is None or call.state == "ended":
+            raise UnknownCall(ref)
+        return call
+
+    def _cancel_timer(self, call: SimCall) -> None:
+        if call.timer is not None:
+            call.timer.cancel()
+            call.timer = None
+
+    def _answer_now(self, ref: str) -> None:
+        call = self.calls.get(ref)
+        if call is None or call.state != "ringing":
+            return
+        self._cancel_timer(call)
+        call.state = "answered"
+        self._emit(CallAnswered(ref))
+
+    def _fail_now(self, ref: str, reason: OriginateFailure) -> None:
+        call = self.calls.get(ref)
+        if call is None or call.state != "ringing":
+            return
+        self._cancel_timer(call)
+        self._emit(OriginateFailed(ref, reason))
+        self._end(call, EndCause(reason.value), emit=False)
+
+    def _ring_timeout(self, ref: str) -> None:
+        self._fail_now(ref, OriginateFailure.NO_ANSWER)
+
+    def _end(self, call: SimCall, cause: EndCause, *, emit: bool = True) -> None:
+        self._cancel_timer(call)
+        call.state, call.cause, call.waiting_digits = "ended", cause.value, frozenset()
+        if emit:
+            self._emit(CallEnded(call.ref, cause))
+        ended = [r for r, c in self.calls.items() if c.state == "ended"]
+        for old in ended[: max(0, len(ended) - self.keep_ended)]:
+            del self.calls[old]
+
+    def _press(self, call: SimCall, digit: str) -> None:
+        if call.flow is None or call.run is None or not call.waiting_digits:
+            return
+        self._cancel_timer(call)
+        call.transcript.append(f"[{digit}]")
+        call.run, actions = engine.on_digit(call.flow, call.run, digit)
+        self._perform(call, actions)
+
+    def _input_timeout(self, ref: str) -> None:
+        call = self.calls.get(ref)
+        if call is None or call.flow is None or call.run is None or call.state == "ended":
+            return
+        call.timer = None
+        call.run, actions = engine.on_timeout(call.flow, call.run)
+        self._perform(call, actions)
+
+    def _perform(self, call: SimCall, actions: list[engine.Action]) -> None:
+        assert call.flow is not None
+        call.waiting_digits = frozenset()
+        for action in actions:
+            if isinstance(action, engine.Play):
+                text = render(action.prompt, call.lang, call.context)
+                call.transcript.append(text)
+                self._emit(PromptPlayed(call.ref, action.prompt, text))
+            elif isinstance(action, engine.Collect):
+                call.waiting_digits = action.digits
+                call.timer = self._later(action.timeout_s, self._input_timeout, call.ref)
+                self._feed_script(call)
+            else:
+                self._emit(FlowFinished(call.ref, call.flow.name, action.outcome, action.variables))
+                call.flow, call.run = None, None
+                if action.transfer is None:
+                    self._end(call, EndCause.NORMAL)
+
+    def _feed_script(self, call: SimCall) -> None:
+        script = call.script
+        if script is None or not script.digits:
+            return
+        digit, script.digits = script.digits[0], script.digits[1:]
+        task = asyncio.get_running_loop().create_task(self._press_soon(call.ref, digit))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _press_soon(self, ref: str, digit: str) -> None:
+        await asyncio.sleep(0)
+        with contextlib.suppress(UnknownCall):
+            await self.press(ref, digit)
