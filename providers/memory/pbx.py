@@ -161,7 +161,9 @@ class MemoryPBX:
             if script.action == "answer":
                 self._later(script.answer_after_s, self._answer_now, ref)
             elif script.action in ("busy", "fail"):
-                reason = OriginateFailure.BUSY if script.action == "busy" else OriginateFailure.FAILED
+                reason = (
+                    OriginateFailure.BUSY if script.action == "busy" else OriginateFailure.FAILED
+                )
                 self._later(script.answer_after_s, self._fail_now, ref, reason)
 
     async def run_flow(
@@ -302,7 +304,8 @@ class MemoryPBX:
         self._perform(call, actions)
 
     def _perform(self, call: SimCall, actions: list[engine.Action]) -> None:
-        assert call.flow is not None
+        flow = call.flow
+        assert flow is not None
         call.waiting_digits = frozenset()
         for action in actions:
             if isinstance(action, engine.Play):
@@ -314,7 +317,7 @@ class MemoryPBX:
                 call.timer = self._later(action.timeout_s, self._input_timeout, call.ref)
                 self._feed_script(call)
             else:
-                self._emit(FlowFinished(call.ref, call.flow.name, action.outcome, action.variables))
+                self._emit(FlowFinished(call.ref, flow.name, action.outcome, action.variables))
                 call.flow, call.run = None, None
                 if action.transfer is None:
                     self._end(call, EndCause.NORMAL)

@@ -1,0 +1,1 @@
+"""What happens: calls, queue, operators, tickets, matching, offers, deadlines, surveys, figures."""

@@ -1,0 +1,156 @@
+"""The event log and the unit of work that writes it with every state change.
+
+A `UnitOfWork` is one transaction: state rows and the events that describe them commit
+together, then the events are published to in-process subscribers (WebSocket clients).
+Writers in one process are serialized by a lock so that `seq` order is commit order and
+a client resuming with `since=seq` never misses an event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlmodel import col
+
+from dispatch.clock import Clock
+from dispatch.models import Event
+
+log = logging.getLogger(__name__)
+
+
+def event_public(event: Event) -> dict[str, Any]:
+    """The JSON shape of an event on the API and the WebSocket."""
+    return {
+        "seq": event.seq,
+        "name": event.name,
+        "subject": event.subject,
+        "subject_id": event.subject_id,
+        "occurred_at": event.occurred_at.isoformat(),
+        "actor": event.actor,
+        "data": event.data,
+    }
+
+
+class EventBus:
+    """In-process fan-out of committed events to subscribers."""
+
+    def __init__(self, *, queue_size: int = 10_000) -> None:
+        self._subscribers: set[asyncio.Queue[dict[str, Any] | None]] = set()
+        self._queue_size = queue_size
+
+    def subscribe(self) -> asyncio.Queue[dict[str, Any] | None]:
+        """A queue that receives every event published from now on."""
+        queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(self._queue_size)
+        self._subscribers.add(queue)
+        return queue
+
+    def unsubscribe(self, queue: asyncio.Queue[dict[str, Any] | None]) -> None:
+        """Stop delivering to a queue."""
+        self._subscribers.discard(queue)
+
+    def publish(self, events: Sequence[dict[str, Any]]) -> None:
+        """Deliver events; a subscriber too slow to keep up is cut off (it resumes by seq)."""
+        for queue in list(self._subscribers):
+            for event in events:
+                try:
+                    queue.put_nowait(event)
+                except asyncio.QueueFull:
+                    log.warning("event subscriber overflowed at seq %s; dropping it", event["seq"])
+                    self._subscribers.discard(queue)
+                    queue.get_nowait()  # make room for the end-of-stream marker
+                    queue.put_nowait(None)
+                    break
+
+    def close(self) -> None:
+        """Tell every subscriber the stream ends."""
+        for queue in list(self._subscribers):
+            with contextlib.suppress(asyncio.QueueFull):
+                queue.put_nowait(None)
+        self._subscribers.clear()
+
+
+class Tx:
+    """An open unit of work: a session plus the events it will commit."""
+
+    def __init__(self, session: AsyncSession, clock: Clock) -> None:
+        self.session = session
+        self.clock = clock
+        self.events: list[Event] = []
+
+    def emit(
+        self, name: str, subject: str, subject_id: object, *, actor: str = "system", **data: Any
+    ) -> Event:
+        """Record an event in this transaction."""
+        event = Event(
+            name=name,
+            subject=subject,
+            subject_id=str(subject_id),
+            occurred_at=self.clock.now(),
+            actor=actor,
+            data=data,
+        )
+        self.session.add(event)
+        self.events.append(event)
+        return event
+
+
+class Store:
+    """Opens units of work and reads the log."""
+
+    def __init__(
+        self, sessions: async_sessionmaker[AsyncSession], bus: EventBus, clock: Clock
+    ) -> None:
+        self.sessions = sessions
+        self.bus = bus
+        self.clock = clock
+        self._write = asyncio.Lock()
+
+    @asynccontextmanager
+    async def tx(self) -> AsyncIterator[Tx]:
+        """One transaction; events are published after it commits."""
+        async with self._write, self.sessions() as session:
+            tx = Tx(session, self.clock)
+            try:
+                yield tx
+                await session.commit()
+            except BaseException:
+                await session.rollback()
+                raise
+        if tx.events:
+            self.bus.publish([event_public(e) for e in tx.events])
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncSession]:
+        """A session for reads (and access-log writes that need no event)."""
+        async with self.sessions() as session:
+            yield session
+            await session.commit()
+
+    async def events_since(self, seq: int, *, limit: int = 1000) -> list[dict[str, Any]]:
+        """Events after `seq`, oldest first."""
+        async with self.sessions() as session:
+            rows = (
+                await session.execute(
+                    select(Event).where(col(Event.seq) > seq).order_by(col(Event.seq)).limit(limit)
+                )
+            ).scalars()
+            return [event_public(e) for e in rows]
+
+    async def events_for(self, subject: str, subject_id: object) -> list[dict[str, Any]]:
+        """Every event about one subject, oldest first."""
+        async with self.sessions() as session:
+            rows = (
+                await session.execute(
+                    select(Event)
+                    .where(col(Event.subject) == subject, col(Event.subject_id) == str(subject_id))
+                    .order_by(col(Event.seq))
+                )
+            ).scalars()
+            return [event_public(e) for e in rows]

@@ -1,0 +1,101 @@
+"""The call machine: ringing -> ivr -> queued -> connected -> wrap_up -> ended.
+
+A caller who hangs up in any waiting state is `abandoned`. Outbound calls go
+ringing -> connected -> ended.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from dispatch.machines import IllegalTransition
+
+
+class CallState(enum.StrEnum):
+    """Where a call is."""
+
+    RINGING = "ringing"
+    IVR = "ivr"
+    QUEUED = "queued"
+    CONNECTED = "connected"
+    WRAP_UP = "wrap_up"
+    ENDED = "ended"
+    ABANDONED = "abandoned"
+
+
+WAITING = frozenset({CallState.RINGING, CallState.IVR, CallState.QUEUED})
+FINAL = frozenset({CallState.ENDED, CallState.ABANDONED})
+
+
+@dataclass(frozen=True, slots=True)
+class StartIvr:
+    """The hotline flow starts on an inbound call."""
+
+    flow: str
+
+
+@dataclass(frozen=True, slots=True)
+class Enqueue:
+    """The caller waits for an operator."""
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """An operator takes a queued call, or the far end of an outbound call picks up."""
+
+    operator_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Hangup:
+    """Either side hung up."""
+
+    inbound: bool
+
+
+@dataclass(frozen=True, slots=True)
+class WrapUpDone:
+    """The operator finished the after-call work."""
+
+
+CallEvent = StartIvr | Enqueue | Answer | Hangup | WrapUpDone
+
+
+@dataclass(frozen=True, slots=True)
+class RunFlow:
+    """Run an IVR flow on the call."""
+
+    flow: str
+
+
+@dataclass(frozen=True, slots=True)
+class BridgeToOperator:
+    """Connect the call to an operator's endpoint."""
+
+    operator_id: int
+
+
+CallCommand = RunFlow | BridgeToOperator
+
+
+def transition(state: CallState, event: CallEvent) -> tuple[CallState, list[CallCommand]]:
+    """The next state of a call and what to do about it."""
+    match state, event:
+        case CallState.RINGING, StartIvr(flow=flow):
+            return CallState.IVR, [RunFlow(flow)]
+        case ((CallState.RINGING | CallState.IVR), Enqueue()):
+            return CallState.QUEUED, []
+        case CallState.QUEUED, Answer(operator_id=int(operator_id)):
+            return CallState.CONNECTED, [BridgeToOperator(operator_id)]
+        case CallState.RINGING, Answer(operator_id=None):
+            return CallState.CONNECTED, []
+        case CallState.CONNECTED, Hangup(inbound=True):
+            return CallState.WRAP_UP, []
+        case CallState.CONNECTED, Hangup(inbound=False):
+            return CallState.ENDED, []
+        case state, Hangup(inbound=inbound) if state in WAITING:
+            return (CallState.ABANDONED if inbound else CallState.ENDED), []
+        case CallState.WRAP_UP, WrapUpDone():
+            return CallState.ENDED, []
+    raise IllegalTransition("call", state, event)

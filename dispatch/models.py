@@ -1,0 +1,116 @@
+"""What happens: calls, operators, tickets, offers and the event log, as tables.
+
+Every row that a state machine owns carries a `version`; writers compare-and-set on it
+so two operators or two merchants racing on one subject get a clear refusal.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Column, Index
+from sqlmodel import Field, SQLModel
+
+from dispatch.machines.call import CallState
+from dispatch.machines.offer import OfferState
+from dispatch.machines.operator import OperatorState
+from dispatch.machines.ticket import TicketState
+from registry.db import BigId, EnumText, JSONType, UTCDateTime, utcnow
+
+
+class Event(SQLModel, table=True):
+    """One row of the event log: the audit trail, the live feed and the figures' source."""
+
+    __tablename__ = "event"
+    __table_args__ = (Index("ix_event_subject", "subject", "subject_id"),)
+
+    seq: int | None = Field(default=None, sa_type=BigId, primary_key=True)
+    name: str = Field(max_length=64, index=True)
+    subject: str = Field(max_length=16)
+    subject_id: str = Field(max_length=64)
+    occurred_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, index=True)
+    actor: str = Field(default="system", max_length=64)
+    data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSONType))
+
+
+class Call(SQLModel, table=True):
+    """A phone call, inbound (hotline) or outbound (offer, survey, callback)."""
+
+    id: int | None = Field(default=None, sa_type=BigId, primary_key=True)
+    ref: str = Field(unique=True, max_length=64)
+    direction: str = Field(max_length=4)
+    purpose: str = Field(default="hotline", max_length=16)
+    state: CallState = Field(default=CallState.RINGING, sa_type=EnumText(CallState))
+    number: str = Field(default="", max_length=32)
+    resident_id: int | None = Field(default=None, foreign_key="resident.id", sa_type=BigId)
+    registered: bool = False
+    ticket_id: int | None = Field(default=None, sa_type=BigId)
+    offer_id: int | None = Field(default=None, sa_type=BigId)
+    operator_id: int | None = Field(default=None, sa_type=BigId)
+    emergency: bool = False
+    started_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    queued_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    answered_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    ended_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    cause: str | None = Field(default=None, max_length=32)
+    version: int = 0
+
+
+class Ticket(SQLModel, table=True):
+    """A need (工单) from intake to closure."""
+
+    id: int | None = Field(default=None, sa_type=BigId, primary_key=True)
+    resident_id: int | None = Field(default=None, foreign_key="resident.id", sa_type=BigId)
+    call_id: int | None = Field(default=None, sa_type=BigId)
+    category_code: str = Field(foreign_key="service_category.code", max_length=32)
+    description: str = Field(default="", max_length=1000)
+    urgency: str = Field(default="routine", max_length=16)
+    state: TicketState = Field(default=TicketState.NEW, index=True, sa_type=EnumText(TicketState))
+    escalated: bool = False
+    escalation_reason: str | None = Field(default=None, max_length=200)
+    deadline_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    #: the ranked merchant ids the cascade walks, fixed when dispatch starts
+    plan: list[int] = Field(default_factory=list, sa_column=Column(JSONType))
+    merchant_id: int | None = Field(default=None, foreign_key="merchant.id", sa_type=BigId)
+    code_word: str = Field(default="", max_length=16)
+    rating: str | None = Field(default=None, max_length=32)
+    survey_attempts: int = 0
+    created_by: str = Field(default="system", max_length=64)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    accepted_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    completed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    rated_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    closed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    version: int = 0
+
+
+class Offer(SQLModel, table=True):
+    """One offer of a ticket to one merchant, carried by one outbound call."""
+
+    __table_args__ = (Index("ix_offer_ticket", "ticket_id"),)
+
+    id: int | None = Field(default=None, sa_type=BigId, primary_key=True)
+    ticket_id: int = Field(foreign_key="ticket.id", sa_type=BigId)
+    merchant_id: int = Field(foreign_key="merchant.id", sa_type=BigId)
+    rank: int = 0
+    state: OfferState = Field(default=OfferState.PLACED, sa_type=EnumText(OfferState))
+    call_ref: str = Field(max_length=64)
+    phone: str = Field(max_length=32)
+    placed_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    expires_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    decided_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    version: int = 0
+
+
+class OperatorStatus(SQLModel, table=True):
+    """An operator's live state, one row per console user who takes calls."""
+
+    __tablename__ = "operator_status"
+
+    user_id: int = Field(primary_key=True, foreign_key="user.id", sa_type=BigId)
+    state: OperatorState = Field(default=OperatorState.LOGGED_OUT, sa_type=EnumText(OperatorState))
+    reason: str | None = Field(default=None, max_length=64)
+    call_id: int | None = Field(default=None, sa_type=BigId)
+    since: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    version: int = 0

@@ -1,0 +1,1 @@
+"""The process: the aiohttp app, REST API, WebSocket, pages and the `yijing` CLI."""

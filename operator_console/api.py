@@ -1,0 +1,823 @@
+"""The REST API under `/api/v1`: thin handlers over `dispatch` and `registry`."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from sqlalchemy import or_, select
+from sqlmodel import col
+
+from dispatch.clock import LOCAL_TZ
+from dispatch.machines.ticket import OPEN, TicketState
+from dispatch.models import Call, Offer, Ticket
+from operator_console import auth
+from operator_console.errors import Forbidden, Unauthorized
+from operator_console.openapi import Api
+from providers.base import OriginateFailure, UnknownCall
+from providers.memory import MemoryPBX
+from registry import repository as repo
+from registry.models import Merchant, Resident, ResidentPhone, Role, User
+from registry.phones import mask, try_normalize
+
+API = Api("/api/v1")
+STAFF = (Role.OPERATOR,)
+SUPERVISORS = (Role.SUPERVISOR,)
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, ensure_ascii=False, default=str)
+
+
+def ok(data: Any, status: int = 200) -> web.Response:
+    """A JSON response with Chinese kept readable."""
+    return web.json_response(data, status=status, dumps=_dumps)
+
+
+def services(request: web.Request) -> Any:
+    """The app's services."""
+    from operator_console.app import services_key
+
+    return request.app[services_key]
+
+
+def current_user(request: web.Request) -> User | None:
+    """The logged-in user, if any."""
+    return request.get("user")
+
+
+def need(request: web.Request, *roles: Role) -> User:
+    """The user, if their role allows; 401/403 otherwise."""
+    return auth.require(current_user(request), *roles)
+
+
+async def body(request: web.Request, model: type[BaseModel]) -> Any:
+    """Parse and validate a JSON body; 422 with a clear message otherwise."""
+    try:
+        raw = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValidationError.from_exception_data(
+            model.__name__,
+            [
+                {
+                    "type": "json_invalid",
+                    "loc": ("body",),
+                    "input": "",
+                    "ctx": {"error": str(exc)[:100]},
+                }
+            ],
+        ) from exc
+    return model.model_validate(raw)
+
+
+def int_param(request: web.Request, name: str) -> int:
+    """A path parameter that must be a positive integer."""
+    from dispatch.service import Invalid
+
+    value = request.match_info[name]
+    if not value.isdigit() or len(value) > 18:
+        raise Invalid(f"{name} must be a positive integer")
+    return int(value)
+
+
+@web.middleware
+async def auth_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Resolve the session (cookie or bearer) and enforce CSRF on cookie requests."""
+    token, via_cookie = None, False
+    header = request.headers.get("Authorization", "")
+    if header.startswith("Bearer "):
+        token = header[7:].strip()
+    elif auth.COOKIE in request.cookies:
+        token, via_cookie = request.cookies[auth.COOKIE], True
+    if token and not request.path.startswith("/static/"):
+        async with services(request).store.read() as session:
+            found = await auth.resolve(session, token=token)
+        if found is not None:
+            user, login = found
+            request["user"], request["token"] = user, token
+            request["csrf"] = login.csrf
+            if request.path.startswith("/api/") and request.path != "/api/v1/login":
+                auth.check_csrf(
+                    request.method,
+                    via_cookie=via_cookie,
+                    sent=request.headers.get("X-CSRF-Token"),
+                    expected=login.csrf,
+                )
+    return await handler(request)
+
+
+# -- request bodies --
+class Strict(BaseModel):
+    """Bodies refuse unknown fields."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class LoginBody(Strict):
+    """Credentials."""
+
+    username: str = Field(min_length=1, max_length=64)
+    password: str = Field(min_length=1, max_length=256)
+
+
+class OperatorStateBody(Strict):
+    """An operator state change."""
+
+    action: str = Field(pattern="^(login|logout|pause|resume|wrap_up_done)$")
+    reason: str = Field(default="", max_length=64)
+
+
+class WrapUpBody(Strict):
+    """After-call work."""
+
+    disposition: str = Field(default="", max_length=64)
+
+
+class TicketBody(Strict):
+    """A need recorded by an operator."""
+
+    category: str = Field(min_length=1, max_length=32)
+    description: str = Field(default="", max_length=1000)
+    resident_id: int | None = Field(default=None, ge=1)
+    call_id: int | None = Field(default=None, ge=1)
+
+
+class DispatchBody(Strict):
+    """Dispatch along the ranking, or to the operator's picks first."""
+
+    merchant_ids: list[int] | None = Field(default=None, max_length=20)
+
+
+class CancelBody(Strict):
+    """Why a ticket is cancelled."""
+
+    reason: str = Field(min_length=1, max_length=200)
+
+
+class DialBody(Strict):
+    """A simulated phone calling the hotline."""
+
+    number: str = Field(min_length=1, max_length=32)
+
+
+class PressBody(Strict):
+    """A key pressed on a simulated phone."""
+
+    digit: str = Field(pattern=r"^[0-9*#]$")
+
+
+class RejectBody(Strict):
+    """How a simulated phone refuses a call."""
+
+    reason: str = Field(default="busy", pattern="^(busy|no_answer|failed)$")
+
+
+# -- views --
+def ticket_public(ticket: Ticket) -> dict[str, Any]:
+    """A ticket on the API."""
+    data = ticket.model_dump(exclude={"plan", "version"})
+    for key in (
+        "deadline_at",
+        "created_at",
+        "accepted_at",
+        "completed_at",
+        "rated_at",
+        "closed_at",
+    ):
+        value = getattr(ticket, key)
+        data[key] = value.isoformat() if value else None
+    data["state"] = ticket.state.value
+    data["deadline_local"] = (
+        ticket.deadline_at.astimezone(LOCAL_TZ).strftime("%m-%d %H:%M")
+        if ticket.deadline_at
+        else None
+    )
+    return data
+
+
+def merchant_ticket_public(ticket: Ticket, resident: Resident | None) -> dict[str, Any]:
+    """What a merchant may see of a ticket: what, where, when; never the resident's phone."""
+    return {
+        "id": ticket.id,
+        "state": ticket.state.value,
+        "category": ticket.category_code,
+        "description": ticket.description,
+        "address": resident.address if resident else "",
+        "deadline_at": ticket.deadline_at.isoformat() if ticket.deadline_at else None,
+        "code_word": ticket.code_word,
+    }
+
+
+def offer_public(offer: Offer) -> dict[str, Any]:
+    """An offer on the API."""
+    return {
+        "id": offer.id,
+        "ticket_id": offer.ticket_id,
+        "merchant_id": offer.merchant_id,
+        "rank": offer.rank,
+        "state": offer.state.value,
+        "placed_at": offer.placed_at.isoformat(),
+        "decided_at": offer.decided_at.isoformat() if offer.decided_at else None,
+    }
+
+
+async def call_public(session: Any, call: Call) -> dict[str, Any]:
+    """A call on the API, with a short resident summary for the queue."""
+    data: dict[str, Any] = {
+        "id": call.id,
+        "ref": call.ref,
+        "direction": call.direction,
+        "purpose": call.purpose,
+        "state": call.state.value,
+        "number": mask(call.number),
+        "registered": call.registered,
+        "resident_id": call.resident_id,
+        "ticket_id": call.ticket_id,
+        "operator_id": call.operator_id,
+        "emergency": call.emergency,
+        "started_at": call.started_at.isoformat(),
+        "queued_at": call.queued_at.isoformat() if call.queued_at else None,
+    }
+    if call.resident_id is not None:
+        resident = await session.get(Resident, call.resident_id)
+        if resident is not None:
+            data["resident_name"] = resident.name
+            data["resident_status"] = resident.status.value
+    return data
+
+
+# -- auth --
+@API.route("POST", "/login", summary="Log in; sets the session cookie", body=LoginBody, tag="auth")
+async def login(request: web.Request) -> web.Response:
+    """Log in with a username and password."""
+    data = await body(request, LoginBody)
+    settings = services(request).settings
+    async with services(request).store.read() as session:
+        user, token, csrf = await auth.login(
+            session, username=data.username, password=data.password
+        )
+    response = ok({"token": token, "csrf": csrf, "user": auth.user_public(user)})
+    response.set_cookie(
+        auth.COOKIE,
+        token,
+        httponly=True,
+        samesite="Strict",
+        secure=settings.secure_cookies,
+        max_age=int(auth.SESSION_TTL.total_seconds()),
+        path="/",
+    )
+    return response
+
+
+@API.route("POST", "/logout", summary="End the session", tag="auth")
+async def logout(request: web.Request) -> web.Response:
+    """Log out."""
+    need(request)
+    async with services(request).store.read() as session:
+        await auth.logout(session, token=request["token"])
+    response = ok({"ok": True})
+    response.del_cookie(auth.COOKIE, path="/")
+    return response
+
+
+@API.route("GET", "/me", summary="Who is logged in", tag="auth")
+async def me(request: web.Request) -> web.Response:
+    """The current user and their CSRF token."""
+    user = need(request)
+    return ok({"user": auth.user_public(user), "csrf": request["csrf"]})
+
+
+# -- catalog, residents --
+@API.route(
+    "GET",
+    "/catalog",
+    summary="The service catalog in menu order",
+    roles=("operator",),
+    tag="registry",
+)
+async def catalog(request: web.Request) -> web.Response:
+    """The service catalog."""
+    need(request, *STAFF, Role.MERCHANT)
+    async with services(request).store.read() as session:
+        rows = await repo.list_categories(session)
+    return ok([c.model_dump(mode="json") for c in rows])
+
+
+@API.route(
+    "GET",
+    "/residents",
+    summary="Search residents (name, phone digits, address)",
+    roles=("operator",),
+    tag="registry",
+)
+async def search_residents(request: web.Request) -> web.Response:
+    """A simple search; the registry issue brings pinyin and fuzzy search."""
+    need(request, *STAFF)
+    q = request.query.get("q", "").strip()[:64]
+    if not q:
+        return ok([])
+    async with services(request).store.read() as session:
+        stmt = (
+            select(Resident)
+            .outerjoin(ResidentPhone, col(ResidentPhone.resident_id) == Resident.id)
+            .where(
+                or_(
+                    col(Resident.name).contains(q),
+                    col(Resident.address).contains(q),
+                    col(ResidentPhone.number).endswith(q),
+                )
+            )
+            .distinct()
+            .limit(20)
+        )
+        rows = (await session.execute(stmt)).scalars().all()
+    return ok(
+        [
+            {
+                "id": r.id,
+                "name": r.name,
+                "address": r.address,
+                "grid_code": r.grid_code,
+                "groups": r.groups,
+            }
+            for r in rows
+        ]
+    )
+
+
+@API.route(
+    "GET",
+    "/residents/{resident_id}",
+    summary="A resident's card (the read is logged)",
+    roles=("operator",),
+    tag="registry",
+)
+async def resident(request: web.Request) -> web.Response:
+    """The resident card; `?reason=call|ticket|search` goes to the access log."""
+    user = need(request, *STAFF)
+    reason = request.query.get("reason", "console")[:32]
+    resident_id = int_param(request, "resident_id")
+    async with services(request).store.read() as session:
+        card = await repo.resident_card(session, resident_id=resident_id, user=user, reason=reason)
+        tickets = (
+            (
+                await session.execute(
+                    select(Ticket)
+                    .where(col(Ticket.resident_id) == resident_id)
+                    .order_by(col(Ticket.id).desc())
+                    .limit(5)
+                )
+            )
+            .scalars()
+            .all()
+        )
+    card["recent_tickets"] = [ticket_public(t) for t in tickets]
+    return ok(card)
+
+
+# -- calls and operators --
+@API.route(
+    "GET",
+    "/calls",
+    summary="Live hotline calls, emergencies first",
+    roles=("operator",),
+    tag="calls",
+)
+async def calls(request: web.Request) -> web.Response:
+    """The waiting queue plus calls connected or in wrap-up."""
+    need(request, *STAFF)
+    svc = services(request)
+    waiting = await svc.dispatcher.queue()
+    async with svc.store.read() as session:
+        busy = (
+            (
+                await session.execute(
+                    select(Call)
+                    .where(
+                        col(Call.direction) == "in", col(Call.state).in_(["connected", "wrap_up"])
+                    )
+                    .order_by(col(Call.id))
+                )
+            )
+            .scalars()
+            .all()
+        )
+        out = [await call_public(session, c) for c in [*waiting, *busy]]
+    return ok(out)
+
+
+@API.route("GET", "/calls/{call_id}", summary="One call", roles=("operator",), tag="calls")
+async def call_detail(request: web.Request) -> web.Response:
+    """A call."""
+    need(request, *STAFF)
+    call_id = int_param(request, "call_id")
+    async with services(request).store.read() as session:
+        call = await session.get(Call, call_id)
+        if call is None:
+            raise repo.NotFound("call", call_id)
+        return ok(await call_public(session, call))
+
+
+@API.route(
+    "POST",
+    "/calls/{call_id}/answer",
+    summary="Take a waiting call (409 if taken)",
+    roles=("operator",),
+    tag="calls",
+)
+async def answer(request: web.Request) -> web.Response:
+    """Answer a queued call."""
+    user = need(request, *STAFF)
+    call = await services(request).dispatcher.answer_call(int_param(request, "call_id"), user)
+    async with services(request).store.read() as session:
+        return ok(await call_public(session, call))
+
+
+@API.route(
+    "POST", "/calls/{call_id}/hangup", summary="Hang up a call", roles=("operator",), tag="calls"
+)
+async def hangup(request: web.Request) -> web.Response:
+    """Hang up."""
+    user = need(request, *STAFF)
+    await services(request).dispatcher.hangup_call(int_param(request, "call_id"), user)
+    return ok({"ok": True})
+
+
+@API.route(
+    "POST",
+    "/calls/{call_id}/wrap-up",
+    summary="Finish after-call work",
+    roles=("operator",),
+    body=WrapUpBody,
+    tag="calls",
+)
+async def wrap_up(request: web.Request) -> web.Response:
+    """Wrap up with a disposition."""
+    user = need(request, *STAFF)
+    data = await body(request, WrapUpBody)
+    await services(request).dispatcher.wrap_up(
+        int_param(request, "call_id"), user, data.disposition
+    )
+    return ok({"ok": True})
+
+
+@API.route(
+    "POST",
+    "/operator/state",
+    summary="Log in, pause or resume as an operator",
+    roles=("operator",),
+    body=OperatorStateBody,
+    tag="calls",
+)
+async def operator_state(request: web.Request) -> web.Response:
+    """Change the operator's own state."""
+    user = need(request, *STAFF)
+    data = await body(request, OperatorStateBody)
+    state = await services(request).dispatcher.set_operator_state(user, data.action, data.reason)
+    return ok({"state": state})
+
+
+# -- tickets --
+@API.route(
+    "POST", "/tickets", summary="Record a need", roles=("operator",), body=TicketBody, tag="tickets"
+)
+async def create_ticket(request: web.Request) -> web.Response:
+    """Create a ticket."""
+    user = need(request, *STAFF)
+    data = await body(request, TicketBody)
+    ticket = await services(request).dispatcher.create_ticket(
+        user=user,
+        category=data.category,
+        description=data.description,
+        resident_id=data.resident_id,
+        call_id=data.call_id,
+    )
+    return ok(ticket_public(ticket), status=201)
+
+
+@API.route(
+    "GET",
+    "/tickets",
+    summary="Tickets, newest first (?state=open|STATE)",
+    roles=("operator", "merchant"),
+    tag="tickets",
+)
+async def list_tickets(request: web.Request) -> web.Response:
+    """Tickets; merchants see only their own."""
+    user = need(request, *STAFF, Role.MERCHANT)
+    state = request.query.get("state", "open")
+    stmt = select(Ticket).order_by(col(Ticket.id).desc()).limit(200)
+    if state == "open":
+        stmt = stmt.where(col(Ticket.state).in_(list(OPEN)))
+    elif state in TicketState.__members__.values():
+        stmt = stmt.where(col(Ticket.state) == TicketState(state))
+    elif state != "all":
+        from dispatch.service import Invalid
+
+        raise Invalid(f"unknown state {state!r}")
+    async with services(request).store.read() as session:
+        if user.role == Role.MERCHANT:
+            stmt = stmt.where(col(Ticket.merchant_id) == user.merchant_id)
+            rows = (await session.execute(stmt)).scalars().all()
+            out = [
+                merchant_ticket_public(
+                    t, await session.get(Resident, t.resident_id) if t.resident_id else None
+                )
+                for t in rows
+            ]
+            return ok(out)
+        rows = (await session.execute(stmt)).scalars().all()
+        return ok([ticket_public(t) for t in rows])
+
+
+@API.route(
+    "GET",
+    "/tickets/{ticket_id}",
+    summary="A ticket with its offers and timeline",
+    roles=("operator",),
+    tag="tickets",
+)
+async def ticket_detail(request: web.Request) -> web.Response:
+    """A ticket, its offers and every event about it."""
+    need(request, *STAFF)
+    svc = services(request)
+    ticket_id = int_param(request, "ticket_id")
+    ticket = await svc.dispatcher.get_ticket(ticket_id)
+    offers = await svc.dispatcher.offers(ticket_id)
+    async with svc.store.read() as session:
+        names = {
+            m.id: m.name
+            for m in (
+                await session.execute(
+                    select(Merchant).where(col(Merchant.id).in_([o.merchant_id for o in offers]))
+                )
+            ).scalars()
+        }
+    data = ticket_public(ticket)
+    data["offers"] = [{**offer_public(o), "merchant": names.get(o.merchant_id, "")} for o in offers]
+    data["timeline"] = await svc.store.events_for("ticket", ticket_id)
+    return ok(data)
+
+
+@API.route(
+    "GET",
+    "/tickets/{ticket_id}/candidates",
+    summary="Ranked merchants for a ticket with the reasons for each",
+    roles=("operator",),
+    tag="tickets",
+)
+async def candidates(request: web.Request) -> web.Response:
+    """The ranking."""
+    need(request, *STAFF)
+    ranked = await services(request).dispatcher.candidates(int_param(request, "ticket_id"))
+    return ok([c.public() for c in ranked])
+
+
+@API.route(
+    "POST",
+    "/tickets/{ticket_id}/dispatch",
+    summary="Start the offer cascade",
+    roles=("operator",),
+    body=DispatchBody,
+    tag="tickets",
+)
+async def dispatch_ticket(request: web.Request) -> web.Response:
+    """Dispatch."""
+    user = need(request, *STAFF)
+    data = await body(request, DispatchBody)
+    ticket = await services(request).dispatcher.dispatch(
+        int_param(request, "ticket_id"), user=user, merchant_ids=data.merchant_ids
+    )
+    return ok(ticket_public(ticket))
+
+
+async def _merchant_or_staff_ticket_action(request: web.Request, action: str) -> web.Response:
+    user = need(request, *STAFF, Role.MERCHANT)
+    dispatcher = services(request).dispatcher
+    ticket_id = int_param(request, "ticket_id")
+    if action == "arrive":
+        ticket = await dispatcher.arrive(ticket_id, user=user)
+    else:
+        ticket = await dispatcher.complete(ticket_id, user=user)
+    return ok(
+        ticket_public(ticket)
+        if user.role != Role.MERCHANT
+        else {"id": ticket.id, "state": ticket.state}
+    )
+
+
+@API.route(
+    "POST",
+    "/tickets/{ticket_id}/arrive",
+    summary="The merchant is at the door",
+    roles=("operator", "merchant"),
+    tag="tickets",
+)
+async def arrive(request: web.Request) -> web.Response:
+    """Arrival."""
+    return await _merchant_or_staff_ticket_action(request, "arrive")
+
+
+@API.route(
+    "POST",
+    "/tickets/{ticket_id}/complete",
+    summary="The visit is done",
+    roles=("operator", "merchant"),
+    tag="tickets",
+)
+async def complete(request: web.Request) -> web.Response:
+    """Completion; the survey call follows."""
+    return await _merchant_or_staff_ticket_action(request, "complete")
+
+
+@API.route(
+    "POST",
+    "/tickets/{ticket_id}/cancel",
+    summary="Cancel a ticket",
+    roles=("operator",),
+    body=CancelBody,
+    tag="tickets",
+)
+async def cancel(request: web.Request) -> web.Response:
+    """Cancel."""
+    user = need(request, *STAFF)
+    data = await body(request, CancelBody)
+    ticket = await services(request).dispatcher.cancel(
+        int_param(request, "ticket_id"), user=user, reason=data.reason
+    )
+    return ok(ticket_public(ticket))
+
+
+@API.route(
+    "POST",
+    "/offers/{offer_id}/accept",
+    summary="Accept an offer (merchant page, or an operator on the merchant's behalf)",
+    roles=("operator", "merchant"),
+    tag="tickets",
+)
+async def accept_offer(request: web.Request) -> web.Response:
+    """Accept; a second accept of the same ticket is refused with 409."""
+    user = need(request, *STAFF, Role.MERCHANT)
+    ticket = await services(request).dispatcher.accept_offer(
+        int_param(request, "offer_id"), user=user
+    )
+    return ok({"ticket_id": ticket.id, "state": ticket.state.value})
+
+
+# -- the event log --
+@API.route(
+    "GET", "/events", summary="The event log after ?since=SEQ", roles=("operator",), tag="events"
+)
+async def events(request: web.Request) -> web.Response:
+    """Events after a sequence number, oldest first."""
+    need(request, *STAFF)
+    since = request.query.get("since", "0")
+    if not since.isdigit():
+        from dispatch.service import Invalid
+
+        raise Invalid("since must be a non-negative integer")
+    return ok(await services(request).store.events_since(int(since)))
+
+
+# -- the phone simulator (memory PBX only) --
+def pbx(request: web.Request) -> MemoryPBX:
+    """The memory PBX, or 404 on real telephony."""
+    telephony = services(request).telephony
+    if not isinstance(telephony, MemoryPBX):
+        raise repo.NotFound("simulator", "(telephony is not the memory PBX)")
+    return telephony
+
+
+@API.route(
+    "GET",
+    "/sim/calls",
+    summary="Simulator: calls as the phones see them",
+    roles=("operator",),
+    tag="simulator",
+)
+async def sim_calls(request: web.Request) -> web.Response:
+    """Live and recent simulated calls."""
+    need(request, *STAFF)
+    return ok(pbx(request).snapshot())
+
+
+@API.route(
+    "GET",
+    "/sim/phones",
+    summary="Simulator: phones to call from",
+    roles=("operator",),
+    tag="simulator",
+)
+async def sim_phones(request: web.Request) -> web.Response:
+    """A few registered residents' phones to pick from."""
+    need(request, *STAFF)
+    async with services(request).store.read() as session:
+        rows = (
+            await session.execute(
+                select(col(Resident.name), col(ResidentPhone.number))
+                .join(ResidentPhone, col(ResidentPhone.resident_id) == Resident.id)
+                .order_by(col(Resident.id))
+                .limit(12)
+            )
+        ).all()
+    return ok([{"name": name, "number": number} for name, number in rows])
+
+
+@API.route(
+    "POST",
+    "/sim/dial",
+    summary="Simulator: call the hotline from a number",
+    roles=("operator",),
+    body=DialBody,
+    tag="simulator",
+)
+async def sim_dial(request: web.Request) -> web.Response:
+    """A simulated resident calls in."""
+    need(request, *STAFF)
+    data = await body(request, DialBody)
+    number = try_normalize(data.number) or data.number
+    ref = await pbx(request).dial_in(number)
+    return ok({"ref": ref}, status=201)
+
+
+async def _sim(request: web.Request, action: str) -> web.Response:
+    need(request, *STAFF)
+    phone = pbx(request)
+    ref = request.match_info["ref"][:64]
+    try:
+        if action == "answer":
+            await phone.answer(ref)
+        elif action == "hangup":
+            await phone.party_hangup(ref)
+        elif action == "press":
+            data = await body(request, PressBody)
+            await phone.press(ref, data.digit)
+        elif action == "reject":
+            data = await body(request, RejectBody)
+            await phone.reject(ref, OriginateFailure(data.reason))
+    except UnknownCall as exc:
+        raise repo.NotFound("simulated call", ref) from exc
+    return ok({"ok": True})
+
+
+@API.route(
+    "POST",
+    "/sim/calls/{ref}/answer",
+    summary="Simulator: pick up a ringing phone",
+    roles=("operator",),
+    tag="simulator",
+)
+async def sim_answer(request: web.Request) -> web.Response:
+    """Answer as the called party."""
+    return await _sim(request, "answer")
+
+
+@API.route(
+    "POST",
+    "/sim/calls/{ref}/press",
+    summary="Simulator: press a key",
+    roles=("operator",),
+    body=PressBody,
+    tag="simulator",
+)
+async def sim_press(request: web.Request) -> web.Response:
+    """Press a key."""
+    return await _sim(request, "press")
+
+
+@API.route(
+    "POST",
+    "/sim/calls/{ref}/hangup",
+    summary="Simulator: hang up the phone",
+    roles=("operator",),
+    tag="simulator",
+)
+async def sim_hangup(request: web.Request) -> web.Response:
+    """Hang up as the far end."""
+    return await _sim(request, "hangup")
+
+
+@API.route(
+    "POST",
+    "/sim/calls/{ref}/reject",
+    summary="Simulator: busy / no answer / failure",
+    roles=("operator",),
+    body=RejectBody,
+    tag="simulator",
+)
+async def sim_reject(request: web.Request) -> web.Response:
+    """Refuse a ringing call."""
+    return await _sim(request, "reject")
+
+
+async def openapi_doc(request: web.Request) -> web.Response:
+    """The OpenAPI document of this API."""
+    return ok(API.document(title="医敬 Yijing API", version="1"))
+
+
+__all__ = ["API", "Forbidden", "Unauthorized", "auth_middleware", "openapi_doc"]

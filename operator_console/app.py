@@ -1,0 +1,255 @@
+"""The composition root: the one place that chooses implementations and wires the app.
+
+Every long-lived resource (database engine, telephony link, scheduler, event pump) is an
+async context manager in `app.cleanup_ctx`, opened in order and closed in reverse.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp_jinja2
+import jinja2
+from aiohttp import web
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from dispatch.clock import Clock, SystemClock
+from dispatch.events import EventBus, Store
+from dispatch.service import DispatchConfig, Dispatcher
+from dispatch.timers import SchedulerTimers, Timers
+from operator_console import auth
+from operator_console.errors import error_middleware
+from operator_console.migrate import upgrade
+from operator_console.settings import Settings
+from providers.base import Telephony
+from providers.memory import MemoryPBX
+from registry import repository as repo
+from registry.db import make_engine, make_sessionmaker, sync_url
+from registry.demo import generate
+from registry.models import Role, User
+
+log = logging.getLogger(__name__)
+
+HERE = Path(__file__).parent
+
+
+@dataclass(slots=True)
+class Services:
+    """Everything the handlers reach, built once per app."""
+
+    settings: Settings
+    engine: AsyncEngine
+    store: Store
+    bus: EventBus
+    clock: Clock
+    telephony: Telephony
+    timers: Timers
+    dispatcher: Dispatcher
+    scheduler_up: Callable[[], bool]
+
+
+services_key = web.AppKey("services", Services)
+settings_key = web.AppKey("settings", Settings)
+websockets_key: web.AppKey[set[web.WebSocketResponse]] = web.AppKey("websockets")
+
+
+def make_telephony(settings: Settings) -> Telephony:
+    """The telephony backend the settings ask for."""
+    if settings.telephony == "memory":
+        return MemoryPBX(
+            time_scale=settings.memory_time_scale,
+            ring_timeout_s=settings.ring_timeout_s,
+            hotline=settings.hotline_number,
+        )
+    raise NotImplementedError(f"telephony backend {settings.telephony!r} is not wired yet")
+
+
+def ensure_secret(settings: Settings) -> str:
+    """The secret key: configured, or generated once and kept in the data folder."""
+    if settings.secret_key:
+        return settings.secret_key
+    path = settings.data_dir / "secret_key"
+    if path.exists():
+        return path.read_text().strip()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(48)
+    path.write_text(key)
+    path.chmod(0o600)
+    return key
+
+
+async def seed_demo(store: Store, settings: Settings) -> str | None:
+    """Seed the demo community and logins on an empty database; returns a new password."""
+    async with store.read() as session:
+        if not await repo.is_empty(session):
+            return None
+        await repo.add_community(session, community=generate())
+        password = settings.demo_password or secrets.token_urlsafe(9)
+        hashed = auth.hash_password(password)
+        session.add_all(
+            [
+                User(
+                    username="demo",
+                    display_name="演示管理员",
+                    password_hash=hashed,
+                    role=Role.ADMIN,
+                ),
+                User(
+                    username="operator",
+                    display_name="话务员小李",
+                    password_hash=hashed,
+                    role=Role.OPERATOR,
+                ),
+                User(
+                    username="supervisor",
+                    display_name="班长老张",
+                    password_hash=hashed,
+                    role=Role.SUPERVISOR,
+                ),
+                User(
+                    username="merchant1",
+                    display_name="康华大药房",
+                    password_hash=hashed,
+                    role=Role.MERCHANT,
+                    merchant_id=1,
+                ),
+            ]
+        )
+    return password
+
+
+def create_app(
+    settings: Settings,
+    *,
+    telephony: Telephony | None = None,
+    clock: Clock | None = None,
+    timers: Timers | None = None,
+    dispatch_config: DispatchConfig | None = None,
+    announce: Callable[[str], None] | None = None,
+) -> web.Application:
+    """Build the app. Tests pass their own telephony, clock or timers; the rest is chosen here."""
+    from operator_console import api, pages, ws
+
+    app = web.Application(
+        middlewares=[error_middleware, api.auth_middleware], client_max_size=2 * 1024 * 1024
+    )
+    app[settings_key] = settings
+    app[websockets_key] = set()
+    secret = ensure_secret(settings)
+    aiohttp_jinja2.setup(
+        app,
+        loader=jinja2.FileSystemLoader(HERE / "templates"),
+        autoescape=jinja2.select_autoescape(default=True),
+        context_processors=[pages.context_processor],
+    )
+    app["secret"] = secret
+
+    async def resources(app: web.Application) -> AsyncIterator[None]:
+        the_clock = clock or SystemClock()
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        await asyncio.to_thread(upgrade, settings.database_url)
+        engine = make_engine(settings.database_url)
+        bus = EventBus()
+        store = Store(make_sessionmaker(engine), bus, the_clock)
+        if settings.seed_demo:
+            password = await seed_demo(store, settings)
+            if password and announce:
+                announce(password)
+        backend = telephony or make_telephony(settings)
+        config = dispatch_config or DispatchConfig(
+            offer_timeout_s=settings.offer_timeout_s,
+            ring_timeout_s=settings.ring_timeout_s,
+            survey_delay_s=settings.survey_delay_s,
+            wrap_up_s=settings.wrap_up_s,
+            parallel_offers_urgent=settings.parallel_offers_urgent,
+        )
+        holder: dict[str, Dispatcher] = {}
+
+        async def fire(key: str) -> None:
+            await holder["d"].on_timer(key)
+
+        async with contextlib.AsyncExitStack() as stack:
+            await stack.enter_async_context(backend)
+            if timers is None:
+                scheduler = SchedulerTimers(
+                    sync_url=sync_url(settings.database_url), handler=fire, name=f"yijing-{id(app)}"
+                )
+                the_timers: Timers = scheduler
+
+                def scheduler_up() -> bool:
+                    return scheduler.running
+            else:
+                scheduler = None
+                the_timers = timers
+
+                def scheduler_up() -> bool:
+                    return True
+
+            dispatcher = Dispatcher(
+                store=store, telephony=backend, timers=the_timers, clock=the_clock, config=config
+            )
+            holder["d"] = dispatcher
+            if hasattr(the_timers, "handler") and getattr(the_timers, "handler", None) is None:
+                the_timers.handler = fire
+            pump = asyncio.create_task(dispatcher.pump(), name="telephony-pump")
+            if scheduler is not None:
+                await stack.enter_async_context(scheduler)
+            app[services_key] = Services(
+                settings,
+                engine,
+                store,
+                bus,
+                the_clock,
+                backend,
+                the_timers,
+                dispatcher,
+                scheduler_up,
+            )
+            try:
+                yield
+            finally:
+                sockets: set[web.WebSocketResponse] = app[websockets_key]
+                for ws_conn in list(sockets):
+                    await ws_conn.close(code=1001, message=b"server shutdown")
+                bus.close()
+                pump.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await pump
+                await dispatcher.drain()
+        await engine.dispose()
+
+    app.cleanup_ctx.append(resources)
+    api.API.add_to(app)
+    app.router.add_get("/api/v1/openapi.json", api.openapi_doc)
+    app.router.add_get("/api/v1/ws", ws.websocket)
+    app.router.add_get("/healthz", healthz)
+    pages.add_routes(app)
+    app.router.add_static("/static", HERE / "static", name="static")
+    return app
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """Database, telephony and scheduler status; 503 when one is down."""
+    services = request.app[services_key]
+    checks: dict[str, Any] = {}
+    try:
+        async with services.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+        checks["database"] = {"up": True, "dialect": services.engine.dialect.name}
+    except Exception as exc:  # any failure to reach the database is "down"
+        checks["database"] = {"up": False, "detail": type(exc).__name__}
+    health = services.telephony.health()
+    checks["telephony"] = {"up": health.up, "backend": health.backend, "detail": health.detail}
+    checks["scheduler"] = {"up": services.scheduler_up()}
+    ok = all(c["up"] for c in checks.values())
+    return web.json_response(
+        {"status": "ok" if ok else "down", "checks": checks}, status=200 if ok else 503
+    )

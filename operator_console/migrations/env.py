@@ -1,0 +1,41 @@
+"""Alembic environment: every table of every package, one metadata."""
+
+from __future__ import annotations
+
+from alembic import context
+from sqlalchemy import create_engine, pool
+from sqlmodel import SQLModel
+
+import registry.models  # noqa: F401  (imported for their tables)
+from registry.db import EnumText
+
+config = context.config
+
+
+def render_item(type_: str, obj: object, autogen_context: object) -> str | bool:
+    """Enum columns are plain strings in the schema."""
+    if type_ == "type" and isinstance(obj, EnumText):
+        return f"sa.String(length={obj.impl.length})"  # type: ignore[attr-defined]
+    return False
+
+
+target_metadata = SQLModel.metadata
+
+
+def run_migrations_online() -> None:
+    """Run migrations on a live connection."""
+    engine = create_engine(config.get_main_option("sqlalchemy.url") or "", poolclass=pool.NullPool)
+    with engine.connect() as connection:
+        context.configure(
+            connection=connection,
+            target_metadata=target_metadata,
+            render_as_batch=connection.dialect.name == "sqlite",
+            compare_type=True,
+            render_item=render_item,
+        )
+        with context.begin_transaction():
+            context.run_migrations()
+    engine.dispose()
+
+
+run_migrations_online()

@@ -1,0 +1,87 @@
+"""Server-rendered pages: login, the operator console, a ticket, the phone simulator.
+
+Pages carry no data of their own; small JavaScript modules fill them from the API and
+the WebSocket. zh-CN is the default; `?lang=en` switches and is remembered in a cookie.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiohttp_jinja2
+from aiohttp import web
+
+from operator_console import auth
+from operator_console.errors import Unauthorized
+from operator_console.i18n import LANGS, texts
+
+LANG_COOKIE = "yijing_lang"
+
+
+def page_lang(request: web.Request) -> str:
+    """The page language: ?lang=, then the cookie, then zh-CN."""
+    lang = request.query.get("lang") or request.cookies.get(LANG_COOKIE) or "zh-CN"
+    return lang if lang in LANGS else "zh-CN"
+
+
+async def context_processor(request: web.Request) -> dict[str, Any]:
+    """Values every template sees."""
+    lang = page_lang(request)
+    user = request.get("user")
+    return {
+        "lang": lang,
+        "t": texts(lang),
+        "user": auth.user_public(user) if user else None,
+        "csrf": request.get("csrf", ""),
+    }
+
+
+def _remember_lang(request: web.Request, response: web.StreamResponse) -> web.StreamResponse:
+    if "lang" in request.query and request.query["lang"] in LANGS:
+        response.set_cookie(LANG_COOKIE, request.query["lang"], samesite="Lax", path="/")
+    return response
+
+
+def _staff(request: web.Request) -> None:
+    user = request.get("user")
+    if user is None:
+        raise Unauthorized()
+    auth.require(user, auth.Role.OPERATOR)
+
+
+async def login_page(request: web.Request) -> web.StreamResponse:
+    """The login form."""
+    response = aiohttp_jinja2.render_template("login.html", request, {})
+    return _remember_lang(request, response)
+
+
+async def console_page(request: web.Request) -> web.StreamResponse:
+    """The operator console."""
+    _staff(request)
+    response = aiohttp_jinja2.render_template("console.html", request, {})
+    return _remember_lang(request, response)
+
+
+async def ticket_page(request: web.Request) -> web.StreamResponse:
+    """One ticket with its timeline."""
+    _staff(request)
+    ticket_id = request.match_info["ticket_id"]
+    if not ticket_id.isdigit():
+        raise web.HTTPNotFound()
+    response = aiohttp_jinja2.render_template("ticket.html", request, {"ticket_id": ticket_id})
+    return _remember_lang(request, response)
+
+
+async def simulator_page(request: web.Request) -> web.StreamResponse:
+    """The phone simulator."""
+    _staff(request)
+    response = aiohttp_jinja2.render_template("simulator.html", request, {})
+    return _remember_lang(request, response)
+
+
+def add_routes(app: web.Application) -> None:
+    """Register the pages."""
+    app.router.add_get("/", console_page)
+    app.router.add_get("/login", login_page)
+    app.router.add_get("/tickets/{ticket_id}", ticket_page)
+    app.router.add_get("/simulator", simulator_page)

@@ -1,0 +1,52 @@
+// The phone simulator: call the hotline as a resident, answer as a merchant, press keys.
+import { api, el } from './common.js';
+const $ = (id) => document.getElementById(id);
+
+async function dial(number) { await api('POST', '/sim/dial', { number }); refresh(); }
+
+$('dial-form').addEventListener('submit', (e) => { e.preventDefault(); dial($('dial-number').value); });
+
+async function loadPhones() {
+  const phones = await api('GET', '/sim/phones');
+  $('phones').replaceChildren(...phones.map((p) => {
+    const li = el('li');
+    const b = el('button', '📞'); b.type = 'button'; b.className = 'dial-resident';
+    b.addEventListener('click', () => dial(p.number));
+    li.append(b, ' ', el('span', p.name), ' ', el('span', p.number, 'muted'));
+    return li;
+  }));
+}
+
+async function act(ref, action, body) { try { await api('POST', `/sim/calls/${encodeURIComponent(ref)}/${action}`, body); } catch (err) { console.warn(err); } refresh(); }
+
+function render(calls) {
+  const tpl = $('call-tpl');
+  $('sim-calls').replaceChildren(...calls.map((c) => {
+    const node = tpl.content.firstElementChild.cloneNode(true);
+    node.dataset.ref = c.ref; node.dataset.number = c.number; node.dataset.state = c.state;
+    node.querySelector('.dir').textContent = c.direction === 'in' ? '⬅ 来电' : '➡ 外呼';
+    node.querySelector('.number').textContent = c.number;
+    node.querySelector('.state').textContent = c.state + (c.cause ? ` (${c.cause})` : '');
+    const ringing = c.state === 'ringing';
+    node.querySelector('.answer').hidden = !ringing;
+    node.querySelector('.busy').hidden = !ringing;
+    node.querySelector('.hang').hidden = c.state === 'ended';
+    node.querySelector('.answer').addEventListener('click', () => act(c.ref, 'answer'));
+    node.querySelector('.busy').addEventListener('click', () => act(c.ref, 'reject', { reason: 'busy' }));
+    node.querySelector('.hang').addEventListener('click', () => act(c.ref, 'hangup'));
+    const keys = node.querySelector('.keys');
+    for (const d of c.waiting_for) {
+      const b = el('button', d, 'key'); b.type = 'button'; b.dataset.digit = d;
+      b.addEventListener('click', () => act(c.ref, 'press', { digit: d }));
+      keys.append(b);
+    }
+    node.querySelector('.transcript').replaceChildren(...c.transcript.map((line) => el('li', line)));
+    return node;
+  }));
+}
+
+async function refresh() { render(await api('GET', '/sim/calls')); }
+await loadPhones();
+await refresh();
+setInterval(refresh, 700);
+document.body.dataset.ready = '1';

@@ -1,0 +1,1 @@
+"""Who: residents, contacts, merchants, contracts, the service catalog and grids."""
