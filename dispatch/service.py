@@ -255,7 +255,7 @@ class Dispatcher:
                     call.id,
                     emergency=emergency,
                     outcome=event.outcome,
-                    **dict(event.variables),
+                    category=event.variables.get("category"),
                 )
         elif event.flow == "merchant_offer":
             await self._offer_decided(event.ref, event.outcome)

@@ -24,6 +24,9 @@ from registry.models import Merchant, Resident, ResidentPhone, Role, User
 from registry.phones import mask, try_normalize
 
 API = Api("/api/v1")
+USER = web.RequestKey("user", User)
+TOKEN = web.RequestKey("token", str)
+CSRF = web.RequestKey("csrf", str)
 STAFF = (Role.OPERATOR,)
 SUPERVISORS = (Role.SUPERVISOR,)
 
@@ -46,7 +49,7 @@ def services(request: web.Request) -> Any:
 
 def current_user(request: web.Request) -> User | None:
     """The logged-in user, if any."""
-    return request.get("user")
+    return request.get(USER)
 
 
 def need(request: web.Request, *roles: Role) -> User:
@@ -99,8 +102,7 @@ async def auth_middleware(
             found = await auth.resolve(session, token=token)
         if found is not None:
             user, login = found
-            request["user"], request["token"] = user, token
-            request["csrf"] = login.csrf
+            request[USER], request[TOKEN], request[CSRF] = user, token, login.csrf
             if request.path.startswith("/api/") and request.path != "/api/v1/login":
                 auth.check_csrf(
                     request.method,
@@ -279,7 +281,7 @@ async def logout(request: web.Request) -> web.Response:
     """Log out."""
     need(request)
     async with services(request).store.read() as session:
-        await auth.logout(session, token=request["token"])
+        await auth.logout(session, token=request[TOKEN])
     response = ok({"ok": True})
     response.del_cookie(auth.COOKIE, path="/")
     return response
@@ -289,7 +291,7 @@ async def logout(request: web.Request) -> web.Response:
 async def me(request: web.Request) -> web.Response:
     """The current user and their CSRF token."""
     user = need(request)
-    return ok({"user": auth.user_public(user), "csrf": request["csrf"]})
+    return ok({"user": auth.user_public(user), "csrf": request[CSRF]})
 
 
 # -- catalog, residents --

@@ -72,20 +72,6 @@ def make_telephony(settings: Settings) -> Telephony:
     raise NotImplementedError(f"telephony backend {settings.telephony!r} is not wired yet")
 
 
-def ensure_secret(settings: Settings) -> str:
-    """The secret key: configured, or generated once and kept in the data folder."""
-    if settings.secret_key:
-        return settings.secret_key
-    path = settings.data_dir / "secret_key"
-    if path.exists():
-        return path.read_text().strip()
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    key = secrets.token_urlsafe(48)
-    path.write_text(key)
-    path.chmod(0o600)
-    return key
-
-
 async def seed_demo(store: Store, settings: Settings) -> str | None:
     """Seed the demo community and logins on an empty database; returns a new password."""
     async with store.read() as session:
@@ -143,14 +129,12 @@ def create_app(
     )
     app[settings_key] = settings
     app[websockets_key] = set()
-    secret = ensure_secret(settings)
     aiohttp_jinja2.setup(
         app,
         loader=jinja2.FileSystemLoader(HERE / "templates"),
         autoescape=jinja2.select_autoescape(default=True),
         context_processors=[pages.context_processor],
     )
-    app["secret"] = secret
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
         the_clock = clock or SystemClock()

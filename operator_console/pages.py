@@ -12,6 +12,7 @@ import aiohttp_jinja2
 from aiohttp import web
 
 from operator_console import auth
+from operator_console.api import CSRF, current_user
 from operator_console.errors import Unauthorized
 from operator_console.i18n import LANGS, texts
 
@@ -27,12 +28,12 @@ def page_lang(request: web.Request) -> str:
 async def context_processor(request: web.Request) -> dict[str, Any]:
     """Values every template sees."""
     lang = page_lang(request)
-    user = request.get("user")
+    user = current_user(request)
     return {
         "lang": lang,
         "t": texts(lang),
         "user": auth.user_public(user) if user else None,
-        "csrf": request.get("csrf", ""),
+        "csrf": request.get(CSRF, ""),
     }
 
 
@@ -43,7 +44,7 @@ def _remember_lang(request: web.Request, response: web.StreamResponse) -> web.St
 
 
 def _staff(request: web.Request) -> None:
-    user = request.get("user")
+    user = current_user(request)
     if user is None:
         raise Unauthorized()
     auth.require(user, auth.Role.OPERATOR)

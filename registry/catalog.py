@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from registry.models import ServiceCategory, Urgency
 
-DEFAULT_CATALOG: list[ServiceCategory] = [
-    ServiceCategory(
+_DEFAULTS: list[dict[str, object]] = [
+    dict(
         code="emergency",
         name_zh="紧急求助",
         name_en="Emergency",
@@ -15,7 +15,7 @@ DEFAULT_CATALOG: list[ServiceCategory] = [
         menu_digit="1",
         sort_order=0,
     ),
-    ServiceCategory(
+    dict(
         code="medicine",
         name_zh="送药",
         name_en="Medicine delivery",
@@ -25,7 +25,7 @@ DEFAULT_CATALOG: list[ServiceCategory] = [
         menu_digit="2",
         sort_order=1,
     ),
-    ServiceCategory(
+    dict(
         code="groceries",
         name_zh="买菜购物",
         name_en="Groceries",
@@ -35,7 +35,7 @@ DEFAULT_CATALOG: list[ServiceCategory] = [
         menu_digit="3",
         sort_order=2,
     ),
-    ServiceCategory(
+    dict(
         code="doctor",
         name_zh="上门看病",
         name_en="Doctor home visit",
@@ -45,7 +45,7 @@ DEFAULT_CATALOG: list[ServiceCategory] = [
         menu_digit="4",
         sort_order=3,
     ),
-    ServiceCategory(
+    dict(
         code="water",
         name_zh="水管维修",
         name_en="Water fault",
@@ -55,7 +55,7 @@ DEFAULT_CATALOG: list[ServiceCategory] = [
         menu_digit="5",
         sort_order=4,
     ),
-    ServiceCategory(
+    dict(
         code="electricity",
         name_zh="电力故障",
         name_en="Electricity fault",
@@ -65,7 +65,7 @@ DEFAULT_CATALOG: list[ServiceCategory] = [
         menu_digit="6",
         sort_order=5,
     ),
-    ServiceCategory(
+    dict(
         code="gas",
         name_zh="燃气故障",
         name_en="Gas fault",
@@ -75,7 +75,7 @@ DEFAULT_CATALOG: list[ServiceCategory] = [
         menu_digit="7",
         sort_order=6,
     ),
-    ServiceCategory(
+    dict(
         code="repair",
         name_zh="家电维修",
         name_en="Home repair",
@@ -85,7 +85,7 @@ DEFAULT_CATALOG: list[ServiceCategory] = [
         menu_digit="8",
         sort_order=7,
     ),
-    ServiceCategory(
+    dict(
         code="meal",
         name_zh="送餐",
         name_en="Meal delivery",
@@ -96,3 +96,8 @@ DEFAULT_CATALOG: list[ServiceCategory] = [
         sort_order=8,
     ),
 ]
+
+
+def default_catalog() -> list[ServiceCategory]:
+    """New rows of the default catalog (fresh objects every call)."""
+    return [ServiceCategory.model_validate(values) for values in _DEFAULTS]

@@ -10,7 +10,7 @@ import random
 from dataclasses import dataclass, field
 from datetime import date
 
-from registry.catalog import DEFAULT_CATALOG
+from registry.catalog import default_catalog
 from registry.models import (
     EmergencyContact,
     Grid,
@@ -111,13 +111,15 @@ def generate(*, seed: int = 2026, residents: int = 300) -> DemoCommunity:
     out = DemoCommunity()
     out.grids = [Grid(code=code, name=name, community=COMMUNITY) for code, name in GRIDS]
     grid_codes = [g.code for g in out.grids]
-    out.catalog = [c.model_copy() for c in DEFAULT_CATALOG]
+    out.catalog = default_catalog()
 
     merchant_id = 0
     for kind, count, names, span, categories in MERCHANT_PLAN:
         for i in range(count):
             merchant_id += 1
             home = grid_codes[(merchant_id - 1) % len(grid_codes)]
+            # the first pharmacy and supermarket keep a night window, as real ones do
+            hours = None if i == 0 and kind in ("pharmacy", "supermarket") else span
             utility = kind in ("water", "electricity", "gas") or span is None
             area = grid_codes if utility else sorted({home, *rng.sample(grid_codes, 2)})
             lat, lon = _near(rng)
@@ -135,7 +137,7 @@ def generate(*, seed: int = 2026, residents: int = 300) -> DemoCommunity:
                     service_grids=area,
                     radius_m=0 if utility else 2000,
                     capacity=10 if utility else rng.randint(2, 5),
-                    hours=_hours(span),
+                    hours=_hours(hours),
                     phones=[f"+86139{merchant_id:08d}", f"+86136{merchant_id:08d}"],
                     contract_start=date(2026, 1, 1),
                     contract_end=date(2027, 12, 31),
