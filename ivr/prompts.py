@@ -211,6 +211,33 @@ def render(prompt: str, lang: str | None, params: Mapping[str, Any] | None = Non
     return _SpokenFormatter(pick_lang(lang), values).format(template)
 
 
+def render_field(name: str, form: str, lang: str | None, params: Mapping[str, Any]) -> str:
+    """One dynamic part of a prompt as words (for backends that play static parts as audio)."""
+    formatter = _SpokenFormatter(pick_lang(lang), dict(params))
+    return formatter.format_field(formatter.get_value(name, (), {}), form)
+
+
+def check_catalogs(catalogs: Mapping[str, Mapping[str, str]] | None = None) -> list[str]:
+    """Problems across catalogs: keys missing in a language, differing fields, unknown forms."""
+    books = CATALOGS if catalogs is None else catalogs
+    problems: list[str] = []
+    keys = set().union(*(set(book) for book in books.values()))
+    for lang, book in books.items():
+        for key in sorted(keys - set(book)):
+            problems.append(f"{lang}: prompt {key!r} is missing")
+    for key in sorted(keys):
+        shapes = {
+            lang: sorted(set(fields(book[key]))) for lang, book in books.items() if key in book
+        }
+        if len({tuple(v) for v in shapes.values()}) > 1:
+            problems.append(f"{key}: fields differ between languages: {shapes}")
+        for lang, pairs in shapes.items():
+            for name, form in pairs:
+                if form and form not in SPOKEN_FORMS:
+                    problems.append(f"{lang}: {key}: field {name!r} has unknown form {form!r}")
+    return problems
+
+
 class _SpokenFormatter(Formatter):
     """Fills fields, speaking each value in the form its spec names."""
 
