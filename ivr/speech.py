@@ -373,7 +373,10 @@ def en_address_form(name: str, sex: str | None, romanized_surname: str | None = 
     kind = _sex(sex)
     family = romanized_surname or _romanize(surname(name)) if name.strip() else ""
     if kind is None or not family:
-        return _romanize(name.strip())
+        name = name.strip()
+        family_name = surname(name) if re.match(r"[\u4e00-\u9fff]", name) else ""
+        given = name[len(family_name) :]
+        return " ".join(p for p in (_romanize(family_name), _romanize(given)) if p)
     return ("Mrs " if kind == "f" else "Mr ") + family
 
 

@@ -8,11 +8,13 @@ variables named here; ``Finish.transfer`` is set when the call must go to a queu
 
 ``hotline`` (registered resident; context ``name``, ``sex``, ``age`` or ``birth_year`` +
 ``today``, ``last_category``)
-    ``emergency``  key 1; transfer="operators" (bridge at once, flag the call urgent)
+    ``emergency``  key 1; transfer="operators" (bridge at once, flag it urgent);
+                   variable ``category`` is "emergency"
     ``need``       a confirmed routine need; variable ``category`` is a service catalog
                    code: medicine, groceries, doctor, water, electricity, gas, repair
                    (or meal, through 9 "same as last time"); the call then hangs up
     ``transfer``   key 0, or no clear input after the retries; transfer="operators"
+                   (``category`` may be present but empty: read it only on ``need``)
 ``hotline_no_menu`` ("no menu" mode)  ``transfer`` to "operators"
 ``hotline_unknown`` (unregistered caller)  ``transfer`` to "operators"
 ``status`` (context ``order_status`` matching|offering|accepted|in_service, ``category``,
