@@ -154,6 +154,20 @@ def load_folder(
     return {flow.name: flow for flow in (load_flow(p, catalogs=catalogs) for p in files)}
 
 
+def check_folder(folder: Path | str) -> list[str]:
+    """Every problem in a flow folder, one line per bad file (for an admin's check command)."""
+    path = Path(folder)
+    if not path.is_dir():
+        return [f"{path}: flow folder does not exist"]
+    problems = []
+    for file in sorted([*path.glob("*.yaml"), *path.glob("*.yml")]):
+        try:
+            load_flow(file)
+        except FlowLoadError as exc:
+            problems.append(str(exc))
+    return problems
+
+
 def _scalar(value: Any) -> str:
     if isinstance(value, bool) or value is None or isinstance(value, dict | list):
         raise TypeError(value)

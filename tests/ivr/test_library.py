@@ -8,7 +8,7 @@ import pytest
 
 from ivr.flow import Ask, Flow, FlowError, Say, Transfer, validate
 from ivr.flows import BUILTIN
-from ivr.library import FlowLibrary, FlowLoadError, load_flow, parse_flow
+from ivr.library import FlowLibrary, FlowLoadError, check_folder, load_flow, parse_flow
 
 GOOD = """
 name: callback
@@ -177,3 +177,13 @@ def test_a_missing_folder_is_an_error_on_reload(tmp_path: Path) -> None:
     assert library.names() == sorted(BUILTIN)
     with pytest.raises(FlowLoadError, match="does not exist"):
         library.reload()
+
+
+def test_check_folder_lists_every_bad_file(tmp_path: Path) -> None:
+    (tmp_path / "callback.yaml").write_text(GOOD, encoding="utf-8")
+    (tmp_path / "a.yaml").write_text("name: a\nsteps:\n  x: {ring: 1}\n", encoding="utf-8")
+    (tmp_path / "b.yaml").write_text("name: b\nsteps:\n  x: {say: nope, next: x}\n", "utf-8")
+    problems = check_folder(tmp_path)
+    assert len(problems) == 2
+    assert "a.yaml: flow 'a', step 'x': unknown step kind" in problems[0]
+    assert "b.yaml: flow 'b', step 'x': prompt 'nope' is missing" in problems[1]
