@@ -46,13 +46,17 @@ Action = Play | Collect | Finish
 
 @dataclass(frozen=True, slots=True)
 class Run:
-    """Where a flow run stands: the current step, the attempt on it, the variables."""
+    """Where a flow run stands: the current step, the attempt on it, the variables.
+
+    `visits` counts how often each Ask step was entered, which bounds every menu.
+    """
 
     flow: str
     step: str
     attempt: int = 0
     variables: Mapping[str, str] = field(default_factory=dict)
     finished: bool = False
+    visits: Mapping[str, int] = field(default_factory=dict)
 
 
 def start(flow: Flow, variables: Mapping[str, str] | None = None) -> tuple[Run, list[Action]]:
@@ -65,6 +69,10 @@ def on_digit(flow: Flow, run: Run, digit: str) -> tuple[Run, list[Action]]:
     """Feed one pressed digit to a run waiting on an `Ask`."""
     step = _waiting(flow, run)
     if step.repeat is not None and digit == step.repeat:
+        count = run.visits.get(run.step, 0)
+        if count >= step.max_visits:
+            return _retry(flow, run, step, "ivr.wrong_key")
+        run = replace(run, attempt=0, visits={**run.visits, run.step: count + 1})
         return run, [Play(step.prompt, slow=True), Collect(_digits(step), step.timeout_s)]
     target = step.choices.get(digit)
     if target is None:
@@ -107,14 +115,21 @@ def _advance(flow: Flow, run: Run, actions: list[Action]) -> tuple[Run, list[Act
         step: Step = flow.step(run.step)
         match step:
             case Say(prompt=prompt, next=nxt):
-                actions.append(Play(prompt))
-                run = replace(run, step=nxt, attempt=0)
+                # Said again (the caller asked to hear it again): say it slower.
+                count = run.visits.get(run.step, 0)
+                actions.append(Play(prompt, slow=count > 0))
+                run = replace(run, step=nxt, attempt=0, visits={**run.visits, run.step: count + 1})
             case Set(var=var, value=value, next=nxt):
                 run = replace(run, step=nxt, variables={**run.variables, var: value})
             case Branch(var=var, cases=cases, default=default):
                 run = replace(run, step=cases.get(run.variables.get(var, ""), default))
-            case Ask():
-                actions.append(Play(step.prompt, slow=run.attempt > 0))
+            case Ask(on_fail=on_fail, max_visits=max_visits):
+                count = run.visits.get(run.step, 0)
+                if count >= max_visits:
+                    run = replace(run, step=on_fail, attempt=0)
+                    continue
+                run = replace(run, visits={**run.visits, run.step: count + 1})
+                actions.append(Play(step.prompt, slow=run.attempt > 0 or count > 0))
                 actions.append(Collect(_digits(step), step.timeout_s))
                 return run, actions
             case Transfer(target=target, outcome=outcome):

@@ -1,64 +1,330 @@
-"""Prompt catalogs: every sentence the service says, in zh-CN (default) and English."""
+"""Prompt catalogs: every sentence the service says, in zh-CN (default) and English.
+
+Templates name their dynamic parts with `str.format` fields. A field may carry a *spoken
+form* as its format spec, which `render` turns into words with `ivr.speech`:
+
+=============  ============================================  ==========================
+spec           value                                         zh-CN example
+=============  ============================================  ==========================
+``address``    a resident's name (+ params ``sex``, ``age``   王阿姨, 王爷爷
+               or ``birth_year`` and ``today``)
+``time``       datetime/time (ISO text too)                  下午三点半
+``when``       datetime (+ param ``today``)                  明天上午九点
+``date``       date/datetime (+ param ``today``)             三月五号, 明天
+``duration``   timedelta or minutes                          三十分钟, 一个半小时
+``num``        integer                                       一百零二
+``count``      integer before a measure word                 两 (个)
+``code``       a code word or number, digit by digit         四八二七
+``phone``      a phone number, digit by digit, 1 as 幺       幺三八，零零二三，...
+=============  ============================================  ==========================
+
+A value the spec cannot read (already text, say) is spoken as it is.
+"""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
+from datetime import date, datetime, time, timedelta
 from string import Formatter
 from typing import Any
 
+from ivr import speech
+
 DEFAULT_LANG = "zh-CN"
+LANGS = ("zh-CN", "en")
+#: The spoken forms a template field may name as its format spec.
+SPOKEN_FORMS = frozenset(
+    {"address", "time", "when", "date", "duration", "num", "count", "code", "phone"}
+)
+
+_CONFIRM_ZH = "您要的是：{what}。确认请按 1，重选请按 2。"
+_CONFIRM_EN = "You asked for: {what}. To confirm press 1, to choose again press 2."
+_NEEDS = {
+    # catalog code: (zh-CN read-back, English read-back)
+    "medicine": ("送药", "medicine delivery"),
+    "groceries": ("买菜购物", "groceries"),
+    "doctor": ("请医生上门", "a doctor's home visit"),
+    "water": ("水管维修", "a water repair"),
+    "electricity": ("电力维修", "an electricity repair"),
+    "gas": ("燃气维修", "a gas repair"),
+    "repair": ("家里东西修理", "a home repair"),
+    "meal": ("送餐", "meal delivery"),
+}
 
 CATALOGS: dict[str, dict[str, str]] = {
     "zh-CN": {
         "ivr.no_input": "没有听到您按键。",
         "ivr.wrong_key": "您按的键不对。",
-        "hotline.greeting_known": "{name}您好，这里是医敬服务热线。",
+        # resident hotline
+        "hotline.greeting_known": "{name:address}您好，这里是医敬服务热线。",
         "hotline.greeting_unknown": "您好，这里是医敬服务热线。",
+        "hotline.menu": "有紧急情况请按 1。送药请按 2，买菜购物请按 3，请医生上门请按 4，"
+        "水、电、燃气有问题请按 5，家里东西要修理请按 6。和上次一样请按 9，找话务员请按 0。",
+        "hotline.utility_menu": "水管有问题请按 1，电有问题请按 2，燃气有问题请按 3，"
+        "找话务员请按 0。",
+        "hotline.emergency": "马上为您转接话务员，请不要挂机。",
         "hotline.to_operator": "正在为您转接话务员，请稍候。",
+        "hotline.no_last": "没有找到您上次的服务记录。",
+        "hotline.need_taken": "好的，已经为您登记。商家接单后会给您回电话，请保持电话畅通。再见。",
+        **{
+            f"hotline.confirm.{code}": _CONFIRM_ZH.format(what=zh)
+            for code, (zh, _) in _NEEDS.items()
+        },
+        # order status
+        "status.matching": "您的{category}订单正在联系商家，请您耐心等待。",
+        "status.accepted": "{merchant_kind}已接单，预计{eta:duration}内到达。",
+        "status.in_service": "{merchant_kind}已经上门为您服务。",
+        "status.none": "您现在没有正在办理的订单。",
+        "status.menu": "再听一遍请按 9，有其他需要请按 1，找话务员请按 0。",
+        "status.goodbye": "祝您身体健康，再见。",
+        # merchant offer
         "offer.intro": "您好，这里是医敬服务平台，有一个新的上门服务订单。"
-        "服务：{category}。内容：{description}。地址：{address}。请在{deadline}前到达。",
+        "服务：{category}。内容：{description}。地址：{address}。请在{deadline:time}前到达。",
         "offer.menu": "接单请按 1，不接请按 2，再听一遍请按 9。",
-        "offer.accepted": "谢谢您接单。上门时请说暗号：{code_word}。再见。",
+        "offer.accepted": "谢谢您接单。上门时请对老人说暗号：{code_word:code}。"
+        "再说一遍，暗号是：{code_word:code}。再见。",
         "offer.declined": "好的，已为您记录不接单。再见。",
         "offer.no_input": "没有收到您的选择，订单将转给其他商家。再见。",
+        # merchant arrival and completion
+        "arrival.intro": "您好，这里是医敬服务平台。关于{category}订单，地址：{address}。",
+        "arrival.menu": "已经到达请按 1，还没有到请按 2，遇到问题找话务员请按 0。",
+        "arrival.arrived": "好的，已记录您已到达。请对老人说暗号。再见。",
+        "arrival.not_yet": "好的，请尽快上门。再见。",
+        "arrival.no_input": "没有收到您的选择，话务员稍后会联系您。再见。",
+        "completion.intro": "您好，这里是医敬服务平台。关于{category}订单，地址：{address}。",
+        "completion.menu": "服务已经完成请按 1，还没有完成请按 2，遇到问题找话务员请按 0。",
+        "completion.completed": "谢谢您的服务。再见。",
+        "completion.not_completed": "好的，完成以后我们再联系您。再见。",
+        "completion.no_input": "没有收到您的选择，话务员稍后会联系您。再见。",
+        # satisfaction survey
         "survey.intro": "您好，这里是医敬服务平台。您的{category}服务已经完成，请您评价。",
         "survey.menu": "满意请按 1，基本满意请按 2，不满意请按 3，再听一遍请按 9。",
         "survey.thanks": "谢谢您的评价，祝您身体健康。再见。",
         "survey.no_input": "没有收到您的评价，我们稍后再联系您。再见。",
+        # wellbeing check
+        "wellbeing.intro": "{name:address}您好，这里是医敬社区关爱电话，问问您今天好不好。",
+        "wellbeing.menu": "按 1 表示一切安好，按 2 需要帮助。",
+        "wellbeing.well": "知道您一切安好，我们就放心了。祝您身体健康，再见。",
+        "wellbeing.help": "马上为您转接话务员，请不要挂机。",
+        "wellbeing.no_answer": "没有收到您的回答，我们会请您的家人或网格员来看看您。再见。",
     },
     "en": {
         "ivr.no_input": "We did not hear a key.",
         "ivr.wrong_key": "That key is not one of the choices.",
-        "hotline.greeting_known": "Hello {name}, this is the Yijing care hotline.",
+        "hotline.greeting_known": "Hello {name:address}, this is the Yijing care hotline.",
         "hotline.greeting_unknown": "Hello, this is the Yijing care hotline.",
+        "hotline.menu": "For an emergency press 1. Medicine press 2, groceries press 3, "
+        "a doctor's visit press 4, water, electricity or gas press 5, a home repair press 6. "
+        "The same as last time press 9, an operator press 0.",
+        "hotline.utility_menu": "Water press 1, electricity press 2, gas press 3, "
+        "an operator press 0.",
+        "hotline.emergency": "Connecting you to an operator now. Please stay on the line.",
         "hotline.to_operator": "Connecting you to an operator, please hold.",
+        "hotline.no_last": "We found no earlier request.",
+        "hotline.need_taken": "Thank you, your request is recorded. We will call you back when "
+        "a provider accepts it; please keep your phone free. Goodbye.",
+        **{
+            f"hotline.confirm.{code}": _CONFIRM_EN.format(what=en)
+            for code, (_, en) in _NEEDS.items()
+        },
+        "status.matching": "We are finding a provider for your {category} order. "
+        "Thank you for waiting.",
+        "status.accepted": "The {merchant_kind} accepted your order and expects to arrive "
+        "within {eta:duration}.",
+        "status.in_service": "The {merchant_kind} is with you now.",
+        "status.none": "You have no open order.",
+        "status.menu": "To hear it again press 9, for something else press 1, an operator press 0.",
+        "status.goodbye": "Take care. Goodbye.",
         "offer.intro": "Hello, this is the Yijing care platform with a new home visit order. "
         "Service: {category}. Details: {description}. Address: {address}. "
-        "Please arrive before {deadline}.",
+        "Please arrive before {deadline:time}.",
         "offer.menu": "To accept press 1, to decline press 2, to hear it again press 9.",
-        "offer.accepted": "Thank you. At the door, say the code word {code_word}. Goodbye.",
+        "offer.accepted": "Thank you. At the door, say the code word {code_word:code}. "
+        "Again, the code word is {code_word:code}. Goodbye.",
         "offer.declined": "Noted, you declined this order. Goodbye.",
         "offer.no_input": "We did not get your choice; the order goes to another merchant.",
+        "arrival.intro": "Hello, this is the Yijing care platform about the {category} order "
+        "at {address}.",
+        "arrival.menu": "If you have arrived press 1, not yet press 2, "
+        "for a problem press 0 for an operator.",
+        "arrival.arrived": "Noted, you have arrived. Please say the code word. Goodbye.",
+        "arrival.not_yet": "Please get there as soon as you can. Goodbye.",
+        "arrival.no_input": "We did not get your choice; an operator will call you. Goodbye.",
+        "completion.intro": "Hello, this is the Yijing care platform about the {category} order "
+        "at {address}.",
+        "completion.menu": "If the service is complete press 1, not yet press 2, "
+        "for a problem press 0 for an operator.",
+        "completion.completed": "Thank you for your service. Goodbye.",
+        "completion.not_completed": "Noted; we will call again later. Goodbye.",
+        "completion.no_input": "We did not get your choice; an operator will call you. Goodbye.",
         "survey.intro": "Hello, this is the Yijing care platform. Your {category} visit is "
         "complete; please rate it.",
         "survey.menu": "Satisfied press 1, basically satisfied press 2, not satisfied press 3, "
         "to hear it again press 9.",
         "survey.thanks": "Thank you for your rating. Goodbye.",
         "survey.no_input": "We did not get your rating; we will call again later. Goodbye.",
+        "wellbeing.intro": "Hello {name:address}, this is the Yijing community care call, "
+        "checking how you are today.",
+        "wellbeing.menu": "Press 1 if all is well, press 2 if you need help.",
+        "wellbeing.well": "Glad to hear all is well. Take care, goodbye.",
+        "wellbeing.help": "Connecting you to an operator now. Please stay on the line.",
+        "wellbeing.no_answer": "We did not hear from you, so we will ask your family or "
+        "grid worker to check on you. Goodbye.",
     },
 }
 
 
+def pick_lang(preference: str | None) -> str:
+    """The catalog language for a resident's preference: zh, zh_CN, cmn -> zh-CN; en-GB -> en."""
+    key = (preference or "").strip().lower().replace("_", "-")
+    if key.startswith("en"):
+        return "en"
+    return DEFAULT_LANG
+
+
 def catalog(lang: str | None) -> dict[str, str]:
     """The catalog for a language, falling back to zh-CN."""
-    return CATALOGS.get(lang or DEFAULT_LANG, CATALOGS[DEFAULT_LANG])
+    return CATALOGS.get(lang or DEFAULT_LANG) or CATALOGS[pick_lang(lang)]
+
+
+def fields(template: str) -> list[tuple[str, str]]:
+    """The (field name, spoken form) pairs of a template, in order."""
+    return [(name, spec or "") for _, name, spec, _ in Formatter().parse(template) if name]
+
+
+def fragments(template: str) -> list[str | tuple[str, str]]:
+    """A template as static text pieces and (field, spoken form) pairs, in order."""
+    out: list[str | tuple[str, str]] = []
+    for literal, name, spec, _ in Formatter().parse(template):
+        if literal:
+            out.append(literal)
+        if name:
+            out.append((name, spec or ""))
+    return out
 
 
 def render(prompt: str, lang: str | None, params: Mapping[str, Any] | None = None) -> str:
     """The text of a prompt with its placeholders filled; missing values read as empty."""
     template = catalog(lang).get(prompt) or CATALOGS[DEFAULT_LANG][prompt]
     values = dict(params or {})
-    for _, name, _, _ in Formatter().parse(template):
-        if name and name not in values:
-            values[name] = ""
-    return template.format(**values)
+    return _SpokenFormatter(pick_lang(lang), values).format(template)
+
+
+def render_field(name: str, form: str, lang: str | None, params: Mapping[str, Any]) -> str:
+    """One dynamic part of a prompt as words (for backends that play static parts as audio)."""
+    formatter = _SpokenFormatter(pick_lang(lang), dict(params))
+    return formatter.format_field(formatter.get_value(name, (), {}), form)
+
+
+def check_catalogs(catalogs: Mapping[str, Mapping[str, str]] | None = None) -> list[str]:
+    """Problems across catalogs: keys missing in a language, differing fields, unknown forms."""
+    books = CATALOGS if catalogs is None else catalogs
+    problems: list[str] = []
+    keys = set().union(*(set(book) for book in books.values()))
+    for lang, book in books.items():
+        for key in sorted(keys - set(book)):
+            problems.append(f"{lang}: prompt {key!r} is missing")
+    for key in sorted(keys):
+        shapes = {
+            lang: sorted(set(fields(book[key]))) for lang, book in books.items() if key in book
+        }
+        if len({tuple(v) for v in shapes.values()}) > 1:
+            problems.append(f"{key}: fields differ between languages: {shapes}")
+        for lang, pairs in shapes.items():
+            for name, form in pairs:
+                if form and form not in SPOKEN_FORMS:
+                    problems.append(f"{lang}: {key}: field {name!r} has unknown form {form!r}")
+    return problems
+
+
+class _SpokenFormatter(Formatter):
+    """Fills fields, speaking each value in the form its spec names."""
+
+    def __init__(self, lang: str, params: dict[str, Any]) -> None:
+        self.lang = lang
+        self.params = params
+
+    def get_value(self, key: int | str, args: Any, kwargs: Any) -> Any:
+        return self.params.get(str(key), "")
+
+    def format_field(self, value: Any, format_spec: str) -> str:
+        if value is None or value == "":
+            return ""
+        if format_spec in SPOKEN_FORMS:
+            try:
+                return str(getattr(self, f"_{format_spec}")(value))
+            except (TypeError, ValueError):
+                return str(value)
+        if format_spec:
+            return format(value, format_spec)
+        return str(value)
+
+    @property
+    def _zh(self) -> bool:
+        return self.lang != "en"
+
+    def _today(self) -> date | None:
+        today = self.params.get("today")
+        if isinstance(today, datetime):
+            return today.astimezone(speech.LOCAL_TZ).date() if today.tzinfo else today.date()
+        if isinstance(today, date):
+            return today
+        if isinstance(today, str) and today:
+            return date.fromisoformat(today[:10])
+        return None
+
+    def _address(self, value: Any) -> str:
+        sex = str(self.params.get("sex") or "")
+        if not self._zh:
+            return speech.en_address_form(str(value), sex)
+        age = self.params.get("age")
+        if age in (None, ""):
+            birth = self.params.get("birth_year")
+            age = speech.age_in(int(birth), self._today()) if birth not in (None, "") else None
+        return speech.address_form(str(value), sex, int(age) if age is not None else None)
+
+    def _time(self, value: Any) -> str:
+        moment = _moment(value)
+        if isinstance(moment, datetime) and (today := self._today()) is not None:
+            return (
+                speech.when(moment, today=today)
+                if self._zh
+                else speech.en_when(moment, today=today)
+            )
+        return speech.clock(moment) if self._zh else speech.en_clock(moment)
+
+    _when = _time
+
+    def _date(self, value: Any) -> str:
+        day = date.fromisoformat(value[:10]) if isinstance(value, str) else value
+        if not isinstance(day, date):
+            raise TypeError(value)
+        today = self._today()
+        return speech.day(day, today=today) if self._zh else speech.en_day(day, today=today)
+
+    def _duration(self, value: Any) -> str:
+        span = value if isinstance(value, timedelta) else float(value)
+        return speech.duration(span) if self._zh else speech.en_duration(span)
+
+    def _num(self, value: Any) -> str:
+        return speech.number(int(value)) if self._zh else str(int(value))
+
+    def _count(self, value: Any) -> str:
+        return speech.number(int(value), measure=True) if self._zh else str(int(value))
+
+    def _code(self, value: Any) -> str:
+        return speech.code(str(value)) if self._zh else speech.en_digits(str(value))
+
+    def _phone(self, value: Any) -> str:
+        return speech.phone(str(value)) if self._zh else speech.en_phone(str(value))
+
+
+def _moment(value: Any) -> datetime | time:
+    if isinstance(value, datetime | time):
+        return value
+    if isinstance(value, str) and re.match(r"^\d{4}-\d\d-\d\d[T ]\d\d:\d\d", value):
+        return datetime.fromisoformat(value)
+    if isinstance(value, str) and re.match(r"^\d{1,2}:\d\d", value):
+        return time.fromisoformat(value if len(value) > 4 else "0" + value)
+    raise ValueError(value)

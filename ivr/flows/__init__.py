@@ -1,0 +1,89 @@
+"""The built-in flows, kept as YAML next to this module. Outcomes are the contract with dispatch.
+
+Why YAML and not Python: an admin's override folder uses the very same format, so the
+built-ins are the working examples to copy, and one loader (with its checks) serves both.
+
+Outcomes (``Finish.outcome``; ``Finish.variables`` holds the call's context plus the
+variables named here; ``Finish.transfer`` is set when the call must go to a queue):
+
+``hotline`` (registered resident; context ``name``, ``sex``, ``age`` or ``birth_year`` +
+``today``, ``last_category``)
+    ``emergency``  key 1; transfer="operators" (bridge at once, flag it urgent);
+                   variable ``category`` is "emergency"
+    ``need``       a confirmed routine need; variable ``category`` is a service catalog
+                   code: medicine, groceries, doctor, water, electricity, gas, repair
+                   (or meal, through 9 "same as last time"); the call then hangs up
+    ``transfer``   key 0, or no clear input after the retries; transfer="operators"
+                   (``category`` may be present but empty: read it only on ``need``)
+``hotline_no_menu`` ("no menu" mode)  ``transfer`` to "operators"
+``hotline_unknown`` (unregistered caller)  ``transfer`` to "operators"
+``status`` (context ``order_status`` matching|offering|accepted|in_service, ``category``,
+``merchant_kind``, ``eta`` minutes)
+    ``heard`` (no more keys), ``menu`` (key 1: run ``hotline`` next), ``transfer`` (key 0)
+``merchant_offer`` (context ``category``, ``description``, ``address``, ``deadline``,
+``code_word``; never the resident's phone)
+    ``accepted``, ``declined``, ``no_input``
+``merchant_arrival`` (context ``category``, ``address``)
+    ``arrived``, ``not_yet``, ``no_input``, ``transfer`` (key 0, to "operators")
+``merchant_completion`` (context ``category``, ``address``)
+    ``completed``, ``not_completed``, ``no_input``, ``transfer`` (key 0)
+``survey`` (context ``category``)
+    ``rated`` with variable ``rating`` in satisfied | basically_satisfied | not_satisfied;
+    ``no_input``
+``wellbeing`` (context as ``hotline``)
+    ``well``; ``help`` with variable ``reason``: ``asked`` (key 2, transfer="operators")
+    or ``no_answer`` (no clear key; no transfer). Both start the emergency-contact cascade.
+"""
+
+from __future__ import annotations
+
+from importlib.resources import files
+
+from ivr.flow import Flow
+from ivr.library import parse_flow
+
+#: Every outcome each built-in flow may finish with; overrides must stay inside these.
+OUTCOMES: dict[str, frozenset[str]] = {
+    "hotline": frozenset({"emergency", "need", "transfer"}),
+    "hotline_no_menu": frozenset({"transfer"}),
+    "hotline_unknown": frozenset({"transfer"}),
+    "status": frozenset({"heard", "menu", "transfer"}),
+    "merchant_offer": frozenset({"accepted", "declined", "no_input"}),
+    "merchant_arrival": frozenset({"arrived", "not_yet", "no_input", "transfer"}),
+    "merchant_completion": frozenset({"completed", "not_completed", "no_input", "transfer"}),
+    "survey": frozenset({"rated", "no_input"}),
+    "wellbeing": frozenset({"well", "help"}),
+}
+
+#: Service catalog codes the hotline can finish a ``need`` with.
+NEED_CATEGORIES = (
+    "medicine",
+    "groceries",
+    "doctor",
+    "water",
+    "electricity",
+    "gas",
+    "repair",
+    "meal",
+)
+
+
+def _load_builtin() -> dict[str, Flow]:
+    flows: dict[str, Flow] = {}
+    for name in OUTCOMES:
+        resource = files(__name__).joinpath(f"{name}.yaml")
+        flows[name] = parse_flow(resource.read_text(encoding="utf-8"), source=f"{name}.yaml")
+    return flows
+
+
+BUILTIN: dict[str, Flow] = _load_builtin()
+
+HOTLINE = BUILTIN["hotline"]
+HOTLINE_NO_MENU = BUILTIN["hotline_no_menu"]
+HOTLINE_UNKNOWN = BUILTIN["hotline_unknown"]
+STATUS = BUILTIN["status"]
+MERCHANT_OFFER = BUILTIN["merchant_offer"]
+MERCHANT_ARRIVAL = BUILTIN["merchant_arrival"]
+MERCHANT_COMPLETION = BUILTIN["merchant_completion"]
+SURVEY = BUILTIN["survey"]
+WELLBEING = BUILTIN["wellbeing"]

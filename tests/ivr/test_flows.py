@@ -1,0 +1,332 @@
+"""The built-in flows on the pure engine: happy paths, no input, wrong keys, retries, bounds."""
+
+from __future__ import annotations
+
+import pytest
+
+from ivr import engine
+from ivr.flow import Ask, input_bound
+from ivr.flows import (
+    BUILTIN,
+    HOTLINE,
+    HOTLINE_NO_MENU,
+    HOTLINE_UNKNOWN,
+    MERCHANT_ARRIVAL,
+    MERCHANT_COMPLETION,
+    MERCHANT_OFFER,
+    NEED_CATEGORIES,
+    OUTCOMES,
+    STATUS,
+    SURVEY,
+    WELLBEING,
+)
+from tests.ivr.walk import drive, walk
+
+RESIDENT = {"name": "王秀英", "sex": "女", "age": "82"}
+
+#: Contexts each flow is walked with, so every Branch case is taken.
+CONTEXTS: dict[str, list[dict[str, str]]] = {
+    "hotline": [
+        RESIDENT,
+        {**RESIDENT, "last_category": "medicine"},
+        {**RESIDENT, "last_category": "meal"},
+        {**RESIDENT, "last_category": "bogus"},
+    ],
+    "status": [{"order_status": s} for s in ("matching", "offering", "accepted", "in_service", "")],
+}
+
+
+# -- every flow: never a dead end, never a loop ----------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(BUILTIN))
+def test_given_any_keys_and_timeouts_when_walked_then_every_path_finishes_within_the_bound(
+    name: str,
+) -> None:
+    flow = BUILTIN[name]
+    bound = input_bound(flow)
+    seen: set[str] = set()
+    for context in CONTEXTS.get(name, [RESIDENT]):
+        result = walk(flow, context, bound=bound)
+        assert result.longest <= bound
+        seen |= {outcome for outcome, _, _ in result.outcomes}
+    # every outcome the contract promises is reachable, and nothing else is
+    assert seen == OUTCOMES[name]
+
+
+def test_the_walk_notices_a_flow_that_waits_forever() -> None:
+    # an Ask whose retries lead back to itself with unbounded visits would loop: build one
+    # by hand (validate() would refuse it) to prove the walk can fail
+    from ivr.flow import Flow
+
+    looping = Flow(
+        "looping",
+        "menu",
+        {"menu": Ask("offer.menu", choices={"1": "menu"}, on_fail="menu", max_visits=10**6)},
+    )
+    with pytest.raises(AssertionError, match="more than 5 inputs"):
+        walk(looping, bound=5)
+
+
+def test_bounds_stay_humane() -> None:
+    # no caller should be kept pressing keys for long: the worst case is small
+    assert walk(MERCHANT_OFFER, bound=input_bound(MERCHANT_OFFER)).longest <= 9
+    assert walk(HOTLINE, RESIDENT, bound=input_bound(HOTLINE)).longest <= 30
+
+
+# -- hotline ------------------------------------------------------------------------------
+
+
+def test_given_a_resident_when_they_press_2_and_confirm_then_the_need_is_medicine() -> None:
+    call = drive(HOTLINE, ["2", "1"], RESIDENT)
+    assert call.prompts == [
+        "hotline.greeting_known",
+        "hotline.menu",
+        "hotline.confirm.medicine",
+        "hotline.need_taken",
+    ]
+    assert call.finish is not None
+    assert call.finish.outcome == "need"
+    assert call.finish.variables["category"] == "medicine"
+    assert call.finish.transfer is None
+
+
+@pytest.mark.parametrize(
+    ("keys", "category"),
+    [
+        (["3", "1"], "groceries"),
+        (["4", "1"], "doctor"),
+        (["5", "1", "1"], "water"),
+        (["5", "2", "1"], "electricity"),
+        (["5", "3", "1"], "gas"),
+        (["6", "1"], "repair"),
+    ],
+)
+def test_every_routine_need_has_a_key(keys: list[str], category: str) -> None:
+    call = drive(HOTLINE, keys, RESIDENT)
+    assert call.finish is not None and call.finish.outcome == "need"
+    assert call.finish.variables["category"] == category
+    assert call.prompts[-2] == f"hotline.confirm.{category}"
+
+
+def test_emergency_is_key_1_and_goes_straight_to_an_operator() -> None:
+    call = drive(HOTLINE, ["1"], RESIDENT)
+    assert call.finish == engine.Finish(
+        "emergency", {**RESIDENT, "category": "emergency"}, transfer="operators"
+    )
+    assert call.prompts[-1] == "hotline.emergency"
+
+
+def test_0_is_an_operator() -> None:
+    call = drive(HOTLINE, ["0"], RESIDENT)
+    assert call.finish is not None
+    assert (call.finish.outcome, call.finish.transfer) == ("transfer", "operators")
+
+
+def test_9_repeats_last_times_need_with_a_read_back() -> None:
+    call = drive(HOTLINE, ["9", "1"], {**RESIDENT, "last_category": "groceries"})
+    assert call.prompts[-2] == "hotline.confirm.groceries"
+    assert call.finish is not None and call.finish.variables["category"] == "groceries"
+
+
+def test_9_without_a_last_need_says_so_and_offers_the_menu_again() -> None:
+    call = drive(HOTLINE, ["9", "2", "1"], RESIDENT)
+    assert call.prompts[:4] == [
+        "hotline.greeting_known",
+        "hotline.menu",
+        "hotline.no_last",
+        "hotline.menu",
+    ]
+    assert call.played[3] == ("hotline.menu", True)  # heard again: slower
+    assert call.finish is not None and call.finish.variables["category"] == "medicine"
+
+
+def test_choosing_again_at_the_read_back_returns_to_the_menu() -> None:
+    call = drive(HOTLINE, ["2", "2", "3", "1"], RESIDENT)
+    assert call.finish is not None and call.finish.variables["category"] == "groceries"
+
+
+def test_no_input_repeats_the_menu_slower_then_an_operator_takes_the_call() -> None:
+    call = drive(HOTLINE, [None, None, None], RESIDENT)
+    assert call.played == [
+        ("hotline.greeting_known", False),
+        ("hotline.menu", False),
+        ("ivr.no_input", False),
+        ("hotline.menu", True),
+        ("ivr.no_input", False),
+        ("hotline.menu", True),
+        ("hotline.to_operator", False),
+    ]
+    assert call.finish is not None and call.finish.transfer == "operators"
+
+
+def test_a_wrong_key_says_so() -> None:
+    call = drive(HOTLINE, ["7", "2", "1"], RESIDENT)
+    assert call.played[2:4] == [("ivr.wrong_key", False), ("hotline.menu", True)]
+    assert call.finish is not None and call.finish.outcome == "need"
+
+
+def test_choosing_again_and_again_ends_with_an_operator_not_a_loop() -> None:
+    call = drive(HOTLINE, ["2", "2", "2", "2", "2", "2"], RESIDENT)
+    assert call.finish is not None
+    assert (call.finish.outcome, call.finish.transfer) == ("transfer", "operators")
+    assert call.finish.variables["category"] == ""  # the abandoned choice is not kept
+
+
+def test_no_input_at_the_read_back_goes_to_an_operator() -> None:
+    call = drive(HOTLINE, ["2", None, None, None], RESIDENT)
+    assert call.finish is not None and call.finish.transfer == "operators"
+
+
+def test_hotline_needs_cover_the_catalog_codes_it_promises() -> None:
+    categories = set()
+    for context in CONTEXTS["hotline"]:
+        for outcome, _, variables in walk(HOTLINE, context, bound=input_bound(HOTLINE)).outcomes:
+            if outcome == "need":
+                categories.add(dict(variables)["category"])
+    assert categories == set(NEED_CATEGORIES)
+
+
+@pytest.mark.parametrize("flow", [HOTLINE_UNKNOWN, HOTLINE_NO_MENU])
+def test_unregistered_and_no_menu_callers_go_straight_to_an_operator(flow: object) -> None:
+    call = drive(flow, [], RESIDENT)  # type: ignore[arg-type]
+    assert call.finish is not None
+    assert (call.finish.outcome, call.finish.transfer) == ("transfer", "operators")
+    assert call.prompts[-1] == "hotline.to_operator"
+
+
+# -- status ---------------------------------------------------------------------------
+
+
+def test_a_resident_with_an_accepted_order_hears_the_eta() -> None:
+    call = drive(STATUS, [None, None, None], {"order_status": "accepted"})
+    assert call.prompts[:3] == ["hotline.greeting_known", "status.accepted", "status.menu"]
+    assert call.finish is not None and call.finish.outcome == "heard"
+    assert call.prompts[-1] == "status.goodbye"
+
+
+def test_status_9_repeats_the_status_slower_and_0_is_an_operator() -> None:
+    call = drive(STATUS, ["9", "0"], {"order_status": "matching"})
+    assert call.played[3] == ("status.matching", True)
+    assert call.finish is not None and call.finish.transfer == "operators"
+
+
+def test_status_without_an_open_order_says_so_and_1_asks_for_the_menu() -> None:
+    call = drive(STATUS, ["1"], {})
+    assert "status.none" in call.prompts
+    assert call.finish is not None and call.finish.outcome == "menu"
+
+
+# -- merchants -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("keys", "outcome", "last"),
+    [
+        (["1"], "accepted", "offer.accepted"),
+        (["2"], "declined", "offer.declined"),
+        (["9", "1"], "accepted", "offer.accepted"),
+        ([None, None, None], "no_input", "offer.no_input"),
+        (["5", "6", "7"], "no_input", "offer.no_input"),
+        (["9", "9", "9"], "no_input", "offer.no_input"),
+    ],
+)
+def test_merchant_offer(keys: list[str | None], outcome: str, last: str) -> None:
+    call = drive(MERCHANT_OFFER, keys)
+    assert call.finish is not None and call.finish.outcome == outcome
+    assert call.prompts[-1] == last
+
+
+def test_offer_9_replays_the_order_slower() -> None:
+    call = drive(MERCHANT_OFFER, ["9", "2"])
+    assert call.played[:4] == [
+        ("offer.intro", False),
+        ("offer.menu", False),
+        ("offer.intro", True),
+        ("offer.menu", True),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("flow", "keys", "outcome"),
+    [
+        (MERCHANT_ARRIVAL, ["1"], "arrived"),
+        (MERCHANT_ARRIVAL, ["2"], "not_yet"),
+        (MERCHANT_ARRIVAL, ["9", "1"], "arrived"),
+        (MERCHANT_ARRIVAL, [None, "4", None], "no_input"),
+        (MERCHANT_COMPLETION, ["1"], "completed"),
+        (MERCHANT_COMPLETION, ["2"], "not_completed"),
+        (MERCHANT_COMPLETION, [None, None, None], "no_input"),
+    ],
+)
+def test_merchant_arrival_and_completion(
+    flow: object, keys: list[str | None], outcome: str
+) -> None:
+    call = drive(flow, keys)  # type: ignore[arg-type]
+    assert call.finish is not None and call.finish.outcome == outcome
+    assert call.finish.transfer is None
+
+
+@pytest.mark.parametrize("flow", [MERCHANT_ARRIVAL, MERCHANT_COMPLETION])
+def test_a_merchant_with_a_problem_presses_0_for_an_operator(flow: object) -> None:
+    call = drive(flow, ["0"])  # type: ignore[arg-type]
+    assert call.finish is not None
+    assert (call.finish.outcome, call.finish.transfer) == ("transfer", "operators")
+
+
+def test_the_repeat_key_is_bounded_too() -> None:
+    # two repeats, then 9 counts as a wrong key: two retries, then the safe default
+    call = drive(MERCHANT_ARRIVAL, ["9", "9", "9", "9", "9"])
+    assert call.finish is not None and call.finish.outcome == "no_input"
+
+
+# -- survey and wellbeing ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("key", "rating"),
+    [("1", "satisfied"), ("2", "basically_satisfied"), ("3", "not_satisfied")],
+)
+def test_survey_ratings(key: str, rating: str) -> None:
+    call = drive(SURVEY, [key])
+    assert call.finish is not None and call.finish.outcome == "rated"
+    assert call.finish.variables["rating"] == rating
+
+
+def test_survey_without_a_rating_is_no_input() -> None:
+    call = drive(SURVEY, [None, "8", None])
+    assert call.finish is not None and call.finish.outcome == "no_input"
+    assert "rating" not in call.finish.variables
+
+
+def test_wellbeing_1_is_well() -> None:
+    call = drive(WELLBEING, ["1"], RESIDENT)
+    assert call.finish is not None and call.finish.outcome == "well"
+
+
+def test_wellbeing_2_asks_for_help_and_reaches_an_operator() -> None:
+    call = drive(WELLBEING, ["2"], RESIDENT)
+    assert call.finish is not None
+    assert (call.finish.outcome, call.finish.transfer) == ("help", "operators")
+    assert call.finish.variables["reason"] == "asked"
+
+
+@pytest.mark.parametrize("keys", [[None, None, None], ["5", None, "8"]])
+def test_wellbeing_silence_means_help_without_transfer(keys: list[str | None]) -> None:
+    call = drive(WELLBEING, keys, RESIDENT)
+    assert call.finish is not None
+    assert (call.finish.outcome, call.finish.transfer) == ("help", None)
+    assert call.finish.variables["reason"] == "no_answer"
+    assert call.prompts[-1] == "wellbeing.no_answer"
+
+
+# -- engine guards --------------------------------------------------------------------------
+
+
+def test_a_finished_run_refuses_more_input() -> None:
+    from ivr.flow import FlowError
+
+    call = drive(MERCHANT_OFFER, ["1"])
+    assert call.run is not None
+    with pytest.raises(FlowError, match="already finished"):
+        engine.on_digit(MERCHANT_OFFER, call.run, "1")
