@@ -137,6 +137,7 @@ class TwilioTelephony:
             close = getattr(self._http, "close", None)
             if close is not None:
                 await close()
+        self._client, self._http = None, None
         self._up = False
         self._detail = "closed"
         self._events.put_nowait(BackendStatus(up=False, detail="closed"))
@@ -161,10 +162,11 @@ class TwilioTelephony:
         if ref in self._calls:
             log.info("originate %s ignored: already placed", ref)
             return
+        client = self._rest()
         call = _Call(ref=ref, outbound=True)
         self._calls[ref] = call  # before the first await: a concurrent twin sees it
         try:
-            created = await self._rest().calls.create_async(
+            created = await client.calls.create_async(
                 to=number,
                 from_=caller_id or self.config.from_number,
                 url=self.url("voice", ref=ref),
