@@ -206,8 +206,10 @@ class TwilioTelephony:
         """Connect a call to an operator endpoint, a number, or another call (conference)."""
         call = self._live(ref)
         other = self._calls.get(peer)
-        if other is not None and (other.ended or other.hangup or other is call):
+        if other is not None and (other.ended or other.hangup or other.mode == "done"):
             raise UnknownCall(peer)
+        if other is call:
+            raise TelephonyError(f"cannot bridge {ref} to itself")
         if other is not None:
             room = "yijing-" + "-".join(sorted((ref, peer)))
             target = twiml.DialTarget("conference", room)
@@ -344,7 +346,7 @@ class TwilioTelephony:
 
     def _live(self, ref: str) -> _Call:
         call = self._calls.get(ref)
-        if call is None or call.ended or call.hangup:
+        if call is None or call.ended or call.hangup or call.mode == "done":
             raise UnknownCall(ref)
         return call
 
@@ -420,7 +422,7 @@ class TwilioTelephony:
 
     def _next_document(self, call: _Call) -> str | None:
         """The TwiML for the call's pending command, or None when it has none."""
-        if call.hangup or call.ended:
+        if call.hangup or call.ended or call.mode == "done":
             call.mode = "done"
             return twiml.hangup()
         if call.dial is not None:

@@ -139,11 +139,19 @@ class Recorder:
 
     def __init__(self, adapter: TwilioTelephony) -> None:
         self.events: list[TelephonyEvent] = []
+        self._arrived = asyncio.Condition()
         self._task = asyncio.get_running_loop().create_task(self._pump(adapter))
 
     async def _pump(self, adapter: TwilioTelephony) -> None:
         async for event in adapter.events():
-            self.events.append(event)
+            async with self._arrived:
+                self.events.append(event)
+                self._arrived.notify_all()
+
+    async def wait_for(self, event: TelephonyEvent, timeout_s: float = 2.0) -> None:
+        """Wait until `event` has arrived."""
+        async with self._arrived:
+            await asyncio.wait_for(self._arrived.wait_for(lambda: event in self.events), timeout_s)
 
     async def settle(self) -> None:
         """Let queued events reach the list."""
