@@ -10,9 +10,10 @@ from typing import Any
 import pytest
 from twilio_fakes import ACCOUNT, PLATFORM, PUBLIC, TOKEN, FakeTwilioApi, Recorder, Rig
 
-from ivr.flows import MERCHANT_OFFER
+from ivr.flows import MERCHANT_OFFER, SURVEY
 from providers.base import (
     BackendStatus,
+    FlowFinished,
     OriginateFailed,
     OriginateFailure,
     Telephony,
@@ -191,3 +192,28 @@ async def test_given_closed_then_events_end_and_commands_refused(config: TwilioC
     assert not adapter.health().up
     with pytest.raises(TelephonyError):
         await adapter.originate(ref="late", number="+8613900000001")
+
+
+async def test_given_call_in_gather_when_new_flow_then_redirected_and_new_flow_served(
+    rig: Rig,
+) -> None:
+    await rig.adapter.originate(ref="offer-1", number="+8613900000001")
+    sid = rig.api.sids_created[0]
+    await rig.adapter.run_flow("offer-1", MERCHANT_OFFER, context={})
+    first = await rig.twilio.voice(sid, ref="offer-1")
+
+    await rig.adapter.run_flow("offer-1", SURVEY, context={"category": "x"})
+
+    assert [dict(u.form) for u in rig.api.calls_updated()] == [
+        {"Url": f"{PUBLIC}/voice?ref=offer-1", "Method": "POST"}
+    ]
+    doc = await rig.twilio.voice(sid, ref="offer-1")
+    assert doc.gather_action() == f"{PUBLIC}/gather?ref=offer-1&turn=2"
+    # The abandoned menu's Gather, should it still post, steps nothing.
+    await rig.events.take()
+    await rig.twilio.gather(first, sid, "1")
+    assert await rig.events.take() == []
+    doc = await rig.twilio.gather(doc, sid, "3")
+    assert (await rig.events.take())[-1] == FlowFinished(
+        "offer-1", "survey", "rated", {"category": "x", "rating": "not_satisfied"}
+    )

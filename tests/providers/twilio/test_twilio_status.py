@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from twilio_fakes import Rig
 
+from ivr.flows import SURVEY
 from providers.base import (
     CallAnswered,
     CallEnded,
@@ -61,17 +62,22 @@ async def test_given_retried_callback_then_one_event(rig: Rig) -> None:
     assert await rig.events.calls() == [CallRinging(REF)]
 
 
-async def test_given_retry_with_idempotency_token_then_same_answer_and_one_event(
+async def test_given_voice_retried_with_idempotency_token_then_same_turn_and_no_repeat(
     rig: Rig,
 ) -> None:
-    params = {"CallSid": "CA9", "From": "+8613800000009", "To": "12349"}
-    headers = {"I-Twilio-Idempotency-Token": "tok-1"}
+    sid = await _placed(rig)
+    await rig.adapter.run_flow(REF, SURVEY, context={"category": "x"})
+    params = {"CallSid": sid, "CallStatus": "in-progress"}
+    headers = {"I-Twilio-Idempotency-Token": f"{sid}-voice-1"}
 
-    first = await rig.twilio.post("voice", params, headers=headers)
-    second = await rig.twilio.post("voice", params, headers=headers)
+    first = await rig.twilio.post("voice", params, query={"ref": REF}, headers=headers)
+    second = await rig.twilio.post("voice", params, query={"ref": REF}, headers=headers)
 
+    # Without the token the retry would find the first turn consumed and put the call on hold.
     assert first == second
-    assert len(await rig.events.calls()) == 1
+    assert "<Gather" in first[1]
+    events = await rig.events.calls()
+    assert [type(e).__name__ for e in events] == ["CallAnswered", "PromptPlayed", "PromptPlayed"]
 
 
 async def test_given_late_ringing_after_in_progress_then_ignored(rig: Rig) -> None:
