@@ -1,0 +1,517 @@
+"""The Twilio backend of the telephony port: REST commands down, webhooks up.
+
+Outbound calls are placed with the twilio REST client; Twilio then tells us what happens
+through webhooks (`providers.twilio.webhooks`), which call the `on_*` methods here. Each
+call's webhook URLs carry our `ref` in the query, so a webhook finds its call even
+before `Calls.create` has returned the CallSid. Inbound calls are named by their CallSid.
+
+Handoff between dispatch and the webhooks: dispatch calls `run_flow` / `bridge` when it
+sees `CallAnswered` or `CallOffered`, but Twilio fetches the answered call's TwiML at
+the same moment. A voice webhook with no command yet waits on the call's event for at
+most `handoff_wait_s` (0.3 s: dispatch normally answers within tens of ms, and waiting on
+an event costs nothing), then answers with `<Pause>` + `<Redirect>` back to itself and
+Twilio asks again a second later. The loop is bounded by `handoff_max_s`, after which the
+call is hung up. A call whose flow handed it on (`Transfer`) waits in the same loop,
+unbounded, until `bridge` (or `hangup`) gives it its next document. A call that is inside
+a `<Gather>` or a `<Dial>` when a new command comes is pulled out with a REST redirect.
+
+All state is in memory in the process that owns the telephony link (DESIGN 12): the
+webhook app must be served by that process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlencode
+
+import aiohttp
+from twilio.base.exceptions import TwilioException, TwilioRestException
+from twilio.http import AsyncHttpClient
+from twilio.rest import Client
+
+from ivr import engine
+from ivr.flow import Flow
+from providers.base import (
+    BackendStatus,
+    CallBridged,
+    CallOffered,
+    DigitPressed,
+    FlowFinished,
+    Health,
+    OriginateFailed,
+    OriginateFailure,
+    PromptPlayed,
+    TelephonyError,
+    TelephonyEvent,
+    UnknownCall,
+)
+from providers.twilio import twiml
+from providers.twilio.config import TwilioConfig
+from providers.twilio.http import AiohttpTwilioClient
+from providers.twilio.status import Progress, advance
+
+log = logging.getLogger(__name__)
+
+#: What we ask Twilio to report about outbound calls.
+STATUS_EVENTS = ["initiated", "ringing", "answered", "completed"]
+
+_LINK_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, OSError)
+
+
+@dataclass(slots=True, eq=False)
+class _Call:
+    """One call as this adapter tracks it."""
+
+    ref: str
+    outbound: bool
+    sid: str | None = None
+    progress: Progress = field(default_factory=Progress)
+    # "wait": no command yet; "flow": in a Gather; "hold": handed on, waiting for a
+    # bridge; "bridged": in a Dial; "done": told to hang up.
+    mode: str = "wait"
+    flow: Flow | None = None
+    run: engine.Run | None = None
+    lang: str = "zh-CN"
+    context: dict[str, Any] = field(default_factory=dict)
+    queued: list[engine.Action] | None = None
+    dial: tuple[str, twiml.DialTarget] | None = None
+    hangup: bool = False
+    turn: int = 0
+    answers: dict[int, str] = field(default_factory=dict)
+    seen: set[str] = field(default_factory=set)
+    waiting_since: float | None = None
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def ended(self) -> bool:
+        """Twilio reported a final status."""
+        return self.progress.ended
+
+
+class TwilioTelephony:
+    """The port over Twilio Programmable Voice. An async context manager."""
+
+    name = "twilio"
+
+    def __init__(self, config: TwilioConfig, *, http_client: AsyncHttpClient | None = None) -> None:
+        self.config = config
+        self.speech = twiml.Speech(
+            languages={"zh-CN": "cmn-CN", "en": config.english_language},
+            voices=dict(config.voices),
+            audio_base_url=config.audio_base_url,
+        )
+        self._given_http = http_client
+        self._http: AsyncHttpClient | None = None
+        self._client: Client | None = None
+        self._calls: dict[str, _Call] = {}
+        self._by_sid: dict[str, str] = {}
+        self._events: asyncio.Queue[TelephonyEvent] = asyncio.Queue()
+        self._open = False
+        self._up = False
+        self._detail = "not started"
+
+    # -- lifecycle ---------------------------------------------------------------------
+    async def __aenter__(self) -> TwilioTelephony:
+        # Built here, inside the running loop (DESIGN 13).
+        self._http = self._given_http or AiohttpTwilioClient(timeout_s=self.config.http_timeout_s)
+        self._client = Client(
+            self.config.account_sid, self.config.auth_token, http_client=self._http
+        )
+        if self.config.api_base_url:
+            self._client.api.base_url = self.config.api_base_url.rstrip("/")
+        self._open = True
+        await self._probe()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._open = False
+        for call in self._calls.values():
+            call.changed.set()
+        if self._given_http is None and self._http is not None:
+            close = getattr(self._http, "close", None)
+            if close is not None:
+                await close()
+        self._client, self._http = None, None
+        self._up = False
+        self._detail = "closed"
+        self._events.put_nowait(BackendStatus(up=False, detail="closed"))
+
+    def health(self) -> Health:
+        """Up when the last REST exchange with Twilio worked."""
+        return Health(backend=self.name, up=self._open and self._up, detail=self._detail)
+
+    async def events(self) -> AsyncIterator[TelephonyEvent]:
+        """Every event, in order, until the adapter is closed."""
+        while True:
+            event = await self._events.get()
+            yield event
+            if isinstance(event, BackendStatus) and not event.up and not self._open:
+                return
+
+    # -- the port's commands -------------------------------------------------------------
+    async def originate(
+        self, *, ref: str, number: str, caller_id: str | None = None, timeout_s: float = 30.0
+    ) -> None:
+        """Place an outbound call named `ref`; a ref is never placed twice."""
+        if ref in self._calls:
+            log.info("originate %s ignored: already placed", ref)
+            return
+        client = self._rest()
+        call = _Call(ref=ref, outbound=True)
+        self._calls[ref] = call  # before the first await: a concurrent twin sees it
+        try:
+            created = await client.calls.create_async(
+                to=number,
+                from_=caller_id or self.config.from_number,
+                url=self.url("voice", ref=ref),
+                method="POST",
+                status_callback=self.url("status", ref=ref),
+                status_callback_method="POST",
+                status_callback_event=STATUS_EVENTS,
+                timeout=max(1, round(timeout_s)),
+            )
+        except (TwilioException, *_LINK_ERRORS) as exc:
+            self._link_failed(exc)
+            log.warning("originate %s failed: %s", ref, _describe(exc))
+            # The ref stays taken: a timed-out create may still have placed the call.
+            if not call.ended:
+                call.progress = Progress(rank=4)
+                self._emit(OriginateFailed(ref, OriginateFailure.FAILED))
+            return
+        self._link_ok()
+        sid = str(created.sid)
+        self._learn_sid(call, sid)
+        log.info("originate %s placed as %s", ref, sid)
+        if call.hangup:
+            await self._complete(call)
+
+    async def run_flow(
+        self, ref: str, flow: Flow, *, context: Mapping[str, Any], lang: str = "zh-CN"
+    ) -> None:
+        """Start `flow` on a live call; its turns are served as TwiML by the webhooks."""
+        call = self._live(ref)
+        call.flow, call.context, call.lang = flow, dict(context), lang
+        variables = {k: str(v) for k, v in context.items()}
+        call.run, call.queued = engine.start(flow, variables)
+        log.info("run_flow %s: %s", ref, flow.name)
+        await self._command(call)
+
+    async def bridge(self, ref: str, *, peer: str) -> None:
+        """Connect a call to an operator endpoint, a number, or another call (conference)."""
+        call = self._live(ref)
+        other = self._calls.get(peer)
+        if other is not None and (other.ended or other.hangup or other.mode == "done"):
+            raise UnknownCall(peer)
+        if other is call:
+            raise TelephonyError(f"cannot bridge {ref} to itself")
+        if other is not None:
+            room = "yijing-" + "-".join(sorted((ref, peer)))
+            target = twiml.DialTarget("conference", room)
+            call.dial = (peer, target)
+            other.dial = (ref, target)
+            log.info("bridge %s with call %s in a conference", ref, peer)
+            await self._command(call)
+            await self._command(other)
+            return
+        call.dial = (peer, self.dial_target(peer))
+        log.info("bridge %s to an endpoint", ref)
+        await self._command(call)
+
+    async def hangup(self, ref: str) -> None:
+        """Hang up a call (REST status=completed); unknown or ended refs are ignored."""
+        call = self._calls.get(ref)
+        if call is None or call.ended or call.hangup:
+            return
+        call.hangup = True
+        call.changed.set()
+        if call.sid is None:
+            log.info("hangup %s deferred until Twilio names the call", ref)
+            return
+        await self._complete(call)
+
+    # -- what the webhooks call ------------------------------------------------------------
+    async def on_voice(self, params: Mapping[str, str], ref: str | None) -> str:
+        """Voice URL: an inbound call arrives, an outbound call is answered, or a call polls."""
+        sid = params.get("CallSid", "")
+        call = self._find(ref, sid)
+        if call is None:
+            if ref:
+                log.warning("voice webhook for unknown ref %s (%s): hanging up", ref, sid)
+                return twiml.hangup()
+            call = self._offered(params, sid)
+        elif call.outbound:
+            if call.sid is None and sid:
+                self._learn_sid(call, sid)
+            self._progress(call, "in-progress")
+        document = self._next_document(call)
+        if document is None and self.config.handoff_wait_s > 0 and self._open:
+            call.changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(call.changed.wait(), self.config.handoff_wait_s)
+            document = self._next_document(call)
+        return document if document is not None else self._hold(call)
+
+    async def on_gather(self, params: Mapping[str, str], ref: str | None, turn: int) -> str:
+        """A Gather's action: a digit, or no digit (timeout); answers with the next turn."""
+        call = self._find(ref, params.get("CallSid", ""))
+        if call is None:
+            log.warning("gather webhook for unknown ref %s: hanging up", ref)
+            return twiml.hangup()
+        if turn in call.answers:  # a retried request: same answer, no second step
+            log.info("gather %s turn %s repeated", call.ref, turn)
+            return call.answers[turn]
+        if turn != call.turn or call.flow is None or call.run is None or call.mode != "flow":
+            log.info("gather %s turn %s is stale (now %s)", call.ref, turn, call.turn)
+            return self._next_document(call) or self._hold(call)
+        digits = params.get("Digits", "")
+        if digits:
+            digit = digits[0]
+            self._emit(DigitPressed(call.ref, digit))
+            call.run, call.queued = engine.on_digit(call.flow, call.run, digit)
+        else:
+            call.run, call.queued = engine.on_timeout(call.flow, call.run)
+        document = self._next_document(call) or self._hold(call)
+        call.answers = {t: a for t, a in call.answers.items() if t > turn - 4}
+        call.answers[turn] = document
+        return document
+
+    def on_status(self, params: Mapping[str, str], ref: str | None) -> None:
+        """Status callback: map CallStatus to port events; retries and late ones are dropped."""
+        sid = params.get("CallSid", "")
+        status = params.get("CallStatus", "")
+        call = self._find(ref, sid)
+        if call is None:
+            log.info("status %s for unknown call %s ignored", status, sid)
+            return
+        if call.sid is None and sid:
+            self._learn_sid(call, sid)
+        key = f"{sid}:{status}"
+        if key in call.seen:
+            log.debug("status %s for %s repeated", status, call.ref)
+            return
+        call.seen.add(key)
+        self._progress(call, status, sip_code=params.get("SipResponseCode", ""))
+
+    def on_dial_result(self, params: Mapping[str, str], ref: str | None) -> str:
+        """A `<Dial>` ended: hang up after a conversation, else back to the hold loop."""
+        call = self._find(ref, params.get("CallSid", ""))
+        if call is None:
+            return twiml.hangup()
+        outcome = params.get("DialCallStatus", "")
+        if outcome == "completed" or call.hangup:
+            call.mode = "done"
+            return twiml.hangup()
+        # A bridge that did not connect: the caller waits again; dispatch may bridge anew.
+        log.warning("bridge of %s ended with %s: back on hold", call.ref, outcome or "?")
+        call.mode = "hold"
+        return self._next_document(call) or self._hold(call)
+
+    # -- URLs and targets ---------------------------------------------------------------
+    def url(self, endpoint: str, **query: str | int) -> str:
+        """The public URL of one of our webhooks, as Twilio will request (and sign) it."""
+        base = f"{self.config.public_url.rstrip('/')}/{endpoint}"
+        return f"{base}?{urlencode(query)}" if query else base
+
+    def dial_target(self, peer: str) -> twiml.DialTarget:
+        """What `<Dial>` should ring for a bridge peer that is not one of our calls."""
+        address = peer if peer.startswith(("+", "sip:", "client:")) else None
+        if address is None:
+            address = self.config.operator_endpoint.format(peer=peer)
+        if address.startswith("sip:"):
+            return twiml.DialTarget("sip", address)
+        if address.startswith("client:"):
+            return twiml.DialTarget("client", address.removeprefix("client:"))
+        return twiml.DialTarget("number", address)
+
+    # -- internals -----------------------------------------------------------------------
+    def _rest(self) -> Client:
+        if self._client is None:
+            raise TelephonyError("twilio adapter is not open")
+        return self._client
+
+    def _emit(self, event: TelephonyEvent) -> None:
+        self._events.put_nowait(event)
+
+    def _find(self, ref: str | None, sid: str) -> _Call | None:
+        if ref:
+            return self._calls.get(ref)
+        known = self._by_sid.get(sid)
+        return self._calls.get(known) if known else None
+
+    def _live(self, ref: str) -> _Call:
+        call = self._calls.get(ref)
+        if call is None or call.ended or call.hangup or call.mode == "done":
+            raise UnknownCall(ref)
+        return call
+
+    def _learn_sid(self, call: _Call, sid: str) -> None:
+        call.sid = sid
+        self._by_sid[sid] = call.ref
+
+    def _offered(self, params: Mapping[str, str], sid: str) -> _Call:
+        call = _Call(ref=sid, outbound=False, sid=sid, progress=Progress(rank=3, answered=True))
+        self._calls[sid] = call
+        self._by_sid[sid] = sid
+        log.info("inbound call %s offered", sid)
+        self._emit(
+            CallOffered(
+                sid,
+                caller=params.get("From", ""),
+                dialled=params.get("To", ""),
+                caller_name=params.get("CallerName") or None,
+            )
+        )
+        return call
+
+    def _progress(self, call: _Call, status: str, *, sip_code: str = "") -> None:
+        call.progress, events = advance(
+            call.progress, status, ref=call.ref, outbound=call.outbound, sip_code=sip_code
+        )
+        for event in events:
+            self._emit(event)
+        if events:
+            log.info("call %s (%s) is %s", call.ref, call.sid, status)
+        if call.ended:
+            call.mode = "done"
+            call.changed.set()
+            self._prune()
+
+    def _prune(self) -> None:
+        ended = [ref for ref, c in self._calls.items() if c.ended]
+        for ref in ended[: max(0, len(ended) - self.config.keep_ended)]:
+            old = self._calls.pop(ref)
+            if old.sid:
+                self._by_sid.pop(old.sid, None)
+
+    async def _command(self, call: _Call) -> None:
+        """A new command for a call: wake a waiting webhook, or pull the call out of TwiML."""
+        call.changed.set()
+        if call.mode in ("flow", "bridged") and call.sid and call.progress.answered:
+            call.mode = "wait"  # before the await: the redirected request may come first
+            try:
+                await (
+                    self._rest()
+                    .calls(call.sid)
+                    .update_async(url=self.url("voice", ref=call.ref), method="POST")
+                )
+            except (TwilioException, *_LINK_ERRORS) as exc:
+                self._link_failed(exc)
+                raise TelephonyError(f"redirect of {call.ref} failed: {_describe(exc)}") from exc
+            self._link_ok()
+
+    async def _complete(self, call: _Call) -> None:
+        assert call.sid is not None
+        try:
+            await self._rest().calls(call.sid).update_async(status="completed")
+        except TwilioRestException as exc:
+            self._link_ok()
+            # 404 / 21220: the call is already over; the status callback will say so.
+            log.info("hangup %s: twilio says %s", call.ref, _describe(exc))
+            return
+        except (TwilioException, *_LINK_ERRORS) as exc:
+            self._link_failed(exc)
+            raise TelephonyError(f"hangup of {call.ref} failed: {_describe(exc)}") from exc
+        self._link_ok()
+        log.info("hangup %s (%s) requested", call.ref, call.sid)
+
+    def _next_document(self, call: _Call) -> str | None:
+        """The TwiML for the call's pending command, or None when it has none."""
+        if call.hangup or call.ended or call.mode == "done":
+            call.mode = "done"
+            return twiml.hangup()
+        if call.dial is not None:
+            peer, target = call.dial
+            call.dial, call.mode, call.waiting_since = None, "bridged", None
+            call.flow, call.run, call.queued = None, None, None
+            self._emit(CallBridged(call.ref, peer))
+            return twiml.dial(
+                target,
+                caller_id=self.config.from_number,
+                action_url=self.url("dial", ref=call.ref),
+            )
+        if call.queued is not None and call.flow is not None:
+            return self._render_turn(call, call.queued, call.flow)
+        return None
+
+    def _render_turn(self, call: _Call, actions: list[engine.Action], flow: Flow) -> str:
+        call.queued, call.waiting_since = None, None
+        call.turn += 1
+        turn = twiml.render_turn(
+            actions,
+            lang=call.lang,
+            params=call.context,
+            speech=self.speech,
+            gather_url=self.url("gather", ref=call.ref, turn=call.turn),
+            hold_url=self.url("voice", ref=call.ref),
+        )
+        for prompt, text in turn.played:
+            self._emit(PromptPlayed(call.ref, prompt, text))
+        if turn.finish is not None:
+            finish = turn.finish
+            self._emit(FlowFinished(call.ref, flow.name, finish.outcome, finish.variables))
+            call.flow, call.run = None, None
+            call.mode = "hold" if finish.transfer is not None else "done"
+            log.info("flow %s on %s finished: %s", flow.name, call.ref, finish.outcome)
+        elif turn.collects:
+            call.mode = "flow"
+        return turn.twiml
+
+    def _hold(self, call: _Call) -> str:
+        """The hold loop; a call that never gets a command is hung up after handoff_max_s."""
+        if call.mode == "wait":
+            now = time.monotonic()
+            if call.waiting_since is None:
+                call.waiting_since = now
+            elif now - call.waiting_since > self.config.handoff_max_s:
+                log.warning(
+                    "call %s got no command in %ss: hanging up", call.ref, self.config.handoff_max_s
+                )
+                call.mode, call.hangup = "done", True
+                return twiml.hangup()
+        return twiml.hold(self.url("voice", ref=call.ref), pause_s=self.config.hold_pause_s)
+
+    async def _probe(self) -> None:
+        try:
+            await self._rest().api.v2010.accounts(self.config.account_sid).fetch_async()
+        except TwilioRestException as exc:
+            self._set_link(exc.status != 401 and exc.status != 403, _describe(exc))
+            return
+        except (TwilioException, *_LINK_ERRORS) as exc:
+            self._link_failed(exc)
+            return
+        self._link_ok()
+
+    def _link_ok(self) -> None:
+        self._set_link(True, "twilio api reachable")
+
+    def _link_failed(self, exc: BaseException) -> None:
+        if isinstance(exc, TwilioRestException):
+            # An HTTP answer: the link works, unless the account is refused.
+            self._set_link(exc.status not in (401, 403), _describe(exc))
+        else:
+            self._set_link(False, _describe(exc))
+
+    def _set_link(self, up: bool, detail: str) -> None:
+        changed = up != self._up
+        self._up, self._detail = up, detail
+        if changed:
+            log.log(
+                logging.INFO if up else logging.WARNING,
+                "twilio link %s: %s",
+                "up" if up else "down",
+                detail,
+            )
+            self._emit(BackendStatus(up=up, detail=detail))
+
+
+def _describe(exc: BaseException) -> str:
+    """An error summary without personal data (Twilio messages can quote numbers)."""
+    if isinstance(exc, TwilioRestException):
+        return f"HTTP {exc.status}, code {exc.code}"
+    return type(exc).__name__
