@@ -32,6 +32,7 @@ from dispatch.models import Call, Offer, OperatorStatus, Ticket
 from dispatch.timers import Timers
 from ivr.flow import Flow
 from ivr.flows import BUILTIN
+from ivr.prompts import pick_lang
 from providers.base import (
     BackendStatus,
     CallAnswered,
@@ -225,8 +226,25 @@ class Dispatcher:
                 registered=call.registered,
                 resident_status=resident.status.value if resident else None,
             )
-            context = {"name": resident.name if resident else ""}
-            lang = resident.language if resident else "zh-CN"
+            context: dict[str, Any] = {}
+            lang = "zh-CN"
+            if resident is not None:
+                last = (
+                    await tx.session.execute(
+                        select(col(Ticket.category_code))
+                        .where(col(Ticket.resident_id) == resident.id)
+                        .order_by(col(Ticket.id).desc())
+                        .limit(1)
+                    )
+                ).scalar()
+                context = {
+                    "name": resident.name,
+                    "sex": resident.sex,
+                    "birth_year": resident.birth_year or "",
+                    "today": self.clock.now().astimezone(LOCAL_TZ).date(),
+                    "last_category": last or "",
+                }
+                lang = pick_lang(resident.language)
         log.info("call %s offered (registered=%s)", event.ref, call.registered)
         for command in commands:
             if isinstance(command, cm.RunFlow):
@@ -239,7 +257,9 @@ class Dispatcher:
             log.warning("call %s: flow %s could not start", ref, flow)
 
     async def _flow_finished(self, event: FlowFinished) -> None:
-        if event.flow in ("hotline", "hotline_unknown"):
+        if event.flow.startswith("hotline") and event.outcome == "need":
+            await self._keypad_need(event.ref, event.variables.get("category", ""))
+        elif event.flow.startswith("hotline"):
             async with self.store.tx() as tx:
                 call = await self._call_by_ref(tx, event.ref)
                 if call is None or call.state not in (cm.CallState.IVR, cm.CallState.RINGING):
@@ -261,6 +281,20 @@ class Dispatcher:
             await self._offer_decided(event.ref, event.outcome)
         elif event.flow == "survey":
             await self._survey_finished(event.ref, event.outcome, dict(event.variables))
+
+    async def _keypad_need(self, ref: str, category: str) -> None:
+        """A routine need taken by the keypad menu: a ticket, dispatched automatically."""
+        async with self.store.tx() as tx:
+            call = await self._call_by_ref(tx, ref)
+            if call is None or call.state != cm.CallState.IVR:
+                return
+            state, _ = cm.transition(call.state, cm.SelfServed())
+            await self._cas(tx, call, state=state, ended_at=self.clock.now(), cause="self_served")
+            tx.emit("call.self_served", "call", call.id, category=category)
+        ticket = await self.create_ticket(
+            user=None, category=category, resident_id=call.resident_id, call_id=call.id
+        )
+        await self.dispatch(ticket.id, user=None)  # type: ignore[arg-type]
 
     async def _outbound_ringing(self, ref: str) -> None:
         async with self.store.tx() as tx:
@@ -314,13 +348,12 @@ class Dispatcher:
                     merchant_id=offer.merchant_id,
                 )
                 flow = "merchant_offer"
-                deadline = ticket.deadline_at.astimezone(LOCAL_TZ) if ticket.deadline_at else None
                 context = {
                     "category": category.name_zh,
                     "description": ticket.description or category.name_zh,
                     # the merchant hears where to go, never the resident's number
                     "address": resident.address if resident else "",
-                    "deadline": deadline.strftime("%H:%M") if deadline else "",
+                    "deadline": ticket.deadline_at or "",
                     "code_word": ticket.code_word,
                 }
             elif call.purpose == "survey":
@@ -504,7 +537,7 @@ class Dispatcher:
     async def create_ticket(
         self,
         *,
-        user: User,
+        user: User | None,
         category: str,
         description: str = "",
         resident_id: int | None = None,

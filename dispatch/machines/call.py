@@ -59,7 +59,12 @@ class WrapUpDone:
     """The operator finished the after-call work."""
 
 
-CallEvent = StartIvr | Enqueue | Answer | Hangup | WrapUpDone
+@dataclass(frozen=True, slots=True)
+class SelfServed:
+    """The caller finished in the menu (a routine need taken by keypad); no operator needed."""
+
+
+CallEvent = StartIvr | Enqueue | Answer | Hangup | WrapUpDone | SelfServed
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +91,8 @@ def transition(state: CallState, event: CallEvent) -> tuple[CallState, list[Call
             return CallState.IVR, [RunFlow(flow)]
         case ((CallState.RINGING | CallState.IVR), Enqueue()):
             return CallState.QUEUED, []
+        case CallState.IVR, SelfServed():
+            return CallState.ENDED, []
         case CallState.QUEUED, Answer(operator_id=int(operator_id)):
             return CallState.CONNECTED, [BridgeToOperator(operator_id)]
         case CallState.RINGING, Answer(operator_id=None):

@@ -16,6 +16,12 @@ from tests.conftest import Harness, eventually
 RESIDENT_PHONE = "+862354000001"  # resident 1 of the demo community (a landline)
 
 
+async def press_when_asked(h: Harness, ref: str, digit: str) -> None:
+    """Wait for the phone's IVR to ask, then press a key."""
+    await waiting_for_keys(h, ref)
+    await h.pbx.press(ref, digit)
+
+
 async def queued_call(h: Harness) -> dict[str, Any]:
     """Wait until the hotline has a queued call and return it."""
 
@@ -79,9 +85,11 @@ async def test_given_a_registered_resident_when_the_whole_path_runs_then_the_vis
 
     reader = asyncio.create_task(read_ws())
 
-    # 1. the resident rings; the hotline greets by name and queues the call
-    await h.pbx.dial_in(RESIDENT_PHONE)
+    # 1. the resident rings, is greeted by name, presses 0 for an operator and is queued
+    ref = await h.pbx.dial_in(RESIDENT_PHONE)
+    await press_when_asked(h, ref, "0")
     call = await queued_call(h)
+    assert "您好" in h.pbx.calls[ref].transcript[0]
     assert call["registered"] is True
     assert call["resident_name"]
     assert "+8623" in call["number"] and "****" in call["number"]
@@ -194,7 +202,7 @@ async def test_given_an_unknown_number_when_it_calls_then_it_is_queued_as_not_re
     harness: Harness,
 ) -> None:
     h = harness
-    await h.pbx.dial_in("13912345678")
+    await h.pbx.dial_in("13912345678")  # no menu: straight to an operator
     call = await queued_call(h)
     assert call["registered"] is False and call["resident_id"] is None
     assert "resident_name" not in call
@@ -221,3 +229,20 @@ async def test_given_no_merchant_can_serve_when_dispatching_then_the_ticket_wait
     await h.call("POST", f"/tickets/{ticket['id']}/dispatch", json={})
     detail = await ticket_state(h, ticket["id"], "unassigned")
     assert "alert.unassigned" in [e["name"] for e in detail["timeline"]]
+
+
+async def test_given_a_keypad_need_when_confirmed_then_a_ticket_is_dispatched_automatically(
+    harness: Harness,
+) -> None:
+    h = harness
+    ref = await h.pbx.dial_in(RESIDENT_PHONE)
+    await press_when_asked(h, ref, "2")  # medicine
+    await press_when_asked(h, ref, "1")  # confirm the read-back
+    offer_call = await ringing_out(h)
+    tickets = await h.call("GET", "/tickets?state=open")
+    assert [(t["category_code"], t["state"], t["created_by"]) for t in tickets] == [
+        ("medicine", "offering", "system")
+    ]
+    assert offer_call["direction"] == "out"
+    calls = await h.call("GET", "/calls")
+    assert calls == []  # the call ended in the menu: nobody waits for an operator
