@@ -114,9 +114,7 @@ class FlowServer:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._server.wait_closed(), 1.0)
 
-    async def start_flow(
-        self, ref: str, flow: Flow, context: Mapping[str, Any], lang: str
-    ) -> None:
+    async def start_flow(self, ref: str, flow: Flow, context: Mapping[str, Any], lang: str) -> None:
         """Hand a flow to the call's session, waiting a little for it to connect."""
         session = self.sessions.get(ref)
         if session is None:
@@ -166,9 +164,10 @@ class FlowServer:
                 if not waiter.done():
                     waiter.set_result(session)
             log.info("AGI session for %s on %s", ref, session.channel)
-            gone = asyncio.ensure_future(reader.readline())
+            gone: asyncio.Future[Any] = asyncio.ensure_future(reader.readline())
+            asked: asyncio.Future[Any] = session.asked
             try:
-                await asyncio.wait({session.asked, gone}, return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait({asked, gone}, return_when=asyncio.FIRST_COMPLETED)
             finally:
                 if not gone.done():
                     gone.cancel()

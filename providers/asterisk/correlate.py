@@ -26,6 +26,7 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from providers.asterisk.wire import Message
 from providers.base import (
     CallAnswered,
     CallBridged,
@@ -38,7 +39,6 @@ from providers.base import (
     OriginateFailure,
     TelephonyEvent,
 )
-from providers.asterisk.wire import Message
 
 log = logging.getLogger(__name__)
 
@@ -177,9 +177,9 @@ class Correlator:
                 self._held.append(msg)
             return out
         if event is None:
-            if msg.get("ActionID", "").startswith(RESYNC_PREFIX):
-                if msg.get("Response") == "Success":
-                    self._snapshot, self._held = [], []
+            resync = msg.get("ActionID", "").startswith(RESYNC_PREFIX)
+            if resync and msg.get("Response") == "Success":
+                self._snapshot, self._held = [], []
             return out
         handler = self._handlers.get(event)
         if handler is not None:
@@ -348,9 +348,9 @@ class Correlator:
         # A foreign capture: the oldest outbound call of the same technology still waiting.
         tech = msg.get("Channel", "").partition("/")[0]
         for call in self.calls.values():
-            if call.direction == "out" and not call.resolved and call.channel is not None:
-                if call.channel.partition("/")[0] == tech:
-                    return call
+            waiting = call.direction == "out" and not call.resolved and call.channel is not None
+            if waiting and (call.channel or "").partition("/")[0] == tech:
+                return call
         return None
 
     def _dtmf(self, msg: Message, out: list[TelephonyEvent]) -> None:
@@ -442,15 +442,14 @@ class Correlator:
             else:
                 self._end(call, call.hangup_cause or EndCause.UNKNOWN, out)
         for uid, row in live.items():
-            known = self.channels.get(uid)
-            chan = known or self._track(row, out, adopt=True)
-            if chan is None or chan.ref is None:
+            seen = self.channels.get(uid) or self._track(row, out, adopt=True)
+            if seen is None or seen.ref is None:
                 continue
-            call = self.calls.get(chan.ref)
-            if call is not None and call.direction == "out" and not call.answered:
-                if row.get("ChannelState") == "6":
-                    call.answered = call.resolved = True
-                    out.append(CallAnswered(call.ref))
+            call = self.calls.get(seen.ref)
+            up = row.get("ChannelState") == "6"
+            if call is not None and call.direction == "out" and not call.answered and up:
+                call.answered = call.resolved = True
+                out.append(CallAnswered(call.ref))
         for ref in list(self.unknown_originates):
             call = self.calls.get(ref)
             if call is not None and call.uniqueid is None and not call.resolved:

@@ -95,7 +95,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--inbound-context",
         action="append",
-        help=f"hotline dialplan context (repeatable; default {', '.join(DEFAULT_INBOUND_CONTEXTS)})",
+        help="hotline dialplan context (repeatable; default: "
+        + ", ".join(DEFAULT_INBOUND_CONTEXTS)
+        + ")",
     )
     parser.add_argument(
         "--ref-var",

@@ -144,8 +144,8 @@ class _Protocol(AMIProtocol):  # type: ignore[misc]
             if msg.get("Event") == "Shutdown":
                 log.warning("Asterisk is shutting down")
                 self.transport.close()
-        if self.version is None and self._parser.version is not None:
-            self.version = self._parser.version
+        if self._parser.version is not None:
+            self.version: str | None = self._parser.version
 
 
 class AsteriskTelephony:

@@ -18,15 +18,15 @@ from providers.base import TelephonyEvent
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "asterisk"
 
 
-async def eventually(check: Callable[[], object], timeout: float = 3.0) -> None:
+async def eventually(check: Callable[[], object], within: float = 3.0) -> None:
     """Poll `check` until it is truthy; fail with its last value after `timeout`."""
-    deadline = asyncio.get_running_loop().time() + timeout
+    deadline = asyncio.get_running_loop().time() + within
     while True:
         value = check()
         if value:
             return
         if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s (last: {value!r})")
+            raise AssertionError(f"condition not met within {within} s (last: {value!r})")
         await asyncio.sleep(0.01)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 from collections.abc import Callable, Iterable
 
 GREETING = b"Asterisk Call Manager/9.0.0\r\n"
@@ -100,7 +101,7 @@ class FakeAMI:
         """Write bytes to every client; each split offset starts a separate TCP write."""
         cuts = [0, *sorted(set(split_at)), len(data)]
         for writer in list(self._writers):
-            for start, end in zip(cuts, cuts[1:], strict=False):
+            for start, end in itertools.pairwise(cuts):
                 if end <= start:
                     continue
                 writer.write(data[start:end])

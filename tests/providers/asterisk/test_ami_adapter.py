@@ -71,7 +71,9 @@ async def test_given_bad_password_then_health_says_authentication_failed_without
 async def test_given_bad_password_and_fail_fast_then_enter_raises(
     ami: FakeAMI, config: AsteriskConfig
 ) -> None:
-    tel = AsteriskTelephony(AsteriskConfig(**{**_fields(config), "secret": "x", "fail_fast_auth": True}))
+    tel = AsteriskTelephony(
+        AsteriskConfig(**{**_fields(config), "secret": "x", "fail_fast_auth": True})
+    )
     with pytest.raises(AuthenticationFailed):
         await tel.__aenter__()
 
@@ -128,7 +130,7 @@ async def test_given_captured_outbound_call_then_ringing_answered_digit_ended(
     ami: FakeAMI, config: AsteriskConfig
 ) -> None:
     data = (FIXTURES / "b_originate_answer_dtmf1.raw").read_bytes()
-    async with running(config, ref_var="ORDER_ID") as (tel, rec):
+    async with running(config, ref_var="ORDER_ID") as (_tel, rec):
         await ami.send(data, split_at=range(0, len(data), 997), pause=0)
         await eventually(lambda: rec.of(CallEnded))
         calls = [e for e in rec.events if not isinstance(e, BackendStatus)]
@@ -196,10 +198,10 @@ async def test_given_originate_then_asterisk_events_map_to_port_events(
         await tel.originate(ref="offer-7", number="13900000007", timeout_s=20)
         await tel.originate(ref="offer-8", number="13900000008")
         assert ami.named("Originate")[0]["Timeout"] == ["20000"]
-        var = {"ChanVariable": "YIJING_REF=offer-7"}
+        var = {"ChanVariable": "YIJING_REF=offer-7", "Context": "yijing-outbound"}
         chan, uid = "PJSIP/trunk-07", "200.7"
         await ami.send(
-            channel_event("Newchannel", chan, uid, ChannelState="0", Context="yijing-outbound", **var)
+            channel_event("Newchannel", chan, uid, ChannelState="0", **var)
             + channel_event("Newstate", chan, uid, ChannelState="5", ChannelStateDesc="Ringing")
             + frame(Event="OriginateResponse", ActionID="yijing-originate/offer-7",
                     Response="Success", Channel=chan, Reason="4", Uniqueid=uid)
@@ -227,7 +229,7 @@ async def test_given_asterisk_hangs_with_socket_open_then_watchdog_reconnects(
         await eventually(lambda: len(ami.named("Ping")) >= 2)
         assert ami.connections == 1
         ami.answer_ping = False
-        await eventually(lambda: ami.connections == 2, timeout=3)
+        await eventually(lambda: ami.connections == 2, within=3)
         assert BackendStatus(False, "AMI not answering Ping") in rec.events
         ami.answer_ping = True
         await eventually(lambda: tel.health().up)
@@ -276,7 +278,9 @@ async def test_bridge_and_hangup_send_the_right_actions(
         assert setvar["Value"] == ["PJSIP/trunk-01"]
         assert ami.named("Redirect")[-1]["Context"] == ["yijing-bridge"]
         # no action in any direction carries the resident's number
-        assert not [a for a in ami.actions if any("13800000001" in v for vs in a.values() for v in vs)]
+        assert not [
+            a for a in ami.actions if any("13800000001" in v for vs in a.values() for v in vs)
+        ]
         await tel.hangup("ast-400.1")
         assert ami.named("Hangup")[-1]["Channel"] == ["PJSIP/trunk-01"]
         await tel.hangup("nobody")
