@@ -253,3 +253,5 @@ class FakeAgiChannel:
         """Hang up the AGI socket."""
         if self._writer is not None:
             self._writer.close()
+            with contextlib.suppress(ConnectionError, OSError):
+                await self._writer.wait_closed()
