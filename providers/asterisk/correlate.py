@@ -224,13 +224,14 @@ class Correlator:
         linkedid = msg.get("Linkedid") or uid
         chan = self.channels[uid] = Channel(uniqueid=uid, name=name, linkedid=linkedid)
         ref = self._ref_var(msg)
-        if ref is not None:
-            self._bind_outbound(chan, ref, out)
-        elif (
+        inbound = (
             linkedid == uid
             and msg.get("Context") in self.inbound_contexts
             and not name.startswith("Local/")
-        ):
+        )
+        if ref is not None and not (inbound and ref.startswith(INBOUND_REF_PREFIX)):
+            self._bind_outbound(chan, ref, out)
+        elif inbound:
             ref = INBOUND_REF_PREFIX + uid
             call = self.calls[ref] = Call(
                 ref=ref, direction="in", uniqueid=uid, channel=name, linkedid=linkedid

@@ -297,3 +297,21 @@ async def test_bridge_and_hangup_send_the_right_actions(
             CallBridged("offer-2", "ast-400.1"),
             CallBridged("ast-400.1", "offer-2"),
         }
+
+
+async def test_given_restart_mid_call_then_resync_adopts_hotline_call_as_inbound(
+    ami: FakeAMI, config: AsteriskConfig
+) -> None:
+    ami.channels = [
+        {"Channel": "PJSIP/trunk-01", "Uniqueid": "700.1", "Linkedid": "700.1",
+         "Context": "yijing-hotline", "Extension": "12349", "ChannelState": "6",
+         "CallerIDNum": "13800000001", "ChanVariable": "YIJING_REF=ast-700.1"},
+        {"Channel": "PJSIP/trunk-02", "Uniqueid": "700.2", "Linkedid": "700.2",
+         "Context": "yijing-outbound", "Extension": "s", "ChannelState": "6",
+         "ChanVariable": "YIJING_REF=offer-2"},
+    ]  # fmt: skip
+    async with running(config) as (tel, rec):
+        await eventually(lambda: rec.of(CallOffered))
+        assert rec.of(CallOffered) == [CallOffered("ast-700.1", "13800000001", "12349")]
+        assert tel.correlator.channel_of("offer-2") == "PJSIP/trunk-02"
+        assert tel.correlator.calls["ast-700.1"].direction == "in"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from conftest import eventually, running
-from fake_ami import FakeAMI, FakeAgiChannel, channel_event
+from fake_ami import FakeAgiChannel, FakeAMI, channel_event
 
 from ivr.flows import MERCHANT_OFFER, SURVEY
 from providers.asterisk.config import AsteriskConfig
