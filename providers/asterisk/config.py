@@ -1,0 +1,47 @@
+"""Settings of the Asterisk backend (the composition root fills them from YIJING_ASTERISK_*)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class AsteriskConfig:
+    """Where Asterisk is, how to dial out, and how patient to be with it."""
+
+    host: str = "127.0.0.1"
+    port: int = 5038
+    username: str = "yijing"
+    secret: str = ""
+    #: ``{number}`` is replaced by the callee: ``PJSIP/{number}@trunk``, ``SIP/trunk/{number}``,
+    #: ``Local/{number}@yijing-dialout``.
+    dial_template: str = "PJSIP/{number}@trunk"
+    #: CallerID shown on outbound calls (the hotline number, never a resident's).
+    caller_id: str = '"Yijing" <12349>'
+    hotline_contexts: tuple[str, ...] = ("yijing-hotline",)
+    outbound_context: str = "yijing-outbound"
+    operators_context: str = "yijing-operators"
+    bridge_context: str = "yijing-bridge"
+    #: Channel variable carrying the port's ref (also in manager.conf ``channelvars``).
+    ref_var: str = "YIJING_REF"
+    #: FastAGI server the dialplan connects to; port 0 picks a free port (tests).
+    agi_host: str = "127.0.0.1"
+    agi_port: int = 4573
+    agi_enabled: bool = True
+    #: How long run_flow waits for the call's AGI session to connect.
+    agi_wait_s: float = 5.0
+    #: Upper bound for one STREAM FILE (a prompt) to finish playing.
+    agi_play_timeout_s: float = 120.0
+    #: Sound files: ``<prompt_dir>/<lang>/<prompt key>`` (no extension).
+    prompt_dir: str = "yijing"
+    action_timeout_s: float = 5.0
+    connect_timeout_s: float = 5.0
+    ping_interval_s: float = 10.0
+    backoff_initial_s: float = 0.5
+    backoff_max_s: float = 30.0
+    backoff_factor: float = 2.0
+    backoff_jitter: float = 0.5
+    #: How long __aenter__ waits for the first login before returning (still connecting).
+    startup_wait_s: float = 5.0
+    #: Raise from __aenter__ when the very first login is refused (else only health says so).
+    fail_fast_auth: bool = False

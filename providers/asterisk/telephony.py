@@ -1,0 +1,513 @@
+"""The Asterisk backend of the telephony port: AMI through panoramisk 1.4, IVR through FastAGI.
+
+panoramisk's `Manager` sends actions and matches responses to them; everything around
+it is ours, because 1.4 is weak exactly where a care hotline cannot be:
+
+- bytes -> messages goes through `wire.FrameParser` (incremental UTF-8: Chinese caller
+  names split across TCP reads arrive whole; junk is skipped, the link kept);
+- every action is wrapped in ``asyncio.wait_for`` (a Ping queued while down never resolves);
+- a Ping/Pong watchdog aborts a socket Asterisk keeps open without answering;
+- reconnects use jittered exponential backoff (panoramisk's is a fixed int);
+- actions of a dead connection are never re-sent (panoramisk replays them on
+  FullyBooted): every action name is "forgetable", the awaiting list is cleared, and an
+  Originate carries the ref as ``YIJING_REF`` and is placed at most once per ref;
+- a refused login surfaces in `health()` ("authentication failed"), a BackendStatus event
+  and an error log on every attempt, instead of a silent loop;
+- after each (re)connect live calls are resynced with CoreShowChannels before new events
+  are trusted (see `correlate`).
+
+Exceptions (all `providers.base.TelephonyError`):
+``TelephonyError`` <- ``LinkDown`` (no AMI link right now), ``AuthenticationFailed``,
+``ActionFailed`` (Asterisk refused or did not answer an action); ``UnknownCall``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import re
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Any
+
+from panoramisk import Manager
+from panoramisk.ami_protocol import AMIProtocol
+from panoramisk.message import Message as PanoramiskMessage
+
+from ivr.flow import Flow
+from providers.asterisk.agi import FlowServer
+from providers.asterisk.config import AsteriskConfig
+from providers.asterisk.correlate import (
+    OPERATOR_PREFIX,
+    ORIGINATE_PREFIX,
+    RESYNC_PREFIX,
+    Correlator,
+)
+from providers.asterisk.wire import FrameParser, Message
+from providers.base import (
+    BackendStatus,
+    Health,
+    OriginateFailed,
+    OriginateFailure,
+    TelephonyError,
+    TelephonyEvent,
+    UnknownCall,
+)
+
+log = logging.getLogger(__name__)
+
+#: Every action we send: panoramisk must forget them on disconnect, never replay them.
+_ACTIONS = (
+    "login",
+    "ping",
+    "originate",
+    "redirect",
+    "hangup",
+    "setvar",
+    "queuestatus",
+    "coreshowchannels",
+    "logoff",
+)
+_REF_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+_NUMBER_RE = re.compile(r"^[0-9+*#]{1,32}$")
+_ENDPOINT_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+class LinkDown(TelephonyError):
+    """There is no usable AMI link right now."""
+
+
+class AuthenticationFailed(TelephonyError):
+    """Asterisk refused the AMI username or secret."""
+
+
+class ActionFailed(TelephonyError):
+    """Asterisk refused an action or did not answer in time."""
+
+
+class Backoff:
+    """Jittered exponential backoff: initial * factor**n, capped, times a random factor."""
+
+    def __init__(
+        self, *, initial_s: float, max_s: float, factor: float, jitter: float, rng: random.Random
+    ) -> None:
+        self.initial_s, self.max_s, self.factor, self.jitter = initial_s, max_s, factor, jitter
+        self.rng = rng
+        self.attempt = 0
+
+    def next(self) -> float:
+        """The next delay; grows until `max_s`."""
+        base = min(self.max_s, self.initial_s * self.factor**self.attempt)
+        self.attempt += 1
+        return base * (1.0 - self.jitter * self.rng.random())
+
+    def reset(self) -> None:
+        """Start again from `initial_s` (after a good connection)."""
+        self.attempt = 0
+
+
+class _Manager(Manager):  # type: ignore[misc]
+    """panoramisk's Manager minus its own connect/reconnect/ping machinery."""
+
+    def __init__(self, on_lost: Callable[[BaseException | None], None], **config: Any) -> None:
+        super().__init__(**config)
+        self._on_lost = on_lost
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        """The protocol lost its socket: tell the supervisor; it decides when to reconnect."""
+        self._connected = False
+        self.awaiting_actions.clear()
+        self._on_lost(exc)
+
+    def ping(self) -> None:
+        """Disabled: our watchdog pings and checks the Pong."""
+
+
+class _Protocol(AMIProtocol):  # type: ignore[misc]
+    """panoramisk's protocol with our parser: each message goes to the sink, then to panoramisk."""
+
+    def __init__(self, sink: Callable[[Message], None]) -> None:
+        super().__init__()
+        self._sink = sink
+        self._parser = FrameParser()
+
+    def data_received(self, data: bytes) -> None:
+        """Parse bytes incrementally; never lets one bad message kill the link."""
+        for msg in self._parser.feed(data):
+            try:
+                self._sink(msg)
+                if "ActionID" in msg:
+                    self.handle_message(PanoramiskMessage(msg))
+            except Exception:
+                log.exception("AMI message %s not handled", msg.get("Event") or msg.get("Response"))
+            if msg.get("Event") == "Shutdown":
+                log.warning("Asterisk is shutting down")
+                self.transport.close()
+        if self._parser.version is not None:
+            self.version: str | None = self._parser.version
+
+
+class AsteriskTelephony:
+    """The port on Asterisk. Use as ``async with AsteriskTelephony(config) as tel: ...``."""
+
+    name = "asterisk"
+
+    def __init__(self, config: AsteriskConfig, *, rng: random.Random | None = None) -> None:
+        self.config = config
+        self.correlator = Correlator(
+            inbound_contexts=config.hotline_contexts, ref_vars=(config.ref_var,)
+        )
+        self._rng = rng or random.Random()
+        self._events: asyncio.Queue[TelephonyEvent] = asyncio.Queue()
+        self._placed: set[str] = set()
+        self._up = False
+        self._detail = "not started"
+        self._closing = False
+        self._manager: _Manager | None = None
+        self._protocol: _Protocol | None = None
+        self._lost: asyncio.Future[BaseException | None] | None = None
+        self._supervisor: asyncio.Task[None] | None = None
+        self._first_attempt: asyncio.Future[None] | None = None
+        self._inflight: set[asyncio.Future[Any]] = set()
+        self._agi: FlowServer | None = None
+        self._resyncs = 0
+        self._lost_detail = ""
+        self.connections = 0
+
+    # -- lifecycle -------------------------------------------------------------------
+    async def __aenter__(self) -> AsteriskTelephony:
+        loop = asyncio.get_running_loop()
+        self._closing = False
+        if self.config.agi_enabled:
+            self._agi = FlowServer(self.config, self._emit)
+            await self._agi.start()
+        self._first_attempt = loop.create_future()
+        self._supervisor = loop.create_task(self._supervise(), name="asterisk-ami")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(self._first_attempt), self.config.startup_wait_s)
+        if self.config.fail_fast_auth and self._detail == "authentication failed":
+            await self.__aexit__(None, None, None)
+            raise AuthenticationFailed(f"AMI login refused for user {self.config.username!r}")
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._closing = True
+        if self._supervisor is not None:
+            self._supervisor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._supervisor
+            self._supervisor = None
+        self._drop_link()
+        if self._agi is not None:
+            await self._agi.close()
+            self._agi = None
+        self._set_status(False, "closed")
+
+    def health(self) -> Health:
+        """Up once logged in and resynced; the detail says why not otherwise."""
+        return Health(backend=self.name, up=self._up, detail=self._detail)
+
+    async def events(self) -> AsyncIterator[TelephonyEvent]:
+        """Every event, in order, until the backend is closed."""
+        while True:
+            event = await self._events.get()
+            yield event
+            if isinstance(event, BackendStatus) and not event.up and self._closing:
+                return
+
+    @property
+    def agi_port(self) -> int:
+        """The FastAGI port actually listened on (0 when AGI is disabled)."""
+        return self._agi.port if self._agi is not None else 0
+
+    # -- the port's commands -------------------------------------------------------------
+    async def originate(
+        self, *, ref: str, number: str, caller_id: str | None = None, timeout_s: float = 30.0
+    ) -> None:
+        """Place an outbound call named `ref` at most once, whatever happens to the link."""
+        if not _REF_RE.match(ref):
+            raise TelephonyError(f"unusable ref {ref!r}")
+        if not _NUMBER_RE.match(number):
+            raise TelephonyError(f"unusable number for {ref}")
+        if ref in self._placed:
+            log.info("originate %s ignored: already placed", ref)
+            return
+        self._require_up()
+        self._placed.add(ref)
+        self.correlator.originate_sent(ref)
+        action = {
+            "Action": "Originate",
+            "ActionID": ORIGINATE_PREFIX + ref,
+            "Channel": self.config.dial_template.format(number=number),
+            "Context": self.config.outbound_context,
+            "Exten": "s",
+            "Priority": "1",
+            "CallerID": caller_id or self.config.caller_id,
+            "Timeout": str(int(timeout_s * 1000)),
+            "Variable": f"{self.config.ref_var}={ref}",
+            "Async": "true",
+        }
+        try:
+            resp = await self._send(action, as_list=False)
+        except (ActionFailed, LinkDown) as exc:
+            # Maybe placed, maybe not: never send it again; the next resync decides.
+            log.warning("originate %s: outcome unknown (%s)", ref, exc)
+            self.correlator.unknown_originates.add(ref)
+            return
+        if not resp.success:
+            log.warning("originate %s refused: %s", ref, resp.get("Message", ""))
+            self.correlator.calls.pop(ref, None)
+            self._emit(OriginateFailed(ref, OriginateFailure.FAILED))
+
+    async def run_flow(
+        self, ref: str, flow: Flow, *, context: Mapping[str, Any], lang: str = "zh-CN"
+    ) -> None:
+        """Play `flow` on the call through its FastAGI session; FlowFinished reports the end."""
+        if self._agi is None:
+            raise TelephonyError("FastAGI is disabled in the Asterisk config")
+        if ref not in self.correlator.calls and ref not in self._agi.sessions:
+            raise UnknownCall(ref)
+        await self._agi.start_flow(ref, flow, context, lang)
+
+    async def bridge(self, ref: str, *, peer: str) -> None:
+        """Send a call to an operator endpoint, or join two calls without showing numbers."""
+        channel = self._channel(ref)
+        if peer.startswith(OPERATOR_PREFIX):
+            endpoint = peer[len(OPERATOR_PREFIX) :]
+            if not _ENDPOINT_RE.match(endpoint):
+                raise TelephonyError(f"unusable operator endpoint for {ref}")
+            await self._expect_success(
+                {
+                    "Action": "Redirect",
+                    "Channel": channel,
+                    "Context": self.config.operators_context,
+                    "Exten": endpoint,
+                    "Priority": "1",
+                },
+                ref,
+            )
+            return
+        other = self._channel(peer)
+        # The dialplan replaces this call's caller ID with the hotline's before Bridge(),
+        # so the peer (a merchant) only ever sees the hotline number.
+        await self._expect_success(
+            {
+                "Action": "Setvar",
+                "Channel": channel,
+                "Variable": "YIJING_PEER_CHANNEL",
+                "Value": other,
+            },
+            ref,
+        )
+        await self._expect_success(
+            {
+                "Action": "Redirect",
+                "Channel": channel,
+                "Context": self.config.bridge_context,
+                "Exten": "s",
+                "Priority": "1",
+            },
+            ref,
+        )
+
+    async def hangup(self, ref: str) -> None:
+        """Hang up a live call; unknown refs are ignored."""
+        channel = self.correlator.channel_of(ref)
+        if channel is None:
+            log.info("hangup %s ignored: no live channel", ref)
+            return
+        await self._expect_success(
+            {"Action": "Hangup", "Channel": channel, "Cause": "16"}, ref, missing_ok=True
+        )
+
+    async def queue_status(self, queue: str | None = None) -> list[dict[str, str]]:
+        """QueueStatus as plain dicts (QueueParams, QueueMember, QueueEntry rows)."""
+        action = {"Action": "QueueStatus"}
+        if queue:
+            action["Queue"] = queue
+        rows = await self._send(action)
+        items = rows if isinstance(rows, list) else [rows]
+        return [dict(m) for m in items if m.get("Event")]
+
+    # -- internals: sending ------------------------------------------------------------
+    def _require_up(self) -> None:
+        if not self._up or self._manager is None:
+            raise LinkDown(f"AMI link is down: {self._detail}")
+
+    def _channel(self, ref: str) -> str:
+        channel = self.correlator.channel_of(ref)
+        if channel is None:
+            raise UnknownCall(ref)
+        return channel
+
+    async def _expect_success(
+        self, action: dict[str, str], ref: str, *, missing_ok: bool = False
+    ) -> None:
+        self._require_up()
+        resp = await self._send(action, as_list=False)
+        if not resp.success:
+            message = resp.get("Message", "")
+            if missing_ok and "No such channel" in message:
+                return
+            raise ActionFailed(f"{action['Action']} for {ref} refused: {message}")
+
+    async def _send(
+        self, action: dict[str, str], *, as_list: bool | None = None, login: bool = False
+    ) -> Any:
+        manager = self._manager
+        if manager is None or (not self._up and not login):
+            raise LinkDown(f"AMI link is down: {self._detail}")
+        future = manager.send_action(dict(action), as_list=as_list)
+        self._inflight.add(future)
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), self.config.action_timeout_s)
+        except TimeoutError:
+            raise ActionFailed(f"no answer to {action['Action']} in time") from None
+        finally:
+            self._inflight.discard(future)
+            if not future.done():
+                future.cancel()
+
+    # -- internals: the link ---------------------------------------------------------------
+    def _emit(self, event: TelephonyEvent) -> None:
+        self._events.put_nowait(event)
+
+    def _on_message(self, msg: Message) -> None:
+        for event in self.correlator.feed(msg):
+            self._emit(event)
+
+    def _set_status(self, up: bool, detail: str) -> None:
+        changed = up != self._up or detail != self._detail
+        self._up, self._detail = up, detail
+        if changed:
+            self._emit(BackendStatus(up=up, detail=detail))
+
+    def _on_lost(self, exc: BaseException | None) -> None:
+        if self._lost is not None and not self._lost.done():
+            self._lost.set_result(exc)
+        for future in list(self._inflight):
+            if not future.done():
+                future.set_exception(LinkDown("AMI link lost"))
+
+    def _drop_link(self) -> None:
+        protocol, self._protocol = self._protocol, None
+        if protocol is not None and not protocol.closed:
+            protocol.closed = True
+            protocol.transport.abort()
+        for future in list(self._inflight):
+            if not future.done():
+                future.set_exception(LinkDown("AMI link lost"))
+        self._inflight.clear()
+        if self._manager is not None:
+            self._manager.awaiting_actions.clear()
+        self.correlator.link_lost()
+
+    async def _supervise(self) -> None:
+        backoff = Backoff(
+            initial_s=self.config.backoff_initial_s,
+            max_s=self.config.backoff_max_s,
+            factor=self.config.backoff_factor,
+            jitter=self.config.backoff_jitter,
+            rng=self._rng,
+        )
+        while not self._closing:
+            self._lost_detail = ""
+            try:
+                await self._connect_once(backoff)
+                detail = self._lost_detail or "connection lost"
+            except AuthenticationFailed:
+                detail = "authentication failed"
+                log.error(
+                    "AMI login to %s:%s as %r refused: authentication failed",
+                    self.config.host,
+                    self.config.port,
+                    self.config.username,
+                )
+                backoff.attempt = max(backoff.attempt, 64)  # no hammering: straight to max
+            except (OSError, TimeoutError, TelephonyError) as exc:
+                detail = f"cannot reach AMI at {self.config.host}:{self.config.port}: {exc}"
+                log.warning("AMI link: %s", detail)
+            self._drop_link()
+            self._set_status(False, detail)
+            if self._first_attempt is not None and not self._first_attempt.done():
+                self._first_attempt.set_result(None)
+            if self._closing:
+                return
+            delay = backoff.next()
+            log.info("AMI reconnect in %.2f s", delay)
+            await asyncio.sleep(delay)
+
+    async def _connect_once(self, backoff: Backoff) -> None:
+        loop = asyncio.get_running_loop()
+        cfg = self.config
+        self._lost = loop.create_future()
+        manager = self._manager
+        if manager is None:
+            manager = self._manager = _Manager(
+                self._on_lost,
+                host=cfg.host,
+                port=cfg.port,
+                loop=loop,
+                forgetable_actions=_ACTIONS,
+                log=log,
+            )
+        _, protocol = await asyncio.wait_for(
+            loop.create_connection(lambda: _Protocol(self._on_message), cfg.host, cfg.port),
+            cfg.connect_timeout_s,
+        )
+        self.connections += 1
+        self._protocol = protocol
+        # What panoramisk's Manager.connection_made would do, minus its auto-login/pinger.
+        protocol.factory = manager
+        protocol.log = log
+        protocol.config = manager.config
+        protocol.encoding = manager.encoding = "utf-8"
+        manager.protocol = protocol
+        manager.responses = protocol.responses
+        manager.awaiting_actions.clear()
+        resp = await self._send(
+            {
+                "Action": "Login",
+                "Username": cfg.username,
+                "Secret": cfg.secret,
+                "Events": "on",
+            },
+            as_list=False,
+            login=True,
+        )
+        if not resp.success:
+            raise AuthenticationFailed(resp.get("Message", "authentication failed"))
+        self._resyncs += 1
+        await self._send(
+            {"Action": "CoreShowChannels", "ActionID": f"{RESYNC_PREFIX}{self._resyncs}"},
+            login=True,
+        )
+        backoff.reset()
+        log.info("AMI link up to %s:%s (resynced)", cfg.host, cfg.port)
+        self._set_status(True, f"connected to {cfg.host}:{cfg.port}")
+        if self._first_attempt is not None and not self._first_attempt.done():
+            self._first_attempt.set_result(None)
+        watchdog = loop.create_task(self._watchdog(protocol))
+        try:
+            await self._lost
+        finally:
+            watchdog.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watchdog
+
+    async def _watchdog(self, protocol: _Protocol) -> None:
+        while True:
+            await asyncio.sleep(self.config.ping_interval_s)
+            try:
+                resp = await self._send({"Action": "Ping"}, as_list=False)
+            except (ActionFailed, LinkDown):
+                resp = None
+            if resp is None or not resp.success:
+                log.warning(
+                    "AMI Ping unanswered within %.1f s: dropping the link",
+                    self.config.action_timeout_s,
+                )
+                self._lost_detail = "AMI not answering Ping"
+                protocol.transport.abort()
+                return

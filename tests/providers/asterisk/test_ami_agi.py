@@ -1,0 +1,86 @@
+"""run_flow over FastAGI: the fake Asterisk plays the channel's side of the AGI session."""
+
+from __future__ import annotations
+
+from conftest import eventually, running
+from fake_ami import FakeAgiChannel, FakeAMI, channel_event
+
+from ivr.flows import MERCHANT_OFFER, SURVEY
+from providers.asterisk.config import AsteriskConfig
+from providers.base import FlowFinished, PromptPlayed
+
+CONTEXT = {"category": "送药", "description": "降压药", "address": "白公路", "deadline": "10:00"}
+
+
+async def test_given_merchant_presses_1_during_menu_then_flow_accepts_and_hangs_up(
+    ami: FakeAMI, config: AsteriskConfig
+) -> None:
+    async with running(config) as (tel, rec):
+        await ami.send(
+            channel_event("Newchannel", "PJSIP/trunk-05", "500.5", Context="yijing-outbound",
+                          ChanVariable="YIJING_REF=offer-5")
+        )  # fmt: skip
+        await eventually(lambda: tel.correlator.channel_of("offer-5"))
+        agi = FakeAgiChannel(
+            tel.agi_port, ref="offer-5", channel="PJSIP/trunk-05", uniqueid="500.5"
+        )
+        await agi.connect()
+
+        def reply(command: str) -> str:
+            if "offer.menu" in command:
+                return "200 result=49 endpos=4000"  # '1' pressed during the menu prompt
+            return "200 result=0 endpos=8000" if command.startswith("STREAM") else "200 result=1"
+
+        await tel.run_flow("offer-5", MERCHANT_OFFER, context=CONTEXT, lang="zh-CN")
+        await agi.serve(reply)
+        await eventually(lambda: rec.of(FlowFinished))
+        assert agi.commands == [
+            'STREAM FILE yijing/zh-CN/offer.intro ""',
+            'STREAM FILE yijing/zh-CN/offer.menu "129"',
+            'STREAM FILE yijing/zh-CN/offer.accepted ""',
+            "HANGUP",
+        ]
+        prompts = [e.prompt for e in rec.of(PromptPlayed)]  # type: ignore[attr-defined]
+        assert prompts == ["offer.intro", "offer.menu", "offer.accepted"]
+        assert "降压药" in rec.of(PromptPlayed)[0].text  # type: ignore[attr-defined]
+        finished = rec.of(FlowFinished)[0]
+        assert finished == FlowFinished("offer-5", "merchant_offer", "accepted", finished.variables)
+        await agi.close()
+
+
+async def test_given_survey_digit_after_prompt_then_rating_recorded(
+    ami: FakeAMI, config: AsteriskConfig
+) -> None:
+    async with running(config) as (tel, rec):
+        agi = FakeAgiChannel(tel.agi_port, ref="survey-1", channel="PJSIP/trunk-06", uniqueid="6.6")
+        await agi.connect()
+        played = "200 result=0 endpos=1"
+        answers = iter([played, played, "200 result=0",  # intro, menu, nothing pressed
+                        played, played, "200 result=50",  # no_input, menu again, '2'
+                        played, "200 result=1"])  # thanks, HANGUP  # fmt: skip
+        await eventually(lambda: "survey-1" in tel._agi.sessions)  # type: ignore[union-attr]
+        await tel.run_flow("survey-1", SURVEY, context={"category": "送水"}, lang="en")
+        await agi.serve(lambda _command: next(answers))
+        await eventually(lambda: rec.of(FlowFinished))
+        assert agi.commands[2] == "WAIT FOR DIGIT 8000"  # first wait: nothing pressed
+        assert agi.commands[3] == 'STREAM FILE yijing/en/ivr.no_input ""'
+        assert agi.commands[-1] == "HANGUP"
+        finished = rec.of(FlowFinished)[0]
+        assert finished.outcome == "rated"  # type: ignore[attr-defined]
+        assert finished.variables["rating"] == "basically_satisfied"  # type: ignore[attr-defined]
+        await agi.close()
+
+
+async def test_given_caller_hangs_up_mid_flow_then_no_flow_finished(
+    ami: FakeAMI, config: AsteriskConfig
+) -> None:
+    async with running(config) as (tel, rec):
+        agi = FakeAgiChannel(tel.agi_port, ref="offer-9", channel="PJSIP/trunk-09", uniqueid="9.9")
+        await agi.connect()
+        await eventually(lambda: "offer-9" in tel._agi.sessions)  # type: ignore[union-attr]
+        await tel.run_flow("offer-9", MERCHANT_OFFER, context=CONTEXT)
+        await agi.serve(lambda c: "200 result=0 endpos=1" if "intro" in c else None)
+        await eventually(lambda: "offer-9" not in tel._agi.sessions)  # type: ignore[union-attr]
+        assert not rec.of(FlowFinished)
+        assert len(rec.of(PromptPlayed)) == 2
+        await agi.close()
