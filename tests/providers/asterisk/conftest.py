@@ -9,11 +9,11 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
-from fake_ami import FakeAMI
 
 from providers.asterisk.config import AsteriskConfig
 from providers.asterisk.telephony import AsteriskTelephony
 from providers.base import TelephonyEvent
+from tests.providers.asterisk.fake_ami import FakeAMI
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "asterisk"
 

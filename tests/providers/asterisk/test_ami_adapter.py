@@ -6,8 +6,6 @@ import asyncio
 import socket
 
 import pytest
-from conftest import FIXTURES, eventually, running
-from fake_ami import FakeAMI, channel_event, frame
 from panoramisk.ami_protocol import AMIProtocol
 
 from providers.asterisk.config import AsteriskConfig
@@ -25,6 +23,8 @@ from providers.base import (
     OriginateFailure,
     UnknownCall,
 )
+from tests.providers.asterisk.conftest import FIXTURES, eventually, running
+from tests.providers.asterisk.fake_ami import FakeAMI, channel_event, frame
 
 
 async def test_given_asterisk_up_when_entered_then_logged_in_resynced_and_healthy(

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from conftest import eventually, running
-from fake_ami import FakeAgiChannel, FakeAMI, channel_event
-
 from ivr.flows import MERCHANT_OFFER, SURVEY
 from providers.asterisk.config import AsteriskConfig
 from providers.base import FlowFinished, PromptPlayed
+from tests.providers.asterisk.conftest import eventually, running
+from tests.providers.asterisk.fake_ami import FakeAgiChannel, FakeAMI, channel_event
 
 CONTEXT = {"category": "送药", "description": "降压药", "address": "白公路", "deadline": "10:00"}
 
@@ -62,7 +61,9 @@ async def test_given_survey_digit_after_prompt_then_rating_recorded(
         await tel.run_flow("survey-1", SURVEY, context={"category": "送水"}, lang="en")
         await agi.serve(lambda _command: next(answers))
         await eventually(lambda: rec.of(FlowFinished))
-        assert agi.commands[2] == "WAIT FOR DIGIT 8000"  # first wait: nothing pressed
+        menu = SURVEY.steps["menu"]
+        wait_ms = int(menu.timeout_s * 1000)  # type: ignore[union-attr]
+        assert agi.commands[2] == f"WAIT FOR DIGIT {wait_ms}"  # first wait: nothing pressed
         assert agi.commands[3] == 'STREAM FILE yijing/en/ivr.no_input ""'
         assert agi.commands[-1] == "HANGUP"
         finished = rec.of(FlowFinished)[0]

@@ -6,11 +6,11 @@ import json
 from collections import Counter
 
 import pytest
-from conftest import FIXTURES
 
 from providers.asterisk.correlate import end_cause, originate_failure
 from providers.asterisk.decode import decode_bytes, decode_chunks, decode_file, main
 from providers.base import EndCause, OriginateFailure
+from tests.providers.asterisk.conftest import FIXTURES
 
 
 def _decode(name: str, **kw: object) -> list[dict[str, object]]:

@@ -10,7 +10,9 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
-from twilio_fakes import (
+
+from providers.twilio import TwilioConfig, TwilioTelephony, webhook_app
+from tests.providers.twilio.twilio_fakes import (
     ACCOUNT,
     PLATFORM,
     PUBLIC,
@@ -20,8 +22,6 @@ from twilio_fakes import (
     Rig,
     TwilioSide,
 )
-
-from providers.twilio import TwilioConfig, TwilioTelephony, webhook_app
 
 
 @pytest.fixture

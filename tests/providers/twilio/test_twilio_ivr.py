@@ -8,10 +8,9 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import pytest
-from twilio_fakes import PLATFORM, PUBLIC, Doc, Rig
 
 from ivr.flow import Flow
-from ivr.flows import HOTLINE, MERCHANT_OFFER, SURVEY
+from ivr.flows import HOTLINE_NO_MENU, MERCHANT_OFFER, SURVEY
 from ivr.prompts import render
 from providers.base import (
     CallAnswered,
@@ -22,6 +21,7 @@ from providers.base import (
     PromptPlayed,
     TelephonyEvent,
 )
+from tests.providers.twilio.twilio_fakes import PLATFORM, PUBLIC, Doc, Rig
 
 OFFER = {
     "category": "送药上门",
@@ -294,7 +294,7 @@ async def inbound_on_hold(rig: Rig, sid: str = "CA500") -> Doc:
     """A resident calls the hotline and dispatch runs the hotline flow: the call waits."""
     hold = await rig.twilio.voice(sid, From="+8613800000500", To="12349")
     assert await rig.events.take() == [CallOffered(sid, "+8613800000500", "12349")]
-    await rig.adapter.run_flow(sid, HOTLINE, context={"name": "张阿姨"})
+    await rig.adapter.run_flow(sid, HOTLINE_NO_MENU, context={"name": "张阿姨"})
     doc = await rig.twilio.follow(hold, sid)
     assert doc.verbs() == ["Say", "Say", "Redirect"]
     assert doc.said() == [
@@ -303,7 +303,9 @@ async def inbound_on_hold(rig: Rig, sid: str = "CA500") -> Doc:
     ]
     assert doc.redirect() == f"{PUBLIC}/voice?ref={sid}"
     events = await rig.events.take()
-    assert finished(events) == [FlowFinished(sid, "hotline", "transfer", {"name": "张阿姨"})]
+    assert finished(events) == [
+        FlowFinished(sid, "hotline_no_menu", "transfer", {"name": "张阿姨"})
+    ]
     return doc
 
 

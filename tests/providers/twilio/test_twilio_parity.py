@@ -7,12 +7,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pytest
-from twilio_fakes import Doc, Rig
 
 from ivr.flow import Flow
 from ivr.flows import MERCHANT_OFFER, SURVEY
 from providers.base import DigitPressed, FlowFinished, PromptPlayed, TelephonyEvent
 from providers.memory.pbx import MemoryPBX
+from tests.providers.twilio.twilio_fakes import Doc, Rig
 
 OFFER = {"category": "送水", "description": "两桶", "address": "3号楼", "deadline": "10:00"}
 SURVEY_CONTEXT = {"category": "送水"}

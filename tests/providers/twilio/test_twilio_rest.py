@@ -8,7 +8,6 @@ import dataclasses
 from typing import Any
 
 import pytest
-from twilio_fakes import ACCOUNT, PLATFORM, PUBLIC, TOKEN, FakeTwilioApi, Recorder, Rig
 
 from ivr.flows import MERCHANT_OFFER, SURVEY
 from providers.base import (
@@ -21,6 +20,15 @@ from providers.base import (
     UnknownCall,
 )
 from providers.twilio import TwilioConfig, TwilioTelephony
+from tests.providers.twilio.twilio_fakes import (
+    ACCOUNT,
+    PLATFORM,
+    PUBLIC,
+    TOKEN,
+    FakeTwilioApi,
+    Recorder,
+    Rig,
+)
 
 
 async def test_adapter_satisfies_the_port(rig: Rig) -> None:

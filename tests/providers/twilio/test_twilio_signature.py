@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from twilio_fakes import ACCOUNT, PUBLIC, TOKEN, Rig, sign
 
 from providers.base import CallOffered, CallRinging
+from tests.providers.twilio.twilio_fakes import ACCOUNT, PUBLIC, TOKEN, Rig, sign
 
 INBOUND = {"CallSid": "CA100", "AccountSid": ACCOUNT, "From": "+8613800000001", "To": "12349"}
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from twilio_fakes import Rig
 
 from ivr.flows import SURVEY
 from providers.base import (
@@ -16,6 +15,7 @@ from providers.base import (
     TelephonyEvent,
 )
 from providers.twilio.status import Progress, advance
+from tests.providers.twilio.twilio_fakes import Rig
 
 REF = "offer-7"
 
