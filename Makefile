@@ -41,9 +41,7 @@ test: $(STAMP) system
 	$(BIN)/pytest -q
 
 bench: $(STAMP) system
-	$(BIN)/python bench/dispatch.py
-	$(BIN)/python bench/ami_ingest.py
-	$(BIN)/python bench/search.py
+	for f in bench/*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
 
 clean:
 	rm -rf $(VENV) var test-output .mypy_cache .ruff_cache .pytest_cache

@@ -30,8 +30,7 @@ from dispatch.machines import ticket as tm
 from dispatch.matching import Candidate, Need, rank
 from dispatch.models import Call, Offer, OperatorStatus, Ticket
 from dispatch.timers import Timers
-from ivr.flow import Flow
-from ivr.flows import BUILTIN
+from ivr.library import FlowLibrary
 from ivr.prompts import pick_lang
 from providers.base import (
     BackendStatus,
@@ -108,14 +107,14 @@ class Dispatcher:
         timers: Timers,
         clock: Clock,
         config: DispatchConfig | None = None,
-        flows: dict[str, Flow] | None = None,
+        flows: FlowLibrary | None = None,
     ) -> None:
         self.store = store
         self.telephony = telephony
         self.timers = timers
         self.clock = clock
         self.config = config or DispatchConfig()
-        self.flows = flows or BUILTIN
+        self.flows = flows or FlowLibrary()
         self._background: set[asyncio.Task[None]] = set()
 
     async def drain(self) -> None:

@@ -25,6 +25,7 @@ from dispatch.clock import Clock, SystemClock
 from dispatch.events import EventBus, Store
 from dispatch.service import DispatchConfig, Dispatcher
 from dispatch.timers import SchedulerTimers, Timers
+from ivr.library import FlowLibrary
 from operator_console import auth
 from operator_console.errors import error_middleware
 from operator_console.migrate import upgrade
@@ -62,14 +63,41 @@ websockets_key: web.AppKey[set[web.WebSocketResponse]] = web.AppKey("websockets"
 
 
 def make_telephony(settings: Settings) -> Telephony:
-    """The telephony backend the settings ask for."""
-    if settings.telephony == "memory":
-        return MemoryPBX(
-            time_scale=settings.memory_time_scale,
-            ring_timeout_s=settings.ring_timeout_s,
-            hotline=settings.hotline_number,
+    """The telephony backend the settings ask for (constructing one does no I/O)."""
+    if settings.telephony == "asterisk":
+        from providers.asterisk.config import AsteriskConfig
+        from providers.asterisk.telephony import AsteriskTelephony
+
+        return AsteriskTelephony(
+            AsteriskConfig(
+                host=settings.asterisk_host,
+                port=settings.asterisk_port,
+                username=settings.asterisk_username,
+                secret=settings.asterisk_secret,
+                dial_template=settings.asterisk_dial_template,
+                caller_id=f'"Yijing" <{settings.hotline_number}>',
+                agi_host=settings.asterisk_agi_host,
+                agi_port=settings.asterisk_agi_port,
+            )
         )
-    raise NotImplementedError(f"telephony backend {settings.telephony!r} is not wired yet")
+    if settings.telephony == "twilio":
+        from providers.twilio import TwilioConfig, TwilioTelephony
+
+        return TwilioTelephony(
+            TwilioConfig(
+                account_sid=settings.twilio_account_sid,
+                auth_token=settings.twilio_auth_token,
+                public_url=settings.twilio_public_url,
+                from_number=settings.twilio_from_number,
+                operator_endpoint=settings.twilio_operator_endpoint,
+                audio_base_url=settings.twilio_audio_base_url,
+            )
+        )
+    return MemoryPBX(
+        time_scale=settings.memory_time_scale,
+        ring_timeout_s=settings.ring_timeout_s,
+        hotline=settings.hotline_number,
+    )
 
 
 async def seed_demo(store: Store, settings: Settings) -> str | None:
@@ -128,6 +156,12 @@ def create_app(
         middlewares=[error_middleware, api.auth_middleware], client_max_size=2 * 1024 * 1024
     )
     app[settings_key] = settings
+    backend = telephony or make_telephony(settings)
+    if settings.telephony == "twilio" and telephony is None:
+        from providers.twilio import TwilioTelephony, webhook_app
+
+        assert isinstance(backend, TwilioTelephony)
+        app.add_subapp("/twilio", webhook_app(backend))
     app[websockets_key] = set()
     aiohttp_jinja2.setup(
         app,
@@ -147,7 +181,6 @@ def create_app(
             password = await seed_demo(store, settings)
             if password and announce:
                 announce(password)
-        backend = telephony or make_telephony(settings)
         config = dispatch_config or DispatchConfig(
             offer_timeout_s=settings.offer_timeout_s,
             ring_timeout_s=settings.ring_timeout_s,
@@ -178,7 +211,12 @@ def create_app(
                     return True
 
             dispatcher = Dispatcher(
-                store=store, telephony=backend, timers=the_timers, clock=the_clock, config=config
+                flows=FlowLibrary(settings.flows_dir),
+                store=store,
+                telephony=backend,
+                timers=the_timers,
+                clock=the_clock,
+                config=config,
             )
             holder["d"] = dispatcher
             if hasattr(the_timers, "handler") and getattr(the_timers, "handler", None) is None:

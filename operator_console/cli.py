@@ -8,6 +8,7 @@ import getpass
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from aiohttp import web
 
@@ -83,6 +84,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     user.add_argument("--merchant-id", type=int, default=None)
     user.add_argument("--password", default=None, help="prompted for when omitted")
+    sub.add_parser("ami-decode", help="print the call events in a raw AMI capture", add_help=False)
+    prompts = sub.add_parser("prompts", help="IVR prompt audio")
+    prompts.add_argument("action", choices=["build"])
+    prompts.add_argument("--out", default=None, help="output folder (YIJING_PROMPTS_DIR)")
+    prompts.add_argument("--recorded", default=None, help="recorded prompts that override")
+    flows = sub.add_parser("flows", help="IVR flows")
+    flows.add_argument("action", choices=["check"])
+    flows.add_argument("folder")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["ami-decode"]:
+        from providers.asterisk.decode import main as ami_decode
+
+        return ami_decode(argv[1:])
     args = parser.parse_args(argv)
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
@@ -91,6 +105,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run(settings)
     if args.command == "db":
         return _db_upgrade(settings)
+    if args.command == "prompts":
+        from ivr.audio import build_prompts
+
+        out = Path(args.out) if args.out else settings.prompts_dir
+        recorded = args.recorded or settings.recorded_prompts_dir
+        report = build_prompts(out, recorded_dir=Path(recorded) if recorded else None)
+        print(report.summary())
+        return 0 if report.ok else 1
+    if args.command == "flows":
+        from ivr.library import check_folder
+
+        problems = check_folder(Path(args.folder))
+        for problem in problems:
+            print(problem, file=sys.stderr)
+        print("flows are valid" if not problems else f"{len(problems)} problem(s)")
+        return 1 if problems else 0
     if args.command == "user":
         password = args.password or getpass.getpass("password: ")
         if len(password) < 8:

@@ -36,6 +36,26 @@ class Settings(BaseSettings):
     wrap_up_s: float = 60.0
     parallel_offers_urgent: int = Field(default=2, ge=1, le=10)
     scheduler: bool = True
+    flows_dir: Path | None = None
+    prompts_dir: Path = Path("var/prompts")
+    recorded_prompts_dir: Path | None = None
+
+    # Asterisk (YIJING_TELEPHONY=asterisk)
+    asterisk_host: str = "127.0.0.1"
+    asterisk_port: int = 5038
+    asterisk_username: str = "yijing"
+    asterisk_secret: str = ""
+    asterisk_dial_template: str = "PJSIP/{number}@trunk"
+    asterisk_agi_host: str = "127.0.0.1"
+    asterisk_agi_port: int = 4573
+
+    # Twilio (YIJING_TELEPHONY=twilio)
+    twilio_account_sid: str = ""
+    twilio_auth_token: str = ""
+    twilio_from_number: str = ""
+    twilio_public_url: str = ""
+    twilio_operator_endpoint: str = "client:{peer}"
+    twilio_audio_base_url: str | None = None
 
     @model_validator(mode="after")
     def _defaults(self) -> Settings:
@@ -43,6 +63,21 @@ class Settings(BaseSettings):
             self.database_url = f"sqlite+aiosqlite:///{self.data_dir / 'yijing.db'}"
         if self.environment == "production" and self.secret_key in PLACEHOLDER_SECRETS:
             raise ValueError("YIJING_SECRET_KEY must be set to a real secret in production")
+        if self.telephony == "twilio":
+            missing = [
+                name
+                for name in ("twilio_account_sid", "twilio_auth_token", "twilio_from_number")
+                if getattr(self, name) in PLACEHOLDER_SECRETS
+            ]
+            if missing:
+                raise ValueError(
+                    "YIJING_TELEPHONY=twilio needs "
+                    + ", ".join("YIJING_" + m.upper() for m in missing)
+                )
+            if not self.twilio_public_url:
+                self.twilio_public_url = self.public_url.rstrip("/") + "/twilio"
+        if self.telephony == "asterisk" and self.asterisk_secret in PLACEHOLDER_SECRETS:
+            raise ValueError("YIJING_TELEPHONY=asterisk needs YIJING_ASTERISK_SECRET")
         return self
 
     @property
