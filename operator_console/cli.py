@@ -21,7 +21,7 @@ def _run(settings: Settings) -> int:
     def announce(password: str) -> None:
         print("=" * 64)
         print("医敬 Yijing demo community seeded.")
-        print(f"Console:  {settings.public_url}")
+        print(f"Console:  http://{settings.host}:{settings.port}/")
         print(f"Log in as demo / {password}  (admin)")
         print(f"          operator / {password}, supervisor / {password}")
         print("This password is shown once; `yijing user add` makes new logins.")
@@ -100,6 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     settings = Settings()
     if args.command == "run":
         return _run(settings)
