@@ -110,7 +110,7 @@ class Harness:
         """An API request as a user; checks the status when `expect` is given."""
         if as_user not in self.tokens:
             await self.login(as_user)
-        headers = {"Authorization": f"Bearer {self.tokens[as_user]}"}
+        headers = {"Authorization": f"Bearer {self.tokens[as_user]}", **kwargs.pop("headers", {})}
         resp = await self.client.request(method, "/api/v1" + path, headers=headers, **kwargs)
         body = await resp.json() if resp.content_type == "application/json" else await resp.text()
         if expect is not None:
