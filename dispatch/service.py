@@ -90,6 +90,12 @@ class DispatchConfig:
     quiet_end: time = time(8, 30)
     caller_id: str = ""
     match_seed: int | None = None
+    #: False: registered residents go straight to an operator, no menu
+    hotline_menu: bool = True
+    #: how often a waiting caller hears their place and the call-back offer
+    queue_announce_s: float = 30.0
+    #: a caller who rang within this window before moves up the queue
+    repeat_window_s: float = 600.0
 
 
 def _actor(user: User | None) -> str:
@@ -213,7 +219,10 @@ class Dispatcher:
             )
             tx.session.add(call)
             await tx.session.flush()
-            flow = "hotline" if resident else "hotline_unknown"
+            if resident is None:
+                flow = "hotline_unknown"
+            else:
+                flow = "hotline" if self.config.hotline_menu else "hotline_no_menu"
             state, commands = cm.transition(call.state, cm.StartIvr(flow))
             call.state = state
             tx.emit(
@@ -258,6 +267,8 @@ class Dispatcher:
     async def _flow_finished(self, event: FlowFinished) -> None:
         if event.flow.startswith("hotline") and event.outcome == "need":
             await self._keypad_need(event.ref, event.variables.get("category", ""))
+        elif event.flow == "queue_wait":
+            await self._queue_wait_finished(event.ref, event.outcome)
         elif event.flow.startswith("hotline"):
             async with self.store.tx() as tx:
                 call = await self._call_by_ref(tx, event.ref)
@@ -276,10 +287,51 @@ class Dispatcher:
                     outcome=event.outcome,
                     category=event.variables.get("category"),
                 )
+            await self.timers.schedule(
+                f"queue:{call.id}",
+                self.clock.now() + timedelta(seconds=self.config.queue_announce_s),
+            )
         elif event.flow == "merchant_offer":
             await self._offer_decided(event.ref, event.outcome)
         elif event.flow == "survey":
             await self._survey_finished(event.ref, event.outcome, dict(event.variables))
+
+    async def _queue_announce(self, call_id: int) -> None:
+        """Tell a waiting caller their place and offer a call back."""
+        waiting = await self.queue()
+        ids = [c.id for c in waiting if c.state == cm.CallState.QUEUED]
+        if call_id not in ids:
+            return
+        call = waiting[[c.id for c in waiting].index(call_id)]
+        await self._run_flow(call.ref, "queue_wait", {"position": ids.index(call_id)}, "zh-CN")
+
+    async def _queue_wait_finished(self, ref: str, outcome: str) -> None:
+        async with self.store.tx() as tx:
+            call = await self._call_by_ref(tx, ref)
+            if call is None or call.state != cm.CallState.QUEUED:
+                return
+            if outcome != "callback":
+                await self.timers.schedule(
+                    f"queue:{call.id}",
+                    self.clock.now() + timedelta(seconds=self.config.queue_announce_s),
+                )
+                return
+            state, _ = cm.transition(call.state, cm.CallbackRequested())
+            await self._cas(tx, call, state=state, ended_at=self.clock.now(), cause="callback")
+            tx.emit("call.callback_requested", "call", call.id)
+        await self._callback_ticket(call, "caller asked for a call back")
+
+    async def _callback_ticket(self, call: Call, reason: str) -> None:
+        """A ticket for an operator to ring back, keeping the caller's place in the queue."""
+        ticket = await self.create_ticket(
+            user=None,
+            category="callback",
+            description=reason,
+            resident_id=call.resident_id,
+            call_id=call.id,
+            created_at=call.queued_at,
+        )
+        log.info("call %s: callback ticket %s", call.ref, ticket.id)
 
     async def _keypad_need(self, ref: str, category: str) -> None:
         """A routine need taken by the keypad menu: a ticket, dispatched automatically."""
@@ -382,6 +434,9 @@ class Dispatcher:
                 # rated calls have left `completed` already; anything else is unrated
                 await self._survey_unanswered(tx, call.ticket_id)
         log.info("call %s ended (%s)", ref, cause)
+        if state == cm.CallState.ABANDONED and call.queued_at is not None:
+            await self.timers.cancel(f"queue:{call.id}")
+            await self._callback_ticket(call, "caller hung up while waiting")
 
     async def _originate_failed(self, ref: str, reason: OriginateFailure) -> None:
         async with self.store.tx() as tx:
@@ -530,7 +585,25 @@ class Dispatcher:
                 .scalars()
                 .all()
             )
-        return sorted(rows, key=lambda c: (not c.emergency, c.queued_at or c.started_at))
+            since = self.clock.now() - timedelta(seconds=self.config.repeat_window_s)
+            numbers = {c.number for c in rows}
+            earlier = set(
+                (
+                    await session.execute(
+                        select(col(Call.number)).where(
+                            col(Call.number).in_(numbers),
+                            col(Call.direction) == "in",
+                            col(Call.started_at) >= since,
+                            col(Call.state).in_([cm.CallState.ABANDONED, cm.CallState.ENDED]),
+                        )
+                    )
+                ).scalars()
+            )
+        # emergencies first, then callers ringing again, then the longest waiting
+        return sorted(
+            rows,
+            key=lambda c: (not c.emergency, c.number not in earlier, c.queued_at or c.started_at),
+        )
 
     # -- tickets ---------------------------------------------------------------------------
     async def create_ticket(
@@ -541,6 +614,7 @@ class Dispatcher:
         description: str = "",
         resident_id: int | None = None,
         call_id: int | None = None,
+        created_at: datetime | None = None,
     ) -> Ticket:
         """Record a need; the deadline comes from the category."""
         async with self.store.tx() as tx:
@@ -553,7 +627,7 @@ class Dispatcher:
                 resident_id = resident_id or call.resident_id
             if resident_id is not None:
                 await repo.get_resident(tx.session, resident_id=resident_id)
-            now = self.clock.now()
+            now = created_at or self.clock.now()
             ticket = Ticket(
                 resident_id=resident_id,
                 call_id=call_id,
@@ -1071,6 +1145,8 @@ class Dispatcher:
                     )
         elif kind == "survey":
             await self._start_survey(int(ident))
+        elif kind == "queue":
+            await self._queue_announce(int(ident))
         elif kind == "wrapup":
             async with self.store.tx() as tx:
                 status = await tx.session.get(OperatorStatus, int(ident))

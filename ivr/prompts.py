@@ -65,6 +65,9 @@ CATALOGS: dict[str, dict[str, str]] = {
         "找话务员请按 0。",
         "hotline.emergency": "马上为您转接话务员，请不要挂机。",
         "hotline.to_operator": "正在为您转接话务员，请稍候。",
+        "queue.position": "您前面还有{position:num}位来电，请稍候。",
+        "queue.callback_offer": "如需我们给您回电，请按 1；继续等待请不要挂机。",
+        "queue.callback_taken": "好的，话务员会尽快给您回电。再见。",
         "hotline.no_last": "没有找到您上次的服务记录。",
         "hotline.need_taken": "好的，已经为您登记。商家接单后会给您回电话，请保持电话畅通。再见。",
         **{
@@ -121,6 +124,9 @@ CATALOGS: dict[str, dict[str, str]] = {
         "an operator press 0.",
         "hotline.emergency": "Connecting you to an operator now. Please stay on the line.",
         "hotline.to_operator": "Connecting you to an operator, please hold.",
+        "queue.position": "There are {position:num} callers ahead of you. Please hold.",
+        "queue.callback_offer": "To have us call you back, press 1; or stay on the line.",
+        "queue.callback_taken": "An operator will call you back soon. Goodbye.",
         "hotline.no_last": "We found no earlier request.",
         "hotline.need_taken": "Thank you, your request is recorded. We will call you back when "
         "a provider accepts it; please keep your phone free. Goodbye.",

@@ -187,6 +187,8 @@ def create_app(
             survey_delay_s=settings.survey_delay_s,
             wrap_up_s=settings.wrap_up_s,
             parallel_offers_urgent=settings.parallel_offers_urgent,
+            hotline_menu=settings.hotline_menu,
+            queue_announce_s=settings.queue_announce_s,
         )
         holder: dict[str, Dispatcher] = {}
 

@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     wrap_up_s: float = 60.0
     parallel_offers_urgent: int = Field(default=2, ge=1, le=10)
     scheduler: bool = True
+    #: false: registered residents go straight to an operator (no keypad menu)
+    hotline_menu: bool = True
+    queue_announce_s: float = 30.0
     flows_dir: Path | None = None
     prompts_dir: Path = Path("var/prompts")
     recorded_prompts_dir: Path | None = None

@@ -5,6 +5,17 @@ from __future__ import annotations
 from registry.models import ServiceCategory, Urgency
 
 _DEFAULTS: list[dict[str, object]] = [
+    # not a merchant service: an operator calls back a caller who hung up in the queue
+    dict(
+        code="callback",
+        name_zh="回电",
+        name_en="Call back",
+        urgency=Urgency.URGENT,
+        deadline_minutes=15,
+        merchant_kinds=[],
+        menu_digit=None,
+        sort_order=90,
+    ),
     dict(
         code="emergency",
         name_zh="紧急求助",

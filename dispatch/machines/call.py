@@ -64,7 +64,12 @@ class SelfServed:
     """The caller finished in the menu (a routine need taken by keypad); no operator needed."""
 
 
-CallEvent = StartIvr | Enqueue | Answer | Hangup | WrapUpDone | SelfServed
+@dataclass(frozen=True, slots=True)
+class CallbackRequested:
+    """A waiting caller chose a call back that keeps their place; the call ends."""
+
+
+CallEvent = StartIvr | Enqueue | Answer | Hangup | WrapUpDone | SelfServed | CallbackRequested
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +97,8 @@ def transition(state: CallState, event: CallEvent) -> tuple[CallState, list[Call
         case ((CallState.RINGING | CallState.IVR), Enqueue()):
             return CallState.QUEUED, []
         case CallState.IVR, SelfServed():
+            return CallState.ENDED, []
+        case CallState.QUEUED, CallbackRequested():
             return CallState.ENDED, []
         case CallState.QUEUED, Answer(operator_id=int(operator_id)):
             return CallState.CONNECTED, [BridgeToOperator(operator_id)]

@@ -53,6 +53,7 @@ OUTCOMES: dict[str, frozenset[str]] = {
     "merchant_completion": frozenset({"completed", "not_completed", "no_input", "transfer"}),
     "survey": frozenset({"rated", "no_input"}),
     "wellbeing": frozenset({"well", "help"}),
+    "queue_wait": frozenset({"callback", "waiting"}),
 }
 
 #: Service catalog codes the hotline can finish a ``need`` with.

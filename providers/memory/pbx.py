@@ -181,6 +181,8 @@ class MemoryPBX:
         call = self._live(ref)
         call.state, call.peer = "bridged", peer
         self._cancel_timer(call)
+        # a prompt still playing to a waiting caller stops when they are connected
+        call.flow, call.run, call.waiting_digits = None, None, frozenset()
         self._emit(CallBridged(ref, peer))
         other = self.calls.get(peer)
         if other is not None and other.state != "ended":
