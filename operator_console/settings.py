@@ -59,6 +59,8 @@ class Settings(BaseSettings):
     twilio_public_url: str = ""
     twilio_operator_endpoint: str = "client:{peer}"
     twilio_audio_base_url: str | None = None
+    #: the REST API's base URL; only a proxy or a test server needs another one
+    twilio_api_base_url: str | None = None
 
     @model_validator(mode="after")
     def _defaults(self) -> Settings:
