@@ -7,6 +7,8 @@ a client that drops reconnects with the last seq it saw and misses nothing. Brow
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 from urllib.parse import urlsplit
@@ -47,6 +49,15 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     request.app[websockets_key].add(ws)
     queue = svc.bus.subscribe()
     log.info("websocket opened for user %s since %s", user.id, since)
+
+    async def read_until_closed() -> None:
+        # reading is what processes pongs and the client's close frame
+        async for _msg in ws:
+            pass
+        with contextlib.suppress(asyncio.QueueFull):
+            queue.put_nowait(None)
+
+    reader = asyncio.create_task(read_until_closed())
     try:
         last = since
         while True:
@@ -64,11 +75,12 @@ async def websocket(request: web.Request) -> web.StreamResponse:
                 continue
             await ws.send_str(json.dumps(event, ensure_ascii=False))
             last = event["seq"]
-    except ConnectionResetError:
+    except (ConnectionResetError, asyncio.QueueFull):
         pass
     finally:
         svc.bus.unsubscribe(queue)
         request.app[websockets_key].discard(ws)
         if not ws.closed:
             await ws.close()
+        reader.cancel()
     return ws
