@@ -42,7 +42,7 @@ from panoramisk.fast_agi import Request
 
 from ivr import engine
 from ivr.flow import Flow
-from ivr.prompts import render
+from ivr.prompts import pick_lang, render
 from providers.asterisk.config import AsteriskConfig
 from providers.asterisk.correlate import INBOUND_REF_PREFIX
 from providers.base import FlowFinished, PromptPlayed, TelephonyEvent, UnknownCall
@@ -132,7 +132,8 @@ class FlowServer:
                     self._waiters.pop(ref, None)
         if session.asked.done():
             raise UnknownCall(f"{ref}: a flow is already running on this call")
-        session.asked.set_result(FlowRequest(flow, dict(context), lang))
+        # sound files are built per catalog language ("en-GB" plays from yijing/en/)
+        session.asked.set_result(FlowRequest(flow, dict(context), pick_lang(lang)))
 
     # -- one FastAGI connection -------------------------------------------------------
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
