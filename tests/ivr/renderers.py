@@ -67,8 +67,8 @@ class Heard:
     """One run as the caller met it: prompts said (key, text), slow flags, the end."""
 
     said: Said
-    #: One flag per prompt said; None when the backend does not show it.
-    slow: tuple[bool, ...] | None
+    #: One flag per prompt said (None where the backend does not show it), or None.
+    slow: tuple[bool | None, ...] | None
     #: (flow, outcome, sorted variables) of the FlowFinished; None when none came.
     finished: Finished | None
     #: "hangup" when the flow ended the call, "handed_on" when it handed it on.
@@ -81,12 +81,13 @@ def variables_of(context: Mapping[str, Any]) -> dict[str, str]:
     return {k: str(v) for k, v in context.items() if not isinstance(v, Mapping)}
 
 
-def sound_file(prompt: str, lang: str, context: Mapping[str, Any]) -> str:
-    """The sound file Asterisk should play: a per-call rendering, else the built prompt
-    under the catalog language (``yijing prompts build`` writes ``<lang>/<prompt>``)."""
+def sound_file(prompt: str, lang: str, context: Mapping[str, Any]) -> str | None:
+    """The built sound file Asterisk should play, less the ``.slow`` of a slow repeat
+    (``yijing prompts build`` writes ``<lang>/<prompt>`` under the catalog language); None
+    when the call brings its own rendering in ``prompt_audio``."""
     audio = context.get("prompt_audio")
     if isinstance(audio, Mapping) and prompt in audio:
-        return str(audio[prompt])
+        return None
     return f"yijing/{pick_lang(lang)}/{prompt}"
 
 
@@ -120,7 +121,12 @@ def differences(reference: Heard, got: Heard) -> list[str]:
             if [p for p, _ in got.said] != [p for p, _ in reference.said]
             else f"texts {got.said}, expected {reference.said}"
         )
-    if got.slow is not None and got.slow != reference.slow:
+    shown = [
+        (got_slow, ref_slow)
+        for got_slow, ref_slow in zip(got.slow or (), reference.slow or (), strict=False)
+        if got_slow is not None
+    ]
+    if got.slow is not None and any(g != r for g, r in shown):
         problems.append(f"slow flags {got.slow}, expected {reference.slow}")
     if got.finished != reference.finished:
         problems.append(f"finished {got.finished}, expected {reference.finished}")
@@ -261,10 +267,18 @@ class AsteriskRenderer:
         mine = _events_of(self.recorder.events, ref)
         said = _said(mine)
         files = [c[len(prefix) :].split(" ")[0] for c in agi.commands if c.startswith(prefix)]
-        wanted = [sound_file(p, lang, context) for p, _ in said]
-        assert files == wanted, f"played {files}, expected {wanted}"
+        assert len(files) == len(said), f"played {files}, events say {said}"
+        slow: list[bool | None] = []
+        for name, (prompt, _) in zip(files, said, strict=True):
+            built = sound_file(prompt, lang, context)
+            if built is None:
+                assert name == context["prompt_audio"][prompt], name
+                slow.append(None)
+            else:
+                assert name in (built, f"{built}.slow"), f"played {name}, expected {built}"
+                slow.append(name.endswith(".slow"))
         return Heard(
-            said=said, slow=None, finished=_finished(mine), end=ended[0] if ended else "none"
+            said=said, slow=tuple(slow), finished=_finished(mine), end=ended[0] if ended else "?"
         )
 
 
