@@ -20,8 +20,10 @@ Prompts are sound files ``<prompt_dir>/<lang>/<prompt key>`` (e.g.
 ``yijing/zh-CN/offer.intro``), built by ``yijing prompts build``. Dynamic parameters
 (``{category}``, ``{address}`` ...) cannot live in a fixed file: a caller may pass
 ``context["prompt_audio"] = {"offer.intro": "yijing/dyn/<order>/offer.intro"}`` to play a
-per-call rendering instead. Not done yet: building those per-call files (TTS at dispatch
-time) and a distinct slow rendering (``Play.slow`` plays the same file).
+per-call rendering instead. A slow repeat (``Play.slow``) plays the build's
+``<prompt key>.slow`` file, as Twilio's ``<Play>`` does; a per-call file has no slow
+variant and is played as it is. Not done yet: building those per-call files (TTS at
+dispatch time).
 
 panoramisk's `fast_agi.Request` sends the commands; its `Application.handler` is not used
 because it loops forever when Asterisk closes the socket before the blank line, and no
@@ -42,7 +44,7 @@ from panoramisk.fast_agi import Request
 
 from ivr import engine
 from ivr.flow import Flow
-from ivr.prompts import render
+from ivr.prompts import pick_lang, render
 from providers.asterisk.config import AsteriskConfig
 from providers.asterisk.correlate import INBOUND_REF_PREFIX
 from providers.base import FlowFinished, PromptPlayed, TelephonyEvent, UnknownCall
@@ -132,7 +134,8 @@ class FlowServer:
                     self._waiters.pop(ref, None)
         if session.asked.done():
             raise UnknownCall(f"{ref}: a flow is already running on this call")
-        session.asked.set_result(FlowRequest(flow, dict(context), lang))
+        # sound files are built per catalog language ("en-GB" plays from yijing/en/)
+        session.asked.set_result(FlowRequest(flow, dict(context), pick_lang(lang)))
 
     # -- one FastAGI connection -------------------------------------------------------
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -203,12 +206,12 @@ class FlowServer:
         except (KeyError, ValueError, IndexError, TypeError):
             raise AgiHangup(f"unreadable AGI reply {result!r}") from None
 
-    def _sound(self, prompt: str, lang: str, context: Mapping[str, Any]) -> str:
+    def _sound(self, prompt: str, lang: str, context: Mapping[str, Any], *, slow: bool) -> str:
         audio = context.get("prompt_audio")
         if isinstance(audio, Mapping) and isinstance(audio.get(prompt), str):
             name = str(audio[prompt])
         else:
-            name = f"{self.config.prompt_dir}/{lang}/{prompt}"
+            name = f"{self.config.prompt_dir}/{lang}/{prompt}{'.slow' if slow else ''}"
         if not _SAFE_ARG.match(name):
             raise AgiHangup(f"unsafe sound file name for prompt {prompt}")
         return name
@@ -225,7 +228,7 @@ class FlowServer:
                     self._emit(PromptPlayed(ref, action.prompt, text))
                     nxt = actions[i + 1] if i + 1 < len(actions) else None
                     escape = "".join(sorted(nxt.digits)) if isinstance(nxt, engine.Collect) else ""
-                    sound = self._sound(action.prompt, req.lang, req.context)
+                    sound = self._sound(action.prompt, req.lang, req.context, slow=action.slow)
                     code = await self._command(
                         session, f'STREAM FILE {sound} "{escape}"', cfg.agi_play_timeout_s
                     )

@@ -172,7 +172,8 @@ class MemoryPBX:
         """Run `flow` on a live call, saying prompts into the call's transcript."""
         call = self._live(ref)
         call.flow, call.context, call.lang = flow, dict(context), lang
-        variables = {k: str(v) for k, v in context.items()}
+        # a mapping is a rendering option (Asterisk's prompt_audio), not a flow variable
+        variables = {k: str(v) for k, v in context.items() if not isinstance(v, Mapping)}
         call.run, actions = engine.start(flow, variables)
         self._perform(call, actions)
 

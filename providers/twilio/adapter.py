@@ -197,7 +197,8 @@ class TwilioTelephony:
         """Start `flow` on a live call; its turns are served as TwiML by the webhooks."""
         call = self._live(ref)
         call.flow, call.context, call.lang = flow, dict(context), lang
-        variables = {k: str(v) for k, v in context.items()}
+        # a mapping is a rendering option (Asterisk's prompt_audio), not a flow variable
+        variables = {k: str(v) for k, v in context.items() if not isinstance(v, Mapping)}
         call.run, call.queued = engine.start(flow, variables)
         log.info("run_flow %s: %s", ref, flow.name)
         await self._command(call)

@@ -25,7 +25,7 @@ from twilio.twiml import TwiML
 from twilio.twiml.voice_response import Dial, Gather, Say, VoiceResponse
 
 from ivr import engine
-from ivr.prompts import DEFAULT_LANG, catalog, render
+from ivr.prompts import DEFAULT_LANG, catalog, pick_lang, render
 
 #: `<Say language>` per catalog language.
 SAY_LANGUAGES: dict[str, str] = {"zh-CN": "cmn-CN", "en": "en-GB"}
@@ -101,6 +101,8 @@ def render_turn(
     hold_url: str,
 ) -> Turn:
     """Render one turn of engine actions as a TwiML document."""
+    # voices and prompt files go by catalog language: "en-GB" is read by the English voice
+    lang = pick_lang(lang)
     response = VoiceResponse()
     played: list[tuple[str, str]] = []
     pending: list[tuple[engine.Play, str]] = []

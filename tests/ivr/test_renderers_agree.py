@@ -1,0 +1,132 @@
+"""The three renderers agree: every built-in flow, fed the same keys on the memory PBX,
+Asterisk (FastAGI) and Twilio (TwiML webhooks), says the same prompts and ends the same way.
+
+Key sequences come from the flow data (`tests.ivr.walk.cover`: every choice, the repeat
+key, a wrong key and no input at every menu, retries run out, then the shortest way to the
+end), so a new flow needs one line in `CASES`, not a new test. The pure engine is the
+reference each backend is compared with.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from ivr.flow import input_bound
+from ivr.flows import BUILTIN
+from tests.ivr.renderers import (
+    Renderer,
+    backends,
+    differences,
+    expected,
+    run_all,
+    variables_of,
+)
+from tests.ivr.walk import cover, drive, walk
+
+TODAY = date(2025, 3, 12)
+RESIDENT: dict[str, Any] = {
+    "name": "王秀英",
+    "sex": "F",
+    "birth_year": 1948,
+    "today": TODAY,
+    "last_category": "medicine",
+}
+ORDER: dict[str, Any] = {
+    "category": "送药",
+    "description": "降压药两盒",
+    "address": "白公路 3 号楼 2 单元",
+    "deadline": datetime(2025, 3, 12, 7, 30, tzinfo=UTC),
+    "code_word": "4827",
+}
+OFFERING = {"order_status": "offering", "category": "送药"}
+ACCEPTED = {"order_status": "accepted", "merchant_kind": "药店", "eta": 30}
+IN_SERVICE = {"order_status": "in_service", "merchant_kind": "药店"}
+#: Per-call sound files for Asterisk (prompts with an order's details in them).
+RECORDED = {"offer.intro": "yijing/dyn/t42/offer.intro", "offer.accepted": "yijing/dyn/t42/ok"}
+VISIT: dict[str, Any] = {"category": "水管维修", "address": "白公路 3 号楼 2 单元"}
+
+
+@dataclass(frozen=True)
+class Case:
+    """A flow with the context dispatch would give it, in one language."""
+
+    flow: str
+    context: Mapping[str, Any] = field(default_factory=dict)
+    lang: str = "zh-CN"
+    label: str = ""
+
+    @property
+    def id(self) -> str:
+        return "-".join(part for part in (self.flow, self.label, self.lang) if part)
+
+
+CASES = [
+    Case("hotline", RESIDENT),
+    Case("hotline", {**RESIDENT, "last_category": ""}, label="no_last"),
+    Case("hotline_no_menu", RESIDENT),
+    Case("hotline_unknown"),
+    Case("status", {**RESIDENT, **OFFERING}, label="offering"),
+    Case("status", {**RESIDENT, **ACCEPTED}, label="accepted"),
+    Case("status", {**RESIDENT, **IN_SERVICE}, label="in_service"),
+    Case("status", RESIDENT, lang="zh", label="none"),
+    Case("merchant_offer", ORDER),
+    Case("merchant_offer", ORDER, lang="en"),
+    Case("merchant_offer", {**ORDER, "prompt_audio": RECORDED}, label="prompt_audio"),
+    Case("merchant_arrival", VISIT),
+    Case("merchant_completion", VISIT),
+    Case("survey", {"category": "送水"}),
+    # the survey call passes the resident's language as stored
+    Case("survey", {"category": "water delivery"}, lang="en-GB"),
+    Case("wellbeing", RESIDENT),
+    Case("queue_wait", {"position": 3}),
+]
+
+
+def test_every_builtin_flow_has_a_case() -> None:
+    assert {case.flow for case in CASES} == set(BUILTIN)
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def renderers() -> AsyncIterator[list[Renderer]]:
+    """One set of backends for the module: they carry many calls, as in service."""
+    async with backends() as found:
+        yield found
+
+
+@pytest.mark.asyncio(loop_scope="module")
+@pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
+async def test_given_same_keys_when_run_on_each_backend_then_same_path(
+    case: Case, renderers: list[Renderer]
+) -> None:
+    flow = BUILTIN[case.flow]
+    sequences = cover(flow, variables_of(case.context))
+    references = [expected(flow, case.context, keys, case.lang) for keys in sequences]
+    problems: list[str] = []
+    for renderer in renderers:
+        results = await run_all(renderer, flow, case.context, sequences, case.lang, tag=case.id)
+        for keys, reference, got in zip(sequences, references, results, strict=True):
+            shown = "".join(k or "_" for k in keys) or "(none)"
+            wrong = [got] if isinstance(got, str) else differences(reference, got)
+            problems.extend(f"{renderer.name} keys {shown}: {line}" for line in wrong)
+    assert len(renderers) >= 3
+    assert not problems, f"{len(problems)} disagreements:\n" + "\n".join(problems)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
+def test_given_a_flow_when_keys_are_derived_then_they_reach_every_ending(case: Case) -> None:
+    """The derived sequences end the flow every way an exhaustive walk finds."""
+    flow = BUILTIN[case.flow]
+    variables = variables_of(case.context)
+    reached = set()
+    for keys in cover(flow, variables):
+        finish = drive(flow, keys, variables).finish
+        assert finish is not None
+        extra = {k: v for k, v in finish.variables.items() if k not in variables}
+        reached.add((finish.outcome, finish.transfer, tuple(sorted(extra.items()))))
+    assert reached == walk(flow, variables, bound=input_bound(flow)).outcomes
