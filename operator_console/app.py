@@ -122,13 +122,17 @@ def create_app(
     announce: Callable[[str], None] | None = None,
 ) -> web.Application:
     """Build the app. Tests pass their own telephony, clock or timers; the rest is chosen here."""
-    from operator_console import api, pages, ws
+    # desk_api, merchant_api and wallboard_api add routes to `api.API` when imported
+    from operator_console import api, desk_api, merchant_api, pages, wallboard_api, ws
+
+    del desk_api, wallboard_api
 
     app = web.Application(
         middlewares=[error_middleware, api.auth_middleware], client_max_size=2 * 1024 * 1024
     )
     app[settings_key] = settings
     app[websockets_key] = set()
+    merchant_api.setup(app)
     aiohttp_jinja2.setup(
         app,
         loader=jinja2.FileSystemLoader(HERE / "templates"),
