@@ -157,6 +157,8 @@ def create_app(
             ring_timeout_s=settings.ring_timeout_s,
             survey_delay_s=settings.survey_delay_s,
             wrap_up_s=settings.wrap_up_s,
+            quiet_start=settings.quiet_start,
+            quiet_end=settings.quiet_end,
             parallel_offers_urgent=settings.parallel_offers_urgent,
         )
         holder: dict[str, Dispatcher] = {}
@@ -215,6 +217,7 @@ def create_app(
         await engine.dispose()
 
     app.cleanup_ctx.append(resources)
+    app.on_shutdown.append(end_live_streams)
     api.API.add_to(app)
     app.router.add_get("/api/v1/openapi.json", api.openapi_doc)
     app.router.add_get("/api/v1/ws", ws.websocket)
@@ -222,6 +225,16 @@ def create_app(
     pages.add_routes(app)
     app.router.add_static("/static", HERE / "static", name="static")
     return app
+
+
+async def end_live_streams(app: web.Application) -> None:
+    """End every WebSocket stream before the server waits for open handlers to finish.
+
+    aiohttp waits for running handlers before `cleanup_ctx` unwinds; a stream blocked on
+    the event bus would hold a graceful shutdown for its whole timeout.
+    """
+    if services_key in app:
+        app[services_key].bus.close()
 
 
 async def healthz(request: web.Request) -> web.Response:

@@ -3,17 +3,22 @@ API through Debian's chromium. SQLite only (the API tests cover PostgreSQL)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
-from playwright.sync_api import Browser, Page, Playwright, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
+
+from tests.conftest import PG_ADMIN
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = [
@@ -41,18 +46,38 @@ def free_port() -> int:
         return port
 
 
+class PortTaken(Exception):
+    """Another process took the port between choosing it and binding it."""
+
+
 class Server:
     """`yijing run` on a fresh data directory; can be stopped and started again."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, database_url: str = "") -> None:
         self.data_dir = data_dir
+        self.database_url = database_url
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = data_dir / "server.log"
+        self.started = False
 
     def start(self) -> None:
-        """Start and wait until /healthz answers 200."""
+        """Start and wait until /healthz answers 200; a first start retries on a taken port."""
+        for attempt in range(5):
+            try:
+                self._start()
+                self.started = True
+                return
+            except PortTaken:
+                time.sleep(0.5)
+                if not self.started:
+                    self.port = free_port()
+                    self.url = f"http://127.0.0.1:{self.port}"
+                if attempt == 4:
+                    raise
+
+    def _start(self) -> None:
         env = {
             **os.environ,
             "YIJING_DATA_DIR": str(self.data_dir),
@@ -61,7 +86,12 @@ class Server:
             "YIJING_DEMO_PASSWORD": PASSWORD,
             "YIJING_SURVEY_DELAY_S": "1",
             "YIJING_WRAP_UP_S": "600",
+            # the survey must ring now whatever the hour on the test machine
+            "YIJING_QUIET_START": "23:59:59.999999",
+            "YIJING_QUIET_END": "00:00",
         }
+        if self.database_url:
+            env["YIJING_DATABASE_URL"] = self.database_url
         self.data_dir.mkdir(parents=True, exist_ok=True)
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
@@ -74,7 +104,12 @@ class Server:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited: {self.log.read_text()[-2000:]}")
+                tail = self.log.read_text()[-2000:]
+                self.proc = None
+                if "address already in use" in tail:
+                    self.log.write_text("")
+                    raise PortTaken(self.port)
+                raise RuntimeError(f"server exited: {tail}")
             try:
                 with urllib.request.urlopen(self.url + "/healthz", timeout=1) as resp:
                     if resp.status == 200:
@@ -97,25 +132,47 @@ class Server:
         self.proc = None
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[Server]:
-    """A fresh demo server for one test."""
-    srv = Server(tmp_path / "data")
-    srv.start()
+@contextlib.contextmanager
+def postgres_database() -> Iterator[str]:
+    """A new, empty PostgreSQL database for one server; dropped afterwards."""
+    name = f"yijing_e2e_{uuid.uuid4().hex[:10]}"
+    admin = PG_ADMIN.replace("postgresql+asyncpg://", "postgresql://")
     try:
-        yield srv
+        conn = psycopg.connect(admin, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as exc:  # pragma: no cover - environment
+        pytest.fail(f"PostgreSQL at {admin} is required for this test: {exc}")
+    with conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    base = admin.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
+    try:
+        yield f"{base}/{name}"
     finally:
-        srv.stop()
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
+def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Server]:
+    """A fresh demo server for one test: SQLite unless the test asks for "postgresql"."""
+    backend = getattr(request, "param", "sqlite")
+    with contextlib.ExitStack() as stack:
+        url = stack.enter_context(postgres_database()) if backend == "postgresql" else ""
+        srv = Server(tmp_path / "data", url)
+        srv.start()
+        stack.callback(srv.stop)
+        yield srv
+
+
+# module scope, not session: the sync API keeps an event loop running in this thread, and
+# the asyncio tests that run after the browser tests need it gone
+@pytest.fixture(scope="module")
 def playwright() -> Iterator[Playwright]:
     """Playwright's sync API."""
     with sync_playwright() as pw:
         yield pw
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(playwright: Playwright) -> Iterator[Browser]:
     """Debian's chromium, headless."""
     if not Path(CHROMIUM).exists():  # pragma: no cover - environment
@@ -125,15 +182,38 @@ def browser(playwright: Playwright) -> Iterator[Browser]:
     browser.close()
 
 
-def new_page(browser: Browser, server: Server, viewport: dict[str, int] = DESK) -> Page:
-    """A page in a fresh context (own cookies) that fails the test on a JS error."""
-    context = browser.new_context(viewport=viewport, base_url=server.url, locale="zh-CN")
-    context.set_default_timeout(15_000)
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.js_errors = errors  # type: ignore[attr-defined]
-    return page
+class Pages:
+    """Opens pages, each in its own browser context (own cookies), closed after the test."""
+
+    def __init__(self, browser: Browser, server: Server) -> None:
+        self.browser = browser
+        self.server = server
+        self.contexts: list[BrowserContext] = []
+        self.errors: list[str] = []
+
+    def open(self, viewport: dict[str, int] = DESK) -> Page:
+        """A new page; uncaught JavaScript errors are collected in `errors`."""
+        context = self.browser.new_context(
+            viewport=viewport, base_url=self.server.url, locale="zh-CN"
+        )
+        context.set_default_timeout(15_000)
+        self.contexts.append(context)
+        page = context.new_page()
+        page.on("pageerror", lambda exc: self.errors.append(f"{page.url}: {exc}"))
+        return page
+
+    def close(self) -> None:
+        """Close every context (before the server stops)."""
+        for context in self.contexts:
+            context.close()
+
+
+@pytest.fixture
+def pages(browser: Browser, server: Server) -> Iterator[Pages]:
+    """Pages on this test's server."""
+    opened = Pages(browser, server)
+    yield opened
+    opened.close()
 
 
 def login(page: Page, username: str, landing: str = "/") -> None:
