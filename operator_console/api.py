@@ -263,6 +263,11 @@ async def login(request: web.Request) -> web.Response:
         user, token, csrf = await auth.login(
             session, username=data.username, password=data.password
         )
+    return session_response(settings, user, token, csrf)
+
+
+def session_response(settings: Any, user: User, token: str, csrf: str) -> web.Response:
+    """The login answer: the tokens in the body and the session in an HttpOnly cookie."""
     response = ok({"token": token, "csrf": csrf, "user": auth.user_public(user)})
     response.set_cookie(
         auth.COOKIE,

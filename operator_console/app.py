@@ -151,7 +151,10 @@ def create_app(
     announce: Callable[[str], None] | None = None,
 ) -> web.Application:
     """Build the app. Tests pass their own telephony, clock or timers; the rest is chosen here."""
-    from operator_console import api, pages, ws
+    # desk_api, merchant_api and wallboard_api add routes to `api.API` when imported
+    from operator_console import api, desk_api, merchant_api, pages, wallboard_api, ws
+
+    del desk_api, wallboard_api
 
     app = web.Application(
         middlewares=[error_middleware, api.auth_middleware], client_max_size=2 * 1024 * 1024
@@ -164,6 +167,7 @@ def create_app(
         assert isinstance(backend, TwilioTelephony)
         app.add_subapp("/twilio", webhook_app(backend))
     app[websockets_key] = set()
+    merchant_api.setup(app)
     aiohttp_jinja2.setup(
         app,
         loader=jinja2.FileSystemLoader(HERE / "templates"),
@@ -187,6 +191,8 @@ def create_app(
             ring_timeout_s=settings.ring_timeout_s,
             survey_delay_s=settings.survey_delay_s,
             wrap_up_s=settings.wrap_up_s,
+            quiet_start=settings.quiet_start,
+            quiet_end=settings.quiet_end,
             parallel_offers_urgent=settings.parallel_offers_urgent,
             hotline_menu=settings.hotline_menu,
             queue_announce_s=settings.queue_announce_s,
@@ -252,6 +258,7 @@ def create_app(
         await engine.dispose()
 
     app.cleanup_ctx.append(resources)
+    app.on_shutdown.append(end_live_streams)
     api.API.add_to(app)
     app.router.add_get("/api/v1/openapi.json", api.openapi_doc)
     app.router.add_get("/api/v1/ws", ws.websocket)
@@ -259,6 +266,16 @@ def create_app(
     pages.add_routes(app)
     app.router.add_static("/static", HERE / "static", name="static")
     return app
+
+
+async def end_live_streams(app: web.Application) -> None:
+    """End every WebSocket stream before the server waits for open handlers to finish.
+
+    aiohttp waits for running handlers before `cleanup_ctx` unwinds; a stream blocked on
+    the event bus would hold a graceful shutdown for its whole timeout.
+    """
+    if services_key in app:
+        app[services_key].bus.close()
 
 
 async def healthz(request: web.Request) -> web.Response:

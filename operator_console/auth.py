@@ -61,6 +61,12 @@ async def login(session: AsyncSession, *, username: str, password: str) -> tuple
     )
     if user is None or not user.active or not verify_password(user.password_hash, password):
         raise Unauthorized("wrong username or password")
+    token, csrf = await open_session(session, user=user)
+    return user, token, csrf
+
+
+async def open_session(session: AsyncSession, *, user: User) -> tuple[str, str]:
+    """Start a session for a user already identified; returns the token and CSRF token."""
     token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(24)
     now = utcnow()
     await session.execute(delete(LoginSession).where(col(LoginSession.expires_at) < now))
@@ -74,7 +80,7 @@ async def login(session: AsyncSession, *, username: str, password: str) -> tuple
             expires_at=now + SESSION_TTL,
         )
     )
-    return user, token, csrf
+    return token, csrf
 
 
 async def logout(session: AsyncSession, *, token: str) -> None:

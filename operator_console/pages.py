@@ -1,4 +1,5 @@
-"""Server-rendered pages: login, the operator console, a ticket, the phone simulator.
+"""Server-rendered pages: login, the operator desk, a ticket, the phone simulator, the
+supervisor wallboard, the admin pages and the merchant's phone page.
 
 Pages carry no data of their own; small JavaScript modules fill them from the API and
 the WebSocket. zh-CN is the default; `?lang=en` switches and is remembered in a cookie.
@@ -43,11 +44,27 @@ def _remember_lang(request: web.Request, response: web.StreamResponse) -> web.St
     return response
 
 
-def _staff(request: web.Request) -> None:
+def _staff(request: web.Request, role: auth.Role = auth.Role.OPERATOR) -> None:
     user = current_user(request)
     if user is None:
         raise Unauthorized()
-    auth.require(user, auth.Role.OPERATOR)
+    if user.role == auth.Role.MERCHANT:
+        raise web.HTTPFound("/merchant")
+    auth.require(user, role)
+
+
+#: admin sections, in menu order: (slug, i18n key)
+ADMIN_SECTIONS = (
+    ("residents", "adm_residents"),
+    ("contacts", "adm_contacts"),
+    ("merchants", "adm_merchants"),
+    ("contracts", "adm_contracts"),
+    ("catalog", "adm_catalog"),
+    ("grids", "adm_grids"),
+    ("users", "adm_users"),
+    ("import", "adm_import"),
+    ("access-log", "adm_access_log"),
+)
 
 
 async def login_page(request: web.Request) -> web.StreamResponse:
@@ -80,8 +97,37 @@ async def simulator_page(request: web.Request) -> web.StreamResponse:
     return _remember_lang(request, response)
 
 
+async def wallboard_page(request: web.Request) -> web.StreamResponse:
+    """The supervisor's wall screen."""
+    _staff(request, auth.Role.SUPERVISOR)
+    response = aiohttp_jinja2.render_template("wallboard.html", request, {})
+    return _remember_lang(request, response)
+
+
+async def admin_page(request: web.Request) -> web.StreamResponse:
+    """One admin section: a list, a form, the import or the access log."""
+    _staff(request, auth.Role.ADMIN)
+    section = request.match_info.get("section", "residents")
+    if section not in dict(ADMIN_SECTIONS):
+        raise web.HTTPNotFound()
+    response = aiohttp_jinja2.render_template(
+        "admin.html", request, {"section": section, "sections": ADMIN_SECTIONS}
+    )
+    return _remember_lang(request, response)
+
+
+async def merchant_page(request: web.Request) -> web.StreamResponse:
+    """The merchant's phone page: a code login, then their orders."""
+    response = aiohttp_jinja2.render_template("merchant.html", request, {})
+    return _remember_lang(request, response)
+
+
 def add_routes(app: web.Application) -> None:
     """Register the pages."""
+    app.router.add_get("/wallboard", wallboard_page)
+    app.router.add_get("/admin", admin_page)
+    app.router.add_get("/admin/{section}", admin_page)
+    app.router.add_get("/merchant", merchant_page)
     app.router.add_get("/", console_page)
     app.router.add_get("/login", login_page)
     app.router.add_get("/tickets/{ticket_id}", ticket_page)

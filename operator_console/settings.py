@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import time
 from pathlib import Path
 from typing import Literal
 
@@ -34,6 +35,9 @@ class Settings(BaseSettings):
     ring_timeout_s: float = 30.0
     survey_delay_s: float = 30.0
     wrap_up_s: float = 60.0
+    #: no survey calls in the night (local time); a demo or test may narrow the window
+    quiet_start: time = time(21, 0)
+    quiet_end: time = time(8, 30)
     parallel_offers_urgent: int = Field(default=2, ge=1, le=10)
     scheduler: bool = True
     #: false: registered residents go straight to an operator (no keypad menu)

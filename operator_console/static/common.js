@@ -1,13 +1,28 @@
-// Shared helpers: API calls with the CSRF token, the live event stream with resume.
+// Shared helpers: API calls with the CSRF token, the live event stream with resume,
+// the page's words, the text-size switch.
 export const csrf = () => document.querySelector('meta[name="csrf-token"]').content;
 export const lang = () => document.querySelector('meta[name="lang"]').content;
 
+const words = JSON.parse(document.getElementById('i18n')?.textContent || '{}');
+// A word of the page in its language; `{n}` style placeholders are filled from `vars`.
+export function T(key, vars) {
+  let text = words[key] ?? key;
+  for (const [k, v] of Object.entries(vars || {})) text = text.replace(`{${k}}`, String(v));
+  return text;
+}
+
 export async function api(method, path, body) {
   const opts = { method, headers: { 'X-CSRF-Token': csrf() }, credentials: 'same-origin' };
-  if (body !== undefined) { opts.headers['Content-Type'] = 'application/json'; opts.body = JSON.stringify(body); }
+  if (body instanceof FormData) { opts.body = body; }
+  else if (body !== undefined) { opts.headers['Content-Type'] = 'application/json'; opts.body = JSON.stringify(body); }
   const res = await fetch('/api/v1' + path, opts);
   const data = res.headers.get('content-type')?.includes('json') ? await res.json() : null;
-  if (!res.ok) { const err = new Error(data?.message || res.statusText); err.status = res.status; err.data = data; throw err; }
+  if (!res.ok) {
+    const err = new Error(data?.message || res.statusText); err.status = res.status; err.data = data;
+    // a route that does not exist answers 404/405 without our JSON error shape
+    err.missing = (res.status === 404 || res.status === 405) && !data?.error_id;
+    throw err;
+  }
   return data;
 }
 
@@ -20,13 +35,18 @@ export function el(tag, text, cls) {
 
 // Subscribe to the event log. Resumes from the last seq after a drop and shows a banner
 // while offline.
-export function liveEvents(onEvent, { since = 0 } = {}) {
-  let last = since, delay = 500, socket = null;
+export function liveEvents(onEvent, { since = 0, onReconnect } = {}) {
+  let last = since, delay = 500, socket = null, opened = false;
   const banner = document.getElementById('offline');
   const connect = () => {
     const proto = location.protocol === 'https:' ? 'wss' : 'ws';
     socket = new WebSocket(`${proto}://${location.host}/api/v1/ws?since=${last}`);
-    socket.onopen = () => { banner.hidden = true; delay = 500; document.body.dataset.live = 'on'; };
+    window.yijingSocket = socket;
+    socket.onopen = () => {
+      banner.hidden = true; delay = 500; document.body.dataset.live = 'on';
+      if (opened && onReconnect) onReconnect();
+      opened = true;
+    };
     socket.onmessage = (msg) => {
       const ev = JSON.parse(msg.data);
       if (ev.seq <= last) return;
@@ -43,7 +63,69 @@ export function liveEvents(onEvent, { since = 0 } = {}) {
   return { close: () => { socket.onclose = null; socket.close(); } };
 }
 
+// The highest seq in the log now, so a page starts live from here.
+export async function latestSeq() {
+  const events = await api('GET', '/events?since=0');
+  return events.reduce((m, e) => Math.max(m, e.seq), 0);
+}
+
 const logout = document.getElementById('logout');
-if (logout) logout.addEventListener('click', async () => { await api('POST', '/logout'); location.href = '/login'; });
+if (logout) logout.addEventListener('click', async () => { await api('POST', '/logout'); location.href = location.pathname === '/merchant' ? '/merchant' : '/login'; });
+
+for (const b of document.querySelectorAll('.sizes button')) {
+  b.addEventListener('click', () => { document.documentElement.dataset.size = b.dataset.size; localStorage.setItem('yijing-size', b.dataset.size); });
+}
 
 export const fmtTime = (iso) => iso ? new Date(iso).toLocaleTimeString(lang(), { timeZone: 'Asia/Shanghai', hour: '2-digit', minute: '2-digit', second: '2-digit' }) : '';
+export const fmtDateTime = (iso) => iso ? new Date(iso).toLocaleString(lang(), { timeZone: 'Asia/Shanghai', month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit' }) : '';
+
+// "1:05:09" style duration from seconds.
+export function fmtDuration(s) {
+  s = Math.max(0, Math.round(s));
+  const h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60), sec = s % 60;
+  const mm = String(m).padStart(h ? 2 : 1, '0'), ss = String(sec).padStart(2, '0');
+  return h ? `${h}:${mm}:${ss}` : `${mm}:${ss}`;
+}
+
+// A deadline as a countdown and a level: ok, amber (under a quarter of the time or 15
+// minutes left), red (overdue).
+export function deadline(iso, totalMinutes) {
+  if (!iso) return { text: '—', level: '' };
+  const left = (new Date(iso) - Date.now()) / 1000;
+  if (left < 0) return { text: `${T('overdue')} ${fmtDuration(-left)}`, level: 'red' };
+  const warn = Math.min(15 * 60, (totalMinutes || 60) * 60 / 4);
+  return { text: `${T('left')} ${fmtDuration(left)}`, level: left <= warn ? 'amber' : 'ok' };
+}
+
+const NAMES_ZH = { ringing: '振铃', ivr: '语音导航', queued: '排队中', connected: '通话中', wrap_up: '整理中', ended: '已结束', abandoned: '已放弃',
+  new: '新建', matching: '匹配中', offering: '派单中', accepted: '已接单', in_service: '服务中', completed: '已完成', rated: '已评价', closed: '已办结', cancelled: '已取消', unassigned: '无人接单',
+  placed: '呼叫中', answered: '已接通', declined: '已拒绝', no_answer: '未接听', busy: '占线', failed: '失败', expired: '超时', withdrawn: '已撤回',
+  logged_out: '未登录', available: '空闲', reserved: '预留', on_call: '通话中', paused: '小休',
+  satisfied: '满意', basically_satisfied: '基本满意', not_satisfied: '不满意', routine: '一般', urgent: '紧急', emergency: '特急' };
+export const stateName = (s) => (lang() === 'zh-CN' ? NAMES_ZH[s] : (s || '').replaceAll('_', ' ')) || s;
+
+const EVENT_ZH = { 'ticket.created': '创建工单', 'ticket.matching': '开始匹配', 'ticket.offering': '派单中', 'offer.placed': '呼叫商家', 'offer.ringing': '商家振铃',
+  'offer.answered': '商家接通', 'offer.accepted': '商家接单', 'offer.declined': '商家拒单', 'offer.no_answer': '商家未接', 'offer.busy': '商家占线', 'offer.failed': '呼叫失败',
+  'offer.expired': '派单超时', 'offer.withdrawn': '撤回派单', 'ticket.accepted': '已接单', 'ticket.arrived': '已上门', 'ticket.completed': '服务完成', 'survey.calling': '回访外呼',
+  'survey.retry': '回访重试', 'ticket.rated': '已评价', 'ticket.closed': '已办结', 'ticket.cancelled': '已取消', 'ticket.unassigned': '无人接单', 'ticket.escalated': '已升级' };
+export const eventName = (n) => (lang() === 'zh-CN' && EVENT_ZH[n]) || n;
+
+// One timeline row: time, what happened, and who or what it is about.
+export function timelineItem(ev, merchants = {}) {
+  const li = el('li');
+  li.dataset.name = ev.name;
+  const d = ev.data || {};
+  const who = d.merchant || merchants[d.merchant_id] || '';
+  const extra = [who, d.rating ? stateName(d.rating) : '', d.reason || '', d.disposition || ''].filter(Boolean).join(' ');
+  li.append(el('span', fmtTime(ev.occurred_at), 'muted'), ' ', el('b', eventName(ev.name)), ' ', el('span', extra), ' ', el('span', ev.actor && ev.actor !== 'system' ? `(${ev.actor})` : '', 'muted'));
+  return li;
+}
+
+// A calm message in the corner instead of a blocking alert().
+export function notify(message, level = 'error') {
+  let box = document.getElementById('toast');
+  if (!box) { box = el('div', null, 'toast'); box.id = 'toast'; box.setAttribute('role', 'alert'); document.body.append(box); }
+  const item = el('div', message, `toast-item ${level}`);
+  box.append(item);
+  setTimeout(() => item.remove(), 6000);
+}

@@ -1,19 +1,181 @@
-// The operator desk: queue, resident card, need capture, ranking, dispatch, live timeline.
-import { api, el, liveEvents, fmtTime, lang } from './common.js';
+// The operator desk: queue with the caller's card before answering, call controls and
+// wrap-up, need capture, ranking, dispatch, the live offer cascade, the ticket board.
+import { api, el, liveEvents, latestSeq, fmtDateTime, lang, T, stateName, deadline, notify, timelineItem } from './common.js';
 
 const zh = lang() === 'zh-CN';
-const state = { call: null, residentId: null, category: null, ticket: null, catalog: [] };
 const $ = (id) => document.getElementById(id);
-const STATE_NAMES = zh ? { ringing: '振铃', ivr: '语音导航', queued: '排队中', connected: '通话中', wrap_up: '整理中', ended: '已结束', abandoned: '已放弃',
-  new: '新建', matching: '匹配中', offering: '派单中', accepted: '已接单', in_service: '服务中', completed: '已完成', rated: '已评价', closed: '已办结', cancelled: '已取消', unassigned: '无人接单' } : {};
-const stateName = (s) => STATE_NAMES[s] || s;
+const state = {
+  me: null, call: null, previewCallId: null, residentId: null, category: null, ticket: null,
+  catalog: [], board: [], scope: 'open', merchants: {},
+};
+const catName = (c) => (zh ? c.name_zh : c.name_en);
+const guard = (fn) => async (...args) => { try { await fn(...args); } catch (err) { notify(err.message); } };
 
+// -- operator state --------------------------------------------------------------------
+async function loadMyState() {
+  const s = await api('GET', '/operator/state');
+  $('op-state').textContent = stateName(s.state);
+  $('op-state').dataset.state = s.state;
+  $('op-reason').textContent = s.state === 'paused' && s.reason ? `(${$('pause-reason').querySelector(`[value="${CSS.escape(s.reason)}"]`)?.textContent || s.reason})` : '';
+}
+
+async function opState(action) {
+  const current = $('op-state').dataset.state;
+  const verb = action === 'available' ? (current === 'paused' ? 'resume' : 'login') : 'pause';
+  await api('POST', '/operator/state', { action: verb, reason: verb === 'pause' ? $('pause-reason').value : '' });
+  await loadMyState();
+}
+
+// -- queue and calls -------------------------------------------------------------------
+const WAITING = ['ringing', 'ivr', 'queued'];
+
+async function refreshQueue() {
+  const calls = await api('GET', '/calls');
+  const list = $('queue');
+  list.replaceChildren();
+  for (const c of calls) {
+    const li = el('li', null, c.emergency ? 'emergency' : ''); li.dataset.callId = c.id; li.dataset.state = c.state;
+    li.append(el('b', c.resident_name || T('unregistered')), ' ', el('span', c.number, 'muted'), ' ',
+      el('span', stateName(c.state), 'tag' + (c.emergency ? ' bad' : '')));
+    if (WAITING.includes(c.state)) {
+      const b = el('button', `${T('answer')} (F2)`, 'primary answer'); b.type = 'button';
+      b.addEventListener('click', guard(() => answer(c)));
+      li.append(' ', b);
+    }
+    list.append(li);
+  }
+  $('queue-empty').hidden = calls.length > 0;
+  // the card pops on ring: preview the first waiting caller while no call is taken
+  const first = calls.find((c) => WAITING.includes(c.state));
+  if (!state.call && first && first.id !== state.previewCallId) {
+    state.previewCallId = first.id;
+    await showCard(first.resident_id, 'ring', first);
+  }
+}
+
+async function answer(c) {
+  state.call = await api('POST', `/calls/${c.id}/answer`);
+  state.previewCallId = c.id;
+  $('hangup').disabled = false; $('wrapup').disabled = true;
+  $('call-now').replaceChildren(el('b', `${T('calls')} #${c.id}`), ' ', el('span', c.resident_name || T('unregistered')), ' ', el('span', stateName('connected'), 'tag ok'));
+  if (c.resident_id !== state.residentId || !c.resident_id) await showCard(c.resident_id, 'call', c);
+  $('card-status').hidden = true;
+  await refreshQueue();
+  loadMyState();
+}
+
+async function hangup() {
+  if (state.call) await api('POST', `/calls/${state.call.id}/hangup`);
+}
+
+async function wrapUp() {
+  if (!state.call || $('wrapup').disabled) return;
+  await api('POST', `/calls/${state.call.id}/wrap-up`, { disposition: $('disposition').value });
+  state.call = null; state.previewCallId = null;
+  $('wrapup').disabled = true; $('hangup').disabled = true;
+  $('call-now').replaceChildren(el('span', '—', 'muted'));
+  await loadMyState();
+  await refreshQueue();
+}
+
+// -- the resident card -----------------------------------------------------------------
+function field(dl, label, value, cls) {
+  const dd = el('dd', value || '—'); if (cls) dd.className = cls;
+  dl.append(el('dt', label), dd);
+}
+
+async function showCard(residentId, reason, call) {
+  const box = $('card');
+  box.replaceChildren();
+  box.classList.remove('muted');
+  state.residentId = residentId || null;
+  $('card-status').hidden = reason !== 'ring';
+  $('card-status').textContent = T('ringing_card');
+  $('unknown').hidden = Boolean(residentId);
+  $('search-results').replaceChildren();
+  if (!residentId) {
+    box.append(el('p', `${T('unregistered')} ${call?.number || ''}`, 'error'));
+    return;
+  }
+  const [r, open] = await Promise.all([
+    api('GET', `/residents/${residentId}?reason=${reason}`),
+    api('GET', `/board?scope=open&resident_id=${residentId}`),
+  ]);
+  const age = r.birth_year ? new Date().getFullYear() - r.birth_year : '';
+  const head = el('h3', null, 'resident-name');
+  head.append(el('span', r.name, 'name'), ' ', el('span', [r.sex, age ? `${age}${zh ? '岁' : ' y'}` : ''].filter(Boolean).join(' · '), 'muted'));
+  box.append(head);
+  const groups = el('div', null, 'row');
+  for (const g of r.groups || []) groups.append(el('span', g, 'tag'));
+  if (r.status && r.status !== 'registered') groups.append(el('span', stateName(r.status), 'tag bad'));
+  box.append(groups);
+  const dl = el('dl');
+  field(dl, T('address'), r.address);
+  field(dl, T('grid'), r.grid_code);
+  field(dl, T('conditions'), r.health_notes && r.health_notes.includes(r.conditions) ? r.health_notes : [r.conditions, r.health_notes].filter(Boolean).join('；'));
+  field(dl, T('medicines'), r.medicines);
+  field(dl, T('notes'), r.notes, r.notes ? 'note' : '');
+  const contacts = el('dd');
+  for (const x of r.contacts || []) contacts.append(el('div', `${x.relation} ${x.name} ${x.phone}${x.when_to_call ? '（' + x.when_to_call + '）' : ''}`));
+  if (!(r.contacts || []).length) contacts.textContent = '—';
+  dl.append(el('dt', T('contacts')), contacts);
+  const openDd = el('dd');
+  for (const t of open) openDd.append(ticketLink(t, `${t.category_zh && zh ? t.category_zh : t.category_en || t.category_code} ${stateName(t.state)}`));
+  if (!open.length) openDd.textContent = '—';
+  dl.append(el('dt', T('open_tickets')), openDd);
+  const recent = el('dd');
+  for (const t of r.recent_tickets || []) recent.append(ticketLink(t, `${categoryLabel(t.category_code)} ${stateName(t.state)} · ${t.rating ? stateName(t.rating) : T('no_rating')}`));
+  if (!(r.recent_tickets || []).length) recent.textContent = '—';
+  dl.append(el('dt', T('recent_tickets')), recent);
+  box.append(dl);
+}
+
+function categoryLabel(code) {
+  const c = state.catalog.find((x) => x.code === code);
+  return c ? catName(c) : code;
+}
+
+function ticketLink(t, text) {
+  const div = el('div');
+  const a = el('a', `#${t.id}`); a.href = `/tickets/${t.id}`; a.target = '_blank';
+  div.append(a, ' ', el('span', text));
+  return div;
+}
+
+async function search(e) {
+  e.preventDefault();
+  const q = $('search-q').value.trim();
+  if (!q) return;
+  const rows = await api('GET', `/residents?q=${encodeURIComponent(q)}`);
+  $('search-results').replaceChildren(...rows.map((r) => {
+    const li = el('li');
+    const b = el('button', T('use_resident')); b.type = 'button';
+    b.addEventListener('click', guard(() => showCard(r.id, 'search')));
+    li.append(el('b', r.name), ' ', el('span', `${r.address} · ${r.grid_code}`, 'muted'), ' ', b);
+    return li;
+  }));
+  if (!rows.length) $('search-results').append(el('li', '—', 'muted'));
+}
+
+async function register(e) {
+  e.preventDefault();
+  const msg = $('register-msg');
+  try {
+    const r = await api('POST', '/residents', { name: $('reg-name').value, address: $('reg-address').value, phone: state.call?.number });
+    msg.textContent = '';
+    await showCard(r.id, 'register');
+  } catch (err) {
+    msg.textContent = err.missing ? T('register_na') : err.message;
+  }
+}
+
+// -- need capture, ranking, dispatch ---------------------------------------------------
 async function loadCatalog() {
   state.catalog = await api('GET', '/catalog');
   const box = $('categories');
   box.replaceChildren();
   for (const c of state.catalog) {
-    const b = el('button', zh ? c.name_zh : c.name_en);
+    const b = el('button', catName(c), c.urgency === 'emergency' ? 'cat emergency' : 'cat');
     b.type = 'button'; b.dataset.code = c.code;
     b.addEventListener('click', () => {
       state.category = c.code;
@@ -22,91 +184,47 @@ async function loadCatalog() {
     });
     box.append(b);
   }
-}
-
-async function refreshQueue() {
-  const calls = await api('GET', '/calls');
-  const list = $('queue');
-  list.replaceChildren();
-  for (const c of calls) {
-    const li = el('li'); li.dataset.callId = c.id;
-    li.append(el('b', c.resident_name || (zh ? '未登记号码' : 'Unregistered number')), ' ', el('span', c.number, 'muted'), ' ',
-      el('span', stateName(c.state), 'tag' + (c.emergency ? ' bad' : '')));
-    if (!c.registered) li.append(' ', el('span', zh ? '未登记' : 'not registered', 'tag bad'));
-    if (c.state === 'queued' || c.state === 'ivr' || c.state === 'ringing') {
-      const b = el('button', zh ? '接听' : 'Answer', 'primary answer');
-      b.addEventListener('click', () => answer(c));
-      li.append(' ', b);
-    }
-    list.append(li);
-  }
-  $('queue-empty').hidden = calls.length > 0;
-}
-
-async function answer(c) {
-  try {
-    state.call = await api('POST', `/calls/${c.id}/answer`);
-  } catch (err) { alert(err.message); return; }
-  state.residentId = c.resident_id;
-  $('hangup').disabled = false;
-  await showCard(c.resident_id);
-  refreshQueue();
-}
-
-function field(dl, label, value) {
-  dl.append(el('dt', label), el('dd', value || '—'));
-}
-
-async function showCard(residentId) {
-  const box = $('card');
-  box.replaceChildren();
-  box.classList.remove('muted');
-  if (!residentId) { box.append(el('p', zh ? '未登记号码：请询问姓名地址后登记' : 'Unregistered number: ask for name and address', 'error')); return; }
-  const r = await api('GET', `/residents/${residentId}?reason=call`);
-  box.append(el('h3', `${r.name}（${r.sex}，${r.birth_year || ''}）`));
-  const dl = el('dl');
-  field(dl, zh ? '类别' : 'Group', r.groups.join('、'));
-  field(dl, zh ? '地址' : 'Address', r.address);
-  field(dl, zh ? '网格' : 'Grid', r.grid_code);
-  field(dl, zh ? '健康情况' : 'Health', r.health_notes);
-  field(dl, zh ? '用药' : 'Medicines', r.medicines);
-  field(dl, zh ? '备注' : 'Notes', r.notes);
-  field(dl, zh ? '紧急联系人' : 'Contacts', r.contacts.map((x) => `${x.relation} ${x.name} ${x.phone}`).join('；'));
-  field(dl, zh ? '最近工单' : 'Recent tickets', r.recent_tickets.map((t) => `#${t.id} ${t.category_code} ${stateName(t.state)}${t.rating ? ' ' + t.rating : ''}`).join('；'));
-  box.append(dl);
+  for (const sel of [$('f-category')]) for (const c of state.catalog) { const o = el('option', catName(c)); o.value = c.code; sel.append(o); }
 }
 
 async function createTicket() {
-  const body = { category: state.category, description: $('description').value };
+  // the API has no urgency or preferred-time fields yet: they lead the description
+  const prefix = [];
+  if ($('urgency').value) prefix.push(`【${$('urgency').selectedOptions[0].textContent}】`);
+  if ($('preferred').value) prefix.push(`【${T('preferred_time')} ${$('preferred').value}】`);
+  const body = { category: state.category, description: (prefix.join('') + ' ' + $('description').value).trim() };
   if (state.call) body.call_id = state.call.id;
   if (state.residentId) body.resident_id = state.residentId;
-  try { state.ticket = await api('POST', '/tickets', body); } catch (err) { alert(err.message); return; }
-  $('description').value = '';
+  state.ticket = await api('POST', '/tickets', body);
+  $('description').value = ''; $('urgency').value = ''; $('preferred').value = '';
   await showTicket();
   await showCandidates();
-  refreshTickets();
+  refreshBoard();
 }
 
 async function showTicket() {
   const t = await api('GET', `/tickets/${state.ticket.id}`);
   state.ticket = t;
+  for (const o of t.offers) state.merchants[o.merchant_id] = o.merchant;
   const box = $('current-ticket');
   box.replaceChildren();
-  const link = el('a', `#${t.id}`); link.href = `/tickets/${t.id}`;
-  box.append(link, ' ', el('span', t.category_code), ' ', el('span', stateName(t.state), 'tag'), ' ', el('span', (zh ? '时限 ' : 'due ') + (t.deadline_local || ''), 'muted'));
+  box.classList.remove('muted');
+  const link = el('a', `#${t.id}`); link.href = `/tickets/${t.id}`; link.target = '_blank';
+  const dl = deadline(t.deadline_at);
+  box.append(link, ' ', el('span', categoryLabel(t.category_code)), ' ', el('span', stateName(t.state), 'tag state'), ' ', el('span', dl.text, `due ${dl.level}`));
+  if (t.code_word) box.append(' ', el('span', `${T('code_word')} ${t.code_word}`, 'muted'));
   box.dataset.state = t.state;
-  const tl = $('timeline');
-  tl.replaceChildren(...t.timeline.map(timelineItem));
-  $('dispatch').disabled = !['new', 'unassigned'].includes(t.state);
+  $('offers').replaceChildren(...t.offers.map((o) => {
+    const li = el('li'); li.dataset.state = o.state; li.dataset.merchantId = o.merchant_id;
+    const cls = o.state === 'accepted' ? 'tag ok' : ['declined', 'no_answer', 'busy', 'failed', 'expired'].includes(o.state) ? 'tag bad' : 'tag live';
+    li.append(el('span', fmtDateTime(o.placed_at), 'muted'), ' ', el('b', o.merchant), ' ', el('span', stateName(o.state), cls));
+    return li;
+  }));
+  $('timeline').replaceChildren(...t.timeline.map((ev) => timelineItem(ev, state.merchants)));
+  const canDispatch = ['new', 'unassigned'].includes(t.state);
+  $('dispatch').disabled = !canDispatch;
+  $('dispatch-selected').disabled = !canDispatch;
   $('complete').disabled = !['accepted', 'in_service'].includes(t.state);
-}
-
-function timelineItem(ev) {
-  const li = el('li');
-  li.dataset.name = ev.name;
-  const extra = ev.data.merchant || ev.data.rating || ev.data.reason || '';
-  li.append(el('span', fmtTime(ev.occurred_at), 'muted'), ' ', el('b', ev.name), ' ', el('span', extra));
-  return li;
 }
 
 async function showCandidates() {
@@ -114,39 +232,76 @@ async function showCandidates() {
   const ol = $('candidates');
   ol.replaceChildren();
   for (const c of list.slice(0, 8)) {
+    state.merchants[c.merchant_id] = c.name;
     const li = el('li', null, c.eligible ? 'candidate' : 'candidate ineligible');
     li.dataset.merchantId = c.merchant_id;
-    li.append(el('b', c.name), ' ', el('span', c.reasons.join(' · '), 'muted'));
+    const label = el('label', null, 'inline');
+    const box = el('input'); box.type = 'checkbox'; box.value = c.merchant_id; box.disabled = !c.eligible; box.className = 'pick';
+    label.append(box, ' ', el('b', c.name));
+    li.append(label, ' ', el('span', c.reasons.join(' · '), 'muted small'));
     ol.append(li);
   }
   if (!list.some((c) => c.eligible)) ol.append(el('li', zh ? '没有可派的商家，工单将等待人工处理' : 'No merchant can take this now', 'error'));
 }
 
-async function refreshTickets() {
-  const rows = await api('GET', '/tickets?state=open');
+async function dispatch(selectedOnly) {
+  if (!state.ticket) return;
+  const picks = [...document.querySelectorAll('#candidates .pick:checked')].map((x) => Number(x.value));
+  if (selectedOnly && !picks.length) { notify(zh ? '请先勾选商家' : 'Tick one or more merchants first', 'info'); return; }
+  await api('POST', `/tickets/${state.ticket.id}/dispatch`, selectedOnly ? { merchant_ids: picks } : {});
+  await showTicket();
+}
+
+// -- the ticket board ------------------------------------------------------------------
+async function refreshBoard() {
+  const params = new URLSearchParams({ scope: state.scope });
+  for (const [key, id] of [['state', 'f-state'], ['category', 'f-category'], ['grid', 'f-grid']]) if ($(id).value) params.set(key, $(id).value);
+  state.board = await api('GET', `/board?${params}`);
+  const grids = $('f-grid');
+  for (const g of new Set(state.board.map((t) => t.grid_code).filter(Boolean))) {
+    if (![...grids.options].some((o) => o.value === g)) { const o = el('option', g); o.value = g; grids.append(o); }
+  }
   const body = $('tickets');
-  body.replaceChildren();
-  for (const t of rows) {
-    const tr = el('tr');
+  body.replaceChildren(...state.board.map((t) => {
+    const tr = el('tr'); tr.dataset.ticketId = t.id; tr.dataset.state = t.state;
     const a = el('a', `#${t.id}`); a.href = `/tickets/${t.id}`;
     const td = el('td'); td.append(a);
-    tr.append(td, el('td', t.category_code), el('td', stateName(t.state) + (t.escalated ? ' ⚠' : '')), el('td', t.deadline_local));
-    body.append(tr);
+    const due = el('td', null, 'due'); due.dataset.deadline = t.deadline_at || ''; due.dataset.total = t.deadline_minutes || '';
+    tr.append(td, el('td', t.resident_name || '—'), el('td', t.grid_code || '—'), el('td', zh ? t.category_zh : t.category_en),
+      el('td', stateName(t.state) + (t.escalated ? ` ⚠ ${T('escalated')}` : '')), el('td', t.merchant || '—'), due);
+    return tr;
+  }));
+  tick();
+}
+
+// Countdowns turn amber then red; redrawn every second without asking the server.
+function tick() {
+  for (const td of document.querySelectorAll('td.due')) {
+    const d = deadline(td.dataset.deadline, Number(td.dataset.total) || undefined);
+    td.textContent = d.text; td.className = `due ${d.level}`;
   }
 }
 
-async function opState(action) {
-  const res = await api('POST', '/operator/state', { action, reason: action === 'pause' ? 'break' : '' });
-  $('op-state').textContent = res.state;
+// -- wiring ----------------------------------------------------------------------------
+for (const s of ['new', 'matching', 'offering', 'accepted', 'in_service', 'completed', 'unassigned']) { const o = el('option', stateName(s)); o.value = s; $('f-state').append(o); }
+for (const b of document.querySelectorAll('.scope')) {
+  b.addEventListener('click', guard(async () => {
+    state.scope = b.dataset.scope;
+    for (const x of document.querySelectorAll('.scope')) x.classList.toggle('selected', x === b);
+    await refreshBoard();
+  }));
 }
-
-$('create-ticket').addEventListener('click', createTicket);
-$('dispatch').addEventListener('click', async () => { try { await api('POST', `/tickets/${state.ticket.id}/dispatch`, {}); } catch (err) { alert(err.message); } });
-$('complete').addEventListener('click', async () => { try { await api('POST', `/tickets/${state.ticket.id}/complete`); } catch (err) { alert(err.message); } });
-$('hangup').addEventListener('click', async () => { if (state.call) await api('POST', `/calls/${state.call.id}/hangup`); });
-$('wrapup').addEventListener('click', async () => { if (state.call) { await api('POST', `/calls/${state.call.id}/wrap-up`, { disposition: 'done' }); state.call = null; $('wrapup').disabled = true; } });
-$('op-login').addEventListener('click', () => opState('login'));
-$('op-pause').addEventListener('click', () => opState('pause'));
+for (const id of ['f-state', 'f-category', 'f-grid']) $(id).addEventListener('change', guard(refreshBoard));
+$('create-ticket').addEventListener('click', guard(createTicket));
+$('dispatch').addEventListener('click', guard(() => dispatch(false)));
+$('dispatch-selected').addEventListener('click', guard(() => dispatch(true)));
+$('complete').addEventListener('click', guard(async () => { await api('POST', `/tickets/${state.ticket.id}/complete`); await showTicket(); }));
+$('hangup').addEventListener('click', guard(hangup));
+$('wrapup').addEventListener('click', guard(wrapUp));
+$('op-login').addEventListener('click', guard(() => opState('available')));
+$('op-pause').addEventListener('click', guard(() => opState('pause')));
+$('search-form').addEventListener('submit', guard(search));
+$('register-form').addEventListener('submit', guard(register));
 
 // Keyboard: F2 answers the first waiting call, F4 dispatches, F8 wraps up.
 document.addEventListener('keydown', (e) => {
@@ -155,21 +310,28 @@ document.addEventListener('keydown', (e) => {
   if (e.key === 'F8') { $('wrapup').click(); e.preventDefault(); }
 });
 
-let queued = false;
-function soon(fn) { if (queued) return; queued = true; setTimeout(() => { queued = false; fn(); }, 150); }
+// Bursts of events refresh each view once.
+const pending = new Set();
+function soon(fn) { if (pending.has(fn)) return; pending.add(fn); setTimeout(() => { pending.delete(fn); guard(fn)(); }, 150); }
 
+state.me = (await api('GET', '/me')).user;
 await loadCatalog();
+await loadMyState();
 await refreshQueue();
-await refreshTickets();
-const start = (await api('GET', '/events?since=0')).reduce((m, e) => Math.max(m, e.seq), 0);
+await refreshBoard();
+setInterval(tick, 1000);
 liveEvents((ev) => {
   if (ev.subject === 'call') {
     soon(refreshQueue);
-    if (state.call && String(state.call.id) === ev.subject_id && ev.name === 'call.ended') { $('wrapup').disabled = false; $('hangup').disabled = true; }
+    if (state.call && String(state.call.id) === ev.subject_id && ['call.ended', 'call.abandoned'].includes(ev.name)) {
+      $('wrapup').disabled = false; $('hangup').disabled = true;
+      $('call-now').querySelector('.tag')?.replaceWith(el('span', stateName('wrap_up'), 'tag'));
+    }
   }
+  if (ev.subject === 'operator' && state.me && ev.subject_id === String(state.me.id)) guard(loadMyState)();
   if (ev.subject === 'ticket') {
-    refreshTickets();
-    if (state.ticket && String(state.ticket.id) === ev.subject_id) showTicket();
+    soon(refreshBoard);
+    if (state.ticket && String(state.ticket.id) === ev.subject_id) guard(showTicket)();
   }
-}, { since: start });
+}, { since: await latestSeq(), onReconnect: () => { soon(refreshQueue); soon(refreshBoard); } });
 document.body.dataset.ready = '1';

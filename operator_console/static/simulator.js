@@ -45,7 +45,11 @@ function render(calls) {
   }));
 }
 
-async function refresh() { render(await api('GET', '/sim/calls')); }
+async function refresh() {
+  render(await api('GET', '/sim/calls'));
+  const messages = await api('GET', '/sim/messages');
+  $('outbox').replaceChildren(...messages.map((m) => { const li = el('li'); li.append(el('b', m.merchant), ' ', el('span', m.text, 'sms')); return li; }));
+}
 await loadPhones();
 await refresh();
 setInterval(refresh, 700);

@@ -1,17 +1,30 @@
-import { api, el, liveEvents, fmtTime } from './common.js';
-const id = document.getElementById('ticket').dataset.ticketId;
+// One ticket: its fields, the offer cascade and the full timeline, kept live.
+import { api, el, liveEvents, latestSeq, fmtDateTime, T, stateName, deadline, timelineItem, notify } from './common.js';
+
+const $ = (id) => document.getElementById(id);
+const id = $('ticket').dataset.ticketId;
+
 async function load() {
   const t = await api('GET', `/tickets/${id}`);
-  const dl = document.getElementById('ticket-fields');
-  dl.replaceChildren();
-  for (const [k, v] of [['state', t.state], ['category', t.category_code], ['description', t.description], ['deadline', t.deadline_local], ['rating', t.rating], ['escalated', t.escalated ? t.escalation_reason : '']]) {
-    dl.append(el('dt', k), el('dd', v || '—'));
-  }
-  document.getElementById('timeline').replaceChildren(...t.timeline.map((ev) => {
-    const li = el('li'); li.dataset.name = ev.name;
-    li.append(el('span', fmtTime(ev.occurred_at), 'muted'), ' ', el('b', ev.name), ' ', el('span', ev.data.merchant || ev.data.rating || ev.data.reason || ''));
+  const merchants = Object.fromEntries(t.offers.map((o) => [o.merchant_id, o.merchant]));
+  $('ticket-state').textContent = stateName(t.state);
+  $('ticket').dataset.state = t.state;
+  const d = deadline(t.deadline_at);
+  const rows = [
+    [T('category'), t.category_code], [T('description'), t.description], [T('urgency'), stateName(t.urgency)],
+    [T('deadline'), `${t.deadline_local || ''} ${['closed', 'cancelled', 'rated'].includes(t.state) ? '' : d.text}`],
+    [T('merchant'), merchants[t.merchant_id] || ''], [T('code_word'), t.code_word], [T('created'), fmtDateTime(t.created_at)],
+    [T('rating'), t.rating ? stateName(t.rating) : ''], [T('escalated'), t.escalated ? (t.escalation_reason || '⚠') : ''],
+  ];
+  $('ticket-fields').replaceChildren(...rows.flatMap(([k, v]) => [el('dt', k), el('dd', v || '—')]));
+  $('offers').replaceChildren(...t.offers.map((o) => {
+    const li = el('li'); li.dataset.state = o.state;
+    li.append(el('span', fmtDateTime(o.placed_at), 'muted'), ' ', el('b', o.merchant), ' ', el('span', stateName(o.state), o.state === 'accepted' ? 'tag ok' : 'tag'));
     return li;
   }));
+  $('timeline').replaceChildren(...t.timeline.map((ev) => timelineItem(ev, merchants)));
 }
+
 await load();
-liveEvents((ev) => { if (ev.subject === 'ticket' && ev.subject_id === id) load(); });
+liveEvents((ev) => { if (ev.subject === 'ticket' && ev.subject_id === id) load().catch((e) => notify(e.message)); }, { since: await latestSeq(), onReconnect: load });
+document.body.dataset.ready = '1';
