@@ -128,8 +128,23 @@ class Resident(ResidentBase, table=True):
     name_pinyin: str = Field(default="", max_length=200)
     name_initials: str = Field(default="", max_length=64)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
-    #: bumped on every change to the resident or their phones (search index refresh)
-    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, index=True)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    #: the registry revision of the last change to the resident or their phones: search
+    #: indexes (in this process or another) catch up with `revision > last seen`
+    revision: int = Field(default=0, sa_type=BigId, index=True)
+
+
+class RegistryRevision(SQLModel, table=True):
+    """A counter bumped by every resident write, in the writing transaction.
+
+    Its row lock orders writers, so revisions become visible in increasing order and a
+    reader that saw revision N has seen every change up to N.
+    """
+
+    __tablename__ = "registry_revision"
+
+    key: str = Field(primary_key=True, max_length=32)
+    value: int = Field(default=0, sa_type=BigId)
 
 
 class ResidentStatusChange(SQLModel, table=True):
@@ -264,12 +279,28 @@ class AccessLog(SQLModel, table=True):
 
 @event.listens_for(Resident, "before_insert")
 @event.listens_for(Resident, "before_update")
-def _resident_keys(_mapper: Any, _conn: Any, target: Resident) -> None:
-    """Every ORM write keeps the pinyin keys and `updated_at` current."""
+def _resident_keys(_mapper: Any, conn: Any, target: Resident) -> None:
+    """Every ORM write keeps the pinyin keys, `updated_at` and `revision` current."""
     target.name_pinyin, target.name_initials = pinyin_keys(target.name)
     target.updated_at = utcnow()
+    target.revision = next_revision(conn)
     if target.id_number == "":
         target.id_number = None
+
+
+def next_revision(conn: Any) -> int:
+    """Bump the registry revision inside the caller's transaction and return it."""
+    table = RegistryRevision.__table__  # type: ignore[attr-defined]
+    value = conn.execute(
+        table.update()
+        .where(table.c.key == "resident")
+        .values(value=table.c.value + 1)
+        .returning(table.c.value)
+    ).scalar()
+    if value is None:  # a database that was not made by the migrations
+        conn.execute(table.insert().values(key="resident", value=1))
+        value = 1
+    return int(value)
 
 
 @event.listens_for(EmergencyContact, "before_insert")

@@ -306,7 +306,7 @@ async def resident_input(session: AsyncSession, *, resident: Resident) -> Reside
         )
     ).scalars()
     values = resident.model_dump(
-        exclude={"id", "created_at", "updated_at", "name_pinyin", "name_initials"}
+        exclude={"id", "created_at", "updated_at", "revision", "name_pinyin", "name_initials"}
     )
     return ResidentIn.model_construct(
         **values,
@@ -390,7 +390,7 @@ async def save_resident(
             setattr(resident, key, value)
         if "phones" in changes or "contacts" in changes:
             # phones and contacts live in their own tables; the resident row still moves
-            # `updated_at` so other processes' search indexes pick the change up
+            # revision so search indexes (in any process) pick the change up
             flag_modified(resident, "updated_at")
     await session.flush()
     assert resident.id is not None
