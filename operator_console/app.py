@@ -122,7 +122,7 @@ def create_app(
     announce: Callable[[str], None] | None = None,
 ) -> web.Application:
     """Build the app. Tests pass their own telephony, clock or timers; the rest is chosen here."""
-    from operator_console import api, pages, ws
+    from operator_console import api, pages, registry_api, ws
 
     app = web.Application(
         middlewares=[error_middleware, api.auth_middleware], client_max_size=2 * 1024 * 1024
@@ -211,6 +211,7 @@ def create_app(
         await engine.dispose()
 
     app.cleanup_ctx.append(resources)
+    registry_api.setup(app)
     api.API.add_to(app)
     app.router.add_get("/api/v1/openapi.json", api.openapi_doc)
     app.router.add_get("/api/v1/ws", ws.websocket)

@@ -279,11 +279,10 @@ def _resident_values(
     contact_cols: dict[int, dict[str, int]],
     lookups: _Lookups,
     errors: list[RowError],
-) -> dict[str, Any] | None:
-    """The fields a row sets, as ResidentIn input; None (with errors added) when bad."""
+) -> dict[str, Any]:
+    """The fields a row sets, as ResidentIn input (lookup failures go to `errors`)."""
     raw = {key: cells[i].strip() for key, i in cols.items()}
     values: dict[str, Any] = {}
-    before = len(errors)
     for key, text in raw.items():
         if key in ("grid", "usual_pharmacy", "phones", "groups", "status"):
             continue
@@ -329,7 +328,7 @@ def _resident_values(
                 }
             )
         values["contacts"] = contacts
-    return values if len(errors) == before else None
+    return values
 
 
 async def import_residents(
@@ -358,9 +357,8 @@ async def import_residents(
     seen_people: dict[tuple[str, ...], int] = {}
     try:
         for line, cells in body:
+            before = len(report.errors)
             values = _resident_values(line, cells, cols, contact_cols, lookups, report.errors)
-            if values is None:
-                continue
             id_number = str(values.get("id_number") or "").strip().upper()
             if id_number:
                 if id_number in seen_ids:
@@ -386,7 +384,9 @@ async def import_residents(
                 )
                 continue
             seen_people.setdefault(person, line)
-            await _import_resident_row(session, line, values, report, actor)
+            await _import_resident_row(
+                session, line, values, report, actor, checked=len(report.errors) == before
+            )
         if report.errors or dry_run:
             await session.rollback()
         else:
@@ -409,8 +409,15 @@ async def import_residents(
 
 
 async def _import_resident_row(
-    session: AsyncSession, line: int, values: dict[str, Any], report: ImportReport, actor: str
+    session: AsyncSession,
+    line: int,
+    values: dict[str, Any],
+    report: ImportReport,
+    actor: str,
+    *,
+    checked: bool,
 ) -> None:
+    """Validate a row (every reason is reported) and, if it is good, write it."""
     key = ResidentIn.model_construct(
         **{k: values.get(k, "") for k in ("name", "address", "building", "unit", "room")},
         id_number=str(values.get("id_number") or "").strip().upper() or None,
@@ -424,6 +431,8 @@ async def _import_resident_row(
         data = ResidentIn.model_validate(merged)
     except ValidationError as exc:
         report.errors.extend(_error_from_validation(line, exc))
+        return
+    if not checked:
         return
     try:
         resident, changes = await repo.save_resident(

@@ -17,6 +17,7 @@ a small overlay that is scored directly; the joined strings are rebuilt when it 
 
 from __future__ import annotations
 
+import asyncio
 import heapq
 import logging
 import time
@@ -151,6 +152,7 @@ class SearchIndex:
         self._by_grid: dict[str, set[int]] = {}
         self._stale: set[int] = set()
         self._seen = 0
+        self._lock = asyncio.Lock()
         self.loaded = False
 
     # -- loading --
@@ -175,6 +177,12 @@ class SearchIndex:
             len(self.entries),
             (time.perf_counter() - started) * 1000,
         )
+
+    async def ensure_loaded(self, session: AsyncSession) -> None:
+        """Load the index unless that was done already."""
+        async with self._lock:
+            if not self.loaded:
+                await self.load(session)
 
     async def catch_up(self, session: AsyncSession) -> int:
         """Take in residents changed since the last look; returns how many changed."""
@@ -425,5 +433,6 @@ async def search_residents(
     index: SearchIndex, session: AsyncSession, *, query: str, limit: int = 20
 ) -> list[Hit]:
     """Catch the index up with the database, then search it."""
-    await index.catch_up(session)
+    async with index._lock:
+        await index.catch_up(session)
     return index.search(query, limit=limit)
