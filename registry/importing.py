@@ -488,10 +488,10 @@ def _split_semicolons(text: str) -> list[str]:
 
 def _merchant_values(
     line: int, cells: list[str], cols: dict[str, int], lookups: _Lookups, errors: list[RowError]
-) -> dict[str, Any] | None:
+) -> dict[str, Any]:
+    """The fields a row sets, as MerchantIn input (lookup failures go to `errors`)."""
     raw = {key: cells[i].strip() for key, i in cols.items()}
     values: dict[str, Any] = {}
-    before = len(errors)
     for key, text in raw.items():
         if key in ("lat", "lon", "contract_start", "contract_end"):
             values[key] = text or None
@@ -536,7 +536,7 @@ def _merchant_values(
             values["holidays"] = _holidays(raw["holidays"])
     except ValueError as exc:
         errors.append(RowError(line, "bad_hours", str(exc)))
-    return values if len(errors) == before else None
+    return values
 
 
 async def import_merchants(
@@ -559,9 +559,8 @@ async def import_merchants(
     seen_codes: dict[str, int] = {}
     try:
         for line, cells in body:
+            before = len(report.errors)
             values = _merchant_values(line, cells, cols, lookups, report.errors)
-            if values is None:
-                continue
             code = str(values.get("external_code") or "")
             if code:
                 if code in seen_codes:
@@ -574,7 +573,9 @@ async def import_merchants(
                     )
                     continue
                 seen_codes[code] = line
-            await _import_merchant_row(session, line, values, report, actor)
+            await _import_merchant_row(
+                session, line, values, report, actor, checked=len(report.errors) == before
+            )
         if report.errors or dry_run:
             await session.rollback()
         else:
@@ -597,8 +598,15 @@ async def import_merchants(
 
 
 async def _import_merchant_row(
-    session: AsyncSession, line: int, values: dict[str, Any], report: ImportReport, actor: str
+    session: AsyncSession,
+    line: int,
+    values: dict[str, Any],
+    report: ImportReport,
+    actor: str,
+    *,
+    checked: bool,
 ) -> None:
+    """Validate a row (every reason is reported) and, if it is good, write it."""
     key = MerchantIn.model_construct(
         name=values.get("name", ""),
         address=values.get("address", ""),
@@ -613,6 +621,8 @@ async def _import_merchant_row(
         data = MerchantIn.model_validate(merged)
     except ValidationError as exc:
         report.errors.extend(_error_from_validation(line, exc))
+        return
+    if not checked:
         return
     try:
         merchant, changes = await repo.save_merchant(
