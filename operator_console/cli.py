@@ -150,6 +150,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    # aiosqlite logs each statement with its parameters (names, addresses) at DEBUG
+    logging.getLogger("aiosqlite").setLevel(logging.INFO)
     settings = Settings()
     if args.command == "run":
         return _run(settings)
