@@ -11,7 +11,7 @@ import math
 import random
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, time
+from datetime import date, datetime, time, timedelta
 
 from dispatch.clock import LOCAL_TZ
 from registry.models import ContractStatus, Merchant
@@ -74,17 +74,24 @@ def _parse(hhmm: str) -> time:
     return time(int(hour), int(minute))
 
 
+def _spans(merchant: Merchant, day: date) -> list[list[str]]:
+    """A day's opening spans: a holiday exception for the date wins over the weekday."""
+    holidays = merchant.holidays or {}
+    if day.isoformat() in holidays:
+        return list(holidays[day.isoformat()] or [])
+    return list(merchant.hours.get(str(day.weekday()), []))
+
+
 def open_at(merchant: Merchant, when: datetime) -> tuple[bool, str | None]:
     """Whether a merchant is open at `when`, and if not, when it next opens (local time)."""
     local = when.astimezone(LOCAL_TZ)
-    spans = merchant.hours.get(str(local.weekday()), [])
     now = local.time()
-    for start, end in spans:
+    for start, end in _spans(merchant, local.date()):
         if _parse(start) <= now < _parse(end):
             return True, None
     for offset in range(8):
-        day = (local.weekday() + offset) % 7
-        for start, _end in sorted(merchant.hours.get(str(day), [])):
+        day = local.date() + timedelta(days=offset)
+        for start, _end in sorted(_spans(merchant, day)):
             if offset > 0 or _parse(start) > now:
                 return False, start if offset == 0 else f"{start}(+{offset})"
     return False, None

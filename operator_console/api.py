@@ -8,7 +8,7 @@ from typing import Any
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from sqlalchemy import or_, select
+from sqlalchemy import select
 from sqlmodel import col
 
 from dispatch.clock import LOCAL_TZ
@@ -318,43 +318,19 @@ async def catalog(request: web.Request) -> web.Response:
 @API.route(
     "GET",
     "/residents",
-    summary="Search residents (name, phone digits, address)",
+    summary="Search residents: name, pinyin (initials), phone digits, address, grid",
     roles=("operator",),
     tag="registry",
 )
 async def search_residents(request: web.Request) -> web.Response:
-    """A simple search; the registry issue brings pinyin and fuzzy search."""
-    need(request, *STAFF)
+    """Ranked search (registry.search); the residents shown are written to the access log."""
+    from operator_console import registry_api
+
+    user = need(request, *STAFF)
     q = request.query.get("q", "").strip()[:64]
     if not q:
         return ok([])
-    async with services(request).store.read() as session:
-        stmt = (
-            select(Resident)
-            .outerjoin(ResidentPhone, col(ResidentPhone.resident_id) == Resident.id)
-            .where(
-                or_(
-                    col(Resident.name).contains(q),
-                    col(Resident.address).contains(q),
-                    col(ResidentPhone.number).endswith(q),
-                )
-            )
-            .distinct()
-            .limit(20)
-        )
-        rows = (await session.execute(stmt)).scalars().all()
-    return ok(
-        [
-            {
-                "id": r.id,
-                "name": r.name,
-                "address": r.address,
-                "grid_code": r.grid_code,
-                "groups": r.groups,
-            }
-            for r in rows
-        ]
-    )
+    return ok(await registry_api.search(request, q, user))
 
 
 @API.route(

@@ -151,8 +151,16 @@ def create_app(
     announce: Callable[[str], None] | None = None,
 ) -> web.Application:
     """Build the app. Tests pass their own telephony, clock or timers; the rest is chosen here."""
-    # desk_api, merchant_api and wallboard_api add routes to `api.API` when imported
-    from operator_console import api, desk_api, merchant_api, pages, wallboard_api, ws
+    # these modules add routes to `api.API` when imported
+    from operator_console import (
+        api,
+        desk_api,
+        merchant_api,
+        pages,
+        registry_api,
+        wallboard_api,
+        ws,
+    )
 
     del desk_api, wallboard_api
 
@@ -259,6 +267,7 @@ def create_app(
 
     app.cleanup_ctx.append(resources)
     app.on_shutdown.append(end_live_streams)
+    registry_api.setup(app)
     api.API.add_to(app)
     app.router.add_get("/api/v1/openapi.json", api.openapi_doc)
     app.router.add_get("/api/v1/ws", ws.websocket)

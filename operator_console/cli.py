@@ -69,6 +69,59 @@ async def _user_add(
     return 0
 
 
+async def _import(settings: Settings, kind: str, path: Path, dry_run: bool) -> int:
+    from operator_console.migrate import upgrade
+    from registry import importing
+    from registry.db import engine_context, make_sessionmaker
+
+    try:
+        data = await asyncio.to_thread(path.read_bytes)
+    except OSError as exc:
+        print(f"cannot read {path}: {exc.strerror}", file=sys.stderr)
+        return 2
+    await asyncio.to_thread(upgrade, settings.database_url)
+    run = importing.import_residents if kind == "residents" else importing.import_merchants
+    async with (
+        engine_context(settings.database_url) as engine,
+        make_sessionmaker(engine)() as session,
+    ):
+        report = await run(
+            session, name=path.name, data=data, dry_run=dry_run, actor=f"cli:{getpass.getuser()}"
+        )
+    for line in report.lines():
+        print(line)
+    if not report.ok:
+        print(f"{len(report.errors)} bad rows: nothing was imported", file=sys.stderr)
+        return 1
+    return 0
+
+
+async def _export(settings: Settings, kind: str, path: Path, full_id_numbers: bool) -> int:
+    from operator_console.migrate import upgrade
+    from registry import exporting
+    from registry.db import engine_context, make_sessionmaker
+
+    fmt = path.suffix.lower().lstrip(".")
+    if fmt not in ("csv", "xlsx"):
+        print("the file name must end in .csv or .xlsx", file=sys.stderr)
+        return 2
+    await asyncio.to_thread(upgrade, settings.database_url)
+    async with (
+        engine_context(settings.database_url) as engine,
+        make_sessionmaker(engine)() as session,
+    ):
+        if kind == "residents":
+            data = await exporting.export_residents(
+                session, fmt=fmt, user=None, full_id_numbers=full_id_numbers
+            )
+        else:
+            data = await exporting.export_merchants(session, fmt=fmt)
+        await session.commit()  # the access-log rows of an export
+    await asyncio.to_thread(path.write_bytes, data)
+    print(f"{kind} exported to {path}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `yijing` console script."""
     parser = argparse.ArgumentParser(prog="yijing", description="医敬 Yijing care dispatch")
@@ -92,6 +145,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     flows = sub.add_parser("flows", help="IVR flows")
     flows.add_argument("action", choices=["check"])
     flows.add_argument("folder")
+    imp = sub.add_parser("import", help="import residents or merchants from CSV/XLSX")
+    imp.add_argument("kind", choices=["residents", "merchants"])
+    imp.add_argument("file", type=Path)
+    imp.add_argument("--dry-run", action="store_true", help="show what would change, write nothing")
+    exp = sub.add_parser("export", help="export residents or merchants to CSV/XLSX")
+    exp.add_argument("kind", choices=["residents", "merchants"])
+    exp.add_argument("file", type=Path, help="a .csv or .xlsx path")
+    exp.add_argument(
+        "--full-id-numbers", action="store_true", help="write ID numbers unmasked (residents)"
+    )
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["ami-decode"]:
         from providers.asterisk.decode import main as ami_decode
@@ -101,6 +164,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    # aiosqlite logs each statement with its parameters (names, addresses) at DEBUG
+    logging.getLogger("aiosqlite").setLevel(logging.INFO)
     settings = Settings()
     if args.command == "run":
         return _run(settings)
@@ -122,6 +187,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(problem, file=sys.stderr)
         print("flows are valid" if not problems else f"{len(problems)} problem(s)")
         return 1 if problems else 0
+    if args.command == "import":
+        return asyncio.run(_import(settings, args.kind, args.file, args.dry_run))
+    if args.command == "export":
+        return asyncio.run(_export(settings, args.kind, args.file, args.full_id_numbers))
     if args.command == "user":
         password = args.password or getpass.getpass("password: ")
         if len(password) < 8:

@@ -181,6 +181,7 @@ def generate(*, seed: int = 2026, residents: int = 300) -> DemoCommunity:
                 unit=str(unit),
                 room=str(room),
                 grid_code=grid_codes[rid % len(grid_codes)],
+                community=COMMUNITY,
                 lat=lat,
                 lon=lon,
                 groups=groups_cycle[rid % len(groups_cycle)],
@@ -204,7 +205,7 @@ def generate(*, seed: int = 2026, residents: int = 300) -> DemoCommunity:
         n_contacts = 1 if "孤寡" in out.residents[-1].groups else rng.randint(1, 3)
         for position in range(n_contacts):
             contact_id += 1
-            relation, _ = RELATIONS[position % len(RELATIONS)]
+            relation, kind = RELATIONS[position % len(RELATIONS)]
             contact_given = rng.choice(MALE if relation == "儿子" else FEMALE)
             out.contacts.append(
                 EmergencyContact(
@@ -213,6 +214,7 @@ def generate(*, seed: int = 2026, residents: int = 300) -> DemoCommunity:
                     position=position,
                     name=(surname if relation != "邻居" else rng.choice(SURNAMES)) + contact_given,
                     relation=relation if "孤寡" not in out.residents[-1].groups else "网格员",
+                    kind=kind if "孤寡" not in out.residents[-1].groups else "grid_worker",
                     phone=f"+86137{contact_id:08d}",
                     when_to_call="任何时间" if position == 0 else "白天",
                 )

@@ -10,10 +10,11 @@ import enum
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Column, UniqueConstraint
+from sqlalchemy import Column, Index, UniqueConstraint, event
 from sqlmodel import Field, SQLModel
 
 from registry.db import BigId, EnumText, JSONType, UTCDateTime, utcnow
+from registry.names import pinyin_keys
 
 
 class Urgency(enum.StrEnum):
@@ -71,6 +72,9 @@ class ServiceCategory(SQLModel, table=True):
     merchant_kinds: list[str] = Field(default_factory=list, sa_column=Column(JSONType))
     menu_digit: str | None = Field(default=None, max_length=1)
     sort_order: int = 0
+    #: what an operator reads or a prompt says for the category (falls back to the name)
+    text_zh: str = Field(default="", max_length=200)
+    text_en: str = Field(default="", max_length=200)
 
 
 class ResidentBase(SQLModel):
@@ -79,6 +83,7 @@ class ResidentBase(SQLModel):
     name: str = Field(max_length=64, min_length=1)
     sex: str = Field(default="", max_length=8)
     birth_year: int | None = Field(default=None, ge=1900, le=2100)
+    #: unique when present (several residents may have none); shown masked
     id_number: str | None = Field(default=None, max_length=32)
     address: str = Field(default="", max_length=200)
     building: str = Field(default="", max_length=16)
@@ -87,12 +92,23 @@ class ResidentBase(SQLModel):
     grid_code: str = Field(foreign_key="grid.code", max_length=32)
     lat: float | None = None
     lon: float | None = None
+    community: str = Field(default="", max_length=64)
     groups: list[str] = Field(default_factory=list, sa_column=Column(JSONType))
+    mobility: str = Field(default="", max_length=32)
+    hearing: str = Field(default="", max_length=32)
+    sight: str = Field(default="", max_length=32)
+    dialect: str = Field(default="", max_length=32)
     health_notes: str = Field(default="", max_length=2000)
     conditions: str = Field(default="", max_length=500)
     medicines: str = Field(default="", max_length=500)
+    #: notes for operators: "ring after 4 pm", "speak slowly", "key with neighbour in 302"
     notes: str = Field(default="", max_length=1000)
     language: str = Field(default="zh-CN", max_length=16)
+    #: a merchant id; checked on write rather than by a foreign key so imports of residents
+    #: and merchants can come in either order
+    usual_pharmacy_id: int | None = Field(default=None, sa_type=BigId)
+    #: category code -> merchant id the resident prefers for it
+    preferred_merchants: dict[str, int] = Field(default_factory=dict, sa_column=Column(JSONType))
     status: ResidentStatus = Field(
         default=ResidentStatus.REGISTERED, sa_type=EnumText(ResidentStatus)
     )
@@ -101,8 +117,48 @@ class ResidentBase(SQLModel):
 class Resident(ResidentBase, table=True):
     """A registered resident (被服务对象)."""
 
+    __table_args__ = (
+        Index("ix_resident_name_initials", "name_initials"),
+        Index("ix_resident_name_pinyin", "name_pinyin"),
+        Index("ux_resident_id_number", "id_number", unique=True),
+    )
+
     id: int | None = Field(default=None, sa_type=BigId, primary_key=True)
+    #: kept by `registry.search.pinyin_keys` on every write: "wangxiuying" / "wxy"
+    name_pinyin: str = Field(default="", max_length=200)
+    name_initials: str = Field(default="", max_length=64)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    #: the registry revision of the last change to the resident or their phones: search
+    #: indexes (in this process or another) catch up with `revision > last seen`
+    revision: int = Field(default=0, sa_type=BigId, index=True)
+
+
+class RegistryRevision(SQLModel, table=True):
+    """A counter bumped by every resident write, in the writing transaction.
+
+    Its row lock orders writers, so revisions become visible in increasing order and a
+    reader that saw revision N has seen every change up to N.
+    """
+
+    __tablename__ = "registry_revision"
+
+    key: str = Field(primary_key=True, max_length=32)
+    value: int = Field(default=0, sa_type=BigId)
+
+
+class ResidentStatusChange(SQLModel, table=True):
+    """One change of a resident's status: the history is kept, the resident never deleted."""
+
+    __tablename__ = "resident_status_change"
+
+    id: int | None = Field(default=None, sa_type=BigId, primary_key=True)
+    resident_id: int = Field(foreign_key="resident.id", index=True, sa_type=BigId)
+    from_status: str = Field(default="", max_length=32)
+    to_status: str = Field(max_length=32)
+    reason: str = Field(default="", max_length=200)
+    by: str = Field(default="", max_length=64)
+    at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
 class ResidentPhone(SQLModel, table=True):
@@ -127,15 +183,24 @@ class EmergencyContact(SQLModel, table=True):
     position: int = 0
     name: str = Field(max_length=64)
     relation: str = Field(default="", max_length=32)
+    #: the first phone to try (kept for dispatch); `phones` holds all of them in order
     phone: str = Field(max_length=32)
+    phones: list[str] = Field(default_factory=list, sa_column=Column(JSONType))
+    #: family, neighbour, grid_worker, community_staff
+    kind: str = Field(default="family", max_length=32)
     when_to_call: str = Field(default="", max_length=100)
 
 
 class Merchant(SQLModel, table=True):
     """A contracted responder (应答资源): pharmacy, shop, clinic, utility, ..."""
 
+    __table_args__ = (Index("ux_merchant_external_code", "external_code", unique=True),)
+
     id: int | None = Field(default=None, sa_type=BigId, primary_key=True)
+    #: the community office's own code for the merchant, if it keeps one (import key)
+    external_code: str | None = Field(default=None, max_length=32)
     name: str = Field(max_length=100)
+    #: an open list: pharmacy, supermarket, shop, clinic, ... or whatever a community adds
     kind: str = Field(max_length=32, index=True)
     address: str = Field(default="", max_length=200)
     grid_code: str = Field(foreign_key="grid.code", max_length=32)
@@ -146,6 +211,8 @@ class Merchant(SQLModel, table=True):
     capacity: int = 3
     #: weekday ("0" Monday .. "6" Sunday) -> list of ["08:00", "20:00"] spans, local time
     hours: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSONType))
+    #: local date "2026-10-01" -> spans that replace the weekday's hours ([] = closed)
+    holidays: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSONType))
     #: order-call phones in the order they are tried (shop line, owner mobile)
     phones: list[str] = Field(default_factory=list, sa_column=Column(JSONType))
     contract_status: ContractStatus = Field(
@@ -153,7 +220,24 @@ class Merchant(SQLModel, table=True):
     )
     contract_start: date | None = None
     contract_end: date | None = None
+    contract_signed_by: str = Field(default="", max_length=64)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class ContractChange(SQLModel, table=True):
+    """One change of a merchant's contract, kept as history."""
+
+    __tablename__ = "contract_change"
+
+    id: int | None = Field(default=None, sa_type=BigId, primary_key=True)
+    merchant_id: int = Field(foreign_key="merchant.id", index=True, sa_type=BigId)
+    status: str = Field(max_length=32)
+    start: date | None = None
+    end: date | None = None
+    signed_by: str = Field(default="", max_length=64)
+    note: str = Field(default="", max_length=200)
+    by: str = Field(default="", max_length=64)
+    at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
 class MerchantService(SQLModel, table=True):
@@ -188,4 +272,42 @@ class AccessLog(SQLModel, table=True):
     username: str = Field(max_length=64)
     resident_id: int = Field(index=True, sa_type=BigId)
     reason: str = Field(max_length=64)
-    at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    #: what the read was for, e.g. "call:12", "ticket:7" (never personal data)
+    ref: str = Field(default="", max_length=64)
+    at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, index=True)
+
+
+@event.listens_for(Resident, "before_insert")
+@event.listens_for(Resident, "before_update")
+def _resident_keys(_mapper: Any, conn: Any, target: Resident) -> None:
+    """Every ORM write keeps the pinyin keys, `updated_at` and `revision` current."""
+    target.name_pinyin, target.name_initials = pinyin_keys(target.name)
+    target.updated_at = utcnow()
+    target.revision = next_revision(conn)
+    if target.id_number == "":
+        target.id_number = None
+
+
+def next_revision(conn: Any) -> int:
+    """Bump the registry revision inside the caller's transaction and return it."""
+    table = RegistryRevision.__table__  # type: ignore[attr-defined]
+    value = conn.execute(
+        table.update()
+        .where(table.c.key == "resident")
+        .values(value=table.c.value + 1)
+        .returning(table.c.value)
+    ).scalar()
+    if value is None:  # a database that was not made by the migrations
+        conn.execute(table.insert().values(key="resident", value=1))
+        value = 1
+    return int(value)
+
+
+@event.listens_for(EmergencyContact, "before_insert")
+@event.listens_for(EmergencyContact, "before_update")
+def _contact_phones(_mapper: Any, _conn: Any, target: EmergencyContact) -> None:
+    """`phone` is always the first of `phones`, whichever of the two was set."""
+    if target.phones:
+        target.phone = target.phones[0]
+    elif target.phone:
+        target.phones = [target.phone]

@@ -5,21 +5,38 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import case, delete, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import flag_modified
 from sqlmodel import col
 
 from registry.demo import DemoCommunity
 from registry.models import (
     AccessLog,
+    ContractChange,
     EmergencyContact,
+    Grid,
     Merchant,
     MerchantService,
     Resident,
     ResidentPhone,
+    ResidentStatus,
+    ResidentStatusChange,
     ServiceCategory,
     User,
 )
+from registry.schemas import CategoryIn, ContactIn, ContractIn, MerchantIn, PhoneIn, ResidentIn
+
+#: reasons an access-log row may give
+READ_REASONS = ("call", "ticket", "search", "console", "edit", "export")
+
+
+class Invalid(ValueError):
+    """Input that refers to something that does not exist or breaks a registry rule."""
+
+
+class Duplicate(Invalid):
+    """Input that would give two records the same key (ID number, external code)."""
 
 
 class NotFound(LookupError):
@@ -32,13 +49,22 @@ class NotFound(LookupError):
 
 
 async def resident_by_phone(session: AsyncSession, *, number: str) -> Resident | None:
-    """The resident who owns a normalized number, registered ones first."""
+    """The resident who owns a normalized number, registered ones first.
+
+    A number whose only owner moved out (or died) still finds that resident, so the
+    call is flagged by the resident's status instead of passing as an unknown caller.
+    """
+    order = case(
+        (col(Resident.status) == ResidentStatus.REGISTERED.value, 0),
+        (col(Resident.status) == ResidentStatus.SUSPENDED.value, 1),
+        else_=2,
+    )
     rows = (
         await session.execute(
             select(Resident)
             .join(ResidentPhone, col(ResidentPhone.resident_id) == Resident.id)
             .where(col(ResidentPhone.number) == number)
-            .order_by(col(Resident.status), col(Resident.id))
+            .order_by(order, col(Resident.id).desc())
         )
     ).scalars()
     return rows.first()
@@ -52,8 +78,55 @@ async def get_resident(session: AsyncSession, *, resident_id: int) -> Resident:
     return resident
 
 
+def log_access(
+    session: AsyncSession,
+    *,
+    resident_ids: Sequence[int],
+    user: User | None,
+    reason: str,
+    ref: str = "",
+) -> None:
+    """Write one access-log row per resident read (who, when, why)."""
+    if reason not in READ_REASONS:
+        reason = "console"
+    session.add_all(
+        AccessLog(
+            user_id=user.id if user else None,
+            username=user.username if user else "system",
+            resident_id=rid,
+            reason=reason,
+            ref=ref[:64],
+        )
+        for rid in resident_ids
+    )
+
+
+async def access_log(
+    session: AsyncSession,
+    *,
+    resident_id: int | None = None,
+    username: str | None = None,
+    limit: int = 200,
+    before_id: int | None = None,
+) -> Sequence[AccessLog]:
+    """Access-log rows, newest first."""
+    stmt = select(AccessLog).order_by(col(AccessLog.id).desc()).limit(limit)
+    if resident_id is not None:
+        stmt = stmt.where(col(AccessLog.resident_id) == resident_id)
+    if username:
+        stmt = stmt.where(col(AccessLog.username) == username)
+    if before_id is not None:
+        stmt = stmt.where(col(AccessLog.id) < before_id)
+    return (await session.execute(stmt)).scalars().all()
+
+
 async def resident_card(
-    session: AsyncSession, *, resident_id: int, user: User | None, reason: str
+    session: AsyncSession,
+    *,
+    resident_id: int,
+    user: User | None,
+    reason: str,
+    ref: str = "",
 ) -> dict[str, Any]:
     """A resident's card for an operator, with phones and contacts; the read is logged."""
     resident = await get_resident(session, resident_id=resident_id)
@@ -77,26 +150,43 @@ async def resident_card(
         .scalars()
         .all()
     )
-    session.add(
-        AccessLog(
-            user_id=user.id if user else None,
-            username=user.username if user else "system",
-            resident_id=resident_id,
-            reason=reason,
+    log_access(session, resident_ids=[resident_id], user=user, reason=reason, ref=ref)
+    history = (
+        (
+            await session.execute(
+                select(ResidentStatusChange)
+                .where(col(ResidentStatusChange.resident_id) == resident_id)
+                .order_by(col(ResidentStatusChange.id))
+            )
         )
+        .scalars()
+        .all()
     )
     card = resident.model_dump()
     card["id_number"] = mask_id_number(resident.id_number)
     card["created_at"] = resident.created_at.isoformat()
+    card["updated_at"] = resident.updated_at.isoformat()
     card["phones"] = [{"number": p.number, "kind": p.kind} for p in phones]
     card["contacts"] = [
         {
             "name": c.name,
             "relation": c.relation,
+            "kind": c.kind,
             "phone": c.phone,
+            "phones": c.phones or [c.phone],
             "when_to_call": c.when_to_call,
         }
         for c in contacts
+    ]
+    card["status_history"] = [
+        {
+            "from": h.from_status,
+            "to": h.to_status,
+            "reason": h.reason,
+            "by": h.by,
+            "at": h.at.isoformat(),
+        }
+        for h in history
     ]
     return card
 
@@ -176,10 +266,377 @@ async def resync_sequences(session: AsyncSession) -> None:
     """After rows were added with explicit ids, move PostgreSQL's sequences past them."""
     if session.get_bind().dialect.name != "postgresql":
         return
-    for table in ("resident", "resident_phone", "emergency_contact", "merchant"):
+    for table in (
+        "resident",
+        "resident_phone",
+        "emergency_contact",
+        "merchant",
+        "resident_status_change",
+        "contract_change",
+    ):
         await session.execute(
             text(
                 f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
                 f"COALESCE((SELECT MAX(id) FROM {table}), 0) + 1, false)"
             )
         )
+
+
+# -- writing the registry --
+async def grid_codes(session: AsyncSession) -> set[str]:
+    """Every known grid code."""
+    return set((await session.execute(select(col(Grid.code)))).scalars())
+
+
+async def resident_input(session: AsyncSession, *, resident: Resident) -> ResidentIn:
+    """A stored resident in the shape it is written in (for diffs, edits and export)."""
+    assert resident.id is not None
+    phones = (
+        await session.execute(
+            select(ResidentPhone)
+            .where(col(ResidentPhone.resident_id) == resident.id)
+            .order_by(col(ResidentPhone.id))
+        )
+    ).scalars()
+    contacts = (
+        await session.execute(
+            select(EmergencyContact)
+            .where(col(EmergencyContact.resident_id) == resident.id)
+            .order_by(col(EmergencyContact.position), col(EmergencyContact.id))
+        )
+    ).scalars()
+    values = resident.model_dump(
+        exclude={"id", "created_at", "updated_at", "revision", "name_pinyin", "name_initials"}
+    )
+    return ResidentIn.model_construct(
+        **values,
+        status_reason="",
+        phones=[PhoneIn.model_construct(number=p.number, kind=p.kind) for p in phones],
+        contacts=[
+            ContactIn.model_construct(
+                name=c.name,
+                relation=c.relation,
+                kind=c.kind,
+                phones=list(c.phones or [c.phone]),
+                when_to_call=c.when_to_call,
+            )
+            for c in contacts
+        ],
+    )
+
+
+def resident_changes(old: ResidentIn | None, new: ResidentIn) -> list[str]:
+    """The fields an edit would change (every field for a new resident)."""
+    fresh = new.model_dump(mode="json", exclude={"status_reason"})
+    if old is None:
+        return sorted(k for k, v in fresh.items() if v not in (None, "", [], {}))
+    before = old.model_dump(mode="json", exclude={"status_reason"})
+    return sorted(k for k in fresh if fresh[k] != before.get(k))
+
+
+async def check_resident(
+    session: AsyncSession, *, data: ResidentIn, resident_id: int | None
+) -> None:
+    """Refuse an unknown grid, an ID number another resident has, unknown merchants."""
+    if await session.get(Grid, data.grid_code) is None:
+        raise Invalid(f"unknown grid {data.grid_code!r}")
+    if data.id_number:
+        other = (
+            await session.execute(
+                select(col(Resident.id)).where(col(Resident.id_number) == data.id_number)
+            )
+        ).scalar()
+        if other is not None and other != resident_id:
+            raise Duplicate(f"ID number already belongs to resident {other}")
+    wanted = {data.usual_pharmacy_id, *data.preferred_merchants.values()} - {None}
+    if wanted:
+        found = set(
+            (
+                await session.execute(select(col(Merchant.id)).where(col(Merchant.id).in_(wanted)))
+            ).scalars()
+        )
+        missing = sorted(m for m in wanted if m not in found and m is not None)
+        if missing:
+            raise Invalid(f"unknown merchant {missing[0]}")
+
+
+async def save_resident(
+    session: AsyncSession,
+    *,
+    data: ResidentIn,
+    resident_id: int | None = None,
+    actor: str,
+) -> tuple[Resident, list[str]]:
+    """Create or update a resident with phones and contacts; returns it and what changed.
+
+    An update that changes nothing writes nothing. A status change is kept as history.
+    """
+    await check_resident(session, data=data, resident_id=resident_id)
+    resident = None
+    old: ResidentIn | None = None
+    if resident_id is not None:
+        resident = await get_resident(session, resident_id=resident_id)
+        old = await resident_input(session, resident=resident)
+    changes = resident_changes(old, data)
+    if resident is not None and not changes:
+        return resident, []
+    fields = data.model_dump(exclude={"phones", "contacts", "status_reason"})
+    previous_status = resident.status.value if resident is not None else ""
+    if resident is None:
+        resident = Resident.model_validate(fields)
+        session.add(resident)
+    else:
+        for key, value in fields.items():
+            setattr(resident, key, value)
+        if "phones" in changes or "contacts" in changes:
+            # phones and contacts live in their own tables; the resident row still moves
+            # revision so search indexes (in any process) pick the change up
+            flag_modified(resident, "updated_at")
+    await session.flush()
+    assert resident.id is not None
+    if resident_id is None or "phones" in changes:
+        await session.execute(
+            delete(ResidentPhone).where(col(ResidentPhone.resident_id) == resident.id)
+        )
+        session.add_all(
+            ResidentPhone(resident_id=resident.id, number=p.number, kind=p.kind)
+            for p in data.phones
+        )
+    if resident_id is None or "contacts" in changes:
+        await session.execute(
+            delete(EmergencyContact).where(col(EmergencyContact.resident_id) == resident.id)
+        )
+        session.add_all(
+            EmergencyContact(
+                resident_id=resident.id,
+                position=i,
+                name=c.name,
+                relation=c.relation,
+                kind=c.kind,
+                phone=c.phones[0],
+                phones=list(c.phones),
+                when_to_call=c.when_to_call,
+            )
+            for i, c in enumerate(data.contacts)
+        )
+    if data.status.value != previous_status:
+        session.add(
+            ResidentStatusChange(
+                resident_id=resident.id,
+                from_status=previous_status,
+                to_status=data.status.value,
+                reason=data.status_reason,
+                by=actor,
+            )
+        )
+    await session.flush()
+    return resident, changes
+
+
+async def find_resident_for(session: AsyncSession, *, data: ResidentIn) -> Resident | None:
+    """The stored resident a written one means: same ID number, else same name and address."""
+    if data.id_number:
+        found = (
+            await session.execute(select(Resident).where(col(Resident.id_number) == data.id_number))
+        ).scalar()
+        if found is not None:
+            return found
+    return (
+        await session.execute(
+            select(Resident)
+            .where(
+                col(Resident.name) == data.name,
+                col(Resident.address) == data.address,
+                col(Resident.building) == data.building,
+                col(Resident.unit) == data.unit,
+                col(Resident.room) == data.room,
+            )
+            .order_by(col(Resident.id))
+        )
+    ).scalar()
+
+
+async def merchant_input(session: AsyncSession, *, merchant: Merchant) -> MerchantIn:
+    """A stored merchant in the shape it is written in."""
+    services = (
+        await session.execute(
+            select(MerchantService)
+            .where(col(MerchantService.merchant_id) == merchant.id)
+            .order_by(col(MerchantService.category_code))
+        )
+    ).scalars()
+    values = merchant.model_dump(exclude={"id", "created_at", "hours", "holidays"})
+    return MerchantIn.model_validate(
+        {
+            **values,
+            "hours": merchant.hours or {},
+            "holidays": merchant.holidays or {},
+            "services": [
+                {"category": s.category_code, "price_note": s.price_note} for s in services
+            ],
+        }
+    )
+
+
+def merchant_changes(old: MerchantIn | None, new: MerchantIn) -> list[str]:
+    """The fields an edit would change (every set field for a new merchant)."""
+    fresh = new.model_dump(mode="json")
+    fresh["services"] = sorted(fresh["services"], key=lambda s: s["category"])
+    if old is None:
+        return sorted(k for k, v in fresh.items() if v not in (None, "", [], {}))
+    before = old.model_dump(mode="json")
+    before["services"] = sorted(before["services"], key=lambda s: s["category"])
+    return sorted(k for k in fresh if fresh[k] != before.get(k))
+
+
+async def save_merchant(
+    session: AsyncSession, *, data: MerchantIn, merchant_id: int | None = None, actor: str
+) -> tuple[Merchant, list[str]]:
+    """Create or update a merchant with its services; contract changes are kept as history."""
+    known = await grid_codes(session)
+    for code in [data.grid_code, *data.service_grids]:
+        if code not in known:
+            raise Invalid(f"unknown grid {code!r}")
+    categories = set((await session.execute(select(col(ServiceCategory.code)))).scalars())
+    for service in data.services:
+        if service.category not in categories:
+            raise Invalid(f"unknown category {service.category!r}")
+    if data.external_code:
+        other = (
+            await session.execute(
+                select(col(Merchant.id)).where(col(Merchant.external_code) == data.external_code)
+            )
+        ).scalar()
+        if other is not None and other != merchant_id:
+            raise Duplicate(f"external code already belongs to merchant {other}")
+    merchant = None
+    old: MerchantIn | None = None
+    if merchant_id is not None:
+        merchant = await get_merchant(session, merchant_id=merchant_id)
+        old = await merchant_input(session, merchant=merchant)
+    changes = merchant_changes(old, data)
+    if merchant is not None and not changes:
+        return merchant, []
+    fields = data.model_dump(exclude={"services", "hours", "holidays"})
+    fields["hours"] = data.hours_json()
+    fields["holidays"] = data.holidays_json()
+    if merchant is None:
+        merchant = Merchant.model_validate(fields)
+        session.add(merchant)
+    else:
+        for key, value in fields.items():
+            setattr(merchant, key, value)
+    await session.flush()
+    assert merchant.id is not None
+    if "services" in changes:
+        await session.execute(
+            delete(MerchantService).where(col(MerchantService.merchant_id) == merchant.id)
+        )
+        session.add_all(
+            MerchantService(
+                merchant_id=merchant.id, category_code=s.category, price_note=s.price_note
+            )
+            for s in data.services
+        )
+    contract_fields = {"contract_status", "contract_start", "contract_end", "contract_signed_by"}
+    if contract_fields & set(changes):
+        session.add(
+            ContractChange(
+                merchant_id=merchant.id,
+                status=data.contract_status.value,
+                start=data.contract_start,
+                end=data.contract_end,
+                signed_by=data.contract_signed_by,
+                by=actor,
+            )
+        )
+    await session.flush()
+    return merchant, changes
+
+
+async def change_contract(
+    session: AsyncSession, *, merchant_id: int, contract: ContractIn, actor: str
+) -> Merchant:
+    """Set a merchant's contract; takes effect in matching at once, history is kept."""
+    merchant = await get_merchant(session, merchant_id=merchant_id)
+    merchant.contract_status = contract.status
+    merchant.contract_start = contract.start
+    merchant.contract_end = contract.end
+    merchant.contract_signed_by = contract.signed_by
+    session.add(
+        ContractChange(
+            merchant_id=merchant_id,
+            status=contract.status.value,
+            start=contract.start,
+            end=contract.end,
+            signed_by=contract.signed_by,
+            note=contract.note,
+            by=actor,
+        )
+    )
+    await session.flush()
+    return merchant
+
+
+async def contract_history(session: AsyncSession, *, merchant_id: int) -> Sequence[ContractChange]:
+    """A merchant's contract changes, oldest first."""
+    return (
+        (
+            await session.execute(
+                select(ContractChange)
+                .where(col(ContractChange.merchant_id) == merchant_id)
+                .order_by(col(ContractChange.id))
+            )
+        )
+        .scalars()
+        .all()
+    )
+
+
+async def find_merchant_for(session: AsyncSession, *, data: MerchantIn) -> Merchant | None:
+    """The stored merchant a written one means: same external code, else name and address."""
+    if data.external_code:
+        found = (
+            await session.execute(
+                select(Merchant).where(col(Merchant.external_code) == data.external_code)
+            )
+        ).scalar()
+        if found is not None:
+            return found
+    return (
+        await session.execute(
+            select(Merchant)
+            .where(col(Merchant.name) == data.name, col(Merchant.address) == data.address)
+            .order_by(col(Merchant.id))
+        )
+    ).scalar()
+
+
+async def save_category(session: AsyncSession, *, data: CategoryIn) -> ServiceCategory:
+    """Create or replace a catalog category; a keypad digit belongs to one category."""
+    if data.menu_digit is not None:
+        other = (
+            await session.execute(
+                select(col(ServiceCategory.code)).where(
+                    col(ServiceCategory.menu_digit) == data.menu_digit,
+                    col(ServiceCategory.code) != data.code,
+                )
+            )
+        ).scalar()
+        if other is not None:
+            raise Duplicate(f"keypad digit {data.menu_digit} is already used by {other}")
+    category = await session.get(ServiceCategory, data.code)
+    values = data.model_dump()
+    if category is None:
+        category = ServiceCategory.model_validate(values)
+        session.add(category)
+    else:
+        for key, value in values.items():
+            setattr(category, key, value)
+    await session.flush()
+    return category
+
+
+async def count_residents(session: AsyncSession) -> int:
+    """How many residents are registered (any status)."""
+    return int((await session.execute(select(func.count()).select_from(Resident))).scalar_one())

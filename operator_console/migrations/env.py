@@ -6,7 +6,9 @@ from alembic import context
 from sqlalchemy import create_engine, pool
 from sqlmodel import SQLModel
 
-import registry.models  # noqa: F401  (imported for their tables)
+import dispatch.models  # noqa: F401  (imported for their tables)
+import operator_console.models  # noqa: F401
+import registry.models  # noqa: F401
 from registry.db import EnumText
 
 config = context.config
@@ -17,6 +19,13 @@ def render_item(type_: str, obj: object, autogen_context: object) -> str | bool:
     if type_ == "type" and isinstance(obj, EnumText):
         return f"sa.String(length={obj.impl.length})"  # type: ignore[attr-defined]
     return False
+
+
+def include_object(
+    obj: object, name: str | None, type_: str, reflected: bool, compare_to: object
+) -> bool:
+    """Leave alone tables that other libraries own (APScheduler's job store)."""
+    return not (type_ == "table" and reflected and compare_to is None)
 
 
 target_metadata = SQLModel.metadata
@@ -32,6 +41,7 @@ def run_migrations_online() -> None:
             render_as_batch=connection.dialect.name == "sqlite",
             compare_type=True,
             render_item=render_item,
+            include_object=include_object,
         )
         with context.begin_transaction():
             context.run_migrations()

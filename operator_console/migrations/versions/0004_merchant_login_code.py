@@ -1,7 +1,7 @@
 """merchant one-time login codes
 
-Revision ID: 0002_console_merchant_login
-Revises: 0001
+Revision ID: 0004
+Revises: 0002
 Create Date: 2026-11-22 10:00:00
 """
 from __future__ import annotations
@@ -12,8 +12,8 @@ from alembic import op
 
 import registry.db
 
-revision = '0002_console_merchant_login'
-down_revision = '0001'
+revision = '0004'
+down_revision = '0002'
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,399 @@
+"""Registry endpoints on the shared `API` table: import / export for the console's upload
+page, resident and merchant editing, contracts, the service catalog and the access log.
+
+Registry errors (`registry.repository.Invalid`, `Duplicate`) are translated here into the
+API's own 422 / 409 errors, so `errors.py` stays as it is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from aiohttp import web
+from aiohttp.web_request import FileField
+from pydantic import BaseModel
+from sqlalchemy import select
+from sqlmodel import col
+
+from dispatch.service import Conflict, Invalid
+from operator_console.api import API, STAFF, body, int_param, need, ok, services
+from registry import exporting, importing
+from registry import repository as repo
+from registry.models import Merchant, Role, ServiceCategory, User
+from registry.schemas import CategoryIn, ContractIn, MerchantIn, ResidentIn
+from registry.search import SearchIndex, search_residents
+
+log = logging.getLogger(__name__)
+
+ADMINS = (Role.ADMIN,)
+search_index_key = web.AppKey("search_index", SearchIndex)
+MAX_UPLOAD = 2 * 1024 * 1024
+
+
+def setup(app: web.Application) -> None:
+    """Give the app its resident search index, warmed in the background after start."""
+    app[search_index_key] = SearchIndex()
+    app.cleanup_ctx.append(_warm_index)
+
+
+async def _warm_index(app: web.Application) -> AsyncIterator[None]:
+    index = app[search_index_key]
+    store = services_of(app).store
+
+    async def warm() -> None:
+        async with store.read() as session:
+            await index.ensure_loaded(session)
+
+    task = asyncio.create_task(warm(), name="search-index-warm")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await task
+
+
+def services_of(app: web.Application) -> Any:
+    """The app's services (the key lives in the composition root)."""
+    from operator_console.app import services_key
+
+    return app[services_key]
+
+
+@contextlib.asynccontextmanager
+async def registry_errors() -> AsyncIterator[None]:
+    """Registry rule violations as API errors: 409 for duplicates, 422 otherwise."""
+    try:
+        yield
+    except repo.Duplicate as exc:
+        raise Conflict(str(exc)) from exc
+    except repo.Invalid as exc:
+        raise Invalid(str(exc)) from exc
+
+
+async def search(request: web.Request, query: str, user: User, limit: int = 20) -> list[Any]:
+    """Search residents for the console; the residents shown go to the access log."""
+    index = request.app[search_index_key]
+    async with services(request).store.read() as session:
+        hits = await search_residents(index, session, query=query, limit=limit)
+        repo.log_access(
+            session, resident_ids=[h.entry.id for h in hits], user=user, reason="search"
+        )
+    return [h.public(index.grid_names) for h in hits]
+
+
+# -- import / export --
+@API.route(
+    "POST",
+    "/registry/import/{kind}",
+    summary="Import residents or merchants from CSV/XLSX (multipart `file`, `dry_run`)",
+    roles=("admin",),
+    tag="registry",
+)
+async def import_file(request: web.Request) -> web.Response:
+    """All-or-nothing import of one file; 422 with the report when a row is bad."""
+    user = need(request, *ADMINS)
+    kind = request.match_info["kind"]
+    if kind not in ("residents", "merchants"):
+        raise Invalid("kind must be residents or merchants")
+    form = await request.post()
+    upload = form.get("file")
+    if not isinstance(upload, FileField):
+        raise Invalid("send the file as multipart field `file`")
+    data = upload.file.read(MAX_UPLOAD + 1)
+    if len(data) > MAX_UPLOAD:
+        raise Invalid("the file is larger than 2 MB; split it")
+    flag = str(form.get("dry_run", request.query.get("dry_run", "false"))).lower()
+    dry_run = flag in ("1", "true", "yes", "on")
+    run = importing.import_residents if kind == "residents" else importing.import_merchants
+    async with services(request).store.sessions() as session:
+        report = await run(
+            session, name=upload.filename or "", data=data, dry_run=dry_run, actor=user.username
+        )
+    if not report.ok:
+        from operator_console.errors import error_response
+
+        return error_response(
+            422,
+            "import_rejected",
+            f"{len(report.errors)} bad rows; nothing was imported",
+            report.public(),
+        )
+    return ok(report.public())
+
+
+@API.route(
+    "GET",
+    "/registry/export/{kind}",
+    summary="Download residents or merchants as ?format=csv|xlsx",
+    roles=("admin",),
+    tag="registry",
+)
+async def export_file(request: web.Request) -> web.Response:
+    """A CSV or XLSX download; ID numbers masked unless ?full_id_numbers=1."""
+    user = need(request, *ADMINS)
+    kind = request.match_info["kind"]
+    fmt = request.query.get("format", "csv")
+    if kind not in ("residents", "merchants") or fmt not in ("csv", "xlsx"):
+        raise Invalid("export residents|merchants as format=csv|xlsx")
+    async with services(request).store.read() as session:
+        if kind == "residents":
+            full = request.query.get("full_id_numbers") in ("1", "true")
+            data = await exporting.export_residents(
+                session, fmt=fmt, user=user, full_id_numbers=full
+            )
+        else:
+            data = await exporting.export_merchants(session, fmt=fmt)
+    content_type = (
+        "text/csv; charset=utf-8"
+        if fmt == "csv"
+        else "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+    )
+    return web.Response(
+        body=data,
+        headers={
+            "Content-Type": content_type,
+            "Content-Disposition": f'attachment; filename="{kind}.{fmt}"',
+        },
+    )
+
+
+# -- residents --
+class Patch(BaseModel):
+    """Any subset of a record's fields (checked after merging with the stored record)."""
+
+    model_config = {"extra": "allow"}
+
+
+@API.route(
+    "POST",
+    "/residents",
+    summary="Register a resident with phones and contacts",
+    roles=("operator",),
+    body=ResidentIn,
+    tag="registry",
+)
+async def create_resident(request: web.Request) -> web.Response:
+    """A new resident; the card comes back (and the read is logged as an edit)."""
+    user = need(request, *STAFF)
+    data = await body(request, ResidentIn)
+    async with services(request).store.read() as session, registry_errors():
+        resident, _ = await repo.save_resident(session, data=data, actor=user.username)
+        assert resident.id is not None
+        card = await repo.resident_card(session, resident_id=resident.id, user=user, reason="edit")
+    log.info("resident %s registered by %s", resident.id, user.username)
+    return ok(card, status=201)
+
+
+@API.route(
+    "PATCH",
+    "/residents/{resident_id}",
+    summary="Change a resident (status changes keep their history)",
+    roles=("operator",),
+    body=Patch,
+    tag="registry",
+)
+async def update_resident(request: web.Request) -> web.Response:
+    """Merge the given fields into the resident and save what changed."""
+    user = need(request, *STAFF)
+    resident_id = int_param(request, "resident_id")
+    patch = (await body(request, Patch)).model_dump()
+    async with services(request).store.read() as session, registry_errors():
+        resident = await repo.get_resident(session, resident_id=resident_id)
+        current = await repo.resident_input(session, resident=resident)
+        data = ResidentIn.model_validate(current.model_dump(exclude={"status_reason"}) | patch)
+        _, changes = await repo.save_resident(
+            session, data=data, resident_id=resident_id, actor=user.username
+        )
+        card = await repo.resident_card(session, resident_id=resident_id, user=user, reason="edit")
+    log.info("resident %s changed by %s: %s", resident_id, user.username, ",".join(changes))
+    card["changed"] = changes
+    return ok(card)
+
+
+# -- merchants --
+def merchant_public(merchant: Merchant, data: MerchantIn) -> dict[str, Any]:
+    """A merchant for staff."""
+    out = data.model_dump(mode="json")
+    out["id"] = merchant.id
+    out["hours"] = merchant.hours
+    out["holidays"] = merchant.holidays
+    return out
+
+
+@API.route("GET", "/merchants", summary="Every merchant", roles=("operator",), tag="registry")
+async def list_merchants(request: web.Request) -> web.Response:
+    """Merchants with kind and contract, for the console."""
+    need(request, *STAFF)
+    async with services(request).store.read() as session:
+        rows = (await session.execute(select(Merchant).order_by(col(Merchant.id)))).scalars()
+        return ok(
+            [
+                {
+                    "id": m.id,
+                    "name": m.name,
+                    "kind": m.kind,
+                    "grid_code": m.grid_code,
+                    "contract_status": m.contract_status.value,
+                    "contract_end": m.contract_end,
+                    "capacity": m.capacity,
+                }
+                for m in rows
+            ]
+        )
+
+
+@API.route(
+    "GET",
+    "/merchants/{merchant_id}",
+    summary="A merchant with services and contract history",
+    roles=("operator",),
+    tag="registry",
+)
+async def merchant_detail(request: web.Request) -> web.Response:
+    """One merchant."""
+    need(request, *STAFF)
+    merchant_id = int_param(request, "merchant_id")
+    async with services(request).store.read() as session:
+        merchant = await repo.get_merchant(session, merchant_id=merchant_id)
+        out = merchant_public(merchant, await repo.merchant_input(session, merchant=merchant))
+        out["contract_history"] = [
+            h.model_dump(mode="json", exclude={"merchant_id"})
+            for h in await repo.contract_history(session, merchant_id=merchant_id)
+        ]
+    return ok(out)
+
+
+@API.route(
+    "POST",
+    "/merchants",
+    summary="Add a merchant",
+    roles=("admin",),
+    body=MerchantIn,
+    tag="registry",
+)
+async def create_merchant(request: web.Request) -> web.Response:
+    """A new merchant."""
+    user = need(request, *ADMINS)
+    data = await body(request, MerchantIn)
+    async with services(request).store.read() as session, registry_errors():
+        merchant, _ = await repo.save_merchant(session, data=data, actor=user.username)
+        out = merchant_public(merchant, data)
+    return ok(out, status=201)
+
+
+@API.route(
+    "PATCH",
+    "/merchants/{merchant_id}",
+    summary="Change a merchant",
+    roles=("admin",),
+    body=Patch,
+    tag="registry",
+)
+async def update_merchant(request: web.Request) -> web.Response:
+    """Merge the given fields into the merchant."""
+    user = need(request, *ADMINS)
+    merchant_id = int_param(request, "merchant_id")
+    patch = (await body(request, Patch)).model_dump()
+    async with services(request).store.read() as session, registry_errors():
+        merchant = await repo.get_merchant(session, merchant_id=merchant_id)
+        current = await repo.merchant_input(session, merchant=merchant)
+        data = MerchantIn.model_validate(current.model_dump() | patch)
+        merchant, changes = await repo.save_merchant(
+            session, data=data, merchant_id=merchant_id, actor=user.username
+        )
+        out = merchant_public(merchant, data)
+    out["changed"] = changes
+    return ok(out)
+
+
+@API.route(
+    "POST",
+    "/merchants/{merchant_id}/contract",
+    summary="Change a merchant's contract (takes effect in matching at once)",
+    roles=("admin",),
+    body=ContractIn,
+    tag="registry",
+)
+async def change_contract(request: web.Request) -> web.Response:
+    """Set the contract status and dates; the change is kept in the history."""
+    user = need(request, *ADMINS)
+    merchant_id = int_param(request, "merchant_id")
+    data = await body(request, ContractIn)
+    async with services(request).store.read() as session:
+        merchant = await repo.change_contract(
+            session, merchant_id=merchant_id, contract=data, actor=user.username
+        )
+    log.info("merchant %s contract set to %s by %s", merchant_id, data.status.value, user.username)
+    return ok(
+        {
+            "id": merchant.id,
+            "contract_status": merchant.contract_status.value,
+            "contract_start": merchant.contract_start,
+            "contract_end": merchant.contract_end,
+            "contract_signed_by": merchant.contract_signed_by,
+        }
+    )
+
+
+# -- catalog --
+@API.route(
+    "PUT",
+    "/catalog/{code}",
+    summary="Create or replace a catalog category",
+    roles=("admin",),
+    body=CategoryIn,
+    tag="registry",
+)
+async def put_category(request: web.Request) -> web.Response:
+    """Edit the service catalog."""
+    user = need(request, *ADMINS)
+    data = await body(request, CategoryIn)
+    if data.code != request.match_info["code"]:
+        raise Invalid("the code in the path and the body differ")
+    async with services(request).store.read() as session, registry_errors():
+        existed = await session.get(ServiceCategory, data.code) is not None
+        category = await repo.save_category(session, data=data)
+        out = category.model_dump(mode="json")
+    log.info("catalog category %s saved by %s", data.code, user.username)
+    return ok(out, status=200 if existed else 201)
+
+
+# -- access log --
+@API.route(
+    "GET",
+    "/access-log",
+    summary="Who read which resident record, when and why (?resident_id, ?username, ?before)",
+    roles=("admin",),
+    tag="registry",
+)
+async def read_access_log(request: web.Request) -> web.Response:
+    """The access log, newest first, 200 rows a page."""
+    need(request, *ADMINS)
+    q = request.query
+    for name in ("resident_id", "before"):
+        if name in q and not q[name].isdigit():
+            raise Invalid(f"{name} must be a positive integer")
+    async with services(request).store.read() as session:
+        rows = await repo.access_log(
+            session,
+            resident_id=int(q["resident_id"]) if "resident_id" in q else None,
+            username=q.get("username") or None,
+            before_id=int(q["before"]) if "before" in q else None,
+        )
+    return ok(
+        [
+            {
+                "id": r.id,
+                "username": r.username,
+                "user_id": r.user_id,
+                "resident_id": r.resident_id,
+                "reason": r.reason,
+                "ref": r.ref,
+                "at": r.at.isoformat(),
+            }
+            for r in rows
+        ]
+    )

@@ -1,0 +1,221 @@
+"""What an admin or operator may write: validated input shapes for residents, merchants,
+contracts and the catalog. The import and the API both go through these, so a row from a
+spreadsheet and a form on the console are checked by the same rules."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from registry.models import ContractStatus, ResidentStatus, Urgency
+from registry.phones import normalize
+
+GROUPS = ("孤寡", "空巢", "残疾")
+CONTACT_KINDS = ("family", "neighbour", "grid_worker", "community_staff")
+_HHMM = r"^([01]\d|2[0-3]):[0-5]\d$|^24:00$"
+
+
+class Strict(BaseModel):
+    """Inputs refuse unknown fields and trim strings."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+def _phones(values: list[str]) -> list[str]:
+    out: list[str] = []
+    for raw in values:
+        number = normalize(raw)  # BadPhone is a ValueError: pydantic reports it per field
+        if number not in out:
+            out.append(number)
+    return out
+
+
+class PhoneIn(Strict):
+    """A resident's phone."""
+
+    number: str = Field(min_length=1, max_length=32)
+    kind: str = Field(default="mobile", pattern="^(mobile|landline|other)$")
+
+    @field_validator("number")
+    @classmethod
+    def _normal(cls, value: str) -> str:
+        return normalize(value)
+
+
+class ContactIn(Strict):
+    """One step of the emergency cascade; its position is its place in the list."""
+
+    name: str = Field(min_length=1, max_length=64)
+    relation: str = Field(default="", max_length=32)
+    kind: str = Field(default="family", max_length=32)
+    phones: list[str] = Field(min_length=1, max_length=5)
+    when_to_call: str = Field(default="", max_length=100)
+
+    @field_validator("phones")
+    @classmethod
+    def _normal(cls, value: list[str]) -> list[str]:
+        return _phones(value)
+
+
+class ResidentIn(Strict):
+    """A resident as an admin or operator writes it (create, or the merged result of an edit)."""
+
+    name: str = Field(min_length=1, max_length=64)
+    sex: str = Field(default="", pattern="^(男|女|)$")
+    birth_year: int | None = Field(default=None, ge=1900, le=2100)
+    id_number: str | None = Field(default=None, max_length=32, pattern=r"^[0-9]{17}[0-9Xx]$")
+    address: str = Field(default="", max_length=200)
+    building: str = Field(default="", max_length=16)
+    unit: str = Field(default="", max_length=16)
+    room: str = Field(default="", max_length=16)
+    grid_code: str = Field(min_length=1, max_length=32)
+    community: str = Field(default="", max_length=64)
+    lat: float | None = Field(default=None, ge=-90, le=90)
+    lon: float | None = Field(default=None, ge=-180, le=180)
+    groups: list[str] = Field(default_factory=list, max_length=5)
+    mobility: str = Field(default="", max_length=32)
+    hearing: str = Field(default="", max_length=32)
+    sight: str = Field(default="", max_length=32)
+    dialect: str = Field(default="", max_length=32)
+    health_notes: str = Field(default="", max_length=2000)
+    conditions: str = Field(default="", max_length=500)
+    medicines: str = Field(default="", max_length=500)
+    notes: str = Field(default="", max_length=1000)
+    language: str = Field(default="zh-CN", max_length=16)
+    usual_pharmacy_id: int | None = Field(default=None, ge=1)
+    preferred_merchants: dict[str, int] = Field(default_factory=dict)
+    status: ResidentStatus = ResidentStatus.REGISTERED
+    status_reason: str = Field(default="", max_length=200)
+    phones: list[PhoneIn] = Field(default_factory=list, max_length=6)
+    contacts: list[ContactIn] = Field(default_factory=list, max_length=10)
+
+    @field_validator("id_number", mode="before")
+    @classmethod
+    def _id_upper(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = value.strip().upper()
+            return value or None
+        return value
+
+    @field_validator("groups")
+    @classmethod
+    def _groups(cls, value: list[str]) -> list[str]:
+        unknown = [g for g in value if g not in GROUPS]
+        if unknown:
+            raise ValueError(f"unknown group {unknown[0]!r}; use {', '.join(GROUPS)}")
+        return list(dict.fromkeys(value))
+
+    @model_validator(mode="after")
+    def _one_owner_per_number(self) -> ResidentIn:
+        numbers = [p.number for p in self.phones]
+        if len(numbers) != len(set(numbers)):
+            raise ValueError("the same phone is listed twice")
+        return self
+
+
+class ContractIn(Strict):
+    """A contract change."""
+
+    status: ContractStatus
+    start: date | None = None
+    end: date | None = None
+    signed_by: str = Field(default="", max_length=64)
+    note: str = Field(default="", max_length=200)
+
+    @model_validator(mode="after")
+    def _order(self) -> ContractIn:
+        if self.start and self.end and self.end < self.start:
+            raise ValueError("the contract ends before it starts")
+        return self
+
+
+class ServiceIn(Strict):
+    """A catalog category a merchant takes, with its price note."""
+
+    category: str = Field(min_length=1, max_length=32)
+    price_note: str = Field(default="", max_length=100)
+
+
+class MerchantIn(Strict):
+    """A merchant as an admin writes it."""
+
+    external_code: str | None = Field(default=None, max_length=32)
+    name: str = Field(min_length=1, max_length=100)
+    kind: str = Field(min_length=1, max_length=32, pattern=r"^[a-z][a-z0-9_]*$")
+    address: str = Field(default="", max_length=200)
+    grid_code: str = Field(min_length=1, max_length=32)
+    lat: float | None = Field(default=None, ge=-90, le=90)
+    lon: float | None = Field(default=None, ge=-180, le=180)
+    service_grids: list[str] = Field(default_factory=list, max_length=50)
+    radius_m: int = Field(default=0, ge=0, le=100_000)
+    capacity: int = Field(default=3, ge=0, le=1000)
+    hours: dict[str, list[tuple[str, str]]] = Field(default_factory=dict)
+    holidays: dict[date, list[tuple[str, str]]] = Field(default_factory=dict)
+    phones: list[str] = Field(default_factory=list, max_length=5)
+    services: list[ServiceIn] = Field(default_factory=list, max_length=30)
+    contract_status: ContractStatus = ContractStatus.ACTIVE
+    contract_start: date | None = None
+    contract_end: date | None = None
+    contract_signed_by: str = Field(default="", max_length=64)
+
+    @field_validator("external_code", mode="before")
+    @classmethod
+    def _code(cls, value: Any) -> Any:
+        return (value.strip() or None) if isinstance(value, str) else value
+
+    @field_validator("phones")
+    @classmethod
+    def _normal(cls, value: list[str]) -> list[str]:
+        return _phones(value)
+
+    @field_validator("hours")
+    @classmethod
+    def _hours(cls, value: dict[str, list[tuple[str, str]]]) -> dict[str, list[tuple[str, str]]]:
+        for day, spans in value.items():
+            if day not in {str(d) for d in range(7)}:
+                raise ValueError(f"weekday {day!r} must be 0 (Monday) .. 6 (Sunday)")
+            _check_spans(spans)
+        return value
+
+    @field_validator("holidays")
+    @classmethod
+    def _holidays(
+        cls, value: dict[date, list[tuple[str, str]]]
+    ) -> dict[date, list[tuple[str, str]]]:
+        for spans in value.values():
+            _check_spans(spans)
+        return value
+
+    def hours_json(self) -> dict[str, Any]:
+        """Hours as stored."""
+        return {day: [list(s) for s in spans] for day, spans in sorted(self.hours.items())}
+
+    def holidays_json(self) -> dict[str, Any]:
+        """Holiday exceptions as stored."""
+        items = sorted(self.holidays.items())
+        return {d.isoformat(): [list(s) for s in spans] for d, spans in items}
+
+
+def _check_spans(spans: list[tuple[str, str]]) -> None:
+    import re
+
+    for start, end in spans:
+        if not re.match(_HHMM, start) or not re.match(_HHMM, end) or not start < end:
+            raise ValueError(f"opening span {start}-{end} is not HH:MM-HH:MM")
+
+
+class CategoryIn(Strict):
+    """A catalog category as an admin writes it."""
+
+    code: str = Field(min_length=1, max_length=32, pattern=r"^[a-z][a-z0-9_]*$")
+    name_zh: str = Field(min_length=1, max_length=64)
+    name_en: str = Field(min_length=1, max_length=64)
+    urgency: Urgency = Urgency.ROUTINE
+    deadline_minutes: int = Field(default=120, ge=1, le=7 * 24 * 60)
+    merchant_kinds: list[str] = Field(default_factory=list, max_length=20)
+    menu_digit: str | None = Field(default=None, pattern=r"^[0-9]$")
+    sort_order: int = Field(default=0, ge=0, le=1000)
+    text_zh: str = Field(default="", max_length=200)
+    text_en: str = Field(default="", max_length=200)
