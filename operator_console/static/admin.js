@@ -71,13 +71,13 @@ async function importFile(dryRun) {
   const form = new FormData();
   form.append('file', file);
   const kind = $('import-kind').value;
-  const path = `/import/${kind}?dry_run=${dryRun ? 'true' : 'false'}`;
+  const path = `/registry/import/${kind}?dry_run=${dryRun ? 'true' : 'false'}`;
   try {
     const res = await api('POST', path, form);
     showImport(res, dryRun);
   } catch (err) {
-    if (err.missing) { notAvailable(`POST /api/v1/import/${kind}`); return; }
-    if (err.data?.details) { showImport({ errors: err.data.details }, dryRun); return; }
+    if (err.missing) { notAvailable(`POST /api/v1/registry/import/${kind}`); return; }
+    if (err.data?.details?.errors) { showImport(err.data.details, dryRun); return; }
     notify(err.message);
   }
 }
@@ -87,7 +87,7 @@ function showImport(res, dryRun) {
   const n = res.rows ?? res.count ?? res.imported ?? '';
   const status = $('admin-status');
   status.replaceChildren(el('p', errors.length ? `${errors.length} ✗` : T(dryRun ? 'import_ok' : 'import_done', { n }), errors.length ? 'error' : 'tag ok'));
-  $('admin-body').replaceChildren(errors.length ? table(errors.map((e) => ({ line: e.line ?? e.row, field: e.field, message: e.message }))) : el('span'));
+  $('admin-body').replaceChildren(errors.length ? table(errors.map((e) => ({ line: e.line ?? e.row, problem: e.code ?? e.field, reason: e.reason ?? e.message }))) : el('span'));
   $('admin-body').dataset.errors = String(errors.length);
   $('import-confirm').disabled = !dryRun || errors.length > 0;
 }

@@ -376,3 +376,35 @@ def test_given_an_admin_when_each_admin_page_opens_then_it_shows_data_or_says_wh
     admin.wait_for_selector("body[data-ready='1']")
     shot(admin, "18-admin-import")
     assert pages.errors == []
+
+
+FIXTURES = __import__("pathlib").Path(__file__).parent.parent / "fixtures" / "registry"
+
+
+def test_given_the_import_page_when_a_bad_file_is_dry_run_then_every_bad_line_is_shown(
+    pages: Pages, server: Server
+) -> None:
+    admin = pages.open()
+    login(admin, "demo")
+    admin.goto("/admin/import")
+    admin.wait_for_selector("body[data-ready='1']")
+    admin.select_option("#import-kind", "residents")
+    admin.set_input_files("#import-file", str(FIXTURES / "residents_bad.csv"))
+    admin.click("#import-form button[type=submit]")
+    body = admin.locator("#admin-body")
+    expect(body).to_have_attribute("data-errors", re.compile(r"^[1-9]\d*$"))
+    rows = body.locator("table.data tr")
+    expect(rows.nth(1)).to_be_visible()
+    text = body.inner_text()
+    for line in ("2", "3", "4"):  # the bad phone, the missing name, the unknown grid
+        assert re.search(rf"(^|\s){line}\s", text), (line, text)
+    expect(admin.locator("#import-confirm")).to_be_disabled()
+    shot(admin, "19-admin-import-bad-file")
+
+    # a good file: the dry run passes, then the confirmed import creates the residents
+    admin.set_input_files("#import-file", str(FIXTURES / "residents_good.csv"))
+    admin.click("#import-form button[type=submit]")
+    expect(admin.locator("#import-confirm")).to_be_enabled()
+    admin.click("#import-confirm")
+    expect(body).to_have_attribute("data-errors", "0")
+    assert pages.errors == []
