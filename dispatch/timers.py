@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -19,6 +20,7 @@ from typing import Protocol
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from sqlalchemy import Engine, create_engine, event
 
 from dispatch.clock import ManualClock
 
@@ -34,6 +36,9 @@ _HANDLERS: dict[str, FireHandler] = {}
 async def _fire(scheduler_name: str, key: str) -> None:
     """The job function every persisted timer calls."""
     handler = _HANDLERS.get(scheduler_name)
+    if handler is None and len(_HANDLERS) == 1:
+        # a job persisted under an older scheduler name: the one running scheduler owns it
+        handler = next(iter(_HANDLERS.values()))
     if handler is None:
         log.error("timer %s fired with no handler for %s", key, scheduler_name)
         return
@@ -50,13 +55,35 @@ class Timers(Protocol):
     async def keys(self) -> set[str]: ...
 
 
+def scheduler_name(sync_url: str) -> str:
+    """A name stable across restarts and distinct per database: persisted jobs carry it."""
+    return "yijing-" + hashlib.sha1(sync_url.encode()).hexdigest()[:12]
+
+
+def job_store_engine(sync_url: str) -> Engine:
+    """The job store's synchronous engine; SQLite gets WAL so each job write is cheap."""
+    if not sync_url.startswith("sqlite"):
+        return create_engine(sync_url, pool_pre_ping=True)
+    engine = create_engine(sync_url, connect_args={"timeout": 30})
+
+    @event.listens_for(engine, "connect")
+    def _pragmas(dbapi_conn: object, _record: object) -> None:
+        cur = dbapi_conn.cursor()  # type: ignore[attr-defined]
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.close()
+
+    return engine
+
+
 class SchedulerTimers:
     """Timers in APScheduler with a persistent job store; an async context manager."""
 
-    def __init__(self, *, sync_url: str, handler: FireHandler, name: str = "yijing") -> None:
-        self.name = name
+    def __init__(self, *, sync_url: str, handler: FireHandler, name: str | None = None) -> None:
+        self.name = name or scheduler_name(sync_url)
         self._handler = handler
-        self._store = SQLAlchemyJobStore(url=sync_url, tablename="apscheduler_jobs")
+        self._engine = job_store_engine(sync_url)
+        self._store = SQLAlchemyJobStore(engine=self._engine, tablename="apscheduler_jobs")
         self.scheduler = AsyncIOScheduler(
             jobstores={"default": self._store},
             job_defaults={"misfire_grace_time": None, "coalesce": True, "max_instances": 1},
@@ -72,6 +99,7 @@ class SchedulerTimers:
         self.scheduler.shutdown(wait=False)
         _HANDLERS.pop(self.name, None)
         await asyncio.to_thread(self._store.shutdown)
+        await asyncio.to_thread(self._engine.dispose)
 
     @property
     def running(self) -> bool:

@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dispatch.clock import Clock, SystemClock
 from dispatch.events import EventBus, Store
-from dispatch.service import DispatchConfig, Dispatcher
+from dispatch.service import DispatchConfig, Dispatcher, LiveCalls
 from dispatch.timers import SchedulerTimers, Timers
 from operator_console import auth
 from operator_console.errors import error_middleware
@@ -59,6 +59,18 @@ class Services:
 services_key = web.AppKey("services", Services)
 settings_key = web.AppKey("settings", Settings)
 websockets_key: web.AppKey[set[web.WebSocketResponse]] = web.AppKey("websockets")
+
+
+def live_calls_of(backend: Telephony) -> LiveCalls | None:
+    """How the reconciler asks a backend which calls it still knows (None: it cannot)."""
+    if isinstance(backend, MemoryPBX):
+        pbx = backend
+
+        async def live() -> set[str]:
+            return {ref for ref, call in pbx.calls.items() if call.state != "ended"}
+
+        return live
+    return None
 
 
 def make_telephony(settings: Settings) -> Telephony:
@@ -122,7 +134,7 @@ def create_app(
     announce: Callable[[str], None] | None = None,
 ) -> web.Application:
     """Build the app. Tests pass their own telephony, clock or timers; the rest is chosen here."""
-    from operator_console import api, pages, ws
+    from operator_console import api, figures_api, pages, ws
 
     app = web.Application(
         middlewares=[error_middleware, api.auth_middleware], client_max_size=2 * 1024 * 1024
@@ -163,9 +175,7 @@ def create_app(
         async with contextlib.AsyncExitStack() as stack:
             await stack.enter_async_context(backend)
             if timers is None:
-                scheduler = SchedulerTimers(
-                    sync_url=sync_url(settings.database_url), handler=fire, name=f"yijing-{id(app)}"
-                )
+                scheduler = SchedulerTimers(sync_url=sync_url(settings.database_url), handler=fire)
                 the_timers: Timers = scheduler
 
                 def scheduler_up() -> bool:
@@ -178,7 +188,12 @@ def create_app(
                     return True
 
             dispatcher = Dispatcher(
-                store=store, telephony=backend, timers=the_timers, clock=the_clock, config=config
+                store=store,
+                telephony=backend,
+                timers=the_timers,
+                clock=the_clock,
+                config=config,
+                live_calls=live_calls_of(backend),
             )
             holder["d"] = dispatcher
             if hasattr(the_timers, "handler") and getattr(the_timers, "handler", None) is None:
@@ -186,6 +201,8 @@ def create_app(
             pump = asyncio.create_task(dispatcher.pump(), name="telephony-pump")
             if scheduler is not None:
                 await stack.enter_async_context(scheduler)
+            # after a restart: repair lost timers and calls before serving anyone
+            await dispatcher.start()
             app[services_key] = Services(
                 settings,
                 engine,
@@ -211,6 +228,7 @@ def create_app(
         await engine.dispose()
 
     app.cleanup_ctx.append(resources)
+    assert figures_api.REGISTERED  # its routes are on `api.API` once imported
     api.API.add_to(app)
     app.router.add_get("/api/v1/openapi.json", api.openapi_doc)
     app.router.add_get("/api/v1/ws", ws.websocket)

@@ -68,6 +68,32 @@ async def _user_add(
     return 0
 
 
+async def _report(settings: Settings, start: str, end: str, by: str | None, as_csv: bool) -> int:
+    from dispatch.figures import load_report, render_table
+    from dispatch.service import Invalid
+    from operator_console.figures_api import period
+    from operator_console.migrate import upgrade
+    from registry.db import engine_context, make_sessionmaker
+
+    try:
+        lo, hi = period(start, end)
+    except Invalid as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    await asyncio.to_thread(upgrade, settings.database_url)
+    async with (
+        engine_context(settings.database_url) as engine,
+        make_sessionmaker(engine)() as session,
+    ):
+        rep = await load_report(session, start=lo, end=hi, by=by)
+    if as_csv:
+        sys.stdout.write(rep.csv())
+    else:
+        print(f"医敬 Yijing figures {start} .. {end}")
+        print(render_table(rep))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `yijing` console script."""
     parser = argparse.ArgumentParser(prog="yijing", description="医敬 Yijing care dispatch")
@@ -83,12 +109,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     user.add_argument("--merchant-id", type=int, default=None)
     user.add_argument("--password", default=None, help="prompted for when omitted")
+    report = sub.add_parser("report", help="the community's figures for a period")
+    report.add_argument("--from", dest="start", required=True, help="YYYY-MM-DD (included)")
+    report.add_argument("--to", dest="end", required=True, help="YYYY-MM-DD (included)")
+    report.add_argument("--by", choices=["category", "grid", "merchant", "month"], default=None)
+    report.add_argument("--csv", action="store_true", help="CSV instead of a table")
     args = parser.parse_args(argv)
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = Settings()
     if args.command == "run":
         return _run(settings)
+    if args.command == "report":
+        return asyncio.run(_report(settings, args.start, args.end, args.by, args.csv))
     if args.command == "db":
         return _db_upgrade(settings)
     if args.command == "user":
