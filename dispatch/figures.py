@@ -319,7 +319,6 @@ async def load_report(
             col(Event.occurred_at) >= start,
         )
         .order_by(col(Event.seq))
-        .execution_options(yield_per=5000)
     )
     return report((Ev(*row) for row in rows), start=start, end=end, by=by)
 
