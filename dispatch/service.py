@@ -14,6 +14,7 @@ import secrets
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
+from functools import partial
 from typing import Any, TypeVar
 from uuid import uuid4
 
@@ -481,9 +482,9 @@ class Dispatcher:
         tx.emit("operator." + state.value, "operator", user_id, reason=reason)
         for command in commands:
             if isinstance(command, opm.StartWrapUpTimer):
-                await self.timers.schedule(
-                    f"wrapup:{user_id}", self.clock.now() + timedelta(seconds=self.config.wrap_up_s)
-                )
+                at = self.clock.now() + timedelta(seconds=self.config.wrap_up_s)
+                key = f"wrapup:{user_id}"
+                tx.after_commit(partial(self.timers.schedule, key, at))
         return status
 
     async def set_operator_state(self, user: User, action: str, reason: str = "") -> str:
@@ -1325,7 +1326,7 @@ class Dispatcher:
         if ticket.survey_attempts < self._survey_tries():
             when = self._survey_time(ticket.survey_attempts)
             tx.emit("survey.retry", "ticket", ticket.id, at=when.isoformat())
-            await self.timers.schedule(f"survey:{ticket.id}", when)
+            tx.after_commit(partial(self.timers.schedule, f"survey:{ticket.id}", when))
         else:
             await self._close_unrated(tx, ticket, reason="no answer")
 

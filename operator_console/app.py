@@ -175,7 +175,12 @@ def create_app(
         async with contextlib.AsyncExitStack() as stack:
             await stack.enter_async_context(backend)
             if timers is None:
-                scheduler = SchedulerTimers(sync_url=sync_url(settings.database_url), handler=fire)
+                scheduler = SchedulerTimers(
+                    sync_url=sync_url(settings.database_url),
+                    handler=fire,
+                    guard=store.write_lock,
+                    busy=store.busy,
+                )
                 the_timers: Timers = scheduler
 
                 def scheduler_up() -> bool:
