@@ -31,6 +31,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, time
+from functools import lru_cache
 
 from dispatch.clock import LOCAL_TZ
 from registry.models import ContractStatus, Merchant
@@ -40,8 +41,8 @@ W_LOAD, W_ACCEPT, W_RATING, W_NO_SHOW, PREFERRED_BONUS = 2.0, 1.5, 1.5, 1.0, 3.0
 UNKNOWN_ACCEPTANCE, UNKNOWN_RATING = 0.8, 0.9
 #: km assumed when a distance cannot be computed (no coordinates)
 UNKNOWN_KM = 1.0
-#: degrees per geographic cell of the index (about 5.5 km north-south)
-CELL_DEG = 0.05
+#: degrees per geographic cell of the index (about 1.1 km north-south)
+CELL_DEG = 0.01
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +121,7 @@ def distance_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     return 2 * r * math.asin(math.sqrt(a))
 
 
+@lru_cache(maxsize=4096)
 def _parse(hhmm: str) -> time:
     if hhmm == "24:00":
         return time.max
@@ -129,7 +131,7 @@ def _parse(hhmm: str) -> time:
 
 def open_at(merchant: Merchant, when: datetime) -> tuple[bool, str | None]:
     """Whether a merchant is open at `when`, and if not, when it next opens (local time)."""
-    local = when.astimezone(LOCAL_TZ)
+    local = when if when.tzinfo is LOCAL_TZ else when.astimezone(LOCAL_TZ)
     spans = merchant.hours.get(str(local.weekday()), [])
     now = local.time()
     for start, end in spans:
@@ -156,7 +158,7 @@ def _candidate(
     when: datetime,
 ) -> Candidate:
     assert m.id is not None
-    today = when.astimezone(LOCAL_TZ).date()
+    today = when.date()  # `when` is local time (see `rank`)
     c = Candidate(m.id, m.name, m.kind, eligible=True, load=load, capacity=m.capacity)
     contract_ok = m.contract_status == ContractStatus.ACTIVE and (
         (m.contract_start is None or m.contract_start <= today)
@@ -221,7 +223,7 @@ def rank(
     band: float = 0.5,
 ) -> list[Candidate]:
     """Every given merchant that takes the category, eligible ones first, best first."""
-    when = need.at or now
+    when = (need.at or now).astimezone(LOCAL_TZ)
     stats = stats or {}
     empty = MerchantStats()
     out = [
@@ -257,6 +259,15 @@ def rank(
     return head + band_members + rest + [c for c in out if not c.eligible]
 
 
+def _roughly_within(lat: float, lon: float, geo: tuple[float, float, float]) -> bool:
+    """A fast flat-earth check (10% slack) that a merchant's radius may reach the point."""
+    mlat, mlon, radius = geo
+    dy = (mlat - lat) * 111_000.0
+    dx = (mlon - lon) * 111_000.0 * math.cos(math.radians(lat))
+    reach = radius * 1.1
+    return dx * dx + dy * dy <= reach * reach
+
+
 class MatchIndex:
     """Merchants in memory by category, then by served grid and by geographic cell."""
 
@@ -267,6 +278,8 @@ class MatchIndex:
         self._by_cell: dict[tuple[str, int, int], list[int]] = defaultdict(list)
         self._by_category: dict[str, list[int]] = defaultdict(list)
         self._max_radius_m = 0
+        #: plain (lat, lon, radius) of radius merchants: ORM attribute reads are slow
+        self._geo: dict[int, tuple[float, float, float]] = {}
         for merchant, categories in merchants:
             self.add(merchant, categories)
 
@@ -292,11 +305,13 @@ class MatchIndex:
             if merchant.radius_m > 0 and merchant.lat is not None and merchant.lon is not None:
                 self._by_cell[(cat, *self._cell(merchant.lat, merchant.lon))].append(merchant.id)
                 self._max_radius_m = max(self._max_radius_m, merchant.radius_m)
+                self._geo[merchant.id] = (merchant.lat, merchant.lon, float(merchant.radius_m))
 
     def remove(self, merchant_id: int) -> None:
         """Forget a merchant."""
         self.merchants.pop(merchant_id, None)
         self._categories.pop(merchant_id, None)
+        self._geo.pop(merchant_id, None)
         for index in (self._by_grid, self._by_cell, self._by_category):
             for ids in index.values():
                 if merchant_id in ids:
@@ -320,7 +335,9 @@ class MatchIndex:
             for dlat in range(-reach, reach + 1):
                 for dlon in range(-reach, reach + 1):
                     key = (need.category, clat + dlat, clon + dlon)
-                    ids.update(dict.fromkeys(self._by_cell.get(key, [])))
+                    for i in self._by_cell.get(key, []):
+                        if i not in ids and _roughly_within(need.lat, need.lon, self._geo[i]):
+                            ids[i] = None
         for preferred in need.preferred:
             if preferred in self.merchants and need.category in self._categories[preferred]:
                 ids[preferred] = None

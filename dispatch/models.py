@@ -61,7 +61,11 @@ class Ticket(SQLModel, table=True):
     """A need (工单) from intake to closure."""
 
     # "same as last time" and the usual merchant look up a resident's tickets by category
-    __table_args__ = (Index("ix_ticket_resident_category", "resident_id", "category_code"),)
+    __table_args__ = (
+        Index("ix_ticket_resident_category", "resident_id", "category_code"),
+        # the matching statistics read a merchant's recent ratings
+        Index("ix_ticket_merchant_rated", "merchant_id", "rated_at"),
+    )
 
     id: int | None = Field(default=None, sa_type=BigId, primary_key=True)
     resident_id: int | None = Field(default=None, foreign_key="resident.id", sa_type=BigId)

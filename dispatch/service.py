@@ -106,7 +106,7 @@ class DispatchConfig:
     #: how far back acceptance, ratings and no-shows are read for the ranking
     stats_window_days: int = 90
     #: how long the in-memory merchant index is trusted before it is read again
-    index_ttl_s: float = 60.0
+    index_ttl_s: float = 300.0
     #: how often the reconciler compares open tickets and offers with the timers
     reconcile_every_s: float = 300.0
     #: call the first emergency contact when the resident never answers the survey

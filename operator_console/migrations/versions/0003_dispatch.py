@@ -32,6 +32,7 @@ def upgrade() -> None:
             sa.Column("arrived_at", registry.db.UTCDateTime(timezone=True), nullable=True)
         )
         batch_op.create_index("ix_ticket_resident_category", ["resident_id", "category_code"])
+        batch_op.create_index("ix_ticket_merchant_rated", ["merchant_id", "rated_at"])
     with op.batch_alter_table("offer", schema=None) as batch_op:
         batch_op.create_index("ix_offer_merchant_placed", ["merchant_id", "placed_at"])
 
@@ -40,6 +41,7 @@ def downgrade() -> None:
     with op.batch_alter_table("offer", schema=None) as batch_op:
         batch_op.drop_index("ix_offer_merchant_placed")
     with op.batch_alter_table("ticket", schema=None) as batch_op:
+        batch_op.drop_index("ix_ticket_merchant_rated")
         batch_op.drop_index("ix_ticket_resident_category")
         for name in ("arrived_at", "rated_by", "repeat_of", "follow_up", "escalation_level"):
             batch_op.drop_column(name)
