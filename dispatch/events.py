@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -83,6 +83,16 @@ class Tx:
         self.session = session
         self.clock = clock
         self.events: list[Event] = []
+        self.after: list[Callable[[], Awaitable[object]]] = []
+
+    def after_commit(self, fn: Callable[[], Awaitable[object]]) -> None:
+        """Run `fn` once this transaction has committed and the write lock is released.
+
+        Timers go here: the APScheduler job store writes to the same database through its
+        own synchronous connection, which must never wait on a transaction still open in
+        this event loop.
+        """
+        self.after.append(fn)
 
     def emit(
         self, name: str, subject: str, subject_id: object, *, actor: str = "system", **data: Any
@@ -111,6 +121,17 @@ class Store:
         self.bus = bus
         self.clock = clock
         self._write = asyncio.Lock()
+        #: sessions open through `read()` (they may write: logins, the access log)
+        self.open_reads = 0
+
+    @property
+    def write_lock(self) -> asyncio.Lock:
+        """Held for the whole of every unit of work."""
+        return self._write
+
+    def busy(self) -> bool:
+        """True while a session of this process may hold a database write lock."""
+        return self._write.locked() or self.open_reads > 0
 
     @asynccontextmanager
     async def tx(self) -> AsyncIterator[Tx]:
@@ -125,13 +146,19 @@ class Store:
                 raise
         if tx.events:
             self.bus.publish([event_public(e) for e in tx.events])
+        for fn in tx.after:
+            await fn()
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:
         """A session for reads (and access-log writes that need no event)."""
-        async with self.sessions() as session:
-            yield session
-            await session.commit()
+        self.open_reads += 1
+        try:
+            async with self.sessions() as session:
+                yield session
+                await session.commit()
+        finally:
+            self.open_reads -= 1
 
     async def events_since(self, seq: int, *, limit: int = 1000) -> list[dict[str, Any]]:
         """Events after `seq`, oldest first."""

@@ -3,18 +3,46 @@
 A candidate must have an active contract on the day, take the category, cover the
 resident's grid (or have the resident inside its radius), be open at the time and be
 under capacity. Every candidate, eligible or not, carries the reasons an operator sees.
+
+Ranking (lower score is better), each term shown to the operator as a reason:
+  distance in km
+  + 2.0 x load share (current accepted / in-service tickets over capacity)
+  + 1.5 x (1 - acceptance rate)      (recent offers; an unknown merchant counts as 0.8)
+  + 1.5 x (1 - satisfied share)      (recent ratings; unknown counts as 0.9)
+  + 1.0 x recent no-shows (capped at 2)
+  - 3.0 for the resident's preferred merchant for the category (常用药店 / 常用商家)
+
+Fairness: the seed community "randomly allocates" among its merchants. Among the eligible
+candidates whose score lies within `band` of the best (and who are not the resident's
+preferred merchant, which keeps its place), the order is least-recently-offered first,
+ties broken by a seeded shuffle, so comparable merchants take turns and a test with a seed
+gets the same order every time.
+
+`MatchIndex` keeps merchants in memory by category and grid (and by a coarse geographic
+cell for merchants that serve a radius), so ranking looks at the few merchants that could
+serve a place instead of every merchant of the county.
 """
 
 from __future__ import annotations
 
 import math
 import random
+from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
+from functools import lru_cache
 
 from dispatch.clock import LOCAL_TZ
 from registry.models import ContractStatus, Merchant
+
+#: weights of the score terms (see the module docstring)
+W_LOAD, W_ACCEPT, W_RATING, W_NO_SHOW, PREFERRED_BONUS = 2.0, 1.5, 1.5, 1.0, 3.0
+UNKNOWN_ACCEPTANCE, UNKNOWN_RATING = 0.8, 0.9
+#: km assumed when a distance cannot be computed (no coordinates)
+UNKNOWN_KM = 1.0
+#: degrees per geographic cell of the index (about 1.1 km north-south)
+CELL_DEG = 0.01
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +57,28 @@ class Need:
     preferred: frozenset[int] = frozenset()
 
 
+@dataclass(frozen=True, slots=True)
+class MerchantStats:
+    """What the service knows of a merchant's recent record (computed from the database)."""
+
+    offers: int = 0
+    accepted: int = 0
+    rated: int = 0
+    satisfied: int = 0
+    no_shows: int = 0
+    last_offered_at: datetime | None = None
+
+    @property
+    def acceptance(self) -> float | None:
+        """Accepted over decided offers, None without history."""
+        return self.accepted / self.offers if self.offers else None
+
+    @property
+    def rating(self) -> float | None:
+        """Satisfied or basically satisfied over rated visits, None without ratings."""
+        return self.satisfied / self.rated if self.rated else None
+
+
 @dataclass(slots=True)
 class Candidate:
     """A merchant as the operator sees it in the ranking."""
@@ -41,6 +91,8 @@ class Candidate:
     distance_m: float | None = None
     load: int = 0
     capacity: int = 0
+    preferred: bool = False
+    opens_at: str | None = None
     reasons: list[str] = field(default_factory=list)
 
     def public(self) -> dict[str, object]:
@@ -54,6 +106,8 @@ class Candidate:
             "distance_m": None if self.distance_m is None else round(self.distance_m),
             "load": self.load,
             "capacity": self.capacity,
+            "preferred": self.preferred,
+            "opens_at": self.opens_at,
             "reasons": self.reasons,
         }
 
@@ -67,6 +121,7 @@ def distance_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     return 2 * r * math.asin(math.sqrt(a))
 
 
+@lru_cache(maxsize=4096)
 def _parse(hhmm: str) -> time:
     if hhmm == "24:00":
         return time.max
@@ -84,7 +139,7 @@ def _spans(merchant: Merchant, day: date) -> list[list[str]]:
 
 def open_at(merchant: Merchant, when: datetime) -> tuple[bool, str | None]:
     """Whether a merchant is open at `when`, and if not, when it next opens (local time)."""
-    local = when.astimezone(LOCAL_TZ)
+    local = when if when.tzinfo is LOCAL_TZ else when.astimezone(LOCAL_TZ)
     now = local.time()
     for start, end in _spans(merchant, local.date()):
         if _parse(start) <= now < _parse(end):
@@ -97,65 +152,200 @@ def open_at(merchant: Merchant, when: datetime) -> tuple[bool, str | None]:
     return False, None
 
 
+def _usual_label(kind: str) -> str:
+    return "常用药店" if kind == "pharmacy" else "常用商家"
+
+
+def _candidate(
+    need: Need,
+    m: Merchant,
+    *,
+    load: int,
+    stats: MerchantStats,
+    when: datetime,
+) -> Candidate:
+    assert m.id is not None
+    today = when.date()  # `when` is local time (see `rank`)
+    c = Candidate(m.id, m.name, m.kind, eligible=True, load=load, capacity=m.capacity)
+    contract_ok = m.contract_status == ContractStatus.ACTIVE and (
+        (m.contract_start is None or m.contract_start <= today)
+        and (m.contract_end is None or today <= m.contract_end)
+    )
+    if not contract_ok:
+        c.eligible = False
+        c.reasons.append("合同无效")
+    if need.lat is not None and need.lon is not None and m.lat is not None and m.lon is not None:
+        c.distance_m = distance_m(need.lat, need.lon, m.lat, m.lon)
+    in_grid = need.grid_code is not None and need.grid_code in m.service_grids
+    in_radius = c.distance_m is not None and m.radius_m > 0 and c.distance_m <= m.radius_m
+    if in_grid:
+        c.reasons.append("服务本网格")
+    elif in_radius:
+        c.reasons.append("在服务半径内")
+    else:
+        c.eligible = False
+        c.reasons.append("不在服务范围")
+    is_open, opens = open_at(m, when)
+    if not is_open:
+        c.eligible = False
+        c.opens_at = opens
+        c.reasons.append(f"休息中，{opens}开门" if opens else "不营业")
+    if load >= m.capacity:
+        c.eligible = False
+        c.reasons.append(f"已满({load}/{m.capacity})")
+    else:
+        c.reasons.append(f"负载 {load}/{m.capacity}")
+    if c.distance_m is not None:
+        c.reasons.append(f"距离 {c.distance_m / 1000:.1f} 公里")
+    acceptance, rating = stats.acceptance, stats.rating
+    if acceptance is not None:
+        c.reasons.append(f"接单率 {acceptance:.0%}")
+    if rating is not None:
+        c.reasons.append(f"满意 {rating:.0%}")
+    if stats.no_shows:
+        c.reasons.append(f"近期爽约 {stats.no_shows} 次")
+    c.preferred = m.id in need.preferred
+    if c.preferred:
+        c.reasons.append(_usual_label(m.kind))
+    km = c.distance_m / 1000.0 if c.distance_m is not None else UNKNOWN_KM
+    c.score = (
+        km
+        + W_LOAD * (load / max(1, m.capacity))
+        + W_ACCEPT * (1.0 - (UNKNOWN_ACCEPTANCE if acceptance is None else acceptance))
+        + W_RATING * (1.0 - (UNKNOWN_RATING if rating is None else rating))
+        + W_NO_SHOW * min(2, stats.no_shows)
+        - (PREFERRED_BONUS if c.preferred else 0.0)
+    )
+    return c
+
+
 def rank(
     need: Need,
     merchants: Iterable[Merchant],
     *,
     loads: Mapping[int, int],
     now: datetime,
+    stats: Mapping[int, MerchantStats] | None = None,
     seed: int | None = None,
+    band: float = 0.5,
 ) -> list[Candidate]:
-    """Every merchant that takes the category, eligible ones first, best first."""
-    when = need.at or now
-    today = when.astimezone(LOCAL_TZ).date()
-    rng = random.Random(seed)
-    out: list[Candidate] = []
-    for m in merchants:
-        assert m.id is not None
-        load = loads.get(m.id, 0)
-        c = Candidate(m.id, m.name, m.kind, eligible=True, load=load, capacity=m.capacity)
-        contract_ok = m.contract_status == ContractStatus.ACTIVE and (
-            (m.contract_start is None or m.contract_start <= today)
-            and (m.contract_end is None or today <= m.contract_end)
+    """Every given merchant that takes the category, eligible ones first, best first."""
+    when = (need.at or now).astimezone(LOCAL_TZ)
+    stats = stats or {}
+    empty = MerchantStats()
+    out = [
+        _candidate(
+            need,
+            m,
+            load=loads.get(m.id, 0) if m.id is not None else 0,
+            stats=stats.get(m.id, empty) if m.id is not None else empty,
+            when=when,
         )
-        if not contract_ok:
-            c.eligible = False
-            c.reasons.append("合同无效")
-        if (
-            need.lat is not None
-            and need.lon is not None
-            and m.lat is not None
-            and m.lon is not None
-        ):
-            c.distance_m = distance_m(need.lat, need.lon, m.lat, m.lon)
-        in_grid = need.grid_code is not None and need.grid_code in m.service_grids
-        in_radius = c.distance_m is not None and m.radius_m > 0 and c.distance_m <= m.radius_m
-        if in_grid:
-            c.reasons.append("服务本网格")
-        elif in_radius:
-            c.reasons.append("在服务半径内")
-        else:
-            c.eligible = False
-            c.reasons.append("不在服务范围")
-        is_open, opens = open_at(m, when)
-        if not is_open:
-            c.eligible = False
-            c.reasons.append(f"休息中，{opens}开门" if opens else "不营业")
-        if load >= m.capacity:
-            c.eligible = False
-            c.reasons.append(f"已满({load}/{m.capacity})")
-        else:
-            c.reasons.append(f"负载 {load}/{m.capacity}")
-        if c.distance_m is not None:
-            c.reasons.append(f"距离 {c.distance_m / 1000:.1f} 公里")
-        preferred = m.id in need.preferred
-        if preferred:
-            c.reasons.append("常用商家")
-        # Lower is better: distance in km, load share, a bonus for the usual merchant, and
-        # a small random jitter so comparable merchants share the orders fairly.
-        km = (c.distance_m or 1000.0) / 1000.0
-        c.score = km + 2.0 * (load / max(1, m.capacity)) - (3.0 if preferred else 0.0)
-        c.score += rng.uniform(0.0, 0.5)
-        out.append(c)
-    out.sort(key=lambda c: (not c.eligible, c.score))
-    return out
+        for m in merchants
+    ]
+    out.sort(key=lambda c: (not c.eligible, c.score, c.merchant_id))
+    eligible = [c for c in out if c.eligible]
+    if not eligible:
+        return out
+    # fairness among comparable merchants: least recently offered first, then a seeded shuffle
+    best = eligible[0].score
+    head = [c for c in eligible if c.preferred]
+    band_members = [c for c in eligible if not c.preferred and c.score <= best + band]
+    rest = [c for c in eligible if not c.preferred and c.score > best + band]
+    rng = random.Random(seed)
+    rng.shuffle(band_members)
+    floor = datetime.min.replace(tzinfo=now.tzinfo)
+
+    def last(c: Candidate) -> datetime:
+        return stats.get(c.merchant_id, empty).last_offered_at or floor
+
+    band_members.sort(key=last)
+    if len(band_members) > 1:
+        for c in band_members:
+            c.reasons.append("同档轮流派单")
+    return head + band_members + rest + [c for c in out if not c.eligible]
+
+
+def _roughly_within(lat: float, lon: float, geo: tuple[float, float, float]) -> bool:
+    """A fast flat-earth check (10% slack) that a merchant's radius may reach the point."""
+    mlat, mlon, radius = geo
+    dy = (mlat - lat) * 111_000.0
+    dx = (mlon - lon) * 111_000.0 * math.cos(math.radians(lat))
+    reach = radius * 1.1
+    return dx * dx + dy * dy <= reach * reach
+
+
+class MatchIndex:
+    """Merchants in memory by category, then by served grid and by geographic cell."""
+
+    def __init__(self, merchants: Iterable[tuple[Merchant, Iterable[str]]] = ()) -> None:
+        self.merchants: dict[int, Merchant] = {}
+        self._categories: dict[int, frozenset[str]] = {}
+        self._by_grid: dict[tuple[str, str], list[int]] = defaultdict(list)
+        self._by_cell: dict[tuple[str, int, int], list[int]] = defaultdict(list)
+        self._by_category: dict[str, list[int]] = defaultdict(list)
+        self._max_radius_m = 0
+        #: plain (lat, lon, radius) of radius merchants: ORM attribute reads are slow
+        self._geo: dict[int, tuple[float, float, float]] = {}
+        for merchant, categories in merchants:
+            self.add(merchant, categories)
+
+    def __len__(self) -> int:
+        return len(self.merchants)
+
+    @staticmethod
+    def _cell(lat: float, lon: float) -> tuple[int, int]:
+        return math.floor(lat / CELL_DEG), math.floor(lon / CELL_DEG)
+
+    def add(self, merchant: Merchant, categories: Iterable[str]) -> None:
+        """Index one merchant (replacing an older copy of it)."""
+        assert merchant.id is not None
+        if merchant.id in self.merchants:
+            self.remove(merchant.id)
+        cats = frozenset(categories)
+        self.merchants[merchant.id] = merchant
+        self._categories[merchant.id] = cats
+        for cat in cats:
+            self._by_category[cat].append(merchant.id)
+            for grid in merchant.service_grids:
+                self._by_grid[(cat, grid)].append(merchant.id)
+            if merchant.radius_m > 0 and merchant.lat is not None and merchant.lon is not None:
+                self._by_cell[(cat, *self._cell(merchant.lat, merchant.lon))].append(merchant.id)
+                self._max_radius_m = max(self._max_radius_m, merchant.radius_m)
+                self._geo[merchant.id] = (merchant.lat, merchant.lon, float(merchant.radius_m))
+
+    def remove(self, merchant_id: int) -> None:
+        """Forget a merchant."""
+        self.merchants.pop(merchant_id, None)
+        self._categories.pop(merchant_id, None)
+        self._geo.pop(merchant_id, None)
+        for index in (self._by_grid, self._by_cell, self._by_category):
+            for ids in index.values():
+                if merchant_id in ids:
+                    ids.remove(merchant_id)
+
+    def for_category(self, category: str) -> list[Merchant]:
+        """Every merchant that takes a category."""
+        return [self.merchants[i] for i in self._by_category.get(category, [])]
+
+    def near(self, need: Need) -> list[Merchant]:
+        """Merchants of the need's category that serve its grid or may reach it by radius."""
+        ids: dict[int, None] = {}
+        if need.grid_code is not None:
+            ids.update(dict.fromkeys(self._by_grid.get((need.category, need.grid_code), [])))
+        if need.lat is not None and need.lon is not None:
+            # radius merchants within a few cells; `rank` checks the exact distance
+            clat, clon = self._cell(need.lat, need.lon)
+            # a cell is CELL_DEG tall and at least cos(lat) x CELL_DEG wide
+            cell_m = CELL_DEG * 111_000 * max(0.1, math.cos(math.radians(need.lat)))
+            reach = max(1, math.ceil(self._max_radius_m / cell_m))
+            for dlat in range(-reach, reach + 1):
+                for dlon in range(-reach, reach + 1):
+                    key = (need.category, clat + dlat, clon + dlon)
+                    for i in self._by_cell.get(key, []):
+                        if i not in ids and _roughly_within(need.lat, need.lon, self._geo[i]):
+                            ids[i] = None
+        for preferred in need.preferred:
+            if preferred in self.merchants and need.category in self._categories[preferred]:
+                ids[preferred] = None
+        return [self.merchants[i] for i in ids]

@@ -60,6 +60,13 @@ class Call(SQLModel, table=True):
 class Ticket(SQLModel, table=True):
     """A need (工单) from intake to closure."""
 
+    # "same as last time" and the usual merchant look up a resident's tickets by category
+    __table_args__ = (
+        Index("ix_ticket_resident_category", "resident_id", "category_code"),
+        # the matching statistics read a merchant's recent ratings
+        Index("ix_ticket_merchant_rated", "merchant_id", "rated_at"),
+    )
+
     id: int | None = Field(default=None, sa_type=BigId, primary_key=True)
     resident_id: int | None = Field(default=None, foreign_key="resident.id", sa_type=BigId)
     call_id: int | None = Field(default=None, sa_type=BigId)
@@ -69,6 +76,14 @@ class Ticket(SQLModel, table=True):
     state: TicketState = Field(default=TicketState.NEW, index=True, sa_type=EnumText(TicketState))
     escalated: bool = False
     escalation_reason: str | None = Field(default=None, max_length=200)
+    #: 0 not late, 1 the operator on duty was told, 2 the supervisor was told
+    escalation_level: int = 0
+    #: a "not satisfied" rating opened a follow-up a supervisor must close
+    follow_up: bool = False
+    #: the order this one repeats ("same as last time")
+    repeat_of: int | None = Field(default=None, sa_type=BigId)
+    #: "resident" or "family" (an emergency contact rated on the resident's behalf)
+    rated_by: str | None = Field(default=None, max_length=16)
     deadline_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     #: the ranked merchant ids the cascade walks, fixed when dispatch starts
     plan: list[int] = Field(default_factory=list, sa_column=Column(JSONType))
@@ -79,6 +94,7 @@ class Ticket(SQLModel, table=True):
     created_by: str = Field(default="system", max_length=64)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     accepted_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    arrived_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     completed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     rated_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     closed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
@@ -88,7 +104,11 @@ class Ticket(SQLModel, table=True):
 class Offer(SQLModel, table=True):
     """One offer of a ticket to one merchant, carried by one outbound call."""
 
-    __table_args__ = (Index("ix_offer_ticket", "ticket_id"),)
+    __table_args__ = (
+        Index("ix_offer_ticket", "ticket_id"),
+        # the matching statistics read a merchant's recent offers
+        Index("ix_offer_merchant_placed", "merchant_id", "placed_at"),
+    )
 
     id: int | None = Field(default=None, sa_type=BigId, primary_key=True)
     ticket_id: int = Field(foreign_key="ticket.id", sa_type=BigId)

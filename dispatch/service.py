@@ -11,15 +11,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
+from functools import partial
 from typing import Any, TypeVar
 from uuid import uuid4
 
 from sqlalchemy import func, select, update
 from sqlmodel import SQLModel, col
 
+from dispatch import deadlines as dl
 from dispatch.clock import LOCAL_TZ, Clock
 from dispatch.events import Store, Tx
 from dispatch.machines import IllegalTransition
@@ -27,7 +29,7 @@ from dispatch.machines import call as cm
 from dispatch.machines import offer as om
 from dispatch.machines import operator as opm
 from dispatch.machines import ticket as tm
-from dispatch.matching import Candidate, Need, rank
+from dispatch.matching import Candidate, MatchIndex, MerchantStats, Need, rank
 from dispatch.models import Call, Offer, OperatorStatus, Ticket
 from dispatch.timers import Timers
 from ivr.library import FlowLibrary
@@ -48,8 +50,16 @@ from providers.base import (
     TelephonyError,
     TelephonyEvent,
 )
+from registry import models as registry_models
 from registry import repository as repo
-from registry.models import Merchant, Resident, ResidentPhone, User
+from registry.models import (
+    EmergencyContact,
+    Merchant,
+    MerchantService,
+    Resident,
+    ResidentPhone,
+    User,
+)
 from registry.phones import mask, try_normalize
 
 log = logging.getLogger(__name__)
@@ -96,6 +106,23 @@ class DispatchConfig:
     queue_announce_s: float = 30.0
     #: a caller who rang within this window before moves up the queue
     repeat_window_s: float = 600.0
+    #: score distance within which eligible merchants count as comparable (fair rotation)
+    match_band: float = 0.5
+    #: how far back acceptance, ratings and no-shows are read for the ranking
+    stats_window_days: int = 90
+    #: how long the in-memory merchant index is trusted before it is read again
+    index_ttl_s: float = 300.0
+    #: how often the reconciler compares open tickets and offers with the timers
+    reconcile_every_s: float = 300.0
+    #: call the first emergency contact when the resident never answers the survey
+    survey_family: bool = True
+
+
+#: a function the composition root may give: the refs of calls the backend knows are live
+LiveCalls = Callable[[], Awaitable[set[str]]]
+
+#: ticket states whose deadline still matters (see `dispatch.deadlines`)
+SURVEY_PURPOSES = ("survey", "survey_family")
 
 
 def _actor(user: User | None) -> str:
@@ -114,6 +141,7 @@ class Dispatcher:
         clock: Clock,
         config: DispatchConfig | None = None,
         flows: FlowLibrary | None = None,
+        live_calls: LiveCalls | None = None,
     ) -> None:
         self.store = store
         self.telephony = telephony
@@ -121,7 +149,10 @@ class Dispatcher:
         self.clock = clock
         self.config = config or DispatchConfig()
         self.flows = flows or FlowLibrary()
+        self.live_calls = live_calls
         self._background: set[asyncio.Task[None]] = set()
+        self._index: MatchIndex | None = None
+        self._index_at: datetime | None = None
 
     async def drain(self) -> None:
         """Wait for telephony work queued after commits (used at shutdown and in tests)."""
@@ -266,7 +297,10 @@ class Dispatcher:
 
     async def _flow_finished(self, event: FlowFinished) -> None:
         if event.flow.startswith("hotline") and event.outcome == "need":
-            await self._keypad_need(event.ref, event.variables.get("category", ""))
+            category = event.variables.get("category", "")
+            await self._keypad_need(
+                event.ref, category, repeat=category == event.variables.get("last_category")
+            )
         elif event.flow == "queue_wait":
             await self._queue_wait_finished(event.ref, event.outcome)
         elif event.flow.startswith("hotline"):
@@ -295,6 +329,8 @@ class Dispatcher:
             await self._offer_decided(event.ref, event.outcome)
         elif event.flow == "survey":
             await self._survey_finished(event.ref, event.outcome, dict(event.variables))
+        elif event.flow in ("merchant_arrival", "merchant_completion"):
+            await self._check_in_finished(event.ref, event.outcome)
 
     async def _queue_announce(self, call_id: int) -> None:
         """Tell a waiting caller their place and offer a call back."""
@@ -311,10 +347,9 @@ class Dispatcher:
             if call is None or call.state != cm.CallState.QUEUED:
                 return
             if outcome != "callback":
-                await self.timers.schedule(
-                    f"queue:{call.id}",
-                    self.clock.now() + timedelta(seconds=self.config.queue_announce_s),
-                )
+                key = f"queue:{call.id}"
+                when = self.clock.now() + timedelta(seconds=self.config.queue_announce_s)
+                tx.after_commit(lambda: self.timers.schedule(key, when))
                 return
             state, _ = cm.transition(call.state, cm.CallbackRequested())
             await self._cas(tx, call, state=state, ended_at=self.clock.now(), cause="callback")
@@ -333,18 +368,30 @@ class Dispatcher:
         )
         log.info("call %s: callback ticket %s", call.ref, ticket.id)
 
-    async def _keypad_need(self, ref: str, category: str) -> None:
-        """A routine need taken by the keypad menu: a ticket, dispatched automatically."""
+    async def _keypad_need(self, ref: str, category: str, *, repeat: bool = False) -> None:
+        """A routine need taken by the keypad menu: a ticket, dispatched automatically.
+
+        The same category as the resident's last order ("9, same as last time") repeats
+        that order: its description, and its merchant first in line.
+        """
         async with self.store.tx() as tx:
             call = await self._call_by_ref(tx, ref)
             if call is None or call.state != cm.CallState.IVR:
                 return
             state, _ = cm.transition(call.state, cm.SelfServed())
             await self._cas(tx, call, state=state, ended_at=self.clock.now(), cause="self_served")
-            tx.emit("call.self_served", "call", call.id, category=category)
-        ticket = await self.create_ticket(
-            user=None, category=category, resident_id=call.resident_id, call_id=call.id
+            tx.emit("call.self_served", "call", call.id, category=category, repeat=repeat)
+        last = (
+            await self._last_ticket(call.resident_id, category)
+            if repeat and call.resident_id is not None
+            else None
         )
+        if last is not None:
+            ticket = await self._repeat(last, user=None, call_id=call.id)
+        else:
+            ticket = await self.create_ticket(
+                user=None, category=category, resident_id=call.resident_id, call_id=call.id
+            )
         await self.dispatch(ticket.id, user=None)  # type: ignore[arg-type]
 
     async def _outbound_ringing(self, ref: str) -> None:
@@ -407,10 +454,16 @@ class Dispatcher:
                     "deadline": ticket.deadline_at or "",
                     "code_word": ticket.code_word,
                 }
-            elif call.purpose == "survey":
+            elif call.purpose in SURVEY_PURPOSES:
                 flow = "survey"
                 context = {"category": category.name_zh}
                 lang = resident.language if resident else lang
+            elif call.purpose in ("arrival", "completion"):
+                flow = f"merchant_{call.purpose}"
+                context = {
+                    "category": category.name_zh,
+                    "address": resident.address if resident else "",
+                }
         if flow is not None:
             await self._run_flow(ref, flow, context, lang)
 
@@ -430,7 +483,7 @@ class Dispatcher:
                 if offer.state in om.LIVE:
                     # hung up without pressing 1 or 2
                     await self._offer_outcome(tx, offer, om.Unreached(om.OfferState.NO_ANSWER))
-            elif call.purpose == "survey" and call.ticket_id is not None:
+            elif call.purpose in SURVEY_PURPOSES and call.ticket_id is not None:
                 # rated calls have left `completed` already; anything else is unrated
                 await self._survey_unanswered(tx, call.ticket_id)
         log.info("call %s ended (%s)", ref, cause)
@@ -453,7 +506,7 @@ class Dispatcher:
                 offer = await self._get(tx, Offer, call.offer_id, "offer")
                 if offer.state in om.LIVE:
                     await self._offer_outcome(tx, offer, om.Unreached(ACCEPT_ORDER[reason]))
-            elif call.purpose == "survey" and call.ticket_id is not None:
+            elif call.purpose in SURVEY_PURPOSES and call.ticket_id is not None:
                 await self._survey_unanswered(tx, call.ticket_id)
 
     # -- operators and the queue ---------------------------------------------------------
@@ -482,9 +535,9 @@ class Dispatcher:
         tx.emit("operator." + state.value, "operator", user_id, reason=reason)
         for command in commands:
             if isinstance(command, opm.StartWrapUpTimer):
-                await self.timers.schedule(
-                    f"wrapup:{user_id}", self.clock.now() + timedelta(seconds=self.config.wrap_up_s)
-                )
+                at = self.clock.now() + timedelta(seconds=self.config.wrap_up_s)
+                key = f"wrapup:{user_id}"
+                tx.after_commit(partial(self.timers.schedule, key, at))
         return status
 
     async def set_operator_state(self, user: User, action: str, reason: str = "") -> str:
@@ -615,6 +668,7 @@ class Dispatcher:
         resident_id: int | None = None,
         call_id: int | None = None,
         created_at: datetime | None = None,
+        repeat_of: int | None = None,
     ) -> Ticket:
         """Record a need; the deadline comes from the category."""
         async with self.store.tx() as tx:
@@ -625,8 +679,9 @@ class Dispatcher:
             if call_id is not None:
                 call = await self._get(tx, Call, call_id, "call")
                 resident_id = resident_id or call.resident_id
+            grid: str | None = None
             if resident_id is not None:
-                await repo.get_resident(tx.session, resident_id=resident_id)
+                grid = (await repo.get_resident(tx.session, resident_id=resident_id)).grid_code
             now = created_at or self.clock.now()
             ticket = Ticket(
                 resident_id=resident_id,
@@ -638,6 +693,7 @@ class Dispatcher:
                 code_word=f"{secrets.randbelow(10000):04d}",
                 created_by=_actor(user),
                 created_at=now,
+                repeat_of=repeat_of,
             )
             tx.session.add(ticket)
             await tx.session.flush()
@@ -653,7 +709,9 @@ class Dispatcher:
                 category=cat.code,
                 urgency=cat.urgency.value,
                 resident_id=resident_id,
+                grid=grid,
                 call_id=call_id,
+                repeat_of=repeat_of,
                 deadline_at=ticket.deadline_at.isoformat() if ticket.deadline_at else None,
             )
         assert ticket.deadline_at is not None
@@ -691,22 +749,169 @@ class Dispatcher:
         )
         return {mid: n for mid, n in rows if mid is not None}
 
-    async def _rank(self, session: Any, ticket: Ticket) -> list[Candidate]:
-        merchants = await repo.merchants_for_category(session, code=ticket.category_code)
+    # -- matching inputs ---------------------------------------------------------------
+    def invalidate_merchants(self) -> None:
+        """Forget the merchant index (call after merchants or their services change)."""
+        self._index = None
+
+    async def _merchant_index(self, session: Any) -> MatchIndex:
+        """The in-memory index of merchants, read again after `index_ttl_s` or a change."""
+        now = self.clock.now()
+        if (
+            self._index is not None
+            and self._index_at is not None
+            and (now - self._index_at).total_seconds() < self.config.index_ttl_s
+        ):
+            return self._index
+        merchants = (await session.execute(select(Merchant))).scalars().all()
+        categories: dict[int, list[str]] = {}
+        for merchant_id, code in await session.execute(
+            select(col(MerchantService.merchant_id), col(MerchantService.category_code))
+        ):
+            categories.setdefault(merchant_id, []).append(code)
+        for m in merchants:
+            session.expunge(m)
+        self._index = MatchIndex((m, categories.get(m.id or 0, [])) for m in merchants)
+        self._index_at = now
+        return self._index
+
+    async def merchant_stats(self, session: Any, ids: Sequence[int]) -> dict[int, MerchantStats]:
+        """Recent acceptance, ratings, no-shows and last offer of some merchants, in 2 queries."""
+        if not ids:
+            return {}
+        since = self.clock.now() - timedelta(days=self.config.stats_window_days)
+        decided = {*om.REFUSED, om.OfferState.ACCEPTED, om.OfferState.NO_SHOW}
+        accepted = {om.OfferState.ACCEPTED, om.OfferState.NO_SHOW}
+        acc: dict[int, dict[str, Any]] = {}
+        offer_rows = await session.execute(
+            select(
+                col(Offer.merchant_id),
+                col(Offer.state),
+                func.count(),
+                func.max(col(Offer.placed_at)),
+            )
+            .where(col(Offer.merchant_id).in_(list(ids)), col(Offer.placed_at) >= since)
+            .group_by(col(Offer.merchant_id), col(Offer.state))
+        )
+        for merchant_id, state, n, last in offer_rows:
+            row = acc.setdefault(
+                merchant_id, {"offers": 0, "accepted": 0, "no_shows": 0, "last": None}
+            )
+            state = om.OfferState(state)
+            if state in decided:
+                row["offers"] += n
+            if state in accepted:
+                row["accepted"] += n
+            if state == om.OfferState.NO_SHOW:
+                row["no_shows"] += n
+            if last is not None and last.tzinfo is None:
+                last = last.replace(tzinfo=since.tzinfo)
+            if last is not None and (row["last"] is None or last > row["last"]):
+                row["last"] = last
+        ratings: dict[int, tuple[int, int]] = {}
+        rating_rows = await session.execute(
+            select(col(Ticket.merchant_id), col(Ticket.rating), func.count())
+            .where(
+                col(Ticket.merchant_id).in_(list(ids)),
+                col(Ticket.rated_at) >= since,
+                col(Ticket.rating).is_not(None),
+            )
+            .group_by(col(Ticket.merchant_id), col(Ticket.rating))
+        )
+        for merchant_id, rating, n in rating_rows:
+            rated, satisfied = ratings.get(merchant_id, (0, 0))
+            good = rating in ("satisfied", "basically_satisfied")
+            ratings[merchant_id] = (rated + n, satisfied + (n if good else 0))
+        out: dict[int, MerchantStats] = {}
+        for merchant_id in set(acc) | set(ratings):
+            row = acc.get(merchant_id, {"offers": 0, "accepted": 0, "no_shows": 0, "last": None})
+            rated, satisfied = ratings.get(merchant_id, (0, 0))
+            out[merchant_id] = MerchantStats(
+                offers=row["offers"],
+                accepted=row["accepted"],
+                no_shows=row["no_shows"],
+                last_offered_at=row["last"],
+                rated=rated,
+                satisfied=satisfied,
+            )
+        return out
+
+    async def _last_ticket(self, resident_id: int, category: str | None = None) -> Ticket | None:
+        """The resident's most recent order (in a category), for "same as last time"."""
+        async with self.store.read() as session:
+            stmt = select(Ticket).where(col(Ticket.resident_id) == resident_id)
+            if category:
+                stmt = stmt.where(col(Ticket.category_code) == category)
+            return (
+                (await session.execute(stmt.order_by(col(Ticket.id).desc()).limit(1)))
+                .scalars()
+                .first()
+            )
+
+    async def _preferred(self, session: Any, resident: Resident | None, category: str) -> set[int]:
+        """The resident's preferred merchants for a category.
+
+        Two sources: the registry's `preferred` set where the registry has one (a mapping of
+        category to merchant ids, or a plain set), and the merchant that completed the
+        resident's last order of this category (their usual pharmacy).
+        """
+        if resident is None or resident.id is None:
+            return set()
+        out: set[int] = set()
+        declared = getattr(resident, "preferred", None)
+        if isinstance(declared, dict):
+            out.update(int(m) for m in declared.get(category, []) or [])
+        elif isinstance(declared, list | set | frozenset | tuple):
+            out.update(int(m) for m in declared)
+        table = getattr(registry_models, "PreferredMerchant", None)
+        if table is not None and hasattr(table, "resident_id"):
+            stmt = select(table.merchant_id).where(table.resident_id == resident.id)
+            if hasattr(table, "category_code"):
+                stmt = stmt.where(table.category_code == category)
+            out.update(int(m) for m in (await session.execute(stmt)).scalars())
+        usual = (
+            await session.execute(
+                select(col(Ticket.merchant_id))
+                .where(
+                    col(Ticket.resident_id) == resident.id,
+                    col(Ticket.category_code) == category,
+                    col(Ticket.completed_at).is_not(None),
+                    col(Ticket.merchant_id).is_not(None),
+                )
+                .order_by(col(Ticket.id).desc())
+                .limit(1)
+            )
+        ).scalar()
+        if usual is not None:
+            out.add(int(usual))
+        return out
+
+    async def _rank(
+        self, session: Any, ticket: Ticket, *, exclude: Sequence[int] = ()
+    ) -> list[Candidate]:
+        index = await self._merchant_index(session)
         resident = await session.get(Resident, ticket.resident_id) if ticket.resident_id else None
         need = Need(
             category=ticket.category_code,
             grid_code=resident.grid_code if resident else None,
             lat=resident.lat if resident else None,
             lon=resident.lon if resident else None,
+            preferred=frozenset(await self._preferred(session, resident, ticket.category_code)),
         )
+        merchants = index.near(need) if resident is not None else index.for_category(need.category)
+        skip = set(exclude)
+        merchants = [m for m in merchants if m.id not in skip]
+        ids = [m.id for m in merchants if m.id is not None]
         loads = await self._loads(session)
+        stats = await self.merchant_stats(session, ids)
         return rank(
             need,
             merchants,
             loads=loads,
             now=self.clock.now(),
+            stats=stats,
             seed=self.config.match_seed if self.config.match_seed is not None else ticket.id,
+            band=self.config.match_band,
         )
 
     async def candidates(self, ticket_id: int) -> list[Candidate]:
@@ -730,7 +935,9 @@ class Dispatcher:
             ranking = await self._rank(tx.session, ticket)
             eligible = [c.merchant_id for c in ranking if c.eligible]
             if merchant_ids:
-                known = {c.merchant_id for c in ranking}
+                # the operator may pick any merchant that takes the category, near or not
+                index = await self._merchant_index(tx.session)
+                known = {m.id for m in index.for_category(ticket.category_code)}
                 unknown = [m for m in merchant_ids if m not in known]
                 if unknown:
                     raise Invalid(f"merchants {unknown} do not take this category")
@@ -973,6 +1180,7 @@ class Dispatcher:
         *,
         user: User | None,
         name: str,
+        actor: str = "system",
         **values: Any,
     ) -> Ticket:
         async with self.store.tx() as tx:
@@ -985,26 +1193,46 @@ class Dispatcher:
                 raise repo.NotFound("ticket", ticket_id)
             state, commands = tm.transition(ticket.state, event)
             await self._cas(tx, ticket, state=state, **values)
-            tx.emit(name, "ticket", ticket.id, actor=_actor(user))
+            tx.emit(
+                name,
+                "ticket",
+                ticket.id,
+                actor=_actor(user) if user is not None else actor,
+                merchant_id=ticket.merchant_id,
+            )
         for command in commands:
             if isinstance(command, tm.ScheduleSurvey):
                 await self.timers.schedule(f"survey:{ticket.id}", self._survey_time(0))
+                # whatever the survey brings, the ticket closes when its window ends
+                await self.timers.schedule(
+                    f"close:{ticket.id}",
+                    self.clock.now() + timedelta(seconds=self.config.survey_window_s),
+                )
         return ticket
 
-    async def arrive(self, ticket_id: int, *, user: User | None) -> Ticket:
-        """The merchant is at the door."""
-        return await self._ticket_event(ticket_id, tm.Arrived(), user=user, name="ticket.arrived")
+    async def arrive(self, ticket_id: int, *, user: User | None, actor: str = "system") -> Ticket:
+        """The merchant is at the door (console, or the merchant's keypad)."""
+        return await self._ticket_event(
+            ticket_id,
+            tm.Arrived(),
+            user=user,
+            name="ticket.arrived",
+            actor=actor,
+            arrived_at=self.clock.now(),
+        )
 
-    async def complete(self, ticket_id: int, *, user: User | None) -> Ticket:
+    async def complete(self, ticket_id: int, *, user: User | None, actor: str = "system") -> Ticket:
         """The visit is done; the survey call is scheduled."""
         ticket = await self._ticket_event(
             ticket_id,
             tm.Completed(),
             user=user,
             name="ticket.completed",
+            actor=actor,
             completed_at=self.clock.now(),
         )
-        await self.timers.cancel(f"deadline:{ticket_id}")
+        for key in (f"deadline:{ticket_id}", f"escalate:{ticket_id}"):
+            await self.timers.cancel(key)
         return ticket
 
     async def cancel(self, ticket_id: int, *, user: User, reason: str) -> Ticket:
@@ -1028,7 +1256,7 @@ class Dispatcher:
                     hangups.append(offer.call_ref)
         for ref in hangups:
             await self.telephony.hangup(ref)
-        for key in (f"deadline:{ticket_id}", f"survey:{ticket_id}"):
+        for key in (f"{k}:{ticket_id}" for k in ("deadline", "escalate", "survey", "close")):
             await self.timers.cancel(key)
         return ticket
 
@@ -1048,32 +1276,46 @@ class Dispatcher:
             )
         return when
 
-    async def _start_survey(self, ticket_id: int) -> None:
+    async def _survey_phone(self, tx: Tx, ticket: Ticket, *, family: bool) -> str | None:
+        if ticket.resident_id is None:
+            return None
+        if family:
+            stmt = (
+                select(col(EmergencyContact.phone))
+                .where(col(EmergencyContact.resident_id) == ticket.resident_id)
+                .order_by(col(EmergencyContact.position), col(EmergencyContact.id))
+            )
+        else:
+            stmt = (
+                select(col(ResidentPhone.number))
+                .where(col(ResidentPhone.resident_id) == ticket.resident_id)
+                .order_by(col(ResidentPhone.id))
+            )
+        return (await tx.session.execute(stmt.limit(1))).scalars().first()
+
+    async def _start_survey(self, ticket_id: int, *, family: bool | None = None) -> None:
+        """Place a survey call: the resident's tries first, then (once) the first contact."""
         async with self.store.tx() as tx:
             ticket = await self._get(tx, Ticket, ticket_id, "ticket")
-            if ticket.state != tm.TicketState.COMPLETED or ticket.resident_id is None:
+            if ticket.state != tm.TicketState.COMPLETED:
                 return
-            phone = (
-                (
-                    await tx.session.execute(
-                        select(col(ResidentPhone.number))
-                        .where(col(ResidentPhone.resident_id) == ticket.resident_id)
-                        .order_by(col(ResidentPhone.id))
-                    )
-                )
-                .scalars()
-                .first()
-            )
-            if phone is None:
+            if family is None:
+                family = ticket.survey_attempts >= self.config.survey_attempts
+            phone = await self._survey_phone(tx, ticket, family=family)
+            if phone is None or (
+                family and not self.config.survey_family and ticket.survey_attempts
+            ):
+                await self._close_unrated(tx, ticket, reason="no survey phone")
                 return
             attempt = ticket.survey_attempts + 1
             await self._cas(tx, ticket, survey_attempts=attempt)
             ref = f"survey-{ticket.id}-{attempt}"
+            purpose = "survey_family" if family else "survey"
             tx.session.add(
                 Call(
                     ref=ref,
                     direction="out",
-                    purpose="survey",
+                    purpose=purpose,
                     number=phone,
                     ticket_id=ticket.id,
                     resident_id=ticket.resident_id,
@@ -1081,8 +1323,22 @@ class Dispatcher:
                     started_at=self.clock.now(),
                 )
             )
-            tx.emit("survey.calling", "ticket", ticket.id, attempt=attempt)
-        await self.telephony.originate(ref=ref, number=phone, timeout_s=self.config.ring_timeout_s)
+            tx.emit("survey.calling", "ticket", ticket.id, attempt=attempt, family=family)
+        try:
+            await self.telephony.originate(
+                ref=ref, number=phone, timeout_s=self.config.ring_timeout_s
+            )
+        except TelephonyError:
+            log.warning("ticket %s: survey call %s could not be placed", ticket_id, ref)
+            await self._originate_failed(ref, OriginateFailure.FAILED)
+
+    async def survey_family(self, ticket_id: int, *, user: User) -> None:
+        """Call the resident's first emergency contact to rate on the resident's behalf."""
+        ticket = await self.get_ticket(ticket_id)
+        if ticket.state != tm.TicketState.COMPLETED:
+            raise IllegalTransition("ticket", ticket.state, tm.Rated("family"))
+        await self.timers.cancel(f"survey:{ticket_id}")
+        await self._start_survey(ticket_id, family=True)
 
     async def _survey_finished(self, ref: str, outcome: str, variables: dict[str, str]) -> None:
         async with self.store.tx() as tx:
@@ -1095,27 +1351,246 @@ class Dispatcher:
             rating = variables.get("rating")
             if outcome != "rated" or not rating:
                 return  # the hang-up that follows counts the attempt as unrated
+            rated_by = "family" if call.purpose == "survey_family" else "resident"
             state, _ = tm.transition(ticket.state, tm.Rated(rating))
-            await self._cas(tx, ticket, state=state, rating=rating, rated_at=self.clock.now())
-            tx.emit("ticket.rated", "ticket", ticket.id, rating=rating, actor="resident")
-            if rating == "not_satisfied":
+            follow_up = rating == "not_satisfied"
+            await self._cas(
+                tx,
+                ticket,
+                state=state,
+                rating=rating,
+                rated_at=self.clock.now(),
+                rated_by=rated_by,
+                follow_up=follow_up,
+            )
+            tx.emit(
+                "ticket.rated",
+                "ticket",
+                ticket.id,
+                rating=rating,
+                rated_by=rated_by,
+                merchant_id=ticket.merchant_id,
+                actor=rated_by,
+            )
+            if follow_up:
                 tx.emit("alert.not_satisfied", "ticket", ticket.id, reason="not satisfied")
+                tx.emit(
+                    "followup.opened",
+                    "ticket",
+                    ticket.id,
+                    level="supervisor",
+                    merchant_id=ticket.merchant_id,
+                    reason="not satisfied",
+                )
             state, _ = tm.transition(ticket.state, tm.Close())
             await self._cas(tx, ticket, state=state, closed_at=self.clock.now())
             tx.emit("ticket.closed", "ticket", ticket.id, rated=True)
+        for key in (f"survey:{call.ticket_id}", f"close:{call.ticket_id}"):
+            await self.timers.cancel(key)
+
+    def _survey_tries(self) -> int:
+        return self.config.survey_attempts + (1 if self.config.survey_family else 0)
 
     async def _survey_unanswered(self, tx: Tx, ticket_id: int) -> None:
         ticket = await self._get(tx, Ticket, ticket_id, "ticket")
         if ticket.state != tm.TicketState.COMPLETED:
             return
-        if ticket.survey_attempts < self.config.survey_attempts:
+        if ticket.survey_attempts < self._survey_tries():
             when = self._survey_time(ticket.survey_attempts)
             tx.emit("survey.retry", "ticket", ticket.id, at=when.isoformat())
-            await self.timers.schedule(f"survey:{ticket.id}", when)
+            tx.after_commit(partial(self.timers.schedule, f"survey:{ticket.id}", when))
         else:
-            state, _ = tm.transition(ticket.state, tm.Close())
-            await self._cas(tx, ticket, state=state, closed_at=self.clock.now())
-            tx.emit("ticket.closed", "ticket", ticket.id, rated=False)
+            await self._close_unrated(tx, ticket, reason="no answer")
+
+    async def _close_unrated(self, tx: Tx, ticket: Ticket, *, reason: str) -> None:
+        state, _ = tm.transition(ticket.state, tm.Close())
+        await self._cas(tx, ticket, state=state, closed_at=self.clock.now())
+        tx.emit("survey.not_rated", "ticket", ticket.id, reason=reason)
+        tx.emit("ticket.closed", "ticket", ticket.id, rated=False, reason=reason)
+
+    async def close_follow_up(self, ticket_id: int, *, user: User, note: str) -> Ticket:
+        """A supervisor closes the follow-up a "not satisfied" rating opened."""
+        async with self.store.tx() as tx:
+            ticket = await self._get(tx, Ticket, ticket_id, "ticket")
+            if not ticket.follow_up:
+                raise Invalid(f"ticket {ticket_id} has no open follow-up")
+            await self._cas(tx, ticket, follow_up=False)
+            tx.emit("followup.closed", "ticket", ticket.id, actor=user.username, note=note[:200])
+        return ticket
+
+    # -- repeat orders and merchant check-ins -------------------------------------------------
+    async def _repeat(self, last: Ticket, *, user: User | None, call_id: int | None) -> Ticket:
+        return await self.create_ticket(
+            user=user,
+            category=last.category_code,
+            description=last.description,
+            resident_id=last.resident_id,
+            call_id=call_id,
+            repeat_of=last.id,
+        )
+
+    async def repeat_order(self, ticket_id: int, *, user: User | None) -> Ticket:
+        """ "Same as last time": a new order like `ticket_id`, dispatched at once.
+
+        The merchant who completed the resident's last order of the category is their
+        usual merchant and ranks first when eligible.
+        """
+        last = await self.get_ticket(ticket_id)
+        ticket = await self._repeat(last, user=user, call_id=None)
+        assert ticket.id is not None
+        return await self.dispatch(ticket.id, user=user)
+
+    async def check_in(self, ticket_id: int, *, kind: str, user: User | None) -> str:
+        """Call the accepted merchant to report arrival (1) or completion (1) by keypad."""
+        if kind not in ("arrival", "completion"):
+            raise Invalid(f"unknown check-in {kind!r}")
+        async with self.store.tx() as tx:
+            ticket = await self._get(tx, Ticket, ticket_id, "ticket")
+            allowed = (tm.TicketState.ACCEPTED,) if kind == "arrival" else ACTIVE_TICKET_STATES
+            if ticket.state not in allowed or ticket.merchant_id is None:
+                raise IllegalTransition("ticket", ticket.state, tm.Arrived())
+            merchant = await self._get(tx, Merchant, ticket.merchant_id, "merchant")
+            if not merchant.phones:
+                raise Invalid(f"merchant {merchant.id} has no phone")
+            ref = f"{kind}-{ticket.id}-{uuid4().hex[:8]}"
+            tx.session.add(
+                Call(
+                    ref=ref,
+                    direction="out",
+                    purpose=kind,
+                    number=merchant.phones[0],
+                    ticket_id=ticket.id,
+                    started_at=self.clock.now(),
+                )
+            )
+            tx.emit(
+                "ticket.check_in",
+                "ticket",
+                ticket.id,
+                actor=_actor(user),
+                kind=kind,
+                merchant_id=merchant.id,
+            )
+        await self.telephony.originate(
+            ref=ref, number=merchant.phones[0], timeout_s=self.config.ring_timeout_s
+        )
+        return ref
+
+    async def _check_in_finished(self, ref: str, outcome: str) -> None:
+        async with self.store.read() as session:
+            call = (
+                (await session.execute(select(Call).where(col(Call.ref) == ref))).scalars().first()
+            )
+        if call is None or call.ticket_id is None:
+            return
+        try:
+            if outcome == "arrived":
+                await self.arrive(call.ticket_id, user=None, actor="merchant")
+            elif outcome == "completed":
+                await self.complete(call.ticket_id, user=None, actor="merchant")
+            elif outcome in ("not_yet", "not_completed"):
+                async with self.store.tx() as tx:
+                    tx.emit(f"ticket.{outcome}", "ticket", call.ticket_id, actor="merchant")
+        except IllegalTransition:
+            log.info("ticket %s: check-in %s came too late (%s)", call.ticket_id, ref, outcome)
+
+    async def merchant_record(self, merchant_id: int) -> dict[str, Any]:
+        """A merchant's recent record: offers, acceptance, ratings and no-shows."""
+        async with self.store.read() as session:
+            merchant = await repo.get_merchant(session, merchant_id=merchant_id)
+            stats = (await self.merchant_stats(session, [merchant_id])).get(
+                merchant_id, MerchantStats()
+            )
+            no_shows = (
+                await session.execute(
+                    select(col(Offer.ticket_id), col(Offer.decided_at))
+                    .where(
+                        col(Offer.merchant_id) == merchant_id,
+                        col(Offer.state) == om.OfferState.NO_SHOW,
+                    )
+                    .order_by(col(Offer.id).desc())
+                    .limit(50)
+                )
+            ).all()
+        return {
+            "merchant_id": merchant.id,
+            "name": merchant.name,
+            "window_days": self.config.stats_window_days,
+            "offers": stats.offers,
+            "accepted": stats.accepted,
+            "acceptance": stats.acceptance,
+            "rated": stats.rated,
+            "satisfied": stats.satisfied,
+            "no_shows": stats.no_shows,
+            "last_offered_at": stats.last_offered_at.isoformat() if stats.last_offered_at else None,
+            "no_show_tickets": [
+                {"ticket_id": t, "at": at.isoformat() if at else None} for t, at in no_shows
+            ],
+        }
+
+    # -- deadlines and escalation ----------------------------------------------------------
+    async def _on_deadline(self, ticket_id: int, *, supervisor: bool) -> None:
+        placed: list[Offer] = []
+        hangups: list[str] = []
+        schedule_supervisor: datetime | None = None
+        async with self.store.tx() as tx:
+            ticket = await tx.session.get(Ticket, ticket_id, populate_existing=True)
+            if ticket is None:
+                return
+            decide = dl.on_supervisor_timer if supervisor else dl.on_deadline
+            for decision in decide(ticket.state, ticket.escalation_level):
+                if isinstance(decision, dl.DeclareNoShow):
+                    placed = await self._no_show(tx, ticket)
+                elif isinstance(decision, dl.Escalate):
+                    await self._cas(
+                        tx,
+                        ticket,
+                        escalated=True,
+                        escalation_level=int(decision.level),
+                        escalation_reason=decision.reason[:200],
+                    )
+                    level = "supervisor" if decision.level == dl.Level.SUPERVISOR else "operator"
+                    tx.emit(
+                        "ticket.escalated",
+                        "ticket",
+                        ticket.id,
+                        level=level,
+                        reason=decision.reason,
+                        state=ticket.state.value,
+                    )
+                    tx.emit("alert.escalated", "ticket", ticket.id, level=level)
+                elif isinstance(decision, dl.ScheduleSupervisor) and ticket.deadline_at is not None:
+                    schedule_supervisor = dl.supervisor_at(ticket.created_at, ticket.deadline_at)
+        if schedule_supervisor is not None:
+            await self.timers.schedule(f"escalate:{ticket_id}", schedule_supervisor)
+        for ref in hangups:
+            await self.telephony.hangup(ref)
+        await self._place_calls(placed)
+
+    async def _no_show(self, tx: Tx, ticket: Ticket) -> list[Offer]:
+        """The accepted merchant never arrived: mark the offer, re-offer the ticket."""
+        offers = (
+            (await tx.session.execute(select(Offer).where(col(Offer.ticket_id) == ticket.id)))
+            .scalars()
+            .all()
+        )
+        merchant_id = ticket.merchant_id
+        for offer in offers:
+            if offer.state == om.OfferState.ACCEPTED and offer.merchant_id == merchant_id:
+                state, _ = om.transition(offer.state, om.NoShow())
+                await self._cas(tx, offer, state=state, decided_at=self.clock.now())
+        tstate, commands = tm.transition(ticket.state, tm.NoShow())
+        await self._cas(tx, ticket, state=tstate, merchant_id=None, accepted_at=None)
+        tx.emit("ticket.no_show", "ticket", ticket.id, merchant_id=merchant_id)
+        placed: list[Offer] = []
+        if any(isinstance(c, tm.Redispatch) for c in commands):
+            tried = [o.merchant_id for o in offers]
+            ranking = await self._rank(tx.session, ticket, exclude=tried)
+            plan = [c.merchant_id for c in ranking if c.eligible]
+            await self._cas(tx, ticket, plan=plan)
+            tx.emit("ticket.matching", "ticket", ticket.id, plan=plan, redispatch=True)
+            placed = await self._fill_offers(tx, ticket)
+        return placed
 
     # -- timers ------------------------------------------------------------------------------
     async def on_timer(self, key: str) -> None:
@@ -1124,33 +1599,153 @@ class Dispatcher:
         log.info("timer %s fired", key)
         if kind == "offer":
             async with self.store.tx() as tx:
-                offer = await tx.session.get(Offer, int(ident))
+                offer = await tx.session.get(Offer, int(ident), populate_existing=True)
                 if offer is not None and offer.state in om.LIVE:
                     await self._offer_outcome(tx, offer, om.Expire())
         elif kind == "deadline":
-            async with self.store.tx() as tx:
-                ticket = await tx.session.get(Ticket, int(ident))
-                if (
-                    ticket is not None
-                    and ticket.state in (tm.OPEN - {tm.TicketState.COMPLETED, tm.TicketState.RATED})
-                    and not ticket.escalated
-                ):
-                    await self._cas(tx, ticket, escalated=True, escalation_reason="deadline passed")
-                    tx.emit(
-                        "ticket.escalated",
-                        "ticket",
-                        ticket.id,
-                        level="operator",
-                        reason="deadline passed",
-                    )
+            await self._on_deadline(int(ident), supervisor=False)
+        elif kind == "escalate":
+            await self._on_deadline(int(ident), supervisor=True)
         elif kind == "survey":
             await self._start_survey(int(ident))
         elif kind == "queue":
             await self._queue_announce(int(ident))
+        elif kind == "close":
+            async with self.store.tx() as tx:
+                ticket = await tx.session.get(Ticket, int(ident), populate_existing=True)
+                if ticket is not None and ticket.state == tm.TicketState.COMPLETED:
+                    await self._close_unrated(tx, ticket, reason="survey window passed")
+            await self.timers.cancel(f"survey:{ident}")
         elif kind == "wrapup":
             async with self.store.tx() as tx:
                 status = await tx.session.get(OperatorStatus, int(ident))
                 if status is not None and status.state == opm.OperatorState.WRAP_UP:
                     await self._operator_event(tx, int(ident), opm.WrapUpDone())
+        elif kind == "reconcile":
+            await self.reconcile()
         else:
             log.warning("unknown timer key %s", key)
+
+    # -- restart safety ----------------------------------------------------------------------
+    async def start(self) -> dict[str, int]:
+        """At process start: repair what a crash left behind, then reconcile periodically."""
+        report = await self.reconcile(startup=True)
+        return report
+
+    async def reconcile(self, *, startup: bool = False) -> dict[str, int]:
+        """Compare open tickets, offers and calls with the scheduled timers; repair the gaps.
+
+        - every live offer has its `offer:` timer, every unfinished ticket its `deadline:`
+          (or `escalate:`) timer, every completed ticket its survey and `close:` timers;
+          overdue ones are scheduled in the past and so fire once, now;
+        - timers about finished subjects are cancelled;
+        - at start, outbound calls the backend does not know were lost with the old
+          process: their offers expire and the cascade moves on (a ref is never placed
+          again), lost survey calls count as unanswered; keypad tickets that never got
+          dispatched are dispatched.
+        """
+        report = {"scheduled": 0, "cancelled": 0, "lost_calls": 0, "dispatched": 0}
+        if startup:
+            report["lost_calls"] = await self._lost_calls()
+            report["dispatched"] = await self._undispatched()
+        keys = await self.timers.keys()
+        now = self.clock.now()
+        async with self.store.read() as session:
+            tickets = (
+                (await session.execute(select(Ticket).where(col(Ticket.state).in_(list(tm.OPEN)))))
+                .scalars()
+                .all()
+            )
+            offers = (
+                (await session.execute(select(Offer).where(col(Offer.state).in_(list(om.LIVE)))))
+                .scalars()
+                .all()
+            )
+            surveying = set(
+                (
+                    await session.execute(
+                        select(col(Call.ticket_id)).where(
+                            col(Call.purpose).in_(SURVEY_PURPOSES),
+                            col(Call.state).not_in(list(cm.FINAL)),
+                        )
+                    )
+                ).scalars()
+            )
+        wanted: dict[str, datetime] = {}
+        for offer in offers:
+            wanted[f"offer:{offer.id}"] = offer.expires_at or now
+        for t in tickets:
+            if t.state in dl.PENDING and t.deadline_at is not None:
+                if t.escalation_level == dl.Level.NONE:
+                    wanted[f"deadline:{t.id}"] = t.deadline_at
+                elif t.escalation_level == dl.Level.OPERATOR:
+                    wanted[f"escalate:{t.id}"] = dl.supervisor_at(t.created_at, t.deadline_at)
+            if t.state == tm.TicketState.COMPLETED:
+                done = t.completed_at or now
+                wanted[f"close:{t.id}"] = done + timedelta(seconds=self.config.survey_window_s)
+                if t.id not in surveying:
+                    survey_key = f"survey:{t.id}"
+                    wanted[survey_key] = self._survey_time(t.survey_attempts)
+        for key, at in wanted.items():
+            if key not in keys:
+                log.info("reconciler: timer %s was missing; scheduled for %s", key, at)
+                await self.timers.schedule(key, at)
+                report["scheduled"] += 1
+        for key in keys:
+            kind = key.partition(":")[0]
+            if kind in ("offer", "deadline", "escalate", "close", "survey") and key not in wanted:
+                await self.timers.cancel(key)
+                report["cancelled"] += 1
+        await self.timers.schedule(
+            "reconcile:periodic", now + timedelta(seconds=self.config.reconcile_every_s)
+        )
+        if any(report.values()):
+            async with self.store.tx() as tx:
+                tx.emit("system.reconciled", "system", "dispatch", startup=startup, counts=report)
+        return report
+
+    async def _lost_calls(self) -> int:
+        """Outbound and waiting calls the backend no longer knows (needs `live_calls`)."""
+        if self.live_calls is None:
+            return 0
+        live = await self.live_calls()
+        async with self.store.read() as session:
+            calls = (
+                (await session.execute(select(Call).where(col(Call.state).not_in(list(cm.FINAL)))))
+                .scalars()
+                .all()
+            )
+        lost = [c for c in calls if c.ref not in live]
+        for call in lost:
+            if call.offer_id is not None:
+                async with self.store.tx() as tx:
+                    offer = await self._get(tx, Offer, call.offer_id, "offer")
+                    if offer.state in om.LIVE:
+                        log.info("offer %s: call %s lost in a restart; expired", offer.id, call.ref)
+                        await self._offer_outcome(tx, offer, om.Expire())
+            await self._call_ended(call.ref, "lost")
+        return len(lost)
+
+    async def _undispatched(self) -> int:
+        """Keypad tickets created just before a crash, never dispatched."""
+        async with self.store.read() as session:
+            ids = (
+                (
+                    await session.execute(
+                        select(col(Ticket.id)).where(
+                            col(Ticket.state) == tm.TicketState.NEW,
+                            col(Ticket.created_by) == "system",
+                        )
+                    )
+                )
+                .scalars()
+                .all()
+            )
+        for ticket_id in ids:
+            if ticket_id is None:
+                continue
+            try:
+                await self.dispatch(ticket_id, user=None)
+            except (IllegalTransition, Conflict):
+                continue
+        return len(ids)

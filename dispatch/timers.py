@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -18,7 +19,8 @@ from typing import Protocol
 
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.schedulers.asyncio import AsyncIOScheduler, run_in_event_loop
+from sqlalchemy import Engine, create_engine, event
 
 from dispatch.clock import ManualClock
 
@@ -34,6 +36,9 @@ _HANDLERS: dict[str, FireHandler] = {}
 async def _fire(scheduler_name: str, key: str) -> None:
     """The job function every persisted timer calls."""
     handler = _HANDLERS.get(scheduler_name)
+    if handler is None and len(_HANDLERS) == 1:
+        # a job persisted under an older scheduler name: the one running scheduler owns it
+        handler = next(iter(_HANDLERS.values()))
     if handler is None:
         log.error("timer %s fired with no handler for %s", key, scheduler_name)
         return
@@ -50,18 +55,74 @@ class Timers(Protocol):
     async def keys(self) -> set[str]: ...
 
 
-class SchedulerTimers:
-    """Timers in APScheduler with a persistent job store; an async context manager."""
+def scheduler_name(sync_url: str) -> str:
+    """A name stable across restarts and distinct per database: persisted jobs carry it."""
+    return "yijing-" + hashlib.sha1(sync_url.encode()).hexdigest()[:12]
 
-    def __init__(self, *, sync_url: str, handler: FireHandler, name: str = "yijing") -> None:
-        self.name = name
+
+def job_store_engine(sync_url: str) -> Engine:
+    """The job store's synchronous engine; SQLite gets WAL so each job write is cheap."""
+    if not sync_url.startswith("sqlite"):
+        return create_engine(sync_url, pool_pre_ping=True)
+    engine = create_engine(sync_url, connect_args={"timeout": 30})
+
+    @event.listens_for(engine, "connect")
+    def _pragmas(dbapi_conn: object, _record: object) -> None:
+        cur = dbapi_conn.cursor()  # type: ignore[attr-defined]
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.close()
+
+    return engine
+
+
+class _GuardedScheduler(AsyncIOScheduler):  # type: ignore[misc]
+    """An AsyncIOScheduler that waits while this process holds a database write lock.
+
+    Its job store writes synchronously, on the event loop's thread; on SQLite that write
+    would wait for a transaction that cannot finish while the loop is blocked.
+    """
+
+    busy: Callable[[], bool] = staticmethod(lambda: False)
+
+    @run_in_event_loop  # type: ignore[misc]
+    def wakeup(self) -> None:
+        self._stop_timer()
+        if self.busy():
+            self._start_timer(0.02)
+            return
+        self._start_timer(self._process_jobs())
+
+
+class SchedulerTimers:
+    """Timers in APScheduler with a persistent job store; an async context manager.
+
+    `guard` is the store's write lock: every job-store write waits for the unit of work in
+    flight, and the scheduler's own processing waits while `busy()` says a write lock may be
+    held. Never call these methods from inside a unit of work (use `Tx.after_commit`).
+    """
+
+    def __init__(
+        self,
+        *,
+        sync_url: str,
+        handler: FireHandler,
+        name: str | None = None,
+        guard: asyncio.Lock | None = None,
+        busy: Callable[[], bool] | None = None,
+    ) -> None:
+        self.name = name or scheduler_name(sync_url)
         self._handler = handler
-        self._store = SQLAlchemyJobStore(url=sync_url, tablename="apscheduler_jobs")
-        self.scheduler = AsyncIOScheduler(
+        self._guard = guard or asyncio.Lock()
+        self._engine = job_store_engine(sync_url)
+        self._store = SQLAlchemyJobStore(engine=self._engine, tablename="apscheduler_jobs")
+        self.scheduler = _GuardedScheduler(
             jobstores={"default": self._store},
             job_defaults={"misfire_grace_time": None, "coalesce": True, "max_instances": 1},
             timezone="UTC",
         )
+        if busy is not None:
+            self.scheduler.busy = busy
 
     async def __aenter__(self) -> SchedulerTimers:
         _HANDLERS[self.name] = self._handler
@@ -72,6 +133,7 @@ class SchedulerTimers:
         self.scheduler.shutdown(wait=False)
         _HANDLERS.pop(self.name, None)
         await asyncio.to_thread(self._store.shutdown)
+        await asyncio.to_thread(self._engine.dispose)
 
     @property
     def running(self) -> bool:
@@ -80,6 +142,10 @@ class SchedulerTimers:
 
     async def schedule(self, key: str, at: datetime) -> None:
         """Fire `key` at `at`; an existing key is moved."""
+        async with self._guard:
+            self._add(key, at)
+
+    def _add(self, key: str, at: datetime) -> None:
         self.scheduler.add_job(
             _fire,
             trigger="date",
@@ -91,12 +157,14 @@ class SchedulerTimers:
 
     async def cancel(self, key: str) -> None:
         """Forget `key`; unknown keys are ignored."""
-        with contextlib.suppress(JobLookupError):
-            self.scheduler.remove_job(key)
+        async with self._guard:
+            with contextlib.suppress(JobLookupError):
+                self.scheduler.remove_job(key)
 
     async def keys(self) -> set[str]:
         """Every scheduled key."""
-        return {job.id for job in self.scheduler.get_jobs()}
+        async with self._guard:
+            return {job.id for job in self.scheduler.get_jobs()}
 
 
 class ManualTimers:

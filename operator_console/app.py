@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dispatch.clock import Clock, SystemClock
 from dispatch.events import EventBus, Store
-from dispatch.service import DispatchConfig, Dispatcher
+from dispatch.service import DispatchConfig, Dispatcher, LiveCalls
 from dispatch.timers import SchedulerTimers, Timers
 from ivr.library import FlowLibrary
 from operator_console import auth
@@ -60,6 +60,18 @@ class Services:
 services_key = web.AppKey("services", Services)
 settings_key = web.AppKey("settings", Settings)
 websockets_key: web.AppKey[set[web.WebSocketResponse]] = web.AppKey("websockets")
+
+
+def live_calls_of(backend: Telephony) -> LiveCalls | None:
+    """How the reconciler asks a backend which calls it still knows (None: it cannot)."""
+    if isinstance(backend, MemoryPBX):
+        pbx = backend
+
+        async def live() -> set[str]:
+            return {ref for ref, call in pbx.calls.items() if call.state != "ended"}
+
+        return live
+    return None
 
 
 def make_telephony(settings: Settings) -> Telephony:
@@ -155,6 +167,7 @@ def create_app(
     from operator_console import (
         api,
         desk_api,
+        figures_api,
         merchant_api,
         pages,
         registry_api,
@@ -214,7 +227,10 @@ def create_app(
             await stack.enter_async_context(backend)
             if timers is None:
                 scheduler = SchedulerTimers(
-                    sync_url=sync_url(settings.database_url), handler=fire, name=f"yijing-{id(app)}"
+                    sync_url=sync_url(settings.database_url),
+                    handler=fire,
+                    guard=store.write_lock,
+                    busy=store.busy,
                 )
                 the_timers: Timers = scheduler
 
@@ -234,6 +250,7 @@ def create_app(
                 timers=the_timers,
                 clock=the_clock,
                 config=config,
+                live_calls=live_calls_of(backend),
             )
             holder["d"] = dispatcher
             if hasattr(the_timers, "handler") and getattr(the_timers, "handler", None) is None:
@@ -241,6 +258,8 @@ def create_app(
             pump = asyncio.create_task(dispatcher.pump(), name="telephony-pump")
             if scheduler is not None:
                 await stack.enter_async_context(scheduler)
+            # after a restart: repair lost timers and calls before serving anyone
+            await dispatcher.start()
             app[services_key] = Services(
                 settings,
                 engine,
@@ -268,6 +287,7 @@ def create_app(
     app.cleanup_ctx.append(resources)
     app.on_shutdown.append(end_live_streams)
     registry_api.setup(app)
+    assert figures_api.REGISTERED  # its routes are on `api.API` once imported
     api.API.add_to(app)
     app.router.add_get("/api/v1/openapi.json", api.openapi_doc)
     app.router.add_get("/api/v1/ws", ws.websocket)

@@ -122,6 +122,32 @@ async def _export(settings: Settings, kind: str, path: Path, full_id_numbers: bo
     return 0
 
 
+async def _report(settings: Settings, start: str, end: str, by: str | None, as_csv: bool) -> int:
+    from dispatch.figures import load_report, render_table
+    from dispatch.service import Invalid
+    from operator_console.figures_api import period
+    from operator_console.migrate import upgrade
+    from registry.db import engine_context, make_sessionmaker
+
+    try:
+        lo, hi = period(start, end)
+    except Invalid as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    await asyncio.to_thread(upgrade, settings.database_url)
+    async with (
+        engine_context(settings.database_url) as engine,
+        make_sessionmaker(engine)() as session,
+    ):
+        rep = await load_report(session, start=lo, end=hi, by=by)
+    if as_csv:
+        sys.stdout.write(rep.csv())
+    else:
+        print(f"医敬 Yijing figures {start} .. {end}")
+        print(render_table(rep))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `yijing` console script."""
     parser = argparse.ArgumentParser(prog="yijing", description="医敬 Yijing care dispatch")
@@ -155,6 +181,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     exp.add_argument(
         "--full-id-numbers", action="store_true", help="write ID numbers unmasked (residents)"
     )
+    report = sub.add_parser("report", help="the community's figures for a period")
+    report.add_argument("--from", dest="start", required=True, help="YYYY-MM-DD (included)")
+    report.add_argument("--to", dest="end", required=True, help="YYYY-MM-DD (included)")
+    report.add_argument("--by", choices=["category", "grid", "merchant", "month"], default=None)
+    report.add_argument("--csv", action="store_true", help="CSV instead of a table")
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["ami-decode"]:
         from providers.asterisk.decode import main as ami_decode
@@ -176,9 +207,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         out = Path(args.out) if args.out else settings.prompts_dir
         recorded = args.recorded or settings.recorded_prompts_dir
-        report = build_prompts(out, recorded_dir=Path(recorded) if recorded else None)
-        print(report.summary())
-        return 0 if report.ok else 1
+        built = build_prompts(out, recorded_dir=Path(recorded) if recorded else None)
+        print(built.summary())
+        return 0 if built.ok else 1
     if args.command == "flows":
         from ivr.library import check_folder
 
@@ -191,6 +222,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(_import(settings, args.kind, args.file, args.dry_run))
     if args.command == "export":
         return asyncio.run(_export(settings, args.kind, args.file, args.full_id_numbers))
+    if args.command == "report":
+        return asyncio.run(_report(settings, args.start, args.end, args.by, args.csv))
     if args.command == "user":
         password = args.password or getpass.getpass("password: ")
         if len(password) < 8:

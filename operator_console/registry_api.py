@@ -121,6 +121,8 @@ async def import_file(request: web.Request) -> web.Response:
             f"{len(report.errors)} bad rows; nothing was imported",
             report.public(),
         )
+    # matching keeps an index of merchants; it must see this change at once
+    services(request).dispatcher.invalidate_merchants()
     return ok(report.public())
 
 
@@ -281,6 +283,8 @@ async def create_merchant(request: web.Request) -> web.Response:
     async with services(request).store.read() as session, registry_errors():
         merchant, _ = await repo.save_merchant(session, data=data, actor=user.username)
         out = merchant_public(merchant, data)
+    # matching keeps an index of merchants; it must see this change at once
+    services(request).dispatcher.invalidate_merchants()
     return ok(out, status=201)
 
 
@@ -306,6 +310,8 @@ async def update_merchant(request: web.Request) -> web.Response:
         )
         out = merchant_public(merchant, data)
     out["changed"] = changes
+    # matching keeps an index of merchants; it must see this change at once
+    services(request).dispatcher.invalidate_merchants()
     return ok(out)
 
 
@@ -327,6 +333,8 @@ async def change_contract(request: web.Request) -> web.Response:
             session, merchant_id=merchant_id, contract=data, actor=user.username
         )
     log.info("merchant %s contract set to %s by %s", merchant_id, data.status.value, user.username)
+    # matching keeps an index of merchants; it must see this change at once
+    services(request).dispatcher.invalidate_merchants()
     return ok(
         {
             "id": merchant.id,
@@ -358,6 +366,8 @@ async def put_category(request: web.Request) -> web.Response:
         category = await repo.save_category(session, data=data)
         out = category.model_dump(mode="json")
     log.info("catalog category %s saved by %s", data.code, user.username)
+    # matching keeps an index of merchants; it must see this change at once
+    services(request).dispatcher.invalidate_merchants()
     return ok(out, status=200 if existed else 201)
 
 

@@ -1,5 +1,6 @@
 """The offer machine: placed -> ringing -> answered -> accepted | declined, or
-no_answer | busy | failed | expired | withdrawn.
+no_answer | busy | failed | expired | withdrawn. An accepted offer whose merchant never
+arrives becomes a no_show (the merchant's record shows it).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ class OfferState(enum.StrEnum):
     FAILED = "failed"
     EXPIRED = "expired"
     WITHDRAWN = "withdrawn"
+    NO_SHOW = "no_show"
 
 
 LIVE = frozenset({OfferState.PLACED, OfferState.RINGING, OfferState.ANSWERED})
@@ -75,7 +77,12 @@ class Withdraw:
     """Another merchant won the ticket, or the ticket was cancelled."""
 
 
-OfferEvent = Ringing | Answered | Accept | Decline | Unreached | Expire | Withdraw
+@dataclass(frozen=True, slots=True)
+class NoShow:
+    """The merchant accepted but did not arrive by the ticket's deadline."""
+
+
+OfferEvent = Ringing | Answered | Accept | Decline | Unreached | Expire | Withdraw | NoShow
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,4 +118,6 @@ def transition(state: OfferState, event: OfferEvent) -> tuple[OfferState, list[O
             return _S.EXPIRED, [HangupCall(), NextCandidate()]
         case state, Withdraw() if state in LIVE:
             return _S.WITHDRAWN, [HangupCall()]
+        case _S.ACCEPTED, NoShow():
+            return _S.NO_SHOW, []
     raise IllegalTransition("offer", state, event)

@@ -1,7 +1,7 @@
 """merchant one-time login codes
 
 Revision ID: 0004
-Revises: 0002
+Revises: 0003
 Create Date: 2026-11-22 10:00:00
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ from alembic import op
 import registry.db
 
 revision = '0004'
-down_revision = '0002'
+down_revision = '0003'
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,360 @@
+"""The figures the community is judged by, computed from the event log alone.
+
+Mutable ticket columns are never read: a report for last year gives the same numbers
+today and next year, and replays from an export.
+
+A report covers the tickets received (`ticket.created`) in [start, end); what happened to
+them is read from every later event, so a ticket received on 31 December and closed on
+2 January counts as closed. Definitions:
+
+- received (受理): tickets created in the period.
+- closed (办结): received tickets that were closed (`ticket.closed`) or cancelled
+  (`ticket.cancelled`); closure rate = closed / received.
+- solved (解决): closed tickets whose visit was completed (`ticket.completed`); a cancelled
+  ticket, or one closed without a completed visit, is closed but not solved;
+  solved rate (解决率) = solved / closed.
+- rated (评价): solved tickets rated by the resident or a family contact (`ticket.rated`);
+  rated rate (评价率) = rated / solved (only a completed visit gets a survey call).
+- satisfied rate (满意率) = (satisfied + basically satisfied) / rated.
+- time to accept / arrive: median seconds from `ticket.created` to the first
+  `ticket.accepted` / `ticket.arrived`.
+- deadlines met: solved tickets whose merchant arrived (or, without an arrival report,
+  completed) at or before the deadline the ticket was created with; rate over solved.
+- escalated: tickets with at least one `ticket.escalated`; to_supervisor: those that
+  reached the supervisor. no_shows: `ticket.no_show` events.
+
+Call-centre figures cover inbound hotline calls offered (`call.offered`) in the period:
+answered within 60 s / 180 s is the share of calls that waited for an operator
+(`call.queued`) and were connected (`call.connected`, its `wait_s`) within that time;
+abandoned share is the share of offered calls that ended as `call.abandoned`.
+
+Rates are percentages rounded to one decimal, None when the denominator is zero.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import statistics
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
+from dispatch.clock import LOCAL_TZ
+from dispatch.models import Event
+
+TICKET_EVENTS = (
+    "ticket.created",
+    "ticket.accepted",
+    "ticket.arrived",
+    "ticket.completed",
+    "ticket.rated",
+    "ticket.closed",
+    "ticket.cancelled",
+    "ticket.escalated",
+    "ticket.no_show",
+)
+CALL_EVENTS = ("call.offered", "call.queued", "call.connected", "call.abandoned")
+GROUPINGS = ("category", "grid", "merchant", "month")
+SATISFIED = frozenset({"satisfied", "basically_satisfied"})
+
+
+@dataclass(frozen=True, slots=True)
+class Ev:
+    """The part of an event row the figures read."""
+
+    name: str
+    subject_id: str
+    occurred_at: datetime
+    data: dict[str, Any]
+
+
+@dataclass(slots=True)
+class TicketFacts:
+    """One ticket's story as the event log tells it."""
+
+    id: str
+    created_at: datetime
+    category: str = ""
+    grid: str = ""
+    deadline_at: datetime | None = None
+    merchant_id: int | None = None
+    accepted_at: datetime | None = None
+    arrived_at: datetime | None = None
+    completed_at: datetime | None = None
+    closed: bool = False
+    rating: str | None = None
+    escalation: int = 0
+    no_shows: int = 0
+
+
+def _pct(part: int, whole: int) -> float | None:
+    return None if whole == 0 else round(100.0 * part / whole, 1)
+
+
+def _median(values: Sequence[float]) -> float | None:
+    return None if not values else round(statistics.median(values), 1)
+
+
+@dataclass(slots=True)
+class Figures:
+    """The figures of one group (or of the whole period)."""
+
+    key: str
+    received: int = 0
+    closed: int = 0
+    closure_rate: float | None = None
+    solved: int = 0
+    solved_rate: float | None = None
+    rated: int = 0
+    rated_rate: float | None = None
+    satisfied: int = 0
+    satisfied_rate: float | None = None
+    not_satisfied: int = 0
+    time_to_accept_s: float | None = None
+    time_to_arrive_s: float | None = None
+    deadlines_met: int = 0
+    deadlines_met_rate: float | None = None
+    escalated: int = 0
+    to_supervisor: int = 0
+    no_shows: int = 0
+
+
+@dataclass(slots=True)
+class CallFigures:
+    """The call-centre figures of the period."""
+
+    offered: int = 0
+    queued: int = 0
+    answered_60s: int = 0
+    answered_60s_rate: float | None = None
+    answered_180s: int = 0
+    answered_180s_rate: float | None = None
+    abandoned: int = 0
+    abandoned_rate: float | None = None
+
+
+@dataclass(slots=True)
+class Report:
+    """A period's figures: the total, optional groups, and the call centre."""
+
+    start: datetime
+    end: datetime
+    by: str | None
+    total: Figures
+    groups: list[Figures] = field(default_factory=list)
+    calls: CallFigures = field(default_factory=CallFigures)
+
+    def public(self) -> dict[str, Any]:
+        """JSON shape for the API."""
+        return {
+            "from": self.start.isoformat(),
+            "to": self.end.isoformat(),
+            "by": self.by,
+            "total": asdict(self.total),
+            "groups": [asdict(g) for g in self.groups],
+            "calls": asdict(self.calls),
+        }
+
+    def csv(self) -> str:
+        """One row per group (the total last), for spreadsheets."""
+        out = io.StringIO()
+        names = list(asdict(self.total))
+        writer = csv.writer(out)
+        writer.writerow(names)
+        for row in [*self.groups, self.total]:
+            values = asdict(row)
+            writer.writerow(["" if values[n] is None else values[n] for n in names])
+        return out.getvalue()
+
+
+def ticket_facts(events: Iterable[Ev], *, start: datetime, end: datetime) -> list[TicketFacts]:
+    """The tickets received in [start, end) and what became of them (events in seq order)."""
+    facts: dict[str, TicketFacts] = {}
+    for e in events:
+        if e.name == "ticket.created":
+            if start <= e.occurred_at < end:
+                deadline = e.data.get("deadline_at")
+                facts[e.subject_id] = TicketFacts(
+                    id=e.subject_id,
+                    created_at=e.occurred_at,
+                    category=str(e.data.get("category") or ""),
+                    grid=str(e.data.get("grid") or ""),
+                    deadline_at=datetime.fromisoformat(deadline) if deadline else None,
+                )
+            continue
+        t = facts.get(e.subject_id)
+        if t is None:
+            continue
+        match e.name:
+            case "ticket.accepted":
+                t.merchant_id = e.data.get("merchant_id")
+                t.accepted_at = t.accepted_at or e.occurred_at
+            case "ticket.arrived":
+                t.arrived_at = t.arrived_at or e.occurred_at
+            case "ticket.completed":
+                t.completed_at = e.occurred_at
+            case "ticket.rated":
+                t.rating = e.data.get("rating")
+            case "ticket.closed" | "ticket.cancelled":
+                t.closed = True
+            case "ticket.escalated":
+                level = 2 if e.data.get("level") == "supervisor" else 1
+                t.escalation = max(t.escalation, level)
+            case "ticket.no_show":
+                t.no_shows += 1
+                t.merchant_id = None
+    return list(facts.values())
+
+
+def figures(key: str, tickets: Iterable[TicketFacts]) -> Figures:
+    """The figures of a set of tickets."""
+    f = Figures(key)
+    accept_s: list[float] = []
+    arrive_s: list[float] = []
+    for t in tickets:
+        f.received += 1
+        if t.accepted_at is not None:
+            accept_s.append((t.accepted_at - t.created_at).total_seconds())
+        if t.arrived_at is not None:
+            arrive_s.append((t.arrived_at - t.created_at).total_seconds())
+        f.escalated += t.escalation > 0
+        f.to_supervisor += t.escalation > 1
+        f.no_shows += t.no_shows
+        if not t.closed:
+            continue
+        f.closed += 1
+        if t.completed_at is None:
+            continue
+        f.solved += 1
+        reached = t.arrived_at or t.completed_at
+        if t.deadline_at is not None and reached <= t.deadline_at:
+            f.deadlines_met += 1
+        if t.rating is not None:
+            f.rated += 1
+            f.satisfied += t.rating in SATISFIED
+            f.not_satisfied += t.rating == "not_satisfied"
+    f.closure_rate = _pct(f.closed, f.received)
+    f.solved_rate = _pct(f.solved, f.closed)
+    f.rated_rate = _pct(f.rated, f.solved)
+    f.satisfied_rate = _pct(f.satisfied, f.rated)
+    f.deadlines_met_rate = _pct(f.deadlines_met, f.solved)
+    f.time_to_accept_s = _median(accept_s)
+    f.time_to_arrive_s = _median(arrive_s)
+    return f
+
+
+def call_figures(events: Iterable[Ev], *, start: datetime, end: datetime) -> CallFigures:
+    """The call-centre figures of the inbound calls offered in [start, end)."""
+    offered: set[str] = set()
+    queued: set[str] = set()
+    waits: dict[str, float] = {}
+    abandoned: set[str] = set()
+    for e in events:
+        if e.name == "call.offered":
+            if start <= e.occurred_at < end:
+                offered.add(e.subject_id)
+        elif e.subject_id not in offered:
+            continue
+        elif e.name == "call.queued":
+            queued.add(e.subject_id)
+        elif e.name == "call.connected":
+            waits.setdefault(e.subject_id, float(e.data.get("wait_s") or 0.0))
+        elif e.name == "call.abandoned":
+            abandoned.add(e.subject_id)
+    c = CallFigures(offered=len(offered), queued=len(queued), abandoned=len(abandoned))
+    c.answered_60s = sum(1 for k, w in waits.items() if k in queued and w <= 60)
+    c.answered_180s = sum(1 for k, w in waits.items() if k in queued and w <= 180)
+    c.answered_60s_rate = _pct(c.answered_60s, c.queued)
+    c.answered_180s_rate = _pct(c.answered_180s, c.queued)
+    c.abandoned_rate = _pct(c.abandoned, c.offered)
+    return c
+
+
+def _group_key(t: TicketFacts, by: str) -> str:
+    if by == "category":
+        return t.category or "-"
+    if by == "grid":
+        return t.grid or "-"
+    if by == "merchant":
+        return str(t.merchant_id) if t.merchant_id is not None else "-"
+    return t.created_at.astimezone(LOCAL_TZ).strftime("%Y-%m")
+
+
+def report(
+    events: Iterable[Ev], *, start: datetime, end: datetime, by: str | None = None
+) -> Report:
+    """The report of the period from events in seq order."""
+    if by is not None and by not in GROUPINGS:
+        raise ValueError(f"by must be one of {', '.join(GROUPINGS)}")
+    ticket_events: list[Ev] = []
+    call_events: list[Ev] = []
+    for e in events:
+        (call_events if e.name.startswith("call.") else ticket_events).append(e)
+    tickets = ticket_facts(ticket_events, start=start, end=end)
+    out = Report(start, end, by, total=figures("total", tickets))
+    if by is not None:
+        groups: dict[str, list[TicketFacts]] = defaultdict(list)
+        for t in tickets:
+            groups[_group_key(t, by)].append(t)
+        out.groups = [figures(key, groups[key]) for key in sorted(groups)]
+    out.calls = call_figures(call_events, start=start, end=end)
+    return out
+
+
+async def load_report(
+    session: AsyncSession, *, start: datetime, end: datetime, by: str | None = None
+) -> Report:
+    """Read the events a report needs (in seq order) and compute it."""
+    rows = await session.execute(
+        select(col(Event.name), col(Event.subject_id), col(Event.occurred_at), col(Event.data))
+        .where(
+            col(Event.name).in_([*TICKET_EVENTS, *CALL_EVENTS]),
+            col(Event.occurred_at) >= start,
+        )
+        .order_by(col(Event.seq))
+    )
+    return report((Ev(*row) for row in rows), start=start, end=end, by=by)
+
+
+def render_table(rep: Report) -> str:
+    """A plain-text table for the CLI."""
+    rows = [*rep.groups, rep.total]
+    head = ["", "受理", "办结", "办结率", "解决率", "评价率", "满意率", "按时率", "升级", "爽约"]
+
+    def pct(v: float | None) -> str:
+        return "-" if v is None else f"{v:.1f}%"
+
+    lines = [head]
+    for r in rows:
+        lines.append(
+            [
+                r.key,
+                str(r.received),
+                str(r.closed),
+                pct(r.closure_rate),
+                pct(r.solved_rate),
+                pct(r.rated_rate),
+                pct(r.satisfied_rate),
+                pct(r.deadlines_met_rate),
+                str(r.escalated),
+                str(r.no_shows),
+            ]
+        )
+    widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
+    text = "\n".join(
+        "  ".join(c.rjust(w) for c, w in zip(line, widths, strict=True)) for line in lines
+    )
+    c = rep.calls
+    text += (
+        f"\n\ncalls offered {c.offered}, waited for an operator {c.queued}; "
+        f"answered within 60 s {pct(c.answered_60s_rate)}, within 180 s "
+        f"{pct(c.answered_180s_rate)}; abandoned {pct(c.abandoned_rate)}"
+    )
+    return text

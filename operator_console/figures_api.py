@@ -1,0 +1,169 @@
+"""`GET /api/v1/figures` (supervisors) and the dispatch endpoints beyond the skeleton:
+repeat orders, merchant check-in calls, family surveys, follow-ups, merchant records.
+
+Importing this module registers its routes on `operator_console.api.API`; the app
+factory imports it once.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time, timedelta
+
+from aiohttp import web
+from pydantic import Field
+
+from dispatch.clock import LOCAL_TZ
+from dispatch.figures import GROUPINGS, load_report
+from dispatch.service import Invalid
+from operator_console.api import (
+    API,
+    STAFF,
+    SUPERVISORS,
+    Strict,
+    body,
+    int_param,
+    need,
+    ok,
+    services,
+    ticket_public,
+)
+from registry.models import Role
+
+#: set once the routes below are on `API`
+REGISTERED = True
+
+
+def local_day(value: str, name: str) -> datetime:
+    """Midnight in Asia/Shanghai of a YYYY-MM-DD date, as an aware datetime."""
+    try:
+        day = date.fromisoformat(value)
+    except ValueError as exc:
+        raise Invalid(f"{name} must be a date YYYY-MM-DD") from exc
+    return datetime.combine(day, time(0), tzinfo=LOCAL_TZ)
+
+
+def period(start: str, end: str) -> tuple[datetime, datetime]:
+    """[from, to] as dates, `to` included: [midnight of from, midnight after to)."""
+    lo, hi = local_day(start, "from"), local_day(end, "to") + timedelta(days=1)
+    if hi <= lo:
+        raise Invalid("to must not be before from")
+    return lo, hi
+
+
+@API.route(
+    "GET",
+    "/figures",
+    summary="The community's figures from the event log (?from=&to=&by=category|grid|merchant)",
+    roles=("supervisor",),
+    tag="figures",
+)
+async def figures(request: web.Request) -> web.Response:
+    """Received, closed, solved, rated and satisfied, with times, deadlines and calls."""
+    need(request, *SUPERVISORS)
+    q = request.query
+    today = services(request).clock.now().astimezone(LOCAL_TZ).date()
+    start, end = period(
+        q.get("from", today.replace(day=1).isoformat()), q.get("to", today.isoformat())
+    )
+    by = q.get("by") or None
+    if by is not None and by not in GROUPINGS:
+        raise Invalid(f"by must be one of {', '.join(GROUPINGS)}")
+    async with services(request).store.read() as session:
+        rep = await load_report(session, start=start, end=end, by=by)
+    return ok(rep.public())
+
+
+class FollowUpBody(Strict):
+    """How a supervisor closed a follow-up."""
+
+    note: str = Field(min_length=1, max_length=200)
+
+
+class CheckInBody(Strict):
+    """Which keypad check-in call to place to the merchant."""
+
+    kind: str = Field(pattern="^(arrival|completion)$")
+
+
+@API.route(
+    "POST",
+    "/tickets/{ticket_id}/repeat",
+    summary='"Same as last time": a new order like this one, dispatched at once',
+    roles=("operator",),
+    tag="tickets",
+)
+async def repeat(request: web.Request) -> web.Response:
+    """Repeat an order."""
+    user = need(request, *STAFF)
+    ticket = await services(request).dispatcher.repeat_order(
+        int_param(request, "ticket_id"), user=user
+    )
+    return ok(ticket_public(ticket), status=201)
+
+
+@API.route(
+    "POST",
+    "/tickets/{ticket_id}/check-in",
+    summary="Call the merchant to report arrival or completion by keypad",
+    roles=("operator",),
+    body=CheckInBody,
+    tag="tickets",
+)
+async def check_in(request: web.Request) -> web.Response:
+    """Place a check-in call."""
+    user = need(request, *STAFF)
+    data = await body(request, CheckInBody)
+    ref = await services(request).dispatcher.check_in(
+        int_param(request, "ticket_id"), kind=data.kind, user=user
+    )
+    return ok({"call_ref": ref}, status=202)
+
+
+@API.route(
+    "POST",
+    "/tickets/{ticket_id}/survey-family",
+    summary="Ask the resident's first emergency contact to rate on their behalf",
+    roles=("operator",),
+    tag="tickets",
+)
+async def survey_family(request: web.Request) -> web.Response:
+    """Place a family survey call."""
+    user = need(request, *STAFF)
+    await services(request).dispatcher.survey_family(int_param(request, "ticket_id"), user=user)
+    return ok({"status": "calling"}, status=202)
+
+
+@API.route(
+    "POST",
+    "/tickets/{ticket_id}/follow-up/close",
+    summary="Close the follow-up a 'not satisfied' rating opened",
+    roles=("supervisor",),
+    body=FollowUpBody,
+    tag="tickets",
+)
+async def close_follow_up(request: web.Request) -> web.Response:
+    """A supervisor closes a follow-up."""
+    user = need(request, *SUPERVISORS)
+    data = await body(request, FollowUpBody)
+    ticket = await services(request).dispatcher.close_follow_up(
+        int_param(request, "ticket_id"), user=user, note=data.note
+    )
+    return ok(ticket_public(ticket))
+
+
+@API.route(
+    "GET",
+    "/merchants/{merchant_id}/record",
+    summary="A merchant's recent record: acceptance, ratings, no-shows",
+    roles=("operator", "merchant"),
+    tag="figures",
+)
+async def merchant_record(request: web.Request) -> web.Response:
+    """A merchant's record; merchants see only their own."""
+    user = need(request, *STAFF, Role.MERCHANT)
+    merchant_id = int_param(request, "merchant_id")
+    if user.role == Role.MERCHANT and user.merchant_id != merchant_id:
+        from registry.repository import NotFound
+
+        raise NotFound("merchant", merchant_id)
+    return ok(await services(request).dispatcher.merchant_record(merchant_id))
