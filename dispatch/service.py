@@ -1173,6 +1173,15 @@ class Dispatcher:
         await self.timers.cancel(f"offer:{offer_id}")
         return ticket
 
+    async def decline_offer(self, offer_id: int, *, user: User) -> None:
+        """A merchant refuses an offer from their page; the cascade moves on at once."""
+        async with self.store.tx() as tx:
+            offer = await self._get(tx, Offer, offer_id, "offer")
+            if user.merchant_id is not None and user.merchant_id != offer.merchant_id:
+                raise repo.NotFound("offer", offer_id)
+            await self._offer_outcome(tx, offer, om.Decline())
+        await self.timers.cancel(f"offer:{offer_id}")
+
     async def _ticket_event(
         self,
         ticket_id: int,

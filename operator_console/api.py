@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Any
 
 from aiohttp import web
@@ -183,16 +184,9 @@ class RejectBody(Strict):
 def ticket_public(ticket: Ticket) -> dict[str, Any]:
     """A ticket on the API."""
     data = ticket.model_dump(exclude={"plan", "version"})
-    for key in (
-        "deadline_at",
-        "created_at",
-        "accepted_at",
-        "completed_at",
-        "rated_at",
-        "closed_at",
-    ):
-        value = getattr(ticket, key)
-        data[key] = value.isoformat() if value else None
+    for key, value in data.items():
+        if isinstance(value, datetime):
+            data[key] = value.isoformat()
     data["state"] = ticket.state.value
     data["deadline_local"] = (
         ticket.deadline_at.astimezone(LOCAL_TZ).strftime("%m-%d %H:%M")
@@ -346,7 +340,13 @@ async def resident(request: web.Request) -> web.Response:
     reason = request.query.get("reason", "console")[:32]
     resident_id = int_param(request, "resident_id")
     async with services(request).store.read() as session:
-        card = await repo.resident_card(session, resident_id=resident_id, user=user, reason=reason)
+        card = await repo.resident_card(
+            session,
+            resident_id=resident_id,
+            user=user,
+            reason=reason,
+            ref=request.query.get("ref", "")[:64],
+        )
         tickets = (
             (
                 await session.execute(

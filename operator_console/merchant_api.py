@@ -303,23 +303,10 @@ async def orders(request: web.Request) -> web.Response:
     tag="merchant",
 )
 async def decline(request: web.Request) -> web.Response:
-    """Hang up the offer's call so the cascade moves on.
-
-    The dispatcher has no console decline yet (its offer machine declines only after the
-    phone was answered), so the refusal is recorded as the call going unanswered.
-    """
-    _, merchant_id = _merchant(request)
+    """Refuse an offer; it is recorded as declined and the next merchant is called."""
+    user = need(request, Role.MERCHANT)
     offer_id = int_param(request, "offer_id")
-    svc = services(request)
-    async with svc.store.read() as session:
-        offer = await session.get(Offer, offer_id)
-    if offer is None or offer.merchant_id != merchant_id:
-        raise repo.NotFound("offer", offer_id)
-    if offer.state not in LIVE_OFFERS:
-        from dispatch.service import Conflict
-
-        raise Conflict(f"offer {offer_id} is already {offer.state.value}")
-    await svc.telephony.hangup(offer.call_ref)
+    await services(request).dispatcher.decline_offer(offer_id, user=user)
     return ok({"offer_id": offer_id, "declined": True})
 
 

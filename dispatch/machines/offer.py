@@ -110,8 +110,9 @@ def transition(state: OfferState, event: OfferEvent) -> tuple[OfferState, list[O
         case state, Accept() if state in LIVE:
             # normally after answering; from the console a merchant may accept directly
             return _S.ACCEPTED, []
-        case _S.ANSWERED, Decline():
-            return _S.DECLINED, [NextCandidate()]
+        case state, Decline() if state in LIVE:
+            # pressed 2 on the call, or refused on the merchant page while it rang
+            return _S.DECLINED, [HangupCall(), NextCandidate()]
         case state, Unreached(outcome=outcome) if state in LIVE and outcome in REFUSED:
             return outcome, [NextCandidate()]
         case state, Expire() if state in LIVE:

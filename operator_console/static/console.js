@@ -98,7 +98,7 @@ async function showCard(residentId, reason, call) {
     return;
   }
   const [r, open] = await Promise.all([
-    api('GET', `/residents/${residentId}?reason=${reason}`),
+    api('GET', `/residents/${residentId}?reason=${reason}${call ? `&ref=call-${call.id}` : ''}`),
     api('GET', `/board?scope=open&resident_id=${residentId}`),
   ]);
   const age = r.birth_year ? new Date().getFullYear() - r.birth_year : '';

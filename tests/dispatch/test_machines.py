@@ -87,8 +87,8 @@ def _offer_expected(state: O, event: om.OfferEvent) -> tuple[O, list[type]] | No
             return O.ANSWERED, []
         case om.Accept() if live:
             return O.ACCEPTED, []
-        case om.Decline() if state == O.ANSWERED:
-            return O.DECLINED, [om.NextCandidate]
+        case om.Decline() if live:
+            return O.DECLINED, [om.HangupCall, om.NextCandidate]
         case om.Unreached(outcome=outcome) if live:
             return outcome, [om.NextCandidate]
         case om.Expire() if live:

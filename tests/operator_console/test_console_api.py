@@ -106,7 +106,7 @@ async def test_given_an_offer_when_the_merchant_declines_on_the_page_then_the_ca
         return t if len(t["offers"]) >= 2 or t["state"] == "unassigned" else None
 
     after = await eventually(moved_on)
-    assert after["offers"][0]["merchant_id"] == 1 and after["offers"][0]["state"] == "no_answer"
+    assert after["offers"][0]["merchant_id"] == 1 and after["offers"][0]["state"] == "declined"
     # another merchant's offer is not this merchant's to decline
     if len(after["offers"]) > 1:
         other = after["offers"][1]["id"]
