@@ -30,7 +30,7 @@ from dispatch.machines import offer as om
 from dispatch.machines import operator as opm
 from dispatch.machines import ticket as tm
 from dispatch.matching import Candidate, MatchIndex, MerchantStats, Need, rank
-from dispatch.models import Call, Offer, OperatorStatus, Ticket
+from dispatch.models import Call, Event, Offer, OperatorStatus, Ticket
 from dispatch.timers import Timers
 from ivr.library import FlowLibrary
 from ivr.prompts import pick_lang
@@ -106,6 +106,10 @@ class DispatchConfig:
     queue_announce_s: float = 30.0
     #: a caller who rang within this window before moves up the queue
     repeat_window_s: float = 600.0
+    #: how long a waiting call is offered to one operator before it goes to the next
+    ring_operator_s: float = 20.0
+    #: an operator who lets this many offered calls go within an hour is paused
+    missed_to_pause: int = 3
     #: score distance within which eligible merchants count as comparable (fair rotation)
     match_band: float = 0.5
     #: how far back acceptance, ratings and no-shows are read for the ranking
@@ -325,6 +329,7 @@ class Dispatcher:
                 f"queue:{call.id}",
                 self.clock.now() + timedelta(seconds=self.config.queue_announce_s),
             )
+            await self.distribute()
         elif event.flow == "merchant_offer":
             await self._offer_decided(event.ref, event.outcome)
         elif event.flow == "survey":
@@ -540,6 +545,73 @@ class Dispatcher:
                 tx.after_commit(partial(self.timers.schedule, key, at))
         return status
 
+    async def distribute(self) -> None:
+        """Offer each waiting call, in queue order, to the available operator idle longest."""
+        waiting = [c for c in await self.queue() if c.state == cm.CallState.QUEUED]
+        if not waiting:
+            return
+        now = self.clock.now()
+        async with self.store.tx() as tx:
+            statuses = (
+                (
+                    await tx.session.execute(
+                        select(OperatorStatus).where(
+                            col(OperatorStatus.state).in_(
+                                [opm.OperatorState.AVAILABLE, opm.OperatorState.RESERVED]
+                            )
+                        )
+                    )
+                )
+                .scalars()
+                .all()
+            )
+            offered = {s.call_id for s in statuses if s.state == opm.OperatorState.RESERVED}
+            free = sorted(
+                (s for s in statuses if s.state == opm.OperatorState.AVAILABLE),
+                key=lambda s: s.since,
+            )
+            for call in waiting:
+                if call.id in offered:
+                    continue
+                if not free:
+                    break
+                status = free.pop(0)
+                state, _ = opm.transition(status.state, opm.Reserve())
+                await self._cas(tx, status, state=state, call_id=call.id, since=now)
+                tx.emit("operator.reserved", "operator", status.user_id, call_id=call.id)
+                tx.emit("call.offered_to", "call", call.id, operator_id=status.user_id)
+                at = now + timedelta(seconds=self.config.ring_operator_s)
+                tx.after_commit(partial(self.timers.schedule, f"ring:{status.user_id}", at))
+
+    async def _operator_rang_out(self, user_id: int) -> None:
+        """An offered call was not taken in time: count a miss, pause after too many."""
+        async with self.store.tx() as tx:
+            status = await tx.session.get(OperatorStatus, user_id, populate_existing=True)
+            if status is None or status.state != opm.OperatorState.RESERVED:
+                return
+            call = await tx.session.get(Call, status.call_id) if status.call_id else None
+            if call is None or call.state != cm.CallState.QUEUED:
+                # the caller left or someone else answered: no fault of this operator
+                await self._operator_event(tx, user_id, opm.Resume())
+            else:
+                since = self.clock.now() - timedelta(hours=1)
+                misses = (
+                    await tx.session.execute(
+                        select(func.count()).where(
+                            col(Event.name) == "operator.missed",
+                            col(Event.subject) == "operator",
+                            col(Event.subject_id) == str(user_id),
+                            col(Event.occurred_at) >= since,
+                        )
+                    )
+                ).scalar_one()
+                tx.emit("operator.missed", "operator", user_id, call_id=call.id)
+                if misses + 1 >= self.config.missed_to_pause:
+                    await self._operator_event(tx, user_id, opm.Pause("missed calls"))
+                else:
+                    await self._operator_event(tx, user_id, opm.Resume())
+        await self.distribute()
+
     async def set_operator_state(self, user: User, action: str, reason: str = "") -> str:
         """Log in, log out, pause (with a reason) or resume an operator."""
         events: dict[str, opm.OperatorEvent] = {
@@ -554,7 +626,8 @@ class Dispatcher:
         assert user.id is not None
         async with self.store.tx() as tx:
             status = await self._operator_event(tx, user.id, events[action])
-            return status.state.value
+        await self.distribute()
+        return status.state.value
 
     async def answer_call(self, call_id: int, user: User) -> Call:
         """An operator takes a waiting call; a second operator gets `IllegalTransition`."""
@@ -573,6 +646,24 @@ class Dispatcher:
             await self._cas(
                 tx, call, state=state, operator_id=user.id, answered_at=self.clock.now()
             )
+            # whoever else this call was being offered to is free again
+            others = (
+                (
+                    await tx.session.execute(
+                        select(OperatorStatus).where(
+                            col(OperatorStatus.state) == opm.OperatorState.RESERVED,
+                            col(OperatorStatus.call_id) == call.id,
+                            col(OperatorStatus.user_id) != user.id,
+                        )
+                    )
+                )
+                .scalars()
+                .all()
+            )
+            for other in others:
+                await self._operator_event(tx, other.user_id, opm.Resume())
+            for uid in {user.id, *(o.user_id for o in others)}:
+                tx.after_commit(partial(self.timers.cancel, f"ring:{uid}"))
             tx.emit(
                 "call.connected",
                 "call",
@@ -1630,6 +1721,9 @@ class Dispatcher:
                 status = await tx.session.get(OperatorStatus, int(ident))
                 if status is not None and status.state == opm.OperatorState.WRAP_UP:
                     await self._operator_event(tx, int(ident), opm.WrapUpDone())
+            await self.distribute()
+        elif kind == "ring":
+            await self._operator_rang_out(int(ident))
         elif kind == "reconcile":
             await self.reconcile()
         else:
