@@ -134,3 +134,14 @@ class OperatorStatus(SQLModel, table=True):
     call_id: int | None = Field(default=None, sa_type=BigId)
     since: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     version: int = 0
+
+
+class Timer(SQLModel, table=True):
+    """One pending deadline of the `Timers` port: a key and when it fires.
+
+    APScheduler holds one persistent job per time bucket, not per key; the bucket's job
+    fires every row whose `fire_at` has passed.
+    """
+
+    key: str = Field(primary_key=True, max_length=128)
+    fire_at: datetime = Field(sa_type=UTCDateTime, index=True)

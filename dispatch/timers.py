@@ -13,20 +13,30 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-from collections.abc import Awaitable, Callable
-from datetime import datetime
-from typing import Protocol
+import math
+import pickle
+import threading
+from collections.abc import Awaitable, Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from typing import Any, Protocol, TypeVar
 
-from apscheduler.jobstores.base import JobLookupError
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.asyncio import AsyncIOScheduler, run_in_event_loop
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, MetaData, Table, create_engine, delete, event, inspect, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from dispatch.clock import ManualClock
+from dispatch.models import Timer
 
 log = logging.getLogger(__name__)
 
 FireHandler = Callable[[str], Awaitable[None]]
+_T = TypeVar("_T")
+_TIMER: Table = Timer.__table__  # type: ignore[attr-defined]
+#: the job function of the one-job-per-key scheme; such jobs are adopted on start
+_LEGACY_FUNC = "dispatch.timers:_fire"
 
 #: APScheduler stores jobs by a textual reference to a module-level function; this maps
 #: each running scheduler's name to the handler its jobs call.
@@ -34,7 +44,7 @@ _HANDLERS: dict[str, FireHandler] = {}
 
 
 async def _fire(scheduler_name: str, key: str) -> None:
-    """The job function every persisted timer calls."""
+    """The job function of the older one-job-per-key scheme (kept for jobs not yet adopted)."""
     handler = _HANDLERS.get(scheduler_name)
     if handler is None and len(_HANDLERS) == 1:
         # a job persisted under an older scheduler name: the one running scheduler owns it
@@ -43,6 +53,21 @@ async def _fire(scheduler_name: str, key: str) -> None:
         log.error("timer %s fired with no handler for %s", key, scheduler_name)
         return
     await handler(key)
+
+
+#: each running `SchedulerTimers` by scheduler name, for the bucket jobs
+_OWNERS: dict[str, SchedulerTimers] = {}
+
+
+async def _fire_bucket(scheduler_name: str, bucket: int) -> None:
+    """The job function of every bucket job: fire the rows due."""
+    owner = _OWNERS.get(scheduler_name)
+    if owner is None and len(_OWNERS) == 1:
+        owner = next(iter(_OWNERS.values()))
+    if owner is None:
+        log.error("timer bucket %s fired with no owner for %s", bucket, scheduler_name)
+        return
+    await owner._bucket_due(bucket)
 
 
 class Timers(Protocol):
@@ -95,11 +120,25 @@ class _GuardedScheduler(AsyncIOScheduler):  # type: ignore[misc]
 
 
 class SchedulerTimers:
-    """Timers in APScheduler with a persistent job store; an async context manager.
+    """Timers kept in the `timer` table, woken by APScheduler; an async context manager.
 
-    `guard` is the store's write lock: every job-store write waits for the unit of work in
-    flight, and the scheduler's own processing waits while `busy()` says a write lock may be
-    held. Never call these methods from inside a unit of work (use `Tx.after_commit`).
+    Every key is a row `timer(key, fire_at)`. APScheduler's persistent job store holds one
+    date job per time bucket (`bucket:<epoch ms>`, run at the end of the bucket, every
+    `resolution` seconds); when one runs, every row due by then is fired in time order. So
+    100,000 deadlines make a few hundred jobs, not 100,000, and the job store stays small.
+
+    Writes are batched: concurrent `schedule`/`cancel` calls coalesce into one transaction
+    (group commit) and `schedule_many` writes many keys at once; each call returns once its
+    change is committed. All table work runs in one worker thread with the synchronous
+    engine, never on the event loop's thread. `guard` is the store's write lock: every
+    write waits for the unit of work in flight, and the scheduler's own processing (on the
+    loop thread) waits while `busy()` says a write lock may be held. Never call these
+    methods from inside a unit of work (use `Tx.after_commit`).
+
+    Delivery is at most once per scheduling, as with one APScheduler job per key: a batch
+    of due rows is deleted, then its handlers run one by one (a failing handler is logged
+    and the others still run; a key scheduled again by its own handler stays). On start,
+    rows already due fire once, and every future row gets its bucket job back.
     """
 
     def __init__(
@@ -110,10 +149,14 @@ class SchedulerTimers:
         name: str | None = None,
         guard: asyncio.Lock | None = None,
         busy: Callable[[], bool] | None = None,
+        resolution: float = 0.25,
+        batch: int = 1000,
     ) -> None:
         self.name = name or scheduler_name(sync_url)
         self._handler = handler
         self._guard = guard or asyncio.Lock()
+        self._resolution_ms = max(1, int(resolution * 1000))
+        self._batch = batch
         self._engine = job_store_engine(sync_url)
         self._store = SQLAlchemyJobStore(engine=self._engine, tablename="apscheduler_jobs")
         self.scheduler = _GuardedScheduler(
@@ -123,15 +166,40 @@ class SchedulerTimers:
         )
         if busy is not None:
             self.scheduler.busy = busy
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="timers")
+        #: buckets with a job in the store (touched only by the worker thread and
+        #: `_bucket_due`, under `_known_lock`)
+        self._known: set[int] = set()
+        self._known_lock = threading.Lock()
+        self._pending: dict[str, datetime | None] = {}
+        self._waiters: list[asyncio.Future[None]] = []
+        self._flusher: asyncio.Task[None] | None = None
+        self._firing = asyncio.Lock()
+        self._stopping = False
 
     async def __aenter__(self) -> SchedulerTimers:
         _HANDLERS[self.name] = self._handler
+        _OWNERS[self.name] = self
+        self._stopping = False
+        async with self._guard:
+            await self._in_worker(self._adopt_legacy_jobs)
         self.scheduler.start()
+        async with self._guard:
+            await self._in_worker(self._restore_buckets)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        self._stopping = True
+        if self._flusher is not None:
+            with contextlib.suppress(Exception):
+                await self._flusher
+        async with self._firing:  # let a batch in flight put back what it did not fire
+            pass
         self.scheduler.shutdown(wait=False)
         _HANDLERS.pop(self.name, None)
+        if _OWNERS.get(self.name) is self:
+            del _OWNERS[self.name]
+        await asyncio.to_thread(self._pool.shutdown)
         await asyncio.to_thread(self._store.shutdown)
         await asyncio.to_thread(self._engine.dispose)
 
@@ -140,31 +208,210 @@ class SchedulerTimers:
         """True while the scheduler runs."""
         return bool(self.scheduler.running)
 
+    # -- the port ----------------------------------------------------------------------------
+
     async def schedule(self, key: str, at: datetime) -> None:
         """Fire `key` at `at`; an existing key is moved."""
-        async with self._guard:
-            self._add(key, at)
+        await self._submit({key: _aware(at)})
 
-    def _add(self, key: str, at: datetime) -> None:
-        self.scheduler.add_job(
-            _fire,
-            trigger="date",
-            run_date=at,
-            args=[self.name, key],
-            id=key,
-            replace_existing=True,
-        )
+    async def schedule_many(self, items: Iterable[tuple[str, datetime]]) -> None:
+        """Schedule many keys in one write (later entries for a key win)."""
+        await self._submit({key: _aware(at) for key, at in items})
 
     async def cancel(self, key: str) -> None:
         """Forget `key`; unknown keys are ignored."""
-        async with self._guard:
-            with contextlib.suppress(JobLookupError):
-                self.scheduler.remove_job(key)
+        await self._submit({key: None})
 
     async def keys(self) -> set[str]:
         """Every scheduled key."""
-        async with self._guard:
-            return {job.id for job in self.scheduler.get_jobs()}
+        if self._flusher is not None and not self._flusher.done():
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._flusher)
+        return await self._in_worker(self._read_keys)
+
+    # -- writes: coalesced, committed in the worker thread -----------------------------------
+
+    async def _submit(self, ops: dict[str, datetime | None]) -> None:
+        if not ops:
+            return
+        loop = asyncio.get_running_loop()
+        self._pending.update(ops)
+        waiter: asyncio.Future[None] = loop.create_future()
+        self._waiters.append(waiter)
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush(), name="timers-flush")
+        await waiter
+
+    async def _flush(self) -> None:
+        while self._pending:
+            ops, waiters = self._pending, self._waiters
+            self._pending, self._waiters = {}, []
+            try:
+                async with self._guard:
+                    await self._in_worker(self._apply, ops)
+            except BaseException as exc:
+                for waiter in waiters:
+                    if not waiter.done():
+                        waiter.set_exception(exc)
+                if not isinstance(exc, Exception):
+                    raise
+            else:
+                for waiter in waiters:
+                    if not waiter.done():
+                        waiter.set_result(None)
+
+    async def _in_worker(self, fn: Callable[..., _T], *args: Any) -> _T:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+
+    def _apply(self, ops: dict[str, datetime | None]) -> None:
+        """Worker thread: upsert and delete rows, then make sure their buckets have jobs."""
+        gone = [key for key, at in ops.items() if at is None]
+        rows = [{"key": key, "fire_at": at} for key, at in ops.items() if at is not None]
+        times = [at for at in ops.values() if at is not None]
+        with self._engine.begin() as conn:
+            for i in range(0, len(gone), 500):
+                conn.execute(delete(_TIMER).where(_TIMER.c.key.in_(gone[i : i + 500])))
+            for i in range(0, len(rows), 500):
+                conn.execute(self._upsert(rows[i : i + 500]))
+        self._ensure_buckets(times)
+
+    def _upsert(self, rows: list[dict[str, Any]]) -> Any:
+        if self._engine.dialect.name == "postgresql":
+            pg = pg_insert(_TIMER).values(rows)
+            return pg.on_conflict_do_update(
+                index_elements=["key"], set_={"fire_at": pg.excluded.fire_at}
+            )
+        lite = sqlite_insert(_TIMER).values(rows)
+        return lite.on_conflict_do_update(
+            index_elements=["key"], set_={"fire_at": lite.excluded.fire_at}
+        )
+
+    def _bucket_of(self, at: datetime) -> int:
+        """The end of `at`'s bucket in epoch milliseconds: its job runs once `at` passed."""
+        ms = math.ceil(at.timestamp() * 1000)
+        return -(-ms // self._resolution_ms) * self._resolution_ms
+
+    def _ensure_buckets(self, times: Iterable[datetime]) -> None:
+        """Worker thread: add a job for every bucket not known to have one."""
+        with self._known_lock:
+            new = {self._bucket_of(at) for at in times} - self._known
+            self._known |= new
+        for bucket in sorted(new):
+            self.scheduler.add_job(
+                _fire_bucket,
+                trigger="date",
+                run_date=datetime.fromtimestamp(bucket / 1000, UTC),
+                args=[self.name, bucket],
+                id=f"bucket:{bucket}",
+                replace_existing=True,
+            )
+
+    def _read_keys(self) -> set[str]:
+        with self._engine.connect() as conn:
+            return set(conn.execute(select(_TIMER.c.key)).scalars())
+
+    # -- start: adopt per-key jobs of older versions, give every row its bucket ---------------
+
+    def _adopt_legacy_jobs(self) -> None:
+        """Worker thread: move jobs of the one-job-per-key scheme into the `timer` table."""
+        if not inspect(self._engine).has_table("apscheduler_jobs"):
+            return
+        jobs = Table("apscheduler_jobs", MetaData(), autoload_with=self._engine)
+        moved: dict[str, datetime] = {}
+        with self._engine.begin() as conn:
+            for job_id, job_state in conn.execute(select(jobs.c.id, jobs.c.job_state)):
+                try:
+                    state = pickle.loads(job_state)
+                except Exception:  # not ours to judge
+                    continue
+                if state.get("func") != _LEGACY_FUNC or state.get("next_run_time") is None:
+                    continue
+                moved[str(state["args"][1])] = state["next_run_time"].astimezone(UTC)
+                conn.execute(delete(jobs).where(jobs.c.id == job_id))
+            rows = [{"key": key, "fire_at": at} for key, at in moved.items()]
+            for i in range(0, len(rows), 500):
+                conn.execute(self._upsert(rows[i : i + 500]))
+        if moved:
+            log.info("moved %d per-key timer jobs into the timer table", len(moved))
+
+    def _restore_buckets(self) -> None:
+        """Worker thread: one catch-up bucket for what is overdue, a job for every bucket."""
+        with self._known_lock:
+            self._known = {
+                int(job.id.split(":", 1)[1])
+                for job in self.scheduler.get_jobs()
+                if job.id.startswith("bucket:")
+            }
+        with self._engine.connect() as conn:
+            times = list(conn.execute(select(_TIMER.c.fire_at).distinct()).scalars())
+        now = datetime.now(UTC)
+        if any(at <= now for at in times):
+            # one catch-up bucket: everything overdue fires once, in order, right away
+            self._ensure_buckets([now])
+        self._ensure_buckets(at for at in times if at > now)
+
+    # -- firing ------------------------------------------------------------------------------
+
+    async def _bucket_due(self, bucket: int) -> None:
+        """A bucket's job ran: fire every row due by now."""
+        with self._known_lock:
+            self._known.discard(bucket)
+        await self.fire_due()
+
+    async def fire_due(self) -> int:
+        """Fire, in time order, every key due by now; returns how many fired."""
+        fired = 0
+        async with self._firing:
+            while not self._stopping:
+                async with self._guard:
+                    due = await self._in_worker(self._take_due, datetime.now(UTC))
+                for i, (key, _at) in enumerate(due):
+                    if self._stopping:
+                        async with self._guard:
+                            await self._in_worker(self._put_back, due[i:])
+                        return fired
+                    try:
+                        await self._handler(key)
+                    except Exception:
+                        log.exception("timer %s failed", key)
+                    fired += 1
+                if len(due) < self._batch:
+                    break
+        return fired
+
+    def _take_due(self, now: datetime) -> list[tuple[str, datetime]]:
+        """Worker thread: delete and return the earliest due rows (up to one batch)."""
+        first = (
+            select(_TIMER.c.key)
+            .where(_TIMER.c.fire_at <= now)
+            .order_by(_TIMER.c.fire_at, _TIMER.c.key)
+            .limit(self._batch)
+        )
+        stmt = (
+            delete(_TIMER)
+            .where(_TIMER.c.key.in_(first), _TIMER.c.fire_at <= now)
+            .returning(_TIMER.c.key, _TIMER.c.fire_at)
+        )
+        with self._engine.begin() as conn:
+            rows = [(str(key), at) for key, at in conn.execute(stmt)]
+        return sorted(rows, key=lambda row: (row[1], row[0]))
+
+    def _put_back(self, rows: list[tuple[str, datetime]]) -> None:
+        """Worker thread: rows taken but not fired (stopping) go back unless rescheduled."""
+        values = [{"key": key, "fire_at": at} for key, at in rows]
+        with self._engine.begin() as conn:
+            for i in range(0, len(values), 500):
+                chunk = values[i : i + 500]
+                if self._engine.dialect.name == "postgresql":
+                    conn.execute(pg_insert(_TIMER).values(chunk).on_conflict_do_nothing())
+                else:
+                    conn.execute(sqlite_insert(_TIMER).values(chunk).on_conflict_do_nothing())
+
+
+def _aware(at: datetime) -> datetime:
+    if at.tzinfo is None:
+        raise ValueError("naive datetime refused: use timezone-aware UTC")
+    return at.astimezone(UTC)
 
 
 class ManualTimers:
