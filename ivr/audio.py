@@ -353,6 +353,20 @@ def _write_manifest(out: Path, data: Mapping[str, Any]) -> None:
     os.replace(tmp, out / MANIFEST)
 
 
+def speak_to_file(out_dir: Path | str, text: str, lang: str, *, prompt: str = "") -> str:
+    """Synthesise words said at call time into the build folder; returns the file's path
+    relative to it. Files are named by a hash of voice, rate and text, so each is made once.
+    """
+    out = Path(out_dir)
+    chosen = prompts.pick_lang(lang)
+    rate = wpm(prompt, chosen)
+    digest = hashlib.sha256(f"{chosen}|{rate}|{text}".encode()).hexdigest()[:20]
+    unit = _Unit(lang=chosen, prompt=prompt, stem=f"dyn/{digest}", text=text)
+    if not (out / unit.rel).exists():
+        _make(require_tools(), out, unit, None)
+    return unit.rel
+
+
 def read_manifest(out_dir: Path | str) -> dict[str, Any]:
     """The manifest of a prompt build (empty when there is none)."""
     return _read_manifest(Path(out_dir))

@@ -90,6 +90,7 @@ def make_telephony(settings: Settings) -> Telephony:
                 caller_id=f'"Yijing" <{settings.hotline_number}>',
                 agi_host=settings.asterisk_agi_host,
                 agi_port=settings.asterisk_agi_port,
+                sounds_dir=settings.asterisk_sounds_dir,
             )
         )
     if settings.telephony == "twilio":

@@ -55,6 +55,8 @@ class Settings(BaseSettings):
     asterisk_dial_template: str = "PJSIP/{number}@trunk"
     asterisk_agi_host: str = "127.0.0.1"
     asterisk_agi_port: int = 4573
+    #: the prompt build folder as this host sees it (Asterisk reads it as sounds/yijing)
+    asterisk_sounds_dir: str = ""
 
     # Twilio (YIJING_TELEPHONY=twilio)
     twilio_account_sid: str = ""

@@ -216,6 +216,31 @@ class FlowServer:
             raise AgiHangup(f"unsafe sound file name for prompt {prompt}")
         return name
 
+    async def _sounds(self, action: engine.Play, req: FlowRequest) -> list[str]:
+        """The files to play for a prompt: one built file, or fragments and spoken values."""
+        lang = pick_lang(req.lang)
+        audio = req.context.get("prompt_audio")
+        overridden = isinstance(audio, Mapping) and isinstance(audio.get(action.prompt), str)
+        if not self.config.sounds_dir or overridden:
+            return [self._sound(action.prompt, lang, req.context, slow=action.slow)]
+        from ivr.audio import AudioFile, playlist, read_manifest, speak_to_file
+
+        folder = self.config.sounds_dir
+        manifest = await asyncio.to_thread(read_manifest, folder)
+        names: list[str] = []
+        for item in playlist(manifest, action.prompt, lang, req.context, slow=action.slow):
+            if isinstance(item, AudioFile):
+                rel = item.path
+            else:
+                rel = await asyncio.to_thread(
+                    speak_to_file, folder, item.text, item.lang, prompt=action.prompt
+                )
+            name = f"{self.config.prompt_dir}/{rel.removesuffix('.wav')}"
+            if not _SAFE_ARG.match(name):
+                raise AgiHangup(f"unsafe sound file name for prompt {action.prompt}")
+            names.append(name)
+        return names
+
     async def _drive(self, session: Session, req: FlowRequest) -> None:
         flow, ref, cfg = req.flow, session.ref, self.config
         variables = {k: str(v) for k, v in req.context.items() if not isinstance(v, Mapping)}
@@ -228,10 +253,13 @@ class FlowServer:
                     self._emit(PromptPlayed(ref, action.prompt, text))
                     nxt = actions[i + 1] if i + 1 < len(actions) else None
                     escape = "".join(sorted(nxt.digits)) if isinstance(nxt, engine.Collect) else ""
-                    sound = self._sound(action.prompt, req.lang, req.context, slow=action.slow)
-                    code = await self._command(
-                        session, f'STREAM FILE {sound} "{escape}"', cfg.agi_play_timeout_s
-                    )
+                    code = 0
+                    for sound in await self._sounds(action, req):
+                        code = await self._command(
+                            session, f'STREAM FILE {sound} "{escape}"', cfg.agi_play_timeout_s
+                        )
+                        if code != 0:
+                            break
                     if code > 0:
                         pressed = chr(code)  # barge-in: the key that cut the prompt short
                         break

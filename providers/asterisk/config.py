@@ -34,6 +34,10 @@ class AsteriskConfig:
     agi_play_timeout_s: float = 120.0
     #: Sound files: ``<prompt_dir>/<lang>/<prompt key>`` (no extension).
     prompt_dir: str = "yijing"
+    #: Where `yijing prompts build` wrote the files on this host, which Asterisk sees as
+    #: `prompt_dir`. When set, templates play as their built fragments plus the dynamic
+    #: values (category, address, name, ...) synthesised at call time into `dyn/`.
+    sounds_dir: str = ""
     action_timeout_s: float = 5.0
     connect_timeout_s: float = 5.0
     ping_interval_s: float = 10.0

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import wave
+from pathlib import Path
+
+from ivr.audio import build_prompts
 from ivr.flows import MERCHANT_OFFER, SURVEY
 from providers.asterisk.config import AsteriskConfig
 from providers.base import FlowFinished, PromptPlayed
@@ -84,4 +88,40 @@ async def test_given_caller_hangs_up_mid_flow_then_no_flow_finished(
         await eventually(lambda: "offer-9" not in tel._agi.sessions)  # type: ignore[union-attr]
         assert not rec.of(FlowFinished)
         assert len(rec.of(PromptPlayed)) == 2
+        await agi.close()
+
+
+async def test_given_a_prompt_build_when_a_template_plays_then_fragments_and_values_are_heard(
+    ami: FakeAMI, config: AsteriskConfig, tmp_path: Path
+) -> None:
+    # a build of the intro only: its static fragments become files; the rest of the flow's
+    # prompts, and the order's category and address, are spoken at call time into dyn/
+    from ivr.prompts import CATALOGS
+
+    build_prompts(
+        tmp_path,
+        langs=("zh-CN",),
+        catalogs={"zh-CN": {"offer.intro": CATALOGS["zh-CN"]["offer.intro"]}},
+    )
+    async with running(config, sounds_dir=str(tmp_path)) as (tel, rec):
+        agi = FakeAgiChannel(tel.agi_port, ref="offer-9", channel="PJSIP/trunk-09", uniqueid="9.9")
+        await agi.connect()
+        await eventually(lambda: "offer-9" in tel._agi.sessions)  # type: ignore[union-attr]
+
+        def reply(command: str) -> str:
+            if command.startswith("STREAM") and '"129"' in command:
+                return "200 result=50 endpos=10"  # '2' during the menu: decline
+            return "200 result=0 endpos=8000" if command.startswith("STREAM") else "200 result=1"
+
+        await tel.run_flow("offer-9", MERCHANT_OFFER, context=CONTEXT, lang="zh-CN")
+        await agi.serve(reply)
+        await eventually(lambda: rec.of(FlowFinished))
+        streams = [c.split()[2] for c in agi.commands if c.startswith("STREAM FILE")]
+        assert streams[0] == "yijing/zh-CN/offer.intro.part0"
+        spoken = [s for s in streams if s.startswith("yijing/zh-CN/dyn/")]
+        assert len(spoken) >= 3  # category, description, address (and the menu itself)
+        for name in spoken:
+            with wave.open(str(tmp_path / (name.removeprefix("yijing/") + ".wav"))) as wav:
+                assert (wav.getframerate(), wav.getnchannels(), wav.getsampwidth()) == (8000, 1, 2)
+        assert rec.of(FlowFinished)[0].outcome == "declined"  # type: ignore[attr-defined]
         await agi.close()
