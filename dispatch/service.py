@@ -154,14 +154,8 @@ class Dispatcher:
         self.config = config or DispatchConfig()
         self.flows = flows or FlowLibrary()
         self.live_calls = live_calls
-        self._background: set[asyncio.Task[None]] = set()
         self._index: MatchIndex | None = None
         self._index_at: datetime | None = None
-
-    async def drain(self) -> None:
-        """Wait for telephony work queued after commits (used at shutdown and in tests)."""
-        while self._background:
-            await asyncio.gather(*list(self._background), return_exceptions=True)
 
     # -- compare-and-set -------------------------------------------------------------
     async def _cas(self, tx: Tx, row: Any, **values: Any) -> None:
@@ -1159,26 +1153,21 @@ class Dispatcher:
             ticket = await self._get(tx, Ticket, offer.ticket_id, "ticket")
             if ticket.state == tm.TicketState.OFFERING:
                 placed = await self._fill_offers(tx, ticket)
-        self._after_commit(placed, hangups)
+        self._after_commit(tx, placed, hangups)
         return placed
 
-    def _after_commit(self, placed: list[Offer], hangups: list[str]) -> None:
-        """Telephony work to do once the current transaction has committed."""
-        if not placed and not hangups:
-            return
-        loop = asyncio.get_running_loop()
+    def _after_commit(self, tx: Tx, placed: list[Offer], hangups: list[str]) -> None:
+        """Hang up and place calls once the transaction has committed (never before)."""
+        if placed or hangups:
+            tx.after_commit(partial(self._call_out, list(placed), list(hangups)))
 
-        async def later() -> None:
-            # the transaction commits before the store lock is released; wait for it
-            async with self.store._write:
-                pass
-            for ref in hangups:
+    async def _call_out(self, placed: list[Offer], hangups: list[str]) -> None:
+        for ref in hangups:
+            try:
                 await self.telephony.hangup(ref)
-            await self._place_calls(placed)
-
-        task = loop.create_task(later())
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+            except TelephonyError:
+                log.warning("call %s: hang-up failed", ref)
+        await self._place_calls(placed)
 
     async def _offer_decided(self, ref: str, outcome: str) -> None:
         async with self.store.tx() as tx:
@@ -1250,7 +1239,7 @@ class Dispatcher:
                         merchant_id=other.merchant_id,
                     )
                     hangups.append(other.call_ref)
-        self._after_commit([], hangups)
+        self._after_commit(tx, [], hangups)
 
     async def accept_offer(self, offer_id: int, *, user: User) -> Ticket:
         """A merchant (or an operator on their behalf) accepts an offer from the console."""

@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from dispatch.clock import Clock, SystemClock
 from dispatch.events import EventBus, Store
 from dispatch.service import DispatchConfig, Dispatcher, LiveCalls
-from dispatch.timers import SchedulerTimers, Timers
+from dispatch.timers import ManualTimers, SchedulerTimers, Timers
 from ivr.library import FlowLibrary
 from operator_console import auth
 from operator_console.errors import error_middleware
@@ -254,8 +254,8 @@ def create_app(
                 live_calls=live_calls_of(backend),
             )
             holder["d"] = dispatcher
-            if hasattr(the_timers, "handler") and getattr(the_timers, "handler", None) is None:
-                the_timers.handler = fire
+            if isinstance(the_timers, ManualTimers) and the_timers.handler is None:
+                the_timers.handler = fire  # a test's manual timers fire into this app
             pump = asyncio.create_task(dispatcher.pump(), name="telephony-pump")
             if scheduler is not None:
                 await stack.enter_async_context(scheduler)
@@ -282,7 +282,6 @@ def create_app(
                 pump.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await pump
-                await dispatcher.drain()
         await engine.dispose()
 
     app.cleanup_ctx.append(resources)

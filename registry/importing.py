@@ -395,17 +395,23 @@ async def import_residents(
     except BaseException:
         await session.rollback()
         raise
+    _log_report(report, actor)
+    return report
+
+
+def _log_report(report: ImportReport, actor: str) -> None:
+    """One log line per file: counts only, never the rows' contents."""
     log.info(
-        "import residents by %s: %d rows, %d new, %d changed, %d bad, dry_run=%s, committed=%s",
+        "import %s by %s: %d rows, %d new, %d changed, %d bad, dry_run=%s, committed=%s",
+        report.kind,
         actor,
         report.rows,
         report.count("create"),
         report.count("update"),
         len(report.errors),
-        dry_run,
+        report.dry_run,
         report.committed,
     )
-    return report
 
 
 async def _import_resident_row(
@@ -584,16 +590,7 @@ async def import_merchants(
     except BaseException:
         await session.rollback()
         raise
-    log.info(
-        "import merchants by %s: %d rows, %d new, %d changed, %d bad, dry_run=%s, committed=%s",
-        actor,
-        report.rows,
-        report.count("create"),
-        report.count("update"),
-        len(report.errors),
-        dry_run,
-        report.committed,
-    )
+    _log_report(report, actor)
     return report
 
 

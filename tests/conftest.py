@@ -118,10 +118,9 @@ class Harness:
         return body
 
     async def settle(self) -> None:
-        """Let the pump and background work finish what is queued."""
+        """Let the telephony pump work through what is queued."""
         for _ in range(5):
             await asyncio.sleep(0.01)
-            await self.services.dispatcher.drain()
 
 
 def make_settings(tmp_path: Path, db_url: str, **overrides: Any) -> Settings:
