@@ -31,6 +31,7 @@ from dispatch.machines import operator as opm
 from dispatch.machines import ticket as tm
 from dispatch.matching import Candidate, MatchIndex, MerchantStats, Need, rank
 from dispatch.models import Call, Event, Offer, OperatorStatus, Ticket
+from dispatch.stats import StatsCache
 from dispatch.timers import Timers
 from ivr.library import FlowLibrary
 from ivr.prompts import pick_lang
@@ -116,6 +117,8 @@ class DispatchConfig:
     stats_window_days: int = 90
     #: how long the in-memory merchant index is trusted before it is read again
     index_ttl_s: float = 300.0
+    #: how long a merchant's cached record (acceptance, ratings...) is trusted unchanged
+    stats_ttl_s: float = 300.0
     #: how often the reconciler compares open tickets and offers with the timers
     reconcile_every_s: float = 300.0
     #: call the first emergency contact when the resident never answers the survey
@@ -156,6 +159,7 @@ class Dispatcher:
         self.live_calls = live_calls
         self._index: MatchIndex | None = None
         self._index_at: datetime | None = None
+        self.stats = StatsCache(self.merchant_stats, clock=clock, ttl_s=self.config.stats_ttl_s)
 
     # -- compare-and-set -------------------------------------------------------------
     async def _cas(self, tx: Tx, row: Any, **values: Any) -> None:
@@ -174,6 +178,16 @@ class Dispatcher:
         for name, value in values.items():
             setattr(row, name, value)
         row.version += 1
+        if isinstance(row, Offer) or (isinstance(row, Ticket) and "rating" in values):
+            self._touch_after_commit(tx, row.merchant_id)
+
+    def _touch_after_commit(self, tx: Tx, merchant_id: int | None) -> None:
+        """Drop a merchant's cached record once this transaction's change is visible."""
+
+        async def touch() -> None:
+            self.stats.touch(merchant_id)
+
+        tx.after_commit(touch)
 
     async def _get(self, tx: Tx, model: type[M], key: object, what: str) -> M:
         row = await tx.session.get(model, key, populate_existing=True)
@@ -988,7 +1002,7 @@ class Dispatcher:
         merchants = [m for m in merchants if m.id not in skip]
         ids = [m.id for m in merchants if m.id is not None]
         loads = await self._loads(session)
-        stats = await self.merchant_stats(session, ids)
+        stats = await self.stats.get(session, ids)
         return rank(
             need,
             merchants,
@@ -1083,6 +1097,7 @@ class Dispatcher:
             )
             tx.session.add(offer)
             await tx.session.flush()
+            self._touch_after_commit(tx, merchant_id)
             tx.session.add(
                 Call(
                     ref=offer.call_ref,

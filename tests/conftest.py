@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,17 @@ async def _pg_admin() -> asyncpg.Connection:
         pytest.fail(f"PostgreSQL at {PG_ADMIN} is required for the tests: {exc}")
 
 
+_PG_BASE = PG_ADMIN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
+
+
+async def _pg_execute(sql: str) -> None:
+    admin = await _pg_admin()
+    try:
+        await admin.execute(sql)
+    finally:
+        await admin.close()
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
     """A fresh, empty database URL: a SQLite file or a new PostgreSQL database."""
@@ -45,18 +57,81 @@ async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
         yield f"sqlite+aiosqlite:///{tmp_path / 'test.db'}"
         return
     name = f"yijing_t_{uuid.uuid4().hex[:12]}"
-    admin = await _pg_admin()
+    await _pg_execute(f'CREATE DATABASE "{name}"')
+    yield f"{_PG_BASE}/{name}"
+    await _pg_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+class SeededTemplates:
+    """One migrated, demo-seeded database per backend, built once per test session.
+
+    Every app test used to migrate and seed its own database (about 2 s each on
+    PostgreSQL); copying a template file or `CREATE DATABASE ... TEMPLATE` is cheap,
+    and each test still gets a database of its own.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.pg_name = f"yijing_tpl_{uuid.uuid4().hex[:12]}"
+        self._built: dict[str, str] = {}
+
+    def built(self, kind: str) -> bool:
+        """Whether this session built that template."""
+        return kind in self._built
+
+    async def url(self, kind: str) -> str:
+        """The template's URL, building it on first use."""
+        if kind not in self._built:
+            if kind == "sqlite":
+                url = f"sqlite+aiosqlite:///{self.folder / 'template.db'}"
+            else:
+                await _pg_execute(f'CREATE DATABASE "{self.pg_name}"')
+                url = f"{_PG_BASE}/{self.pg_name}"
+            await _migrate_and_seed(url, self.folder)
+            self._built[kind] = url
+        return self._built[kind]
+
+
+async def _migrate_and_seed(url: str, folder: Path) -> None:
+    from dispatch.clock import SystemClock
+    from dispatch.events import EventBus, Store
+    from operator_console.app import seed_demo
+    from operator_console.migrate import upgrade
+    from registry.db import make_engine, make_sessionmaker
+
+    await asyncio.to_thread(upgrade, url)
+    engine = make_engine(url)
     try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
+        store = Store(make_sessionmaker(engine), EventBus(), SystemClock())
+        await seed_demo(store, make_settings(folder, url))
     finally:
-        await admin.close()
-    base = PG_ADMIN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
-    yield f"{base}/{name}"
-    admin = await _pg_admin()
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+        await engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def seeded_templates(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeededTemplates]:
+    """The session's seeded template databases (the PostgreSQL one is dropped at the end)."""
+    templates = SeededTemplates(tmp_path_factory.mktemp("templates"))
+    yield templates
+    if "postgresql" in templates._built:
+        asyncio.run(_pg_execute(f'DROP DATABASE IF EXISTS "{templates.pg_name}" WITH (FORCE)'))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def seeded_db_url(
+    request: pytest.FixtureRequest, tmp_path: Path, seeded_templates: SeededTemplates
+) -> AsyncIterator[str]:
+    """A database of this test's own, already migrated and holding the demo community."""
+    template = await seeded_templates.url(request.param)
+    if request.param == "sqlite":
+        copy = tmp_path / "test.db"
+        shutil.copyfile(template.removeprefix("sqlite+aiosqlite:///"), copy)
+        yield f"sqlite+aiosqlite:///{copy}"
+        return
+    name = f"yijing_t_{uuid.uuid4().hex[:12]}"
+    await _pg_execute(f'CREATE DATABASE "{name}" TEMPLATE "{seeded_templates.pg_name}"')
+    yield f"{_PG_BASE}/{name}"
+    await _pg_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 async def eventually(
@@ -137,8 +212,9 @@ def make_settings(tmp_path: Path, db_url: str, **overrides: Any) -> Settings:
 
 
 @pytest.fixture
-async def harness(tmp_path: Path, db_url: str) -> AsyncIterator[Harness]:
-    """The app on a fresh database with the demo community, at 10:00 Shanghai time."""
+async def harness(tmp_path: Path, seeded_db_url: str) -> AsyncIterator[Harness]:
+    """The app on a database of its own with the demo community, at 10:00 Shanghai time."""
+    db_url = seeded_db_url
     clock = ManualClock(MORNING)
     timers = ManualTimers(clock)
     pbx = MemoryPBX(time_scale=1.0)
