@@ -128,6 +128,20 @@ class DispatchConfig:
 #: a function the composition root may give: the refs of calls the backend knows are live
 LiveCalls = Callable[[], Awaitable[set[str]]]
 
+
+@dataclass(frozen=True, slots=True)
+class FlowStart:
+    """What to say on an answered outbound call: a flow, its context and language."""
+
+    flow: str
+    context: dict[str, Any]
+    lang: str = "zh-CN"
+
+
+#: how another use case serves the answered outbound calls of its own purpose (see
+#: `Dispatcher.outbound_flows`); None when there is nothing (left) to say: it is hung up
+OutboundFlow = Callable[[Call], FlowStart | None]
+
 #: ticket states whose deadline still matters (see `dispatch.deadlines`)
 SURVEY_PURPOSES = ("survey", "survey_family")
 
@@ -160,6 +174,8 @@ class Dispatcher:
         self._index: MatchIndex | None = None
         self._index_at: datetime | None = None
         self.stats = StatsCache(self.merchant_stats, clock=clock, ttl_s=self.config.stats_ttl_s)
+        #: outbound call purposes served by another use case (the merchant login code)
+        self.outbound_flows: dict[str, OutboundFlow] = {}
 
     # -- compare-and-set -------------------------------------------------------------
     async def _cas(self, tx: Tx, row: Any, **values: Any) -> None:
@@ -438,6 +454,15 @@ class Dispatcher:
                 state, _ = cm.transition(call.state, cm.Answer())
                 await self._cas(tx, call, state=state, answered_at=self.clock.now())
             tx.emit("call.answered", "call", call.id, ticket_id=call.ticket_id)
+            serve = self.outbound_flows.get(call.purpose)
+            if serve is not None:
+                start = serve(call)
+                if start is not None:
+                    run = partial(self._run_flow, ref, start.flow, start.context, start.lang)
+                    tx.after_commit(run)
+                else:
+                    tx.after_commit(partial(self._call_out, [], [ref]))
+                return
             if call.ticket_id is None:
                 return
             ticket = await self._get(tx, Ticket, call.ticket_id, "ticket")
@@ -1597,6 +1622,30 @@ class Dispatcher:
                     tx.emit(f"ticket.{outcome}", "ticket", call.ticket_id, actor="merchant")
         except IllegalTransition:
             log.info("ticket %s: check-in %s came too late (%s)", call.ticket_id, ref, outcome)
+
+    # -- outbound calls of other use cases ------------------------------------------------
+    def record_outbound(self, tx: Tx, *, ref: str, number: str, purpose: str) -> Call:
+        """Add an outbound call to another use case's unit of work; `place_call` places it
+        after the commit, and `outbound_flows[purpose]` says what it says when answered."""
+        call = Call(
+            ref=ref, direction="out", purpose=purpose, number=number, started_at=self.clock.now()
+        )
+        tx.session.add(call)
+        return call
+
+    async def place_call(self, ref: str, number: str) -> None:
+        """Place a recorded outbound call (its ref is the idempotency key); a backend that
+        refuses it ends the call as failed."""
+        try:
+            await self.telephony.originate(
+                ref=ref,
+                number=number,
+                caller_id=self.config.caller_id or None,
+                timeout_s=self.config.ring_timeout_s,
+            )
+        except TelephonyError:
+            log.warning("call %s: originate failed", ref)
+            await self._originate_failed(ref, OriginateFailure.FAILED)
 
     async def merchant_record(self, merchant_id: int) -> dict[str, Any]:
         """A merchant's recent record: offers, acceptance, ratings and no-shows."""

@@ -23,7 +23,8 @@ in speaking order, and `playlist` turns that plus the call's values into a list 
 `AudioFile` and `SpeakText` items: a file-playing backend (Asterisk) plays the files and
 speaks each `SpeakText` (already in words, e.g. 下午三点半, by `ivr.speech`) with the same
 TTS settings at call time; a text backend (Twilio ``<Say>``) speaks `ivr.prompts.render`
-output whole and needs no files.
+output whole and needs no files. A one-time code (the ``digits`` form) is voiced digit by
+digit, each digit its own cached file, so no file on disk ever holds a whole code.
 """
 
 from __future__ import annotations
@@ -59,6 +60,8 @@ MERCHANT_PREFIXES = ("offer.", "arrival.", "completion.")
 SLOW_TEMPO = 0.8
 RECORDING_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
 MANIFEST = "manifest.json"
+#: Spoken forms voiced one item at a time (a one-time code: each digit its own file).
+SPOKEN_ONE_BY_ONE = frozenset({"digits"})
 _FORMAT_VERSION = 1
 _SOX_OUT = ["-r", str(SAMPLE_RATE), "-c", "1", "-b", "16", "-e", "signed-integer"]
 
@@ -391,6 +394,9 @@ def playlist(
             items.append(AudioFile(piece.replace(".wav", ".slow.wav") if slow else piece))
         else:
             words = prompts.render_field(piece["field"], piece["form"], chosen, params or {})
-            if words:
+            if piece["form"] in SPOKEN_ONE_BY_ONE:
+                # one file per digit, made once and reused: no file on disk holds a code
+                items.extend(SpeakText(w, chosen) for w in re.split(r"[，,]\s*", words) if w)
+            elif words:
                 items.append(SpeakText(words, chosen))
     return items

@@ -16,6 +16,7 @@ spec           value                                         zh-CN example
 ``count``      integer before a measure word                 两 (个)
 ``code``       a code word or number, digit by digit         四八二七
 ``phone``      a phone number, digit by digit, 1 as 幺       幺三八，零零二三，...
+``digits``     a one-time code, slowly: a pause per digit    幺，三，八，零
 =============  ============================================  ==========================
 
 A value the spec cannot read (already text, say) is spoken as it is.
@@ -35,7 +36,7 @@ DEFAULT_LANG = "zh-CN"
 LANGS = ("zh-CN", "en")
 #: The spoken forms a template field may name as its format spec.
 SPOKEN_FORMS = frozenset(
-    {"address", "time", "when", "date", "duration", "num", "count", "code", "phone"}
+    {"address", "time", "when", "date", "duration", "num", "count", "code", "phone", "digits"}
 )
 
 _CONFIRM_ZH = "您要的是：{what}。确认请按 1，重选请按 2。"
@@ -111,6 +112,11 @@ CATALOGS: dict[str, dict[str, str]] = {
         "wellbeing.well": "知道您一切安好，我们就放心了。祝您身体健康，再见。",
         "wellbeing.help": "马上为您转接话务员，请不要挂机。",
         "wellbeing.no_answer": "没有收到您的回答，我们会请您的家人或网格员来看看您。再见。",
+        # merchant login code by phone call
+        "login_code.intro": "您好，这里是医敬服务平台。您正在登录商家接单页面。",
+        "login_code.code": "您的验证码是：{code:digits}。再说一遍：{code:digits}。"
+        "验证码{minutes:duration}内有效。再听一遍请按星号键或按 1。",
+        "login_code.goodbye": "请不要把验证码告诉任何人。再见。",
     },
     "en": {
         "ivr.no_input": "We did not hear a key.",
@@ -177,6 +183,11 @@ CATALOGS: dict[str, dict[str, str]] = {
         "wellbeing.help": "Connecting you to an operator now. Please stay on the line.",
         "wellbeing.no_answer": "We did not hear from you, so we will ask your family or "
         "grid worker to check on you. Goodbye.",
+        "login_code.intro": "Hello, this is the Yijing care platform. You asked to log in to "
+        "the merchant page.",
+        "login_code.code": "Your login code is {code:digits}. Again: {code:digits}. "
+        "The code is valid for {minutes:duration}. To hear it again press star or 1.",
+        "login_code.goodbye": "Do not tell anyone this code. Goodbye.",
     },
 }
 
@@ -321,6 +332,9 @@ class _SpokenFormatter(Formatter):
 
     def _code(self, value: Any) -> str:
         return speech.code(str(value)) if self._zh else speech.en_digits(str(value))
+
+    def _digits(self, value: Any) -> str:
+        return speech.slow_digits(str(value)) if self._zh else speech.en_slow_digits(str(value))
 
     def _phone(self, value: Any) -> str:
         return speech.phone(str(value)) if self._zh else speech.en_phone(str(value))

@@ -180,6 +180,11 @@ def code(text: str) -> str:
     return digits(text) if any(c.isdigit() for c in text) else text
 
 
+def slow_digits(text: str) -> str:
+    """A one-time code read slowly, a pause after every digit, 1 as 幺: 幺，三，八，零."""
+    return "，".join(digits(c, yao=True) for c in text if c.isascii() and c.isalnum())
+
+
 def _local(value: datetime | time) -> datetime | time:
     if isinstance(value, datetime) and value.tzinfo is not None:
         return value.astimezone(LOCAL_TZ)
@@ -361,6 +366,11 @@ def en_duration(value: timedelta | int | float) -> str:
 def en_digits(text: str) -> str:
     """Digits one by one for English speech: 4 8 2 7."""
     return " ".join(c for c in text if c.isalnum())
+
+
+def en_slow_digits(text: str) -> str:
+    """A one-time code in English speech, a pause after every digit: 1, 3, 8, 0."""
+    return ", ".join(c for c in text if c.isascii() and c.isalnum())
 
 
 def en_phone(number_text: str) -> str:

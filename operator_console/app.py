@@ -28,9 +28,10 @@ from dispatch.timers import ManualTimers, SchedulerTimers, Timers
 from ivr.library import FlowLibrary
 from operator_console import auth
 from operator_console.errors import error_middleware
+from operator_console.merchant_login import LoginPolicy, MerchantLogin
 from operator_console.migrate import upgrade
 from operator_console.settings import Settings
-from providers.base import Telephony
+from providers.base import Messaging, Telephony
 from providers.memory import MemoryPBX
 from registry import repository as repo
 from registry.db import make_engine, make_sessionmaker, sync_url
@@ -105,6 +106,7 @@ def make_telephony(settings: Settings) -> Telephony:
                 operator_endpoint=settings.twilio_operator_endpoint,
                 audio_base_url=settings.twilio_audio_base_url,
                 api_base_url=settings.twilio_api_base_url,
+                sms_from=settings.twilio_sms_from,
             )
         )
     return MemoryPBX(
@@ -112,6 +114,15 @@ def make_telephony(settings: Settings) -> Telephony:
         ring_timeout_s=settings.ring_timeout_s,
         hotline=settings.hotline_number,
     )
+
+
+def messaging_of(settings: Settings, backend: Telephony) -> Messaging | None:
+    """The backend's text messages, if it can send them and the settings allow it."""
+    if not isinstance(backend, Messaging):
+        return None
+    if settings.telephony == "twilio" and not settings.twilio_sms:
+        return None
+    return backend
 
 
 async def seed_demo(store: Store, settings: Settings) -> str | None:
@@ -189,7 +200,6 @@ def create_app(
         assert isinstance(backend, TwilioTelephony)
         app.add_subapp("/twilio", webhook_app(backend))
     app[websockets_key] = set()
-    merchant_api.setup(app)
     aiohttp_jinja2.setup(
         app,
         loader=jinja2.FileSystemLoader(HERE / "templates"),
@@ -254,6 +264,20 @@ def create_app(
                 live_calls=live_calls_of(backend),
             )
             holder["d"] = dispatcher
+            login = MerchantLogin(
+                dispatcher=dispatcher,
+                secret=settings.secret_key,
+                public_url=settings.public_url,
+                messaging=messaging_of(settings, backend),
+                policy=LoginPolicy(
+                    code_ttl_s=settings.merchant_code_ttl_s,
+                    window_s=settings.merchant_login_window_s,
+                    per_phone=settings.merchant_login_per_phone,
+                    per_client=settings.merchant_login_per_client,
+                    attempts=settings.merchant_code_attempts,
+                ),
+            )
+            app[merchant_api.login_key] = login
             if isinstance(the_timers, ManualTimers) and the_timers.handler is None:
                 the_timers.handler = fire  # a test's manual timers fire into this app
             pump = asyncio.create_task(dispatcher.pump(), name="telephony-pump")
@@ -278,6 +302,7 @@ def create_app(
                 sockets: set[web.WebSocketResponse] = app[websockets_key]
                 for ws_conn in list(sockets):
                     await ws_conn.close(code=1001, message=b"server shutdown")
+                await login.aclose()
                 bus.close()
                 pump.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

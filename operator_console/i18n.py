@@ -163,6 +163,19 @@ _TEXTS: dict[str, dict[str, str]] = {
         "adm_users": "账号与角色",
         "adm_import": "批量导入",
         "adm_access_log": "查阅记录",
+        # merchant login code delivery (call or text, one-time link)
+        "mc_call_me": "打电话告诉我验证码",
+        "mc_send_text": "发短信给我",
+        "mc_calling": "如果这是商家登记的手机，我们正在给它打电话。请接听，"
+        "电话里会慢慢读出 6 位验证码（按 * 或 1 可以再听一遍）。验证码 {n} 分钟内有效。",
+        "mc_texted": "如果这是商家登记的手机，验证码和登录链接正用短信发过去，{n} 分钟内有效。",
+        "mc_demo": "演示：电话和短信都在“电话模拟器”页面。",
+        "mc_wrong_code": "验证码不对或已过期。请再输一次，或重新获取。",
+        "mc_rate_limited": "获取验证码太频繁了，请 {m} 分钟后再试。",
+        "mc_again": "没收到？重新获取",
+        "mc_link_intro": "这是一次性登录链接，点下面的按钮登录。",
+        "mc_link_button": "登录",
+        "mc_link_bad": "这个登录链接已经用过或已过期，请重新获取验证码。",
     },
     "en": {
         "app": "Yijing care dispatch",
@@ -328,6 +341,21 @@ _TEXTS: dict[str, dict[str, str]] = {
         "adm_users": "Operators and roles",
         "adm_import": "Import",
         "adm_access_log": "Access log",
+        # merchant login code delivery (call or text, one-time link)
+        "mc_call_me": "Call me with the code",
+        "mc_send_text": "Send me a text",
+        "mc_calling": "If this is a merchant's registered phone, we are calling it now. Answer: "
+        "the 6-digit code is read out slowly (press * or 1 to hear it again). "
+        "The code is valid for {n} minutes.",
+        "mc_texted": "If this is a merchant's registered phone, a text with the code and a login "
+        "link is on its way. It is valid for {n} minutes.",
+        "mc_demo": "Demo: the call and the texts are on the phone simulator page.",
+        "mc_wrong_code": "Wrong or expired code. Type it again, or ask for a new one.",
+        "mc_rate_limited": "Too many code requests. Please try again in {m} minutes.",
+        "mc_again": "Nothing came? Ask again",
+        "mc_link_intro": "This is a one-time login link. Press the button to log in.",
+        "mc_link_button": "Log in",
+        "mc_link_bad": "This login link has been used or has expired. Please ask for a new code.",
     },
 }
 

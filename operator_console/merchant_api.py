@@ -1,25 +1,19 @@
-"""The merchant's side of the API: one-time-code login and their own orders.
+"""The merchant's side of the API: log in by a one-time code or link, and their own orders.
 
-A merchant asks for a code for one of their registered phones; a 6-digit code is made,
-only its keyed hash is stored, and it is delivered through the telephony side. No SMS
-port exists yet, so only the memory PBX demo can deliver: the code lands in the
-simulator's outbox (shown on the simulator page), never in the event log or the logs.
+The login use case (making, delivering and checking codes and links, the rate limits) is
+`operator_console.merchant_login`; here are its routes and the session it opens.
 Merchants see what, where and when; never a resident's phone.
 """
 
 from __future__ import annotations
 
-import collections
-import hashlib
-import hmac
 import logging
 import secrets
-from datetime import timedelta
-from typing import Any
+from typing import Any, Literal
 
 from aiohttp import web
 from pydantic import Field
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlmodel import col
 
 from dispatch.machines.offer import LIVE as LIVE_OFFERS
@@ -37,33 +31,30 @@ from operator_console.api import (
     services,
     session_response,
 )
-from operator_console.errors import Unauthorized
-from operator_console.models import MerchantLoginCode
+from operator_console.errors import Unauthorized, error_response
+from operator_console.merchant_login import Channel, LoginRefused, MerchantLogin, RateLimited
 from providers.memory import MemoryPBX
 from registry import repository as repo
-from registry.db import utcnow
 from registry.models import Merchant, Resident, Role, ServiceCategory, User
-from registry.phones import try_normalize
+from registry.phones import mask
 
 log = logging.getLogger(__name__)
 
-CODE_TTL = timedelta(minutes=10)
-MAX_ATTEMPTS = 5
-#: codes a phone may ask for within CODE_TTL
-MAX_REQUESTS = 3
-#: the demo outbox: what a real SMS gateway would have sent (memory PBX only)
-outbox_key: web.AppKey[collections.deque[dict[str, Any]]] = web.AppKey("merchant_outbox")
+#: the login use case, set by the composition root
+login_key = web.AppKey("merchant_login", MerchantLogin)
 
 
-def setup(app: web.Application) -> None:
-    """Give the app its demo outbox."""
-    app[outbox_key] = collections.deque(maxlen=20)
+def login_service(app: web.Application) -> MerchantLogin:
+    """The app's merchant login use case."""
+    return app[login_key]
 
 
 class CodeRequestBody(Strict):
-    """Ask for a login code."""
+    """Ask for a login code: read out by a phone call, or sent as a text where possible."""
 
     phone: str = Field(min_length=3, max_length=32)
+    channel: Literal["voice", "sms"] = "voice"
+    lang: Literal["zh-CN", "en"] = "zh-CN"
 
 
 class CodeVerifyBody(Strict):
@@ -73,73 +64,48 @@ class CodeVerifyBody(Strict):
     code: str = Field(pattern=r"^[0-9]{6}$")
 
 
-def _keyed(secret: str, *parts: str) -> str:
-    return hmac.new(
-        (secret or "yijing-dev").encode(), "|".join(parts).encode(), hashlib.sha256
-    ).hexdigest()
+class LinkBody(Strict):
+    """Log in with the token of a one-time login link."""
+
+    token: str = Field(min_length=10, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
 
 
-async def _merchant_for_phone(session: Any, number: str) -> Merchant | None:
-    rows = (await session.execute(select(Merchant).order_by(col(Merchant.id)))).scalars()
-    return next((m for m in rows if number in (m.phones or [])), None)
+def client_address(request: web.Request) -> str:
+    """Who asks, for the rate limit: the peer, or behind a trusted proxy the address it saw."""
+    if services(request).settings.trust_proxy:
+        forwarded = request.headers.get("X-Forwarded-For", "")
+        if forwarded.strip():
+            return forwarded.split(",")[-1].strip()
+    return request.remote or ""
 
 
 @API.route(
     "POST",
     "/merchant-login/request",
-    summary="Send a one-time login code to a merchant's registered phone",
+    summary="Send a one-time login code (and link) to a merchant's registered phone",
     body=CodeRequestBody,
     tag="merchant",
 )
 async def request_code(request: web.Request) -> web.Response:
-    """Always answers the same, so the form does not reveal which phones are registered."""
+    """Always the same answer, registered phone or not; 429 when asked too often."""
     data = await body(request, CodeRequestBody)
-    svc = services(request)
-    number = try_normalize(data.phone)
-    answer = ok({"sent": True, "expires_in_s": int(CODE_TTL.total_seconds())})
-    if number is None:
-        return answer
-    phone_hash = _keyed(svc.settings.secret_key, "phone", number)
-    now = utcnow()
-    async with svc.store.tx() as tx:
-        merchant = await _merchant_for_phone(tx.session, number)
-        if merchant is None or merchant.id is None:
-            return answer
-        recent = (
-            (
-                await tx.session.execute(
-                    select(MerchantLoginCode).where(
-                        col(MerchantLoginCode.phone_hash) == phone_hash,
-                        col(MerchantLoginCode.created_at) > now - CODE_TTL,
-                    )
-                )
-            )
-            .scalars()
-            .all()
+    try:
+        sent = await login_service(request.app).request(
+            phone=data.phone,
+            client=client_address(request),
+            channel=Channel(data.channel),
+            lang=data.lang,
         )
-        if len(recent) >= MAX_REQUESTS:
-            log.warning("merchant %s: too many login codes asked for", merchant.id)
-            return answer
-        code = f"{secrets.randbelow(1_000_000):06d}"
-        tx.session.add(
-            MerchantLoginCode(
-                merchant_id=merchant.id,
-                phone_hash=phone_hash,
-                code_hash=_keyed(svc.settings.secret_key, "code", number, code),
-                created_at=now,
-                expires_at=now + CODE_TTL,
-            )
+    except RateLimited as exc:
+        response = error_response(
+            429,
+            "rate_limited",
+            "too many login code requests; try again later",
+            {"retry_after_s": exc.retry_after_s},
         )
-        # the audit trail says a code went out, never the code or the number
-        tx.emit("merchant.login_code_sent", "merchant", merchant.id)
-        name = merchant.name
-    if isinstance(svc.telephony, MemoryPBX):
-        request.app[outbox_key].appendleft(
-            {"merchant": name, "text": f"【医敬】您的登录验证码 {code}，10分钟内有效。"}
-        )
-    else:
-        log.warning("merchant login code made but no SMS port exists to deliver it")
-    return answer
+        response.headers["Retry-After"] = str(exc.retry_after_s)
+        return response
+    return ok({"sent": True, "channel": sent.channel.value, "expires_in_s": sent.expires_in_s})
 
 
 @API.route(
@@ -152,72 +118,61 @@ async def request_code(request: web.Request) -> web.Response:
 async def verify_code(request: web.Request) -> web.Response:
     """Check the code; five wrong tries spend it."""
     data = await body(request, CodeVerifyBody)
+    try:
+        merchant_id = await login_service(request.app).verify_code(phone=data.phone, code=data.code)
+    except LoginRefused:
+        raise Unauthorized("wrong phone or code") from None
+    return await _merchant_session(request, merchant_id, via="code")
+
+
+@API.route(
+    "POST",
+    "/merchant-login/link",
+    summary="Log in as a merchant with a one-time login link's token; sets the session cookie",
+    body=LinkBody,
+    tag="merchant",
+)
+async def use_link(request: web.Request) -> web.Response:
+    """A link works once, within the code's lifetime."""
+    data = await body(request, LinkBody)
+    try:
+        merchant_id = await login_service(request.app).use_link(token=data.token)
+    except LoginRefused:
+        raise Unauthorized("this login link is used up or expired") from None
+    return await _merchant_session(request, merchant_id, via="link")
+
+
+async def _merchant_session(request: web.Request, merchant_id: int, *, via: str) -> web.Response:
+    """Open a session for the merchant's login (made on first use)."""
     svc = services(request)
-    number = try_normalize(data.phone)
-    if number is None:
-        raise Unauthorized("wrong phone or code")
-    secret = svc.settings.secret_key
-    now = utcnow()
     async with svc.store.tx() as tx:
-        row = (
+        user = (
             (
                 await tx.session.execute(
-                    select(MerchantLoginCode)
-                    .where(
-                        col(MerchantLoginCode.phone_hash) == _keyed(secret, "phone", number),
-                        col(MerchantLoginCode.used).is_(False),
-                        col(MerchantLoginCode.expires_at) > now,
+                    select(User).where(
+                        col(User.merchant_id) == merchant_id, col(User.role) == Role.MERCHANT
                     )
-                    .order_by(col(MerchantLoginCode.id).desc())
                 )
             )
             .scalars()
             .first()
         )
-        good = row is not None and hmac.compare_digest(
-            row.code_hash, _keyed(secret, "code", number, data.code)
-        )
-        if row is not None:
-            await tx.session.execute(
-                update(MerchantLoginCode)
-                .where(col(MerchantLoginCode.id) == row.id)
-                .values(attempts=row.attempts + 1, used=good or row.attempts + 1 >= MAX_ATTEMPTS)
+        if user is None:
+            merchant = await tx.session.get(Merchant, merchant_id)
+            user = User(
+                username=f"merchant-{merchant_id}",
+                display_name=merchant.name if merchant else "",
+                # nobody knows this password: the merchant logs in by code
+                password_hash=auth.hash_password(secrets.token_urlsafe(24)),
+                role=Role.MERCHANT,
+                merchant_id=merchant_id,
             )
-        token = csrf = ""
-        user: User | None = None
-        if row is not None and good:
-            user = (
-                (
-                    await tx.session.execute(
-                        select(User).where(
-                            col(User.merchant_id) == row.merchant_id,
-                            col(User.role) == Role.MERCHANT,
-                        )
-                    )
-                )
-                .scalars()
-                .first()
-            )
-            if user is None:
-                merchant = await tx.session.get(Merchant, row.merchant_id)
-                user = User(
-                    username=f"merchant-{row.merchant_id}",
-                    display_name=merchant.name if merchant else "",
-                    # nobody knows this password: the merchant logs in by code
-                    password_hash=auth.hash_password(secrets.token_urlsafe(24)),
-                    role=Role.MERCHANT,
-                    merchant_id=row.merchant_id,
-                )
-                tx.session.add(user)
-                await tx.session.flush()
-            if not user.active:
-                good = False
-            else:
-                token, csrf = await auth.open_session(tx.session, user=user)
-                tx.emit("merchant.logged_in", "merchant", row.merchant_id, actor=user.username)
-    # a wrong code still commits its spent attempt before the refusal
-    if not good or user is None:
-        raise Unauthorized("wrong phone or code")
+            tx.session.add(user)
+            await tx.session.flush()
+        if not user.active:
+            raise Unauthorized("this merchant login is switched off")
+        token, csrf = await auth.open_session(tx.session, user=user)
+        tx.emit("merchant.logged_in", "merchant", merchant_id, actor=user.username, via=via)
     return session_response(svc.settings, user, token, csrf)
 
 
@@ -313,14 +268,14 @@ async def decline(request: web.Request) -> web.Response:
 @API.route(
     "GET",
     "/sim/messages",
-    summary="Simulator: text messages the demo would have sent (memory PBX only)",
+    summary="Simulator: text messages the simulated handsets received (memory PBX only)",
     roles=("operator",),
     tag="simulator",
 )
 async def sim_messages(request: web.Request) -> web.Response:
-    """The demo outbox, newest first."""
+    """The simulated handsets' texts, newest first; numbers masked."""
     need(request, *STAFF)
-    if not isinstance(services(request).telephony, MemoryPBX):
+    pbx = services(request).telephony
+    if not isinstance(pbx, MemoryPBX):
         raise repo.NotFound("simulator", "(telephony is not the memory PBX)")
-    outbox = request.app[outbox_key]
-    return ok([*outbox])
+    return ok([{"ref": t.ref, "to": mask(t.number), "text": t.text} for t in pbx.texts])

@@ -1,4 +1,4 @@
-"""Console-only tables: login sessions and merchants' one-time login codes."""
+"""Console-only tables: login sessions, merchants' one-time login codes and code requests."""
 
 from __future__ import annotations
 
@@ -22,7 +22,11 @@ class LoginSession(SQLModel, table=True):
 
 
 class MerchantLoginCode(SQLModel, table=True):
-    """A one-time code sent to a merchant's registered phone; only its keyed hash is stored."""
+    """A one-time code (and login link) sent to a merchant's registered phone.
+
+    Only keyed hashes are stored: of the phone, the code and the link's token. The code
+    and the link are one credential: using either spends both (`used`).
+    """
 
     __tablename__ = "merchant_login_code"
 
@@ -34,3 +38,19 @@ class MerchantLoginCode(SQLModel, table=True):
     expires_at: datetime = Field(sa_type=UTCDateTime)
     attempts: int = 0
     used: bool = False
+    #: how it was delivered: "voice" (a phone call reads it) or "sms"
+    channel: str = Field(default="voice", max_length=8)
+    link_hash: str | None = Field(default=None, max_length=64, unique=True, index=True)
+
+
+class MerchantLoginRequest(SQLModel, table=True):
+    """One accepted request for a login code, registered phone or not: the rate limits'
+    window. Keyed hashes only: of the phone as typed (normalised) and of the client address.
+    """
+
+    __tablename__ = "merchant_login_request"
+
+    id: int | None = Field(default=None, sa_type=BigId, primary_key=True)
+    phone_hash: str = Field(max_length=64, index=True)
+    client_hash: str = Field(max_length=64, index=True)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, index=True)

@@ -117,8 +117,22 @@ async def admin_page(request: web.Request) -> web.StreamResponse:
 
 
 async def merchant_page(request: web.Request) -> web.StreamResponse:
-    """The merchant's phone page: a code login, then their orders."""
-    response = aiohttp_jinja2.render_template("merchant.html", request, {})
+    """The merchant's phone page: a code login (or a one-time link's), then their orders."""
+    from operator_console.api import services
+    from operator_console.merchant_api import login_service
+    from providers.memory import MemoryPBX
+
+    link = request.path == "/merchant/login"
+    context = {
+        "can_text": login_service(request.app).can_text,
+        "link_login": link,
+        "demo": isinstance(services(request).telephony, MemoryPBX),
+    }
+    response = aiohttp_jinja2.render_template("merchant.html", request, context)
+    if link:
+        # the address holds a login token: keep it out of caches and other sites' Referer
+        response.headers["Referrer-Policy"] = "no-referrer"
+        response.headers["Cache-Control"] = "no-store"
     return _remember_lang(request, response)
 
 
@@ -128,6 +142,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/admin", admin_page)
     app.router.add_get("/admin/{section}", admin_page)
     app.router.add_get("/merchant", merchant_page)
+    app.router.add_get("/merchant/login", merchant_page)
     app.router.add_get("/", console_page)
     app.router.add_get("/login", login_page)
     app.router.add_get("/tickets/{ticket_id}", ticket_page)

@@ -46,6 +46,15 @@ class Settings(BaseSettings):
     flows_dir: Path | None = None
     prompts_dir: Path = Path("var/prompts")
     recorded_prompts_dir: Path | None = None
+    #: behind a reverse proxy: the client address is the last X-Forwarded-For entry
+    trust_proxy: bool = False
+
+    # Merchant login codes (read out by a phone call, or sent as a text where possible)
+    merchant_code_ttl_s: int = Field(default=600, ge=60, le=3600)
+    merchant_login_window_s: int = Field(default=900, ge=60)
+    merchant_login_per_phone: int = Field(default=3, ge=1)
+    merchant_login_per_client: int = Field(default=10, ge=1)
+    merchant_code_attempts: int = Field(default=5, ge=1, le=10)
 
     # Asterisk (YIJING_TELEPHONY=asterisk)
     asterisk_host: str = "127.0.0.1"
@@ -67,6 +76,10 @@ class Settings(BaseSettings):
     twilio_audio_base_url: str | None = None
     #: the REST API's base URL; only a proxy or a test server needs another one
     twilio_api_base_url: str | None = None
+    #: false when the number cannot send texts: login codes then always go by phone call
+    twilio_sms: bool = True
+    #: the number that sends texts, when not `twilio_from_number`
+    twilio_sms_from: str | None = None
 
     @model_validator(mode="after")
     def _defaults(self) -> Settings:

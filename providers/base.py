@@ -7,6 +7,10 @@ two calls for the same ref, across reconnects and retries alike.
 
 Events flow up as plain dataclasses (no AMI or Twilio field names); commands flow down
 as async methods.
+
+Text messages are an optional capability, `Messaging`: a backend that can send them
+(Twilio's Messages API, the memory PBX's simulated handset) implements `send_text`; one
+that cannot (Asterisk) does not, and callers fall back to a phone call.
 """
 
 from __future__ import annotations
@@ -191,4 +195,20 @@ class Telephony(Protocol):
 
     def health(self) -> Health:
         """The link's current state."""
+        ...
+
+
+class MessagingError(TelephonyError):
+    """A text message could not be handed to the carrier."""
+
+
+@runtime_checkable
+class Messaging(Protocol):
+    """The optional text-message capability of a backend."""
+
+    async def send_text(self, *, ref: str, number: str, text: str) -> None:
+        """Send `text` to `number`; a second send with the same ref is a no-op.
+
+        Raises `MessagingError` when the carrier refuses or cannot be reached.
+        """
         ...

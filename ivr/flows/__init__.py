@@ -33,6 +33,9 @@ variables named here; ``Finish.transfer`` is set when the call must go to a queu
 ``wellbeing`` (context as ``hotline``)
     ``well``; ``help`` with variable ``reason``: ``asked`` (key 2, transfer="operators")
     or ``no_answer`` (no clear key; no transfer). Both start the emergency-contact cascade.
+``login_code`` (context ``code``, the merchant's one-time login code, and ``minutes`` it
+stays valid; the code is never in the event log, so dispatch reads no variable back)
+    ``heard``
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ OUTCOMES: dict[str, frozenset[str]] = {
     "survey": frozenset({"rated", "no_input"}),
     "wellbeing": frozenset({"well", "help"}),
     "queue_wait": frozenset({"callback", "waiting"}),
+    "login_code": frozenset({"heard"}),
 }
 
 #: Service catalog codes the hotline can finish a ``need`` with.
@@ -88,3 +92,4 @@ MERCHANT_ARRIVAL = BUILTIN["merchant_arrival"]
 MERCHANT_COMPLETION = BUILTIN["merchant_completion"]
 SURVEY = BUILTIN["survey"]
 WELLBEING = BUILTIN["wellbeing"]
+LOGIN_CODE = BUILTIN["login_code"]

@@ -1,28 +1,73 @@
-// The merchant's phone page: log in with a code sent to a registered phone, then see
-// offers to accept or decline and own orders to mark arrived and done. Polls: merchants
-// have no access to the staff event stream.
+// The merchant's phone page: log in with a code read out by a phone call (or sent by text
+// where the phone system can), or with the one-time link from that text; then see offers
+// to accept or decline and own orders to mark arrived and done. Polls: merchants have no
+// access to the staff event stream.
 import { api, el, T, lang, stateName, deadline, notify } from './common.js';
 
 const $ = (id) => document.getElementById(id);
 const zh = lang() === 'zh-CN';
 
+function showError(err) {
+  if (err.status === 429) {
+    const minutes = Math.max(1, Math.ceil((err.data?.details?.retry_after_s || 60) / 60));
+    $('m-error').textContent = T('mc_rate_limited', { m: minutes });
+  } else {
+    $('m-error').textContent = err.message;
+  }
+}
+
 async function login() {
   $('code-request').addEventListener('submit', async (e) => {
     e.preventDefault();
     $('m-error').textContent = '';
+    const channel = e.submitter?.value === 'sms' ? 'sms' : 'voice';
+    for (const b of $('code-request').querySelectorAll('button')) b.disabled = true;
     try {
-      await api('POST', '/merchant-login/request', { phone: $('m-phone').value });
+      const sent = await api('POST', '/merchant-login/request', { phone: $('m-phone').value, channel, lang: lang() });
+      const minutes = Math.round(sent.expires_in_s / 60);
+      $('m-sent').textContent = T(sent.channel === 'sms' ? 'mc_texted' : 'mc_calling', { n: minutes });
+      $('code-verify').dataset.channel = sent.channel;
+      $('code-request').hidden = true;
       $('code-verify').hidden = false;
       $('m-code').focus();
-    } catch (err) { $('m-error').textContent = err.message; }
+    } catch (err) { showError(err); }
+    for (const b of $('code-request').querySelectorAll('button')) b.disabled = false;
   });
   $('code-verify').addEventListener('submit', async (e) => {
     e.preventDefault();
+    $('m-error').textContent = '';
     try {
       await api('POST', '/merchant-login/verify', { phone: $('m-phone').value, code: $('m-code').value });
-      location.reload();
-    } catch (err) { $('m-error').textContent = err.status === 401 ? (zh ? '手机号或验证码不对' : 'Wrong phone or code') : err.message; }
+      location.assign('/merchant');
+    } catch (err) {
+      if (err.status === 401) { $('m-error').textContent = T('mc_wrong_code'); $('m-code').select(); }
+      else showError(err);
+    }
   });
+  $('m-again').addEventListener('click', () => {
+    $('m-error').textContent = '';
+    $('m-code').value = '';
+    $('code-verify').hidden = true;
+    $('code-request').hidden = false;
+  });
+  // a one-time link: take the token out of the address bar at once, log in on a tap
+  // (a tap, not on load: a link previewer opening the page must not spend it)
+  const token = new URLSearchParams(location.search).get('token');
+  if ($('use-link')) {
+    history.replaceState(null, '', '/merchant/login');
+    if (!token) { $('link-login').hidden = true; $('code-request').hidden = false; return; }
+    $('use-link').addEventListener('click', async () => {
+      $('use-link').disabled = true;
+      try {
+        await api('POST', '/merchant-login/link', { token });
+        location.assign('/merchant');
+      } catch (err) {
+        $('m-error').textContent = err.status === 401 ? T('mc_link_bad') : err.message;
+        $('link-login').hidden = true;
+        $('code-request').hidden = false;
+      }
+    });
+  }
 }
 
 function card(o, buttons) {

@@ -45,10 +45,24 @@ function render(calls) {
   }));
 }
 
+// A text as the handset shows it: links tappable (built as nodes, never as HTML)
+function smsText(text) {
+  const span = el('span', null, 'sms');
+  for (const part of text.split(/(https?:\/\/\S+)/)) {
+    if (/^https?:\/\//.test(part)) { const a = el('a', part); a.href = part; a.target = '_blank'; a.rel = 'noreferrer'; span.append(a); }
+    else if (part) span.append(part);
+  }
+  return span;
+}
+
 async function refresh() {
   render(await api('GET', '/sim/calls'));
   const messages = await api('GET', '/sim/messages');
-  $('outbox').replaceChildren(...messages.map((m) => { const li = el('li'); li.append(el('b', m.merchant), ' ', el('span', m.text, 'sms')); return li; }));
+  $('outbox').replaceChildren(...messages.map((m) => {
+    const li = el('li'); li.dataset.ref = m.ref;
+    li.append(el('b', m.to), ' ', smsText(m.text));
+    return li;
+  }));
 }
 await loadPhones();
 await refresh();

@@ -1,5 +1,5 @@
 """The simulated PBX: the embedded default backend."""
 
-from providers.memory.pbx import MemoryPBX, Script, SimCall
+from providers.memory.pbx import MemoryPBX, Script, SimCall, SimText
 
-__all__ = ["MemoryPBX", "Script", "SimCall"]
+__all__ = ["MemoryPBX", "Script", "SimCall", "SimText"]

@@ -3,12 +3,14 @@
 It is the embedded default (demo, tests, benchmarks) and what the console's phone
 simulator drives: a person "calls" the hotline, answers as a merchant and presses keys.
 It runs IVR flows with the same pure engine the other backends render, so what is said
-and accepted here is what a real PBX says and accepts.
+and accepted here is what a real PBX says and accepts. It also receives text messages
+(`send_text`): they land in `texts`, the simulated handsets' inbox the simulator shows.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import dataclasses
 import itertools
@@ -31,6 +33,7 @@ from providers.base import (
     EndCause,
     FlowFinished,
     Health,
+    MessagingError,
     OriginateFailed,
     OriginateFailure,
     PromptPlayed,
@@ -52,6 +55,15 @@ class Script:
     action: str = "answer"
     answer_after_s: float = 0.0
     digits: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SimText:
+    """A text message as the simulated handset received it."""
+
+    ref: str
+    number: str
+    text: str
 
 
 @dataclass(slots=True)
@@ -100,6 +112,7 @@ class MemoryPBX:
         ring_timeout_s: float = 30.0,
         hotline: str = "12349",
         keep_ended: int = 50,
+        keep_texts: int = 20,
     ) -> None:
         self.time_scale = time_scale
         self.ring_timeout_s = ring_timeout_s
@@ -108,6 +121,11 @@ class MemoryPBX:
         self.calls: dict[str, SimCall] = {}
         self.placed: set[str] = set()
         self.scripts: dict[str, Script] = {}
+        #: texts received, newest first
+        self.texts: collections.deque[SimText] = collections.deque(maxlen=keep_texts)
+        self.texted: set[str] = set()
+        #: numbers that cannot receive texts (landlines): `send_text` to them fails
+        self.landlines: set[str] = set()
         self._events: asyncio.Queue[TelephonyEvent] = asyncio.Queue()
         self._ids = itertools.count(1)
         self._up = False
@@ -195,6 +213,17 @@ class MemoryPBX:
         call = self.calls.get(ref)
         if call is not None and call.state != "ended":
             self._end(call, EndCause.NORMAL)
+
+    async def send_text(self, *, ref: str, number: str, text: str) -> None:
+        """Deliver a text to the simulated handset; the same ref is never sent twice."""
+        if ref in self.texted:
+            log.info("text %s ignored: already sent", ref)
+            return
+        self.texted.add(ref)
+        if number in self.landlines:
+            raise MessagingError(f"text {ref}: the number cannot receive texts")
+        self.texts.appendleft(SimText(ref, number, text))
+        log.info("text %s delivered", ref)
 
     # -- the far end: what the simulator page and tests do ------------------------------
     async def dial_in(self, caller: str, *, dialled: str | None = None) -> str:

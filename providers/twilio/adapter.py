@@ -15,6 +15,9 @@ call is hung up. A call whose flow handed it on (`Transfer`) waits in the same l
 unbounded, until `bridge` (or `hangup`) gives it its next document. A call that is inside
 a `<Gather>` or a `<Dial>` when a new command comes is pulled out with a REST redirect.
 
+Text messages (`send_text`, the port's optional `Messaging` capability) go out through
+the Messages API; a ref is sent at most once, like a call.
+
 All state is in memory in the process that owns the telephony link (DESIGN 12): the
 webhook app must be served by that process.
 """
@@ -44,6 +47,7 @@ from providers.base import (
     DigitPressed,
     FlowFinished,
     Health,
+    MessagingError,
     OriginateFailed,
     OriginateFailure,
     PromptPlayed,
@@ -111,6 +115,7 @@ class TwilioTelephony:
         self._client: Client | None = None
         self._calls: dict[str, _Call] = {}
         self._by_sid: dict[str, str] = {}
+        self._texts: dict[str, None] = {}
         self._events: asyncio.Queue[TelephonyEvent] = asyncio.Queue()
         self._open = False
         self._up = False
@@ -235,6 +240,26 @@ class TwilioTelephony:
             log.info("hangup %s deferred until Twilio names the call", ref)
             return
         await self._complete(call)
+
+    async def send_text(self, *, ref: str, number: str, text: str) -> None:
+        """Send a text through the Messages API; a ref is never sent twice."""
+        if ref in self._texts:
+            log.info("text %s ignored: already sent", ref)
+            return
+        # taken before the first await, and kept on failure: a timed-out create may have sent it
+        self._texts[ref] = None
+        while len(self._texts) > self.config.keep_texts:
+            del self._texts[next(iter(self._texts))]
+        try:
+            created = await self._rest().messages.create_async(
+                to=number, from_=self.config.sms_from or self.config.from_number, body=text
+            )
+        except (TwilioException, *_LINK_ERRORS) as exc:
+            self._link_failed(exc)
+            log.warning("text %s failed: %s", ref, _describe(exc))
+            raise MessagingError(f"text {ref} not sent: {_describe(exc)}") from exc
+        self._link_ok()
+        log.info("text %s sent as %s", ref, created.sid)
 
     # -- what the webhooks call ------------------------------------------------------------
     async def on_voice(self, params: Mapping[str, str], ref: str | None) -> str:

@@ -15,7 +15,8 @@ class TwilioConfig:
     against the URL the request arrived on behind a proxy. `operator_endpoint` turns a
     `bridge` peer into a dial target: ``client:{peer}``, ``sip:{peer}@pbx.example.org``
     or ``+86...`` (one fixed operator line). `api_base_url` points the REST client
-    elsewhere (tests use a loopback server).
+    elsewhere (tests use a loopback server). `sms_from` sends text messages (default:
+    `from_number`, which must then be able to send texts).
     """
 
     account_sid: str
@@ -27,8 +28,10 @@ class TwilioConfig:
     english_language: str = "en-GB"
     voices: Mapping[str, str] = field(default_factory=dict)
     api_base_url: str | None = None
+    sms_from: str | None = None
     http_timeout_s: float = 10.0
     handoff_wait_s: float = 0.3
     handoff_max_s: float = 30.0
     hold_pause_s: int = 1
     keep_ended: int = 500
+    keep_texts: int = 10_000

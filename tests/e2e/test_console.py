@@ -14,6 +14,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests.e2e.conftest import PASSWORD, PHONE, Pages, Server, login, shot
+from tests.operator_console.test_merchant_login_api import heard_code, link_token
 
 pytestmark = pytest.mark.e2e
 
@@ -64,6 +65,12 @@ def sim_call(sim: Page, *, number: str, direction: str, state: str = "") -> Any:
     expect(card).to_be_visible()
     expect(card.locator(".dir")).to_contain_text("来电" if direction == "in" else "外呼")
     return card
+
+
+def assert_no_sideways_scroll(page: Page) -> None:
+    """A phone page fits the 375 px viewport."""
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= PHONE["width"], f"the page scrolls sideways at 375 px ({width})"
 
 
 def press(card: Any, digit: str) -> None:
@@ -244,23 +251,32 @@ def test_given_a_merchant_on_a_phone_when_they_log_in_by_code_then_they_work_the
     phone = pages.open(PHONE)
     phone.goto("/merchant")
     phone.wait_for_selector("body[data-ready='1']")
-    shot(phone, "10-merchant-login")
     phone.fill("#m-phone", merchant_phone)
-    phone.click("#send-code")
+    expect(phone.locator("#send-text")).to_be_visible()  # the memory PBX can send texts
+    shot(phone, "10-merchant-login")
+    assert_no_sideways_scroll(phone)
+    phone.click("#send-code")  # "call me with the code"
     expect(phone.locator("#code-verify")).to_be_visible()
+    expect(phone.locator("#m-sent")).to_contain_text("打电话")
+    shot(phone, "10-merchant-login-calling")
 
-    # the demo "SMS" shows on the simulator page, without the phone number
+    # the merchant's phone rings in the simulator; answered, it reads the code out slowly
     sim = simulator(pages)
-    sms = sim.locator("#outbox li").first
-    expect(sms).to_contain_text("验证码")
-    code = re.search(r"\d{6}", sms.inner_text())
-    assert code is not None
-    assert merchant_phone[-8:] not in sim.locator("#outbox").inner_text()
+    ringing = sim_call(sim, number=merchant_phone, direction="out", state="ringing")
+    ringing.locator(".answer").click()
+    call = sim.locator(f"#sim-calls li[data-number='{merchant_phone}']").first
+    said = call.locator(".transcript li", has_text="验证码是")
+    expect(said).to_have_count(1)
+    code = heard_code(said.inner_text())
+    press(call, "*")  # hear it again
+    expect(said).to_have_count(2)
+    assert heard_code(said.nth(1).inner_text()) == code
+    shot(sim, "10-simulator-login-call")
 
-    phone.fill("#m-code", "000000" if code.group() != "000000" else "111111")
+    phone.fill("#m-code", "000000" if code != "000000" else "111111")
     phone.click("#verify-code")
-    expect(phone.locator("#m-error")).not_to_be_empty()
-    phone.fill("#m-code", code.group())
+    expect(phone.locator("#m-error")).to_contain_text("验证码不对")
+    phone.fill("#m-code", code)
     phone.click("#verify-code")
     phone.wait_for_selector("#orders-view")
 
@@ -272,8 +288,7 @@ def test_given_a_merchant_on_a_phone_when_they_log_in_by_code_then_they_work_the
     shot(phone, "11-merchant-offer")
     # never the resident's phone
     assert "54000001" not in phone.locator("main").inner_text()
-    width = phone.evaluate("document.documentElement.scrollWidth")
-    assert width <= PHONE["width"], f"the page scrolls sideways at 375 px ({width})"
+    assert_no_sideways_scroll(phone)
 
     offer.locator("button.accept").click()
     order = phone.locator(f"#orders .order[data-ticket-id='{ticket['id']}']")
@@ -286,6 +301,46 @@ def test_given_a_merchant_on_a_phone_when_they_log_in_by_code_then_they_work_the
 
     # a merchant session cannot read staff data
     assert staff_api(phone, "GET", "/calls")["status"] == 403
+    assert pages.errors == []
+
+
+def test_given_a_merchant_who_asks_for_a_text_when_they_tap_its_link_then_they_are_in(
+    pages: Pages, server: Server
+) -> None:
+    merchant_phone = "+8613900000001"
+    phone = pages.open(PHONE)
+    phone.goto("/merchant?lang=en")
+    phone.wait_for_selector("body[data-ready='1']")
+    phone.fill("#m-phone", merchant_phone)
+    phone.click("#send-text")
+    expect(phone.locator("#m-sent")).to_contain_text("a text with the code and a login link")
+
+    # the text lands on the simulated handset, the number masked
+    sim = simulator(pages)
+    text = sim.locator("#outbox li").first
+    expect(text).to_contain_text("/merchant/login?token=")
+    assert merchant_phone[-8:] not in sim.locator("#outbox").inner_text()
+    link = text.locator("a").get_attribute("href")
+    assert link is not None and link.startswith(server.url)
+    token = link_token(link)
+
+    tapped = pages.open(PHONE)
+    tapped.goto(link)
+    tapped.wait_for_selector("body[data-ready='1']")
+    assert "token" not in tapped.url  # taken out of the address bar (and so the history)
+    shot(tapped, "13-merchant-link-login")
+    assert_no_sideways_scroll(tapped)
+    tapped.click("#use-link")
+    tapped.wait_for_selector("#orders-view")
+    expect(tapped.locator("#merchant-name")).not_to_be_empty()
+
+    # the same link a second time, on another phone: used up
+    again = pages.open(PHONE)
+    again.goto(f"/merchant/login?token={token}")
+    again.wait_for_selector("body[data-ready='1']")
+    again.click("#use-link")
+    expect(again.locator("#m-error")).to_contain_text("已经用过或已过期")
+    expect(again.locator("#code-request")).to_be_visible()
     assert pages.errors == []
 
 

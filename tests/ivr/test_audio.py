@@ -174,6 +174,28 @@ def test_the_manifest_gives_backends_a_playlist_with_dynamic_parts_in_words(
             assert (out / item.path).is_file()
 
 
+def test_a_login_code_is_built_and_voiced_digit_by_digit_so_no_file_holds_the_code(
+    first_build: tuple[Path, audio.BuildReport], built: Path
+) -> None:
+    _, report = first_build
+    for lang in CATALOGS:  # `yijing prompts build` covers the login call's prompts
+        for name in ("login_code.intro", "login_code.goodbye", "login_code.code.part0"):
+            assert f"{lang}/{name}" in report.built
+    manifest = json.loads((built / audio.MANIFEST).read_text(encoding="utf-8"))
+    items = audio.playlist(manifest, "login_code.code", "zh-CN", {"code": "204913", "minutes": 10})
+    spoken = [item.text for item in items if isinstance(item, audio.SpeakText)]
+    digits = ["二", "零", "四", "九", "幺", "三"]
+    assert spoken == [*digits, *digits, "十分钟"]
+    assert isinstance(items[0], audio.AudioFile) and items[0].path.endswith("part0.wav")
+    # each digit is synthesised once into its own file, shared by every code
+    files = {audio.speak_to_file(built, word, "zh-CN", prompt="login_code.code") for word in spoken}
+    assert len(files) == 7
+    again = audio.speak_to_file(built, "幺", "zh-CN", prompt="login_code.code")
+    assert again in files
+    en = audio.playlist(manifest, "login_code.code", "en", {"code": "204913", "minutes": 10})
+    assert [i.text for i in en if isinstance(i, audio.SpeakText)][:6] == list("204913")
+
+
 def test_missing_tools_are_a_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(

@@ -11,6 +11,7 @@ from ivr.flows import (
     HOTLINE,
     HOTLINE_NO_MENU,
     HOTLINE_UNKNOWN,
+    LOGIN_CODE,
     MERCHANT_ARRIVAL,
     MERCHANT_COMPLETION,
     MERCHANT_OFFER,
@@ -318,6 +319,60 @@ def test_wellbeing_silence_means_help_without_transfer(keys: list[str | None]) -
     assert (call.finish.outcome, call.finish.transfer) == ("help", None)
     assert call.finish.variables["reason"] == "no_answer"
     assert call.prompts[-1] == "wellbeing.no_answer"
+
+
+# -- merchant login code --------------------------------------------------------------------
+
+LOGIN = {"code": "204913", "minutes": "10"}
+
+
+def test_the_login_code_is_read_twice_then_silence_ends_the_call() -> None:
+    call = drive(LOGIN_CODE, [None], LOGIN)
+    assert call.played == [
+        ("login_code.intro", False),
+        ("login_code.code", False),
+        ("login_code.goodbye", False),
+    ]
+    assert call.finish is not None and call.finish.outcome == "heard"
+    assert call.finish.transfer is None
+
+
+@pytest.mark.parametrize("key", ["*", "1"])
+def test_star_or_1_hears_the_code_again_slower(key: str) -> None:
+    call = drive(LOGIN_CODE, [key, None], LOGIN)
+    assert call.played == [
+        ("login_code.intro", False),
+        ("login_code.code", False),
+        ("login_code.code", True),
+        ("login_code.goodbye", False),
+    ]
+
+
+def test_hearing_the_code_again_is_bounded() -> None:
+    # four hearings in all (the first and three repeats); asking once more says goodbye
+    call = drive(LOGIN_CODE, ["*", "1", "*", "1"], LOGIN)
+    assert call.prompts.count("login_code.code") == 4
+    assert call.prompts[-2:] == ["login_code.code", "login_code.goodbye"]
+    assert call.finish is not None and call.finish.outcome == "heard"
+
+
+def test_another_key_after_the_code_ends_the_call() -> None:
+    call = drive(LOGIN_CODE, ["5"], LOGIN)
+    assert call.prompts[-1] == "login_code.goodbye"
+    assert call.finish is not None and call.finish.outcome == "heard"
+
+
+def test_the_login_code_prompt_reads_each_digit_with_a_pause_and_the_minutes() -> None:
+    from ivr.prompts import render
+
+    zh = render("login_code.code", "zh-CN", LOGIN)
+    assert "二，零，四，九，幺，三" in zh  # 1 as 幺: it cannot be heard as 七
+    assert zh.count("二，零，四，九，幺，三") == 2
+    assert "十分钟内有效" in zh
+    assert "星号" in zh and "1" in zh
+    en = render("login_code.code", "en", LOGIN)
+    assert en.count("2, 0, 4, 9, 1, 3") == 2
+    assert "10 minutes" in en and "star or 1" in en
 
 
 # -- engine guards --------------------------------------------------------------------------

@@ -85,6 +85,8 @@ CASES = [
     Case("survey", {"category": "water delivery"}, lang="en-GB"),
     Case("wellbeing", RESIDENT),
     Case("queue_wait", {"position": 3}),
+    Case("login_code", {"code": "204913", "minutes": 10}),
+    Case("login_code", {"code": "204913", "minutes": 10}, lang="en"),
 ]
 
 

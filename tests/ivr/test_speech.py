@@ -169,6 +169,12 @@ def test_codes_are_read_digit_by_digit_and_words_stay_words() -> None:
     assert speech.code("松树") == "松树"
 
 
+def test_one_time_codes_are_read_slowly_a_pause_after_each_digit() -> None:
+    assert speech.slow_digits("013579") == "零，幺，三，五，七，九"
+    assert speech.slow_digits(" 12-34 ") == "幺，二，三，四"
+    assert speech.en_slow_digits("013579") == "0, 1, 3, 5, 7, 9"
+
+
 @pytest.mark.parametrize(
     ("name", "sex", "age", "form"),
     [

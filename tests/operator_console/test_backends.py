@@ -86,3 +86,59 @@ async def test_given_twilio_settings_when_the_app_starts_then_signed_webhooks_ar
             assert api.requests, "the adapter talked to the loopback REST server"
         finally:
             await client.close()
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("texts", [True, False])
+async def test_given_twilio_when_a_merchant_asks_for_a_text_then_messages_or_a_call_go_out(
+    tmp_path: Path, db_url: str, texts: bool
+) -> None:
+    import re
+
+    from operator_console.merchant_api import login_key
+
+    async with FakeTwilioApi() as api:
+        settings = make_settings(
+            tmp_path,
+            db_url,
+            telephony="twilio",
+            public_url="https://care.example.org",
+            twilio_account_sid=ACCOUNT,
+            twilio_auth_token=TOKEN,
+            twilio_from_number="+862312349000",
+            twilio_api_base_url=api.url,
+            twilio_sms=texts,
+        )
+        client = TestClient(TestServer(create_app(settings), host="127.0.0.1"))
+        await client.start_server()
+        try:
+            phone = "+8613900000001"  # merchant 1 of the demo community
+            resp = await client.post(
+                "/api/v1/merchant-login/request", json={"phone": phone, "channel": "sms"}
+            )
+            assert resp.status == 200
+            assert (await resp.json())["channel"] == ("sms" if texts else "voice")
+            await client.app[login_key].drain()  # type: ignore[index]
+            if not texts:  # no texts from this number: the code is read out by a call
+                assert api.messages_sent() == []
+                (created,) = api.calls_created()
+                assert created.form["To"] == phone
+                assert created.form["Url"].endswith("/twilio/voice?ref=login-1")
+                return
+            (sent,) = api.messages_sent()
+            assert (sent.form["To"], sent.form["From"]) == (phone, "+862312349000")
+            body = sent.form["Body"]
+            code = re.search(r"验证码：(\d{6})", body)
+            link = re.search(r"https://care\.example\.org/merchant/login\?token=([\w-]+)", body)
+            assert code is not None and link is not None, body
+            assert api.calls_created() == []  # a text, not a call
+            verify = await client.post(
+                "/api/v1/merchant-login/verify", json={"phone": phone, "code": code[1]}
+            )
+            assert verify.status == 200
+            client.session.cookie_jar.clear()
+            # code and link are one credential: the link is spent with the code
+            used = await client.post("/api/v1/merchant-login/link", json={"token": link[1]})
+            assert used.status == 401
+        finally:
+            await client.close()

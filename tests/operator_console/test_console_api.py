@@ -1,84 +1,18 @@
-"""The console's own API modules on SQLite and PostgreSQL: merchant code login and orders,
-the wallboard summary, the ticket board, and the WebSocket's Origin check."""
+"""The console's own API modules on SQLite and PostgreSQL: merchant orders (the code login
+is in test_merchant_login_api), the wallboard summary, the ticket board, and the
+WebSocket's Origin check."""
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import aiohttp
 import pytest
 
 from operator_console.i18n import _TEXTS
-from operator_console.merchant_api import outbox_key
 from tests.conftest import Harness, eventually
+from tests.operator_console.test_merchant_login_api import code_by_call, verify
 from tests.operator_console.test_whole_path import RESIDENT_PHONE, press_when_asked, queued_call
-
-MERCHANT_1_PHONE = "+8613900000001"
-
-
-async def request_code(h: Harness, phone: str = MERCHANT_1_PHONE) -> str:
-    """Ask for a code (as a browser without a session) and read it from the demo outbox."""
-    h.client.session.cookie_jar.clear()
-    resp = await h.client.post("/api/v1/merchant-login/request", json={"phone": phone})
-    assert resp.status == 200
-    assert await resp.json() == {"sent": True, "expires_in_s": 600}
-    outbox = h.client.app[outbox_key]  # type: ignore[index]
-    found = re.search(r"\d{6}", outbox[0]["text"]) if outbox else None
-    assert found is not None
-    return found.group()
-
-
-async def verify(h: Harness, code: str, phone: str = MERCHANT_1_PHONE) -> aiohttp.ClientResponse:
-    """Try a code as a browser without a session."""
-    h.client.session.cookie_jar.clear()
-    return await h.client.post("/api/v1/merchant-login/verify", json={"phone": phone, "code": code})
-
-
-async def test_given_a_registered_merchant_phone_when_the_code_is_right_then_a_session_starts(
-    harness: Harness,
-) -> None:
-    h = harness
-    code = await request_code(h)
-    outbox = h.client.app[outbox_key]  # type: ignore[index]
-    assert MERCHANT_1_PHONE[-8:] not in str(list(outbox))
-    events = await h.call("GET", "/events?since=0")
-    sent = [e for e in events if e["name"] == "merchant.login_code_sent"]
-    assert sent and code not in str(sent) and MERCHANT_1_PHONE[-8:] not in str(sent)
-
-    wrong = "000000" if code != "000000" else "111111"
-    assert (await verify(h, wrong)).status == 401
-    resp = await verify(h, code)
-    assert resp.status == 200, await resp.text()
-    body = await resp.json()
-    assert body["user"]["role"] == "merchant" and body["user"]["merchant_id"] == 1
-    assert "HttpOnly" in resp.headers["Set-Cookie"]
-    # a code works once
-    assert (await verify(h, code)).status == 401
-    h.tokens["m1"] = body["token"]
-    orders = await h.call("GET", "/merchant/orders", as_user="m1")
-    assert orders == {"merchant": orders["merchant"], "offers": [], "orders": []}
-    await h.call("GET", "/calls", as_user="m1", expect=403)
-
-
-async def test_given_a_code_when_five_wrong_tries_are_made_then_it_is_spent(
-    harness: Harness,
-) -> None:
-    h = harness
-    code = await request_code(h)
-    wrong = "000000" if code != "000000" else "111111"
-    for _ in range(5):
-        assert (await verify(h, wrong)).status == 401
-    assert (await verify(h, code)).status == 401
-
-
-async def test_given_an_unknown_phone_when_a_code_is_asked_then_the_answer_is_the_same(
-    harness: Harness,
-) -> None:
-    h = harness
-    resp = await h.client.post("/api/v1/merchant-login/request", json={"phone": "13812345678"})
-    assert resp.status == 200 and (await resp.json())["sent"] is True
-    assert not h.client.app[outbox_key]  # type: ignore[index]
 
 
 async def test_given_an_offer_when_the_merchant_declines_on_the_page_then_the_cascade_moves(
@@ -89,7 +23,7 @@ async def test_given_an_offer_when_the_merchant_declines_on_the_page_then_the_ca
         "POST", "/tickets", json={"category": "medicine", "resident_id": 1}, expect=201
     )
     await h.call("POST", f"/tickets/{ticket['id']}/dispatch", json={"merchant_ids": [1]})
-    h.tokens["m1"] = (await (await verify(h, await request_code(h))).json())["token"]
+    h.tokens["m1"] = (await (await verify(h, await code_by_call(h))).json())["token"]
 
     async def offered() -> Any:
         orders = await h.call("GET", "/merchant/orders", as_user="m1")

@@ -125,3 +125,44 @@ async def test_given_a_prompt_build_when_a_template_plays_then_fragments_and_val
                 assert (wav.getframerate(), wav.getnchannels(), wav.getsampwidth()) == (8000, 1, 2)
         assert rec.of(FlowFinished)[0].outcome == "declined"  # type: ignore[attr-defined]
         await agi.close()
+
+
+async def test_given_a_login_call_when_the_code_plays_then_each_digit_is_its_own_sound_file(
+    ami: FakeAMI, config: AsteriskConfig, tmp_path: Path
+) -> None:
+    # the login code is spoken at call time one digit at a time: the files made are one per
+    # digit (shared by every code), so no sound file on the Asterisk host holds a code
+    from ivr.flows import LOGIN_CODE
+    from ivr.prompts import CATALOGS
+
+    book = {k: v for k, v in CATALOGS["zh-CN"].items() if k.startswith("login_code.")}
+    build_prompts(tmp_path, langs=("zh-CN",), catalogs={"zh-CN": book})
+    async with running(config, sounds_dir=str(tmp_path)) as (tel, rec):
+        agi = FakeAgiChannel(tel.agi_port, ref="login-7", channel="PJSIP/trunk-07", uniqueid="7.7")
+        await agi.connect()
+        await eventually(lambda: "login-7" in tel._agi.sessions)  # type: ignore[union-attr]
+        waits: list[str] = []
+
+        def reply(command: str) -> str:
+            if command.startswith("WAIT FOR DIGIT"):
+                waits.append(command)
+                # * (42) at the first wait: hear it again; then nothing
+                return "200 result=42" if len(waits) == 1 else "200 result=0"
+            return "200 result=0 endpos=8000" if command.startswith("STREAM") else "200 result=1"
+
+        context = {"code": "204913", "minutes": 10}
+        await tel.run_flow("login-7", LOGIN_CODE, context=context, lang="zh-CN")
+        await agi.serve(reply)
+        await eventually(lambda: rec.of(FlowFinished))
+        streams = [c.split()[2] for c in agi.commands if c.startswith("STREAM FILE")]
+        assert streams[0] == "yijing/zh-CN/login_code.intro"
+        spoken = [s for s in streams if s.startswith("yijing/zh-CN/dyn/")]
+        # twice six digits and the minutes, heard twice (the * repeat)
+        assert len(spoken) == 2 * (2 * 6 + 1)
+        assert len(set(spoken)) == 6 + 1  # 2 0 4 9 1 3 and 十分钟
+        assert "yijing/zh-CN/login_code.code.part0.slow" in streams  # the repeat is slower
+        assert streams[-1] == "yijing/zh-CN/login_code.goodbye"
+        assert rec.of(FlowFinished)[0].outcome == "heard"  # type: ignore[attr-defined]
+        texts = [e.text for e in rec.of(PromptPlayed)]  # type: ignore[attr-defined]
+        assert "二，零，四，九，幺，三" in texts[1]
+        await agi.close()

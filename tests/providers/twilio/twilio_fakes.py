@@ -58,6 +58,7 @@ class FakeTwilioApi:
     requests: list[Recorded] = field(default_factory=list)
     sids_created: list[str] = field(default_factory=list)
     create_error: tuple[int, str] | None = None
+    message_error: tuple[int, str] | None = None
     account_status: int = 200
     create_gate: asyncio.Event | None = None
     sids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
@@ -69,6 +70,7 @@ class FakeTwilioApi:
         app.router.add_get("/2010-04-01/Accounts/{account}.json", self._account)
         app.router.add_post("/2010-04-01/Accounts/{account}/Calls.json", self._create)
         app.router.add_post("/2010-04-01/Accounts/{account}/Calls/{sid}.json", self._update)
+        app.router.add_post("/2010-04-01/Accounts/{account}/Messages.json", self._message)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -84,6 +86,10 @@ class FakeTwilioApi:
     def calls_created(self) -> list[Recorded]:
         """Every Calls.create request."""
         return [r for r in self.requests if r.path.endswith("/Calls.json")]
+
+    def messages_sent(self) -> list[Recorded]:
+        """Every Messages.create request."""
+        return [r for r in self.requests if r.path.endswith("/Messages.json")]
 
     def calls_updated(self) -> list[Recorded]:
         """Every call update request (hangup, redirect)."""
@@ -121,6 +127,19 @@ class FakeTwilioApi:
         self.sids_created.append(sid)
         body = copy.deepcopy(fixture("call_created.json"))
         body.update(sid=sid, account_sid=ACCOUNT, to=got.form["To"], status="queued")
+        body["from"] = got.form["From"]
+        return web.json_response(body, status=201)
+
+    async def _message(self, request: web.Request) -> web.Response:
+        got = await self._record(request)
+        if isinstance(got, web.Response):
+            return got
+        if self.message_error is not None:
+            status, name = self.message_error
+            return web.json_response(fixture(name), status=status)
+        sid = f"SM{next(self.sids):032x}"
+        body = copy.deepcopy(fixture("message_created.json"))
+        body.update(sid=sid, account_sid=ACCOUNT, to=got.form["To"], body=got.form["Body"])
         body["from"] = got.form["From"]
         return web.json_response(body, status=201)
 
