@@ -13,7 +13,8 @@ Delivery, after the answer has gone out:
   memory only, never in the database, the event log or a log line; a call answered after
   the code expired says nothing.
 - **sms**, when the backend has the port's `Messaging` capability and the merchant asks
-  for a text: the code and the link ``{public_url}/merchant/login?token=...``. A text the
+  for a text: the code and the link ``{public_url}/merchant/login#token=...`` (a fragment:
+  browsers never send it, so no server or proxy log ever holds a live token). A text the
   carrier refuses falls back to a call.
 
 Abuse controls: code requests are limited per phone and per client address within a
@@ -405,7 +406,7 @@ class MerchantLogin:
 
     def _text(self, d: _Delivery) -> str:
         minutes = max(1, self.policy.code_ttl_s // 60)
-        link = f"{self.public_url}/merchant/login?token={d.token}"
+        link = f"{self.public_url}/merchant/login#token={d.token}"
         return TEXTS[d.lang].format(code=d.code, minutes=minutes, link=link)
 
     def _prune(self) -> None:

@@ -52,7 +52,7 @@ async function login() {
   });
   // a one-time link: take the token out of the address bar at once, log in on a tap
   // (a tap, not on load: a link previewer opening the page must not spend it)
-  const token = new URLSearchParams(location.search).get('token');
+  const token = new URLSearchParams(location.hash.slice(1)).get('token');
   if ($('use-link')) {
     history.replaceState(null, '', '/merchant/login');
     if (!token) { $('link-login').hidden = true; $('code-request').hidden = false; return; }

@@ -318,7 +318,7 @@ def test_given_a_merchant_who_asks_for_a_text_when_they_tap_its_link_then_they_a
     # the text lands on the simulated handset, the number masked
     sim = simulator(pages)
     text = sim.locator("#outbox li").first
-    expect(text).to_contain_text("/merchant/login?token=")
+    expect(text).to_contain_text("/merchant/login#token=")
     assert merchant_phone[-8:] not in sim.locator("#outbox").inner_text()
     link = text.locator("a").get_attribute("href")
     assert link is not None and link.startswith(server.url)
@@ -336,7 +336,7 @@ def test_given_a_merchant_who_asks_for_a_text_when_they_tap_its_link_then_they_a
 
     # the same link a second time, on another phone: used up
     again = pages.open(PHONE)
-    again.goto(f"/merchant/login?token={token}")
+    again.goto(f"/merchant/login#token={token}")
     again.wait_for_selector("body[data-ready='1']")
     again.click("#use-link")
     expect(again.locator("#m-error")).to_contain_text("已经用过或已过期")

@@ -129,7 +129,7 @@ async def test_given_twilio_when_a_merchant_asks_for_a_text_then_messages_or_a_c
             assert (sent.form["To"], sent.form["From"]) == (phone, "+862312349000")
             body = sent.form["Body"]
             code = re.search(r"验证码：(\d{6})", body)
-            link = re.search(r"https://care\.example\.org/merchant/login\?token=([\w-]+)", body)
+            link = re.search(r"https://care\.example\.org/merchant/login#token=([\w-]+)", body)
             assert code is not None and link is not None, body
             assert api.calls_created() == []  # a text, not a call
             verify = await client.post(

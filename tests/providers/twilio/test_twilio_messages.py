@@ -13,7 +13,7 @@ from providers.asterisk.telephony import AsteriskTelephony
 from providers.base import Messaging, MessagingError
 from tests.providers.twilio.twilio_fakes import ACCOUNT, PLATFORM, TOKEN, Rig
 
-BODY = "【医敬】商家登录验证码：204913 https://care.example.org/merchant/login?token=abc"
+BODY = "【医敬】商家登录验证码：204913 https://care.example.org/merchant/login#token=abc"
 
 
 async def test_given_a_text_then_messages_create_carries_to_from_and_body(rig: Rig) -> None:
