@@ -330,6 +330,13 @@ _TEXTS: dict[str, dict[str, str]] = {
         "col_urgency": "紧急程度",
         "col_username": "用户名",
         "col_name": "名称",
+        "why_call": "来电",
+        "why_ticket": "工单",
+        "why_search": "搜索",
+        "why_console": "查看",
+        "why_edit": "编辑",
+        "why_export": "导出",
+        "why_admin": "管理",
     },
     "en": {
         "app": "Yijing care dispatch",
@@ -674,6 +681,13 @@ _TEXTS: dict[str, dict[str, str]] = {
         "col_urgency": "Urgency",
         "col_username": "Username",
         "col_name": "Name",
+        "why_call": "call",
+        "why_ticket": "ticket",
+        "why_search": "search",
+        "why_console": "viewed",
+        "why_edit": "edit",
+        "why_export": "export",
+        "why_admin": "admin",
     },
 }
 

@@ -51,9 +51,13 @@ export function table(rows, cols, onEdit) {
   t.append(head);
   for (const r of items) {
     const tr = el('tr');
-    for (const c of cols) tr.append(el('td', c.endsWith('status') || c === 'role' || c === 'urgency' ? T(`v_${r[c]}`) : cell(r[c])));
+    for (const c of cols) {
+      const coded = (c.endsWith('status') || ['role', 'urgency', 'from', 'to'].includes(c)) && r[c];
+      const text = coded ? T(`v_${r[c]}`) : cell(r[c]);
+      tr.append(el('td', text, /^\d{4}-\d\d-\d\d$/.test(text) || /^\+\d/.test(text) ? 'nowrap' : undefined));
+    }
     if (onEdit) {
-      const td = el('td'); const b = el('button', T('edit'), 'edit small'); b.type = 'button';
+      const td = el('td', null, 'nowrap'); const b = el('button', T('edit'), 'edit small'); b.type = 'button';
       b.addEventListener('click', () => guard(() => onEdit(r))());
       td.append(b); tr.append(td);
     }
@@ -263,7 +267,7 @@ function makeForm({ title, fields, values, submitLabel, onSubmit, onError, extra
     clear();
     let bad = false;
     for (const f of made) { const problem = f.check(); if (problem) { fieldError(f.name, problem); bad = true; } }
-    if (bad) { top.textContent = T('fix_fields'); return; }
+    if (bad) { top.textContent = T('fix_fields'); focusFirstError(form, top); return; }
     const data = {};
     for (const f of made) if (!f.skip) data[f.name] = f.read();
     if (JSON.stringify(data).length > MAX_BODY) { top.textContent = T('err_too_big'); return; }
@@ -274,9 +278,17 @@ function makeForm({ title, fields, values, submitLabel, onSubmit, onError, extra
       showError(err);
       if (onError) onError(err);
       form.dataset.errors = String(form.querySelectorAll('.has-error').length);
+      focusFirstError(form, top);
     } finally { save.disabled = false; }
   });
   return { form, byName, fieldError, top };
+}
+
+// Bring the first refused field (or the form's own message) into view, cursor in it.
+function focusFirstError(form, top) {
+  const bad = form.querySelector('.has-error');
+  (bad || top).scrollIntoView({ block: 'center' });
+  bad?.querySelector('input, select, textarea')?.focus({ preventScroll: true });
 }
 
 function openForm(form) {
@@ -309,7 +321,7 @@ function gridForm(values) {
     values,
     fields: [
       { name: 'code', label: 'f_grid_code', required: true, max: 32, readonly: !create, skip: !create, placeholder: 'BG09' },
-      { name: 'name', label: 'name', required: true, max: 64 },
+      { name: 'name', label: 'col_name', required: true, max: 64 },
       { name: 'community', label: 'f_community', max: 64 },
     ],
     onSubmit: async (data) => {
@@ -357,7 +369,7 @@ async function categoryForm(row) {
   form.id = 'category-form';
   openForm(form);
 }
-const showCatalog = () => list('/catalog', ['code', 'name_zh', 'name_en', 'urgency', 'deadline_minutes', 'menu_digit', 'sort_order'], (r) => categoryForm(r));
+const showCatalog = () => list('/catalog', ['code', 'name_zh', 'urgency', 'deadline_minutes', 'menu_digit', 'sort_order'], (r) => categoryForm(r));
 
 // -- merchants --
 function spansText(spans) { return (spans || []).map((s) => `${s[0]}-${s[1]}`).join(', '); }
@@ -420,7 +432,7 @@ async function merchantForm(row) {
   const gridOpts = gridList.map((g) => [g.code, `${g.code} ${g.name}`]);
   const kinds = [...new Set((await merchants()).map((m) => m.kind))];
   const fields = [
-    { name: 'name', label: 'name', required: true, max: 100 },
+    { name: 'name', label: 'col_name', required: true, max: 100 },
     { name: 'kind', label: 'f_kind', required: true, max: 32, help: 'h_kind', placeholder: kinds.join(' / ') },
     { name: 'external_code', label: 'f_external_code', max: 32, nullable: true },
     { name: 'grid_code', label: 'grid', type: 'select', options: gridOpts },
@@ -580,7 +592,7 @@ async function contactsForm(row) {
     },
   });
   form.id = 'contacts-form';
-  form.prepend(el('p', T('h_cascade'), 'muted small'));
+  form.querySelector('h3').after(el('p', T('h_cascade'), 'muted small'));
   openForm(form);
 }
 
@@ -646,7 +658,9 @@ async function accessLog(before) {
     const rows = await api('GET', `/access-log?${q}`);
     $('admin').dataset.available = 'yes';
     $('admin-status').textContent = '';
-    $('admin-body').replaceChildren(table(rows, ['at', 'username', 'resident_id', 'reason', 'ref']));
+    const shown = rows.map((r) => ({ ...r, reason: T(`why_${r.reason}`) }));
+    $('admin-body').replaceChildren(table(shown, ['at', 'username', 'resident_id', 'reason', 'ref']));
+    $('admin-body').dataset.query = q.toString();
     $('al-older').disabled = rows.length < PAGE;
     $('al-older').dataset.before = rows.length ? String(rows[rows.length - 1].id) : '';
     $('al-newer').disabled = cursors.length === 0;
