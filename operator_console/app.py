@@ -177,6 +177,7 @@ def create_app(
     """Build the app. Tests pass their own telephony, clock or timers; the rest is chosen here."""
     # these modules add routes to `api.API` when imported
     from operator_console import (
+        admin_api,
         api,
         desk_api,
         figures_api,
@@ -313,6 +314,7 @@ def create_app(
     app.on_shutdown.append(end_live_streams)
     registry_api.setup(app)
     assert figures_api.REGISTERED  # its routes are on `api.API` once imported
+    assert admin_api.REGISTERED
     api.API.add_to(app)
     app.router.add_get("/api/v1/openapi.json", api.openapi_doc)
     app.router.add_get("/api/v1/ws", ws.websocket)

@@ -65,13 +65,13 @@ async def error_middleware(
         return error_response(404, "not_found", str(exc))
     except (IllegalTransition, Conflict) as exc:
         error_id = "illegal_transition" if isinstance(exc, IllegalTransition) else "conflict"
-        return error_response(409, error_id, str(exc))
+        return error_response(409, error_id, str(exc), getattr(exc, "details", None))
     except ValidationError as exc:
         return error_response(
             422, "invalid_input", "the request body is not valid", _validation_details(exc)
         )
     except Invalid as exc:
-        return error_response(422, "invalid_input", str(exc))
+        return error_response(422, "invalid_input", str(exc), getattr(exc, "details", None))
     except OperationalError:
         log.exception("database unavailable on %s", request.path)
         return error_response(503, "database_unavailable", "the database is not reachable")

@@ -2,28 +2,36 @@
 page, resident and merchant editing, contracts, the service catalog and the access log.
 
 Registry errors (`registry.repository.Invalid`, `Duplicate`) are translated here into the
-API's own 422 / 409 errors, so `errors.py` stays as it is.
+API's own 422 / 409 errors, with the field at fault in `details` so a form can show the
+message next to it. Every write is one unit of work: the rows and an event-log entry
+(ids and changed field names only, never personal data) commit together. An edit may
+carry the `version` it was made from; a record changed since then is refused with 409.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import json
 import logging
 from collections.abc import AsyncIterator
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from aiohttp import web
 from aiohttp.web_request import FileField
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlmodel import col
 
+from dispatch.clock import LOCAL_TZ
 from dispatch.service import Conflict, Invalid
 from operator_console.api import API, STAFF, body, int_param, need, ok, services
 from registry import exporting, importing
 from registry import repository as repo
 from registry.models import Merchant, Role, ServiceCategory, User
+from registry.phones import mask
 from registry.schemas import CategoryIn, ContractIn, MerchantIn, ResidentIn
 from registry.search import SearchIndex, search_residents
 
@@ -62,15 +70,47 @@ def services_of(app: web.Application) -> Any:
     return app[services_key]
 
 
+class FieldInvalid(Invalid):
+    """A 422 that names the field at fault."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.details = [{"field": field, "message": message}] if field else None
+
+
+class FieldConflict(Conflict):
+    """A 409 that names the field at fault."""
+
+    def __init__(self, message: str, field: str | None = None, **extra: Any) -> None:
+        super().__init__(message)
+        self.details = [{"field": field, "message": message, **extra}] if field else None
+
+
 @contextlib.asynccontextmanager
 async def registry_errors() -> AsyncIterator[None]:
     """Registry rule violations as API errors: 409 for duplicates, 422 otherwise."""
     try:
         yield
     except repo.Duplicate as exc:
-        raise Conflict(str(exc)) from exc
+        raise FieldConflict(str(exc), exc.field) from exc
     except repo.Invalid as exc:
-        raise Invalid(str(exc)) from exc
+        raise FieldInvalid(str(exc), exc.field) from exc
+
+
+def version_of(values: Any) -> str:
+    """A short fingerprint of a record as shown: an edit made from it sends it back."""
+    text = json.dumps(values, sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def check_version(sent: Any, current: str) -> None:
+    """Refuse an edit made from an older copy of the record (409 on `version`)."""
+    if sent is not None and str(sent) != current:
+        raise FieldConflict(
+            "someone changed this record after you opened it; reload it and edit again",
+            "version",
+            current=current,
+        )
 
 
 async def search(request: web.Request, query: str, user: User, limit: int = 20) -> list[Any]:
@@ -164,27 +204,69 @@ async def export_file(request: web.Request) -> web.Response:
 
 # -- residents --
 class Patch(BaseModel):
-    """Any subset of a record's fields (checked after merging with the stored record)."""
+    """Any subset of a record's fields (checked after merging with the stored record).
+
+    `version` (optional) is the version the edit was made from; `allow_shared_phones`
+    lets a phone another active resident calls from be added (a couple's landline).
+    """
 
     model_config = {"extra": "allow"}
+
+
+class ResidentCreate(ResidentIn):
+    """A new resident; `allow_shared_phones` as in `Patch`."""
+
+    allow_shared_phones: bool = False
+
+
+async def check_phones(
+    session: Any, *, numbers: list[str], resident_id: int | None, allow_shared: bool
+) -> None:
+    """409 when a number is already another active resident's, unless sharing is allowed."""
+    if allow_shared:
+        return
+    taken = await repo.phone_owners(session, numbers=numbers, resident_id=resident_id)
+    for number, owner in taken.items():
+        raise FieldConflict(
+            f"phone {mask(number)} already belongs to resident {owner}; "
+            "tick 'shared phone' if both really use it",
+            "phones",
+            resident_id=owner,
+            number=number,
+        )
+
+
+def resident_version(card: dict[str, Any]) -> str:
+    """A resident's version: the registry revision of its last change."""
+    return str(card.get("revision", ""))
 
 
 @API.route(
     "POST",
     "/residents",
-    summary="Register a resident with phones and contacts",
+    summary="Register a resident with phones and contacts (409: a phone is taken)",
     roles=("operator",),
-    body=ResidentIn,
+    body=ResidentCreate,
     tag="registry",
 )
 async def create_resident(request: web.Request) -> web.Response:
     """A new resident; the card comes back (and the read is logged as an edit)."""
     user = need(request, *STAFF)
-    data = await body(request, ResidentIn)
-    async with services(request).store.read() as session, registry_errors():
-        resident, _ = await repo.save_resident(session, data=data, actor=user.username)
+    given = await body(request, ResidentCreate)
+    data = ResidentIn.model_validate(given.model_dump(exclude={"allow_shared_phones"}))
+    async with services(request).store.tx() as tx, registry_errors():
+        session = tx.session
+        await check_phones(
+            session,
+            numbers=[p.number for p in data.phones],
+            resident_id=None,
+            allow_shared=given.allow_shared_phones,
+        )
+        resident, changes = await repo.save_resident(session, data=data, actor=user.username)
         assert resident.id is not None
+        tx.emit("resident.created", "resident", resident.id, actor=user.username, changed=changes)
         card = await repo.resident_card(session, resident_id=resident.id, user=user, reason="edit")
+    card["version"] = resident_version(card)
     log.info("resident %s registered by %s", resident.id, user.username)
     return ok(card, status=201)
 
@@ -192,7 +274,7 @@ async def create_resident(request: web.Request) -> web.Response:
 @API.route(
     "PATCH",
     "/residents/{resident_id}",
-    summary="Change a resident (status changes keep their history)",
+    summary="Change a resident (status changes keep their history; 409 on a stale `version`)",
     roles=("operator",),
     body=Patch,
     tag="registry",
@@ -202,27 +284,58 @@ async def update_resident(request: web.Request) -> web.Response:
     user = need(request, *STAFF)
     resident_id = int_param(request, "resident_id")
     patch = (await body(request, Patch)).model_dump()
-    async with services(request).store.read() as session, registry_errors():
+    sent_version = patch.pop("version", None)
+    allow_shared = bool(patch.pop("allow_shared_phones", False))
+    async with services(request).store.tx() as tx, registry_errors():
+        session = tx.session
         resident = await repo.get_resident(session, resident_id=resident_id)
+        check_version(sent_version, str(resident.revision))
         current = await repo.resident_input(session, resident=resident)
         data = ResidentIn.model_validate(current.model_dump(exclude={"status_reason"}) | patch)
+        before = {p.number for p in current.phones}
+        await check_phones(
+            session,
+            numbers=[p.number for p in data.phones if p.number not in before],
+            resident_id=resident_id,
+            allow_shared=allow_shared,
+        )
+        old_status = resident.status.value
         _, changes = await repo.save_resident(
             session, data=data, resident_id=resident_id, actor=user.username
         )
+        if changes:
+            tx.emit(
+                "resident.updated", "resident", resident_id, actor=user.username, changed=changes
+            )
+        if data.status.value != old_status:
+            tx.emit(
+                "resident.status_changed",
+                "resident",
+                resident_id,
+                actor=user.username,
+                from_status=old_status,
+                to_status=data.status.value,
+            )
         card = await repo.resident_card(session, resident_id=resident_id, user=user, reason="edit")
     log.info("resident %s changed by %s: %s", resident_id, user.username, ",".join(changes))
     card["changed"] = changes
+    card["version"] = resident_version(card)
     return ok(card)
 
 
 # -- merchants --
 def merchant_public(merchant: Merchant, data: MerchantIn) -> dict[str, Any]:
-    """A merchant for staff."""
+    """A merchant for staff, with the version an edit must send back."""
     out = data.model_dump(mode="json")
+    out["version"] = version_of(out)
     out["id"] = merchant.id
     out["hours"] = merchant.hours
     out["holidays"] = merchant.holidays
     return out
+
+
+class MerchantPatch(Patch):
+    """Any subset of a merchant's fields, and the `version` the edit was made from."""
 
 
 @API.route("GET", "/merchants", summary="Every merchant", roles=("operator",), tag="registry")
@@ -280,9 +393,11 @@ async def create_merchant(request: web.Request) -> web.Response:
     """A new merchant."""
     user = need(request, *ADMINS)
     data = await body(request, MerchantIn)
-    async with services(request).store.read() as session, registry_errors():
-        merchant, _ = await repo.save_merchant(session, data=data, actor=user.username)
+    async with services(request).store.tx() as tx, registry_errors():
+        merchant, changes = await repo.save_merchant(tx.session, data=data, actor=user.username)
+        tx.emit("merchant.created", "merchant", merchant.id, actor=user.username, changed=changes)
         out = merchant_public(merchant, data)
+    log.info("merchant %s added by %s", merchant.id, user.username)
     # matching keeps an index of merchants; it must see this change at once
     services(request).dispatcher.invalidate_merchants()
     return ok(out, status=201)
@@ -291,25 +406,33 @@ async def create_merchant(request: web.Request) -> web.Response:
 @API.route(
     "PATCH",
     "/merchants/{merchant_id}",
-    summary="Change a merchant",
+    summary="Change a merchant (409 on a stale `version`)",
     roles=("admin",),
-    body=Patch,
+    body=MerchantPatch,
     tag="registry",
 )
 async def update_merchant(request: web.Request) -> web.Response:
     """Merge the given fields into the merchant."""
     user = need(request, *ADMINS)
     merchant_id = int_param(request, "merchant_id")
-    patch = (await body(request, Patch)).model_dump()
-    async with services(request).store.read() as session, registry_errors():
+    patch = (await body(request, MerchantPatch)).model_dump()
+    sent_version = patch.pop("version", None)
+    async with services(request).store.tx() as tx, registry_errors():
+        session = tx.session
         merchant = await repo.get_merchant(session, merchant_id=merchant_id)
         current = await repo.merchant_input(session, merchant=merchant)
+        check_version(sent_version, version_of(current.model_dump(mode="json")))
         data = MerchantIn.model_validate(current.model_dump() | patch)
         merchant, changes = await repo.save_merchant(
             session, data=data, merchant_id=merchant_id, actor=user.username
         )
+        if changes:
+            tx.emit(
+                "merchant.updated", "merchant", merchant_id, actor=user.username, changed=changes
+            )
         out = merchant_public(merchant, data)
     out["changed"] = changes
+    log.info("merchant %s changed by %s: %s", merchant_id, user.username, ",".join(changes))
     # matching keeps an index of merchants; it must see this change at once
     services(request).dispatcher.invalidate_merchants()
     return ok(out)
@@ -328,9 +451,18 @@ async def change_contract(request: web.Request) -> web.Response:
     user = need(request, *ADMINS)
     merchant_id = int_param(request, "merchant_id")
     data = await body(request, ContractIn)
-    async with services(request).store.read() as session:
+    async with services(request).store.tx() as tx:
         merchant = await repo.change_contract(
-            session, merchant_id=merchant_id, contract=data, actor=user.username
+            tx.session, merchant_id=merchant_id, contract=data, actor=user.username
+        )
+        tx.emit(
+            "merchant.contract_changed",
+            "merchant",
+            merchant_id,
+            actor=user.username,
+            status=data.status.value,
+            start=data.start.isoformat() if data.start else None,
+            end=data.end.isoformat() if data.end else None,
         )
     log.info("merchant %s contract set to %s by %s", merchant_id, data.status.value, user.username)
     # matching keeps an index of merchants; it must see this change at once
@@ -347,51 +479,136 @@ async def change_contract(request: web.Request) -> web.Response:
 
 
 # -- catalog --
+class CategoryPut(CategoryIn):
+    """A catalog category, and the `version` the edit was made from (optional)."""
+
+    version: str | None = Field(default=None, max_length=32)
+
+
+def category_public(category: ServiceCategory) -> dict[str, Any]:
+    """A category with its version."""
+    out = category.model_dump(mode="json")
+    out["version"] = version_of(out)
+    return out
+
+
+async def _save_category(
+    request: web.Request, data: CategoryPut, *, create: bool
+) -> tuple[dict[str, Any], bool]:
+    user = need(request, *ADMINS)
+    category_in = CategoryIn.model_validate(data.model_dump(exclude={"version"}))
+    async with services(request).store.tx() as tx, registry_errors():
+        existing = await tx.session.get(ServiceCategory, data.code)
+        if existing is not None:
+            if create:
+                raise FieldConflict(f"category {data.code} exists already", "code")
+            check_version(data.version, category_public(existing)["version"])
+        category = await repo.save_category(tx.session, data=category_in)
+        tx.emit(
+            "category.saved",
+            "category",
+            data.code,
+            actor=user.username,
+            created=existing is None,
+        )
+        out = category_public(category)
+    log.info("catalog category %s saved by %s", data.code, user.username)
+    # matching keeps an index of merchants; it must see this change at once
+    services(request).dispatcher.invalidate_merchants()
+    return out, existing is None
+
+
+@API.route(
+    "GET",
+    "/catalog/{code}",
+    summary="One catalog category with its version",
+    roles=("operator",),
+    tag="registry",
+)
+async def get_category(request: web.Request) -> web.Response:
+    """A category."""
+    need(request, *STAFF)
+    async with services(request).store.read() as session:
+        category = await repo.get_category(session, code=request.match_info["code"][:32])
+        return ok(category_public(category))
+
+
+@API.route(
+    "POST",
+    "/catalog",
+    summary="Add a catalog category (409 if the code exists)",
+    roles=("admin",),
+    body=CategoryPut,
+    tag="registry",
+)
+async def create_category(request: web.Request) -> web.Response:
+    """A new category."""
+    data = await body(request, CategoryPut)
+    out, _ = await _save_category(request, data, create=True)
+    return ok(out, status=201)
+
+
 @API.route(
     "PUT",
     "/catalog/{code}",
-    summary="Create or replace a catalog category",
+    summary="Create or replace a catalog category (409 on a stale `version`)",
     roles=("admin",),
-    body=CategoryIn,
+    body=CategoryPut,
     tag="registry",
 )
 async def put_category(request: web.Request) -> web.Response:
     """Edit the service catalog."""
-    user = need(request, *ADMINS)
-    data = await body(request, CategoryIn)
+    need(request, *ADMINS)
+    data = await body(request, CategoryPut)
     if data.code != request.match_info["code"]:
-        raise Invalid("the code in the path and the body differ")
-    async with services(request).store.read() as session, registry_errors():
-        existed = await session.get(ServiceCategory, data.code) is not None
-        category = await repo.save_category(session, data=data)
-        out = category.model_dump(mode="json")
-    log.info("catalog category %s saved by %s", data.code, user.username)
-    # matching keeps an index of merchants; it must see this change at once
-    services(request).dispatcher.invalidate_merchants()
-    return ok(out, status=200 if existed else 201)
+        raise FieldInvalid("the code in the path and the body differ", "code")
+    out, created = await _save_category(request, data, create=False)
+    return ok(out, status=201 if created else 200)
 
 
 # -- access log --
+def _local_day(q: Any, name: str) -> datetime | None:
+    value = q.get(name, "")
+    if not value:
+        return None
+    try:
+        day = date.fromisoformat(value)
+    except ValueError as exc:
+        raise FieldInvalid(f"{name} must be a date like 2026-03-01", name) from exc
+    return datetime.combine(day, datetime.min.time(), tzinfo=LOCAL_TZ)
+
+
 @API.route(
     "GET",
     "/access-log",
-    summary="Who read which resident record, when and why (?resident_id, ?username, ?before)",
+    summary=(
+        "Who read which resident record, when and why "
+        "(?resident_id, ?username, ?from, ?to as local dates, ?before, ?limit)"
+    ),
     roles=("admin",),
     tag="registry",
 )
 async def read_access_log(request: web.Request) -> web.Response:
-    """The access log, newest first, 200 rows a page."""
+    """The access log, newest first, `limit` (at most 200) rows a page; page on with `before`."""
     need(request, *ADMINS)
     q = request.query
-    for name in ("resident_id", "before"):
-        if name in q and not q[name].isdigit():
-            raise Invalid(f"{name} must be a positive integer")
+    for name in ("resident_id", "before", "limit"):
+        if name in q and (not q[name].isdigit() or len(q[name]) > 18):
+            raise FieldInvalid(f"{name} must be a positive integer", name)
+    limit = min(int(q.get("limit", "200")), 200) or 200
+    since = _local_day(q, "from")
+    until = _local_day(q, "to")
+    if until is not None:
+        until += timedelta(days=1)  # the whole of the last day
     async with services(request).store.read() as session:
         rows = await repo.access_log(
             session,
             resident_id=int(q["resident_id"]) if "resident_id" in q else None,
-            username=q.get("username") or None,
+            username=q.get("username", "")[:64] or None,
             before_id=int(q["before"]) if "before" in q else None,
+            since=since,
+            until=until,
+            limit=limit,
         )
     return ok(
         [

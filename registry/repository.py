@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import case, delete, func, select, text
@@ -25,14 +26,29 @@ from registry.models import (
     ServiceCategory,
     User,
 )
-from registry.schemas import CategoryIn, ContactIn, ContractIn, MerchantIn, PhoneIn, ResidentIn
+from registry.schemas import (
+    CategoryIn,
+    ContactIn,
+    ContractIn,
+    GridIn,
+    MerchantIn,
+    PhoneIn,
+    ResidentIn,
+)
 
 #: reasons an access-log row may give
-READ_REASONS = ("call", "ticket", "search", "console", "edit", "export")
+READ_REASONS = ("call", "ticket", "search", "console", "edit", "export", "admin")
 
 
 class Invalid(ValueError):
-    """Input that refers to something that does not exist or breaks a registry rule."""
+    """Input that refers to something that does not exist or breaks a registry rule.
+
+    `field` names the input field at fault (a form shows the message next to it).
+    """
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class Duplicate(Invalid):
@@ -108,9 +124,15 @@ async def access_log(
     username: str | None = None,
     limit: int = 200,
     before_id: int | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
 ) -> Sequence[AccessLog]:
-    """Access-log rows, newest first."""
+    """Access-log rows, newest first; `since` inclusive, `until` exclusive."""
     stmt = select(AccessLog).order_by(col(AccessLog.id).desc()).limit(limit)
+    if since is not None:
+        stmt = stmt.where(col(AccessLog.at) >= since)
+    if until is not None:
+        stmt = stmt.where(col(AccessLog.at) < until)
     if resident_id is not None:
         stmt = stmt.where(col(AccessLog.resident_id) == resident_id)
     if username:
@@ -339,7 +361,7 @@ async def check_resident(
 ) -> None:
     """Refuse an unknown grid, an ID number another resident has, unknown merchants."""
     if await session.get(Grid, data.grid_code) is None:
-        raise Invalid(f"unknown grid {data.grid_code!r}")
+        raise Invalid(f"unknown grid {data.grid_code!r}", field="grid_code")
     if data.id_number:
         other = (
             await session.execute(
@@ -347,7 +369,7 @@ async def check_resident(
             )
         ).scalar()
         if other is not None and other != resident_id:
-            raise Duplicate(f"ID number already belongs to resident {other}")
+            raise Duplicate(f"ID number already belongs to resident {other}", field="id_number")
     wanted = {data.usual_pharmacy_id, *data.preferred_merchants.values()} - {None}
     if wanted:
         found = set(
@@ -357,7 +379,9 @@ async def check_resident(
         )
         missing = sorted(m for m in wanted if m not in found and m is not None)
         if missing:
-            raise Invalid(f"unknown merchant {missing[0]}")
+            pharmacy = data.usual_pharmacy_id in missing
+            where = "usual_pharmacy_id" if pharmacy else "preferred_merchants"
+            raise Invalid(f"unknown merchant {missing[0]}", field=where)
 
 
 async def save_resident(
@@ -433,6 +457,36 @@ async def save_resident(
     return resident, changes
 
 
+async def phone_owners(
+    session: AsyncSession, *, numbers: Iterable[str], resident_id: int | None
+) -> dict[str, int]:
+    """Which of `numbers` another registered or suspended resident already calls from.
+
+    Residents who moved out or died do not hold their numbers: a new household may have
+    been given the same line.
+    """
+    wanted = sorted(set(numbers))
+    if not wanted:
+        return {}
+    stmt = (
+        select(col(ResidentPhone.number), col(ResidentPhone.resident_id))
+        .join(Resident, col(Resident.id) == ResidentPhone.resident_id)
+        .where(
+            col(ResidentPhone.number).in_(wanted),
+            col(Resident.status).in_(
+                [ResidentStatus.REGISTERED.value, ResidentStatus.SUSPENDED.value]
+            ),
+        )
+        .order_by(col(ResidentPhone.resident_id))
+    )
+    if resident_id is not None:
+        stmt = stmt.where(col(ResidentPhone.resident_id) != resident_id)
+    out: dict[str, int] = {}
+    for number, owner in (await session.execute(stmt)).all():
+        out.setdefault(number, int(owner))
+    return out
+
+
 async def find_resident_for(session: AsyncSession, *, data: ResidentIn) -> Resident | None:
     """The stored resident a written one means: same ID number, else same name and address."""
     if data.id_number:
@@ -494,13 +548,15 @@ async def save_merchant(
 ) -> tuple[Merchant, list[str]]:
     """Create or update a merchant with its services; contract changes are kept as history."""
     known = await grid_codes(session)
-    for code in [data.grid_code, *data.service_grids]:
+    if data.grid_code not in known:
+        raise Invalid(f"unknown grid {data.grid_code!r}", field="grid_code")
+    for code in data.service_grids:
         if code not in known:
-            raise Invalid(f"unknown grid {code!r}")
+            raise Invalid(f"unknown grid {code!r}", field="service_grids")
     categories = set((await session.execute(select(col(ServiceCategory.code)))).scalars())
     for service in data.services:
         if service.category not in categories:
-            raise Invalid(f"unknown category {service.category!r}")
+            raise Invalid(f"unknown category {service.category!r}", field="services")
     if data.external_code:
         other = (
             await session.execute(
@@ -508,7 +564,9 @@ async def save_merchant(
             )
         ).scalar()
         if other is not None and other != merchant_id:
-            raise Duplicate(f"external code already belongs to merchant {other}")
+            raise Duplicate(
+                f"external code already belongs to merchant {other}", field="external_code"
+            )
     merchant = None
     old: MerchantIn | None = None
     if merchant_id is not None:
@@ -624,7 +682,9 @@ async def save_category(session: AsyncSession, *, data: CategoryIn) -> ServiceCa
             )
         ).scalar()
         if other is not None:
-            raise Duplicate(f"keypad digit {data.menu_digit} is already used by {other}")
+            raise Duplicate(
+                f"keypad digit {data.menu_digit} is already used by {other}", field="menu_digit"
+            )
     category = await session.get(ServiceCategory, data.code)
     values = data.model_dump()
     if category is None:
@@ -635,6 +695,27 @@ async def save_category(session: AsyncSession, *, data: CategoryIn) -> ServiceCa
             setattr(category, key, value)
     await session.flush()
     return category
+
+
+async def list_grids(session: AsyncSession) -> Sequence[Grid]:
+    """Every grid, by code."""
+    return (await session.execute(select(Grid).order_by(col(Grid.code)))).scalars().all()
+
+
+async def save_grid(session: AsyncSession, *, data: GridIn, create: bool) -> Grid:
+    """Create a grid (a code already taken is a `Duplicate`) or change its name."""
+    grid = await session.get(Grid, data.code)
+    if create and grid is not None:
+        raise Duplicate(f"grid {data.code} exists already", field="code")
+    if grid is None:
+        if not create:
+            raise NotFound("grid", data.code)
+        grid = Grid.model_validate(data.model_dump())
+        session.add(grid)
+    else:
+        grid.name, grid.community = data.name, data.community
+    await session.flush()
+    return grid
 
 
 async def count_residents(session: AsyncSession) -> int:

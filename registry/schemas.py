@@ -219,3 +219,11 @@ class CategoryIn(Strict):
     sort_order: int = Field(default=0, ge=0, le=1000)
     text_zh: str = Field(default="", max_length=200)
     text_en: str = Field(default="", max_length=200)
+
+
+class GridIn(Strict):
+    """A grid as an admin writes it; the code is its key and never changes."""
+
+    code: str = Field(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+    name: str = Field(min_length=1, max_length=64)
+    community: str = Field(default="", max_length=64)

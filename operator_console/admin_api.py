@@ -1,0 +1,347 @@
+"""Admin endpoints the registry API did not have: grids, console logins and their roles,
+and the contract overview.
+
+Writes follow `registry_api`: one unit of work with an event-log entry (ids and field
+names, never personal data), 422 / 409 naming the field, optional `version` against stale
+edits. Passwords are argon2-hashed (`auth.hash_password`); a disabled login or a reset
+password ends that user's sessions at once.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from aiohttp import web
+from pydantic import Field
+from sqlalchemy import delete, select
+from sqlmodel import col
+
+from operator_console import auth
+from operator_console.api import API, STAFF, SUPERVISORS, body, int_param, need, ok, services
+from operator_console.models import LoginSession
+from operator_console.registry_api import (
+    ADMINS,
+    FieldConflict,
+    FieldInvalid,
+    check_version,
+    registry_errors,
+    search_index_key,
+    version_of,
+)
+from registry import repository as repo
+from registry.models import Grid, Merchant, Role, User
+from registry.schemas import GridIn, Strict
+
+log = logging.getLogger(__name__)
+
+REGISTERED = True
+USERNAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+
+
+# -- grids --
+class GridPatch(Strict):
+    """A grid's name and community; `version` is the one the edit was made from."""
+
+    name: str | None = Field(default=None, min_length=1, max_length=64)
+    community: str | None = Field(default=None, max_length=64)
+    version: str | None = Field(default=None, max_length=32)
+
+
+def grid_public(grid: Grid) -> dict[str, Any]:
+    """A grid with its version."""
+    out = {"code": grid.code, "name": grid.name, "community": grid.community}
+    return out | {"version": version_of(out)}
+
+
+@API.route("GET", "/grids", summary="Every grid", roles=("operator",), tag="registry")
+async def list_grids(request: web.Request) -> web.Response:
+    """Grids by code."""
+    need(request, *STAFF)
+    async with services(request).store.read() as session:
+        return ok([grid_public(g) for g in await repo.list_grids(session)])
+
+
+@API.route(
+    "POST",
+    "/grids",
+    summary="Add a grid (409 if the code exists)",
+    roles=("admin",),
+    body=GridIn,
+    tag="registry",
+)
+async def create_grid(request: web.Request) -> web.Response:
+    """A new grid."""
+    user = need(request, *ADMINS)
+    data = await body(request, GridIn)
+    async with services(request).store.tx() as tx, registry_errors():
+        grid = await repo.save_grid(tx.session, data=data, create=True)
+        tx.emit("grid.created", "grid", grid.code, actor=user.username)
+        out = grid_public(grid)
+    _grid_changed(request, grid)
+    log.info("grid %s added by %s", grid.code, user.username)
+    return ok(out, status=201)
+
+
+@API.route(
+    "PATCH",
+    "/grids/{code}",
+    summary="Rename a grid (its code stays; 409 on a stale `version`)",
+    roles=("admin",),
+    body=GridPatch,
+    tag="registry",
+)
+async def update_grid(request: web.Request) -> web.Response:
+    """Change a grid's name or community."""
+    user = need(request, *ADMINS)
+    code = request.match_info["code"][:32]
+    patch = await body(request, GridPatch)
+    async with services(request).store.tx() as tx, registry_errors():
+        grid = await tx.session.get(Grid, code)
+        if grid is None:
+            raise repo.NotFound("grid", code)
+        check_version(patch.version, grid_public(grid)["version"])
+        data = GridIn(
+            code=code,
+            name=patch.name if patch.name is not None else grid.name,
+            community=patch.community if patch.community is not None else grid.community,
+        )
+        grid = await repo.save_grid(tx.session, data=data, create=False)
+        tx.emit("grid.updated", "grid", code, actor=user.username)
+        out = grid_public(grid)
+    _grid_changed(request, grid)
+    log.info("grid %s changed by %s", code, user.username)
+    return ok(out)
+
+
+def _grid_changed(request: web.Request, grid: Grid) -> None:
+    # search shows grid names and finds residents by them; matching looks at grids
+    request.app[search_index_key].grid_names[grid.code] = grid.name
+    services(request).dispatcher.invalidate_merchants()
+
+
+# -- contracts --
+@API.route(
+    "GET",
+    "/contracts",
+    summary="Every merchant's contract, those ending first",
+    roles=("supervisor",),
+    tag="registry",
+)
+async def list_contracts(request: web.Request) -> web.Response:
+    """The contract overview (supervisors may read it; admins change contracts)."""
+    need(request, *SUPERVISORS)
+    async with services(request).store.read() as session:
+        rows = (await session.execute(select(Merchant).order_by(col(Merchant.id)))).scalars()
+        out = [
+            {
+                "merchant_id": m.id,
+                "merchant": m.name,
+                "contract_status": m.contract_status.value,
+                "contract_start": m.contract_start,
+                "contract_end": m.contract_end,
+                "contract_signed_by": m.contract_signed_by,
+            }
+            for m in rows
+        ]
+    out.sort(key=lambda r: (r["contract_end"] is None, str(r["contract_end"] or "")))
+    return ok(out)
+
+
+# -- users --
+class UserIn(Strict):
+    """A new console login."""
+
+    username: str = Field(min_length=2, max_length=64, pattern=USERNAME)
+    display_name: str = Field(default="", max_length=64)
+    role: Role
+    merchant_id: int | None = Field(default=None, ge=1)
+    password: str = Field(min_length=8, max_length=256)
+
+
+class UserPatch(Strict):
+    """Changes to a login; `version` is the one the edit was made from."""
+
+    display_name: str | None = Field(default=None, max_length=64)
+    role: Role | None = None
+    merchant_id: int | None = Field(default=None, ge=1)
+    active: bool | None = None
+    version: str | None = Field(default=None, max_length=32)
+
+
+class PasswordIn(Strict):
+    """A new password set by an admin."""
+
+    password: str = Field(min_length=8, max_length=256)
+
+
+def _check_merchant_link(role: Role, merchant_id: int | None) -> None:
+    if role == Role.MERCHANT and merchant_id is None:
+        raise ValueError("a merchant login needs merchant_id")
+    if role != Role.MERCHANT and merchant_id is not None:
+        raise ValueError("only a merchant login has a merchant_id")
+
+
+def user_public(user: User) -> dict[str, Any]:
+    """A login as the admin page shows it (never the hash)."""
+    out = auth.user_public(user) | {"active": user.active}
+    return out | {"version": version_of(out)}
+
+
+async def _merchant_exists(session: Any, merchant_id: int | None) -> None:
+    if merchant_id is not None and await session.get(Merchant, merchant_id) is None:
+        raise FieldInvalid(f"unknown merchant {merchant_id}", "merchant_id")
+
+
+async def _end_sessions(session: Any, user_id: int) -> None:
+    await session.execute(delete(LoginSession).where(col(LoginSession.user_id) == user_id))
+
+
+async def _get_user(session: Any, user_id: int) -> User:
+    user = await session.get(User, user_id)
+    if user is None:
+        raise repo.NotFound("user", user_id)
+    return user
+
+
+@API.route(
+    "GET",
+    "/users",
+    summary="Console logins and their roles",
+    roles=("supervisor",),
+    tag="admin",
+)
+async def list_users(request: web.Request) -> web.Response:
+    """Every login (supervisors may read the list; admins change it)."""
+    need(request, *SUPERVISORS)
+    async with services(request).store.read() as session:
+        rows = (await session.execute(select(User).order_by(col(User.id)))).scalars()
+        return ok([user_public(u) for u in rows])
+
+
+@API.route(
+    "GET", "/users/{user_id}", summary="One console login", roles=("supervisor",), tag="admin"
+)
+async def get_user(request: web.Request) -> web.Response:
+    """One login."""
+    need(request, *SUPERVISORS)
+    async with services(request).store.read() as session:
+        return ok(user_public(await _get_user(session, int_param(request, "user_id"))))
+
+
+@API.route(
+    "POST",
+    "/users",
+    summary="Add a console login (409 if the username is taken)",
+    roles=("admin",),
+    body=UserIn,
+    tag="admin",
+)
+async def create_user(request: web.Request) -> web.Response:
+    """A new login with an argon2-hashed password."""
+    admin = need(request, *ADMINS)
+    data = await body(request, UserIn)
+    hashed = auth.hash_password(data.password)
+    async with services(request).store.tx() as tx:
+        taken = (
+            await tx.session.execute(
+                select(col(User.id)).where(col(User.username) == data.username)
+            )
+        ).first()
+        if taken is not None:
+            raise FieldConflict(f"username {data.username} is taken", "username")
+        try:
+            _check_merchant_link(data.role, data.merchant_id)
+        except ValueError as exc:
+            raise FieldInvalid(str(exc), "merchant_id") from exc
+        await _merchant_exists(tx.session, data.merchant_id)
+        user = User(
+            username=data.username,
+            display_name=data.display_name,
+            password_hash=hashed,
+            role=data.role,
+            merchant_id=data.merchant_id,
+        )
+        tx.session.add(user)
+        await tx.session.flush()
+        tx.emit("user.created", "user", user.id, actor=admin.username, role=data.role.value)
+        out = user_public(user)
+    log.info("user %s (%s) added by %s", user.id, data.role.value, admin.username)
+    return ok(out, status=201)
+
+
+@API.route(
+    "PATCH",
+    "/users/{user_id}",
+    summary="Change a login's name, role, merchant or enable / disable it",
+    roles=("admin",),
+    body=UserPatch,
+    tag="admin",
+)
+async def update_user(request: web.Request) -> web.Response:
+    """Change a login; disabling it ends its sessions. Admins cannot lock themselves out."""
+    admin = need(request, *ADMINS)
+    user_id = int_param(request, "user_id")
+    patch = await body(request, UserPatch)
+    given = patch.model_dump(exclude_unset=True, exclude={"version"})
+    async with services(request).store.tx() as tx:
+        user = await _get_user(tx.session, user_id)
+        check_version(patch.version, user_public(user)["version"])
+        if user.id == admin.id and given.get("active") is False:
+            raise FieldInvalid("you cannot disable your own login", "active")
+        if user.id == admin.id and given.get("role", user.role) != user.role:
+            raise FieldInvalid("you cannot change your own role", "role")
+        role = Role(given.get("role", user.role))
+        merchant_id = given.get("merchant_id", user.merchant_id)
+        if role != Role.MERCHANT and "merchant_id" not in given:
+            merchant_id = None  # a login that stops being a merchant drops the link
+        try:
+            _check_merchant_link(role, merchant_id)
+        except ValueError as exc:
+            raise FieldInvalid(str(exc), "merchant_id") from exc
+        await _merchant_exists(tx.session, merchant_id)
+        changed = []
+        for key, value in (
+            ("display_name", given.get("display_name", user.display_name)),
+            ("role", role),
+            ("merchant_id", merchant_id),
+            ("active", given.get("active", user.active)),
+        ):
+            if getattr(user, key) != value:
+                setattr(user, key, value)
+                changed.append(key)
+        if changed:
+            assert user.id is not None
+            if ("active" in changed and not user.active) or "role" in changed:
+                await _end_sessions(tx.session, user.id)
+            tx.emit("user.updated", "user", user.id, actor=admin.username, changed=changed)
+        await tx.session.flush()
+        out = user_public(user) | {"changed": changed}
+    log.info("user %s changed by %s: %s", user_id, admin.username, ",".join(changed))
+    return ok(out)
+
+
+@API.route(
+    "POST",
+    "/users/{user_id}/password",
+    summary="Set a new password for a login (ends its sessions)",
+    roles=("admin",),
+    body=PasswordIn,
+    tag="admin",
+)
+async def reset_password(request: web.Request) -> web.Response:
+    """An admin sets a new password; the user's open sessions end."""
+    admin = need(request, *ADMINS)
+    user_id = int_param(request, "user_id")
+    data = await body(request, PasswordIn)
+    hashed = auth.hash_password(data.password)
+    async with services(request).store.tx() as tx:
+        user = await _get_user(tx.session, user_id)
+        user.password_hash = hashed
+        if user.id != admin.id:  # an admin resetting their own keeps this session
+            await _end_sessions(tx.session, user_id)
+        tx.emit("user.password_reset", "user", user_id, actor=admin.username)
+        await tx.session.flush()
+        out = user_public(user)
+    log.info("user %s password reset by %s", user_id, admin.username)
+    return ok(out)
