@@ -1646,9 +1646,10 @@ class Dispatcher:
                         col(Offer.state).in_([om.OfferState.ACCEPTED, om.OfferState.NO_SHOW]),
                         *period,
                     )
-                    .order_by(col(Offer.id).desc())
+                    .order_by(col(Offer.placed_at).desc(), col(Offer.id).desc())
                 )
             ).all()
+            grid = await session.get(registry_models.Grid, merchant.grid_code)
         arrive_s: list[float] = []
         orders: list[dict[str, Any]] = []
         no_show_tickets: list[dict[str, Any]] = []
@@ -1680,6 +1681,7 @@ class Dispatcher:
             "name": merchant.name,
             "kind": merchant.kind,
             "grid_code": merchant.grid_code,
+            "grid_name": grid.name if grid is not None else merchant.grid_code,
             "window_days": self.config.stats_window_days,
             "from": start.isoformat(),
             "to": end.isoformat() if end is not None else None,

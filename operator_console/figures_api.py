@@ -222,6 +222,8 @@ async def merchant_record(request: web.Request) -> web.Response:
         record = await services(request).dispatcher.merchant_record(
             merchant_id, start=start, end=end
         )
+        record["first_day"] = start.astimezone(LOCAL_TZ).date().isoformat()
+        record["last_day"] = (end - timedelta(days=1)).astimezone(LOCAL_TZ).date().isoformat()
     else:
         record = await services(request).dispatcher.merchant_record(merchant_id)
     return ok(record)
