@@ -333,7 +333,10 @@ def report(
         groups: dict[str, list[TicketFacts]] = defaultdict(list)
         for t in tickets:
             groups[_group_key(t, by)].append(t)
-        keys = sorted(groups) if by != "day" else local_days(start, end)
+        # "-" (no grid, no merchant) goes last
+        keys = (
+            local_days(start, end) if by == "day" else sorted(groups, key=lambda k: (k == "-", k))
+        )
         out.groups = [figures(key, groups.get(key, [])) for key in keys]
     out.calls = call_figures(call_events, start=start, end=end)
     return out

@@ -36,6 +36,12 @@ from registry.models import Grid, Merchant, Role, ServiceCategory
 REGISTERED = True
 #: the longest `?days=` period
 MAX_DAYS = 366
+#: the period parameters of the figures and the scorecard
+PERIOD_QUERY = {
+    "from": "first local day (Asia/Shanghai), YYYY-MM-DD, included",
+    "to": "last local day, YYYY-MM-DD, included",
+    "days": f"or: the last N local days up to today (1..{MAX_DAYS}); not with from/to",
+}
 
 
 def local_day(value: str, name: str) -> datetime:
@@ -100,6 +106,7 @@ async def group_labels(session: AsyncSession, by: str | None) -> dict[str, tuple
     ),
     roles=("supervisor",),
     tag="figures",
+    query={**PERIOD_QUERY, "by": "day, category, grid, merchant or month"},
 )
 async def figures(request: web.Request) -> web.Response:
     """Received, closed, solved, rated and satisfied, with times, deadlines and calls."""
@@ -114,6 +121,7 @@ async def figures(request: web.Request) -> web.Response:
     out = rep.public()
     out["first_day"] = start.astimezone(LOCAL_TZ).date().isoformat()
     out["last_day"] = (end - timedelta(days=1)).astimezone(LOCAL_TZ).date().isoformat()
+    labels.setdefault("-", ("未指定", "none"))
     for group in out["groups"]:
         zh, en = labels.get(group["key"], (group["key"], group["key"]))
         group["label_zh"], group["label_en"] = zh, en
@@ -207,6 +215,7 @@ async def close_follow_up(request: web.Request) -> web.Response:
     ),
     roles=("operator", "merchant"),
     tag="figures",
+    query=PERIOD_QUERY,
 )
 async def merchant_record(request: web.Request) -> web.Response:
     """A merchant's record; merchants see only their own."""

@@ -56,6 +56,7 @@ const fmtRate = (v) => (v === null || v === undefined ? '—' : `${Number(v).toF
 // Draw a bar chart into `figure` (a <figure> element). `spec`:
 //   title, xLabel, yLabel            the caption and the axis names
 //   groups: [{key, label, title?, cls?}]   one slot on the x axis each
+//   series_x: true when the groups are a sequence (days): labels may be skipped, not cut
 //   series: [{name, label, cls, values}]   one bar per group each (counts)
 //   rate: {label, axisLabel, cls, values, connect}   optional, percentages or null
 //   extra: [{label, values}]          more columns for the data table (already formatted)
@@ -74,7 +75,9 @@ function draw(figure) {
   const W = Math.max(300, Math.floor(figure.clientWidth || 600));
   const H = spec.height || Math.round(fs * 19);
   const rate = spec.rate || null;
-  const m = { top: fs * 2.4, right: rate ? fs * 4 : fs, bottom: fs * 4.2, left: fs * 4.2 };
+  // a rate without a line (categories) is written under each label instead of over the bars
+  const rateRow = rate && !rate.connect;
+  const m = { top: fs * 2.4, right: rate ? fs * 4 : fs, bottom: fs * (rateRow ? 5.4 : 4.2), left: fs * 4.2 };
   const pw = W - m.left - m.right, ph = H - m.top - m.bottom;
   const n = Math.max(1, spec.groups.length);
   const all = spec.series.flatMap((s) => s.values);
@@ -108,8 +111,10 @@ function draw(figure) {
     root.append(ra);
   }
 
-  // x labels: as many as fit, the others left to the bars' titles and the table
-  const every = Math.max(1, Math.ceil(Math.max(...spec.groups.map((g) => textWidth(g.label, fs)), 1) / (slot * 0.95)));
+  // x labels: a series (days) shows as many as fit, the others left to the bars' titles
+  // and the table; categories each keep theirs, shortened with … when too long
+  const widest = Math.max(...spec.groups.map((g) => textWidth(g.label, fs)), 1);
+  const every = spec.series_x ? Math.max(1, Math.ceil(widest / (slot * 0.95))) : 1;
   const labels = svg('g', { class: 'axis x' });
   spec.groups.forEach((g, i) => {
     const wide = every > 1 ? textWidth(g.label, fs) <= slot * every : true;
@@ -157,14 +162,20 @@ function draw(figure) {
       if (v === null || v === undefined) return;
       const gr = spec.groups[i];
       g.append(tip(svg('circle', { cx: cx(i), cy: r(v), r: fs * 0.32, class: 'point', 'data-key': gr.key, 'data-value': v }), `${gr.title || gr.label} · ${rate.label}: ${fmtRate(v)}`));
+      if (rateRow) {
+        if (slot >= textWidth(fmtRate(v), fs)) g.append(svg('text', { x: cx(i), y: m.top + ph + fs * 2.5, 'text-anchor': 'middle', class: 'rate-value' }, fmtRate(v)));
+        return;
+      }
       if (slot < fs * 3) return;
-      // above the point, or below it when a bar's value label sits right there
+      // above the point, or below it when a bar's value label sits right there (and there
+      // is room above the axis)
       const labelsY = spec.series.map((s) => {
         const top = y(s.values[i] || 0);
         return m.top + ph - top >= fs * 1.5 ? top + fs * 1.05 : top - fs * 0.3;
       });
       let ly = r(v) - fs * 0.6;
-      if (labelsY.some((b) => Math.abs(b - ly) < fs * 1.1)) ly = r(v) + fs * 1.4;
+      const below = r(v) + fs * 1.4;
+      if (labelsY.some((b) => Math.abs(b - ly) < fs * 1.1) && below < m.top + ph - fs * 0.2) ly = below;
       g.append(svg('text', { x: cx(i), y: ly, 'text-anchor': 'middle', class: 'rate-value' }, fmtRate(v)));
     });
     root.append(g);

@@ -115,7 +115,7 @@ async function loadFigures() {
   box.replaceChildren(kpis(day));
   picker.showRange(day.first_day, day.last_day);
   barChart($('chart-day'), {
-    title: T('chart_by_day'), xLabel: T('axis_day'), yLabel: T('axis_tickets'),
+    title: T('chart_by_day'), xLabel: T('axis_day'), yLabel: T('axis_tickets'), series_x: true,
     groups: day.groups.map((g) => ({ key: g.key, label: g.key.slice(5), title: g.key })),
     series: [
       { name: 'received', label: T('received'), cls: 'received', values: day.groups.map((g) => g.received) },

@@ -20,6 +20,8 @@ from tests.e2e.test_console import staff_api
 
 pytestmark = pytest.mark.e2e
 
+WALL = {"width": 1920, "height": 1080}
+
 
 def seed(server: Server) -> None:
     """Write the known history into the running server's SQLite database."""
@@ -108,6 +110,12 @@ def test_given_a_known_history_when_the_wallboard_opens_then_the_charts_show_it_
     grid_received = {b["key"]: b["value"] for b in bars(board, "chart-grid", "received")}
     assert grid_received == {k: v[0] for k, v in hist.WEEK_BY_GRID.items()}
     expect(board.locator("#chart-grid svg .axis.x text").first).to_have_text("第一网格")
+    # nothing runs off the side of a 1366x768 laptop; the day chart takes a row of its own
+    assert board.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    day_box = board.locator("#chart-day svg").bounding_box()
+    category_box = board.locator("#chart-category svg").bounding_box()
+    assert day_box is not None and category_box is not None
+    assert day_box["width"] > 1200 and category_box["y"] > day_box["y"] + day_box["height"]
     shot(board, "10-wallboard-charts")
 
     # thirty days take in the older ticket; today only today's
@@ -141,6 +149,33 @@ def test_given_a_known_history_when_the_wallboard_opens_then_the_charts_show_it_
     expect(board.locator(".kpi[data-key='received'] dd")).to_have_text("8")
     assert int(board.locator("#figures").get_attribute("data-loads") or "0") > loads
     assert bars(board, "chart-day", "received")[-1]["value"] == 3
+
+    # a wall screen, in English: the charts take the width, the words follow the language
+    wall = pages.open(WALL)
+    login(wall, "supervisor")
+    wall.goto("/wallboard?lang=en&days=30")
+    wall.wait_for_selector("body[data-ready='1']")
+    wait_for_period(wall, "days=30")
+    expect(wall.locator("#chart-day figcaption")).to_have_text("Received and closed per day")
+    # grid names are the community's own; the new ticket has no resident, so no grid
+    ticks = wall.locator("#chart-grid svg .axis.x .tick text")
+    expect(ticks.first).to_have_text("第一网格")
+    expect(ticks.last).to_have_text("none")
+    expect(wall.locator("#chart-category svg .axis.x .tick title").first).to_have_text(
+        "Doctor home visit"
+    )
+    # the three charts side by side, the one by day twice as wide, all above the fold
+    boxes = [
+        wall.locator(f"#{c} svg").bounding_box()
+        for c in ("chart-day", "chart-category", "chart-grid")
+    ]
+    assert all(b is not None for b in boxes)
+    day, category, grid = (b for b in boxes if b is not None)
+    assert day["y"] == category["y"] == grid["y"]
+    assert day["width"] > 1.8 * category["width"] > 700
+    assert day["y"] + day["height"] <= WALL["height"]
+    assert wall.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    shot(wall, "10b-wallboard-charts-wall-en")
     assert pages.errors == []
 
 

@@ -206,6 +206,12 @@ async def test_given_the_openapi_document_then_it_describes_the_breakdowns(
     figures = doc["paths"]["/api/v1/figures"]["get"]
     assert "day|category|grid" in figures["summary"] and "supervisor" in figures["description"]
     assert "422" in figures["responses"]
+    assert {p["name"] for p in figures["parameters"] if p["in"] == "query"} == {
+        "from",
+        "to",
+        "days",
+        "by",
+    }
     record = doc["paths"]["/api/v1/merchants/{merchant_id}/record"]["get"]
     assert "time to arrive" in record["summary"]
     assert "?q=" in doc["paths"]["/api/v1/merchants"]["get"]["summary"]
