@@ -39,7 +39,7 @@ import statistics
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import datetime, time, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -61,8 +61,10 @@ TICKET_EVENTS = (
     "ticket.no_show",
 )
 CALL_EVENTS = ("call.offered", "call.queued", "call.connected", "call.abandoned")
-GROUPINGS = ("category", "grid", "merchant", "month")
+GROUPINGS = ("day", "category", "grid", "merchant", "month")
 SATISFIED = frozenset({"satisfied", "basically_satisfied"})
+#: the survey's answers, best first (keys 1, 2, 3)
+RATINGS = ("satisfied", "basically_satisfied", "not_satisfied")
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,12 +96,24 @@ class TicketFacts:
     no_shows: int = 0
 
 
-def _pct(part: int, whole: int) -> float | None:
+def pct(part: int, whole: int) -> float | None:
+    """A percentage rounded to one decimal; None when the whole is zero."""
     return None if whole == 0 else round(100.0 * part / whole, 1)
 
 
 def _median(values: Sequence[float]) -> float | None:
     return None if not values else round(statistics.median(values), 1)
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """The q-th percentile (0..100) with linear interpolation, rounded to 0.1; None if empty."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    pos = (len(ordered) - 1) * q / 100.0
+    lo = int(pos)
+    hi = min(lo + 1, len(ordered) - 1)
+    return round(ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo), 1)
 
 
 @dataclass(slots=True)
@@ -240,11 +254,11 @@ def figures(key: str, tickets: Iterable[TicketFacts]) -> Figures:
             f.rated += 1
             f.satisfied += t.rating in SATISFIED
             f.not_satisfied += t.rating == "not_satisfied"
-    f.closure_rate = _pct(f.closed, f.received)
-    f.solved_rate = _pct(f.solved, f.closed)
-    f.rated_rate = _pct(f.rated, f.solved)
-    f.satisfied_rate = _pct(f.satisfied, f.rated)
-    f.deadlines_met_rate = _pct(f.deadlines_met, f.solved)
+    f.closure_rate = pct(f.closed, f.received)
+    f.solved_rate = pct(f.solved, f.closed)
+    f.rated_rate = pct(f.rated, f.solved)
+    f.satisfied_rate = pct(f.satisfied, f.rated)
+    f.deadlines_met_rate = pct(f.deadlines_met, f.solved)
     f.time_to_accept_s = _median(accept_s)
     f.time_to_arrive_s = _median(arrive_s)
     return f
@@ -271,13 +285,15 @@ def call_figures(events: Iterable[Ev], *, start: datetime, end: datetime) -> Cal
     c = CallFigures(offered=len(offered), queued=len(queued), abandoned=len(abandoned))
     c.answered_60s = sum(1 for k, w in waits.items() if k in queued and w <= 60)
     c.answered_180s = sum(1 for k, w in waits.items() if k in queued and w <= 180)
-    c.answered_60s_rate = _pct(c.answered_60s, c.queued)
-    c.answered_180s_rate = _pct(c.answered_180s, c.queued)
-    c.abandoned_rate = _pct(c.abandoned, c.offered)
+    c.answered_60s_rate = pct(c.answered_60s, c.queued)
+    c.answered_180s_rate = pct(c.answered_180s, c.queued)
+    c.abandoned_rate = pct(c.abandoned, c.offered)
     return c
 
 
 def _group_key(t: TicketFacts, by: str) -> str:
+    if by == "day":
+        return t.created_at.astimezone(LOCAL_TZ).date().isoformat()
     if by == "category":
         return t.category or "-"
     if by == "grid":
@@ -287,10 +303,24 @@ def _group_key(t: TicketFacts, by: str) -> str:
     return t.created_at.astimezone(LOCAL_TZ).strftime("%Y-%m")
 
 
+def local_days(start: datetime, end: datetime) -> list[str]:
+    """Every Asia/Shanghai day (YYYY-MM-DD) that overlaps [start, end), in order."""
+    day = start.astimezone(LOCAL_TZ).date()
+    out: list[str] = []
+    while datetime.combine(day, time(0), tzinfo=LOCAL_TZ) < end:
+        out.append(day.isoformat())
+        day += timedelta(days=1)
+    return out
+
+
 def report(
     events: Iterable[Ev], *, start: datetime, end: datetime, by: str | None = None
 ) -> Report:
-    """The report of the period from events in seq order."""
+    """The report of the period from events in seq order.
+
+    Groups are the keys met, sorted; `by="day"` lists every local day of the period, the
+    quiet ones with zeros, so a chart by day has no gaps.
+    """
     if by is not None and by not in GROUPINGS:
         raise ValueError(f"by must be one of {', '.join(GROUPINGS)}")
     ticket_events: list[Ev] = []
@@ -303,7 +333,11 @@ def report(
         groups: dict[str, list[TicketFacts]] = defaultdict(list)
         for t in tickets:
             groups[_group_key(t, by)].append(t)
-        out.groups = [figures(key, groups[key]) for key in sorted(groups)]
+        # "-" (no grid, no merchant) goes last
+        keys = (
+            local_days(start, end) if by == "day" else sorted(groups, key=lambda k: (k == "-", k))
+        )
+        out.groups = [figures(key, groups.get(key, [])) for key in keys]
     out.calls = call_figures(call_events, start=start, end=end)
     return out
 

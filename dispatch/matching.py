@@ -67,6 +67,8 @@ class MerchantStats:
     satisfied: int = 0
     no_shows: int = 0
     last_offered_at: datetime | None = None
+    #: (rating, count) pairs of the rated visits, e.g. (("satisfied", 8), ("not_satisfied", 1))
+    ratings: tuple[tuple[str, int], ...] = ()
 
     @property
     def acceptance(self) -> float | None:

@@ -24,6 +24,7 @@ from sqlmodel import SQLModel, col
 from dispatch import deadlines as dl
 from dispatch.clock import LOCAL_TZ, Clock
 from dispatch.events import Store, Tx
+from dispatch.figures import RATINGS, pct, percentile
 from dispatch.machines import IllegalTransition
 from dispatch.machines import call as cm
 from dispatch.machines import offer as om
@@ -899,11 +900,28 @@ class Dispatcher:
         self._index_at = now
         return self._index
 
-    async def merchant_stats(self, session: Any, ids: Sequence[int]) -> dict[int, MerchantStats]:
-        """Recent acceptance, ratings, no-shows and last offer of some merchants, in 2 queries."""
+    async def merchant_stats(
+        self,
+        session: Any,
+        ids: Sequence[int],
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> dict[int, MerchantStats]:
+        """Acceptance, ratings, no-shows and last offer of some merchants, in 2 queries.
+
+        Offers placed and visits rated in [since, until); by default the recent window
+        the ranking uses (`stats_window_days` up to now).
+        """
         if not ids:
             return {}
-        since = self.clock.now() - timedelta(days=self.config.stats_window_days)
+        if since is None:
+            since = self.clock.now() - timedelta(days=self.config.stats_window_days)
+        offer_period = [col(Offer.placed_at) >= since]
+        rated_period = [col(Ticket.rated_at) >= since]
+        if until is not None:
+            offer_period.append(col(Offer.placed_at) < until)
+            rated_period.append(col(Ticket.rated_at) < until)
         decided = {*om.REFUSED, om.OfferState.ACCEPTED, om.OfferState.NO_SHOW}
         accepted = {om.OfferState.ACCEPTED, om.OfferState.NO_SHOW}
         acc: dict[int, dict[str, Any]] = {}
@@ -914,7 +932,7 @@ class Dispatcher:
                 func.count(),
                 func.max(col(Offer.placed_at)),
             )
-            .where(col(Offer.merchant_id).in_(list(ids)), col(Offer.placed_at) >= since)
+            .where(col(Offer.merchant_id).in_(list(ids)), *offer_period)
             .group_by(col(Offer.merchant_id), col(Offer.state))
         )
         for merchant_id, state, n, last in offer_rows:
@@ -933,11 +951,12 @@ class Dispatcher:
             if last is not None and (row["last"] is None or last > row["last"]):
                 row["last"] = last
         ratings: dict[int, tuple[int, int]] = {}
+        by_rating: dict[int, dict[str, int]] = {}
         rating_rows = await session.execute(
             select(col(Ticket.merchant_id), col(Ticket.rating), func.count())
             .where(
                 col(Ticket.merchant_id).in_(list(ids)),
-                col(Ticket.rated_at) >= since,
+                *rated_period,
                 col(Ticket.rating).is_not(None),
             )
             .group_by(col(Ticket.merchant_id), col(Ticket.rating))
@@ -946,6 +965,7 @@ class Dispatcher:
             rated, satisfied = ratings.get(merchant_id, (0, 0))
             good = rating in ("satisfied", "basically_satisfied")
             ratings[merchant_id] = (rated + n, satisfied + (n if good else 0))
+            by_rating.setdefault(merchant_id, {})[str(rating)] = n
         out: dict[int, MerchantStats] = {}
         for merchant_id in set(acc) | set(ratings):
             row = acc.get(merchant_id, {"offers": 0, "accepted": 0, "no_shows": 0, "last": None})
@@ -957,6 +977,7 @@ class Dispatcher:
                 last_offered_at=row["last"],
                 rated=rated,
                 satisfied=satisfied,
+                ratings=tuple(sorted(by_rating.get(merchant_id, {}).items())),
             )
         return out
 
@@ -1647,38 +1668,104 @@ class Dispatcher:
             log.warning("call %s: originate failed", ref)
             await self._originate_failed(ref, OriginateFailure.FAILED)
 
-    async def merchant_record(self, merchant_id: int) -> dict[str, Any]:
-        """A merchant's recent record: offers, acceptance, ratings and no-shows."""
+    async def merchant_record(
+        self,
+        merchant_id: int,
+        *,
+        start: datetime | None = None,
+        end: datetime | None = None,
+    ) -> dict[str, Any]:
+        """A merchant's scorecard over [start, end): offers and acceptance, ratings, time
+        from acceptance to arrival (median, p90), no-shows and recent orders.
+
+        Without a period, the recent window the ranking uses. Offers count by when they
+        were placed, ratings by when they were given (as in `merchant_stats`).
+        """
+        if start is None:
+            start = self.clock.now() - timedelta(days=self.config.stats_window_days)
+        period = [col(Offer.placed_at) >= start]
+        if end is not None:
+            period.append(col(Offer.placed_at) < end)
         async with self.store.read() as session:
             merchant = await repo.get_merchant(session, merchant_id=merchant_id)
-            stats = (await self.merchant_stats(session, [merchant_id])).get(
+            stats = (await self.merchant_stats(session, [merchant_id], since=start, until=end)).get(
                 merchant_id, MerchantStats()
             )
-            no_shows = (
+            taken = (
                 await session.execute(
-                    select(col(Offer.ticket_id), col(Offer.decided_at))
+                    select(
+                        col(Offer.ticket_id),
+                        col(Offer.state),
+                        col(Offer.placed_at),
+                        col(Offer.decided_at),
+                        col(Ticket.category_code),
+                        col(Ticket.state),
+                        col(Ticket.merchant_id),
+                        col(Ticket.arrived_at),
+                        col(Ticket.rating),
+                    )
+                    .join(Ticket, col(Ticket.id) == col(Offer.ticket_id))
                     .where(
                         col(Offer.merchant_id) == merchant_id,
-                        col(Offer.state) == om.OfferState.NO_SHOW,
+                        col(Offer.state).in_([om.OfferState.ACCEPTED, om.OfferState.NO_SHOW]),
+                        *period,
                     )
-                    .order_by(col(Offer.id).desc())
-                    .limit(50)
+                    .order_by(col(Offer.placed_at).desc(), col(Offer.id).desc())
                 )
             ).all()
+            grid = await session.get(registry_models.Grid, merchant.grid_code)
+        arrive_s: list[float] = []
+        orders: list[dict[str, Any]] = []
+        no_show_tickets: list[dict[str, Any]] = []
+        for tid, ostate, placed, decided, category, tstate, holder, arrived, rating in taken:
+            no_show = om.OfferState(ostate) == om.OfferState.NO_SHOW
+            # after a no-show the ticket's arrival and rating belong to the next merchant
+            mine = not no_show and holder == merchant_id
+            if mine and arrived is not None and decided is not None:
+                arrive_s.append((arrived - decided).total_seconds())
+            if no_show and len(no_show_tickets) < 50:
+                no_show_tickets.append(
+                    {"ticket_id": tid, "at": decided.isoformat() if decided else None}
+                )
+            if len(orders) < 20:
+                orders.append(
+                    {
+                        "ticket_id": tid,
+                        "category": category,
+                        "placed_at": placed.isoformat(),
+                        "accepted_at": decided.isoformat() if decided and not no_show else None,
+                        "arrived_at": arrived.isoformat() if mine and arrived else None,
+                        "state": "no_show" if no_show else tm.TicketState(tstate).value,
+                        "rating": rating if mine else None,
+                    }
+                )
+        counts = dict(stats.ratings)
         return {
             "merchant_id": merchant.id,
             "name": merchant.name,
+            "kind": merchant.kind,
+            "grid_code": merchant.grid_code,
+            "grid_name": grid.name if grid is not None else merchant.grid_code,
             "window_days": self.config.stats_window_days,
+            "from": start.isoformat(),
+            "to": end.isoformat() if end is not None else None,
             "offers": stats.offers,
             "accepted": stats.accepted,
             "acceptance": stats.acceptance,
+            "acceptance_rate": pct(stats.accepted, stats.offers),
             "rated": stats.rated,
             "satisfied": stats.satisfied,
+            "satisfied_rate": pct(stats.satisfied, stats.rated),
+            "ratings": {r: counts.get(r, 0) for r in RATINGS},
             "no_shows": stats.no_shows,
+            "time_to_arrive": {
+                "visits": len(arrive_s),
+                "median_s": percentile(arrive_s, 50),
+                "p90_s": percentile(arrive_s, 90),
+            },
             "last_offered_at": stats.last_offered_at.isoformat() if stats.last_offered_at else None,
-            "no_show_tickets": [
-                {"ticket_id": t, "at": at.isoformat() if at else None} for t, at in no_shows
-            ],
+            "no_show_tickets": no_show_tickets,
+            "recent_orders": orders,
         }
 
     # -- deadlines and escalation ----------------------------------------------------------

@@ -184,7 +184,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     report = sub.add_parser("report", help="the community's figures for a period")
     report.add_argument("--from", dest="start", required=True, help="YYYY-MM-DD (included)")
     report.add_argument("--to", dest="end", required=True, help="YYYY-MM-DD (included)")
-    report.add_argument("--by", choices=["category", "grid", "merchant", "month"], default=None)
+    report.add_argument(
+        "--by", choices=["day", "category", "grid", "merchant", "month"], default=None
+    )
     report.add_argument("--csv", action="store_true", help="CSV instead of a table")
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["ami-decode"]:

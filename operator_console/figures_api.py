@@ -11,6 +11,9 @@ from datetime import date, datetime, time, timedelta
 
 from aiohttp import web
 from pydantic import Field
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from dispatch.clock import LOCAL_TZ
 from dispatch.figures import GROUPINGS, load_report
@@ -27,10 +30,18 @@ from operator_console.api import (
     services,
     ticket_public,
 )
-from registry.models import Role
+from registry.models import Grid, Merchant, Role, ServiceCategory
 
 #: set once the routes below are on `API`
 REGISTERED = True
+#: the longest `?days=` period
+MAX_DAYS = 366
+#: the period parameters of the figures and the scorecard
+PERIOD_QUERY = {
+    "from": "first local day (Asia/Shanghai), YYYY-MM-DD, included",
+    "to": "last local day, YYYY-MM-DD, included",
+    "days": f"or: the last N local days up to today (1..{MAX_DAYS}); not with from/to",
+}
 
 
 def local_day(value: str, name: str) -> datetime:
@@ -50,27 +61,71 @@ def period(start: str, end: str) -> tuple[datetime, datetime]:
     return lo, hi
 
 
+def requested_period(request: web.Request) -> tuple[datetime, datetime]:
+    """The period of `?from=&to=` (local dates, `to` included) or `?days=N` (the last N
+    local days up to today); this month so far when neither is given."""
+    q = request.query
+    today = services(request).clock.now().astimezone(LOCAL_TZ).date()
+    if "days" in q:
+        if "from" in q or "to" in q:
+            raise Invalid("give either days or from/to, not both")
+        raw = q["days"]
+        if not raw.isdigit() or not 1 <= int(raw) <= MAX_DAYS:
+            raise Invalid(f"days must be a whole number from 1 to {MAX_DAYS}")
+        start = today - timedelta(days=int(raw) - 1)
+        return period(start.isoformat(), today.isoformat())
+    return period(q.get("from", today.replace(day=1).isoformat()), q.get("to", today.isoformat()))
+
+
+async def group_labels(session: AsyncSession, by: str | None) -> dict[str, tuple[str, str]]:
+    """Chinese and English names of the group keys (catalog, grid, merchant names)."""
+    if by == "category":
+        cats = await session.execute(
+            select(
+                col(ServiceCategory.code),
+                col(ServiceCategory.name_zh),
+                col(ServiceCategory.name_en),
+            )
+        )
+        return {code: (zh, en) for code, zh, en in cats}
+    if by == "grid":
+        grids = await session.execute(select(col(Grid.code), col(Grid.name)))
+        return {code: (name, name) for code, name in grids}
+    if by == "merchant":
+        merchants = await session.execute(select(col(Merchant.id), col(Merchant.name)))
+        return {str(mid): (name, name) for mid, name in merchants}
+    return {}
+
+
 @API.route(
     "GET",
     "/figures",
-    summary="The community's figures from the event log (?from=&to=&by=category|grid|merchant)",
+    summary=(
+        "The community's figures from the event log "
+        "(?from=&to= local dates or ?days=N; &by=day|category|grid|merchant|month)"
+    ),
     roles=("supervisor",),
     tag="figures",
+    query={**PERIOD_QUERY, "by": "day, category, grid, merchant or month"},
 )
 async def figures(request: web.Request) -> web.Response:
     """Received, closed, solved, rated and satisfied, with times, deadlines and calls."""
     need(request, *SUPERVISORS)
-    q = request.query
-    today = services(request).clock.now().astimezone(LOCAL_TZ).date()
-    start, end = period(
-        q.get("from", today.replace(day=1).isoformat()), q.get("to", today.isoformat())
-    )
-    by = q.get("by") or None
+    start, end = requested_period(request)
+    by = request.query.get("by") or None
     if by is not None and by not in GROUPINGS:
         raise Invalid(f"by must be one of {', '.join(GROUPINGS)}")
     async with services(request).store.read() as session:
         rep = await load_report(session, start=start, end=end, by=by)
-    return ok(rep.public())
+        labels = await group_labels(session, by)
+    out = rep.public()
+    out["first_day"] = start.astimezone(LOCAL_TZ).date().isoformat()
+    out["last_day"] = (end - timedelta(days=1)).astimezone(LOCAL_TZ).date().isoformat()
+    labels.setdefault("-", ("未指定", "none"))
+    for group in out["groups"]:
+        zh, en = labels.get(group["key"], (group["key"], group["key"]))
+        group["label_zh"], group["label_en"] = zh, en
+    return ok(out)
 
 
 class FollowUpBody(Strict):
@@ -154,9 +209,13 @@ async def close_follow_up(request: web.Request) -> web.Response:
 @API.route(
     "GET",
     "/merchants/{merchant_id}/record",
-    summary="A merchant's recent record: acceptance, ratings, no-shows",
+    summary=(
+        "A merchant's scorecard: acceptance, time to arrive, no-shows, ratings, recent orders "
+        "(?from=&to= or ?days=N; the recent window by default)"
+    ),
     roles=("operator", "merchant"),
     tag="figures",
+    query=PERIOD_QUERY,
 )
 async def merchant_record(request: web.Request) -> web.Response:
     """A merchant's record; merchants see only their own."""
@@ -166,4 +225,14 @@ async def merchant_record(request: web.Request) -> web.Response:
         from registry.repository import NotFound
 
         raise NotFound("merchant", merchant_id)
-    return ok(await services(request).dispatcher.merchant_record(merchant_id))
+    q = request.query
+    if "days" in q or "from" in q or "to" in q:
+        start, end = requested_period(request)
+        record = await services(request).dispatcher.merchant_record(
+            merchant_id, start=start, end=end
+        )
+        record["first_day"] = start.astimezone(LOCAL_TZ).date().isoformat()
+        record["last_day"] = (end - timedelta(days=1)).astimezone(LOCAL_TZ).date().isoformat()
+    else:
+        record = await services(request).dispatcher.merchant_record(merchant_id)
+    return ok(record)

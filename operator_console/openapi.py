@@ -28,6 +28,8 @@ class Route:
     roles: tuple[str, ...]
     body: type[BaseModel] | None
     tag: str
+    #: optional query parameters (name -> description), all strings
+    query: tuple[tuple[str, str], ...] = ()
 
 
 class Api:
@@ -46,12 +48,22 @@ class Api:
         roles: tuple[str, ...] = (),
         body: type[BaseModel] | None = None,
         tag: str = "api",
+        query: dict[str, str] | None = None,
     ) -> Callable[[Handler], Handler]:
         """Declare an endpoint."""
 
         def wrap(handler: Handler) -> Handler:
             self.routes.append(
-                Route(method, self.prefix + path, handler, summary, roles, body, tag)
+                Route(
+                    method,
+                    self.prefix + path,
+                    handler,
+                    summary,
+                    roles,
+                    body,
+                    tag,
+                    tuple((query or {}).items()),
+                )
             )
             return handler
 
@@ -88,6 +100,10 @@ class Api:
                 {"name": part[1:-1], "in": "path", "required": True, "schema": {"type": "string"}}
                 for part in r.path.split("/")
                 if part.startswith("{")
+            ]
+            params += [
+                {"name": name, "in": "query", "description": text, "schema": {"type": "string"}}
+                for name, text in r.query
             ]
             if params:
                 op["parameters"] = params

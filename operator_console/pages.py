@@ -104,6 +104,18 @@ async def wallboard_page(request: web.Request) -> web.StreamResponse:
     return _remember_lang(request, response)
 
 
+async def scorecard_page(request: web.Request) -> web.StreamResponse:
+    """One merchant's scorecard over a period, for supervisors."""
+    _staff(request, auth.Role.SUPERVISOR)
+    merchant_id = request.match_info["merchant_id"]
+    if not merchant_id.isdigit():
+        raise web.HTTPNotFound()
+    response = aiohttp_jinja2.render_template(
+        "scorecard.html", request, {"merchant_id": merchant_id}
+    )
+    return _remember_lang(request, response)
+
+
 async def admin_page(request: web.Request) -> web.StreamResponse:
     """One admin section: a list, a form, the import or the access log."""
     _staff(request, auth.Role.ADMIN)
@@ -139,6 +151,7 @@ async def merchant_page(request: web.Request) -> web.StreamResponse:
 def add_routes(app: web.Application) -> None:
     """Register the pages."""
     app.router.add_get("/wallboard", wallboard_page)
+    app.router.add_get("/wallboard/merchants/{merchant_id}", scorecard_page)
     app.router.add_get("/admin", admin_page)
     app.router.add_get("/admin/{section}", admin_page)
     app.router.add_get("/merchant", merchant_page)

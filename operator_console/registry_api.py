@@ -33,7 +33,7 @@ from registry import repository as repo
 from registry.models import Merchant, Role, ServiceCategory, User
 from registry.phones import mask
 from registry.schemas import CategoryIn, ContractIn, MerchantIn, ResidentIn
-from registry.search import SearchIndex, search_residents
+from registry.search import SearchIndex, match_merchants, search_residents
 
 log = logging.getLogger(__name__)
 
@@ -338,12 +338,20 @@ class MerchantPatch(Patch):
     """Any subset of a merchant's fields, and the `version` the edit was made from."""
 
 
-@API.route("GET", "/merchants", summary="Every merchant", roles=("operator",), tag="registry")
+@API.route(
+    "GET",
+    "/merchants",
+    summary="Every merchant, or ?q= name, pinyin (initials), id or code, best first",
+    roles=("operator",),
+    tag="registry",
+)
 async def list_merchants(request: web.Request) -> web.Response:
     """Merchants with kind and contract, for the console."""
     need(request, *STAFF)
+    q = request.query.get("q", "").strip()[:64]
     async with services(request).store.read() as session:
-        rows = (await session.execute(select(Merchant).order_by(col(Merchant.id)))).scalars()
+        found = (await session.execute(select(Merchant).order_by(col(Merchant.id)))).scalars()
+        rows = match_merchants(found, q) if q else list(found)
         return ok(
             [
                 {

@@ -31,7 +31,14 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from registry.models import Grid, RegistryRevision, Resident, ResidentPhone, ResidentStatus
+from registry.models import (
+    Grid,
+    Merchant,
+    RegistryRevision,
+    Resident,
+    ResidentPhone,
+    ResidentStatus,
+)
 from registry.names import pinyin_keys
 from registry.phones import mask
 
@@ -436,3 +443,40 @@ async def search_residents(
     async with index._lock:
         await index.catch_up(session)
     return index.search(query, limit=limit)
+
+
+def _merchant_score(m: Merchant, term: str) -> int | None:
+    """How well one term matches a merchant: 0 best, None no match."""
+    full, initials = pinyin_keys(m.name)
+    name = m.name.lower()
+    if term == str(m.id) or (m.external_code and term == m.external_code.lower()):
+        return 0
+    if name.startswith(term):
+        return 1
+    if term in name:
+        return 2
+    if initials.startswith(term) or full.startswith(term):
+        return 3
+    if term in initials or term in full:
+        return 4
+    return None
+
+
+def match_merchants(
+    merchants: Iterable[Merchant], query: str, *, limit: int = 20
+) -> list[Merchant]:
+    """Merchants matching every term of the query by name, pinyin or initials (`dfyf` finds
+    大方药房), id or external code; best first.
+
+    Merchants are a few hundred at most, so a scan is fast enough and needs no index.
+    """
+    terms = [t for t in query.lower().split() if t]
+    if not terms:
+        return []
+    scored: list[tuple[int, str, Merchant]] = []
+    for m in merchants:
+        scores = [_merchant_score(m, t) for t in terms]
+        if all(s is not None for s in scores):
+            scored.append((sum(s for s in scores if s is not None), m.name, m))
+    scored.sort(key=lambda x: (x[0], x[1]))
+    return [m for _, _, m in scored[:limit]]

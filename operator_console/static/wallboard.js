@@ -1,6 +1,10 @@
-// The supervisor wallboard: the live summary redrawn on every event, the period figures
-// and a merchant scorecard from GET /api/v1/figures when that API exists.
-import { api, el, liveEvents, latestSeq, T, stateName, fmtDuration, notify } from './common.js';
+// The supervisor wallboard: the live summary redrawn on every event; the period figures
+// (GET /api/v1/figures) as totals and charts by day, category and grid, redrawn when a
+// ticket event changes them; a merchant search that opens a scorecard page.
+import { api, el, lang, liveEvents, latestSeq, T, stateName, fmtDuration, notify } from './common.js';
+import { barChart } from './charts.js';
+import { periodPicker, periodQuery } from './period.js';
+import { merchantSearch } from './merchant_search.js';
 
 const $ = (id) => document.getElementById(id);
 const pct = (x) => (x === null || x === undefined ? '—' : `${(x * 100).toFixed(1)}%`);
@@ -51,72 +55,93 @@ function tick() {
   $('tile-longest').classList.toggle('alarm', longest > 60);
 }
 
-// -- figures (another module's API): shown as it comes, never invented -------------------
-function table(rows) {
-  const cols = [...new Set(rows.flatMap((r) => Object.keys(r)))];
-  const t = el('table', null, 'data');
-  const head = el('tr'); for (const c of cols) head.append(el('th', T(c)));
-  t.append(head);
-  for (const r of rows) {
-    const tr = el('tr');
-    for (const c of cols) { const v = r[c]; tr.append(el('td', typeof v === 'number' && v <= 1 && /rate|share/.test(c) ? pct(v) : typeof v === 'object' && v !== null ? JSON.stringify(v) : v)); }
-    t.append(tr);
+// -- period figures: totals and charts from GET /api/v1/figures ------------------------
+const fmtRate = (v) => (v === null || v === undefined ? '—' : `${v.toFixed(1)}%`);
+const fmtSeconds = (v) => (v === null || v === undefined ? '—' : fmtDuration(v));
+const groupLabel = (g) => (lang() === 'zh-CN' ? g.label_zh : g.label_en) || g.key;
+// ticket events that change a figure of the period
+const FIGURE_EVENTS = new Set(['ticket.created', 'ticket.accepted', 'ticket.arrived', 'ticket.completed', 'ticket.rated', 'ticket.closed', 'ticket.cancelled', 'ticket.escalated', 'ticket.no_show', 'call.offered', 'call.connected', 'call.abandoned']);
+
+function kpis(f) {
+  const t = f.total, c = f.calls;
+  const dl = el('dl', null, 'kpi-list');
+  for (const [key, value] of [
+    ['received', t.received], ['closed', t.closed], ['closure_rate', fmtRate(t.closure_rate)],
+    ['solved', fmtRate(t.solved_rate)], ['rated', fmtRate(t.rated_rate)], ['satisfied', fmtRate(t.satisfied_rate)],
+    ['deadlines_met_rate', fmtRate(t.deadlines_met_rate)], ['time_to_arrive', fmtSeconds(t.time_to_arrive_s)],
+    ['calls_offered', c.offered], ['answered_60', fmtRate(c.answered_60s_rate)],
+  ]) {
+    const item = el('div', null, 'kpi'); item.dataset.key = key;
+    item.append(el('dt', T(key)), el('dd', value));
+    dl.append(item);
   }
-  return t;
+  return dl;
 }
 
-function render(value) {
-  if (Array.isArray(value)) return value.length && typeof value[0] === 'object' ? table(value) : el('span', value.join(', '));
-  if (value && typeof value === 'object') {
-    const keys = Object.keys(value);
-    if (keys.length && keys.every((k) => value[k] && typeof value[k] === 'object' && !Array.isArray(value[k]))) {
-      return table(keys.map((k) => ({ key: k, ...value[k] })));
-    }
-    const box = el('div');
-    const dl = el('dl');
-    for (const [k, v] of Object.entries(value)) {
-      if (v && typeof v === 'object') { const sec = el('div'); sec.append(el('h3', T(k)), render(v)); box.append(sec); }
-      else dl.append(el('dt', T(k)), el('dd', typeof v === 'number' && v <= 1 && /rate|share/.test(k) ? pct(v) : v));
-    }
-    box.prepend(dl);
-    return box;
-  }
-  return el('span', value);
+function groupChart(figure, f, title, axis) {
+  const groups = f.groups;
+  barChart(figure, {
+    title, xLabel: axis, yLabel: T('axis_tickets'),
+    groups: groups.map((g) => ({ key: g.key, label: groupLabel(g) })),
+    series: [
+      { name: 'received', label: T('received'), cls: 'received', values: groups.map((g) => g.received) },
+      { name: 'closed', label: T('closed'), cls: 'closed', values: groups.map((g) => g.closed) },
+    ],
+    rate: { label: T('satisfied'), axisLabel: T('axis_rate'), cls: 'satisfied', values: groups.map((g) => g.satisfied_rate), connect: false },
+    extra: [
+      { label: T('closure_rate'), values: groups.map((g) => fmtRate(g.closure_rate)) },
+      { label: T('solved'), values: groups.map((g) => fmtRate(g.solved_rate)) },
+      { label: T('rated'), values: groups.map((g) => fmtRate(g.rated_rate)) },
+    ],
+    empty: T('no_tickets'),
+  });
 }
 
-let figures = null;
+let figuresSeq = 0;
 async function loadFigures() {
-  const box = $('figures');
+  const box = $('figures'), q = periodQuery(picker.get()), mine = ++figuresSeq;
+  let day, category, grid;
   try {
-    figures = await api('GET', '/figures');
+    [day, category, grid] = await Promise.all(['day', 'category', 'grid'].map((by) => api('GET', `/figures?${q}&by=${by}`)));
   } catch (err) {
     box.replaceChildren(el('p', err.missing ? T('figures_na') : err.message, 'notice'));
     box.dataset.available = 'no';
-    $('scorecard').replaceChildren(el('p', T('figures_na'), 'notice'));
-    $('sc-merchant').hidden = true;
     return;
   }
+  if (mine !== figuresSeq) return; // a newer period was chosen meanwhile
   box.dataset.available = 'yes';
+  box.dataset.period = q;
   box.classList.remove('muted');
-  box.replaceChildren(render(figures));
-  const merchants = figures.by_merchant || figures.merchants || [];
-  const list = Array.isArray(merchants) ? merchants : Object.entries(merchants).map(([k, v]) => ({ merchant: k, ...v }));
-  const sel = $('sc-merchant');
-  sel.replaceChildren(...list.map((m, i) => { const o = el('option', m.name || m.merchant || m.merchant_id || i); o.value = i; return o; }));
-  const show = () => { const m = list[Number(sel.value)]; $('scorecard').replaceChildren(m ? render(m) : el('p', '—')); };
-  sel.onchange = show;
-  show();
+  box.replaceChildren(kpis(day));
+  picker.showRange(day.first_day, day.last_day);
+  barChart($('chart-day'), {
+    title: T('chart_by_day'), xLabel: T('axis_day'), yLabel: T('axis_tickets'), series_x: true,
+    groups: day.groups.map((g) => ({ key: g.key, label: g.key.slice(5), title: g.key })),
+    series: [
+      { name: 'received', label: T('received'), cls: 'received', values: day.groups.map((g) => g.received) },
+      { name: 'closed', label: T('closed'), cls: 'closed', values: day.groups.map((g) => g.closed) },
+    ],
+    rate: { label: T('satisfied'), axisLabel: T('axis_rate'), cls: 'satisfied', values: day.groups.map((g) => g.satisfied_rate), connect: true },
+    extra: [{ label: T('closure_rate'), values: day.groups.map((g) => fmtRate(g.closure_rate)) }],
+    empty: T('no_tickets'),
+  });
+  groupChart($('chart-category'), category, T('chart_by_category'), T('axis_category'));
+  groupChart($('chart-grid'), grid, T('chart_by_grid'), T('axis_grid'));
+  box.dataset.loads = String(Number(box.dataset.loads || 0) + 1);
 }
 
 const pending = new Set();
-function soon(fn) { if (pending.has(fn)) return; pending.add(fn); setTimeout(() => { pending.delete(fn); fn().catch((e) => notify(e.message)); }, 200); }
+function soon(fn, ms = 200) { if (pending.has(fn)) return; pending.add(fn); setTimeout(() => { pending.delete(fn); fn().catch((e) => notify(e.message)); }, ms); }
+
+const picker = periodPicker($('period'), () => { search.refresh(); soon(loadFigures, 0); });
+const search = merchantSearch($('sc-search'), $('sc-results'), (id) => `/wallboard/merchants/${id}?${periodQuery(picker.get())}`);
 
 await refresh();
-loadFigures();
+await loadFigures();
 setInterval(tick, 1000);
 setInterval(() => soon(refresh), 15000);
 liveEvents((ev) => {
   if (['call', 'ticket', 'operator'].includes(ev.subject)) soon(refresh);
-  if (ev.name === 'ticket.closed') soon(loadFigures);
-}, { since: await latestSeq(), onReconnect: () => soon(refresh) });
+  if (FIGURE_EVENTS.has(ev.name)) soon(loadFigures, 1000);
+}, { since: await latestSeq(), onReconnect: () => { soon(refresh); soon(loadFigures); } });
 document.body.dataset.ready = '1';

@@ -5,15 +5,19 @@ exactly, from the pure report, from the database on both dialects and from the A
 from __future__ import annotations
 
 import random
-from datetime import datetime, timedelta
+from dataclasses import asdict
+from datetime import datetime, time, timedelta
 from typing import Any
 
 from sqlalchemy import insert
 
 from dispatch.clock import LOCAL_TZ
-from dispatch.figures import Ev, report
+from dispatch.figures import GROUPINGS, Ev, Report, load_report, report
 from dispatch.models import Event
-from tests.conftest import Harness
+from tests import history as hist
+from tests.conftest import MORNING, Harness
+
+BREAKDOWNS = ("day", "category", "grid")
 
 YEAR_START = datetime(2025, 1, 1, tzinfo=LOCAL_TZ)
 YEAR_END = datetime(2026, 1, 1, tzinfo=LOCAL_TZ)
@@ -151,3 +155,97 @@ async def test_given_a_year_in_the_log_when_a_supervisor_asks_then_the_api_repor
         "GET", "/figures?from=2025-13-01&to=2025-12-31", as_user="supervisor", expect=422
     )
     assert bad["error_id"] == "invalid_input"
+
+
+# -- breakdowns: by day, category and grid ----------------------------------------------------
+COUNTS = ("received", "closed", "solved", "rated", "satisfied", "not_satisfied", "no_shows")
+
+
+def check_groups_add_up(rep: Report) -> None:
+    """Every count summed over the groups is the period's total."""
+    for name in COUNTS:
+        assert sum(getattr(g, name) for g in rep.groups) == getattr(rep.total, name), name
+
+
+def week_of_history() -> tuple[list[Ev], datetime, datetime]:
+    """The known history's events and the last 7 local days up to MORNING."""
+    rows = hist.history(MORNING)
+    events = [Ev(e["name"], e["subject_id"], e["occurred_at"], e["data"]) for e in rows.events]
+    today = MORNING.astimezone(LOCAL_TZ).date()
+    start = datetime.combine(today - timedelta(days=6), time(0), tzinfo=LOCAL_TZ)
+    return events, start, start + timedelta(days=7)
+
+
+def test_given_the_known_history_when_reporting_by_day_then_each_local_day_has_its_counts() -> None:
+    events, start, end = week_of_history()
+    rep = report(events, start=start, end=end, by="day")
+    days = [(start + timedelta(days=i)).date().isoformat() for i in range(7)]
+    assert [g.key for g in rep.groups] == days
+    assert [(g.received, g.closed) for g in rep.groups] == hist.WEEK_BY_DAY
+    assert {k: getattr(rep.total, k) for k in hist.WEEK if k != "satisfied_rate"} == {
+        k: v for k, v in hist.WEEK.items() if k != "satisfied_rate"
+    }
+    assert rep.total.satisfied_rate == hist.WEEK["satisfied_rate"]
+    # yesterday: 2 of 3 rated visits satisfied; today 1 of 1
+    assert [g.satisfied_rate for g in rep.groups][-2:] == [66.7, 100.0]
+    check_groups_add_up(rep)
+
+
+def test_given_the_known_history_when_reporting_by_category_and_grid_then_counts_are_exact() -> (
+    None
+):
+    events, start, end = week_of_history()
+    by_category = report(events, start=start, end=end, by="category")
+    assert {g.key: (g.received, g.closed) for g in by_category.groups} == hist.WEEK_BY_CATEGORY
+    by_grid = report(events, start=start, end=end, by="grid")
+    assert {g.key: (g.received, g.closed) for g in by_grid.groups} == hist.WEEK_BY_GRID
+    for rep in (by_category, by_grid):
+        assert rep.total == report(events, start=start, end=end).total
+        check_groups_add_up(rep)
+
+
+def test_given_a_day_boundary_when_grouping_by_day_then_the_shanghai_date_counts() -> None:
+    # 23:59 and 00:01 Shanghai time are 15:59 and 16:01 UTC of the same UTC day
+    late = datetime(2025, 3, 1, 23, 59, tzinfo=LOCAL_TZ)
+    events = [
+        Ev("ticket.created", "a", late, {"category": "meal", "grid": "BG01"}),
+        Ev("ticket.created", "b", late + timedelta(minutes=2), {"category": "meal"}),
+    ]
+    start = datetime(2025, 3, 1, tzinfo=LOCAL_TZ)
+    rep = report(events, start=start, end=start + timedelta(days=3), by="day")
+    assert [(g.key, g.received) for g in rep.groups] == [
+        ("2025-03-01", 1),
+        ("2025-03-02", 1),
+        ("2025-03-03", 0),
+    ]
+
+
+def test_given_the_seed_countys_year_when_grouped_every_way_then_groups_add_up_to_the_total() -> (
+    None
+):
+    events = synthetic_year()
+    for by in GROUPINGS:
+        rep = report(events, start=YEAR_START, end=YEAR_END, by=by)
+        check_seed_figures(asdict(rep.total))
+        check_groups_add_up(rep)
+    by_day = report(events, start=YEAR_START, end=YEAR_END, by="day")
+    assert len(by_day.groups) == 365 and by_day.groups[0].key == "2025-01-01"
+
+
+async def test_given_the_history_in_the_database_when_loading_by_day_category_grid_then_exact(
+    harness: Harness,
+) -> None:
+    async with harness.services.store.read() as session:
+        await hist.insert_history(session, hist.history(MORNING))
+    _, start, end = week_of_history()
+    async with harness.services.store.read() as session:
+        reps = {by: await load_report(session, start=start, end=end, by=by) for by in BREAKDOWNS}
+    assert [(g.received, g.closed) for g in reps["day"].groups] == hist.WEEK_BY_DAY
+    assert {g.key: (g.received, g.closed) for g in reps["category"].groups} == (
+        hist.WEEK_BY_CATEGORY
+    )
+    assert {g.key: (g.received, g.closed) for g in reps["grid"].groups} == hist.WEEK_BY_GRID
+    for rep in reps.values():
+        assert rep.total.received == hist.WEEK["received"]
+        assert rep.total.satisfied_rate == hist.WEEK["satisfied_rate"]
+        check_groups_add_up(rep)
