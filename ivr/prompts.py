@@ -111,6 +111,8 @@ CATALOGS: dict[str, dict[str, str]] = {
         "wellbeing.well": "知道您一切安好，我们就放心了。祝您身体健康，再见。",
         "wellbeing.help": "马上为您转接话务员，请不要挂机。",
         "wellbeing.no_answer": "没有收到您的回答，我们会请您的家人或网格员来看看您。再见。",
+        # the operator desk: hold
+        "desk.on_hold": "请您稍等，话务员马上回来，请不要挂机。",
     },
     "en": {
         "ivr.no_input": "We did not hear a key.",
@@ -177,6 +179,7 @@ CATALOGS: dict[str, dict[str, str]] = {
         "wellbeing.help": "Connecting you to an operator now. Please stay on the line.",
         "wellbeing.no_answer": "We did not hear from you, so we will ask your family or "
         "grid worker to check on you. Goodbye.",
+        "desk.on_hold": "Please hold; your operator will be right back. Please stay on the line.",
     },
 }
 
