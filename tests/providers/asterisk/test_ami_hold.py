@@ -185,7 +185,7 @@ async def test_given_the_operator_leg_gone_when_resumed_then_the_operator_is_run
 async def test_given_a_call_not_bridged_when_held_then_refused_and_nothing_sent(
     ami: FakeAMI, config: AsteriskConfig
 ) -> None:
-    async with running(config) as (tel, rec):
+    async with running(config) as (tel, _rec):
         await ami.send(channel_event("Newchannel", CALLER, CALLER_UID, CallerIDNum="1380"))
         await eventually(lambda: tel.correlator.channel_of(REF))
         sent = len(ami.actions)
