@@ -792,11 +792,7 @@ class Dispatcher:
         self, tx: Tx, user: User, to_user_id: int | None, to_role: str | None
     ) -> tuple[User, OperatorStatus, bool]:
         """The user who takes the caller, their status row, and whether via the supervisor desk."""
-        if (to_user_id is None) == (to_role is None):
-            raise Invalid("give either to_user_id or to='supervisor'")
         if to_role is not None:
-            if to_role != "supervisor":
-                raise Invalid("to must be 'supervisor'")
             rows = (
                 await tx.session.execute(
                     select(OperatorStatus, User)
@@ -848,6 +844,10 @@ class Dispatcher:
         the first answer); a refused target changes nothing.
         """
         assert user.id is not None
+        if (to_user_id is None) == (to_role is None):
+            raise Invalid("give either to_user_id or to='supervisor'")
+        if to_role not in (None, "supervisor"):
+            raise Invalid("to must be 'supervisor'")
         async with self.store.tx() as tx:
             call = await self._desk_call(tx, call_id, user)
             target, status, via_desk = await self._transfer_target(tx, user, to_user_id, to_role)
