@@ -41,8 +41,15 @@ async def test_given_bad_requests_then_404_409_422_with_the_error_shape(harness:
     assert body["error_id"] == "illegal_transition"
     # another operator's call
     await h.call("POST", f"{url}/hold", as_user="supervisor", expect=409)
-    for payload in ({}, {"to": "supervisor", "to_user_id": 3}, {"to": "admin"},
-                    {"to_user_id": 0}, {"to_user_id": "x"}, {"to": "supervisor", "x": 1}):  # fmt: skip
+    bad: list[dict[str, Any]] = [
+        {},
+        {"to": "supervisor", "to_user_id": 3},
+        {"to": "admin"},
+        {"to_user_id": 0},
+        {"to_user_id": "x"},
+        {"to": "supervisor", "x": 1},
+    ]
+    for payload in bad:
         body = await h.call("POST", f"{url}/transfer", json=payload, expect=422)
         assert body["error_id"] == "invalid_input", payload
     # the supervisor is logged out: a clear 409, and the call is untouched
@@ -71,9 +78,11 @@ async def test_given_a_caller_when_held_resumed_and_transferred_then_the_feed_sh
     reader = asyncio.create_task(read())
     try:
         other = await add_operator(h, "operator2")
-        await h.call("POST", "/operator/state", json={"action": "login"}, as_user="supervisor")
-        await h.call("POST", "/operator/state", json={"action": "login"}, as_user="operator2")
         call, _ = await answered(h)
+        # logged in after the answer, so the queue never offered them that caller
+        await h.call("POST", "/operator/state", json={"action": "login"}, as_user="supervisor")
+        h.clock.advance(1)
+        await h.call("POST", "/operator/state", json={"action": "login"}, as_user="operator2")
         url = f"/calls/{call['id']}"
 
         targets = await h.call("GET", "/transfer-targets")
