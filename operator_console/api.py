@@ -396,16 +396,25 @@ async def calls(request: web.Request) -> web.Response:
     return ok(out)
 
 
-@API.route("GET", "/calls/{call_id}", summary="One call", roles=("operator",), tag="calls")
+@API.route(
+    "GET",
+    "/calls/{call_id}",
+    summary="One call with its timeline",
+    roles=("operator",),
+    tag="calls",
+)
 async def call_detail(request: web.Request) -> web.Response:
-    """A call."""
+    """A call and every event about it (offered, queued, connected, held, transferred...)."""
     need(request, *STAFF)
     call_id = int_param(request, "call_id")
-    async with services(request).store.read() as session:
+    svc = services(request)
+    async with svc.store.read() as session:
         call = await session.get(Call, call_id)
         if call is None:
             raise repo.NotFound("call", call_id)
-        return ok(await call_public(session, call))
+        data = await call_public(session, call)
+    data["timeline"] = await svc.store.events_for("call", call_id)
+    return ok(data)
 
 
 @API.route(

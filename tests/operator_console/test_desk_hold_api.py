@@ -115,6 +115,16 @@ async def test_given_a_caller_when_held_resumed_and_transferred_then_the_feed_sh
             return names.count("call.transferred") == 2 and all(n in names for n in wanted)
 
         await eventually(fed)
+        # and the call's own timeline tells the same story, who did what
+        timeline = (await h.call("GET", url))["timeline"]
+        desk = [(e["name"], e["actor"]) for e in timeline if e["name"] != "call.bridged"]
+        assert desk[-5:] == [
+            ("call.held", "operator"),
+            ("call.resumed", "operator"),
+            ("call.held", "operator"),
+            ("call.transferred", "operator"),
+            ("call.transferred", "operator2"),
+        ]
     finally:
         await ws.close()
         await reader
