@@ -41,8 +41,10 @@ from providers.base import (
     CallAnswered,
     CallBridged,
     CallEnded,
+    CallHeld,
     CallOffered,
     CallRinging,
+    CallUnheld,
     DigitPressed,
     FlowFinished,
     OriginateFailed,
@@ -60,6 +62,7 @@ from registry.models import (
     MerchantService,
     Resident,
     ResidentPhone,
+    Role,
     User,
 )
 from registry.phones import mask, try_normalize
@@ -145,6 +148,11 @@ OutboundFlow = Callable[[Call], FlowStart | None]
 
 #: ticket states whose deadline still matters (see `dispatch.deadlines`)
 SURVEY_PURPOSES = ("survey", "survey_family")
+
+#: the states in which a supervisor takes a transferred caller (logged in, not with another)
+SUPERVISOR_DESK = frozenset(
+    {opm.OperatorState.AVAILABLE, opm.OperatorState.PAUSED, opm.OperatorState.WRAP_UP}
+)
 
 
 def _actor(user: User | None) -> str:
@@ -240,6 +248,9 @@ class Dispatcher:
                 await self._flow_finished(event)
             case CallBridged(ref=ref, peer=peer):
                 await self._call_event(ref, "call.bridged", peer=peer)
+            case CallHeld(ref=ref) | CallUnheld(ref=ref):
+                # the desk's own `call.held` / `call.resumed` events already say it
+                log.info("call %s: backend reports %s", ref, type(event).__name__)
             case CallEnded(ref=ref, cause=cause):
                 await self._call_ended(ref, cause.value)
             case OriginateFailed(ref=ref, reason=reason):
@@ -511,10 +522,14 @@ class Dispatcher:
             call = await self._call_by_ref(tx, ref)
             if call is None or call.state in cm.FINAL:
                 return
+            was_held = call.state == cm.CallState.ON_HOLD
             state, _ = cm.transition(call.state, cm.Hangup(inbound=call.direction == "in"))
-            await self._cas(tx, call, state=state, ended_at=self.clock.now(), cause=cause)
+            await self._cas(
+                tx, call, state=state, ended_at=self.clock.now(), cause=cause, held_at=None
+            )
             name = "call.abandoned" if state == cm.CallState.ABANDONED else "call.ended"
-            tx.emit(name, "call", call.id, cause=cause, ticket_id=call.ticket_id)
+            extra: dict[str, Any] = {"on_hold": True} if was_held else {}
+            tx.emit(name, "call", call.id, cause=cause, ticket_id=call.ticket_id, **extra)
             if call.operator_id is not None and state == cm.CallState.WRAP_UP:
                 await self._operator_event(tx, call.operator_id, opm.CallFinished(), call)
             if call.offer_id is not None:
@@ -723,21 +738,222 @@ class Dispatcher:
                 raise repo.NotFound("call", call_id)
         await self.telephony.hangup(call.ref)
 
+    # -- hold and transfer at the desk -------------------------------------------------------
+    async def _desk_call(self, tx: Tx, call_id: int, user: User) -> Call:
+        """A call the user is handling at the desk; 404, or 409 when it is not theirs."""
+        call = await self._get(tx, Call, call_id, "call")
+        if call.direction != "in" or call.operator_id is None:
+            raise Conflict(f"call {call_id} is not with an operator")
+        if call.operator_id != user.id:
+            raise Conflict(f"call {call_id} is with another operator")
+        return call
+
+    async def hold_call(self, call_id: int, user: User) -> Call:
+        """The operator puts their caller on hold; the caller hears the hold prompt."""
+        async with self.store.tx() as tx:
+            call = await self._desk_call(tx, call_id, user)
+            state, _ = cm.transition(call.state, cm.Hold())
+            await self._cas(tx, call, state=state, held_at=self.clock.now())
+            tx.emit("call.held", "call", call.id, actor=user.username, ticket_id=call.ticket_id)
+        try:
+            await self.telephony.hold(call.ref)
+        except TelephonyError:
+            log.warning("call %s: hold failed at the PBX; back to connected", call.ref)
+            await self._undo_hold(call_id, user)
+            raise
+        return call
+
+    async def _undo_hold(self, call_id: int, user: User) -> None:
+        """The PBX could not hold the call: the desk shows it connected again."""
+        async with self.store.tx() as tx:
+            call = await self._get(tx, Call, call_id, "call")
+            if call.state != cm.CallState.ON_HOLD:
+                return  # the caller hung up meanwhile: nothing to undo
+            state, _ = cm.transition(call.state, cm.Unhold())
+            await self._cas(tx, call, state=state, held_at=None)
+            tx.emit("call.hold_failed", "call", call.id, actor=user.username)
+
+    async def resume_call(self, call_id: int, user: User) -> Call:
+        """The operator takes their caller back from hold."""
+        async with self.store.tx() as tx:
+            call = await self._desk_call(tx, call_id, user)
+            state, _ = cm.transition(call.state, cm.Unhold())
+            held_s = self._held_s(call)
+            await self._cas(tx, call, state=state, held_at=None)
+            tx.emit(
+                "call.resumed",
+                "call",
+                call.id,
+                actor=user.username,
+                held_s=held_s,
+                ticket_id=call.ticket_id,
+            )
+        try:
+            await self.telephony.unhold(call.ref)
+        except TelephonyError:
+            # the caller may have gone; their hang-up ends the call as usual
+            log.warning("call %s: unhold failed at the PBX", call.ref)
+        return call
+
+    def _held_s(self, call: Call) -> float | None:
+        if call.held_at is None:
+            return None
+        return round((self.clock.now() - call.held_at).total_seconds(), 1)
+
+    async def transfer_targets(self, user: User) -> dict[str, Any]:
+        """Who a caller can be handed to now: available operators, and the supervisor desk."""
+        async with self.store.read() as session:
+            rows = (
+                await session.execute(
+                    select(OperatorStatus, User)
+                    .join(User, col(User.id) == OperatorStatus.user_id)
+                    .where(col(User.active), col(OperatorStatus.user_id) != user.id)
+                    .order_by(col(OperatorStatus.since))
+                )
+            ).all()
+        operators = [
+            {
+                "user_id": u.id,
+                "name": u.display_name or u.username,
+                "role": u.role.value,
+                "state": status.state.value,
+            }
+            for status, u in rows
+            if status.state == opm.OperatorState.AVAILABLE
+        ]
+        supervisors = [
+            {"user_id": u.id, "name": u.display_name or u.username, "state": status.state.value}
+            for status, u in rows
+            if u.role == Role.SUPERVISOR and status.state in SUPERVISOR_DESK
+        ]
+        return {"operators": operators, "supervisors": supervisors}
+
+    async def _transfer_target(
+        self, tx: Tx, user: User, to_user_id: int | None, to_role: str | None
+    ) -> tuple[User, OperatorStatus, bool]:
+        """The user who takes the caller, their status row, and whether via the supervisor desk."""
+        if to_role is not None:
+            rows = (
+                await tx.session.execute(
+                    select(OperatorStatus, User)
+                    .join(User, col(User.id) == OperatorStatus.user_id)
+                    .where(
+                        col(User.role) == Role.SUPERVISOR,
+                        col(User.active),
+                        col(User.id) != user.id,
+                        col(OperatorStatus.state).in_(list(SUPERVISOR_DESK)),
+                    )
+                )
+            ).all()
+            if not rows:
+                raise Conflict("no supervisor is logged in and free to take the call")
+            # an available supervisor first, then the one longest in their state
+            status, target = min(
+                rows,
+                key=lambda r: (r[0].state != opm.OperatorState.AVAILABLE, r[0].since),
+            )
+            return target, status, True
+        assert to_user_id is not None
+        if to_user_id == user.id:
+            raise Invalid("a call cannot be transferred to the operator who has it")
+        found = await tx.session.get(User, to_user_id)
+        if found is None or not found.active or found.role == Role.MERCHANT:
+            raise repo.NotFound("operator", to_user_id)
+        target = found
+        status = await self._operator_status(tx, to_user_id)
+        via_desk = target.role == Role.SUPERVISOR
+        ok = status.state == opm.OperatorState.AVAILABLE or (
+            via_desk and status.state in SUPERVISOR_DESK
+        )
+        if not ok:
+            name = target.display_name or target.username
+            raise Conflict(f"{name} is {status.state.value}, not free to take a transfer")
+        return target, status, via_desk
+
+    async def transfer_call(
+        self,
+        call_id: int,
+        user: User,
+        *,
+        to_user_id: int | None = None,
+        to_role: str | None = None,
+    ) -> Call:
+        """Hand the caller to an available operator or a supervisor; the sender wraps up.
+
+        The call stays connected (it is not answered again: waits and answer figures keep
+        the first answer); a refused target changes nothing.
+        """
+        assert user.id is not None
+        if (to_user_id is None) == (to_role is None):
+            raise Invalid("give either to_user_id or to='supervisor'")
+        if to_role not in (None, "supervisor"):
+            raise Invalid("to must be 'supervisor'")
+        async with self.store.tx() as tx:
+            call = await self._desk_call(tx, call_id, user)
+            target, status, via_desk = await self._transfer_target(tx, user, to_user_id, to_role)
+            assert target.id is not None
+            state, commands = cm.transition(call.state, cm.Transfer(target.id))
+            held_s = self._held_s(call)
+            # the receiving side first: a refusal there leaves the sender untouched
+            if status.state == opm.OperatorState.WRAP_UP:
+                tx.after_commit(partial(self.timers.cancel, f"wrapup:{target.id}"))
+            await self._operator_event(tx, target.id, opm.ReceiveTransfer(via_desk), call)
+            await self._operator_event(tx, user.id, opm.TransferOut())
+            await self._cas(tx, call, state=state, operator_id=target.id, held_at=None)
+            tx.emit(
+                "call.transferred",
+                "call",
+                call.id,
+                actor=user.username,
+                from_operator_id=user.id,
+                to_operator_id=target.id,
+                to_operator=target.username,
+                to=to_role or "operator",
+                held_s=held_s,
+                ticket_id=call.ticket_id,
+            )
+        for command in commands:
+            if isinstance(command, cm.TransferToOperator):
+                try:
+                    await self.telephony.transfer(call.ref, peer=f"operator:{command.operator_id}")
+                except TelephonyError:
+                    log.warning(
+                        "call %s: transfer to operator %s failed at the PBX",
+                        call.ref,
+                        command.operator_id,
+                    )
+                    async with self.store.tx() as tx:
+                        tx.emit(
+                            "call.transfer_failed",
+                            "call",
+                            call.id,
+                            to_operator_id=command.operator_id,
+                        )
+        log.info("call %s transferred from operator %s to %s", call.ref, user.id, target.id)
+        return call
+
     async def wrap_up(self, call_id: int, user: User, disposition: str = "") -> None:
         """The operator finishes the after-call work."""
         assert user.id is not None
         async with self.store.tx() as tx:
             call = await self._get(tx, Call, call_id, "call")
-            state, _ = cm.transition(call.state, cm.WrapUpDone())
-            await self._cas(tx, call, state=state)
+            status = await self._operator_status(tx, user.id)
+            handed_on = call.operator_id not in (None, user.id)
+            if not handed_on:
+                state, _ = cm.transition(call.state, cm.WrapUpDone())
+                await self._cas(tx, call, state=state)
+            elif status.state != opm.OperatorState.WRAP_UP or status.call_id != call.id:
+                raise Conflict(f"call {call_id} is with another operator")
+            # a caller this operator transferred talks on with someone else: only this
+            # operator's after-call work ends
             tx.emit(
                 "call.wrapped_up",
                 "call",
                 call.id,
                 disposition=disposition[:64],
                 actor=user.username,
+                **({"transferred": True} if handed_on else {}),
             )
-            status = await self._operator_status(tx, user.id)
             if status.state == opm.OperatorState.WRAP_UP:
                 await self._operator_event(tx, user.id, opm.WrapUpDone())
         await self.timers.cancel(f"wrapup:{user.id}")

@@ -117,6 +117,8 @@ CATALOGS: dict[str, dict[str, str]] = {
         "login_code.code": "您的验证码是：{code:digits}。再说一遍：{code:digits}。"
         "验证码{minutes:duration}内有效。再听一遍请按星号键或按 1。",
         "login_code.goodbye": "请不要把验证码告诉任何人。再见。",
+        # the operator desk: hold
+        "desk.on_hold": "请您稍等，话务员马上回来，请不要挂机。",
     },
     "en": {
         "ivr.no_input": "We did not hear a key.",
@@ -188,6 +190,7 @@ CATALOGS: dict[str, dict[str, str]] = {
         "login_code.code": "Your login code is {code:digits}. Again: {code:digits}. "
         "The code is valid for {minutes:duration}. To hear it again press star or 1.",
         "login_code.goodbye": "Do not tell anyone this code. Goodbye.",
+        "desk.on_hold": "Please hold; your operator will be right back. Please stay on the line.",
     },
 }
 

@@ -238,6 +238,7 @@ async def call_public(session: Any, call: Call) -> dict[str, Any]:
         "emergency": call.emergency,
         "started_at": call.started_at.isoformat(),
         "queued_at": call.queued_at.isoformat() if call.queued_at else None,
+        "held_at": call.held_at.isoformat() if call.held_at else None,
     }
     if call.resident_id is not None:
         resident = await session.get(Resident, call.resident_id)
@@ -372,7 +373,7 @@ async def resident(request: web.Request) -> web.Response:
     tag="calls",
 )
 async def calls(request: web.Request) -> web.Response:
-    """The waiting queue plus calls connected or in wrap-up."""
+    """The waiting queue plus calls connected, on hold or in wrap-up."""
     need(request, *STAFF)
     svc = services(request)
     waiting = await svc.dispatcher.queue()
@@ -382,7 +383,8 @@ async def calls(request: web.Request) -> web.Response:
                 await session.execute(
                     select(Call)
                     .where(
-                        col(Call.direction) == "in", col(Call.state).in_(["connected", "wrap_up"])
+                        col(Call.direction) == "in",
+                        col(Call.state).in_(["connected", "on_hold", "wrap_up"]),
                     )
                     .order_by(col(Call.id))
                 )
@@ -394,16 +396,25 @@ async def calls(request: web.Request) -> web.Response:
     return ok(out)
 
 
-@API.route("GET", "/calls/{call_id}", summary="One call", roles=("operator",), tag="calls")
+@API.route(
+    "GET",
+    "/calls/{call_id}",
+    summary="One call with its timeline",
+    roles=("operator",),
+    tag="calls",
+)
 async def call_detail(request: web.Request) -> web.Response:
-    """A call."""
+    """A call and every event about it (offered, queued, connected, held, transferred...)."""
     need(request, *STAFF)
     call_id = int_param(request, "call_id")
-    async with services(request).store.read() as session:
+    svc = services(request)
+    async with svc.store.read() as session:
         call = await session.get(Call, call_id)
         if call is None:
             raise repo.NotFound("call", call_id)
-        return ok(await call_public(session, call))
+        data = await call_public(session, call)
+    data["timeline"] = await svc.store.events_for("call", call_id)
+    return ok(data)
 
 
 @API.route(

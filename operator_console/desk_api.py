@@ -1,18 +1,32 @@
-"""What the operator desk reads beyond the core API: the ticket board and one's own state."""
+"""What the operator desk needs beyond the core API: the ticket board, one's own state,
+and holding and transferring a caller."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal, Self
 
 from aiohttp import web
+from pydantic import Field, model_validator
 from sqlalchemy import select
 from sqlmodel import col
 
 from dispatch.machines.ticket import OPEN, TicketState
-from dispatch.models import OperatorStatus, Ticket
+from dispatch.models import Call, OperatorStatus, Ticket
 from dispatch.service import Invalid
-from operator_console.api import API, STAFF, need, ok, services, ticket_public
+from operator_console.api import (
+    API,
+    STAFF,
+    Strict,
+    body,
+    call_public,
+    int_param,
+    need,
+    ok,
+    services,
+    ticket_public,
+)
 from registry.models import Merchant, Resident, ServiceCategory
+from registry.repository import NotFound
 
 SCOPES = ("open", "mine", "all")
 
@@ -86,3 +100,87 @@ async def my_state(request: web.Request) -> web.Response:
     if status is None:
         return ok({"state": "logged_out", "reason": None, "call_id": None})
     return ok({"state": status.state.value, "reason": status.reason, "call_id": status.call_id})
+
+
+# -- hold and transfer ------------------------------------------------------------------
+class TransferBody(Strict):
+    """Who takes the caller: one operator by id, or the supervisor desk."""
+
+    to_user_id: int | None = Field(default=None, ge=1)
+    to: Literal["supervisor"] | None = None
+
+    @model_validator(mode="after")
+    def _one_target(self) -> Self:
+        if (self.to_user_id is None) == (self.to is None):
+            raise ValueError("give either to_user_id or to='supervisor'")
+        return self
+
+
+async def _call_view(request: web.Request, call_id: int) -> web.Response:
+    async with services(request).store.read() as session:
+        call = await session.get(Call, call_id)
+        if call is None:
+            raise NotFound("call", call_id)
+        return ok(await call_public(session, call))
+
+
+@API.route(
+    "POST",
+    "/calls/{call_id}/hold",
+    summary="Put one's caller on hold (they hear the hold prompt; 409 if not connected)",
+    roles=("operator",),
+    tag="calls",
+)
+async def hold(request: web.Request) -> web.Response:
+    """Hold."""
+    user = need(request, *STAFF)
+    call_id = int_param(request, "call_id")
+    await services(request).dispatcher.hold_call(call_id, user)
+    return await _call_view(request, call_id)
+
+
+@API.route(
+    "POST",
+    "/calls/{call_id}/unhold",
+    summary="Take one's caller back from hold (409 if not on hold)",
+    roles=("operator",),
+    tag="calls",
+)
+async def unhold(request: web.Request) -> web.Response:
+    """Resume."""
+    user = need(request, *STAFF)
+    call_id = int_param(request, "call_id")
+    await services(request).dispatcher.resume_call(call_id, user)
+    return await _call_view(request, call_id)
+
+
+@API.route(
+    "POST",
+    "/calls/{call_id}/transfer",
+    summary="Hand one's caller to an available operator or a supervisor (409 if not free)",
+    roles=("operator",),
+    body=TransferBody,
+    tag="calls",
+)
+async def transfer(request: web.Request) -> web.Response:
+    """Transfer; the sender goes to wrap-up, the receiver on_call with the same call."""
+    user = need(request, *STAFF)
+    data = await body(request, TransferBody)
+    call_id = int_param(request, "call_id")
+    await services(request).dispatcher.transfer_call(
+        call_id, user, to_user_id=data.to_user_id, to_role=data.to
+    )
+    return await _call_view(request, call_id)
+
+
+@API.route(
+    "GET",
+    "/transfer-targets",
+    summary="Who a caller can be transferred to now: available operators and supervisors",
+    roles=("operator",),
+    tag="calls",
+)
+async def transfer_targets(request: web.Request) -> web.Response:
+    """Available operators (not oneself) and supervisors logged in and free."""
+    user = need(request, *STAFF)
+    return ok(await services(request).dispatcher.transfer_targets(user))

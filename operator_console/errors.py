@@ -7,6 +7,7 @@ Exception tree mapped here:
   dispatch.service.Invalid, ValidationError -> 422 invalid_input
   Unauthorized / Forbidden                -> 401 / 403
   sqlalchemy OperationalError             -> 503 database_unavailable
+  providers.base.TelephonyError           -> 503 telephony_unavailable
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from sqlalchemy.exc import OperationalError
 
 from dispatch.machines import IllegalTransition
 from dispatch.service import Conflict, Invalid
+from providers.base import TelephonyError
 from registry.repository import NotFound
 
 log = logging.getLogger(__name__)
@@ -75,3 +77,6 @@ async def error_middleware(
     except OperationalError:
         log.exception("database unavailable on %s", request.path)
         return error_response(503, "database_unavailable", "the database is not reachable")
+    except TelephonyError as exc:
+        log.warning("telephony refused %s: %s", request.path, type(exc).__name__)
+        return error_response(503, "telephony_unavailable", "the phone system could not do it")

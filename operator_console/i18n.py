@@ -400,6 +400,18 @@ _TEXTS: dict[str, dict[str, str]] = {
         "kind_water": "供水",
         "kind_electricity": "供电",
         "kind_gas": "燃气",
+        # hold and transfer at the desk
+        "hold": "保持",
+        "resume_call": "恢复通话",
+        "transfer": "转接",
+        "transfer_to": "转接给",
+        "supervisor_desk": "班长席（任一值班班长）",
+        "on_hold": "保持中",
+        "hold_time": "已保持",
+        "transferred_in": "转接来电",
+        "transferred_out": "已转接，请结束整理",
+        "transfer_done": "已转接给 {name}",
+        "shortcuts_desk": "快捷键：F2 接听 · F4 派单 · F6 保持/恢复 · F7 转接 · F8 结束整理",
     },
     "en": {
         "app": "Yijing care dispatch",
@@ -816,6 +828,19 @@ _TEXTS: dict[str, dict[str, str]] = {
         "kind_water": "Water",
         "kind_electricity": "Electricity",
         "kind_gas": "Gas",
+        # hold and transfer at the desk
+        "hold": "Hold",
+        "resume_call": "Resume",
+        "transfer": "Transfer",
+        "transfer_to": "Transfer to",
+        "supervisor_desk": "Supervisor desk (any supervisor on duty)",
+        "on_hold": "On hold",
+        "hold_time": "On hold",
+        "transferred_in": "Transferred to you",
+        "transferred_out": "Transferred; wrap up",
+        "transfer_done": "Transferred to {name}",
+        "shortcuts_desk": "Keys: F2 answer · F4 dispatch · F6 hold/resume · F7 transfer · "
+        "F8 wrap up",
     },
 }
 

@@ -105,6 +105,20 @@ class CallBridged:
 
 
 @dataclass(frozen=True, slots=True)
+class CallHeld:
+    """The backend put a call on hold: the caller hears the hold prompt, the peer waits."""
+
+    ref: str
+
+
+@dataclass(frozen=True, slots=True)
+class CallUnheld:
+    """A held call is back with its peer."""
+
+    ref: str
+
+
+@dataclass(frozen=True, slots=True)
 class CallEnded:
     """A call hung up."""
 
@@ -136,6 +150,8 @@ TelephonyEvent = (
     | PromptPlayed
     | FlowFinished
     | CallBridged
+    | CallHeld
+    | CallUnheld
     | CallEnded
     | OriginateFailed
     | BackendStatus
@@ -187,6 +203,31 @@ class Telephony(Protocol):
 
     async def bridge(self, ref: str, *, peer: str) -> None:
         """Connect a live call to a peer: an operator endpoint or another call's ref."""
+        ...
+
+    async def hold(self, ref: str) -> None:
+        """Put a call bridged to an operator on hold; `CallHeld` follows.
+
+        The caller hears the hold prompt and music; the operator's leg stays up, so
+        `unhold` reconnects them without ringing the operator again. A caller who hangs up
+        on hold ends the call (`CallEnded`) and the operator's waiting leg is released.
+        """
+        ...
+
+    async def unhold(self, ref: str) -> None:
+        """Reconnect a held call to the operator it was bridged to; `CallUnheld` follows."""
+        ...
+
+    async def transfer(self, ref: str, *, peer: str) -> None:
+        """Move a live caller, connected or on hold, from their operator to another endpoint.
+
+        A separate command rather than a second `bridge`, because every backend must also
+        release the previous operator's leg, which a first bridge never has:
+        memory re-points the call; Asterisk redirects the caller into the new operator's
+        Dial and the old operator's leg out to hang up (one Redirect with ExtraChannel);
+        Twilio adds the new operator to the caller's conference and completes the old
+        operator's call. `CallBridged(ref, peer)` follows; the caller is no longer held.
+        """
         ...
 
     async def hangup(self, ref: str) -> None:

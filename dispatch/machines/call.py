@@ -2,6 +2,12 @@
 
 A caller who hangs up in any waiting state is `abandoned`. Outbound calls go
 ringing -> connected -> ended.
+
+At the operator desk a connected caller can be put on hold (`on_hold`, the caller hears
+the hold prompt, the operator's leg stays up) and taken back, and be transferred to
+another operator, connected or on hold: the call stays connected and only changes hands
+(it is not answered a second time, so the answer figures are not touched). A caller who
+hangs up on hold ends the call as from `connected`: the operator wraps up.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ class CallState(enum.StrEnum):
     IVR = "ivr"
     QUEUED = "queued"
     CONNECTED = "connected"
+    ON_HOLD = "on_hold"
     WRAP_UP = "wrap_up"
     ENDED = "ended"
     ABANDONED = "abandoned"
@@ -26,6 +33,8 @@ class CallState(enum.StrEnum):
 
 WAITING = frozenset({CallState.RINGING, CallState.IVR, CallState.QUEUED})
 FINAL = frozenset({CallState.ENDED, CallState.ABANDONED})
+#: an operator is talking to the caller, or has them on hold
+AT_DESK = frozenset({CallState.CONNECTED, CallState.ON_HOLD})
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +78,35 @@ class CallbackRequested:
     """A waiting caller chose a call back that keeps their place; the call ends."""
 
 
-CallEvent = StartIvr | Enqueue | Answer | Hangup | WrapUpDone | SelfServed | CallbackRequested
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """The operator puts the caller on hold."""
+
+
+@dataclass(frozen=True, slots=True)
+class Unhold:
+    """The operator takes the caller back from hold."""
+
+
+@dataclass(frozen=True, slots=True)
+class Transfer:
+    """The caller is handed to another operator (or a supervisor)."""
+
+    operator_id: int
+
+
+CallEvent = (
+    StartIvr
+    | Enqueue
+    | Answer
+    | Hangup
+    | WrapUpDone
+    | SelfServed
+    | CallbackRequested
+    | Hold
+    | Unhold
+    | Transfer
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +123,24 @@ class BridgeToOperator:
     operator_id: int
 
 
-CallCommand = RunFlow | BridgeToOperator
+@dataclass(frozen=True, slots=True)
+class HoldCaller:
+    """Play the hold prompt to the caller; keep the operator's leg up."""
+
+
+@dataclass(frozen=True, slots=True)
+class UnholdCaller:
+    """Reconnect the held caller to their operator."""
+
+
+@dataclass(frozen=True, slots=True)
+class TransferToOperator:
+    """Move the caller to another operator's endpoint; the previous one is released."""
+
+    operator_id: int
+
+
+CallCommand = RunFlow | BridgeToOperator | HoldCaller | UnholdCaller | TransferToOperator
 
 
 def transition(state: CallState, event: CallEvent) -> tuple[CallState, list[CallCommand]]:
@@ -104,9 +158,15 @@ def transition(state: CallState, event: CallEvent) -> tuple[CallState, list[Call
             return CallState.CONNECTED, [BridgeToOperator(operator_id)]
         case CallState.RINGING, Answer(operator_id=None):
             return CallState.CONNECTED, []
-        case CallState.CONNECTED, Hangup(inbound=True):
+        case CallState.CONNECTED, Hold():
+            return CallState.ON_HOLD, [HoldCaller()]
+        case CallState.ON_HOLD, Unhold():
+            return CallState.CONNECTED, [UnholdCaller()]
+        case state, Transfer(operator_id=operator_id) if state in AT_DESK:
+            return CallState.CONNECTED, [TransferToOperator(operator_id)]
+        case state, Hangup(inbound=True) if state in AT_DESK:
             return CallState.WRAP_UP, []
-        case CallState.CONNECTED, Hangup(inbound=False):
+        case state, Hangup(inbound=False) if state in AT_DESK:
             return CallState.ENDED, []
         case state, Hangup(inbound=inbound) if state in WAITING:
             return (CallState.ABANDONED if inbound else CallState.ENDED), []

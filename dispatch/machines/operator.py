@@ -1,4 +1,10 @@
-"""The operator machine: logged_out, available, reserved, on_call, wrap_up, paused(reason)."""
+"""The operator machine: logged_out, available, reserved, on_call, wrap_up, paused(reason).
+
+Transfers: the operator who hands a caller on goes to wrap-up as if the call had ended
+for them; the one who receives it goes on_call. A transfer to a named operator needs
+them `available`; a supervisor (the escalation desk) takes one whenever logged in and
+not busy with another caller (available, paused or wrapping up).
+"""
 
 from __future__ import annotations
 
@@ -61,7 +67,30 @@ class WrapUpDone:
     """After-call work is done (by the operator or when its timer runs out)."""
 
 
-OperatorEvent = Login | Logout | Pause | Resume | Reserve | TakeCall | CallFinished | WrapUpDone
+@dataclass(frozen=True, slots=True)
+class TransferOut:
+    """The operator handed their caller to someone else; after-call work starts."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiveTransfer:
+    """A caller is handed to this operator; `supervisor` when sent to the supervisor desk."""
+
+    supervisor: bool = False
+
+
+OperatorEvent = (
+    Login
+    | Logout
+    | Pause
+    | Resume
+    | Reserve
+    | TakeCall
+    | CallFinished
+    | WrapUpDone
+    | TransferOut
+    | ReceiveTransfer
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,8 +118,12 @@ def transition(
             return _S.RESERVED, []
         case ((_S.AVAILABLE | _S.RESERVED | _S.WRAP_UP), TakeCall()):
             return _S.ON_CALL, []
-        case _S.ON_CALL, CallFinished():
+        case _S.ON_CALL, (CallFinished() | TransferOut()):
             return _S.WRAP_UP, [StartWrapUpTimer()]
+        case _S.AVAILABLE, ReceiveTransfer():
+            return _S.ON_CALL, []
+        case ((_S.PAUSED | _S.WRAP_UP), ReceiveTransfer(supervisor=True)):
+            return _S.ON_CALL, []
         case _S.WRAP_UP, WrapUpDone():
             return _S.AVAILABLE, []
         case _S.RESERVED, Resume():

@@ -101,13 +101,15 @@ const NAMES_ZH = { ringing: '振铃', ivr: '语音导航', queued: '排队中', 
   new: '新建', matching: '匹配中', offering: '派单中', accepted: '已接单', in_service: '服务中', completed: '已完成', rated: '已评价', closed: '已办结', cancelled: '已取消', unassigned: '无人接单',
   placed: '呼叫中', answered: '已接通', declined: '已拒绝', no_answer: '未接听', busy: '占线', failed: '失败', expired: '超时', withdrawn: '已撤回',
   logged_out: '未登录', available: '空闲', reserved: '预留', on_call: '通话中', paused: '小休',
+  on_hold: '保持中',
   satisfied: '满意', basically_satisfied: '基本满意', not_satisfied: '不满意', routine: '一般', urgent: '紧急', emergency: '特急' };
 export const stateName = (s) => (lang() === 'zh-CN' ? NAMES_ZH[s] : (s || '').replaceAll('_', ' ')) || s;
 
 const EVENT_ZH = { 'ticket.created': '创建工单', 'ticket.matching': '开始匹配', 'ticket.offering': '派单中', 'offer.placed': '呼叫商家', 'offer.ringing': '商家振铃',
   'offer.answered': '商家接通', 'offer.accepted': '商家接单', 'offer.declined': '商家拒单', 'offer.no_answer': '商家未接', 'offer.busy': '商家占线', 'offer.failed': '呼叫失败',
   'offer.expired': '派单超时', 'offer.withdrawn': '撤回派单', 'ticket.accepted': '已接单', 'ticket.arrived': '已上门', 'ticket.completed': '服务完成', 'survey.calling': '回访外呼',
-  'survey.retry': '回访重试', 'ticket.rated': '已评价', 'ticket.closed': '已办结', 'ticket.cancelled': '已取消', 'ticket.unassigned': '无人接单', 'ticket.escalated': '已升级' };
+  'survey.retry': '回访重试', 'ticket.rated': '已评价', 'ticket.closed': '已办结', 'ticket.cancelled': '已取消', 'ticket.unassigned': '无人接单', 'ticket.escalated': '已升级',
+  'call.held': '来电保持', 'call.resumed': '恢复通话', 'call.transferred': '来电转接' };
 export const eventName = (n) => (lang() === 'zh-CN' && EVENT_ZH[n]) || n;
 
 // One timeline row: time, what happened, and who or what it is about.

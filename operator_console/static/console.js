@@ -1,12 +1,13 @@
-// The operator desk: queue with the caller's card before answering, call controls and
-// wrap-up, need capture, ranking, dispatch, the live offer cascade, the ticket board.
-import { api, el, liveEvents, latestSeq, fmtDateTime, lang, T, stateName, deadline, notify, timelineItem } from './common.js';
+// The operator desk: queue with the caller's card before answering, call controls (hold,
+// transfer, hang-up) and wrap-up, need capture, ranking, dispatch, the live offer cascade,
+// the ticket board.
+import { api, el, liveEvents, latestSeq, fmtDateTime, fmtDuration, lang, T, stateName, deadline, notify, timelineItem } from './common.js';
 
 const zh = lang() === 'zh-CN';
 const $ = (id) => document.getElementById(id);
 const state = {
   me: null, call: null, previewCallId: null, residentId: null, category: null, ticket: null,
-  catalog: [], board: [], scope: 'open', merchants: {},
+  catalog: [], board: [], scope: 'open', merchants: {}, heldAt: null, live: false,
 };
 const catName = (c) => (zh ? c.name_zh : c.name_en);
 const guard = (fn) => async (...args) => { try { await fn(...args); } catch (err) { notify(err.message); } };
@@ -17,6 +18,8 @@ async function loadMyState() {
   $('op-state').textContent = stateName(s.state);
   $('op-state').dataset.state = s.state;
   $('op-reason').textContent = s.state === 'paused' && s.reason ? `(${$('pause-reason').querySelector(`[value="${CSS.escape(s.reason)}"]`)?.textContent || s.reason})` : '';
+  // a caller handed to me (a transfer), or my call after a page reload: take it up here
+  if (s.state === 'on_call' && s.call_id && state.call?.id !== s.call_id) await adoptCall(s.call_id);
 }
 
 async function opState(action) {
@@ -56,12 +59,84 @@ async function refreshQueue() {
 async function answer(c) {
   state.call = await api('POST', `/calls/${c.id}/answer`);
   state.previewCallId = c.id;
-  $('hangup').disabled = false; $('wrapup').disabled = true;
-  $('call-now').replaceChildren(el('b', `${T('calls')} #${c.id}`), ' ', el('span', c.resident_name || T('unregistered')), ' ', el('span', stateName('connected'), 'tag ok'));
+  showCall(state.call);
   if (c.resident_id !== state.residentId || !c.resident_id) await showCard(c.resident_id, 'call', c);
   $('card-status').hidden = true;
   await refreshQueue();
   loadMyState();
+}
+
+// The caller of a transfer (or of a reloaded page): the card pops as on answering.
+async function adoptCall(callId) {
+  const c = await api('GET', `/calls/${callId}`);
+  const handedOver = state.live;
+  state.call = c; state.previewCallId = c.id;
+  showCall(c, handedOver ? T('transferred_in') : '');
+  await showCard(c.resident_id, 'call', c);
+  $('card-status').hidden = true;
+  if (handedOver) notify(`${T('transferred_in')} #${c.id} ${c.resident_name || ''}`, 'info');
+  soon(refreshQueue);
+}
+
+// The call box: what the call is, and which controls make sense now.
+function showCall(c, note = '') {
+  const mine = c && state.me && c.operator_id === state.me.id;
+  const atDesk = Boolean(mine && ['connected', 'on_hold'].includes(c.state));
+  const held = atDesk && c.state === 'on_hold';
+  $('hangup').disabled = !atDesk;
+  $('hold').disabled = !atDesk;
+  $('hold').textContent = held ? $('hold').dataset.resume : $('hold').dataset.hold;
+  $('hold').classList.toggle('primary', held);
+  $('transfer').disabled = !atDesk; $('transfer-to').disabled = !atDesk;
+  $('wrapup').disabled = !c || atDesk;
+  state.heldAt = held && c.held_at ? new Date(c.held_at) : null;
+  $('hold-time').hidden = !held;
+  let tag;
+  if (!c) tag = null;
+  else if (!mine && ['connected', 'on_hold'].includes(c.state)) tag = el('span', T('transferred_out'), 'tag');
+  else tag = el('span', stateName(c.state), c.state === 'connected' ? 'tag ok' : held ? 'tag live' : 'tag');
+  const box = $('call-now');
+  if (!c) { box.replaceChildren(el('span', '—', 'muted')); return; }
+  box.dataset.state = c.state;
+  box.replaceChildren(el('b', `${T('calls')} #${c.id}`), ' ', el('span', c.resident_name || T('unregistered')), ' ', tag);
+  if (note) box.append(' ', el('span', note, 'tag live'));
+  if (atDesk) soon(loadTargets);
+  tick();
+}
+
+async function refreshCall() {
+  if (!state.call) return;
+  state.call = await api('GET', `/calls/${state.call.id}`);
+  showCall(state.call);
+}
+
+async function toggleHold() {
+  if (!state.call || $('hold').disabled) return;
+  const verb = state.call.state === 'on_hold' ? 'unhold' : 'hold';
+  state.call = await api('POST', `/calls/${state.call.id}/${verb}`);
+  showCall(state.call);
+}
+
+// Who can take my caller: the supervisor desk first, then available colleagues.
+async function loadTargets() {
+  const t = await api('GET', '/transfer-targets');
+  const sel = $('transfer-to');
+  const keep = sel.value;
+  const desk = el('option', T('supervisor_desk') + (t.supervisors.length ? '' : ' —')); desk.value = 'supervisor';
+  const people = t.operators.map((o) => { const opt = el('option', `${o.name} · ${stateName(o.state)}`); opt.value = `user:${o.user_id}`; return opt; });
+  sel.replaceChildren(desk, ...people);
+  if ([...sel.options].some((o) => o.value === keep)) sel.value = keep;
+}
+
+async function transfer() {
+  if (!state.call || $('transfer').disabled) return;
+  const pick = $('transfer-to').value;
+  const body = pick === 'supervisor' ? { to: 'supervisor' } : { to_user_id: Number(pick.slice(5)) };
+  const name = $('transfer-to').selectedOptions[0]?.textContent.split(' · ')[0] || '';
+  state.call = await api('POST', `/calls/${state.call.id}/transfer`, body);
+  showCall(state.call);
+  notify(T('transfer_done', { name }), 'info');
+  await loadMyState();
 }
 
 async function hangup() {
@@ -72,8 +147,8 @@ async function wrapUp() {
   if (!state.call || $('wrapup').disabled) return;
   await api('POST', `/calls/${state.call.id}/wrap-up`, { disposition: $('disposition').value });
   state.call = null; state.previewCallId = null;
-  $('wrapup').disabled = true; $('hangup').disabled = true;
-  $('call-now').replaceChildren(el('span', '—', 'muted'));
+  showCall(null);
+  $('wrapup').disabled = true;
   await loadMyState();
   await refreshQueue();
 }
@@ -276,6 +351,7 @@ async function refreshBoard() {
 
 // Countdowns turn amber then red; redrawn every second without asking the server.
 function tick() {
+  if (state.heldAt) $('hold-time').textContent = `${T('hold_time')} ${fmtDuration((Date.now() - state.heldAt) / 1000)}`;
   for (const td of document.querySelectorAll('td.due')) {
     const d = deadline(td.dataset.deadline, Number(td.dataset.total) || undefined);
     td.textContent = d.text; td.className = `due ${d.level}`;
@@ -297,16 +373,22 @@ $('dispatch').addEventListener('click', guard(() => dispatch(false)));
 $('dispatch-selected').addEventListener('click', guard(() => dispatch(true)));
 $('complete').addEventListener('click', guard(async () => { await api('POST', `/tickets/${state.ticket.id}/complete`); await showTicket(); }));
 $('hangup').addEventListener('click', guard(hangup));
+$('hold').addEventListener('click', guard(toggleHold));
+$('transfer').addEventListener('click', guard(transfer));
+$('transfer-to').addEventListener('focus', guard(loadTargets));
 $('wrapup').addEventListener('click', guard(wrapUp));
 $('op-login').addEventListener('click', guard(() => opState('available')));
 $('op-pause').addEventListener('click', guard(() => opState('pause')));
 $('search-form').addEventListener('submit', guard(search));
 $('register-form').addEventListener('submit', guard(register));
 
-// Keyboard: F2 answers the first waiting call, F4 dispatches, F8 wraps up.
+// Keyboard: F2 answers the first waiting call, F4 dispatches, F6 holds or resumes,
+// F7 transfers to the chosen colleague, F8 wraps up.
 document.addEventListener('keydown', (e) => {
   if (e.key === 'F2') { document.querySelector('#queue .answer')?.click(); e.preventDefault(); }
   if (e.key === 'F4') { $('dispatch').click(); e.preventDefault(); }
+  if (e.key === 'F6') { $('hold').click(); e.preventDefault(); }
+  if (e.key === 'F7') { $('transfer').click(); e.preventDefault(); }
   if (e.key === 'F8') { $('wrapup').click(); e.preventDefault(); }
 });
 
@@ -320,15 +402,14 @@ await loadMyState();
 await refreshQueue();
 await refreshBoard();
 setInterval(tick, 1000);
+state.live = true;
 liveEvents((ev) => {
   if (ev.subject === 'call') {
     soon(refreshQueue);
-    if (state.call && String(state.call.id) === ev.subject_id && ['call.ended', 'call.abandoned'].includes(ev.name)) {
-      $('wrapup').disabled = false; $('hangup').disabled = true;
-      $('call-now').querySelector('.tag')?.replaceWith(el('span', stateName('wrap_up'), 'tag'));
-    }
+    if (state.call && String(state.call.id) === ev.subject_id) soon(refreshCall);
   }
   if (ev.subject === 'operator' && state.me && ev.subject_id === String(state.me.id)) guard(loadMyState)();
+  else if (ev.subject === 'operator' && !$('transfer').disabled) soon(loadTargets);
   if (ev.subject === 'ticket') {
     soon(refreshBoard);
     if (state.ticket && String(state.ticket.id) === ev.subject_id) guard(showTicket)();

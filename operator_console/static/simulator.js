@@ -26,7 +26,7 @@ function render(calls) {
     node.dataset.ref = c.ref; node.dataset.number = c.number; node.dataset.state = c.state;
     node.querySelector('.dir').textContent = c.direction === 'in' ? '⬅ 来电' : '➡ 外呼';
     node.querySelector('.number').textContent = c.number;
-    node.querySelector('.state').textContent = c.state + (c.cause ? ` (${c.cause})` : '');
+    node.querySelector('.state').textContent = c.state + (c.cause ? ` (${c.cause})` : '') + (c.peer && c.state !== 'ended' ? ` · ${c.peer}` : '');
     const ringing = c.state === 'ringing';
     node.querySelector('.answer').hidden = !ringing;
     node.querySelector('.busy').hidden = !ringing;

@@ -22,6 +22,9 @@ class AsteriskConfig:
     outbound_context: str = "yijing-outbound"
     operators_context: str = "yijing-operators"
     bridge_context: str = "yijing-bridge"
+    #: where hold(ref) sends the caller (exten ``caller``) and the operator's leg
+    #: (``operator``); transfer(ref) releases the previous operator's leg at ``release``.
+    onhold_context: str = "yijing-onhold"
     #: Channel variable carrying the port's ref (also in manager.conf ``channelvars``).
     ref_var: str = "YIJING_REF"
     #: FastAGI server the dialplan connects to; port 0 picks a free port (tests).

@@ -208,6 +208,25 @@ class Correlator:
         call = self.calls.get(ref)
         return call.channel if call is not None else None
 
+    def bridged_leg(self, ref: str) -> str | None:
+        """The channel bridged with a call's primary channel that is no call of ours (the
+        operator's phone), if the call is in a bridge now."""
+        call = self.calls.get(ref)
+        if call is None or call.uniqueid is None:
+            return None
+        for members in self.bridges.values():
+            if call.uniqueid not in members:
+                continue
+            for uid in members:
+                chan = self.channels.get(uid)
+                if uid != call.uniqueid and chan is not None and chan.ref is None:
+                    return chan.name
+        return None
+
+    def channel_alive(self, name: str) -> bool:
+        """Whether a channel of that name is live (no Hangup seen for it)."""
+        return any(chan.name == name for chan in self.channels.values())
+
     def live_refs(self) -> list[str]:
         """Refs of calls that have not ended."""
         return list(self.calls)

@@ -16,6 +16,13 @@ it is ours, because 1.4 is weak exactly where a care hotline cannot be:
 - after each (re)connect live calls are resynced with CoreShowChannels before new events
   are trusted (see `correlate`).
 
+Hold and transfer at the desk keep the operator's leg up: `hold` moves the caller to
+MusicOnHold and the operator's leg to a quiet Wait with one Redirect (ExtraChannel), so
+neither side is hung up by the broken bridge; `unhold` joins the two again with the AMI
+Bridge action (or rings the operator anew when their leg is gone); `transfer` Redirects
+the caller into the new operator's Dial and the old operator's leg out to hang up, again
+in one Redirect. A caller who hangs up on hold gets their operator's waiting leg hung up.
+
 Exceptions (all `providers.base.TelephonyError`):
 ``TelephonyError`` <- ``LinkDown`` (no AMI link right now), ``AuthenticationFailed``,
 ``ActionFailed`` (Asterisk refused or did not answer an action); ``UnknownCall``.
@@ -43,10 +50,14 @@ from providers.asterisk.correlate import (
     ORIGINATE_PREFIX,
     RESYNC_PREFIX,
     Correlator,
+    endpoint_of,
 )
 from providers.asterisk.wire import FrameParser, Message
 from providers.base import (
     BackendStatus,
+    CallEnded,
+    CallHeld,
+    CallUnheld,
     Health,
     OriginateFailed,
     OriginateFailure,
@@ -63,6 +74,7 @@ _ACTIONS = (
     "ping",
     "originate",
     "redirect",
+    "bridge",
     "hangup",
     "setvar",
     "queuestatus",
@@ -174,6 +186,9 @@ class AsteriskTelephony:
         self._resyncs = 0
         self._lost_detail = ""
         self.connections = 0
+        #: ref -> the operator's leg (channel name) waiting while the caller is on hold
+        self._held: dict[str, str] = {}
+        self._releases: set[asyncio.Task[None]] = set()
 
     # -- lifecycle -------------------------------------------------------------------
     async def __aenter__(self) -> AsteriskTelephony:
@@ -193,6 +208,8 @@ class AsteriskTelephony:
 
     async def __aexit__(self, *exc: object) -> None:
         self._closing = True
+        for task in list(self._releases):
+            task.cancel()
         if self._supervisor is not None:
             self._supervisor.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -274,19 +291,7 @@ class AsteriskTelephony:
         """Send a call to an operator endpoint, or join two calls without showing numbers."""
         channel = self._channel(ref)
         if peer.startswith(OPERATOR_PREFIX):
-            endpoint = peer[len(OPERATOR_PREFIX) :]
-            if not _ENDPOINT_RE.match(endpoint):
-                raise TelephonyError(f"unusable operator endpoint for {ref}")
-            await self._expect_success(
-                {
-                    "Action": "Redirect",
-                    "Channel": channel,
-                    "Context": self.config.operators_context,
-                    "Exten": endpoint,
-                    "Priority": "1",
-                },
-                ref,
-            )
+            await self._to_operator(ref, channel, peer)
             return
         other = self._channel(peer)
         # The dialplan replaces this call's caller ID with the hotline's before Bridge(),
@@ -306,6 +311,110 @@ class AsteriskTelephony:
                 "Channel": channel,
                 "Context": self.config.bridge_context,
                 "Exten": "s",
+                "Priority": "1",
+            },
+            ref,
+        )
+
+    async def hold(self, ref: str) -> None:
+        """Caller to MusicOnHold, operator's leg to a quiet Wait: one Redirect for both."""
+        channel = self._channel(ref)
+        if ref in self._held:
+            return
+        leg = self.correlator.bridged_leg(ref)
+        if leg is None:
+            raise TelephonyError(f"{ref} is not bridged to an operator: nothing to hold")
+        context = self.config.onhold_context
+        await self._expect_success(
+            {
+                "Action": "Redirect",
+                "Channel": channel,
+                "Context": context,
+                "Exten": "caller",
+                "Priority": "1",
+                "ExtraChannel": leg,
+                "ExtraContext": context,
+                "ExtraExten": "operator",
+                "ExtraPriority": "1",
+            },
+            ref,
+        )
+        self._held[ref] = leg
+        log.info("call %s on hold; operator leg %s waits", ref, leg)
+        self._emit(CallHeld(ref))
+
+    async def unhold(self, ref: str) -> None:
+        """Bridge the held caller and the waiting operator leg again (AMI Bridge)."""
+        channel = self._channel(ref)
+        leg = self._held.get(ref)
+        if leg is None:
+            raise TelephonyError(f"{ref} is not on hold")
+        bridged = False
+        if self.correlator.channel_alive(leg):
+            try:
+                await self._expect_success(
+                    {"Action": "Bridge", "Channel1": channel, "Channel2": leg, "Tone": "no"},
+                    ref,
+                )
+                bridged = True
+            except ActionFailed as exc:
+                log.warning("call %s: operator leg could not be bridged (%s)", ref, exc)
+        if not bridged:
+            # the operator's phone dropped while the caller waited: ring it again
+            await self._to_operator(ref, channel, OPERATOR_PREFIX + endpoint_of(leg))
+        self._held.pop(ref, None)
+        self._emit(CallUnheld(ref))
+
+    async def transfer(self, ref: str, *, peer: str) -> None:
+        """Caller into the new operator's Dial, the old operator's leg out: one Redirect."""
+        channel = self._channel(ref)
+        endpoint = self._endpoint(ref, peer)
+        was_held = ref in self._held
+        old = self._held.get(ref) or self.correlator.bridged_leg(ref)
+        action = {
+            "Action": "Redirect",
+            "Channel": channel,
+            "Context": self.config.operators_context,
+            "Exten": endpoint,
+            "Priority": "1",
+        }
+        if old is not None and self.correlator.channel_alive(old):
+            action |= {
+                "ExtraChannel": old,
+                "ExtraContext": self.config.onhold_context,
+                "ExtraExten": "release",
+                "ExtraPriority": "1",
+            }
+        await self._expect_success(action, ref)
+        self._held.pop(ref, None)
+        log.info("call %s transferred to operator %s", ref, endpoint)
+        if was_held:
+            self._emit(CallUnheld(ref))
+
+    async def _release_leg(self, ref: str, leg: str) -> None:
+        """The caller hung up on hold: hang up the operator's leg still waiting for them."""
+        try:
+            await self._expect_success(
+                {"Action": "Hangup", "Channel": leg, "Cause": "16"}, ref, missing_ok=True
+            )
+        except TelephonyError as exc:
+            log.warning("call %s: waiting operator leg not released (%s)", ref, exc)
+
+    def _endpoint(self, ref: str, peer: str) -> str:
+        if not peer.startswith(OPERATOR_PREFIX):
+            raise TelephonyError(f"{ref}: {peer!r} is not an operator endpoint")
+        endpoint = peer[len(OPERATOR_PREFIX) :]
+        if not _ENDPOINT_RE.match(endpoint):
+            raise TelephonyError(f"unusable operator endpoint for {ref}")
+        return endpoint
+
+    async def _to_operator(self, ref: str, channel: str, peer: str) -> None:
+        await self._expect_success(
+            {
+                "Action": "Redirect",
+                "Channel": channel,
+                "Context": self.config.operators_context,
+                "Exten": self._endpoint(ref, peer),
                 "Priority": "1",
             },
             ref,
@@ -376,6 +485,11 @@ class AsteriskTelephony:
     def _on_message(self, msg: Message) -> None:
         for event in self.correlator.feed(msg):
             self._emit(event)
+            if isinstance(event, CallEnded) and event.ref in self._held:
+                leg = self._held.pop(event.ref)
+                task = asyncio.get_running_loop().create_task(self._release_leg(event.ref, leg))
+                self._releases.add(task)
+                task.add_done_callback(self._releases.discard)
 
     def _set_status(self, up: bool, detail: str) -> None:
         changed = up != self._up or detail != self._detail

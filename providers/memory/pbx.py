@@ -27,8 +27,10 @@ from providers.base import (
     CallAnswered,
     CallBridged,
     CallEnded,
+    CallHeld,
     CallOffered,
     CallRinging,
+    CallUnheld,
     DigitPressed,
     EndCause,
     FlowFinished,
@@ -37,6 +39,7 @@ from providers.base import (
     OriginateFailed,
     OriginateFailure,
     PromptPlayed,
+    TelephonyError,
     TelephonyEvent,
     UnknownCall,
 )
@@ -73,7 +76,7 @@ class SimCall:
     ref: str
     direction: str  # "in" or "out"
     number: str  # the far end: caller for inbound, callee for outbound
-    state: str  # ringing, answered, bridged, ended
+    state: str  # ringing, answered, bridged, held, ended
     peer: str | None = None
     flow: Flow | None = None
     run: engine.Run | None = None
@@ -207,6 +210,37 @@ class MemoryPBX:
         if other is not None and other.state != "ended":
             other.state, other.peer = "bridged", ref
             self._emit(CallBridged(peer, ref))
+
+    async def hold(self, ref: str) -> None:
+        """The caller hears the hold prompt; the operator stays on the line."""
+        call = self._live(ref)
+        if call.state == "held":
+            return
+        if call.state != "bridged" or call.peer is None:
+            raise TelephonyError(f"{ref} is not bridged: nothing to hold")
+        call.state = "held"
+        text = render("desk.on_hold", call.lang)
+        call.transcript.append(text)
+        self._emit(PromptPlayed(ref, "desk.on_hold", text))
+        self._emit(CallHeld(ref))
+
+    async def unhold(self, ref: str) -> None:
+        """Back to the operator who held the call."""
+        call = self._live(ref)
+        if call.state != "held":
+            raise TelephonyError(f"{ref} is not on hold")
+        call.state = "bridged"
+        self._emit(CallUnheld(ref))
+
+    async def transfer(self, ref: str, *, peer: str) -> None:
+        """Hand a connected or held caller to another operator endpoint."""
+        call = self._live(ref)
+        if call.state not in ("bridged", "held") or call.peer is None:
+            raise TelephonyError(f"{ref} is not with an operator: nothing to transfer")
+        if call.state == "held":
+            self._emit(CallUnheld(ref))
+        call.state, call.peer = "bridged", peer
+        self._emit(CallBridged(ref, peer))
 
     async def hangup(self, ref: str) -> None:
         """Hang up from the platform's side."""

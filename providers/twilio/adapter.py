@@ -18,6 +18,16 @@ a `<Gather>` or a `<Dial>` when a new command comes is pulled out with a REST re
 Text messages (`send_text`, the port's optional `Messaging` capability) go out through
 the Messages API; a ref is sent at most once, like a call.
 
+Operators are met in a conference (the desk): `bridge(ref, peer=<operator>)` adds the
+operator as a conference participant over REST (label ``operator-<n>``, its status posted
+to `/participant`) and sends the caller into the same room (label ``caller``). That is
+what makes hold and transfer possible with the operator's leg up: `hold` updates the
+caller's participant (`Hold=true`, `HoldUrl` = our `/hold` TwiML: the calm hold prompt);
+`transfer` lets the old operator leave without ending the room, holds the caller, adds the
+new operator and completes the old operator's call; the caller is taken off hold when the
+new operator answers. An operator who never answers sends the caller back to the hold
+loop, where dispatch may bridge again.
+
 All state is in memory in the process that owns the telephony link (DESIGN 12): the
 webhook app must be served by that process.
 """
@@ -43,7 +53,9 @@ from ivr.flow import Flow
 from providers.base import (
     BackendStatus,
     CallBridged,
+    CallHeld,
     CallOffered,
+    CallUnheld,
     DigitPressed,
     FlowFinished,
     Health,
@@ -64,6 +76,10 @@ log = logging.getLogger(__name__)
 
 #: What we ask Twilio to report about outbound calls.
 STATUS_EVENTS = ["initiated", "ringing", "answered", "completed"]
+#: What we ask Twilio to report about an operator's leg in a desk conference.
+PARTICIPANT_EVENTS = ["answered", "completed"]
+#: Final statuses of an operator's leg that never reached the operator.
+_UNREACHED = frozenset({"busy", "no-answer", "failed", "canceled"})
 
 _LINK_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, OSError)
 
@@ -91,6 +107,15 @@ class _Call:
     seen: set[str] = field(default_factory=set)
     waiting_since: float | None = None
     changed: asyncio.Event = field(default_factory=asyncio.Event)
+    # the desk conference: its SID once Twilio named it, the operator now in it (label,
+    # call SID), how many operators it has had, whether the caller is held, and the
+    # label whose answer ends a transfer's hold
+    conference_sid: str | None = None
+    operator_label: str | None = None
+    operator_sid: str | None = None
+    operators: int = 0
+    held: bool = False
+    unhold_on_answer: str | None = None
 
     @property
     def ended(self) -> bool:
@@ -225,9 +250,59 @@ class TwilioTelephony:
             await self._command(call)
             await self._command(other)
             return
-        call.dial = (peer, self.dial_target(peer))
-        log.info("bridge %s to an endpoint", ref)
+        # an operator (or any endpoint) joins the caller's desk conference as a participant
+        await self._add_operator(call, peer)
+        call.held, call.unhold_on_answer = False, None
+        call.dial = (peer, twiml.DialTarget("desk", self.room(ref)))
+        log.info("bridge %s to an endpoint in its desk conference", ref)
         await self._command(call)
+
+    async def hold(self, ref: str) -> None:
+        """Hold the caller's participant: they hear our hold prompt, the operator stays."""
+        call = self._at_desk(ref)
+        if call.held:
+            return
+        await self._hold_caller(call, True)
+        self._emit(CallHeld(ref))
+
+    async def unhold(self, ref: str) -> None:
+        """Take the caller's participant off hold."""
+        call = self._at_desk(ref)
+        if not call.held:
+            raise TelephonyError(f"{ref} is not on hold")
+        await self._hold_caller(call, False)
+        call.unhold_on_answer = None
+        self._emit(CallUnheld(ref))
+
+    async def transfer(self, ref: str, *, peer: str) -> None:
+        """Swap the operator in the caller's conference; the caller holds until they answer."""
+        call = self._at_desk(ref)
+        client = self._rest()
+        old_label, old_sid = call.operator_label, call.operator_sid
+        conference = self._conference(call)
+        try:
+            if old_label is not None:
+                # the old operator may leave without ending the caller's conference
+                await conference.participants(old_label).update_async(end_conference_on_exit=False)
+            if not call.held:
+                await self._hold_caller(call, True)
+        except (TwilioException, *_LINK_ERRORS) as exc:
+            self._link_failed(exc)
+            raise TelephonyError(f"transfer of {ref} failed: {_describe(exc)}") from exc
+        call.held = True
+        await self._add_operator(call, peer)
+        call.unhold_on_answer = call.operator_label
+        if old_sid is not None:
+            try:
+                await client.calls(old_sid).update_async(status="completed")
+            except TwilioRestException as exc:
+                log.info("transfer %s: old operator leg already gone (%s)", ref, _describe(exc))
+            except (TwilioException, *_LINK_ERRORS) as exc:
+                self._link_failed(exc)
+                raise TelephonyError(f"transfer of {ref} failed: {_describe(exc)}") from exc
+        self._link_ok()
+        log.info("transfer %s: operator %s replaces %s", ref, call.operator_label, old_label)
+        self._emit(CallBridged(ref, peer))
 
     async def hangup(self, ref: str) -> None:
         """Hang up a call (REST status=completed); unknown or ended refs are ignored."""
@@ -260,6 +335,70 @@ class TwilioTelephony:
             raise MessagingError(f"text {ref} not sent: {_describe(exc)}") from exc
         self._link_ok()
         log.info("text %s sent as %s", ref, created.sid)
+
+    # -- the desk conference ---------------------------------------------------------------
+    def room(self, ref: str) -> str:
+        """The friendly name of a call's desk conference."""
+        return f"yijing-desk-{ref}"
+
+    def participant_address(self, peer: str) -> str:
+        """The `To` of an operator's conference leg for a bridge peer."""
+        target = self.dial_target(peer)
+        return f"client:{target.address}" if target.kind == "client" else target.address
+
+    async def _add_operator(self, call: _Call, peer: str) -> None:
+        """Ring an operator into the caller's desk conference (created by its name)."""
+        client = self._rest()
+        call.operators += 1
+        label = f"operator-{call.operators}"
+        try:
+            participant = await client.conferences(
+                call.conference_sid or self.room(call.ref)
+            ).participants.create_async(
+                from_=self.config.from_number,
+                to=self.participant_address(peer),
+                label=label,
+                beep="false",
+                start_conference_on_enter=True,
+                end_conference_on_exit=True,
+                status_callback=self.url("participant", ref=call.ref, label=label),
+                status_callback_method="POST",
+                status_callback_event=PARTICIPANT_EVENTS,
+                timeout=self.config.operator_ring_s,
+            )
+        except (TwilioException, *_LINK_ERRORS) as exc:
+            self._link_failed(exc)
+            raise TelephonyError(f"operator for {call.ref} not added: {_describe(exc)}") from exc
+        self._link_ok()
+        call.conference_sid = str(participant.conference_sid or "") or call.conference_sid
+        call.operator_label, call.operator_sid = label, participant.call_sid
+        log.info("call %s: %s ringing into %s", call.ref, label, call.conference_sid)
+
+    def _conference(self, call: _Call) -> Any:
+        return self._rest().conferences(call.conference_sid or self.room(call.ref))
+
+    async def _hold_caller(self, call: _Call, hold: bool) -> None:
+        participant = self._conference(call).participants(twiml.DESK_CALLER_LABEL)
+        try:
+            if hold:
+                await participant.update_async(
+                    hold=True, hold_url=self.url("hold", ref=call.ref), hold_method="POST"
+                )
+            else:
+                await participant.update_async(hold=False)
+        except (TwilioException, *_LINK_ERRORS) as exc:
+            self._link_failed(exc)
+            verb = "hold" if hold else "unhold"
+            raise TelephonyError(f"{verb} of {call.ref} failed: {_describe(exc)}") from exc
+        self._link_ok()
+        call.held = hold
+        log.info("call %s %s", call.ref, "held" if hold else "back from hold")
+
+    def _at_desk(self, ref: str) -> _Call:
+        call = self._live(ref)
+        if call.operator_label is None or call.mode != "bridged":
+            raise TelephonyError(f"{ref} is not with an operator")
+        return call
 
     # -- what the webhooks call ------------------------------------------------------------
     async def on_voice(self, params: Mapping[str, str], ref: str | None) -> str:
@@ -323,6 +462,55 @@ class TwilioTelephony:
             return
         call.seen.add(key)
         self._progress(call, status, sip_code=params.get("SipResponseCode", ""))
+
+    def on_hold(self, params: Mapping[str, str], ref: str | None) -> str:
+        """A conference's hold URL: the hold prompt, again and again, while held."""
+        call = self._find(ref, params.get("CallSid", ""))
+        lang = call.lang if call is not None else "zh-CN"
+        return twiml.on_hold(self.url("hold", ref=ref or ""), lang=lang, speech=self.speech)
+
+    async def on_participant(
+        self, params: Mapping[str, str], ref: str | None, label: str | None
+    ) -> None:
+        """An operator's conference leg answered or ended."""
+        call = self._find(ref, "")
+        status = params.get("CallStatus", "")
+        if call is None or call.ended or label != call.operator_label:
+            log.info("participant %s of %s is %s: not the current operator", label, ref, status)
+            return
+        if status == "in-progress" and call.unhold_on_answer == label:
+            # a transfer's new operator answered: the caller talks to them now
+            call.unhold_on_answer = None
+            try:
+                await self._hold_caller(call, False)
+            except TelephonyError as exc:
+                log.warning("call %s: not taken off hold after transfer (%s)", call.ref, exc)
+                return
+            self._emit(CallUnheld(call.ref))
+        elif status in _UNREACHED:
+            log.warning("call %s: %s never answered (%s): back to waiting", call.ref, label, status)
+            call.operator_label = call.operator_sid = call.unhold_on_answer = None
+            call.held = False
+            await self._back_to_wait(call)
+
+    async def _back_to_wait(self, call: _Call) -> None:
+        """Pull the caller out of the desk conference into the hold loop (dispatch may
+        bridge again)."""
+        if call.sid is None or call.mode != "bridged":
+            call.mode = "hold"
+            return
+        call.mode = "hold"
+        try:
+            await (
+                self._rest()
+                .calls(call.sid)
+                .update_async(url=self.url("voice", ref=call.ref), method="POST")
+            )
+        except (TwilioException, *_LINK_ERRORS) as exc:
+            self._link_failed(exc)
+            log.warning("call %s could not be pulled back to wait: %s", call.ref, _describe(exc))
+            return
+        self._link_ok()
 
     def on_dial_result(self, params: Mapping[str, str], ref: str | None) -> str:
         """A `<Dial>` ended: hang up after a conversation, else back to the hold loop."""
@@ -460,6 +648,7 @@ class TwilioTelephony:
                 target,
                 caller_id=self.config.from_number,
                 action_url=self.url("dial", ref=call.ref),
+                wait_url=self.url("hold", ref=call.ref),
             )
         if call.queued is not None and call.flow is not None:
             return self._render_turn(call, call.queued, call.flow)

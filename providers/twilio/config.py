@@ -33,5 +33,7 @@ class TwilioConfig:
     handoff_wait_s: float = 0.3
     handoff_max_s: float = 30.0
     hold_pause_s: int = 1
+    #: how long an operator's conference leg rings before it counts as unanswered
+    operator_ring_s: int = 30
     keep_ended: int = 500
     keep_texts: int = 10_000

@@ -164,19 +164,45 @@ def hangup() -> str:
     return response.to_xml()
 
 
+def on_hold(hold_url: str, *, lang: str, speech: Speech, pause_s: int = 20) -> str:
+    """What a held caller hears (a conference `holdUrl`): the calm hold prompt, a pause,
+    and again; only the verbs a hold URL may use (Say/Play, Pause, Redirect)."""
+    lang = pick_lang(lang)
+    response = VoiceResponse()
+    _voice(response, engine.Play("desk.on_hold"), render("desk.on_hold", lang), lang, speech)
+    response.pause(length=pause_s)
+    response.redirect(hold_url, method="POST")
+    return response.to_xml()
+
+
 @dataclass(frozen=True, slots=True)
 class DialTarget:
-    """Where `<Dial>` goes: kind is number, client, sip or conference."""
+    """Where `<Dial>` goes: kind is number, client, sip, conference, or desk (the caller's
+    own conference with an operator, where hold and transfer work on participants)."""
 
     kind: str
     address: str
 
 
-def dial(target: DialTarget, *, caller_id: str, action_url: str) -> str:
+#: the caller's participant label in their desk conference
+DESK_CALLER_LABEL = "caller"
+
+
+def dial(target: DialTarget, *, caller_id: str, action_url: str, wait_url: str = "") -> str:
     """Bridge the call; the far end sees only the platform number (`callerId`)."""
     response = VoiceResponse()
     node = Dial(caller_id=caller_id, action=action_url, method="POST")
-    if target.kind == "conference":
+    if target.kind == "desk":
+        node.conference(
+            target.address,
+            participant_label=DESK_CALLER_LABEL,
+            start_conference_on_enter=True,
+            end_conference_on_exit=True,
+            beep=False,
+            wait_url=wait_url,
+            wait_method="POST",
+        )
+    elif target.kind == "conference":
         node.conference(
             target.address,
             start_conference_on_enter=True,

@@ -7,6 +7,8 @@ Routes (all POST, form-encoded, signed by Twilio):
     /voice    inbound calls, answered outbound calls, and the hold loop  -> TwiML
     /gather   a <Gather>'s action: Digits, or nothing on timeout          -> TwiML
     /dial     a <Dial>'s action: the bridge ended                         -> TwiML
+    /hold     a held caller's conference hold URL                         -> TwiML
+    /participant  an operator's conference leg answered or ended          -> 204
     /status   status callbacks                                            -> 204
 
 Every request's `X-Twilio-Signature` is checked before anything else, against the
@@ -52,6 +54,8 @@ def webhook_app(adapter: TwilioTelephony) -> web.Application:
     app.router.add_post("/voice", _voice, name="voice")
     app.router.add_post("/gather", _gather, name="gather")
     app.router.add_post("/dial", _dial, name="dial")
+    app.router.add_post("/hold", _hold, name="hold")
+    app.router.add_post("/participant", _participant, name="participant")
     app.router.add_post("/status", _status, name="status")
     return app
 
@@ -136,4 +140,15 @@ async def _dial(request: web.Request) -> web.Response:
 async def _status(request: web.Request) -> web.Response:
     params, ref = await _params(request)
     request.app[ADAPTER].on_status(params, ref)
+    return web.Response(status=204)
+
+
+async def _hold(request: web.Request) -> web.Response:
+    params, ref = await _params(request)
+    return _answer(200, request.app[ADAPTER].on_hold(params, ref))
+
+
+async def _participant(request: web.Request) -> web.Response:
+    params, ref = await _params(request)
+    await request.app[ADAPTER].on_participant(params, ref, request.query.get("label"))
     return web.Response(status=204)

@@ -12,9 +12,15 @@ from dispatch.machines.call import (
     CallState,
     Enqueue,
     Hangup,
+    Hold,
+    HoldCaller,
     RunFlow,
     SelfServed,
     StartIvr,
+    Transfer,
+    TransferToOperator,
+    Unhold,
+    UnholdCaller,
     WrapUpDone,
     transition,
 )
@@ -37,6 +43,13 @@ ALLOWED: list[tuple[CallState, CallEvent, CallState, list[object]]] = [
     (S.IVR, Hangup(inbound=False), S.ENDED, []),
     (S.QUEUED, Hangup(inbound=False), S.ENDED, []),
     (S.WRAP_UP, WrapUpDone(), S.ENDED, []),
+    # the desk: hold, resume, transfer (connected or held), hang-up while held
+    (S.CONNECTED, Hold(), S.ON_HOLD, [HoldCaller()]),
+    (S.ON_HOLD, Unhold(), S.CONNECTED, [UnholdCaller()]),
+    (S.CONNECTED, Transfer(9), S.CONNECTED, [TransferToOperator(9)]),
+    (S.ON_HOLD, Transfer(9), S.CONNECTED, [TransferToOperator(9)]),
+    (S.ON_HOLD, Hangup(inbound=True), S.WRAP_UP, []),
+    (S.ON_HOLD, Hangup(inbound=False), S.ENDED, []),
 ]
 
 
@@ -49,7 +62,7 @@ def test_given_state_when_event_then_next_state_and_commands(
 
 EVENTS: list[CallEvent] = [
     StartIvr("hotline"), Enqueue(), SelfServed(), Answer(7), Answer(None),
-    Hangup(inbound=True), Hangup(inbound=False), WrapUpDone(),
+    Hangup(inbound=True), Hangup(inbound=False), WrapUpDone(), Hold(), Unhold(), Transfer(9),
 ]  # fmt: skip
 
 
@@ -67,3 +80,13 @@ def test_given_any_pair_not_allowed_when_applied_then_refused(
 def test_given_a_connected_call_when_a_second_operator_answers_then_refused() -> None:
     with pytest.raises(IllegalTransition, match="Answer not allowed in state 'connected'"):
         transition(S.CONNECTED, Answer(8))
+
+
+def test_given_a_held_call_when_held_again_then_refused() -> None:
+    with pytest.raises(IllegalTransition, match="Hold not allowed in state 'on_hold'"):
+        transition(S.ON_HOLD, Hold())
+
+
+def test_given_a_caller_who_hangs_up_on_hold_then_not_counted_as_abandoned() -> None:
+    state, _ = transition(S.ON_HOLD, Hangup(inbound=True))
+    assert state != S.ABANDONED

@@ -12,10 +12,12 @@ from dispatch.machines.operator import (
     OperatorEvent,
     OperatorState,
     Pause,
+    ReceiveTransfer,
     Reserve,
     Resume,
     StartWrapUpTimer,
     TakeCall,
+    TransferOut,
     WrapUpDone,
     transition,
 )
@@ -23,7 +25,7 @@ from dispatch.machines.operator import (
 S = OperatorState
 EVENTS: list[OperatorEvent] = [
     Login(), Logout(), Pause("lunch"), Resume(), Reserve(), TakeCall(), CallFinished(),
-    WrapUpDone(),
+    WrapUpDone(), TransferOut(), ReceiveTransfer(), ReceiveTransfer(supervisor=True),
 ]  # fmt: skip
 
 ALLOWED: dict[tuple[OperatorState, OperatorEvent], tuple[OperatorState, list[object]]] = {
@@ -45,6 +47,13 @@ ALLOWED: dict[tuple[OperatorState, OperatorEvent], tuple[OperatorState, list[obj
     (S.ON_CALL, CallFinished()): (S.WRAP_UP, [StartWrapUpTimer()]),
     (S.WRAP_UP, WrapUpDone()): (S.AVAILABLE, []),
     (S.RESERVED, Resume()): (S.AVAILABLE, []),
+    # transfers: the sender wraps up, an available operator receives, a supervisor also
+    # receives while paused or wrapping up
+    (S.ON_CALL, TransferOut()): (S.WRAP_UP, [StartWrapUpTimer()]),
+    (S.AVAILABLE, ReceiveTransfer()): (S.ON_CALL, []),
+    (S.AVAILABLE, ReceiveTransfer(supervisor=True)): (S.ON_CALL, []),
+    (S.PAUSED, ReceiveTransfer(supervisor=True)): (S.ON_CALL, []),
+    (S.WRAP_UP, ReceiveTransfer(supervisor=True)): (S.ON_CALL, []),
 }
 
 
@@ -64,3 +73,19 @@ def test_given_state_and_event_then_allowed_transition_or_refusal(
 def test_given_an_operator_on_a_call_when_offered_another_then_refused() -> None:
     with pytest.raises(IllegalTransition):
         transition(S.ON_CALL, TakeCall())
+
+
+@pytest.mark.parametrize("state", [S.ON_CALL, S.RESERVED, S.PAUSED, S.WRAP_UP, S.LOGGED_OUT])
+def test_given_an_operator_not_available_when_a_transfer_comes_then_refused(
+    state: OperatorState,
+) -> None:
+    with pytest.raises(IllegalTransition, match="ReceiveTransfer"):
+        transition(state, ReceiveTransfer())
+
+
+@pytest.mark.parametrize("state", [S.ON_CALL, S.RESERVED, S.LOGGED_OUT])
+def test_given_a_supervisor_busy_or_logged_out_when_a_transfer_comes_then_refused(
+    state: OperatorState,
+) -> None:
+    with pytest.raises(IllegalTransition):
+        transition(state, ReceiveTransfer(supervisor=True))

@@ -54,6 +54,8 @@ class FakeAMI:
         self.channels: list[dict[str, str]] = []
         self.answer_ping = True
         self.drop_on: set[str] = set()
+        #: action name (lower case) -> the Message of an Error response to give it, once
+        self.refuse: dict[str, str] = {}
         self.connections = 0
         self.logins = 0
         self.failed_logins = 0
@@ -147,6 +149,9 @@ class FakeAMI:
         if name in self.drop_on:
             self.drop_on.discard(name)
             writer.transport.abort()
+            return
+        if name in self.refuse:
+            writer.write(frame(Response="Error", ActionID=aid, Message=self.refuse.pop(name)))
             return
         if name == "login":
             if action.get("Username") == [self.username] and action.get("Secret") == [self.secret]:

@@ -309,7 +309,7 @@ async def inbound_on_hold(rig: Rig, sid: str = "CA500") -> Doc:
     return doc
 
 
-async def test_hotline_transfers_to_hold_then_dials_the_operator(
+async def test_hotline_transfers_to_hold_then_meets_the_operator_in_a_desk_conference(
     make_rig: Callable[..., Any],
 ) -> None:
     rig: Rig = await make_rig(handoff_max_s=0.0)
@@ -322,12 +322,25 @@ async def test_hotline_transfers_to_hold_then_dials_the_operator(
     await rig.adapter.bridge("CA500", peer="op-7")
     doc = await rig.twilio.follow(doc, "CA500")
 
+    # the operator is rung into the caller's own conference over REST ...
+    (added,) = rig.api.participants_added()
+    assert added.path.endswith("/Conferences/yijing-desk-CA500/Participants.json")
+    assert added.form["To"] == "client:op-7"
+    assert added.form["From"] == PLATFORM
+    assert added.form["Label"] == "operator-1"
+    assert added.form["EndConferenceOnExit"] == "true"
+    assert added.form["StatusCallback"] == f"{PUBLIC}/participant?ref=CA500&label=operator-1"
+    # ... and the caller joins it, labelled, hearing the hold prompt until the operator is in
     assert doc.verbs() == ["Dial"]
     dial = doc.root.find("Dial")
     assert dial is not None
     assert dial.get("callerId") == PLATFORM
     assert dial.get("action") == f"{PUBLIC}/dial?ref=CA500"
-    assert [(n.tag, n.text) for n in dial] == [("Client", "op-7")]
+    (room,) = list(dial)
+    assert (room.tag, room.text) == ("Conference", "yijing-desk-CA500")
+    assert room.get("participantLabel") == "caller"
+    assert room.get("endConferenceOnExit") == "true"
+    assert room.get("waitUrl") == f"{PUBLIC}/hold?ref=CA500"
     assert await rig.events.take() == [CallBridged("CA500", "op-7")]
 
     status, body = await rig.twilio.post(
@@ -341,23 +354,30 @@ async def test_operator_that_does_not_answer_puts_caller_back_on_hold(rig: Rig) 
     await rig.adapter.bridge("CA500", peer="op-7")
     await rig.twilio.follow(doc, "CA500")
 
-    status, body = await rig.twilio.post(
-        "dial", {"CallSid": "CA500", "DialCallStatus": "no-answer"}, query={"ref": "CA500"}
+    status, _ = await rig.twilio.post(
+        "participant",
+        {"CallSid": rig.api.sids_created[-1], "CallStatus": "no-answer"},
+        query={"ref": "CA500", "label": "operator-1"},
     )
 
-    assert status == 200 and Doc(body).verbs() == ["Pause", "Redirect"]
+    assert status == 204
+    (pulled,) = rig.api.calls_updated()
+    assert pulled.path.endswith("/Calls/CA500.json")
+    assert dict(pulled.form) == {"Url": f"{PUBLIC}/voice?ref=CA500", "Method": "POST"}
+    doc = await rig.twilio.voice("CA500", ref="CA500")
+    assert doc.verbs() == ["Pause", "Redirect"]
 
 
 @pytest.mark.parametrize(
-    ("template", "peer", "tag", "address"),
+    ("template", "peer", "address"),
     [
-        ("sip:{peer}@pbx.example.org", "op-7", "Sip", "sip:op-7@pbx.example.org"),
-        ("+862300001111", "op-7", "Number", "+862300001111"),
-        ("client:{peer}", "+8613900000099", "Number", "+8613900000099"),
+        ("sip:{peer}@pbx.example.org", "op-7", "sip:op-7@pbx.example.org"),
+        ("+862300001111", "op-7", "+862300001111"),
+        ("client:{peer}", "+8613900000099", "+8613900000099"),
     ],
 )
 async def test_bridge_targets(
-    make_rig: Callable[..., Any], template: str, peer: str, tag: str, address: str
+    make_rig: Callable[..., Any], template: str, peer: str, address: str
 ) -> None:
     rig: Rig = await make_rig(operator_endpoint=template)
     doc = await inbound_on_hold(rig)
@@ -367,7 +387,8 @@ async def test_bridge_targets(
 
     dial = doc.root.find("Dial")
     assert dial is not None and dial.get("callerId") == PLATFORM
-    assert [(n.tag, n.text) for n in dial] == [(tag, address)]
+    (added,) = rig.api.participants_added()
+    assert (added.form["To"], added.form["From"]) == (address, PLATFORM)
 
 
 async def test_resident_and_merchant_meet_in_a_conference_without_numbers(rig: Rig) -> None:

@@ -61,6 +61,8 @@ class FakeTwilioApi:
     message_error: tuple[int, str] | None = None
     account_status: int = 200
     create_gate: asyncio.Event | None = None
+    #: conference friendly name -> its SID, made up when the first participant is added
+    conferences: dict[str, str] = field(default_factory=dict)
     sids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     url: str = ""
     _runner: web.AppRunner | None = None
@@ -71,6 +73,9 @@ class FakeTwilioApi:
         app.router.add_post("/2010-04-01/Accounts/{account}/Calls.json", self._create)
         app.router.add_post("/2010-04-01/Accounts/{account}/Calls/{sid}.json", self._update)
         app.router.add_post("/2010-04-01/Accounts/{account}/Messages.json", self._message)
+        base = "/2010-04-01/Accounts/{account}/Conferences/{conference}/Participants"
+        app.router.add_post(base + ".json", self._add_participant)
+        app.router.add_post(base + "/{participant}.json", self._update_participant)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -94,6 +99,14 @@ class FakeTwilioApi:
     def calls_updated(self) -> list[Recorded]:
         """Every call update request (hangup, redirect)."""
         return [r for r in self.requests if "/Calls/" in r.path]
+
+    def participants_added(self) -> list[Recorded]:
+        """Every Participants.create request."""
+        return [r for r in self.requests if r.path.endswith("/Participants.json")]
+
+    def participants_updated(self) -> list[Recorded]:
+        """Every participant update request (hold, unhold, end-conference-on-exit)."""
+        return [r for r in self.requests if "/Participants/" in r.path]
 
     async def _record(self, request: web.Request) -> Recorded | web.Response:
         form = MultiDict((k, str(v)) for k, v in (await request.post()).items())
@@ -150,6 +163,41 @@ class FakeTwilioApi:
         body = copy.deepcopy(fixture("call_created.json"))
         body.update(sid=request.match_info["sid"], account_sid=ACCOUNT)
         body["status"] = got.form.get("Status", "in-progress")
+        return web.json_response(body)
+
+    async def _add_participant(self, request: web.Request) -> web.Response:
+        got = await self._record(request)
+        if isinstance(got, web.Response):
+            return got
+        name = request.match_info["conference"]
+        if name.startswith("CF"):
+            conference = name
+        else:
+            conference = self.conferences.setdefault(name, f"CF{len(self.conferences) + 1:032x}")
+        sid = f"CA{next(self.sids):032x}"
+        self.sids_created.append(sid)
+        body = copy.deepcopy(fixture("participant.json"))
+        body.update(
+            account_sid=ACCOUNT,
+            call_sid=sid,
+            conference_sid=conference,
+            label=got.form.get("Label"),
+            end_conference_on_exit=got.form.get("EndConferenceOnExit") == "true",
+        )
+        return web.json_response(body, status=201)
+
+    async def _update_participant(self, request: web.Request) -> web.Response:
+        got = await self._record(request)
+        if isinstance(got, web.Response):
+            return got
+        body = copy.deepcopy(fixture("participant.json"))
+        body.update(
+            account_sid=ACCOUNT,
+            conference_sid=request.match_info["conference"],
+            label=request.match_info["participant"],
+            hold=got.form.get("Hold") == "true",
+            status="connected",
+        )
         return web.json_response(body)
 
 
