@@ -215,7 +215,6 @@ class CategoryIn(Strict):
     urgency: Urgency = Urgency.ROUTINE
     deadline_minutes: int = Field(default=120, ge=1, le=7 * 24 * 60)
     merchant_kinds: list[str] = Field(default_factory=list, max_length=20)
-    menu_digit: str | None = Field(default=None, pattern=r"^[0-9]$")
     sort_order: int = Field(default=0, ge=0, le=1000)
     text_zh: str = Field(default="", max_length=200)
     text_en: str = Field(default="", max_length=200)
