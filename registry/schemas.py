@@ -26,7 +26,9 @@ class Strict(BaseModel):
 def _phones(values: list[str]) -> list[str]:
     out: list[str] = []
     for raw in values:
-        number = normalize(raw)  # BadPhone is a ValueError: pydantic reports it per field
+        number = normalize(
+            raw, strict=True
+        )  # BadPhone is a ValueError: pydantic reports it per field
         if number not in out:
             out.append(number)
     return out
@@ -41,7 +43,7 @@ class PhoneIn(Strict):
     @field_validator("number")
     @classmethod
     def _normal(cls, value: str) -> str:
-        return normalize(value)
+        return normalize(value, strict=True)
 
 
 class ContactIn(Strict):
