@@ -1,7 +1,7 @@
 """the catalog's menu_digit goes: the keys a caller presses come from the hotline flow
 
-Revision ID: 0007_flow_keys
-Revises: 0006_merchantcode
+Revision ID: 0008_flow_keys
+Revises: 0007_hold
 """
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import sqlalchemy as sa
 import sqlmodel.sql.sqltypes
 from alembic import op
 
-revision = "0007_flow_keys"
-down_revision = "0006_merchantcode"
+revision = "0008_flow_keys"
+down_revision = "0007_hold"
 branch_labels = None
 depends_on = None
 
