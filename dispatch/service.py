@@ -34,6 +34,7 @@ from dispatch.matching import Candidate, MatchIndex, MerchantStats, Need, rank
 from dispatch.models import Call, Event, Offer, OperatorStatus, Ticket
 from dispatch.stats import StatsCache
 from dispatch.timers import Timers
+from ivr.flow import keypad_paths
 from ivr.library import FlowLibrary
 from ivr.prompts import pick_lang
 from providers.base import (
@@ -1089,6 +1090,10 @@ class Dispatcher:
             .group_by(col(Ticket.merchant_id))
         )
         return {mid: n for mid, n in rows if mid is not None}
+
+    def hotline_keys(self) -> dict[str, str]:
+        """The keys a caller presses in the hotline menu for each category ("5 1": water)."""
+        return keypad_paths(self.flows.get("hotline"))
 
     # -- matching inputs ---------------------------------------------------------------
     def invalidate_merchants(self) -> None:

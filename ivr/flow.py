@@ -235,3 +235,33 @@ def input_bound(flow: Flow) -> int:
         for step in flow.steps.values()
         if isinstance(step, Ask)
     )
+
+
+def keypad_paths(flow: Flow, *, var: str = "category") -> dict[str, str]:
+    """The shortest keys a caller presses from the start to set `var` to each value.
+
+    The hotline flow is where keys meet needs ("2" medicine, "5 1" water); the catalog and
+    the console show what is derived here, so the two can never disagree. Values set only
+    behind a `Branch` (such as "same as last time") have no fixed keys and are left out.
+    """
+    found: dict[str, str] = {}
+    seen: set[str] = set()
+    frontier: list[tuple[str, tuple[str, ...]]] = [(flow.start, ())]
+    while frontier:
+        following: list[tuple[str, tuple[str, ...]]] = []
+        for name, keys in frontier:
+            if name in seen or name not in flow.steps:
+                continue
+            seen.add(name)
+            step = flow.steps[name]
+            match step:
+                case Set(var=v, value=value, next=nxt):
+                    if v == var and value and value not in found:
+                        found[value] = " ".join(keys)
+                    following.append((nxt, keys))
+                case Say(next=nxt):
+                    following.append((nxt, keys))
+                case Ask(choices=choices):
+                    following.extend((target, (*keys, d)) for d, target in choices.items())
+        frontier = following
+    return found

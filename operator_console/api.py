@@ -307,7 +307,8 @@ async def catalog(request: web.Request) -> web.Response:
     need(request, *STAFF, Role.MERCHANT)
     async with services(request).store.read() as session:
         rows = await repo.list_categories(session)
-    return ok([c.model_dump(mode="json") for c in rows])
+    keys = services(request).dispatcher.hotline_keys()
+    return ok([c.model_dump(mode="json") | {"keypad": keys.get(c.code)} for c in rows])
 
 
 @API.route(

@@ -493,10 +493,11 @@ class CategoryPut(CategoryIn):
     version: str | None = Field(default=None, max_length=32)
 
 
-def category_public(category: ServiceCategory) -> dict[str, Any]:
-    """A category with its version."""
+def category_public(request: web.Request, category: ServiceCategory) -> dict[str, Any]:
+    """A category with its version and the hotline keys that order it (from the flow)."""
     out = category.model_dump(mode="json")
     out["version"] = version_of(out)
+    out["keypad"] = services(request).dispatcher.hotline_keys().get(category.code)
     return out
 
 
@@ -510,7 +511,7 @@ async def _save_category(
         if existing is not None:
             if create:
                 raise FieldConflict(f"category {data.code} exists already", "code")
-            check_version(data.version, category_public(existing)["version"])
+            check_version(data.version, category_public(request, existing)["version"])
         category = await repo.save_category(tx.session, data=category_in)
         tx.emit(
             "category.saved",
@@ -519,7 +520,7 @@ async def _save_category(
             actor=user.username,
             created=existing is None,
         )
-        out = category_public(category)
+        out = category_public(request, category)
     log.info("catalog category %s saved by %s", data.code, user.username)
     # matching keeps an index of merchants; it must see this change at once
     services(request).dispatcher.invalidate_merchants()
@@ -538,7 +539,7 @@ async def get_category(request: web.Request) -> web.Response:
     need(request, *STAFF)
     async with services(request).store.read() as session:
         category = await repo.get_category(session, code=request.match_info["code"][:32])
-        return ok(category_public(category))
+        return ok(category_public(request, category))
 
 
 @API.route(

@@ -19,7 +19,7 @@ from dispatch.machines.call import CallState
 from dispatch.machines.ticket import OPEN, TicketState
 from dispatch.models import Call, OperatorStatus, Ticket
 from operator_console.api import API, SUPERVISORS, need, ok, services
-from registry.models import User
+from registry.models import ServiceCategory, User
 
 WAITING = (CallState.QUEUED,)
 
@@ -98,6 +98,7 @@ async def wallboard(request: web.Request) -> web.Response:
             .scalars()
             .all()
         )
+        categories = {c.code: c for c in (await session.execute(select(ServiceCategory))).scalars()}
     longest = max(
         ((now - (c.queued_at or c.started_at)).total_seconds() for c in waiting), default=0.0
     )
@@ -132,6 +133,10 @@ async def wallboard(request: web.Request) -> web.Response:
                     "id": t.id,
                     "state": t.state.value,
                     "category": t.category_code,
+                    "category_zh": getattr(categories.get(t.category_code), "name_zh", None)
+                    or t.category_code,
+                    "category_en": getattr(categories.get(t.category_code), "name_en", None)
+                    or t.category_code,
                     "escalated": t.escalated,
                     "reason": t.escalation_reason,
                 }

@@ -13,7 +13,6 @@ _DEFAULTS: list[dict[str, object]] = [
         urgency=Urgency.URGENT,
         deadline_minutes=15,
         merchant_kinds=[],
-        menu_digit=None,
         sort_order=90,
     ),
     dict(
@@ -23,7 +22,6 @@ _DEFAULTS: list[dict[str, object]] = [
         urgency=Urgency.EMERGENCY,
         deadline_minutes=15,
         merchant_kinds=["clinic"],
-        menu_digit="1",
         sort_order=0,
     ),
     dict(
@@ -33,7 +31,6 @@ _DEFAULTS: list[dict[str, object]] = [
         urgency=Urgency.URGENT,
         deadline_minutes=60,
         merchant_kinds=["pharmacy"],
-        menu_digit="2",
         sort_order=1,
     ),
     dict(
@@ -43,7 +40,6 @@ _DEFAULTS: list[dict[str, object]] = [
         urgency=Urgency.ROUTINE,
         deadline_minutes=120,
         merchant_kinds=["supermarket", "shop"],
-        menu_digit="3",
         sort_order=2,
     ),
     dict(
@@ -53,7 +49,6 @@ _DEFAULTS: list[dict[str, object]] = [
         urgency=Urgency.URGENT,
         deadline_minutes=90,
         merchant_kinds=["clinic"],
-        menu_digit="4",
         sort_order=3,
     ),
     dict(
@@ -63,7 +58,6 @@ _DEFAULTS: list[dict[str, object]] = [
         urgency=Urgency.URGENT,
         deadline_minutes=120,
         merchant_kinds=["water"],
-        menu_digit="5",
         sort_order=4,
     ),
     dict(
@@ -73,7 +67,6 @@ _DEFAULTS: list[dict[str, object]] = [
         urgency=Urgency.URGENT,
         deadline_minutes=120,
         merchant_kinds=["electricity"],
-        menu_digit="6",
         sort_order=5,
     ),
     dict(
@@ -83,7 +76,6 @@ _DEFAULTS: list[dict[str, object]] = [
         urgency=Urgency.EMERGENCY,
         deadline_minutes=30,
         merchant_kinds=["gas"],
-        menu_digit="7",
         sort_order=6,
     ),
     dict(
@@ -93,7 +85,6 @@ _DEFAULTS: list[dict[str, object]] = [
         urgency=Urgency.ROUTINE,
         deadline_minutes=240,
         merchant_kinds=["shop"],
-        menu_digit="8",
         sort_order=7,
     ),
     dict(
@@ -103,7 +94,6 @@ _DEFAULTS: list[dict[str, object]] = [
         urgency=Urgency.ROUTINE,
         deadline_minutes=90,
         merchant_kinds=["supermarket", "shop"],
-        menu_digit=None,
         sort_order=8,
     ),
 ]

@@ -70,7 +70,6 @@ class ServiceCategory(SQLModel, table=True):
     urgency: Urgency = Field(default=Urgency.ROUTINE, sa_type=EnumText(Urgency))
     deadline_minutes: int = 120
     merchant_kinds: list[str] = Field(default_factory=list, sa_column=Column(JSONType))
-    menu_digit: str | None = Field(default=None, max_length=1)
     sort_order: int = 0
     #: what an operator reads or a prompt says for the category (falls back to the name)
     text_zh: str = Field(default="", max_length=200)

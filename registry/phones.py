@@ -11,8 +11,13 @@ class BadPhone(ValueError):
     """A string that is not a usable phone number."""
 
 
-def normalize(raw: str, *, region: str = DEFAULT_REGION) -> str:
-    """`023-5444 1234`, `+86 23 5444 1234` and `02354441234` all become `+862354441234`."""
+def normalize(raw: str, *, region: str = DEFAULT_REGION, strict: bool = False) -> str:
+    """`023-5444 1234`, `+86 23 5444 1234` and `02354441234` all become `+862354441234`.
+
+    `strict` (for numbers people register) also refuses numbers outside the numbering
+    plan's real ranges: `12345` or `1380000111` (a digit short) are possible lengths for
+    a caller ID, but nobody can be called back on them.
+    """
     text = (raw or "").strip()
     if not text:
         raise BadPhone("empty phone number")
@@ -24,6 +29,8 @@ def normalize(raw: str, *, region: str = DEFAULT_REGION) -> str:
         raise BadPhone(f"not a phone number: {exc}") from exc
     if not phonenumbers.is_possible_number(number):
         raise BadPhone("not a possible phone number")
+    if strict and not phonenumbers.is_valid_number(number):
+        raise BadPhone("not a number in use: check the digits and the area code")
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 

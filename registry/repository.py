@@ -671,20 +671,7 @@ async def find_merchant_for(session: AsyncSession, *, data: MerchantIn) -> Merch
 
 
 async def save_category(session: AsyncSession, *, data: CategoryIn) -> ServiceCategory:
-    """Create or replace a catalog category; a keypad digit belongs to one category."""
-    if data.menu_digit is not None:
-        other = (
-            await session.execute(
-                select(col(ServiceCategory.code)).where(
-                    col(ServiceCategory.menu_digit) == data.menu_digit,
-                    col(ServiceCategory.code) != data.code,
-                )
-            )
-        ).scalar()
-        if other is not None:
-            raise Duplicate(
-                f"keypad digit {data.menu_digit} is already used by {other}", field="menu_digit"
-            )
+    """Create or replace a catalog category (its keypad keys come from the hotline flow)."""
     category = await session.get(ServiceCategory, data.code)
     values = data.model_dump()
     if category is None:

@@ -26,7 +26,9 @@ class Strict(BaseModel):
 def _phones(values: list[str]) -> list[str]:
     out: list[str] = []
     for raw in values:
-        number = normalize(raw)  # BadPhone is a ValueError: pydantic reports it per field
+        number = normalize(
+            raw, strict=True
+        )  # BadPhone is a ValueError: pydantic reports it per field
         if number not in out:
             out.append(number)
     return out
@@ -41,7 +43,7 @@ class PhoneIn(Strict):
     @field_validator("number")
     @classmethod
     def _normal(cls, value: str) -> str:
-        return normalize(value)
+        return normalize(value, strict=True)
 
 
 class ContactIn(Strict):
@@ -215,7 +217,6 @@ class CategoryIn(Strict):
     urgency: Urgency = Urgency.ROUTINE
     deadline_minutes: int = Field(default=120, ge=1, le=7 * 24 * 60)
     merchant_kinds: list[str] = Field(default_factory=list, max_length=20)
-    menu_digit: str | None = Field(default=None, pattern=r"^[0-9]$")
     sort_order: int = Field(default=0, ge=0, le=1000)
     text_zh: str = Field(default="", max_length=200)
     text_en: str = Field(default="", max_length=200)

@@ -351,7 +351,7 @@ async function categoryForm(row) {
       { name: 'urgency', label: 'urgency', type: 'select', options: opts(URGENCY) },
       { name: 'deadline_minutes', label: 'f_deadline_minutes', type: 'number', required: true },
       { name: 'sort_order', label: 'f_sort_order', type: 'number' },
-      { name: 'menu_digit', label: 'f_menu_digit', max: 1, nullable: true },
+      { name: 'keypad', label: 'f_keypad', readonly: true, skip: true, help: 'h_keypad' },
       { name: 'merchant_kinds', label: 'f_merchant_kinds', type: 'csv', placeholder: 'pharmacy, shop' },
       { name: 'text_zh', label: 'f_text_zh', max: 200, wide: true },
       { name: 'text_en', label: 'f_text_en', max: 200, wide: true },
@@ -369,7 +369,7 @@ async function categoryForm(row) {
   form.id = 'category-form';
   openForm(form);
 }
-const showCatalog = () => list('/catalog', ['code', 'name_zh', 'urgency', 'deadline_minutes', 'menu_digit', 'sort_order'], (r) => categoryForm(r));
+const showCatalog = () => list('/catalog', ['code', 'name_zh', 'urgency', 'deadline_minutes', 'keypad', 'sort_order'], (r) => categoryForm(r));
 
 // -- merchants --
 function spansText(spans) { return (spans || []).map((s) => `${s[0]}-${s[1]}`).join(', '); }

@@ -41,7 +41,7 @@ async function refresh() {
   }));
   $('w-needing').replaceChildren(...summary.needing_human.map((t) => {
     const li = el('li'); const a = el('a', `#${t.id}`); a.href = `/tickets/${t.id}`;
-    li.append(a, ' ', el('span', t.category), ' ', el('span', stateName(t.state), 'tag bad'), ' ', el('span', t.reason || '', 'muted'));
+    li.append(a, ' ', el('span', lang() === 'zh-CN' ? t.category_zh : t.category_en), ' ', el('span', stateName(t.state), 'tag bad'), ' ', el('span', t.reason || '', 'muted'));
     return li;
   }));
   if (!summary.needing_human.length) $('w-needing').append(el('li', '—', 'muted'));

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ivr import engine
-from ivr.flow import Ask, input_bound
+from ivr.flow import Ask, input_bound, keypad_paths
 from ivr.flows import (
     BUILTIN,
     HOTLINE,
@@ -108,6 +108,27 @@ def test_every_routine_need_has_a_key(keys: list[str], category: str) -> None:
     assert call.finish is not None and call.finish.outcome == "need"
     assert call.finish.variables["category"] == category
     assert call.prompts[-2] == f"hotline.confirm.{category}"
+
+
+def test_the_keys_derived_from_the_flow_are_the_keys_that_work() -> None:
+    keys = keypad_paths(HOTLINE)
+    assert keys == {
+        "emergency": "1",
+        "medicine": "2",
+        "groceries": "3",
+        "doctor": "4",
+        "water": "5 1",
+        "electricity": "5 2",
+        "gas": "5 3",
+        "repair": "6",
+    }  # meal only comes "as last time" (9): no keys of its own
+    for category, path in keys.items():
+        pressed = path.split()
+        if category != "emergency":
+            pressed.append("1")  # confirm the read-back
+        call = drive(HOTLINE, pressed, RESIDENT)
+        assert call.finish is not None and call.finish.variables["category"] == category
+    assert keypad_paths(HOTLINE_UNKNOWN) == {}
 
 
 def test_emergency_is_key_1_and_goes_straight_to_an_operator() -> None:

@@ -415,9 +415,9 @@ async def test_given_the_catalog_when_admin_adds_and_edits_then_codes_and_versio
     )
     assert fields(stale) == ["version"]
     digit = await h.call(
-        "PUT", "/catalog/haircut", as_user="demo", json=cat | {"menu_digit": "2"}, expect=409
+        "PUT", "/catalog/haircut", as_user="demo", json=cat | {"keypad": "2"}, expect=422
     )
-    assert fields(digit) == ["menu_digit"]
+    assert fields(digit) == ["keypad"]  # read-only: the hotline flow decides the keys
     await h.call("POST", "/catalog", as_user="supervisor", json=cat, expect=403)
     await h.call("GET", "/catalog/nope", expect=404)
     assert [e["name"] for e in await events_named(h, "category.")] == [

@@ -8,8 +8,10 @@ from datetime import timedelta
 import pytest
 
 from dispatch.clock import LOCAL_TZ
+from providers.memory.pbx import Script
 from tests import history as hist
 from tests.conftest import MORNING, Harness
+from tests.operator_console.test_whole_path import ticket_state
 
 TODAY = MORNING.astimezone(LOCAL_TZ).date()
 
@@ -215,3 +217,20 @@ async def test_given_the_openapi_document_then_it_describes_the_breakdowns(
     record = doc["paths"]["/api/v1/merchants/{merchant_id}/record"]["get"]
     assert "time to arrive" in record["summary"]
     assert "?q=" in doc["paths"]["/api/v1/merchants"]["get"]["summary"]
+
+
+async def test_given_an_unassigned_ticket_when_the_wallboard_lists_it_then_by_category_name(
+    harness: Harness,
+) -> None:
+    h = harness
+    for mid in range(1, 60):  # every pharmacy busy: nobody can take it
+        h.pbx.script(f"+86139{mid:08d}", Script(action="busy"))
+    ticket = await h.call(
+        "POST", "/tickets", json={"category": "medicine", "resident_id": 1}, expect=201
+    )
+    await h.call("POST", f"/tickets/{ticket['id']}/dispatch", json={})
+    await ticket_state(h, ticket["id"], "unassigned")
+    board = await h.call("GET", "/wallboard", as_user="supervisor")
+    [needing] = [t for t in board["needing_human"] if t["id"] == ticket["id"]]
+    assert needing["category"] == "medicine"
+    assert (needing["category_zh"], needing["category_en"]) == ("送药", "Medicine delivery")

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from pydantic import ValidationError
 
 from registry.phones import BadPhone, mask, normalize, try_normalize
+from registry.schemas import PhoneIn
 
 
 @pytest.mark.parametrize(
@@ -31,3 +33,17 @@ def test_given_garbage_when_normalized_then_bad_phone(raw: str) -> None:
 
 def test_given_a_number_when_masked_then_the_middle_is_hidden() -> None:
     assert mask("+8613800000001") == "+86138****0001"
+
+
+@pytest.mark.parametrize("raw", ["12345", "023-544", "1380000111", "+86 10 1234"])
+def test_given_a_possible_but_unused_number_when_registered_then_refused(raw: str) -> None:
+    assert try_normalize(raw) is not None  # as a caller ID it is kept as it came
+    with pytest.raises(BadPhone, match="not a number in use"):
+        normalize(raw, strict=True)
+
+
+def test_given_a_registration_with_a_number_a_digit_short_then_the_field_is_named() -> None:
+    with pytest.raises(ValidationError) as caught:
+        PhoneIn(number="1380000111")
+    assert caught.value.errors()[0]["loc"] == ("number",)
+    assert PhoneIn(number="138 0000 1111").number == "+8613800001111"
