@@ -536,7 +536,11 @@ class TwilioTelephony:
         """What `<Dial>` should ring for a bridge peer that is not one of our calls."""
         address = peer if peer.startswith(("+", "sip:", "client:")) else None
         if address is None:
-            address = self.config.operator_endpoint.format(peer=peer)
+            # dispatch names operators "operator:<id>"; a Twilio Client identity or a SIP
+            # user part has no room for the colon, so {peer} carries it as "operator_<id>"
+            address = self.config.operator_endpoint.format(
+                peer=peer.replace(":", "_"), id=peer.rsplit(":", 1)[-1]
+            )
         if address.startswith("sip:"):
             return twiml.DialTarget("sip", address)
         if address.startswith("client:"):

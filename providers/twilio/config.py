@@ -14,9 +14,10 @@ class TwilioConfig:
     ``https://care.example.org/twilio``; signatures are checked against it, never
     against the URL the request arrived on behind a proxy. `operator_endpoint` turns a
     `bridge` peer into a dial target: ``client:{peer}``, ``sip:{peer}@pbx.example.org``
-    or ``+86...`` (one fixed operator line). `api_base_url` points the REST client
-    elsewhere (tests use a loopback server). `sms_from` sends text messages (default:
-    `from_number`, which must then be able to send texts).
+    or ``+86...`` (one fixed operator line); {peer} is ``operator_<id>`` for dispatch's
+    ``operator:<id>``, and {id} the bare id (``sip:desk{id}@pbx``). `api_base_url`
+    points the REST client elsewhere (tests use a loopback server). `sms_from` sends
+    text messages (default: `from_number`, which must then be able to send texts).
     """
 
     account_sid: str

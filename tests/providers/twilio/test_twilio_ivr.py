@@ -374,6 +374,8 @@ async def test_operator_that_does_not_answer_puts_caller_back_on_hold(rig: Rig) 
         ("sip:{peer}@pbx.example.org", "op-7", "sip:op-7@pbx.example.org"),
         ("+862300001111", "op-7", "+862300001111"),
         ("client:{peer}", "+8613900000099", "+8613900000099"),
+        ("client:{peer}", "operator:2", "client:operator_2"),
+        ("sip:desk{id}@pbx.example.org", "operator:12", "sip:desk12@pbx.example.org"),
     ],
 )
 async def test_bridge_targets(
