@@ -1,7 +1,7 @@
 // Admin pages: lists and create / edit forms over /api/v1. Every value reaches the page
 // through textContent or an input's value, never as HTML. A form keeps what was typed when
 // the server refuses it: the message shows next to the field at fault.
-import { api, el, T, fmtDateTime, notify } from './common.js';
+import { api, el, T, fmtDateTime, notify, groupName } from './common.js';
 
 const $ = (id) => document.getElementById(id);
 const section = $('admin').dataset.section;
@@ -41,12 +41,13 @@ function cell(v) {
   return String(v);
 }
 
-export function table(rows, cols, onEdit) {
+// `heads` names a column's heading key where the usual `col_<column>` does not fit
+export function table(rows, cols, onEdit, heads = {}) {
   const items = Array.isArray(rows) ? rows : rows.items || rows.rows || [];
   if (!items.length) return el('p', '—', 'muted');
   cols = cols || [...new Set(items.flatMap((r) => Object.keys(r)))].slice(0, 12);
   const t = el('table', null, 'data');
-  const head = el('tr'); for (const c of cols) head.append(el('th', T(`col_${c}`) === `col_${c}` ? T(c) : T(`col_${c}`)));
+  const head = el('tr'); for (const c of cols) head.append(el('th', heads[c] ? T(heads[c]) : T(`col_${c}`) === `col_${c}` ? T(c) : T(`col_${c}`)));
   if (onEdit) head.append(el('th', ''));
   t.append(head);
   for (const r of items) {
@@ -69,13 +70,13 @@ export function table(rows, cols, onEdit) {
 
 const guard = (fn) => async (...args) => { try { await fn(...args); } catch (err) { notify(err.message); } };
 
-async function list(path, cols, onEdit) {
+async function list(path, cols, onEdit, heads) {
   $('admin-status').textContent = T('loading');
   try {
     const rows = await api('GET', path);
     $('admin-status').textContent = '';
     $('admin').dataset.available = 'yes';
-    $('admin-body').replaceChildren(table(rows, cols, onEdit));
+    $('admin-body').replaceChildren(table(rows, cols, onEdit, heads));
     return rows;
   } catch (err) {
     if (err.missing) notAvailable(path.split('?')[0]); else notify(err.message);
@@ -532,7 +533,7 @@ async function residentForm(row) {
       { name: 'id_number', label: 'f_id_number', max: 18, nullable: true, placeholder: masked || '', help: masked ? 'h_id_masked' : '' },
       phonesSpec,
       { name: 'shared', label: 'f_shared_phone', type: 'checkbox', skip: true },
-      { name: 'groups', label: 'groups', custom: checkboxes(() => GROUPS.map((g) => [g, g])) },
+      { name: 'groups', label: 'groups', custom: checkboxes(() => GROUPS.map((g) => [g, groupName(g)])) },
       { name: 'grid_code', label: 'grid', type: 'select', options: gridOpts },
       { name: 'address', label: 'address', max: 200, wide: true },
       { name: 'building', label: 'f_building', max: 16 },
@@ -573,10 +574,13 @@ async function residentForm(row) {
   openForm(form);
 }
 
+// a resident's name is 姓名, not the 名称 of a merchant or a grid
+const PERSON = { name: 'col_person_name' };
+
 async function searchResidents() {
   const q = $('admin-q').value.trim();
   if (!q) { $('admin-body').replaceChildren(el('p', T('h_search_first'), 'muted')); $('admin').dataset.available = 'yes'; return; }
-  await list(LISTS.residents + encodeURIComponent(q), ['id', 'name', 'address', 'grid_name', 'status', 'phones'], (r) => residentForm(r));
+  await list(LISTS.residents + encodeURIComponent(q), ['id', 'name', 'address', 'grid_name', 'status', 'phones'], (r) => residentForm(r), PERSON);
 }
 
 async function contactsForm(row) {
@@ -712,7 +716,7 @@ if (section === 'import') {
   $('admin-body').replaceChildren(el('p', T('h_search_first'), 'muted'));
   $('admin-search').addEventListener('submit', (e) => {
     e.preventDefault();
-    guard(() => list(LISTS.residents + encodeURIComponent($('admin-q').value.trim()), ['id', 'name', 'address', 'status'], (r) => contactsForm(r)))();
+    guard(() => list(LISTS.residents + encodeURIComponent($('admin-q').value.trim()), ['id', 'name', 'address', 'status'], (r) => contactsForm(r), PERSON))();
   });
 } else if (section === 'residents') {
   $('admin').dataset.available = 'yes';

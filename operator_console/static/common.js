@@ -131,3 +131,8 @@ export function notify(message, level = 'error') {
   box.append(item);
   setTimeout(() => item.remove(), 6000);
 }
+
+// resident groups and sex are stored as the registry's Chinese words; show them in the page's language
+const GROUP_KEYS = { '孤寡': 'grp_alone', '空巢': 'grp_empty_nest', '残疾': 'grp_disabled' };
+export const groupName = (g) => (GROUP_KEYS[g] ? T(GROUP_KEYS[g]) : g);
+export const sexName = (s) => ({ '男': T('male'), '女': T('female') }[s] ?? s);
