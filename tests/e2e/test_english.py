@@ -11,7 +11,7 @@ from playwright.sync_api import Page, Response, expect
 
 from operator_console.i18n import texts
 from operator_console.pages import ADMIN_SECTIONS
-from tests.e2e.conftest import PHONE, Pages, Server, login, shot
+from tests.e2e.conftest import DESK, PHONE, Pages, Server, login, shot
 from tests.e2e.test_console import RESIDENT_1_PHONE, press, sim_call, simulator, staff_api
 
 pytestmark = pytest.mark.e2e
@@ -193,6 +193,16 @@ def test_given_english_when_staff_pages_open_at_1366_then_each_fits_and_reads_en
     board.wait_for_selector("body[data-ready='1']")
     expect(board.locator("#figures")).to_have_attribute("data-available", "yes")
     problems += audit(board, data, "wallboard")
+    # the live tiles fit above the fold at 1366x768, a long merchant search list included;
+    # only the period charts may scroll
+    board.fill("#sc-search", "药房")
+    expect(board.locator("#sc-results li").nth(3)).to_be_visible()
+    shot(board, "en-wallboard-search")
+    bottoms = board.evaluate(
+        """() => [...document.querySelectorAll('#wall > .tile:not(.wall-full)')]
+            .map((t) => t.getBoundingClientRect().bottom)"""
+    )
+    assert len(bottoms) == 12 and max(bottoms) <= DESK["height"], bottoms
     assert not problems, "\n".join(problems)
     assert pages.errors == []
 
