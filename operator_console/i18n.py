@@ -429,6 +429,8 @@ _TEXTS: dict[str, dict[str, str]] = {
         "grp_alone": "孤寡",
         "grp_empty_nest": "空巢",
         "grp_disabled": "残疾",
+        "list_sep": "、",
+        "ticket_one": "工单",
     },
     "en": {
         "app": "Yijing care dispatch",
@@ -875,6 +877,8 @@ _TEXTS: dict[str, dict[str, str]] = {
         "grp_alone": "Living alone",
         "grp_empty_nest": "Empty nest",
         "grp_disabled": "Disabled",
+        "list_sep": ", ",
+        "ticket_one": "Ticket",
     },
 }
 

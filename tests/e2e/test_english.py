@@ -46,7 +46,10 @@ AUDIT = """([keys, allowed]) => {
     if (!t) return;
     if (keySet.has(t)) problems.push(`i18n key shown: ${t} in ${where}`);
     for (const run of t.match(cjk) || []) {
-      if (/^[\\u3000-\\u303f\\uff00-\\uffef]+$/.test(run)) continue;  // lone CJK punctuation
+      // Chinese punctuation is allowed inside Chinese data, not between English words
+      const punct = /^[\\u3000-\\u303f\\uff00-\\uffef]+$/.test(run);
+      const between = /[\\w\\s][\\u3000-\\u303f\\uff00-\\uffef]+[+\\w]/.test(t);
+      if (punct && (!between || allowed.includes(t))) continue;
       if (!allowed.some((a) => a.includes(run))) {
         problems.push(`Chinese "${run}" in ${where}: "${t.slice(0, 50)}"`);
       }
@@ -185,6 +188,9 @@ def test_given_english_when_staff_pages_open_at_1366_then_each_fits_and_reads_en
     ticket.goto(f"/tickets/{ticket_id}?lang=en")
     ticket.wait_for_selector("body[data-ready='1']")
     expect(ticket.locator("#timeline li").first).to_be_visible()
+    # the category by its name, not its code; the timeline in words, not event names
+    expect(ticket.locator("#ticket-fields")).to_contain_text("Medicine delivery")
+    expect(ticket.locator("#timeline li b").first).to_have_text("Ticket created")
     problems += audit(ticket, data, "ticket")
 
     board = data.watch(pages.open())
@@ -225,7 +231,15 @@ def test_given_english_when_each_admin_section_opens_at_1366_then_it_fits_and_re
         elif section != "import":
             expect(admin.locator("#admin")).to_have_attribute("data-available", "yes")
         problems += audit(admin, data, f"admin-{section}")
+        if section in ("residents", "contacts"):
+            # a resident has a 姓名 (a person's name), not a 名称
+            assert admin.locator("#admin-body th").nth(1).inner_text() == EN["col_person_name"]
     assert not problems, "\n".join(problems)
+    admin.goto("/admin/residents?lang=zh-CN")
+    admin.wait_for_selector("body[data-ready='1']")
+    admin.fill("#admin-q", "1")
+    admin.click("#admin-search button")
+    expect(admin.locator("#admin-body th").nth(1)).to_have_text("姓名")
     assert pages.errors == []
 
 
