@@ -54,7 +54,9 @@ export function table(rows, cols, onEdit, heads = {}) {
     const tr = el('tr');
     for (const c of cols) {
       const coded = (c.endsWith('status') || ['role', 'urgency', 'from', 'to'].includes(c)) && r[c];
-      const text = coded ? T(`v_${r[c]}`) : cell(r[c]);
+      // a merchant kind is an open list: a kind without words of its own shows as stored
+      const kind = c === 'kind' && typeof r[c] === 'string' && T(`kind_${r[c]}`) !== `kind_${r[c]}`;
+      const text = coded ? T(`v_${r[c]}`) : kind ? T(`kind_${r[c]}`) : cell(r[c]);
       tr.append(el('td', text, /^\d{4}-\d\d-\d\d$/.test(text) || /^\+\d/.test(text) ? 'nowrap' : undefined));
     }
     if (onEdit) {

@@ -231,6 +231,9 @@ def test_given_english_when_each_admin_section_opens_at_1366_then_it_fits_and_re
         elif section != "import":
             expect(admin.locator("#admin")).to_have_attribute("data-available", "yes")
         problems += audit(admin, data, f"admin-{section}")
+        if section == "merchants":
+            # kinds in words, not codes
+            expect(admin.locator("#admin-body table.data")).to_contain_text(EN["kind_pharmacy"])
         if section in ("residents", "contacts"):
             # a resident has a 姓名 (a person's name), not a 名称
             assert admin.locator("#admin-body th").nth(1).inner_text() == EN["col_person_name"]
