@@ -431,6 +431,8 @@ _TEXTS: dict[str, dict[str, str]] = {
         "grp_disabled": "残疾",
         "list_sep": "、",
         "ticket_one": "工单",
+        "import_logged": "新增 {created}，更新 {updated}，未变 {unchanged}；"
+        "已记入事件日志（导入编号 {id}）",
     },
     "en": {
         "app": "Yijing care dispatch",
@@ -879,6 +881,8 @@ _TEXTS: dict[str, dict[str, str]] = {
         "grp_disabled": "Disabled",
         "list_sep": ", ",
         "ticket_one": "Ticket",
+        "import_logged": "{created} new, {updated} changed, {unchanged} unchanged; "
+        "recorded in the event log (import {id})",
     },
 }
 

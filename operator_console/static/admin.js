@@ -702,6 +702,10 @@ function showImport(res, dryRun) {
   const n = res.rows ?? res.count ?? res.imported ?? '';
   const status = $('admin-status');
   status.replaceChildren(el('p', errors.length ? `${errors.length} ✗` : T(dryRun ? 'import_ok' : 'import_done', { n }), errors.length ? 'error' : 'tag ok'));
+  if (res.import_id) {
+    const done = el('p', T('import_logged', { created: res.created, updated: res.updated, unchanged: res.unchanged, id: res.import_id }), 'muted small');
+    done.id = 'import-logged'; status.append(done);
+  }
   $('admin-body').replaceChildren(errors.length ? table(errors.map((e) => ({ line: e.line ?? e.row, problem: e.code ?? e.field, reason: e.reason ?? e.message }))) : el('span'));
   $('admin-body').dataset.errors = String(errors.length);
   $('import-confirm').disabled = !dryRun || errors.length > 0;
