@@ -96,6 +96,13 @@ class Candidate:
     preferred: bool = False
     opens_at: str | None = None
     reasons: list[str] = field(default_factory=list)
+    #: the same reasons as codes with their figures, for a page in another language
+    why: list[dict[str, object]] = field(default_factory=list)
+
+    def note(self, code: str, text: str, **params: object) -> None:
+        """Add a reason: the zh-CN words and the code (`why_<code>` in the console's words)."""
+        self.reasons.append(text)
+        self.why.append({"code": code, **params})
 
     def public(self) -> dict[str, object]:
         """JSON shape for the API."""
@@ -111,6 +118,7 @@ class Candidate:
             "preferred": self.preferred,
             "opens_at": self.opens_at,
             "reasons": self.reasons,
+            "why": self.why,
         }
 
 
@@ -154,8 +162,8 @@ def open_at(merchant: Merchant, when: datetime) -> tuple[bool, str | None]:
     return False, None
 
 
-def _usual_label(kind: str) -> str:
-    return "常用药店" if kind == "pharmacy" else "常用商家"
+def _usual_label(kind: str) -> tuple[str, str]:
+    return ("usual_pharmacy", "常用药店") if kind == "pharmacy" else ("usual_merchant", "常用商家")
 
 
 def _candidate(
@@ -175,40 +183,44 @@ def _candidate(
     )
     if not contract_ok:
         c.eligible = False
-        c.reasons.append("合同无效")
+        c.note("contract_invalid", "合同无效")
     if need.lat is not None and need.lon is not None and m.lat is not None and m.lon is not None:
         c.distance_m = distance_m(need.lat, need.lon, m.lat, m.lon)
     in_grid = need.grid_code is not None and need.grid_code in m.service_grids
     in_radius = c.distance_m is not None and m.radius_m > 0 and c.distance_m <= m.radius_m
     if in_grid:
-        c.reasons.append("服务本网格")
+        c.note("in_grid", "服务本网格")
     elif in_radius:
-        c.reasons.append("在服务半径内")
+        c.note("in_radius", "在服务半径内")
     else:
         c.eligible = False
-        c.reasons.append("不在服务范围")
+        c.note("out_of_area", "不在服务范围")
     is_open, opens = open_at(m, when)
     if not is_open:
         c.eligible = False
         c.opens_at = opens
-        c.reasons.append(f"休息中，{opens}开门" if opens else "不营业")
+        if opens:
+            c.note("closed_until", f"休息中，{opens}开门", opens=opens)
+        else:
+            c.note("closed", "不营业")
     if load >= m.capacity:
         c.eligible = False
-        c.reasons.append(f"已满({load}/{m.capacity})")
+        c.note("full", f"已满({load}/{m.capacity})", load=load, capacity=m.capacity)
     else:
-        c.reasons.append(f"负载 {load}/{m.capacity}")
+        c.note("load", f"负载 {load}/{m.capacity}", load=load, capacity=m.capacity)
     if c.distance_m is not None:
-        c.reasons.append(f"距离 {c.distance_m / 1000:.1f} 公里")
+        dist = f"{c.distance_m / 1000:.1f}"
+        c.note("distance", f"距离 {dist} 公里", km=dist)
     acceptance, rating = stats.acceptance, stats.rating
     if acceptance is not None:
-        c.reasons.append(f"接单率 {acceptance:.0%}")
+        c.note("acceptance", f"接单率 {acceptance:.0%}", pct=f"{acceptance:.0%}")
     if rating is not None:
-        c.reasons.append(f"满意 {rating:.0%}")
+        c.note("rating", f"满意 {rating:.0%}", pct=f"{rating:.0%}")
     if stats.no_shows:
-        c.reasons.append(f"近期爽约 {stats.no_shows} 次")
+        c.note("no_shows", f"近期爽约 {stats.no_shows} 次", n=stats.no_shows)
     c.preferred = m.id in need.preferred
     if c.preferred:
-        c.reasons.append(_usual_label(m.kind))
+        c.note(*_usual_label(m.kind))
     km = c.distance_m / 1000.0 if c.distance_m is not None else UNKNOWN_KM
     c.score = (
         km
@@ -264,7 +276,7 @@ def rank(
     band_members.sort(key=last)
     if len(band_members) > 1:
         for c in band_members:
-            c.reasons.append("同档轮流派单")
+            c.note("fair_turn", "同档轮流派单")
     return head + band_members + rest + [c for c in out if not c.eligible]
 
 

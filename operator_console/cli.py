@@ -70,8 +70,10 @@ async def _user_add(
 
 
 async def _import(settings: Settings, kind: str, path: Path, dry_run: bool) -> int:
+    from dispatch.clock import SystemClock
+    from dispatch.events import EventBus, Store
     from operator_console.migrate import upgrade
-    from registry import importing
+    from operator_console.registry_api import run_import
     from registry.db import engine_context, make_sessionmaker
 
     try:
@@ -80,16 +82,21 @@ async def _import(settings: Settings, kind: str, path: Path, dry_run: bool) -> i
         print(f"cannot read {path}: {exc.strerror}", file=sys.stderr)
         return 2
     await asyncio.to_thread(upgrade, settings.database_url)
-    run = importing.import_residents if kind == "residents" else importing.import_merchants
-    async with (
-        engine_context(settings.database_url) as engine,
-        make_sessionmaker(engine)() as session,
-    ):
-        report = await run(
-            session, name=path.name, data=data, dry_run=dry_run, actor=f"cli:{getpass.getuser()}"
+    async with engine_context(settings.database_url) as engine:
+        store = Store(make_sessionmaker(engine), EventBus(), SystemClock())
+        report, import_id = await run_import(
+            store,
+            kind=kind,
+            name=path.name,
+            data=data,
+            dry_run=dry_run,
+            actor=f"cli:{getpass.getuser()}",
+            source="cli",
         )
     for line in report.lines():
         print(line)
+    if import_id:
+        print(f"import id {import_id} (event registry.imported)")
     if not report.ok:
         print(f"{len(report.errors)} bad rows: nothing was imported", file=sys.stderr)
         return 1

@@ -15,6 +15,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import uuid
 from collections.abc import AsyncIterator
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -26,6 +27,7 @@ from sqlalchemy import select
 from sqlmodel import col
 
 from dispatch.clock import LOCAL_TZ
+from dispatch.events import Store
 from dispatch.service import Conflict, Invalid
 from operator_console.api import API, STAFF, body, int_param, need, ok, services
 from registry import exporting, importing
@@ -125,6 +127,35 @@ async def search(request: web.Request, query: str, user: User, limit: int = 20) 
 
 
 # -- import / export --
+async def run_import(
+    store: Store, *, kind: str, name: str, data: bytes, dry_run: bool, actor: str, source: str
+) -> tuple[importing.ImportReport, str | None]:
+    """One file as one unit of work: the rows and one `registry.imported` event commit
+    together. The event carries counts, the file's SHA-256 and the import id, never a
+    row's contents nor the file name (offices name files after people). A dry run or a
+    bad file writes nothing. Returns the report and the import id of a committed run.
+    """
+    run = importing.import_residents if kind == "residents" else importing.import_merchants
+    import_id = uuid.uuid4().hex[:16]
+
+    async def record(report: importing.ImportReport) -> None:
+        tx.emit(
+            "registry.imported",
+            "import",
+            import_id,
+            actor=actor,
+            source=source,
+            file_sha256=hashlib.sha256(data).hexdigest(),
+            **report.summary(),
+        )
+
+    async with store.tx() as tx:
+        report = await run(
+            tx.session, name=name, data=data, dry_run=dry_run, actor=actor, before_commit=record
+        )
+    return report, import_id if report.committed else None
+
+
 @API.route(
     "POST",
     "/registry/import/{kind}",
@@ -147,11 +178,15 @@ async def import_file(request: web.Request) -> web.Response:
         raise Invalid("the file is larger than 2 MB; split it")
     flag = str(form.get("dry_run", request.query.get("dry_run", "false"))).lower()
     dry_run = flag in ("1", "true", "yes", "on")
-    run = importing.import_residents if kind == "residents" else importing.import_merchants
-    async with services(request).store.sessions() as session:
-        report = await run(
-            session, name=upload.filename or "", data=data, dry_run=dry_run, actor=user.username
-        )
+    report, import_id = await run_import(
+        services(request).store,
+        kind=kind,
+        name=upload.filename or "",
+        data=data,
+        dry_run=dry_run,
+        actor=user.username,
+        source="console",
+    )
     if not report.ok:
         from operator_console.errors import error_response
 
@@ -163,7 +198,7 @@ async def import_file(request: web.Request) -> web.Response:
         )
     # matching keeps an index of merchants; it must see this change at once
     services(request).dispatcher.invalidate_merchants()
-    return ok(report.public())
+    return ok(report.public() | {"import_id": import_id})
 
 
 @API.route(

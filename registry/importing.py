@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -168,6 +169,16 @@ class ImportReport:
             "changes": [c.public() for c in self.changes if c.action != "unchanged"],
         }
 
+    def summary(self) -> dict[str, Any]:
+        """Counts only (no row contents): what an event-log entry may carry."""
+        return {
+            "kind": self.kind,
+            "rows": self.rows,
+            "created": self.count("create"),
+            "updated": self.count("update"),
+            "unchanged": self.count("unchanged"),
+        }
+
     def lines(self) -> list[str]:
         """A plain report for the terminal."""
         mode = "dry run" if self.dry_run else ("imported" if self.committed else "NOT imported")
@@ -183,6 +194,10 @@ class ImportReport:
             if c.action != "unchanged"
         ]
         return out
+
+
+#: called with the report of a good, real run while its transaction is still open
+BeforeCommit = Callable[[ImportReport], Awaitable[None]]
 
 
 def _columns(header: list[str], spec: dict[str, tuple[str, ...]]) -> dict[str, int]:
@@ -332,12 +347,20 @@ def _resident_values(
 
 
 async def import_residents(
-    session: AsyncSession, *, name: str, data: bytes, dry_run: bool, actor: str
+    session: AsyncSession,
+    *,
+    name: str,
+    data: bytes,
+    dry_run: bool,
+    actor: str,
+    before_commit: BeforeCommit | None = None,
 ) -> ImportReport:
     """Check and (unless a dry run, or any row is bad) write a residents file.
 
     The caller owns the session; this function commits only a good, real run and rolls
-    back otherwise, so nothing of a bad file is ever left behind.
+    back otherwise, so nothing of a bad file is ever left behind. `before_commit` runs in
+    the same transaction just before a good, real run commits (the console writes its
+    event-log entry there, so the rows and the entry commit together).
     """
     report = ImportReport(kind="residents", dry_run=dry_run)
     try:
@@ -390,6 +413,8 @@ async def import_residents(
         if report.errors or dry_run:
             await session.rollback()
         else:
+            if before_commit is not None:
+                await before_commit(report)
             await session.commit()
             report.committed = True
     except BaseException:
@@ -546,7 +571,13 @@ def _merchant_values(
 
 
 async def import_merchants(
-    session: AsyncSession, *, name: str, data: bytes, dry_run: bool, actor: str
+    session: AsyncSession,
+    *,
+    name: str,
+    data: bytes,
+    dry_run: bool,
+    actor: str,
+    before_commit: BeforeCommit | None = None,
 ) -> ImportReport:
     """Check and (unless a dry run, or any row is bad) write a merchants file."""
     report = ImportReport(kind="merchants", dry_run=dry_run)
@@ -585,6 +616,8 @@ async def import_merchants(
         if report.errors or dry_run:
             await session.rollback()
         else:
+            if before_commit is not None:
+                await before_commit(report)
             await session.commit()
             report.committed = True
     except BaseException:

@@ -1,7 +1,7 @@
 // Admin pages: lists and create / edit forms over /api/v1. Every value reaches the page
 // through textContent or an input's value, never as HTML. A form keeps what was typed when
 // the server refuses it: the message shows next to the field at fault.
-import { api, el, T, fmtDateTime, notify } from './common.js';
+import { api, el, T, fmtDateTime, notify, groupName } from './common.js';
 
 const $ = (id) => document.getElementById(id);
 const section = $('admin').dataset.section;
@@ -35,25 +35,28 @@ function notAvailable(path) {
 function cell(v) {
   if (v === null || v === undefined) return '';
   if (typeof v === 'boolean') return v ? '✓' : '✗';
-  if (Array.isArray(v)) return v.map((x) => (typeof x === 'object' ? JSON.stringify(x) : x)).join('、');
+  if (Array.isArray(v)) return v.map((x) => (typeof x === 'object' ? JSON.stringify(x) : x)).join(T('list_sep'));
   if (typeof v === 'object') return JSON.stringify(v);
   if (typeof v === 'string' && /^\d{4}-\d\d-\d\dT/.test(v)) return fmtDateTime(v);
   return String(v);
 }
 
-export function table(rows, cols, onEdit) {
+// `heads` names a column's heading key where the usual `col_<column>` does not fit
+export function table(rows, cols, onEdit, heads = {}) {
   const items = Array.isArray(rows) ? rows : rows.items || rows.rows || [];
   if (!items.length) return el('p', '—', 'muted');
   cols = cols || [...new Set(items.flatMap((r) => Object.keys(r)))].slice(0, 12);
   const t = el('table', null, 'data');
-  const head = el('tr'); for (const c of cols) head.append(el('th', T(`col_${c}`) === `col_${c}` ? T(c) : T(`col_${c}`)));
+  const head = el('tr'); for (const c of cols) head.append(el('th', heads[c] ? T(heads[c]) : T(`col_${c}`) === `col_${c}` ? T(c) : T(`col_${c}`)));
   if (onEdit) head.append(el('th', ''));
   t.append(head);
   for (const r of items) {
     const tr = el('tr');
     for (const c of cols) {
       const coded = (c.endsWith('status') || ['role', 'urgency', 'from', 'to'].includes(c)) && r[c];
-      const text = coded ? T(`v_${r[c]}`) : cell(r[c]);
+      // a merchant kind is an open list: a kind without words of its own shows as stored
+      const kind = c === 'kind' && typeof r[c] === 'string' && T(`kind_${r[c]}`) !== `kind_${r[c]}`;
+      const text = coded ? T(`v_${r[c]}`) : kind ? T(`kind_${r[c]}`) : cell(r[c]);
       tr.append(el('td', text, /^\d{4}-\d\d-\d\d$/.test(text) || /^\+\d/.test(text) ? 'nowrap' : undefined));
     }
     if (onEdit) {
@@ -69,13 +72,13 @@ export function table(rows, cols, onEdit) {
 
 const guard = (fn) => async (...args) => { try { await fn(...args); } catch (err) { notify(err.message); } };
 
-async function list(path, cols, onEdit) {
+async function list(path, cols, onEdit, heads) {
   $('admin-status').textContent = T('loading');
   try {
     const rows = await api('GET', path);
     $('admin-status').textContent = '';
     $('admin').dataset.available = 'yes';
-    $('admin-body').replaceChildren(table(rows, cols, onEdit));
+    $('admin-body').replaceChildren(table(rows, cols, onEdit, heads));
     return rows;
   } catch (err) {
     if (err.missing) notAvailable(path.split('?')[0]); else notify(err.message);
@@ -532,7 +535,7 @@ async function residentForm(row) {
       { name: 'id_number', label: 'f_id_number', max: 18, nullable: true, placeholder: masked || '', help: masked ? 'h_id_masked' : '' },
       phonesSpec,
       { name: 'shared', label: 'f_shared_phone', type: 'checkbox', skip: true },
-      { name: 'groups', label: 'groups', custom: checkboxes(() => GROUPS.map((g) => [g, g])) },
+      { name: 'groups', label: 'groups', custom: checkboxes(() => GROUPS.map((g) => [g, groupName(g)])) },
       { name: 'grid_code', label: 'grid', type: 'select', options: gridOpts },
       { name: 'address', label: 'address', max: 200, wide: true },
       { name: 'building', label: 'f_building', max: 16 },
@@ -573,10 +576,13 @@ async function residentForm(row) {
   openForm(form);
 }
 
+// a resident's name is 姓名, not the 名称 of a merchant or a grid
+const PERSON = { name: 'col_person_name' };
+
 async function searchResidents() {
   const q = $('admin-q').value.trim();
   if (!q) { $('admin-body').replaceChildren(el('p', T('h_search_first'), 'muted')); $('admin').dataset.available = 'yes'; return; }
-  await list(LISTS.residents + encodeURIComponent(q), ['id', 'name', 'address', 'grid_name', 'status', 'phones'], (r) => residentForm(r));
+  await list(LISTS.residents + encodeURIComponent(q), ['id', 'name', 'address', 'grid_name', 'status', 'phones'], (r) => residentForm(r), PERSON);
 }
 
 async function contactsForm(row) {
@@ -696,6 +702,10 @@ function showImport(res, dryRun) {
   const n = res.rows ?? res.count ?? res.imported ?? '';
   const status = $('admin-status');
   status.replaceChildren(el('p', errors.length ? `${errors.length} ✗` : T(dryRun ? 'import_ok' : 'import_done', { n }), errors.length ? 'error' : 'tag ok'));
+  if (res.import_id) {
+    const done = el('p', T('import_logged', { created: res.created, updated: res.updated, unchanged: res.unchanged, id: res.import_id }), 'muted small');
+    done.id = 'import-logged'; status.append(done);
+  }
   $('admin-body').replaceChildren(errors.length ? table(errors.map((e) => ({ line: e.line ?? e.row, problem: e.code ?? e.field, reason: e.reason ?? e.message }))) : el('span'));
   $('admin-body').dataset.errors = String(errors.length);
   $('import-confirm').disabled = !dryRun || errors.length > 0;
@@ -712,7 +722,7 @@ if (section === 'import') {
   $('admin-body').replaceChildren(el('p', T('h_search_first'), 'muted'));
   $('admin-search').addEventListener('submit', (e) => {
     e.preventDefault();
-    guard(() => list(LISTS.residents + encodeURIComponent($('admin-q').value.trim()), ['id', 'name', 'address', 'status'], (r) => contactsForm(r)))();
+    guard(() => list(LISTS.residents + encodeURIComponent($('admin-q').value.trim()), ['id', 'name', 'address', 'status'], (r) => contactsForm(r), PERSON))();
   });
 } else if (section === 'residents') {
   $('admin').dataset.available = 'yes';

@@ -110,7 +110,9 @@ const EVENT_ZH = { 'ticket.created': '创建工单', 'ticket.matching': '开始�
   'offer.expired': '派单超时', 'offer.withdrawn': '撤回派单', 'ticket.accepted': '已接单', 'ticket.arrived': '已上门', 'ticket.completed': '服务完成', 'survey.calling': '回访外呼',
   'survey.retry': '回访重试', 'ticket.rated': '已评价', 'ticket.closed': '已办结', 'ticket.cancelled': '已取消', 'ticket.unassigned': '无人接单', 'ticket.escalated': '已升级',
   'call.held': '来电保持', 'call.resumed': '恢复通话', 'call.transferred': '来电转接' };
-export const eventName = (n) => (lang() === 'zh-CN' && EVENT_ZH[n]) || n;
+// English reads the event's own name: 'offer.no_answer' -> 'Offer no answer'
+const eventEn = (n) => { const t = n.replace('.', ' ').replaceAll('_', ' '); return t.charAt(0).toUpperCase() + t.slice(1); };
+export const eventName = (n) => (lang() === 'zh-CN' ? EVENT_ZH[n] || n : eventEn(n));
 
 // One timeline row: time, what happened, and who or what it is about.
 export function timelineItem(ev, merchants = {}) {
@@ -131,3 +133,8 @@ export function notify(message, level = 'error') {
   box.append(item);
   setTimeout(() => item.remove(), 6000);
 }
+
+// resident groups and sex are stored as the registry's Chinese words; show them in the page's language
+const GROUP_KEYS = { '孤寡': 'grp_alone', '空巢': 'grp_empty_nest', '残疾': 'grp_disabled' };
+export const groupName = (g) => (GROUP_KEYS[g] ? T(GROUP_KEYS[g]) : g);
+export const sexName = (s) => ({ '男': T('male'), '女': T('female') }[s] ?? s);

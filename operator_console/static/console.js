@@ -1,7 +1,7 @@
 // The operator desk: queue with the caller's card before answering, call controls (hold,
 // transfer, hang-up) and wrap-up, need capture, ranking, dispatch, the live offer cascade,
 // the ticket board.
-import { api, el, liveEvents, latestSeq, fmtDateTime, fmtDuration, lang, T, stateName, deadline, notify, timelineItem } from './common.js';
+import { api, el, liveEvents, latestSeq, fmtDateTime, fmtDuration, lang, T, stateName, deadline, notify, timelineItem, groupName, sexName } from './common.js';
 
 const zh = lang() === 'zh-CN';
 const $ = (id) => document.getElementById(id);
@@ -178,10 +178,10 @@ async function showCard(residentId, reason, call) {
   ]);
   const age = r.birth_year ? new Date().getFullYear() - r.birth_year : '';
   const head = el('h3', null, 'resident-name');
-  head.append(el('span', r.name, 'name'), ' ', el('span', [r.sex, age ? `${age}${zh ? '岁' : ' y'}` : ''].filter(Boolean).join(' · '), 'muted'));
+  head.append(el('span', r.name, 'name'), ' ', el('span', [sexName(r.sex), age ? `${age}${zh ? '岁' : ' y'}` : ''].filter(Boolean).join(' · '), 'muted'));
   box.append(head);
   const groups = el('div', null, 'row');
-  for (const g of r.groups || []) groups.append(el('span', g, 'tag'));
+  for (const g of r.groups || []) groups.append(el('span', groupName(g), 'tag'));
   if (r.status && r.status !== 'registered') groups.append(el('span', stateName(r.status), 'tag bad'));
   box.append(groups);
   const dl = el('dl');
@@ -191,7 +191,7 @@ async function showCard(residentId, reason, call) {
   field(dl, T('medicines'), r.medicines);
   field(dl, T('notes'), r.notes, r.notes ? 'note' : '');
   const contacts = el('dd');
-  for (const x of r.contacts || []) contacts.append(el('div', `${x.relation} ${x.name} ${x.phone}${x.when_to_call ? '（' + x.when_to_call + '）' : ''}`));
+  for (const x of r.contacts || []) contacts.append(el('div', `${x.relation} ${x.name} ${x.phone}${x.when_to_call ? (zh ? `（${x.when_to_call}）` : ` (${x.when_to_call})`) : ''}`));
   if (!(r.contacts || []).length) contacts.textContent = '—';
   dl.append(el('dt', T('contacts')), contacts);
   const openDd = el('dd');
@@ -313,7 +313,8 @@ async function showCandidates() {
     const label = el('label', null, 'inline');
     const box = el('input'); box.type = 'checkbox'; box.value = c.merchant_id; box.disabled = !c.eligible; box.className = 'pick';
     label.append(box, ' ', el('b', c.name));
-    li.append(label, ' ', el('span', c.reasons.join(' · '), 'muted small'));
+    const why = c.why ? c.why.map((w) => T(`rank_${w.code}`, w)) : c.reasons;
+    li.append(label, ' ', el('span', why.join(' · '), 'muted small'));
     ol.append(li);
   }
   if (!list.some((c) => c.eligible)) ol.append(el('li', zh ? '没有可派的商家，工单将等待人工处理' : 'No merchant can take this now', 'error'));

@@ -75,7 +75,7 @@ function card(o, buttons) {
   node.dataset.ticketId = o.ticket_id; node.dataset.state = o.state;
   node.querySelector('.what').textContent = `#${o.ticket_id} ${zh ? o.category_zh : o.category_en}${o.urgency !== 'routine' ? ' · ' + stateName(o.urgency) : ''}`;
   node.querySelector('.desc').textContent = o.description || '';
-  node.querySelector('.addr').textContent = `${T('address')}：${o.address || '—'}`;
+  node.querySelector('.addr').textContent = T('labelled', { label: T('address'), value: o.address || '—' });
   const d = deadline(o.deadline_at);
   const due = node.querySelector('.due'); due.textContent = d.text; due.className = `due ${d.level}`;
   node.querySelector('.state').textContent = stateName(o.state);

@@ -1,8 +1,15 @@
 // One ticket: its fields, the offer cascade and the full timeline, kept live.
-import { api, el, liveEvents, latestSeq, fmtDateTime, T, stateName, deadline, timelineItem, notify } from './common.js';
+import { api, el, liveEvents, latestSeq, fmtDateTime, lang, T, stateName, deadline, timelineItem, notify } from './common.js';
 
 const $ = (id) => document.getElementById(id);
 const id = $('ticket').dataset.ticketId;
+
+// the category's name in the page's language (the ticket carries only its code)
+const catalog = await api('GET', '/catalog').catch(() => []);
+const catName = (code) => {
+  const c = catalog.find((x) => x.code === code);
+  return c ? (lang() === 'zh-CN' ? c.name_zh : c.name_en) : code;
+};
 
 async function load() {
   const t = await api('GET', `/tickets/${id}`);
@@ -11,7 +18,7 @@ async function load() {
   $('ticket').dataset.state = t.state;
   const d = deadline(t.deadline_at);
   const rows = [
-    [T('category'), t.category_code], [T('description'), t.description], [T('urgency'), stateName(t.urgency)],
+    [T('category'), catName(t.category_code)], [T('description'), t.description], [T('urgency'), stateName(t.urgency)],
     [T('deadline'), `${t.deadline_local || ''} ${['closed', 'cancelled', 'rated'].includes(t.state) ? '' : d.text}`],
     [T('merchant'), merchants[t.merchant_id] || ''], [T('code_word'), t.code_word], [T('created'), fmtDateTime(t.created_at)],
     [T('rating'), t.rating ? stateName(t.rating) : ''], [T('escalated'), t.escalated ? (t.escalation_reason || '⚠') : ''],

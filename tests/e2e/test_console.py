@@ -459,4 +459,13 @@ def test_given_the_import_page_when_a_bad_file_is_dry_run_then_every_bad_line_is
     expect(admin.locator("#import-confirm")).to_be_enabled()
     admin.click("#import-confirm")
     expect(body).to_have_attribute("data-errors", "0")
+    # the confirmed import is in the event log under its import id
+    expect(admin.locator("#import-logged")).to_contain_text("新增 2")
+    import_id = re.search(r"导入编号 ([0-9a-f]{16})", admin.locator("#import-logged").inner_text())
+    assert import_id is not None
+    imports, since = [], 0
+    while page := staff_api(admin, "GET", f"/events?since={since}")["body"]:
+        imports += [e["subject_id"] for e in page if e["name"] == "registry.imported"]
+        since = page[-1]["seq"]
+    assert imports == [import_id[1]]
     assert pages.errors == []

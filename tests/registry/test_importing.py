@@ -7,10 +7,11 @@ import io
 from pathlib import Path
 
 import openpyxl
+import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from registry.importing import import_merchants, import_residents
+from registry.importing import ImportReport, import_merchants, import_residents
 from registry.models import (
     ContractChange,
     EmergencyContact,
@@ -270,3 +271,41 @@ async def test_given_a_file_that_is_not_a_table_when_imported_then_it_is_refused
             session, name="r.csv", data="地址\n白公路\n".encode(), dry_run=False, actor="t"
         )
         assert [e.code for e in report.errors] == ["bad_header"]
+
+
+async def test_given_a_before_commit_hook_that_fails_when_importing_then_no_row_is_written(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    data = (FIXTURES / "residents_good.csv").read_bytes()
+    seen: list[dict[str, object]] = []
+
+    async def hook(report: ImportReport) -> None:
+        seen.append(report.summary())
+        raise RuntimeError("the event log is down")
+
+    async with sessions() as session:
+        before = await _counts(session)
+        with pytest.raises(RuntimeError, match="event log is down"):
+            await import_residents(
+                session, name="r.csv", data=data, dry_run=False, actor="t", before_commit=hook
+            )
+    async with sessions() as session:
+        assert await _counts(session) == before
+    # the hook ran once, inside the transaction, with counts only
+    assert seen == [{"kind": "residents", "rows": 2, "created": 2, "updated": 0, "unchanged": 0}]
+
+
+async def test_given_a_dry_run_when_importing_then_the_before_commit_hook_never_runs(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    data = (FIXTURES / "residents_good.csv").read_bytes()
+    calls: list[ImportReport] = []
+
+    async def hook(report: ImportReport) -> None:
+        calls.append(report)
+
+    async with sessions() as session:
+        report = await import_residents(
+            session, name="r.csv", data=data, dry_run=True, actor="t", before_commit=hook
+        )
+    assert report.ok and not report.committed and calls == []
