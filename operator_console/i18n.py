@@ -408,6 +408,8 @@ _TEXTS: dict[str, dict[str, str]] = {
         "transferred_out": "已转接，请结束整理",
         "transfer_done": "已转接给 {name}",
         "shortcuts_desk": "快捷键：F2 接听 · F4 派单 · F6 保持/恢复 · F7 转接 · F8 结束整理",
+        # holdfix: a transfer nobody answered
+        "transfer_unanswered": "转接无人接听，来电已回到排队（原位次）：#{id}",
     },
     "en": {
         "app": "Yijing care dispatch",
@@ -833,6 +835,9 @@ _TEXTS: dict[str, dict[str, str]] = {
         "transfer_done": "Transferred to {name}",
         "shortcuts_desk": "Keys: F2 answer · F4 dispatch · F6 hold/resume · F7 transfer · "
         "F8 wrap up",
+        # holdfix: a transfer nobody answered
+        "transfer_unanswered": "Transfer not answered: call #{id} is back in the queue, "
+        "in its place",
     },
 }
 
