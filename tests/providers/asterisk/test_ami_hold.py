@@ -6,7 +6,14 @@ from __future__ import annotations
 import pytest
 
 from providers.asterisk.config import AsteriskConfig
-from providers.base import CallBridged, CallEnded, CallHeld, CallUnheld, TelephonyError
+from providers.base import (
+    CallBridged,
+    CallEnded,
+    CallHeld,
+    CallUnheld,
+    TelephonyError,
+    TransferFailed,
+)
 from tests.providers.asterisk.conftest import Recorder, eventually, running
 from tests.providers.asterisk.fake_ami import Action, FakeAMI, channel_event
 
@@ -194,3 +201,54 @@ async def test_given_a_call_not_bridged_when_held_then_refused_and_nothing_sent(
         with pytest.raises(TelephonyError, match="not on hold"):
             await tel.unhold(REF)
         assert len(ami.actions) == sent
+
+
+def dial_end(status: str, exten: str = "9") -> bytes:
+    """The caller's Dial in yijing-operators,<exten> ends with `status`."""
+    return channel_event(
+        "DialEnd",
+        CALLER,
+        CALLER_UID,
+        Context="yijing-operators",
+        Exten=exten,
+        DestChannel=f"PJSIP/{exten}-00000003",
+        DestUniqueid="500.3",
+        DialStatus=status,
+    )
+
+
+@pytest.mark.parametrize("status", ["NOANSWER", "BUSY", "CHANUNAVAIL", "CONGESTION"])
+async def test_given_a_transfer_when_the_new_operators_dial_is_not_answered_then_failed(
+    ami: FakeAMI, config: AsteriskConfig, status: str
+) -> None:
+    async with running(config) as (tel, rec):
+        await connected_to_operator_7(ami, rec)
+        await tel.transfer(REF, peer="operator:9")
+        await leave_bridge(ami, "b1")
+
+        await ami.send(dial_end(status))
+
+        await eventually(lambda: rec.of(TransferFailed))
+        assert rec.of(TransferFailed) == [TransferFailed(REF, "operator:9")]
+        # reported once; the dialplan has the caller waiting in yijing-hold, and a new
+        # bridge sends them to another operator as usual
+        await ami.send(dial_end(status))
+        await tel.bridge(REF, peer="operator:4")
+        assert wire(ami.named("Redirect")[-1])["Exten"] == ["4"]
+        assert len(rec.of(TransferFailed)) == 1
+
+
+async def test_given_a_transfer_answered_or_a_first_bridge_unanswered_then_no_failure(
+    ami: FakeAMI, config: AsteriskConfig
+) -> None:
+    async with running(config) as (tel, rec):
+        await connected_to_operator_7(ami, rec)
+        await tel.transfer(REF, peer="operator:9")
+        await leave_bridge(ami, "b1")
+        await ami.send(dial_end("ANSWER"))
+        await ami.send(dial_end("NOANSWER"))  # a later Dial (a bridge) is no transfer
+        await tel.bridge(REF, peer="operator:4")
+        await ami.send(dial_end("NOANSWER", exten="4"))
+        await ami.send(channel_event("Hangup", CALLER, CALLER_UID, Cause="16"))
+        await eventually(lambda: rec.of(CallEnded))
+        assert rec.of(TransferFailed) == []
