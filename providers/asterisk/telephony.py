@@ -49,6 +49,7 @@ from ivr.flow import Flow
 from providers.asterisk.agi import FlowServer
 from providers.asterisk.config import AsteriskConfig
 from providers.asterisk.correlate import (
+    HELD_FOR_VAR,
     OPERATOR_PREFIX,
     ORIGINATE_PREFIX,
     RESYNC_PREFIX,
@@ -174,7 +175,9 @@ class AsteriskTelephony:
     def __init__(self, config: AsteriskConfig, *, rng: random.Random | None = None) -> None:
         self.config = config
         self.correlator = Correlator(
-            inbound_contexts=config.hotline_contexts, ref_vars=(config.ref_var,)
+            inbound_contexts=config.hotline_contexts,
+            ref_vars=(config.ref_var,),
+            onhold_context=config.onhold_context,
         )
         self._rng = rng or random.Random()
         self._events: asyncio.Queue[TelephonyEvent] = asyncio.Queue()
@@ -333,6 +336,10 @@ class AsteriskTelephony:
         if leg is None:
             raise TelephonyError(f"{ref} is not bridged to an operator: nothing to hold")
         context = self.config.onhold_context
+        # the waiting leg names its caller, so a restarted Yijing finds it (resync)
+        await self._expect_success(
+            {"Action": "Setvar", "Channel": leg, "Variable": HELD_FOR_VAR, "Value": ref}, ref
+        )
         await self._expect_success(
             {
                 "Action": "Redirect",
@@ -494,7 +501,13 @@ class AsteriskTelephony:
     def _on_message(self, msg: Message) -> None:
         if msg.get("Event") == "DialEnd" and self._transfers:
             self._transfer_dial_ended(msg)
-        for event in self.correlator.feed(msg):
+        events = self.correlator.feed(msg)
+        if self.correlator.held_legs:
+            # operator legs a resync found waiting on hold (after a Yijing restart)
+            for ref, leg in self.correlator.held_legs.items():
+                self._held.setdefault(ref, leg)
+            self.correlator.held_legs.clear()
+        for event in events:
             self._emit(event)
             if isinstance(event, CallEnded):
                 self._transfers.pop(event.ref, None)
