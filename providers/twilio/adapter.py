@@ -497,6 +497,8 @@ class TwilioTelephony:
             call.operator_label = call.operator_sid = call.unhold_on_answer = None
             call.operator_peer = None
             call.held = False
+            # the caller leaves the room, which ends it: a next bridge opens a new one by name
+            call.conference_sid = None
             await self._back_to_wait(call)
             if transfer and peer is not None:
                 self._emit(TransferFailed(call.ref, peer))

@@ -175,6 +175,8 @@ async def test_given_a_transfer_when_the_new_operator_never_answers_then_transfe
     await rig.adapter.bridge(CALLER, peer="op-4")
     added = rig.api.participants_added()[-1]
     assert (added.form["To"], added.form["Label"]) == ("client:op-4", "operator-3")
+    # the emptied room ended when the caller left it: the new one is opened by its name
+    assert added.path.endswith("/Conferences/yijing-desk-CA500/Participants.json")
 
 
 async def test_given_a_first_bridge_the_operator_never_answers_then_no_transfer_failed(
