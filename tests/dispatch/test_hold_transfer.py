@@ -367,7 +367,13 @@ async def test_given_a_late_transfer_failure_for_another_desk_then_nothing_chang
     harness: Harness,
 ) -> None:
     h = harness
-    _call, ref = await answered(h)
+    call, ref = await answered(h)
+
+    async def settled() -> bool:
+        # the PBX's bridge report lands through the pump: take the snapshot after it
+        return "call.bridged" in await names(h, call["id"])
+
+    await eventually(settled)
     before = await snapshot(h)
 
     await h.services.dispatcher.on_telephony(TransferFailed(ref, "operator:999"))
