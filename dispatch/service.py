@@ -54,6 +54,7 @@ from providers.base import (
     Telephony,
     TelephonyError,
     TelephonyEvent,
+    TransferFailed,
 )
 from registry import models as registry_models
 from registry import repository as repo
@@ -156,6 +157,16 @@ SUPERVISOR_DESK = frozenset(
 )
 
 
+#: the disposition of a wrap-up ended because its operator took a transferred caller
+TRANSFERRED_IN = "transferred_in"
+
+
+def _operator_id(peer: str) -> int | None:
+    """The user id in an operator endpoint name ("operator:<id>"), else None."""
+    prefix, _, rest = peer.partition(":")
+    return int(rest) if prefix == "operator" and rest.isdigit() else None
+
+
 def _actor(user: User | None) -> str:
     return user.username if user is not None else "system"
 
@@ -252,6 +263,8 @@ class Dispatcher:
             case CallHeld(ref=ref) | CallUnheld(ref=ref):
                 # the desk's own `call.held` / `call.resumed` events already say it
                 log.info("call %s: backend reports %s", ref, type(event).__name__)
+            case TransferFailed(ref=ref, peer=peer):
+                await self._transfer_unanswered(ref, peer)
             case CallEnded(ref=ref, cause=cause):
                 await self._call_ended(ref, cause.value)
             case OriginateFailed(ref=ref, reason=reason):
@@ -693,9 +706,9 @@ class Dispatcher:
                     opm.Login() if status.state == opm.OperatorState.LOGGED_OUT else opm.Resume(),
                 )
             await self._operator_event(tx, user.id, opm.TakeCall(), call)
-            await self._cas(
-                tx, call, state=state, operator_id=user.id, answered_at=self.clock.now()
-            )
+            # a caller back in the queue after an unanswered transfer keeps their first answer
+            answered_at = call.answered_at or self.clock.now()
+            await self._cas(tx, call, state=state, operator_id=user.id, answered_at=answered_at)
             # whoever else this call was being offered to is free again
             others = (
                 (
@@ -898,6 +911,7 @@ class Dispatcher:
             # the receiving side first: a refusal there leaves the sender untouched
             if status.state == opm.OperatorState.WRAP_UP:
                 tx.after_commit(partial(self.timers.cancel, f"wrapup:{target.id}"))
+                await self._finish_wrap_up_for_transfer(tx, target, status)
             await self._operator_event(tx, target.id, opm.ReceiveTransfer(via_desk), call)
             await self._operator_event(tx, user.id, opm.TransferOut())
             await self._cas(tx, call, state=state, operator_id=target.id, held_at=None)
@@ -933,13 +947,92 @@ class Dispatcher:
         log.info("call %s transferred from operator %s to %s", call.ref, user.id, target.id)
         return call
 
+    async def _finish_wrap_up_for_transfer(
+        self, tx: Tx, target: User, status: OperatorStatus
+    ) -> None:
+        """A supervisor takes a transfer while wrapping up: that wrap-up ends now.
+
+        Their previous call would otherwise stay in wrap-up for good (their desk moves on to
+        the new caller and the wrap-up timer is cancelled); it ends with the disposition
+        "transferred_in", marked `auto`, so reports can tell it from a chosen one.
+        """
+        assert target.id is not None
+        previous = (
+            await tx.session.get(Call, status.call_id, populate_existing=True)
+            if status.call_id is not None
+            else None
+        )
+        if previous is not None:
+            mine = previous.operator_id == target.id
+            if mine and previous.state == cm.CallState.WRAP_UP:
+                state, _ = cm.transition(previous.state, cm.WrapUpDone())
+                await self._cas(tx, previous, state=state)
+            tx.emit(
+                "call.wrapped_up",
+                "call",
+                previous.id,
+                disposition=TRANSFERRED_IN,
+                actor=target.username,
+                auto=True,
+                **({} if mine else {"transferred": True}),
+            )
+        await self._operator_event(tx, target.id, opm.WrapUpDone())
+
+    async def _transfer_unanswered(self, ref: str, peer: str) -> None:
+        """The operator a caller was transferred to never answered: the caller goes back to
+        the front of the queue, the operator who did not answer is available again.
+
+        Why the queue rather than the transferring operator: by the time the new operator's
+        phone has rung out, the transferring operator's leg is hung up and they are wrapping
+        up or already busy; they chose to hand the caller on (often because someone else is
+        needed), and ringing them back would make an elderly caller wait on one person.
+        The queue hands the caller to the first free operator with the usual ring timeout,
+        and puts them ahead of newer callers: `queued_at` and the emergency flag are kept
+        (so is `answered_at`, a second answer does not count in the figures). The
+        transferring operator gets the caller like anyone else once free.
+        """
+        operator_id = _operator_id(peer)
+        async with self.store.tx() as tx:
+            call = await self._call_by_ref(tx, ref)
+            if (
+                call is None
+                or operator_id is None
+                or call.state != cm.CallState.CONNECTED
+                or call.operator_id != operator_id
+            ):
+                log.info("call %s: unanswered transfer to %s no longer matters", ref, peer)
+                return
+            state, _ = cm.transition(call.state, cm.TransferUnanswered())
+            await self._cas(tx, call, state=state, operator_id=None, held_at=None)
+            status = await self._operator_status(tx, operator_id)
+            if status.state == opm.OperatorState.ON_CALL and status.call_id == call.id:
+                await self._operator_event(tx, operator_id, opm.TransferUnanswered())
+            target = await tx.session.get(User, operator_id)
+            tx.emit(
+                "call.transfer_unanswered",
+                "call",
+                call.id,
+                to_operator_id=operator_id,
+                to_operator=target.username if target is not None else None,
+                requeued=True,
+                emergency=call.emergency,
+                ticket_id=call.ticket_id,
+            )
+            key = f"queue:{call.id}"
+            when = self.clock.now() + timedelta(seconds=self.config.queue_announce_s)
+            tx.after_commit(lambda: self.timers.schedule(key, when))
+        log.info("call %s: operator %s never answered the transfer; queued again", ref, peer)
+        await self.distribute()
+
     async def wrap_up(self, call_id: int, user: User, disposition: str = "") -> None:
         """The operator finishes the after-call work."""
         assert user.id is not None
         async with self.store.tx() as tx:
             call = await self._get(tx, Call, call_id, "call")
             status = await self._operator_status(tx, user.id)
-            handed_on = call.operator_id not in (None, user.id)
+            # handed on: with another operator now, or back in the queue after a transfer
+            # nobody answered
+            handed_on = call.operator_id != user.id
             if not handed_on:
                 state, _ = cm.transition(call.state, cm.WrapUpDone())
                 await self._cas(tx, call, state=state)

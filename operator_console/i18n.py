@@ -433,6 +433,8 @@ _TEXTS: dict[str, dict[str, str]] = {
         "ticket_one": "工单",
         "import_logged": "新增 {created}，更新 {updated}，未变 {unchanged}；"
         "已记入事件日志（导入编号 {id}）",
+        # holdfix: a transfer nobody answered
+        "transfer_unanswered": "转接无人接听，来电已回到排队（原位次）：#{id}",
     },
     "en": {
         "app": "Yijing care dispatch",
@@ -883,6 +885,9 @@ _TEXTS: dict[str, dict[str, str]] = {
         "ticket_one": "Ticket",
         "import_logged": "{created} new, {updated} changed, {unchanged} unchanged; "
         "recorded in the event log (import {id})",
+        # holdfix: a transfer nobody answered
+        "transfer_unanswered": "Transfer not answered: call #{id} is back in the queue, "
+        "in its place",
     },
 }
 

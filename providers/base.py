@@ -119,6 +119,16 @@ class CallUnheld:
 
 
 @dataclass(frozen=True, slots=True)
+class TransferFailed:
+    """The operator endpoint a caller was transferred to never answered (no answer, busy,
+    unreachable). The caller is no longer with any operator: they wait, hearing the hold
+    prompt or music, until a new `bridge` (or `hangup`)."""
+
+    ref: str
+    peer: str
+
+
+@dataclass(frozen=True, slots=True)
 class CallEnded:
     """A call hung up."""
 
@@ -152,6 +162,7 @@ TelephonyEvent = (
     | CallBridged
     | CallHeld
     | CallUnheld
+    | TransferFailed
     | CallEnded
     | OriginateFailed
     | BackendStatus
@@ -227,6 +238,8 @@ class Telephony(Protocol):
         Dial and the old operator's leg out to hang up (one Redirect with ExtraChannel);
         Twilio adds the new operator to the caller's conference and completes the old
         operator's call. `CallBridged(ref, peer)` follows; the caller is no longer held.
+        When the new operator never answers, `TransferFailed(ref, peer)` follows instead
+        (or after) and the caller waits for the next `bridge`.
         """
         ...
 

@@ -7,7 +7,9 @@ At the operator desk a connected caller can be put on hold (`on_hold`, the calle
 the hold prompt, the operator's leg stays up) and taken back, and be transferred to
 another operator, connected or on hold: the call stays connected and only changes hands
 (it is not answered a second time, so the answer figures are not touched). A caller who
-hangs up on hold ends the call as from `connected`: the operator wraps up.
+hangs up on hold ends the call as from `connected`: the operator wraps up. A transfer
+whose new operator never answers puts the caller back in the queue (`TransferUnanswered`),
+keeping their first answer and their place (see `Dispatcher.transfer_unanswered`).
 """
 
 from __future__ import annotations
@@ -95,6 +97,11 @@ class Transfer:
     operator_id: int
 
 
+@dataclass(frozen=True, slots=True)
+class TransferUnanswered:
+    """The operator a caller was transferred to never answered: the caller waits again."""
+
+
 CallEvent = (
     StartIvr
     | Enqueue
@@ -106,6 +113,7 @@ CallEvent = (
     | Hold
     | Unhold
     | Transfer
+    | TransferUnanswered
 )
 
 
@@ -164,6 +172,8 @@ def transition(state: CallState, event: CallEvent) -> tuple[CallState, list[Call
             return CallState.CONNECTED, [UnholdCaller()]
         case state, Transfer(operator_id=operator_id) if state in AT_DESK:
             return CallState.CONNECTED, [TransferToOperator(operator_id)]
+        case CallState.CONNECTED, TransferUnanswered():
+            return CallState.QUEUED, []
         case state, Hangup(inbound=True) if state in AT_DESK:
             return CallState.WRAP_UP, []
         case state, Hangup(inbound=False) if state in AT_DESK:

@@ -3,7 +3,8 @@
 Transfers: the operator who hands a caller on goes to wrap-up as if the call had ended
 for them; the one who receives it goes on_call. A transfer to a named operator needs
 them `available`; a supervisor (the escalation desk) takes one whenever logged in and
-not busy with another caller (available, paused or wrapping up).
+not busy with another caller (available, paused or wrapping up). One who never picks
+up a transferred caller (`TransferUnanswered`) is available again.
 """
 
 from __future__ import annotations
@@ -79,6 +80,11 @@ class ReceiveTransfer:
     supervisor: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class TransferUnanswered:
+    """A caller handed to this operator never reached them (their phone did not answer)."""
+
+
 OperatorEvent = (
     Login
     | Logout
@@ -90,6 +96,7 @@ OperatorEvent = (
     | WrapUpDone
     | TransferOut
     | ReceiveTransfer
+    | TransferUnanswered
 )
 
 
@@ -124,6 +131,8 @@ def transition(
             return _S.ON_CALL, []
         case ((_S.PAUSED | _S.WRAP_UP), ReceiveTransfer(supervisor=True)):
             return _S.ON_CALL, []
+        case _S.ON_CALL, TransferUnanswered():
+            return _S.AVAILABLE, []
         case _S.WRAP_UP, WrapUpDone():
             return _S.AVAILABLE, []
         case _S.RESERVED, Resume():

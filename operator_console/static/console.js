@@ -407,6 +407,13 @@ state.live = true;
 liveEvents((ev) => {
   if (ev.subject === 'call') {
     soon(refreshQueue);
+    const current = state.call && String(state.call.id) === ev.subject_id;
+    if (ev.name === 'call.transfer_unanswered' && (current || ev.data?.to_operator_id === state.me?.id)) {
+      // the caller never reached the new desk and waits in the queue again: the desk that
+      // did not answer lets go of the call; the one that handed it on still wraps it up
+      notify(T('transfer_unanswered', { id: ev.subject_id }), 'info');
+      if (ev.data?.to_operator_id === state.me?.id && current) { state.call = null; state.previewCallId = null; showCall(null); }
+    }
     if (state.call && String(state.call.id) === ev.subject_id) soon(refreshCall);
   }
   if (ev.subject === 'operator' && state.me && ev.subject_id === String(state.me.id)) guard(loadMyState)();

@@ -17,7 +17,9 @@ How calls are recognised:
 Resync: a ``CoreShowChannels`` whose ActionID starts with ``yijing-resync`` opens a
 snapshot; until its ``CoreShowChannelsComplete`` other messages are held back, then the
 snapshot is applied (calls gone while we were away end, unknown live calls are adopted)
-and the held messages are replayed.
+and the held messages are replayed. Operator legs waiting for a held caller (in the
+on-hold context's ``operator`` extension) are named in `held_legs` by the ref they wait
+for: the ``YIJING_HELD_FOR`` variable set when holding, else their Linkedid.
 """
 
 from __future__ import annotations
@@ -43,6 +45,8 @@ from providers.base import (
 log = logging.getLogger(__name__)
 
 ORIGINATE_PREFIX = "yijing-originate/"
+#: the channel variable a held call's waiting operator leg carries: the ref it waits for
+HELD_FOR_VAR = "YIJING_HELD_FOR"
 RESYNC_PREFIX = "yijing-resync/"
 INBOUND_REF_PREFIX = "ast-"
 OPERATOR_PREFIX = "operator:"
@@ -139,8 +143,12 @@ class Correlator:
         *,
         inbound_contexts: Iterable[str] = ("yijing-hotline",),
         ref_vars: Iterable[str] = ("YIJING_REF",),
+        onhold_context: str = "yijing-onhold",
     ) -> None:
         self.inbound_contexts = frozenset(inbound_contexts)
+        self.onhold_context = onhold_context
+        #: ref -> operator leg found waiting on hold by the last resync (the adapter takes them)
+        self.held_legs: dict[str, str] = {}
         self.ref_vars = tuple(ref_vars)
         self._chanvar_keys = tuple(f"ChanVariable({v})" for v in self.ref_vars)
         self.channels: dict[str, Channel] = {}
@@ -470,6 +478,8 @@ class Correlator:
             if call is not None and call.direction == "out" and not call.answered and up:
                 call.answered = call.resolved = True
                 out.append(CallAnswered(call.ref))
+        for row in live.values():
+            self._held_leg(row)
         for ref in list(self.unknown_originates):
             call = self.calls.get(ref)
             if call is not None and call.uniqueid is None and not call.resolved:
@@ -479,3 +489,17 @@ class Correlator:
             self.unknown_originates.discard(ref)
         for msg in held:
             out.extend(self.feed(msg))
+
+    def _held_leg(self, row: Message) -> None:
+        """Note an operator leg the snapshot shows waiting for a held caller."""
+        exten = row.get("Exten") or row.get("Extension")
+        if row.get("Context") != self.onhold_context or exten != "operator":
+            return
+        ref = row.get(f"ChanVariable({HELD_FOR_VAR})") or self.by_linkedid.get(
+            row.get("Linkedid", "")
+        )
+        if ref is None or ref not in self.calls:
+            log.info("resync: on-hold leg %s waits for no live call", row.get("Channel"))
+            return
+        self.held_legs[ref] = row.get("Channel", "")
+        log.info("resync: call %s is on hold; operator leg %s waits", ref, row.get("Channel"))

@@ -22,6 +22,9 @@ neither side is hung up by the broken bridge; `unhold` joins the two again with 
 Bridge action (or rings the operator anew when their leg is gone); `transfer` Redirects
 the caller into the new operator's Dial and the old operator's leg out to hang up, again
 in one Redirect. A caller who hangs up on hold gets their operator's waiting leg hung up.
+The transfer's Dial that ends unanswered (the caller's ``DialEnd`` in the operators
+context with NOANSWER, BUSY, CHANUNAVAIL or CONGESTION; the dialplan then sends the caller
+back to wait in yijing-hold) is reported as `TransferFailed`.
 
 Exceptions (all `providers.base.TelephonyError`):
 ``TelephonyError`` <- ``LinkDown`` (no AMI link right now), ``AuthenticationFailed``,
@@ -46,6 +49,7 @@ from ivr.flow import Flow
 from providers.asterisk.agi import FlowServer
 from providers.asterisk.config import AsteriskConfig
 from providers.asterisk.correlate import (
+    HELD_FOR_VAR,
     OPERATOR_PREFIX,
     ORIGINATE_PREFIX,
     RESYNC_PREFIX,
@@ -63,6 +67,7 @@ from providers.base import (
     OriginateFailure,
     TelephonyError,
     TelephonyEvent,
+    TransferFailed,
     UnknownCall,
 )
 
@@ -84,6 +89,8 @@ _ACTIONS = (
 _REF_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 _NUMBER_RE = re.compile(r"^[0-9+*#]{1,32}$")
 _ENDPOINT_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+#: DialEnd statuses of a Dial that never reached the operator (CANCEL: the caller hung up)
+_UNREACHED = frozenset({"NOANSWER", "BUSY", "CHANUNAVAIL", "CONGESTION"})
 
 
 class LinkDown(TelephonyError):
@@ -168,7 +175,9 @@ class AsteriskTelephony:
     def __init__(self, config: AsteriskConfig, *, rng: random.Random | None = None) -> None:
         self.config = config
         self.correlator = Correlator(
-            inbound_contexts=config.hotline_contexts, ref_vars=(config.ref_var,)
+            inbound_contexts=config.hotline_contexts,
+            ref_vars=(config.ref_var,),
+            onhold_context=config.onhold_context,
         )
         self._rng = rng or random.Random()
         self._events: asyncio.Queue[TelephonyEvent] = asyncio.Queue()
@@ -188,6 +197,8 @@ class AsteriskTelephony:
         self.connections = 0
         #: ref -> the operator's leg (channel name) waiting while the caller is on hold
         self._held: dict[str, str] = {}
+        #: ref -> the operator endpoint a transfer is ringing, until its Dial ends
+        self._transfers: dict[str, str] = {}
         self._releases: set[asyncio.Task[None]] = set()
 
     # -- lifecycle -------------------------------------------------------------------
@@ -325,6 +336,10 @@ class AsteriskTelephony:
         if leg is None:
             raise TelephonyError(f"{ref} is not bridged to an operator: nothing to hold")
         context = self.config.onhold_context
+        # the waiting leg names its caller, so a restarted Yijing finds it (resync)
+        await self._expect_success(
+            {"Action": "Setvar", "Channel": leg, "Variable": HELD_FOR_VAR, "Value": ref}, ref
+        )
         await self._expect_success(
             {
                 "Action": "Redirect",
@@ -387,6 +402,7 @@ class AsteriskTelephony:
             }
         await self._expect_success(action, ref)
         self._held.pop(ref, None)
+        self._transfers[ref] = endpoint
         log.info("call %s transferred to operator %s", ref, endpoint)
         if was_held:
             self._emit(CallUnheld(ref))
@@ -483,13 +499,40 @@ class AsteriskTelephony:
         self._events.put_nowait(event)
 
     def _on_message(self, msg: Message) -> None:
-        for event in self.correlator.feed(msg):
+        if msg.get("Event") == "DialEnd" and self._transfers:
+            self._transfer_dial_ended(msg)
+        events = self.correlator.feed(msg)
+        if self.correlator.held_legs:
+            # operator legs a resync found waiting on hold (after a Yijing restart)
+            for ref, leg in self.correlator.held_legs.items():
+                self._held.setdefault(ref, leg)
+            self.correlator.held_legs.clear()
+        for event in events:
             self._emit(event)
+            if isinstance(event, CallEnded):
+                self._transfers.pop(event.ref, None)
             if isinstance(event, CallEnded) and event.ref in self._held:
                 leg = self._held.pop(event.ref)
                 task = asyncio.get_running_loop().create_task(self._release_leg(event.ref, leg))
                 self._releases.add(task)
                 task.add_done_callback(self._releases.discard)
+
+    def _transfer_dial_ended(self, msg: Message) -> None:
+        """The caller's Dial of a transfer's operator ended: answered, or never reached."""
+        chan = self.correlator.channels.get(msg.get("Uniqueid", ""))
+        ref = chan.ref if chan is not None else None
+        endpoint = self._transfers.get(ref or "")
+        if ref is None or endpoint is None:
+            return
+        if msg.get("Context") != self.config.operators_context or msg.get("Exten") != endpoint:
+            return
+        status = msg.get("DialStatus", "")
+        del self._transfers[ref]
+        if status in _UNREACHED:
+            log.warning(
+                "call %s: operator %s never answered the transfer (%s)", ref, endpoint, status
+            )
+            self._emit(TransferFailed(ref, OPERATOR_PREFIX + endpoint))
 
     def _set_status(self, up: bool, detail: str) -> None:
         changed = up != self._up or detail != self._detail

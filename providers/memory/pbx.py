@@ -5,6 +5,10 @@ simulator drives: a person "calls" the hotline, answers as a merchant and presse
 It runs IVR flows with the same pure engine the other backends render, so what is said
 and accepted here is what a real PBX says and accepts. It also receives text messages
 (`send_text`): they land in `texts`, the simulated handsets' inbox the simulator shows.
+
+Operator endpoints answer at once, unless a test or the simulator scripts a desk
+(`script_desk`): a transfer to a desk scripted "no_answer", "busy" or "fail" holds the
+caller while it rings, then reports `TransferFailed` and leaves the caller waiting.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from providers.base import (
     PromptPlayed,
     TelephonyError,
     TelephonyEvent,
+    TransferFailed,
     UnknownCall,
 )
 
@@ -124,6 +129,8 @@ class MemoryPBX:
         self.calls: dict[str, SimCall] = {}
         self.placed: set[str] = set()
         self.scripts: dict[str, Script] = {}
+        #: operator endpoints ("operator:<id>") that do not pick up a transferred caller
+        self.desks: dict[str, Script] = {}
         #: texts received, newest first
         self.texts: collections.deque[SimText] = collections.deque(maxlen=keep_texts)
         self.texted: set[str] = set()
@@ -219,9 +226,7 @@ class MemoryPBX:
         if call.state != "bridged" or call.peer is None:
             raise TelephonyError(f"{ref} is not bridged: nothing to hold")
         call.state = "held"
-        text = render("desk.on_hold", call.lang)
-        call.transcript.append(text)
-        self._emit(PromptPlayed(ref, "desk.on_hold", text))
+        self._say_hold(call)
         self._emit(CallHeld(ref))
 
     async def unhold(self, ref: str) -> None:
@@ -237,6 +242,15 @@ class MemoryPBX:
         call = self._live(ref)
         if call.state not in ("bridged", "held") or call.peer is None:
             raise TelephonyError(f"{ref} is not with an operator: nothing to transfer")
+        desk = self.desks.get(peer)
+        if desk is not None and desk.action != "answer":
+            # the new operator's phone rings unanswered; the caller holds meanwhile
+            if call.state != "held":
+                self._say_hold(call)
+            call.state, call.peer = "held", peer
+            delay = self.ring_timeout_s if desk.action == "no_answer" else desk.answer_after_s
+            call.timer = self._later(delay, self._transfer_unanswered, ref, peer)
+            return
         if call.state == "held":
             self._emit(CallUnheld(ref))
         call.state, call.peer = "bridged", peer
@@ -299,6 +313,12 @@ class MemoryPBX:
         """Make every future call to `number` behave as `script` says."""
         self.scripts[number] = script
 
+    def script_desk(self, peer: str, script: Script) -> None:
+        """Make every future transfer to the operator endpoint `peer` behave as `script`
+        says: "no_answer" rings for `ring_timeout_s`, "busy" and "fail" give up after
+        `answer_after_s`; "answer" (or no script) takes the caller at once."""
+        self.desks[peer] = script
+
     def snapshot(self) -> list[dict[str, Any]]:
         """Live calls first, then the most recent ended ones."""
         calls = list(self.calls.values())
@@ -340,6 +360,20 @@ class MemoryPBX:
         self._cancel_timer(call)
         self._emit(OriginateFailed(ref, reason))
         self._end(call, EndCause(reason.value), emit=False)
+
+    def _say_hold(self, call: SimCall) -> None:
+        text = render("desk.on_hold", call.lang)
+        call.transcript.append(text)
+        self._emit(PromptPlayed(call.ref, "desk.on_hold", text))
+
+    def _transfer_unanswered(self, ref: str, peer: str) -> None:
+        call = self.calls.get(ref)
+        if call is None or call.state != "held" or call.peer != peer:
+            return
+        call.timer = None
+        # back to waiting, as after dialling in: the next bridge connects the caller
+        call.state, call.peer = "answered", None
+        self._emit(TransferFailed(ref, peer))
 
     def _ring_timeout(self, ref: str) -> None:
         self._fail_now(ref, OriginateFailure.NO_ANSWER)

@@ -26,7 +26,8 @@ caller's participant (`Hold=true`, `HoldUrl` = our `/hold` TwiML: the calm hold 
 `transfer` lets the old operator leave without ending the room, holds the caller, adds the
 new operator and completes the old operator's call; the caller is taken off hold when the
 new operator answers. An operator who never answers sends the caller back to the hold
-loop, where dispatch may bridge again.
+loop, where dispatch may bridge again; when that operator was a transfer's, the port
+says so with `TransferFailed` (dispatch has the call on their desk already).
 
 All state is in memory in the process that owns the telephony link (DESIGN 12): the
 webhook app must be served by that process.
@@ -65,6 +66,7 @@ from providers.base import (
     PromptPlayed,
     TelephonyError,
     TelephonyEvent,
+    TransferFailed,
     UnknownCall,
 )
 from providers.twilio import twiml
@@ -113,6 +115,7 @@ class _Call:
     conference_sid: str | None = None
     operator_label: str | None = None
     operator_sid: str | None = None
+    operator_peer: str | None = None
     operators: int = 0
     held: bool = False
     unhold_on_answer: str | None = None
@@ -372,6 +375,7 @@ class TwilioTelephony:
         self._link_ok()
         call.conference_sid = str(participant.conference_sid or "") or call.conference_sid
         call.operator_label, call.operator_sid = label, participant.call_sid
+        call.operator_peer = peer
         log.info("call %s: %s ringing into %s", call.ref, label, call.conference_sid)
 
     def _conference(self, call: _Call) -> Any:
@@ -489,9 +493,15 @@ class TwilioTelephony:
             self._emit(CallUnheld(call.ref))
         elif status in _UNREACHED:
             log.warning("call %s: %s never answered (%s): back to waiting", call.ref, label, status)
+            transfer, peer = call.unhold_on_answer == label, call.operator_peer
             call.operator_label = call.operator_sid = call.unhold_on_answer = None
+            call.operator_peer = None
             call.held = False
+            # the caller leaves the room, which ends it: a next bridge opens a new one by name
+            call.conference_sid = None
             await self._back_to_wait(call)
+            if transfer and peer is not None:
+                self._emit(TransferFailed(call.ref, peer))
 
     async def _back_to_wait(self, call: _Call) -> None:
         """Pull the caller out of the desk conference into the hold loop (dispatch may

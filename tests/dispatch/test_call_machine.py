@@ -19,6 +19,7 @@ from dispatch.machines.call import (
     StartIvr,
     Transfer,
     TransferToOperator,
+    TransferUnanswered,
     Unhold,
     UnholdCaller,
     WrapUpDone,
@@ -48,6 +49,7 @@ ALLOWED: list[tuple[CallState, CallEvent, CallState, list[object]]] = [
     (S.ON_HOLD, Unhold(), S.CONNECTED, [UnholdCaller()]),
     (S.CONNECTED, Transfer(9), S.CONNECTED, [TransferToOperator(9)]),
     (S.ON_HOLD, Transfer(9), S.CONNECTED, [TransferToOperator(9)]),
+    (S.CONNECTED, TransferUnanswered(), S.QUEUED, []),
     (S.ON_HOLD, Hangup(inbound=True), S.WRAP_UP, []),
     (S.ON_HOLD, Hangup(inbound=False), S.ENDED, []),
 ]
@@ -63,6 +65,7 @@ def test_given_state_when_event_then_next_state_and_commands(
 EVENTS: list[CallEvent] = [
     StartIvr("hotline"), Enqueue(), SelfServed(), Answer(7), Answer(None),
     Hangup(inbound=True), Hangup(inbound=False), WrapUpDone(), Hold(), Unhold(), Transfer(9),
+    TransferUnanswered(),
 ]  # fmt: skip
 
 

@@ -16,7 +16,8 @@ from dispatch.machines import IllegalTransition
 from dispatch.models import Call, Event, OperatorStatus
 from dispatch.service import Conflict, Invalid
 from operator_console import auth
-from providers.base import TelephonyError
+from providers.base import TelephonyError, TransferFailed
+from providers.memory import Script
 from registry.models import Role, User
 from tests.conftest import DEMO_PASSWORD, MORNING, Harness, eventually
 from tests.dispatch.test_queue import PHONES, press, wait_queued
@@ -299,3 +300,114 @@ async def test_given_the_pbx_cannot_hold_then_the_call_shows_connected_again(
     row = await call_row(h, call["id"])
     assert (row.state, row.held_at) == ("connected", None)
     assert (await names(h, call["id"]))[-2:] == ["call.held", "call.hold_failed"]
+
+
+@pytest.mark.parametrize("held", [False, True])
+async def test_given_a_transfer_nobody_answers_then_caller_requeued_first_and_target_free(
+    harness: Harness, held: bool
+) -> None:
+    h = harness
+    # the supervisor desk takes a transfer while paused, so a newer caller can wait meanwhile
+    await h.call("POST", "/operator/state", json={"action": "login"}, as_user="supervisor")
+    await h.call("POST", "/operator/state", json={"action": "pause"}, as_user="supervisor")
+    other = await user(h, "supervisor")
+    h.pbx.script_desk(f"operator:{other.id}", Script(action="busy"))
+    call, ref = await answered(h)
+    first = await call_row(h, call["id"])
+    me = await user(h, "operator")
+    if held:
+        await h.services.dispatcher.hold_call(call["id"], me)
+    h.clock.advance(20)
+    # a newer caller waits meanwhile: the returning caller must go before them
+    newer = await h.pbx.dial_in(PHONES[1])
+    await press(h, newer, "0")
+    await wait_queued(h, 1)
+
+    await h.services.dispatcher.transfer_call(call["id"], me, to_role="supervisor")
+
+    async def requeued() -> Any:
+        return (await call_row(h, call["id"])).state == "queued"
+
+    await eventually(requeued)
+    row = await call_row(h, call["id"])
+    assert (row.operator_id, row.held_at) == (None, None)
+    assert (row.answered_at, row.queued_at) == (first.answered_at, first.queued_at)
+    queue = await wait_queued(h, 2)
+    assert queue[0]["id"] == call["id"]  # its first place kept, ahead of the newer caller
+    assert (h.pbx.calls[ref].state, h.pbx.calls[ref].peer) == ("answered", None)
+    # the operator who never answered is free again (and may be offered a waiting call);
+    # the one who handed the caller on is still wrapping up
+    assert (await state(h, "supervisor"))[0] in ("available", "reserved")
+    assert await state(h, "operator") == ("wrap_up", call["id"])
+    events = await h.services.store.events_for("call", call["id"])
+    (failed,) = [e for e in events if e["name"] == "call.transfer_unanswered"]
+    assert failed["data"] | {"emergency": None} == {
+        "to_operator_id": other.id,
+        "to_operator": "supervisor",
+        "requeued": True,
+        "emergency": None,
+        "ticket_id": None,
+    }
+    # the console's timeline (GET /calls/{id}) carries it
+    shown = await h.call("GET", f"/calls/{call['id']}")
+    assert "call.transfer_unanswered" in [e["name"] for e in shown["timeline"]]
+    assert f"queue:{call['id']}" in await h.timers.keys()
+
+    # whoever answers next takes the caller; the first answer stays the one that counts
+    await h.call("POST", f"/calls/{call['id']}/wrap-up", json={"disposition": "other"})
+    h.clock.advance(5)
+    again = await h.call("POST", f"/calls/{call['id']}/answer")
+    assert again["state"] == "connected"
+    row = await call_row(h, call["id"])
+    assert row.answered_at == first.answered_at and row.operator_id == me.id
+    assert h.pbx.calls[ref].peer == f"operator:{me.id}"
+
+
+async def test_given_a_late_transfer_failure_for_another_desk_then_nothing_changes(
+    harness: Harness,
+) -> None:
+    h = harness
+    call, ref = await answered(h)
+
+    async def settled() -> bool:
+        # the PBX's bridge report lands through the pump: take the snapshot after it
+        return "call.bridged" in await names(h, call["id"])
+
+    await eventually(settled)
+    before = await snapshot(h)
+
+    await h.services.dispatcher.on_telephony(TransferFailed(ref, "operator:999"))
+    await h.services.dispatcher.on_telephony(TransferFailed("no-such-ref", "operator:1"))
+
+    assert await snapshot(h) == before
+
+
+async def test_given_a_supervisor_wrapping_up_when_a_transfer_comes_then_wrap_up_finished(
+    harness: Harness,
+) -> None:
+    h = harness
+    first, first_ref = await answered(h, as_user="supervisor")
+    await h.pbx.party_hangup(first_ref)
+
+    async def wrapping() -> Any:
+        return await state(h, "supervisor") == ("wrap_up", first["id"])
+
+    await eventually(wrapping)
+    boss = await user(h, "supervisor")
+    assert f"wrapup:{boss.id}" in await h.timers.keys()
+    ref = await h.pbx.dial_in(PHONES[1])
+    await press(h, ref, "0")
+    (queued,) = await wait_queued(h, 1)
+    call = await h.call("POST", f"/calls/{queued['id']}/answer")
+    me = await user(h, "operator")
+
+    await h.services.dispatcher.transfer_call(call["id"], me, to_role="supervisor")
+
+    assert await state(h, "supervisor") == ("on_call", call["id"])
+    assert (await call_row(h, first["id"])).state == "ended"
+    wrapped = (await h.services.store.events_for("call", first["id"]))[-1]
+    assert wrapped["name"] == "call.wrapped_up" and wrapped["actor"] == "supervisor"
+    assert wrapped["data"] == {"disposition": "transferred_in", "auto": True}
+    assert f"wrapup:{boss.id}" not in await h.timers.keys()
+    names_of_boss = [e["name"] for e in await h.services.store.events_for("operator", boss.id)]
+    assert names_of_boss[-2:] == ["operator.available", "operator.on_call"]

@@ -18,6 +18,7 @@ from dispatch.machines.operator import (
     StartWrapUpTimer,
     TakeCall,
     TransferOut,
+    TransferUnanswered,
     WrapUpDone,
     transition,
 )
@@ -26,6 +27,7 @@ S = OperatorState
 EVENTS: list[OperatorEvent] = [
     Login(), Logout(), Pause("lunch"), Resume(), Reserve(), TakeCall(), CallFinished(),
     WrapUpDone(), TransferOut(), ReceiveTransfer(), ReceiveTransfer(supervisor=True),
+    TransferUnanswered(),
 ]  # fmt: skip
 
 ALLOWED: dict[tuple[OperatorState, OperatorEvent], tuple[OperatorState, list[object]]] = {
@@ -51,6 +53,7 @@ ALLOWED: dict[tuple[OperatorState, OperatorEvent], tuple[OperatorState, list[obj
     # receives while paused or wrapping up
     (S.ON_CALL, TransferOut()): (S.WRAP_UP, [StartWrapUpTimer()]),
     (S.AVAILABLE, ReceiveTransfer()): (S.ON_CALL, []),
+    (S.ON_CALL, TransferUnanswered()): (S.AVAILABLE, []),
     (S.AVAILABLE, ReceiveTransfer(supervisor=True)): (S.ON_CALL, []),
     (S.PAUSED, ReceiveTransfer(supervisor=True)): (S.ON_CALL, []),
     (S.WRAP_UP, ReceiveTransfer(supervisor=True)): (S.ON_CALL, []),

@@ -21,9 +21,10 @@ from providers.base import (
     Telephony,
     TelephonyError,
     TelephonyEvent,
+    TransferFailed,
     UnknownCall,
 )
-from providers.memory import MemoryPBX
+from providers.memory import MemoryPBX, Script
 
 
 class Events:
@@ -114,3 +115,31 @@ async def test_given_a_caller_not_with_an_operator_then_hold_and_transfer_refuse
             await pbx.transfer(ref, peer="operator:3")
         await asyncio.sleep(0)
         assert pbx.snapshot()[0]["state"] == "answered"
+
+
+@pytest.mark.parametrize("action", ["no_answer", "busy"])
+async def test_given_a_desk_that_does_not_answer_when_transferred_then_transfer_failed(
+    action: str,
+) -> None:
+    async with pbx_and_events() as (pbx, events):
+        pbx.ring_timeout_s = 2.0  # 20 ms at this time scale
+        pbx.script_desk("operator:3", Script(action=action, answer_after_s=0.5))
+        ref = await pbx.dial_in("+862354000001")
+        await pbx.bridge(ref, peer="operator:2")
+        await events.take()
+
+        await pbx.transfer(ref, peer="operator:3")
+
+        # while the new desk rings the caller holds; nothing says they reached it
+        text = render("desk.on_hold", "zh-CN")
+        assert (pbx.snapshot()[0]["state"], pbx.snapshot()[0]["peer"]) == ("held", "operator:3")
+        assert await events.take() == [PromptPlayed(ref, "desk.on_hold", text)]
+        await asyncio.sleep(0.05)
+        assert await events.take() == [TransferFailed(ref, "operator:3")]
+        assert (pbx.snapshot()[0]["state"], pbx.snapshot()[0]["peer"]) == ("answered", None)
+
+        # the caller waits for the next bridge, which connects them as usual
+        await pbx.bridge(ref, peer="operator:4")
+        assert await events.take() == [CallBridged(ref, "operator:4")]
+        await asyncio.sleep(0.05)
+        assert await events.take() == []

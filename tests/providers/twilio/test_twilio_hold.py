@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from ivr.prompts import render
-from providers.base import CallBridged, CallHeld, CallUnheld, TelephonyError
+from providers.base import CallBridged, CallHeld, CallUnheld, TelephonyError, TransferFailed
 from tests.providers.twilio.test_twilio_ivr import inbound_on_hold
 from tests.providers.twilio.twilio_fakes import ACCOUNT, PUBLIC, Doc, Rig
 
@@ -134,3 +134,59 @@ async def test_given_a_caller_not_at_the_desk_then_hold_and_transfer_refused(rig
     with pytest.raises(TelephonyError, match="not with an operator"):
         await rig.adapter.transfer(CALLER, peer="op-9")
     assert rig.api.participants_updated() == [] and rig.api.participants_added() == []
+
+
+@pytest.mark.parametrize("outcome", ["no-answer", "busy", "failed"])
+async def test_given_a_transfer_when_the_new_operator_never_answers_then_transfer_failed(
+    rig: Rig, outcome: str
+) -> None:
+    await at_the_desk(rig)
+    await rig.adapter.transfer(CALLER, peer="op-9")
+    assert await rig.events.take() == [CallBridged(CALLER, "op-9")]
+    new_operator_sid = rig.api.sids_created[-1]
+    updated = len(rig.api.calls_updated())
+
+    status, _ = await rig.twilio.post(
+        "participant",
+        {"CallSid": new_operator_sid, "CallStatus": outcome},
+        query={"ref": CALLER, "label": "operator-2"},
+    )
+
+    assert status == 204
+    assert await rig.events.take() == [TransferFailed(CALLER, "op-9")]
+    # the caller is pulled out of the empty desk conference into the hold loop ...
+    (back,) = rig.api.calls_updated()[updated:]
+    assert back.path.endswith(f"/Calls/{CALLER}.json")
+    assert dict(back.form) == {"Url": f"{PUBLIC}/voice?ref={CALLER}", "Method": "POST"}
+    status, body = await rig.twilio.post(
+        "voice", {"CallSid": CALLER, "AccountSid": ACCOUNT}, query={"ref": CALLER}
+    )
+    assert status == 200 and Doc(body).verbs()[-1] == "Redirect"
+    # ... a retried webhook says nothing twice, and hold/transfer are refused meanwhile
+    await rig.twilio.post(
+        "participant",
+        {"CallSid": new_operator_sid, "CallStatus": outcome},
+        query={"ref": CALLER, "label": "operator-2"},
+    )
+    assert await rig.events.take() == []
+    with pytest.raises(TelephonyError, match="not with an operator"):
+        await rig.adapter.hold(CALLER)
+    # ... until dispatch bridges the caller again: a fresh operator joins the desk
+    await rig.adapter.bridge(CALLER, peer="op-4")
+    added = rig.api.participants_added()[-1]
+    assert (added.form["To"], added.form["Label"]) == ("client:op-4", "operator-3")
+    # the emptied room ended when the caller left it: the new one is opened by its name
+    assert added.path.endswith("/Conferences/yijing-desk-CA500/Participants.json")
+
+
+async def test_given_a_first_bridge_the_operator_never_answers_then_no_transfer_failed(
+    rig: Rig,
+) -> None:
+    await at_the_desk(rig)
+    status, _ = await rig.twilio.post(
+        "participant",
+        {"CallSid": rig.api.sids_created[-1], "CallStatus": "no-answer"},
+        query={"ref": CALLER, "label": "operator-1"},
+    )
+    assert status == 204
+    assert await rig.events.take() == []
