@@ -410,18 +410,29 @@ async def import_residents(
             await _import_resident_row(
                 session, line, values, report, actor, checked=len(report.errors) == before
             )
-        if report.errors or dry_run:
-            await session.rollback()
-        else:
-            if before_commit is not None:
-                await before_commit(report)
-            await session.commit()
-            report.committed = True
+        await _settle(session, report, dry_run=dry_run, before_commit=before_commit)
     except BaseException:
         await session.rollback()
         raise
     _log_report(report, actor)
     return report
+
+
+async def _settle(
+    session: AsyncSession,
+    report: ImportReport,
+    *,
+    dry_run: bool,
+    before_commit: BeforeCommit | None,
+) -> None:
+    """Commit a clean, confirmed file (the caller's hook first); roll anything else back."""
+    if report.errors or dry_run:
+        await session.rollback()
+        return
+    if before_commit is not None:
+        await before_commit(report)
+    await session.commit()
+    report.committed = True
 
 
 def _log_report(report: ImportReport, actor: str) -> None:
@@ -613,13 +624,7 @@ async def import_merchants(
             await _import_merchant_row(
                 session, line, values, report, actor, checked=len(report.errors) == before
             )
-        if report.errors or dry_run:
-            await session.rollback()
-        else:
-            if before_commit is not None:
-                await before_commit(report)
-            await session.commit()
-            report.committed = True
+        await _settle(session, report, dry_run=dry_run, before_commit=before_commit)
     except BaseException:
         await session.rollback()
         raise
