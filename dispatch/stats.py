@@ -43,11 +43,6 @@ class StatsCache:
         self._entries.pop(merchant_id, None)
         self._generation[merchant_id] = self._generation.get(merchant_id, 0) + 1
 
-    def clear(self) -> None:
-        """Forget every record."""
-        for merchant_id in list(self._entries):
-            self.touch(merchant_id)
-
     async def get(self, session: Any, ids: Sequence[int]) -> dict[int, MerchantStats]:
         """The records of these merchants; those without any history are left out."""
         now = self._clock.now()

@@ -78,14 +78,6 @@ async def test_given_a_touch_during_a_read_when_it_returns_then_the_old_record_i
     assert records.asked == [[1], [1]]
 
 
-async def test_given_clear_when_ranked_then_everything_is_read_again() -> None:
-    cache, records, _ = make()
-    await cache.get(None, [1, 2])
-    cache.clear()
-    await cache.get(None, [1, 2])
-    assert records.asked == [[1, 2], [1, 2]]
-
-
 async def test_given_a_ranking_was_cached_when_a_merchant_declines_then_the_next_ranking_knows(
     harness: Harness,
 ) -> None:
