@@ -18,7 +18,7 @@ from functools import partial
 from typing import Any, TypeVar
 from uuid import uuid4
 
-from sqlalchemy import func, select, update
+from sqlalchemy import String, cast, func, select, update
 from sqlmodel import SQLModel, col
 
 from dispatch import deadlines as dl
@@ -58,6 +58,7 @@ from providers.base import (
 )
 from registry import models as registry_models
 from registry import repository as repo
+from registry.catalog import CALLBACK, OPERATOR_TASKS
 from registry.models import (
     EmergencyContact,
     Merchant,
@@ -88,6 +89,14 @@ class Conflict(Exception):
 
 class Invalid(ValueError):
     """A request that cannot be carried out as asked (HTTP 422)."""
+
+    error_id = "invalid_input"
+
+
+class OperatorTask(Invalid):
+    """The ticket is a task for an operator (a call back), never offered to a merchant."""
+
+    error_id = "operator_task"
 
 
 @dataclass(slots=True)
@@ -159,6 +168,10 @@ SUPERVISOR_DESK = frozenset(
 
 #: the disposition of a wrap-up ended because its operator took a transferred caller
 TRANSFERRED_IN = "transferred_in"
+
+#: why a wrap-up was finished by the service rather than by its operator
+WRAP_UP_TIMEOUT = "wrap_up_timeout"
+CLOSED_AT_START = "closed_at_start"
 
 
 def _operator_id(peer: str) -> int | None:
@@ -325,7 +338,10 @@ class Dispatcher:
                 last = (
                     await tx.session.execute(
                         select(col(Ticket.category_code))
-                        .where(col(Ticket.resident_id) == resident.id)
+                        .where(
+                            col(Ticket.resident_id) == resident.id,
+                            col(Ticket.category_code).not_in(OPERATOR_TASKS),
+                        )
                         .order_by(col(Ticket.id).desc())
                         .limit(1)
                     )
@@ -415,7 +431,7 @@ class Dispatcher:
         """A ticket for an operator to ring back, keeping the caller's place in the queue."""
         ticket = await self.create_ticket(
             user=None,
-            category="callback",
+            category=CALLBACK,
             description=reason,
             resident_id=call.resident_id,
             call_id=call.id,
@@ -534,7 +550,9 @@ class Dispatcher:
     async def _call_ended(self, ref: str, cause: str) -> None:
         async with self.store.tx() as tx:
             call = await self._call_by_ref(tx, ref)
-            if call is None or call.state in cm.FINAL:
+            # in wrap-up the caller has hung up already: a late or second report of the
+            # hang-up (a restart's lost-call check, the operator's leg) changes nothing
+            if call is None or call.state in cm.FINAL or call.state == cm.CallState.WRAP_UP:
                 return
             was_held = call.state == cm.CallState.ON_HOLD
             state, _ = cm.transition(call.state, cm.Hangup(inbound=call.direction == "in"))
@@ -911,7 +929,9 @@ class Dispatcher:
             # the receiving side first: a refusal there leaves the sender untouched
             if status.state == opm.OperatorState.WRAP_UP:
                 tx.after_commit(partial(self.timers.cancel, f"wrapup:{target.id}"))
-                await self._finish_wrap_up_for_transfer(tx, target, status)
+                await self._finish_wrap_up(
+                    tx, target.id, status, disposition=TRANSFERRED_IN, actor=target.username
+                )
             await self._operator_event(tx, target.id, opm.ReceiveTransfer(via_desk), call)
             await self._operator_event(tx, user.id, opm.TransferOut())
             await self._cas(tx, call, state=state, operator_id=target.id, held_at=None)
@@ -947,36 +967,59 @@ class Dispatcher:
         log.info("call %s transferred from operator %s to %s", call.ref, user.id, target.id)
         return call
 
-    async def _finish_wrap_up_for_transfer(
-        self, tx: Tx, target: User, status: OperatorStatus
+    async def _finish_wrap_up(
+        self,
+        tx: Tx,
+        user_id: int,
+        status: OperatorStatus,
+        *,
+        disposition: str,
+        actor: str = "system",
     ) -> None:
-        """A supervisor takes a transfer while wrapping up: that wrap-up ends now.
+        """End an operator's wrap-up on their behalf, and the call it was about.
 
-        Their previous call would otherwise stay in wrap-up for good (their desk moves on to
-        the new caller and the wrap-up timer is cancelled); it ends with the disposition
-        "transferred_in", marked `auto`, so reports can tell it from a chosen one.
+        Three ways: a supervisor takes a transfer while wrapping up (their desk moves on
+        to the new caller, disposition "transferred_in"); the wrap-up timer runs out
+        ("wrap_up_timeout"); the start-up reconciler finds a wrap-up nobody will finish
+        ("closed_at_start"). The call would otherwise stay in wrap-up for good. The event
+        is marked `auto`, so reports can tell it from a chosen disposition.
         """
-        assert target.id is not None
         previous = (
             await tx.session.get(Call, status.call_id, populate_existing=True)
             if status.call_id is not None
             else None
         )
         if previous is not None:
-            mine = previous.operator_id == target.id
+            mine = previous.operator_id == user_id
             if mine and previous.state == cm.CallState.WRAP_UP:
-                state, _ = cm.transition(previous.state, cm.WrapUpDone())
-                await self._cas(tx, previous, state=state)
-            tx.emit(
-                "call.wrapped_up",
-                "call",
-                previous.id,
-                disposition=TRANSFERRED_IN,
-                actor=target.username,
-                auto=True,
-                **({} if mine else {"transferred": True}),
-            )
-        await self._operator_event(tx, target.id, opm.WrapUpDone())
+                await self._close_wrap_up(tx, previous, disposition=disposition, actor=actor)
+            else:
+                tx.emit(
+                    "call.wrapped_up",
+                    "call",
+                    previous.id,
+                    disposition=disposition,
+                    actor=actor,
+                    auto=True,
+                    **({} if mine else {"transferred": True}),
+                )
+        if status.state == opm.OperatorState.WRAP_UP:
+            await self._operator_event(tx, user_id, opm.WrapUpDone())
+
+    async def _close_wrap_up(self, tx: Tx, call: Call, *, disposition: str, actor: str) -> None:
+        """A call in wrap-up ends with a disposition the service chose."""
+        state, _ = cm.transition(call.state, cm.WrapUpDone())
+        await self._cas(tx, call, state=state)
+        tx.emit("call.wrapped_up", "call", call.id, disposition=disposition, actor=actor, auto=True)
+
+    async def _wrap_up_timeout(self, user_id: int) -> None:
+        """Nobody pressed wrap-up in time: the operator is free and the call ends."""
+        async with self.store.tx() as tx:
+            status = await tx.session.get(OperatorStatus, user_id, populate_existing=True)
+            if status is None or status.state != opm.OperatorState.WRAP_UP:
+                return
+            await self._finish_wrap_up(tx, user_id, status, disposition=WRAP_UP_TIMEOUT)
+        await self.distribute()
 
     async def _transfer_unanswered(self, ref: str, peer: str) -> None:
         """The operator a caller was transferred to never answered: the caller goes back to
@@ -1298,7 +1341,10 @@ class Dispatcher:
     async def _last_ticket(self, resident_id: int, category: str | None = None) -> Ticket | None:
         """The resident's most recent order (in a category), for "same as last time"."""
         async with self.store.read() as session:
-            stmt = select(Ticket).where(col(Ticket.resident_id) == resident_id)
+            stmt = select(Ticket).where(
+                col(Ticket.resident_id) == resident_id,
+                col(Ticket.category_code).not_in(OPERATOR_TASKS),
+            )
             if category:
                 stmt = stmt.where(col(Ticket.category_code) == category)
             return (
@@ -1388,6 +1434,7 @@ class Dispatcher:
         placed: list[Offer] = []
         async with self.store.tx() as tx:
             ticket = await self._get(tx, Ticket, ticket_id, "ticket")
+            self._refuse_operator_task(ticket)
             if ticket.state == tm.TicketState.OFFERING:
                 raise IllegalTransition("ticket", ticket.state, tm.StartMatching())
             state, _ = tm.transition(ticket.state, tm.StartMatching())
@@ -1415,6 +1462,15 @@ class Dispatcher:
             placed = await self._fill_offers(tx, ticket)
         await self._place_calls(placed)
         return ticket
+
+    @staticmethod
+    def _refuse_operator_task(ticket: Ticket) -> None:
+        """A call back is work for an operator: it never goes to a merchant."""
+        if ticket.category_code in OPERATOR_TASKS:
+            raise OperatorTask(
+                f"ticket {ticket.id} ({ticket.category_code}) is a task for an operator, "
+                "not an order for a merchant"
+            )
 
     def _width(self, ticket: Ticket) -> int:
         if ticket.urgency in ("emergency", "urgent"):
@@ -1511,8 +1567,14 @@ class Dispatcher:
                 log.warning("offer %s: originate failed", offer.id)
                 await self._originate_failed(offer.call_ref, OriginateFailure.FAILED)
 
-    async def _offer_outcome(self, tx: Tx, offer: Offer, event: om.OfferEvent) -> list[Offer]:
-        """Apply an offer event; move the cascade on when the offer is refused."""
+    async def _offer_outcome(
+        self, tx: Tx, offer: Offer, event: om.OfferEvent, *, keep_call: bool = False
+    ) -> list[Offer]:
+        """Apply an offer event; move the cascade on when the offer is refused.
+
+        `keep_call`: the offer's call is not hung up, because a flow still has something
+        to tell the merchant and hangs up itself.
+        """
         state, commands = om.transition(offer.state, event)
         await self._cas(tx, offer, state=state, decided_at=self.clock.now())
         tx.emit(
@@ -1522,7 +1584,8 @@ class Dispatcher:
             offer_id=offer.id,
             merchant_id=offer.merchant_id,
         )
-        hangups = [offer.call_ref] if any(isinstance(c, om.HangupCall) for c in commands) else []
+        hang_up = not keep_call and any(isinstance(c, om.HangupCall) for c in commands)
+        hangups = [offer.call_ref] if hang_up else []
         placed: list[Offer] = []
         if any(isinstance(c, om.NextCandidate) for c in commands):
             ticket = await self._get(tx, Ticket, offer.ticket_id, "ticket")
@@ -1545,6 +1608,14 @@ class Dispatcher:
         await self._place_calls(placed)
 
     async def _offer_decided(self, ref: str, outcome: str) -> None:
+        """A merchant pressed a key on an offer call.
+
+        On "1" the call waits on the line (the flow's `STAY`) while the acceptance is
+        committed; only then is the merchant thanked and told the code word, or told that
+        the order has gone to someone else. A crash before the commit leaves a merchant
+        who heard nothing, never one holding a code word for a job that is not theirs.
+        """
+        told: FlowStart | None = None
         async with self.store.tx() as tx:
             call = await self._call_by_ref(tx, ref)
             if call is None or call.offer_id is None:
@@ -1558,20 +1629,31 @@ class Dispatcher:
                     offer_id=offer.id,
                     outcome=outcome,
                 )
-                return
-            if outcome == "accepted":
-                await self._accept(tx, offer, actor="merchant")
+                if outcome == "accepted":
+                    told = FlowStart("merchant_taken", {})
+            elif outcome == "accepted":
+                ticket = await self._accept(tx, offer, actor="merchant", keep_call=True)
+                if ticket is None:
+                    told = FlowStart("merchant_taken", {})
+                else:
+                    told = FlowStart("merchant_accepted", {"code_word": ticket.code_word})
             elif outcome == "declined":
                 await self._offer_outcome(tx, offer, om.Decline())
             else:
                 await self._offer_outcome(tx, offer, om.Unreached(om.OfferState.NO_ANSWER))
+        if told is not None:
+            await self._run_flow(ref, told.flow, told.context, told.lang)
 
-    async def _accept(self, tx: Tx, offer: Offer, *, actor: str) -> None:
+    async def _accept(
+        self, tx: Tx, offer: Offer, *, actor: str, keep_call: bool = False
+    ) -> Ticket | None:
+        """Accept an offer: the ticket, or None when another merchant won the race (this
+        offer is withdrawn, nothing is double-booked)."""
         ticket = await self._get(tx, Ticket, offer.ticket_id, "ticket")
         if ticket.state != tm.TicketState.OFFERING:
-            # another merchant won the race: this one is told, nothing is double-booked
-            await self._offer_outcome(tx, offer, om.Withdraw())
-            raise IllegalTransition("ticket", ticket.state, tm.MerchantAccepted(offer.merchant_id))
+            if offer.state in om.LIVE:
+                await self._offer_outcome(tx, offer, om.Withdraw(), keep_call=keep_call)
+            return None
         state, _ = om.transition(offer.state, om.Accept())
         await self._cas(tx, offer, state=state, decided_at=self.clock.now())
         tstate, commands = tm.transition(ticket.state, tm.MerchantAccepted(offer.merchant_id))
@@ -1615,6 +1697,7 @@ class Dispatcher:
                     )
                     hangups.append(other.call_ref)
         self._after_commit(tx, [], hangups)
+        return ticket
 
     async def accept_offer(self, offer_id: int, *, user: User) -> Ticket:
         """A merchant (or an operator on their behalf) accepts an offer from the console."""
@@ -1622,8 +1705,13 @@ class Dispatcher:
             offer = await self._get(tx, Offer, offer_id, "offer")
             if user.merchant_id is not None and user.merchant_id != offer.merchant_id:
                 raise repo.NotFound("offer", offer_id)
-            await self._accept(tx, offer, actor=user.username)
+            if offer.state not in om.LIVE:
+                raise IllegalTransition("offer", offer.state, om.Accept())
+            accepted = await self._accept(tx, offer, actor=user.username)
             ticket = await self._get(tx, Ticket, offer.ticket_id, "ticket")
+        if accepted is None:
+            # the withdrawal is committed; the refusal says another merchant won
+            raise IllegalTransition("ticket", ticket.state, tm.MerchantAccepted(offer.merchant_id))
         await self.telephony.hangup(offer.call_ref)
         await self.timers.cancel(f"offer:{offer_id}")
         return ticket
@@ -1900,6 +1988,7 @@ class Dispatcher:
         usual merchant and ranks first when eligible.
         """
         last = await self.get_ticket(ticket_id)
+        self._refuse_operator_task(last)
         ticket = await self._repeat(last, user=user, call_id=None)
         assert ticket.id is not None
         return await self.dispatch(ticket.id, user=user)
@@ -2171,11 +2260,7 @@ class Dispatcher:
                     await self._close_unrated(tx, ticket, reason="survey window passed")
             await self.timers.cancel(f"survey:{ident}")
         elif kind == "wrapup":
-            async with self.store.tx() as tx:
-                status = await tx.session.get(OperatorStatus, int(ident))
-                if status is not None and status.state == opm.OperatorState.WRAP_UP:
-                    await self._operator_event(tx, int(ident), opm.WrapUpDone())
-            await self.distribute()
+            await self._wrap_up_timeout(int(ident))
         elif kind == "ring":
             await self._operator_rang_out(int(ident))
         elif kind == "reconcile":
@@ -2185,39 +2270,136 @@ class Dispatcher:
 
     # -- restart safety ----------------------------------------------------------------------
     async def start(self) -> dict[str, int]:
-        """At process start: repair what a crash left behind, then reconcile periodically."""
-        report = await self.reconcile(startup=True)
-        return report
+        """At process start: repair what a crash left behind, then reconcile periodically.
+
+        Never raises: a process that cannot start cannot answer an emergency. Whatever
+        the reconciler could not repair is in the log and in `system.reconcile_skipped`.
+        """
+        try:
+            return await self.reconcile(startup=True)
+        except Exception as exc:
+            log.exception("start-up reconciliation failed; serving anyway")
+            await self._record_skip("dispatch", "reconcile", exc)
+            return {}
+
+    async def _record_skip(self, subject: str, subject_id: object, exc: BaseException) -> None:
+        """Say what the reconciler had to leave as it found it (no personal data)."""
+        try:
+            async with self.store.tx() as tx:
+                tx.emit(
+                    "system.reconcile_skipped",
+                    "system",
+                    "dispatch",
+                    kind=subject,
+                    id=str(subject_id),
+                    error=type(exc).__name__,
+                )
+        except Exception:
+            log.exception("reconciler: could not record the skipped %s %s", subject, subject_id)
+
+    async def _guarded(
+        self, subject: str, subject_id: object, repair: Callable[[], Awaitable[object]]
+    ) -> tuple[bool, object]:
+        """Run one repair: (True, its result), or (False, None) when the row could not be
+        repaired; that one is logged, recorded and skipped."""
+        try:
+            return True, await repair()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("reconciler: %s %s skipped", subject, subject_id)
+            await self._record_skip(subject, subject_id, exc)
+            return False, None
 
     async def reconcile(self, *, startup: bool = False) -> dict[str, int]:
         """Compare open tickets, offers and calls with the scheduled timers; repair the gaps.
 
         - every live offer has its `offer:` timer, every unfinished ticket its `deadline:`
-          (or `escalate:`) timer, every completed ticket its survey and `close:` timers;
-          overdue ones are scheduled in the past and so fire once, now;
+          (or `escalate:`) timer, every completed ticket its survey and `close:` timers,
+          every operator wrapping up their `wrapup:` timer and every operator a call is
+          offered to their `ring:` timer; overdue ones are scheduled in the past and so
+          fire once, now;
         - timers about finished subjects are cancelled;
-        - at start, outbound calls the backend does not know were lost with the old
-          process: their offers expire and the cascade moves on (a ref is never placed
-          again), lost survey calls count as unanswered; keypad tickets that never got
-          dispatched are dispatched.
+        - at start, calls the backend does not know were lost with the old process: their
+          offers expire and the cascade moves on (a ref is never placed again), lost survey
+          calls count as unanswered, lost callers get a call back; wrap-ups and operator
+          states that nobody can finish any more are closed with the reason
+          "closed_at_start"; keypad tickets that never got dispatched are dispatched.
+
+        Each row is repaired on its own: one that cannot be is logged, recorded as
+        `system.reconcile_skipped` and left as it is, and the rest go on.
         """
-        report = {"scheduled": 0, "cancelled": 0, "lost_calls": 0, "dispatched": 0}
+        report = {
+            "scheduled": 0,
+            "cancelled": 0,
+            "lost_calls": 0,
+            "closed": 0,
+            "dispatched": 0,
+            "skipped": 0,
+        }
         if startup:
-            report["lost_calls"] = await self._lost_calls()
-            report["dispatched"] = await self._undispatched()
+            for phase in (self._lost_calls, self._stale_desks, self._undispatched):
+                done, skipped = await phase()
+                report[_PHASE_COUNT[phase.__name__]] += done
+                report["skipped"] += skipped
         keys = await self.timers.keys()
+        wanted, skipped = await self._wanted_timers()
+        report["skipped"] += skipped
+        for key, at in wanted.items():
+            if key not in keys:
+                log.info("reconciler: timer %s was missing; scheduled for %s", key, at)
+                ok, _ = await self._guarded("timer", key, partial(self.timers.schedule, key, at))
+                if ok:
+                    report["scheduled"] += 1
+                else:
+                    report["skipped"] += 1
+        for key in keys:
+            kind = key.partition(":")[0]
+            if kind in _RECONCILED_TIMERS and key not in wanted:
+                ok, _ = await self._guarded("timer", key, partial(self.timers.cancel, key))
+                if ok:
+                    report["cancelled"] += 1
+                else:
+                    report["skipped"] += 1
+        await self.timers.schedule(
+            "reconcile:periodic",
+            self.clock.now() + timedelta(seconds=self.config.reconcile_every_s),
+        )
+        if any(report.values()):
+            async with self.store.tx() as tx:
+                tx.emit("system.reconciled", "system", "dispatch", startup=startup, counts=report)
+        return report
+
+    async def _wanted_timers(self) -> tuple[dict[str, datetime], int]:
+        """Every timer the open subjects need, and how many rows could not be read.
+
+        Columns are read as plain text and parsed row by row, so one row with a state this
+        version does not know is skipped instead of failing the whole read.
+        """
         now = self.clock.now()
+        wanted: dict[str, datetime] = {}
+        bad: list[tuple[str, object, Exception]] = []
         async with self.store.read() as session:
-            tickets = (
-                (await session.execute(select(Ticket).where(col(Ticket.state).in_(list(tm.OPEN)))))
-                .scalars()
-                .all()
+            offer_rows = await session.execute(
+                select(col(Offer.id), col(Offer.expires_at)).where(
+                    col(Offer.state).in_(list(om.LIVE))
+                )
             )
-            offers = (
-                (await session.execute(select(Offer).where(col(Offer.state).in_(list(om.LIVE)))))
-                .scalars()
-                .all()
-            )
+            for offer_id, expires_at in offer_rows:
+                wanted[f"offer:{offer_id}"] = expires_at or now
+            ticket_rows = (
+                await session.execute(
+                    select(
+                        col(Ticket.id),
+                        cast(col(Ticket.state), String),
+                        col(Ticket.deadline_at),
+                        col(Ticket.escalation_level),
+                        col(Ticket.created_at),
+                        col(Ticket.completed_at),
+                        col(Ticket.survey_attempts),
+                    ).where(cast(col(Ticket.state), String).not_in([s.value for s in tm.FINAL]))
+                )
+            ).all()
             surveying = set(
                 (
                     await session.execute(
@@ -2228,63 +2410,157 @@ class Dispatcher:
                     )
                 ).scalars()
             )
-        wanted: dict[str, datetime] = {}
-        for offer in offers:
-            wanted[f"offer:{offer.id}"] = offer.expires_at or now
-        for t in tickets:
-            if t.state in dl.PENDING and t.deadline_at is not None:
-                if t.escalation_level == dl.Level.NONE:
-                    wanted[f"deadline:{t.id}"] = t.deadline_at
-                elif t.escalation_level == dl.Level.OPERATOR:
-                    wanted[f"escalate:{t.id}"] = dl.supervisor_at(t.created_at, t.deadline_at)
-            if t.state == tm.TicketState.COMPLETED:
-                done = t.completed_at or now
-                wanted[f"close:{t.id}"] = done + timedelta(seconds=self.config.survey_window_s)
-                if t.id not in surveying:
-                    survey_key = f"survey:{t.id}"
-                    wanted[survey_key] = self._survey_time(t.survey_attempts)
-        for key, at in wanted.items():
-            if key not in keys:
-                log.info("reconciler: timer %s was missing; scheduled for %s", key, at)
-                await self.timers.schedule(key, at)
-                report["scheduled"] += 1
-        for key in keys:
-            kind = key.partition(":")[0]
-            if kind in ("offer", "deadline", "escalate", "close", "survey") and key not in wanted:
-                await self.timers.cancel(key)
-                report["cancelled"] += 1
-        await self.timers.schedule(
-            "reconcile:periodic", now + timedelta(seconds=self.config.reconcile_every_s)
-        )
-        if any(report.values()):
-            async with self.store.tx() as tx:
-                tx.emit("system.reconciled", "system", "dispatch", startup=startup, counts=report)
-        return report
+            desk_rows = (
+                await session.execute(
+                    select(
+                        col(OperatorStatus.user_id),
+                        cast(col(OperatorStatus.state), String),
+                        col(OperatorStatus.since),
+                    ).where(
+                        cast(col(OperatorStatus.state), String).in_(
+                            [opm.OperatorState.WRAP_UP.value, opm.OperatorState.RESERVED.value]
+                        )
+                    )
+                )
+            ).all()
+        for tid, raw_state, deadline_at, level, created_at, completed_at, attempts in ticket_rows:
+            try:
+                state = tm.TicketState(raw_state)
+                escalation = dl.Level(level)
+            except ValueError as exc:
+                bad.append(("ticket", tid, exc))
+                continue
+            if state in dl.PENDING and deadline_at is not None:
+                if escalation == dl.Level.NONE:
+                    wanted[f"deadline:{tid}"] = deadline_at
+                elif escalation == dl.Level.OPERATOR:
+                    wanted[f"escalate:{tid}"] = dl.supervisor_at(created_at, deadline_at)
+            if state == tm.TicketState.COMPLETED:
+                done = completed_at or now
+                wanted[f"close:{tid}"] = done + timedelta(seconds=self.config.survey_window_s)
+                if tid not in surveying:
+                    wanted[f"survey:{tid}"] = self._survey_time(attempts)
+        for user_id, raw_state, since in desk_rows:
+            if raw_state == opm.OperatorState.WRAP_UP.value:
+                wanted[f"wrapup:{user_id}"] = since + timedelta(seconds=self.config.wrap_up_s)
+            else:
+                at = since + timedelta(seconds=self.config.ring_operator_s)
+                wanted[f"ring:{user_id}"] = at
+        for subject, ident, error in bad:
+            log.warning("reconciler: %s %s has an unreadable row (%s)", subject, ident, error)
+            await self._record_skip(subject, ident, error)
+        return wanted, len(bad)
 
-    async def _lost_calls(self) -> int:
-        """Outbound and waiting calls the backend no longer knows (needs `live_calls`)."""
-        if self.live_calls is None:
-            return 0
-        live = await self.live_calls()
+    async def _unfinished_calls(self) -> list[tuple[int, str, str]]:
+        """(id, ref, state as stored) of every call not ended, read as plain text."""
         async with self.store.read() as session:
-            calls = (
-                (await session.execute(select(Call).where(col(Call.state).not_in(list(cm.FINAL)))))
-                .scalars()
-                .all()
+            rows = await session.execute(
+                select(col(Call.id), col(Call.ref), cast(col(Call.state), String)).where(
+                    cast(col(Call.state), String).not_in([s.value for s in cm.FINAL])
+                )
             )
-        lost = [c for c in calls if c.ref not in live]
-        for call in lost:
-            if call.offer_id is not None:
-                async with self.store.tx() as tx:
-                    offer = await self._get(tx, Offer, call.offer_id, "offer")
-                    if offer.state in om.LIVE:
-                        log.info("offer %s: call %s lost in a restart; expired", offer.id, call.ref)
-                        await self._offer_outcome(tx, offer, om.Expire())
-            await self._call_ended(call.ref, "lost")
-        return len(lost)
+            return [(int(i or 0), str(r), str(st)) for i, r, st in rows]
 
-    async def _undispatched(self) -> int:
-        """Keypad tickets created just before a crash, never dispatched."""
+    async def _lost_calls(self) -> tuple[int, int]:
+        """Calls the backend no longer knows (needs `live_calls`): (closed, skipped).
+
+        A call in wrap-up is not on the PBX by nature (the caller has hung up): the desk
+        repair (`_stale_desks`) sees to it.
+        """
+        if self.live_calls is None:
+            return 0, 0
+        live = await self.live_calls()
+        closed = skipped = 0
+        for call_id, ref, state in await self._unfinished_calls():
+            if ref in live or state == cm.CallState.WRAP_UP.value:
+                continue
+            ok, _ = await self._guarded("call", call_id, partial(self._close_lost, call_id))
+            if ok:
+                closed += 1
+            else:
+                skipped += 1
+        return closed, skipped
+
+    async def _close_lost(self, call_id: int) -> None:
+        """End one call lost with the old process, as if it had hung up then."""
+        async with self.store.read() as session:
+            call = await session.get(Call, call_id)
+        if call is None or call.state in cm.FINAL or call.state == cm.CallState.WRAP_UP:
+            return
+        if call.offer_id is not None:
+            async with self.store.tx() as tx:
+                offer = await self._get(tx, Offer, call.offer_id, "offer")
+                if offer.state in om.LIVE:
+                    log.info("offer %s: call %s lost in a restart; expired", offer.id, call.ref)
+                    await self._offer_outcome(tx, offer, om.Expire())
+        await self._call_ended(call.ref, "lost")
+        if call.direction == "in" and call.state in cm.WAITING and call.queued_at is None:
+            # cut off in the menu by our restart: they may never ring again by themselves
+            await self._callback_ticket(call, "call lost in a restart")
+
+    async def _stale_desks(self) -> tuple[int, int]:
+        """Close wrap-ups and operator states nobody can finish after a restart.
+
+        A call in wrap-up whose operator has moved on (or never will) ends with the
+        disposition "closed_at_start"; an operator on a call that has ended wraps up; an
+        operator a call was offered to is free again unless the caller still waits.
+        """
+        async with self.store.read() as session:
+            statuses = (await session.execute(select(col(OperatorStatus.user_id)))).all()
+        closed = skipped = 0
+        for user_id in {int(row[0]) for row in statuses}:
+            ok, _ = await self._guarded(
+                "operator", user_id, partial(self._repair_operator, user_id)
+            )
+            skipped += not ok
+        for call_id, _, state in await self._unfinished_calls():
+            if state != cm.CallState.WRAP_UP.value:
+                continue
+            ok, was_closed = await self._guarded(
+                "call", call_id, partial(self._close_stale_wrap_up, call_id)
+            )
+            closed += bool(was_closed)
+            skipped += not ok
+        return closed, skipped
+
+    async def _repair_operator(self, user_id: int) -> None:
+        async with self.store.tx() as tx:
+            status = await tx.session.get(OperatorStatus, user_id, populate_existing=True)
+            if status is None or status.call_id is None:
+                return
+            call = await tx.session.get(Call, status.call_id, populate_existing=True)
+            if status.state == opm.OperatorState.ON_CALL and (
+                call is None or call.state not in cm.AT_DESK or call.operator_id != user_id
+            ):
+                await self._operator_event(tx, user_id, opm.CallFinished(), call)
+            elif status.state == opm.OperatorState.RESERVED and (
+                call is None or call.state != cm.CallState.QUEUED
+            ):
+                await self._operator_event(tx, user_id, opm.Resume())
+
+    async def _close_stale_wrap_up(self, call_id: int) -> bool:
+        async with self.store.tx() as tx:
+            call = await self._get(tx, Call, call_id, "call")
+            if call.state != cm.CallState.WRAP_UP:
+                return False
+            status = (
+                await self._operator_status(tx, call.operator_id)
+                if call.operator_id is not None
+                else None
+            )
+            if (
+                status is not None
+                and status.state == opm.OperatorState.WRAP_UP
+                and status.call_id == call.id
+            ):
+                return False  # still theirs: their wrap-up timer ends it (see `_wanted_timers`)
+            log.info("call %s: wrap-up nobody can finish closed at start", call.ref)
+            await self._close_wrap_up(tx, call, disposition=CLOSED_AT_START, actor="system")
+            return True
+
+    async def _undispatched(self) -> tuple[int, int]:
+        """Keypad tickets created just before a crash, never dispatched (operator tasks such
+        as call backs stay with the operators)."""
         async with self.store.read() as session:
             ids = (
                 (
@@ -2292,17 +2568,40 @@ class Dispatcher:
                         select(col(Ticket.id)).where(
                             col(Ticket.state) == tm.TicketState.NEW,
                             col(Ticket.created_by) == "system",
+                            col(Ticket.category_code).not_in(OPERATOR_TASKS),
                         )
                     )
                 )
                 .scalars()
                 .all()
             )
+        dispatched = skipped = 0
         for ticket_id in ids:
             if ticket_id is None:
                 continue
-            try:
-                await self.dispatch(ticket_id, user=None)
-            except (IllegalTransition, Conflict):
-                continue
-        return len(ids)
+            ok, _ = await self._guarded(
+                "ticket", ticket_id, partial(self._dispatch_once, ticket_id)
+            )
+            if ok:
+                dispatched += 1
+            else:
+                skipped += 1
+        return dispatched, skipped
+
+    async def _dispatch_once(self, ticket_id: int) -> None:
+        try:
+            await self.dispatch(ticket_id, user=None)
+        except (IllegalTransition, Conflict):
+            return  # someone else dispatched it meanwhile
+
+
+#: what each start-up phase's first count is called in the reconciler's report
+_PHASE_COUNT = {
+    "_lost_calls": "lost_calls",
+    "_stale_desks": "closed",
+    "_undispatched": "dispatched",
+}
+#: timer kinds the reconciler owns: it schedules the missing ones and cancels the orphans
+_RECONCILED_TIMERS = frozenset(
+    {"offer", "deadline", "escalate", "close", "survey", "wrapup", "ring"}
+)

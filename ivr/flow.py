@@ -57,9 +57,15 @@ class Branch:
     default: str
 
 
+#: the transfer target that keeps the call on the line, silent, for the service's next
+#: flow (a merchant's "1" is committed before they hear the code word); every backend
+#: hangs up a call left there without a next flow for too long
+STAY = "stay"
+
+
 @dataclass(frozen=True, slots=True)
 class Transfer:
-    """Hand the call to a target (an operator queue); ends the flow."""
+    """Hand the call to a target (an operator queue, or `STAY`); ends the flow."""
 
     target: str
     outcome: str = "transfer"

@@ -89,6 +89,7 @@ CATALOGS: dict[str, dict[str, str]] = {
         "offer.accepted": "谢谢您接单。上门时请对老人说暗号：{code_word:code}。"
         "再说一遍，暗号是：{code_word:code}。再见。",
         "offer.declined": "好的，已为您记录不接单。再见。",
+        "offer.taken": "抱歉，这一单已经交给其他商家了，您不用上门。谢谢您，再见。",
         "offer.no_input": "没有收到您的选择，订单将转给其他商家。再见。",
         # merchant arrival and completion
         "arrival.intro": "您好，这里是医敬服务平台。关于{category}订单，地址：{address}。",
@@ -157,6 +158,8 @@ CATALOGS: dict[str, dict[str, str]] = {
         "offer.accepted": "Thank you. At the door, say the code word {code_word:code}. "
         "Again, the code word is {code_word:code}. Goodbye.",
         "offer.declined": "Noted, you declined this order. Goodbye.",
+        "offer.taken": "Sorry, this order has gone to another merchant; no visit is "
+        "needed. Thank you, goodbye.",
         "offer.no_input": "We did not get your choice; the order goes to another merchant.",
         "arrival.intro": "Hello, this is the Yijing care platform about the {category} order "
         "at {address}.",

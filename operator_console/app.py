@@ -28,6 +28,7 @@ from dispatch.timers import ManualTimers, SchedulerTimers, Timers
 from ivr.library import FlowLibrary
 from operator_console import auth
 from operator_console.errors import error_middleware
+from operator_console.instance import instance_lock
 from operator_console.merchant_login import LoginPolicy, MerchantLogin
 from operator_console.migrate import upgrade
 from operator_console.settings import Settings
@@ -209,10 +210,21 @@ def create_app(
     )
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
-        the_clock = clock or SystemClock()
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        await asyncio.to_thread(upgrade, settings.database_url)
         engine = make_engine(settings.database_url)
+        async with contextlib.AsyncExitStack() as owner:
+            owner.push_async_callback(engine.dispose)
+            # before anything else touches the database: one process per database
+            await owner.enter_async_context(instance_lock(engine, settings.database_url))
+            await asyncio.to_thread(upgrade, settings.database_url)
+            await owner.enter_async_context(_serve(app, settings, engine))
+            yield
+
+    @contextlib.asynccontextmanager
+    async def _serve(
+        app: web.Application, settings: Settings, engine: AsyncEngine
+    ) -> AsyncIterator[None]:
+        the_clock = clock or SystemClock()
         bus = EventBus()
         store = Store(make_sessionmaker(engine), bus, the_clock)
         if settings.seed_demo:
@@ -308,7 +320,6 @@ def create_app(
                 pump.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await pump
-        await engine.dispose()
 
     app.cleanup_ctx.append(resources)
     app.on_shutdown.append(end_live_streams)

@@ -17,6 +17,7 @@ from operator_console.settings import Settings
 
 def _run(settings: Settings) -> int:
     from operator_console.app import create_app
+    from operator_console.instance import AlreadyRunning
 
     def announce(password: str) -> None:
         print("=" * 64)
@@ -29,7 +30,11 @@ def _run(settings: Settings) -> int:
 
     app = create_app(settings, announce=announce)
     print(f"Serving on http://{settings.host}:{settings.port} (Ctrl-C to stop)", flush=True)
-    web.run_app(app, host=settings.host, port=settings.port, print=None, access_log=None)
+    try:
+        web.run_app(app, host=settings.host, port=settings.port, print=None, access_log=None)
+    except AlreadyRunning as exc:
+        print(f"yijing: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -4,7 +4,8 @@ Exception tree mapped here:
   registry.repository.NotFound            -> 404 not_found
   dispatch.machines.IllegalTransition     -> 409 illegal_transition
   dispatch.service.Conflict               -> 409 conflict
-  dispatch.service.Invalid, ValidationError -> 422 invalid_input
+  dispatch.service.Invalid, ValidationError -> 422 invalid_input (an Invalid subclass
+                                             names its own: OperatorTask -> operator_task)
   Unauthorized / Forbidden                -> 401 / 403
   sqlalchemy OperationalError             -> 503 database_unavailable
   providers.base.TelephonyError           -> 503 telephony_unavailable
@@ -73,7 +74,7 @@ async def error_middleware(
             422, "invalid_input", "the request body is not valid", _validation_details(exc)
         )
     except Invalid as exc:
-        return error_response(422, "invalid_input", str(exc), getattr(exc, "details", None))
+        return error_response(422, exc.error_id, str(exc), getattr(exc, "details", None))
     except OperationalError:
         log.exception("database unavailable on %s", request.path)
         return error_response(503, "database_unavailable", "the database is not reachable")

@@ -4,10 +4,17 @@ from __future__ import annotations
 
 from registry.models import ServiceCategory, Urgency
 
+#: the category of a call back: an operator rings a caller who hung up in the queue or
+#: asked to be called back
+CALLBACK = "callback"
+#: categories that are tasks for operators: never offered to a merchant, never "the same
+#: as last time", never dispatched by the service on its own
+OPERATOR_TASKS = frozenset({CALLBACK})
+
 _DEFAULTS: list[dict[str, object]] = [
     # not a merchant service: an operator calls back a caller who hung up in the queue
     dict(
-        code="callback",
+        code=CALLBACK,
         name_zh="回电",
         name_en="Call back",
         urgency=Urgency.URGENT,

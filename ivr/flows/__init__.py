@@ -22,7 +22,10 @@ variables named here; ``Finish.transfer`` is set when the call must go to a queu
     ``heard`` (no more keys), ``menu`` (key 1: run ``hotline`` next), ``transfer`` (key 0)
 ``merchant_offer`` (context ``category``, ``description``, ``address``, ``deadline``,
 ``code_word``; never the resident's phone)
-    ``accepted``, ``declined``, ``no_input``
+    ``accepted`` (transfer="stay": the call waits on the line for ``merchant_accepted``
+    or ``merchant_taken``), ``declined``, ``no_input``
+``merchant_accepted`` (context ``code_word``)  ``told``
+``merchant_taken``  ``taken``
 ``merchant_arrival`` (context ``category``, ``address``)
     ``arrived``, ``not_yet``, ``no_input``, ``transfer`` (key 0, to "operators")
 ``merchant_completion`` (context ``category``, ``address``)
@@ -52,6 +55,8 @@ OUTCOMES: dict[str, frozenset[str]] = {
     "hotline_unknown": frozenset({"transfer"}),
     "status": frozenset({"heard", "menu", "transfer"}),
     "merchant_offer": frozenset({"accepted", "declined", "no_input"}),
+    "merchant_accepted": frozenset({"told"}),
+    "merchant_taken": frozenset({"taken"}),
     "merchant_arrival": frozenset({"arrived", "not_yet", "no_input", "transfer"}),
     "merchant_completion": frozenset({"completed", "not_completed", "no_input", "transfer"}),
     "survey": frozenset({"rated", "no_input"}),
@@ -88,6 +93,8 @@ HOTLINE_NO_MENU = BUILTIN["hotline_no_menu"]
 HOTLINE_UNKNOWN = BUILTIN["hotline_unknown"]
 STATUS = BUILTIN["status"]
 MERCHANT_OFFER = BUILTIN["merchant_offer"]
+MERCHANT_ACCEPTED = BUILTIN["merchant_accepted"]
+MERCHANT_TAKEN = BUILTIN["merchant_taken"]
 MERCHANT_ARRIVAL = BUILTIN["merchant_arrival"]
 MERCHANT_COMPLETION = BUILTIN["merchant_completion"]
 SURVEY = BUILTIN["survey"]

@@ -14,6 +14,9 @@ call and every answered outbound call to ``AGI(agi://<host>:<port>/yijing,${YIJI
 The session waits (silently) until `run_flow` names its ref, then plays the flow. A
 finished flow without transfer hangs up (as the memory PBX does); with a transfer the
 session sets ``YIJING_TRANSFER`` and returns the channel to the dialplan (hold / queue).
+A flow that finishes with transfer ``stay`` (`ivr.flow.STAY`) keeps the session open for
+the service's next flow (a merchant's "1" is committed before the code word is said);
+none within `agi_stay_s`, the channel is hung up.
 A Redirect (`bridge`) or a hangup ends the session; the AMI side reports what happened.
 
 Prompts are sound files ``<prompt_dir>/<lang>/<prompt key>`` (e.g.
@@ -43,7 +46,7 @@ from typing import Any
 from panoramisk.fast_agi import Request
 
 from ivr import engine
-from ivr.flow import Flow
+from ivr.flow import STAY, Flow
 from ivr.prompts import pick_lang, render
 from providers.asterisk.config import AsteriskConfig
 from providers.asterisk.correlate import INBOUND_REF_PREFIX
@@ -167,20 +170,18 @@ class FlowServer:
                 if not waiter.done():
                     waiter.set_result(session)
             log.info("AGI session for %s on %s", ref, session.channel)
-            gone: asyncio.Future[Any] = asyncio.ensure_future(reader.readline())
-            asked: asyncio.Future[Any] = session.asked
-            try:
-                await asyncio.wait({asked, gone}, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                if not gone.done():
-                    gone.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await gone
-            if not session.asked.done():
+            if not await self._next_flow(session, reader, None):
                 log.info("AGI session for %s ended before any flow", ref)
                 return
             try:
-                await self._drive(session, session.asked.result())
+                # a flow that finishes with STAY keeps the channel here for the next one
+                while await self._drive(session, session.asked.result()):
+                    session.asked = asyncio.get_running_loop().create_future()
+                    if not await self._next_flow(session, reader, self.config.agi_stay_s):
+                        if not session.asked.done():
+                            log.info("no next flow for %s: hanging up", ref)
+                            await self._command(session, "HANGUP", self.config.action_timeout_s)
+                        return
             except AgiHangup as exc:
                 log.info("flow on %s stopped: %s", ref, exc)
         finally:
@@ -191,6 +192,26 @@ class FlowServer:
             writer.close()
             if task is not None:
                 self._tasks.discard(task)
+
+    async def _next_flow(
+        self, session: Session, reader: asyncio.StreamReader, timeout_s: float | None
+    ) -> bool:
+        """Wait for `run_flow` to name this channel; False when the channel went away (the
+        socket closed) or, with a timeout, nothing came in time."""
+        gone: asyncio.Future[Any] = asyncio.ensure_future(reader.readline())
+        asked: asyncio.Future[Any] = session.asked
+        try:
+            await asyncio.wait(
+                {asked, gone}, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            if not gone.done():
+                gone.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await gone
+        if gone.done() and not gone.cancelled() and not asked.done():
+            asked.cancel()  # "HANGUP" or EOF: nobody may start a flow here any more
+        return asked.done() and not asked.cancelled()
 
     async def _command(self, session: Session, command: str, timeout_s: float) -> int:
         try:
@@ -241,7 +262,9 @@ class FlowServer:
             names.append(name)
         return names
 
-    async def _drive(self, session: Session, req: FlowRequest) -> None:
+    async def _drive(self, session: Session, req: FlowRequest) -> bool:
+        """Play a flow on the channel; True when it finished with `STAY` (the channel
+        waits here for the next flow)."""
         flow, ref, cfg = req.flow, session.ref, self.config
         variables = {k: str(v) for k, v in req.context.items() if not isinstance(v, Mapping)}
         run, actions = engine.start(flow, variables)
@@ -272,6 +295,15 @@ class FlowServer:
                     break
                 else:
                     self._emit(FlowFinished(ref, flow.name, action.outcome, action.variables))
+                    log.info("flow %s on %s finished: %s", flow.name, ref, action.outcome)
+                    if action.transfer == STAY:
+                        # said to the dialplan too: should this session die before the
+                        # next flow (our process crashed), the channel hangs up rather than
+                        # wait for an operator (``[yijing-hold] stay``)
+                        await self._command(
+                            session, f"SET VARIABLE YIJING_TRANSFER {STAY}", cfg.action_timeout_s
+                        )
+                        return True
                     if action.transfer is None:
                         await self._command(session, "HANGUP", cfg.action_timeout_s)
                     else:
@@ -280,8 +312,7 @@ class FlowServer:
                             f"SET VARIABLE YIJING_TRANSFER {action.transfer}",
                             cfg.action_timeout_s,
                         )
-                    log.info("flow %s on %s finished: %s", flow.name, ref, action.outcome)
-                    return
+                    return False
             if pressed is not None:
                 run, actions = engine.on_digit(flow, run, pressed)
             else:

@@ -33,6 +33,9 @@ class AsteriskConfig:
     agi_enabled: bool = True
     #: How long run_flow waits for the call's AGI session to connect.
     agi_wait_s: float = 5.0
+    #: How long a channel whose flow finished with STAY waits for the next flow (the
+    #: service commits a merchant's "1" in between) before it is hung up.
+    agi_stay_s: float = 20.0
     #: Upper bound for one STREAM FILE (a prompt) to finish playing.
     agi_play_timeout_s: float = 120.0
     #: Sound files: ``<prompt_dir>/<lang>/<prompt key>`` (no extension).

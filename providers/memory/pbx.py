@@ -19,6 +19,7 @@ import contextlib
 import dataclasses
 import itertools
 import logging
+import secrets
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -138,6 +139,8 @@ class MemoryPBX:
         self.landlines: set[str] = set()
         self._events: asyncio.Queue[TelephonyEvent] = asyncio.Queue()
         self._ids = itertools.count(1)
+        #: a fresh prefix per simulator: refs stay unique on a database kept across restarts
+        self._boot = secrets.token_hex(4)
         self._up = False
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -276,7 +279,7 @@ class MemoryPBX:
     # -- the far end: what the simulator page and tests do ------------------------------
     async def dial_in(self, caller: str, *, dialled: str | None = None) -> str:
         """A phone calls the hotline; returns the new call's ref."""
-        ref = f"sim-{next(self._ids)}"
+        ref = f"sim-{self._boot}-{next(self._ids)}"
         self.calls[ref] = SimCall(ref=ref, direction="in", number=caller, state="answered")
         self._emit(CallOffered(ref, caller=caller, dialled=dialled or self.hotline))
         return ref

@@ -50,7 +50,7 @@ from twilio.http import AsyncHttpClient
 from twilio.rest import Client
 
 from ivr import engine
-from ivr.flow import Flow
+from ivr.flow import STAY, Flow
 from providers.base import (
     BackendStatus,
     CallBridged,
@@ -685,7 +685,11 @@ class TwilioTelephony:
             finish = turn.finish
             self._emit(FlowFinished(call.ref, flow.name, finish.outcome, finish.variables))
             call.flow, call.run = None, None
-            call.mode = "hold" if finish.transfer is not None else "done"
+            if finish.transfer == STAY:
+                # silent until the service's next flow, hung up after handoff_max_s
+                call.mode, call.waiting_since = "wait", None
+            else:
+                call.mode = "hold" if finish.transfer is not None else "done"
             log.info("flow %s on %s finished: %s", flow.name, call.ref, finish.outcome)
         elif turn.collects:
             call.mode = "flow"

@@ -171,7 +171,9 @@ async def test_given_gaps_when_reconciling_then_timers_are_repaired_and_orphans_
         "scheduled": 0,
         "cancelled": 0,
         "lost_calls": 0,
+        "closed": 0,
         "dispatched": 0,
+        "skipped": 0,
     }
 
 

@@ -245,9 +245,10 @@ def test_status_without_an_open_order_says_so_and_1_asks_for_the_menu() -> None:
 @pytest.mark.parametrize(
     ("keys", "outcome", "last"),
     [
-        (["1"], "accepted", "offer.accepted"),
+        # "1": the call stays for the service to commit the accept, nothing said yet
+        (["1"], "accepted", "offer.menu"),
         (["2"], "declined", "offer.declined"),
-        (["9", "1"], "accepted", "offer.accepted"),
+        (["9", "1"], "accepted", "offer.menu"),
         ([None, None, None], "no_input", "offer.no_input"),
         (["5", "6", "7"], "no_input", "offer.no_input"),
         (["9", "9", "9"], "no_input", "offer.no_input"),
@@ -257,6 +258,20 @@ def test_merchant_offer(keys: list[str | None], outcome: str, last: str) -> None
     call = drive(MERCHANT_OFFER, keys)
     assert call.finish is not None and call.finish.outcome == outcome
     assert call.prompts[-1] == last
+
+
+def test_given_1_when_offered_then_the_call_stays_for_the_service_and_no_code_is_said() -> None:
+    from ivr.flow import STAY
+    from ivr.flows import MERCHANT_ACCEPTED, MERCHANT_TAKEN
+
+    call = drive(MERCHANT_OFFER, ["1"])
+    assert call.finish is not None and call.finish.transfer == STAY
+    assert "offer.accepted" not in call.prompts
+    told = drive(MERCHANT_ACCEPTED, [])
+    assert told.prompts == ["offer.accepted"] and told.finish is not None
+    assert told.finish.transfer is None  # then it hangs up
+    taken = drive(MERCHANT_TAKEN, [])
+    assert taken.prompts == ["offer.taken"] and taken.finish is not None
 
 
 def test_offer_9_replays_the_order_slower() -> None:

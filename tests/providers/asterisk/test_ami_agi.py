@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import wave
 from pathlib import Path
 
 from ivr.audio import build_prompts
-from ivr.flows import MERCHANT_OFFER, SURVEY
+from ivr.flows import MERCHANT_ACCEPTED, MERCHANT_OFFER, SURVEY
 from providers.asterisk.config import AsteriskConfig
 from providers.base import FlowFinished, PromptPlayed
 from tests.providers.asterisk.conftest import eventually, running
@@ -15,7 +16,7 @@ from tests.providers.asterisk.fake_ami import FakeAgiChannel, FakeAMI, channel_e
 CONTEXT = {"category": "送药", "description": "降压药", "address": "白公路", "deadline": "10:00"}
 
 
-async def test_given_merchant_presses_1_during_menu_then_flow_accepts_and_hangs_up(
+async def test_given_merchant_presses_1_then_the_call_waits_for_the_accept_then_hears_the_code(
     ami: FakeAMI, config: AsteriskConfig
 ) -> None:
     async with running(config) as (tel, rec):
@@ -35,19 +36,49 @@ async def test_given_merchant_presses_1_during_menu_then_flow_accepts_and_hangs_
             return "200 result=0 endpos=8000" if command.startswith("STREAM") else "200 result=1"
 
         await tel.run_flow("offer-5", MERCHANT_OFFER, context=CONTEXT, lang="zh-CN")
-        await agi.serve(reply)
+        serving = asyncio.create_task(agi.serve(reply))
         await eventually(lambda: rec.of(FlowFinished))
+        finished = rec.of(FlowFinished)[0]
+        assert finished == FlowFinished("offer-5", "merchant_offer", "accepted", finished.variables)
+        await asyncio.wait_for(serving, 5)
+        # nothing is said while the service commits the acceptance: no code word yet
         assert agi.commands == [
             'STREAM FILE yijing/zh-CN/offer.intro ""',
             'STREAM FILE yijing/zh-CN/offer.menu "129"',
-            'STREAM FILE yijing/zh-CN/offer.accepted ""',
-            "HANGUP",
+            "SET VARIABLE YIJING_TRANSFER stay",
         ]
+        await tel.run_flow("offer-5", MERCHANT_ACCEPTED, context={"code_word": "4827"})
+        await asyncio.wait_for(agi.serve(reply), 5)
+        assert agi.commands[3:] == ['STREAM FILE yijing/zh-CN/offer.accepted ""', "HANGUP"]
         prompts = [e.prompt for e in rec.of(PromptPlayed)]  # type: ignore[attr-defined]
         assert prompts == ["offer.intro", "offer.menu", "offer.accepted"]
         assert "降压药" in rec.of(PromptPlayed)[0].text  # type: ignore[attr-defined]
-        finished = rec.of(FlowFinished)[0]
-        assert finished == FlowFinished("offer-5", "merchant_offer", "accepted", finished.variables)
+        assert [e.flow for e in rec.of(FlowFinished)] == [  # type: ignore[attr-defined]
+            "merchant_offer",
+            "merchant_accepted",
+        ]
+        await agi.close()
+
+
+async def test_given_a_flow_left_waiting_with_no_next_flow_then_the_channel_is_hung_up(
+    ami: FakeAMI, config: AsteriskConfig
+) -> None:
+    async with running(config, agi_stay_s=0.3) as (tel, _rec):
+        agi = FakeAgiChannel(tel.agi_port, ref="offer-6", channel="PJSIP/trunk-06", uniqueid="6.1")
+        await agi.connect()
+        await eventually(lambda: "offer-6" in tel._agi.sessions)  # type: ignore[union-attr]
+
+        def reply(command: str) -> str:
+            if "offer.menu" in command:
+                return "200 result=49 endpos=4000"
+            return "200 result=0 endpos=8000" if command.startswith("STREAM") else "200 result=1"
+
+        await tel.run_flow("offer-6", MERCHANT_OFFER, context=CONTEXT)
+        await asyncio.wait_for(agi.serve(reply), 5)
+        assert agi.commands[-1] == "SET VARIABLE YIJING_TRANSFER stay"
+        await asyncio.wait_for(agi.serve(reply), 5)  # nothing comes: hung up
+        assert agi.commands[-1] == "HANGUP"
+        assert not any("offer.accepted" in c for c in agi.commands)
         await agi.close()
 
 

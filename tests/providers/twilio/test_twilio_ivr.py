@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -10,7 +11,7 @@ from typing import Any
 import pytest
 
 from ivr.flow import Flow
-from ivr.flows import HOTLINE_NO_MENU, MERCHANT_OFFER, SURVEY
+from ivr.flows import HOTLINE_NO_MENU, MERCHANT_ACCEPTED, MERCHANT_OFFER, SURVEY
 from ivr.prompts import render
 from providers.base import (
     CallAnswered,
@@ -80,10 +81,33 @@ async def test_offer_first_turn_is_intro_then_menu_in_a_gather(rig: Rig) -> None
     assert events[0] == PromptPlayed(REF, "offer.intro", intro.text or "")
 
 
-@pytest.mark.parametrize(
-    ("digit", "prompt", "outcome"),
-    [("1", "offer.accepted", "accepted"), ("2", "offer.declined", "declined")],
-)
+async def test_offer_accept_waits_silently_for_the_service_then_says_the_code(rig: Rig) -> None:
+    sid, doc = await start(rig, MERCHANT_OFFER, OFFER)
+    await rig.events.take()
+
+    after = await rig.twilio.gather(doc, sid, "1")
+
+    # nothing said until the acceptance is committed: the call waits in the hold loop
+    assert after.verbs() == ["Redirect"] and after.said() == []
+    events = await rig.events.take()
+    assert finished(events) == [FlowFinished(REF, "merchant_offer", "accepted", OFFER)]
+    assert (await rig.twilio.voice(sid, ref=REF)).verbs() == ["Pause", "Redirect"]
+    await rig.adapter.run_flow(REF, MERCHANT_ACCEPTED, context={"code_word": "4827"})
+    told = await rig.twilio.voice(sid, ref=REF)
+    assert told.verbs() == ["Say", "Hangup"]
+    assert told.said() == [render("offer.accepted", "zh-CN", {"code_word": "4827"})]
+
+
+async def test_offer_accept_with_no_next_flow_hangs_up_after_the_handoff_limit(rig: Rig) -> None:
+    rig.adapter.config = dataclasses.replace(rig.adapter.config, handoff_max_s=0.0)
+    sid, doc = await start(rig, MERCHANT_OFFER, OFFER)
+    await rig.twilio.gather(doc, sid, "1")
+    assert (await rig.twilio.voice(sid, ref=REF)).verbs() == ["Pause", "Redirect"]
+    await asyncio.sleep(0.01)
+    assert (await rig.twilio.voice(sid, ref=REF)).verbs() == ["Hangup"]
+
+
+@pytest.mark.parametrize(("digit", "prompt", "outcome"), [("2", "offer.declined", "declined")])
 async def test_offer_accept_and_decline(rig: Rig, digit: str, prompt: str, outcome: str) -> None:
     sid, doc = await start(rig, MERCHANT_OFFER, OFFER)
     await rig.events.take()
