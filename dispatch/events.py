@@ -121,17 +121,11 @@ class Store:
         self.bus = bus
         self.clock = clock
         self._write = asyncio.Lock()
-        #: sessions open through `read()` (they may write: logins, the access log)
-        self.open_reads = 0
 
     @property
     def write_lock(self) -> asyncio.Lock:
         """Held for the whole of every unit of work."""
         return self._write
-
-    def busy(self) -> bool:
-        """True while a session of this process may hold a database write lock."""
-        return self._write.locked() or self.open_reads > 0
 
     @asynccontextmanager
     async def tx(self) -> AsyncIterator[Tx]:
@@ -152,13 +146,9 @@ class Store:
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:
         """A session for reads (and access-log writes that need no event)."""
-        self.open_reads += 1
-        try:
-            async with self.sessions() as session:
-                yield session
-                await session.commit()
-        finally:
-            self.open_reads -= 1
+        async with self.sessions() as session:
+            yield session
+            await session.commit()
 
     async def events_since(self, seq: int, *, limit: int = 1000) -> list[dict[str, Any]]:
         """Events after `seq`, oldest first."""

@@ -1,8 +1,14 @@
 """The `Timers` port: schedule a key at a time, cancel a key, get told when it fires.
 
-`SchedulerTimers` keeps every deadline in APScheduler 3.11 with a persistent SQLAlchemy
-job store in the project database, so deadlines survive restarts and overdue ones fire
-once on start. `ManualTimers` is driven by a manual clock in tests.
+`SchedulerTimers` keeps every deadline in the `timer` table, woken by APScheduler 3.11
+with a persistent SQLAlchemy job store in the project database, so deadlines survive
+restarts and overdue ones fire once on start. `ManualTimers` is driven by a manual clock
+in tests.
+
+Only APScheduler's public API is used: a `BackgroundScheduler` runs in its own thread, so
+its synchronous job store never blocks the event loop (on SQLite it used to wait, on the
+loop's thread, for a transaction the blocked loop could not finish); its one job function
+hands each due bucket to the event loop with `run_coroutine_threadsafe`.
 
 Keys name what they are about: `offer:<id>`, `deadline:<ticket id>`, `survey:<ticket id>`.
 """
@@ -10,20 +16,21 @@ Keys name what they are about: `offer:<id>`, `deadline:<ticket id>`, `survey:<ti
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import hashlib
 import logging
 import math
-import pickle
 import threading
 from collections.abc import Awaitable, Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor as WorkerPool
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
+from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
-from apscheduler.schedulers.asyncio import AsyncIOScheduler, run_in_event_loop
-from sqlalchemy import Engine, MetaData, Table, create_engine, delete, event, inspect, select
+from apscheduler.schedulers.background import BackgroundScheduler
+from sqlalchemy import Engine, Table, create_engine, delete, event, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -35,39 +42,20 @@ log = logging.getLogger(__name__)
 FireHandler = Callable[[str], Awaitable[None]]
 _T = TypeVar("_T")
 _TIMER: Table = Timer.__table__  # type: ignore[attr-defined]
-#: the job function of the one-job-per-key scheme; such jobs are adopted on start
-_LEGACY_FUNC = "dispatch.timers:_fire"
-
-#: APScheduler stores jobs by a textual reference to a module-level function; this maps
-#: each running scheduler's name to the handler its jobs call.
-_HANDLERS: dict[str, FireHandler] = {}
-
-
-async def _fire(scheduler_name: str, key: str) -> None:
-    """The job function of the older one-job-per-key scheme (kept for jobs not yet adopted)."""
-    handler = _HANDLERS.get(scheduler_name)
-    if handler is None and len(_HANDLERS) == 1:
-        # a job persisted under an older scheduler name: the one running scheduler owns it
-        handler = next(iter(_HANDLERS.values()))
-    if handler is None:
-        log.error("timer %s fired with no handler for %s", key, scheduler_name)
-        return
-    await handler(key)
-
-
-#: each running `SchedulerTimers` by scheduler name, for the bucket jobs
+#: each running `SchedulerTimers` by scheduler name, for the bucket jobs (APScheduler
+#: persists a job by a textual reference to a module-level function and its arguments)
 _OWNERS: dict[str, SchedulerTimers] = {}
 
 
-async def _fire_bucket(scheduler_name: str, bucket: int) -> None:
-    """The job function of every bucket job: fire the rows due."""
+def _fire_bucket(scheduler_name: str, bucket: int) -> None:
+    """The job function of every bucket job, in APScheduler's thread: wake the owner's loop."""
     owner = _OWNERS.get(scheduler_name)
     if owner is None and len(_OWNERS) == 1:
         owner = next(iter(_OWNERS.values()))
     if owner is None:
         log.error("timer bucket %s fired with no owner for %s", bucket, scheduler_name)
         return
-    await owner._bucket_due(bucket)
+    owner.bucket_due_threadsafe(bucket)
 
 
 class Timers(Protocol):
@@ -101,24 +89,6 @@ def job_store_engine(sync_url: str) -> Engine:
     return engine
 
 
-class _GuardedScheduler(AsyncIOScheduler):  # type: ignore[misc]
-    """An AsyncIOScheduler that waits while this process holds a database write lock.
-
-    Its job store writes synchronously, on the event loop's thread; on SQLite that write
-    would wait for a transaction that cannot finish while the loop is blocked.
-    """
-
-    busy: Callable[[], bool] = staticmethod(lambda: False)
-
-    @run_in_event_loop  # type: ignore[misc]
-    def wakeup(self) -> None:
-        self._stop_timer()
-        if self.busy():
-            self._start_timer(0.02)
-            return
-        self._start_timer(self._process_jobs())
-
-
 class SchedulerTimers:
     """Timers kept in the `timer` table, woken by APScheduler; an async context manager.
 
@@ -131,9 +101,9 @@ class SchedulerTimers:
     (group commit) and `schedule_many` writes many keys at once; each call returns once its
     change is committed. All table work runs in one worker thread with the synchronous
     engine, never on the event loop's thread. `guard` is the store's write lock: every
-    write waits for the unit of work in flight, and the scheduler's own processing (on the
-    loop thread) waits while `busy()` says a write lock may be held. Never call these
-    methods from inside a unit of work (use `Tx.after_commit`).
+    write waits for the unit of work in flight. The scheduler's own job store work happens
+    in its thread or the worker, never on the loop. Never call these methods from inside a
+    unit of work (use `Tx.after_commit`).
 
     Delivery is at most once per scheduling, as with one APScheduler job per key: a batch
     of due rows is deleted, then its handlers run one by one (a failing handler is logged
@@ -148,7 +118,6 @@ class SchedulerTimers:
         handler: FireHandler,
         name: str | None = None,
         guard: asyncio.Lock | None = None,
-        busy: Callable[[], bool] | None = None,
         resolution: float = 0.25,
         batch: int = 1000,
     ) -> None:
@@ -159,14 +128,14 @@ class SchedulerTimers:
         self._batch = batch
         self._engine = job_store_engine(sync_url)
         self._store = SQLAlchemyJobStore(engine=self._engine, tablename="apscheduler_jobs")
-        self.scheduler = _GuardedScheduler(
+        self.scheduler = BackgroundScheduler(
             jobstores={"default": self._store},
+            executors={"default": ThreadPoolExecutor(max_workers=1)},
             job_defaults={"misfire_grace_time": None, "coalesce": True, "max_instances": 1},
             timezone="UTC",
         )
-        if busy is not None:
-            self.scheduler.busy = busy
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="timers")
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._pool = WorkerPool(max_workers=1, thread_name_prefix="timers")
         #: buckets with a job in the store (touched only by the worker thread and
         #: `_bucket_due`, under `_known_lock`)
         self._known: set[int] = set()
@@ -178,12 +147,11 @@ class SchedulerTimers:
         self._stopping = False
 
     async def __aenter__(self) -> SchedulerTimers:
-        _HANDLERS[self.name] = self._handler
+        self._loop = asyncio.get_running_loop()
         _OWNERS[self.name] = self
         self._stopping = False
         async with self._guard:
-            await self._in_worker(self._adopt_legacy_jobs)
-        self.scheduler.start()
+            await self._in_worker(self.scheduler.start)
         async with self._guard:
             await self._in_worker(self._restore_buckets)
         return self
@@ -195,8 +163,7 @@ class SchedulerTimers:
                 await self._flusher
         async with self._firing:  # let a batch in flight put back what it did not fire
             pass
-        self.scheduler.shutdown(wait=False)
-        _HANDLERS.pop(self.name, None)
+        await asyncio.to_thread(self.scheduler.shutdown, wait=False)
         if _OWNERS.get(self.name) is self:
             del _OWNERS[self.name]
         await asyncio.to_thread(self._pool.shutdown)
@@ -310,29 +277,7 @@ class SchedulerTimers:
         with self._engine.connect() as conn:
             return set(conn.execute(select(_TIMER.c.key)).scalars())
 
-    # -- start: adopt per-key jobs of older versions, give every row its bucket ---------------
-
-    def _adopt_legacy_jobs(self) -> None:
-        """Worker thread: move jobs of the one-job-per-key scheme into the `timer` table."""
-        if not inspect(self._engine).has_table("apscheduler_jobs"):
-            return
-        jobs = Table("apscheduler_jobs", MetaData(), autoload_with=self._engine)
-        moved: dict[str, datetime] = {}
-        with self._engine.begin() as conn:
-            for job_id, job_state in conn.execute(select(jobs.c.id, jobs.c.job_state)):
-                try:
-                    state = pickle.loads(job_state)
-                except Exception:  # not ours to judge
-                    continue
-                if state.get("func") != _LEGACY_FUNC or state.get("next_run_time") is None:
-                    continue
-                moved[str(state["args"][1])] = state["next_run_time"].astimezone(UTC)
-                conn.execute(delete(jobs).where(jobs.c.id == job_id))
-            rows = [{"key": key, "fire_at": at} for key, at in moved.items()]
-            for i in range(0, len(rows), 500):
-                conn.execute(self._upsert(rows[i : i + 500]))
-        if moved:
-            log.info("moved %d per-key timer jobs into the timer table", len(moved))
+    # -- start: give every row its bucket ---------------------------------------------------
 
     def _restore_buckets(self) -> None:
         """Worker thread: one catch-up bucket for what is overdue, a job for every bucket."""
@@ -351,6 +296,17 @@ class SchedulerTimers:
         self._ensure_buckets(at for at in times if at > now)
 
     # -- firing ------------------------------------------------------------------------------
+
+    def bucket_due_threadsafe(self, bucket: int) -> None:
+        """From APScheduler's thread: fire the bucket on the event loop (never raises)."""
+        loop = self._loop
+        if loop is None or loop.is_closed() or self._stopping:
+            return
+        try:
+            handed = asyncio.run_coroutine_threadsafe(self._bucket_due(bucket), loop)
+        except RuntimeError:  # the loop closed meanwhile: the rows stay and fire on start
+            return
+        handed.add_done_callback(_log_failure)
 
     async def _bucket_due(self, bucket: int) -> None:
         """A bucket's job ran: fire every row due by now."""
@@ -406,6 +362,11 @@ class SchedulerTimers:
                     conn.execute(pg_insert(_TIMER).values(chunk).on_conflict_do_nothing())
                 else:
                     conn.execute(sqlite_insert(_TIMER).values(chunk).on_conflict_do_nothing())
+
+
+def _log_failure(done: concurrent.futures.Future[None]) -> None:
+    if not done.cancelled() and done.exception() is not None:
+        log.error("a timer bucket failed", exc_info=done.exception())
 
 
 def _aware(at: datetime) -> datetime:

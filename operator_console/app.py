@@ -254,7 +254,6 @@ def create_app(
                     sync_url=sync_url(settings.database_url),
                     handler=fire,
                     guard=store.write_lock,
-                    busy=store.busy,
                 )
                 the_timers: Timers = scheduler
 
