@@ -54,6 +54,9 @@ class Call(SQLModel, table=True):
     answered_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     #: when the operator put the caller on hold (None while not on hold)
     held_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    #: outbound: when the backend accepted the originate; None while the call waits for
+    #: the phone line (placed again, same ref, when the backend is back)
+    dialed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     ended_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     cause: str | None = Field(default=None, max_length=32)
     version: int = 0

@@ -4,6 +4,14 @@ State changes go through the pure machines; each use case is one unit of work th
 writes the rows and their events together. Telephony commands are carried out after
 the commit, so a crash never leaves a call placed for an offer the database forgot,
 and an offer's call ref (its idempotency key) is placed at most once.
+
+Phone outages: an outbound call the backend cannot take (`TelephonyUnavailable`, or the
+backend reports itself down) is not a failure. Its row stays undialed (`dialed_at` None),
+its offer stays live and does not expire while it waits, and it is placed again with the
+same ref when `BackendStatus(up=True)` arrives (the offer's clock starts then). Ticket
+deadlines keep running, so a long outage escalates to an operator as usual. When the link
+drops, every caller who was live (ringing, in the menu, queued, connected, on hold) gets
+one callback task.
 """
 
 from __future__ import annotations
@@ -54,6 +62,7 @@ from providers.base import (
     Telephony,
     TelephonyError,
     TelephonyEvent,
+    TelephonyUnavailable,
     TransferFailed,
 )
 from registry import models as registry_models
@@ -184,6 +193,39 @@ def _actor(user: User | None) -> str:
     return user.username if user is not None else "system"
 
 
+#: inbound calls whose caller may be lost when the phone line drops
+LIVE_INBOUND = (
+    cm.CallState.RINGING,
+    cm.CallState.IVR,
+    cm.CallState.QUEUED,
+    cm.CallState.CONNECTED,
+    cm.CallState.ON_HOLD,
+)
+#: purposes whose calls keep the backend's default caller ID (as when first placed)
+DEFAULT_CALLER_ID = (*SURVEY_PURPOSES, "arrival", "completion")
+
+
+def _undialed(call: Call) -> bool:
+    """An outbound call still waiting to be handed to the backend (a phone outage)."""
+    return call.direction == "out" and call.dialed_at is None and call.state not in cm.FINAL
+
+
+def _retry_ref(ref: str) -> str:
+    """A new ref for a call placed again after the backend lost the first: `x` -> `x.r1`."""
+    base, sep, n = ref.rpartition(".r")
+    if sep and n.isdigit():
+        return f"{base}.r{int(n) + 1}"
+    return f"{ref}.r1"
+
+
+@dataclass(slots=True)
+class _Outage:
+    """The phone line is down since `since`; `callbacks` callers got a callback task."""
+
+    since: datetime
+    callbacks: int = 0
+
+
 class Dispatcher:
     """The use cases behind the API, the telephony pump and the timers."""
 
@@ -210,6 +252,15 @@ class Dispatcher:
         self.stats = StatsCache(self.merchant_stats, clock=clock, ttl_s=self.config.stats_ttl_s)
         #: outbound call purposes served by another use case (the merchant login code)
         self.outbound_flows: dict[str, OutboundFlow] = {}
+        #: whether such a call that waited for the phone line is still worth placing
+        self.outbound_wanted: dict[str, Callable[[Call], bool]] = {}
+        #: the phone line as the last BackendStatus said (None: not heard yet)
+        self._line_up: bool | None = None
+        self._outage: _Outage | None = None
+        #: refs being handed to the backend now: never two originates of one ref at once
+        self._dialing: set[str] = set()
+        self._resume_lock = asyncio.Lock()
+        self._callback_lock = asyncio.Lock()
 
     # -- compare-and-set -------------------------------------------------------------
     async def _cas(self, tx: Tx, row: Any, **values: Any) -> None:
@@ -280,16 +331,12 @@ class Dispatcher:
                 await self._transfer_unanswered(ref, peer)
             case CallEnded(ref=ref, cause=cause):
                 await self._call_ended(ref, cause.value)
+            case OriginateFailed(ref=ref, reason=OriginateFailure.LOST):
+                await self._outbound_lost(ref)
             case OriginateFailed(ref=ref, reason=reason):
                 await self._originate_failed(ref, reason)
             case BackendStatus(up=up, detail=detail):
-                async with self.store.tx() as tx:
-                    tx.emit(
-                        "telephony.up" if up else "telephony.down",
-                        "system",
-                        "telephony",
-                        detail=detail,
-                    )
+                await self._line_status(up, detail)
 
     async def _call_by_ref(self, tx: Tx, ref: str) -> Call | None:
         return (
@@ -514,7 +561,8 @@ class Dispatcher:
             )
             if call.purpose == "offer" and call.offer_id is not None:
                 offer = await self._get(tx, Offer, call.offer_id, "offer")
-                if offer.state not in om.LIVE:
+                # a call the backend lost and that was replaced no longer carries the offer
+                if offer.state not in om.LIVE or offer.call_ref != call.ref:
                     return
                 offer_state, _ = om.transition(offer.state, om.Answered())
                 await self._cas(tx, offer, state=offer_state)
@@ -575,7 +623,8 @@ class Dispatcher:
         log.info("call %s ended (%s)", ref, cause)
         if state == cm.CallState.ABANDONED and call.queued_at is not None:
             await self.timers.cancel(f"queue:{call.id}")
-            await self._callback_ticket(call, "caller hung up while waiting")
+            # a caller an outage dropped has their callback task already
+            await self._callback_once(call, "caller hung up while waiting")
 
     async def _originate_failed(self, ref: str, reason: OriginateFailure) -> None:
         async with self.store.tx() as tx:
@@ -590,7 +639,7 @@ class Dispatcher:
             tx.emit("call.failed", "call", call.id, reason=reason.value, ticket_id=call.ticket_id)
             if call.offer_id is not None:
                 offer = await self._get(tx, Offer, call.offer_id, "offer")
-                if offer.state in om.LIVE:
+                if offer.state in om.LIVE and offer.call_ref == call.ref:
                     await self._offer_outcome(tx, offer, om.Unreached(ACCEPT_ORDER[reason]))
             elif call.purpose in SURVEY_PURPOSES and call.ticket_id is not None:
                 await self._survey_unanswered(tx, call.ticket_id)
@@ -1553,19 +1602,11 @@ class Dispatcher:
         for offer in offers:
             assert offer.expires_at is not None
             await self.timers.schedule(f"offer:{offer.id}", offer.expires_at)
-            try:
-                await self.telephony.originate(
-                    ref=offer.call_ref,
-                    number=offer.phone,
-                    caller_id=self.config.caller_id or None,
-                    timeout_s=self.config.ring_timeout_s,
-                )
+            caller_id = self.config.caller_id or None
+            if await self._dial(offer.call_ref, offer.phone, caller_id=caller_id):
                 log.info(
                     "offer %s placed as call %s to %s", offer.id, offer.call_ref, mask(offer.phone)
                 )
-            except TelephonyError:
-                log.warning("offer %s: originate failed", offer.id)
-                await self._originate_failed(offer.call_ref, OriginateFailure.FAILED)
 
     async def _offer_outcome(
         self, tx: Tx, offer: Offer, event: om.OfferEvent, *, keep_call: bool = False
@@ -1712,7 +1753,8 @@ class Dispatcher:
         if accepted is None:
             # the withdrawal is committed; the refusal says another merchant won
             raise IllegalTransition("ticket", ticket.state, tm.MerchantAccepted(offer.merchant_id))
-        await self.telephony.hangup(offer.call_ref)
+        # committed: a phone line that is down must not turn the accept into an error
+        await self._hangup_all([offer.call_ref])
         await self.timers.cancel(f"offer:{offer_id}")
         return ticket
 
@@ -1806,8 +1848,7 @@ class Dispatcher:
                 if offer.state in om.LIVE:
                     await self._cas(tx, offer, state=om.OfferState.WITHDRAWN)
                     hangups.append(offer.call_ref)
-        for ref in hangups:
-            await self.telephony.hangup(ref)
+        await self._hangup_all(hangups)
         for key in (f"{k}:{ticket_id}" for k in ("deadline", "escalate", "survey", "close")):
             await self.timers.cancel(key)
         return ticket
@@ -1876,13 +1917,7 @@ class Dispatcher:
                 )
             )
             tx.emit("survey.calling", "ticket", ticket.id, attempt=attempt, family=family)
-        try:
-            await self.telephony.originate(
-                ref=ref, number=phone, timeout_s=self.config.ring_timeout_s
-            )
-        except TelephonyError:
-            log.warning("ticket %s: survey call %s could not be placed", ticket_id, ref)
-            await self._originate_failed(ref, OriginateFailure.FAILED)
+        await self._dial(ref, phone)
 
     async def survey_family(self, ticket_id: int, *, user: User) -> None:
         """Call the resident's first emergency contact to rate on the resident's behalf."""
@@ -2024,9 +2059,7 @@ class Dispatcher:
                 kind=kind,
                 merchant_id=merchant.id,
             )
-        await self.telephony.originate(
-            ref=ref, number=merchant.phones[0], timeout_s=self.config.ring_timeout_s
-        )
+        await self._dial(ref, merchant.phones[0])
         return ref
 
     async def _check_in_finished(self, ref: str, outcome: str) -> None:
@@ -2059,17 +2092,376 @@ class Dispatcher:
 
     async def place_call(self, ref: str, number: str) -> None:
         """Place a recorded outbound call (its ref is the idempotency key); a backend that
-        refuses it ends the call as failed."""
+        refuses it ends the call as failed, one that cannot be reached makes it wait."""
+        await self._dial(ref, number, caller_id=self.config.caller_id or None)
+
+    # -- the phone line: dialling, outages and resuming ---------------------------------------
+    async def _dial(
+        self, ref: str, number: str, *, caller_id: str | None = None, waited: bool = False
+    ) -> bool:
+        """Hand a recorded outbound call to the backend; True when the backend took it.
+
+        A backend that cannot be reached (or reports itself down) is no failure of the far
+        end: the call waits for the line (`call.deferred`) and is placed again, same ref,
+        when the backend is back. Any other refusal ends the call as failed.
+        """
+        if ref in self._dialing:
+            return False
+        self._dialing.add(ref)
         try:
-            await self.telephony.originate(
-                ref=ref,
-                number=number,
-                caller_id=self.config.caller_id or None,
-                timeout_s=self.config.ring_timeout_s,
+            try:
+                if not self.telephony.health().up:
+                    raise TelephonyUnavailable("the telephony backend reports itself down")
+                await self.telephony.originate(
+                    ref=ref,
+                    number=number,
+                    caller_id=caller_id,
+                    timeout_s=self.config.ring_timeout_s,
+                )
+            except TelephonyUnavailable as exc:
+                log.warning("call %s to %s waits for the phone line (%s)", ref, mask(number), exc)
+                await self._defer(ref)
+                return False
+            except TelephonyError:
+                log.warning("call %s: originate failed", ref)
+                await self._originate_failed(ref, OriginateFailure.FAILED)
+                return False
+            await self._dialed(ref, waited=waited)
+            return True
+        finally:
+            self._dialing.discard(ref)
+
+    async def _defer(self, ref: str) -> None:
+        """Record that an outbound call (and its offer) waits for the phone line."""
+        async with self.store.tx() as tx:
+            call = await self._call_by_ref(tx, ref)
+            if call is None or not _undialed(call):
+                return
+            tx.emit(
+                "call.deferred",
+                "call",
+                call.id,
+                purpose=call.purpose,
+                ticket_id=call.ticket_id,
+                offer_id=call.offer_id,
             )
-        except TelephonyError:
-            log.warning("call %s: originate failed", ref)
-            await self._originate_failed(ref, OriginateFailure.FAILED)
+            if call.offer_id is not None:
+                offer = await tx.session.get(Offer, call.offer_id, populate_existing=True)
+                if offer is not None and offer.state in om.LIVE:
+                    tx.emit(
+                        "offer.waiting",
+                        "ticket",
+                        offer.ticket_id,
+                        offer_id=offer.id,
+                        merchant_id=offer.merchant_id,
+                    )
+
+    async def _dialed(self, ref: str, *, waited: bool) -> None:
+        """The backend took the call: note when. An offer whose call waited for the line
+        gets its full timeout from now, the moment the merchant's phone really rings."""
+        now = self.clock.now()
+        async with self.store.tx() as tx:
+            # only the first to note it acts: a twin attempt (same ref) changes nothing
+            result = await tx.session.execute(
+                update(Call)
+                .where(col(Call.ref) == ref, col(Call.dialed_at).is_(None))
+                .values(dialed_at=now)
+            )
+            if result.rowcount != 1 or not waited:  # type: ignore[attr-defined]
+                return
+            call = await self._call_by_ref(tx, ref)
+            if call is None:
+                return
+            tx.emit(
+                "call.redialed",
+                "call",
+                call.id,
+                purpose=call.purpose,
+                ticket_id=call.ticket_id,
+                waited_s=round((now - call.started_at).total_seconds(), 1),
+            )
+            if call.offer_id is None:
+                return
+            offer = await tx.session.get(Offer, call.offer_id, populate_existing=True)
+            if offer is None or offer.state not in om.LIVE or offer.call_ref != ref:
+                return
+            expires = now + timedelta(seconds=self.config.offer_timeout_s)
+            # no version bump: only this writes expires_at after the offer is made, and a
+            # racing state change (ringing) must not be refused for it
+            await tx.session.execute(
+                update(Offer).where(col(Offer.id) == offer.id).values(expires_at=expires)
+            )
+            tx.emit(
+                "offer.resumed",
+                "ticket",
+                offer.ticket_id,
+                offer_id=offer.id,
+                merchant_id=offer.merchant_id,
+            )
+            tx.after_commit(partial(self.timers.schedule, f"offer:{offer.id}", expires))
+
+    def _caller_id(self, purpose: str) -> str | None:
+        return None if purpose in DEFAULT_CALLER_ID else (self.config.caller_id or None)
+
+    def _quiet_until(self, when: datetime) -> datetime | None:
+        """The end of the quiet hours `when` falls in, or None outside them."""
+        local = when.astimezone(LOCAL_TZ)
+        start, end = self.config.quiet_start, self.config.quiet_end
+        at_end = local.replace(hour=end.hour, minute=end.minute, second=0, microsecond=0)
+        if local.time() >= start:
+            return at_end + timedelta(days=1)
+        if local.time() < end:
+            return at_end
+        return None
+
+    async def _still_wanted(self, tx: Tx, call: Call) -> bool:
+        """Whether an outbound call that waited for the line is still worth placing."""
+        if call.offer_id is not None:
+            offer = await tx.session.get(Offer, call.offer_id, populate_existing=True)
+            return offer is not None and offer.state in om.LIVE and offer.call_ref == call.ref
+        if call.purpose in (*SURVEY_PURPOSES, "arrival", "completion"):
+            ticket = (
+                await tx.session.get(Ticket, call.ticket_id, populate_existing=True)
+                if call.ticket_id is not None
+                else None
+            )
+            if ticket is None:
+                return False
+            if call.purpose in SURVEY_PURPOSES:
+                return ticket.state == tm.TicketState.COMPLETED
+            if call.purpose == "arrival":
+                return ticket.state == tm.TicketState.ACCEPTED
+            return ticket.state in ACTIVE_TICKET_STATES
+        wanted = self.outbound_wanted.get(call.purpose)
+        return wanted(call) if wanted is not None else True
+
+    async def _redial(self, call_id: int) -> bool:
+        """Place a call that waited for the phone line, if it is still wanted; True when the
+        backend took it. A survey is not rung in the quiet hours: it waits for their end."""
+        now = self.clock.now()
+        async with self.store.tx() as tx:
+            call = await tx.session.get(Call, call_id, populate_existing=True)
+            if call is None or not _undialed(call) or call.ref in self._dialing:
+                return False
+            if not await self._still_wanted(tx, call):
+                # the ticket moved on while the line was down: nobody needs this call now
+                state, _ = cm.transition(call.state, cm.Hangup(inbound=False))
+                await self._cas(tx, call, state=state, ended_at=now, cause="not_dialed")
+                tx.emit("call.ended", "call", call.id, cause="not_dialed", ticket_id=call.ticket_id)
+                return False
+            quiet = self._quiet_until(now) if call.purpose in SURVEY_PURPOSES else None
+            if quiet is not None:
+                tx.after_commit(partial(self.timers.schedule, f"redial:{call.id}", quiet))
+                return False
+            ref, number, purpose = call.ref, call.number, call.purpose
+        return await self._dial(ref, number, caller_id=self._caller_id(purpose), waited=True)
+
+    async def resume_outbound(self) -> int:
+        """Place every outbound call that waited for the phone line, oldest first, each with
+        its own ref; returns how many the backend took."""
+        async with self._resume_lock:
+            async with self.store.read() as session:
+                ids = (
+                    (
+                        await session.execute(
+                            select(col(Call.id))
+                            .where(
+                                col(Call.direction) == "out",
+                                col(Call.dialed_at).is_(None),
+                                col(Call.state).not_in(list(cm.FINAL)),
+                            )
+                            .order_by(col(Call.id))
+                        )
+                    )
+                    .scalars()
+                    .all()
+                )
+            placed = 0
+            for call_id in ids:
+                if not self.telephony.health().up:
+                    break  # down again: the rest keep waiting for the next BackendStatus(up)
+                if call_id is not None and await self._redial(call_id):
+                    placed += 1
+            if ids:
+                log.info("phone line back: %s of %s waiting calls placed", placed, len(ids))
+            return placed
+
+    async def _waiting_calls(self) -> int:
+        async with self.store.read() as session:
+            return int(
+                (
+                    await session.execute(
+                        select(func.count()).where(
+                            col(Call.direction) == "out",
+                            col(Call.dialed_at).is_(None),
+                            col(Call.state).not_in(list(cm.FINAL)),
+                        )
+                    )
+                ).scalar_one()
+            )
+
+    async def _line_status(self, up: bool, detail: str) -> None:
+        """The backend link went up or down: record it at once (the console's banner reads
+        the event), then rescue the callers (down) or resume the waiting calls (up)."""
+        if up == self._line_up:
+            log.info("telephony still %s (%s)", "up" if up else "down", detail)
+            return
+        first, self._line_up = self._line_up is None, up
+        now = self.clock.now()
+        if up:
+            outage, self._outage = self._outage, None
+            extra: dict[str, Any] = {}
+            if outage is not None:
+                extra = {
+                    "down_s": round((now - outage.since).total_seconds(), 1),
+                    "callbacks": outage.callbacks,
+                }
+            waiting = await self._waiting_calls()
+            async with self.store.tx() as tx:
+                tx.emit(
+                    "telephony.up",
+                    "system",
+                    "telephony",
+                    detail=detail,
+                    waiting_calls=waiting,
+                    **extra,
+                )
+            log.info("telephony up (%s): %s calls waited for the line", detail, waiting)
+            await self.resume_outbound()
+            return
+        async with self.store.read() as session:
+            live = (
+                (
+                    await session.execute(
+                        select(Call)
+                        .where(col(Call.direction) == "in", col(Call.state).in_(LIVE_INBOUND))
+                        .order_by(col(Call.id))
+                    )
+                )
+                .scalars()
+                .all()
+            )
+        async with self.store.tx() as tx:
+            tx.emit(
+                "telephony.down",
+                "system",
+                "telephony",
+                detail=detail,
+                live_calls=len(live),
+                at_start=first,
+            )
+        self._outage = _Outage(since=now)
+        for call in live:
+            try:
+                if await self._callback_once(call, "phone line lost during the call"):
+                    self._outage.callbacks += 1
+            except Exception:  # one caller's task failing must not cost the others theirs
+                log.exception("call %s: no callback task after the outage", call.ref)
+        log.warning(
+            "telephony down (%s): %s live callers, %s callback tasks",
+            detail,
+            len(live),
+            self._outage.callbacks,
+        )
+
+    async def _has_callback(self, call_id: int | None) -> bool:
+        """Whether a call has a callback task already."""
+        async with self.store.read() as session:
+            found = (
+                await session.execute(
+                    select(col(Ticket.id))
+                    .where(col(Ticket.call_id) == call_id, col(Ticket.category_code) == CALLBACK)
+                    .limit(1)
+                )
+            ).scalar()
+        return found is not None
+
+    async def _callback_once(self, call: Call, reason: str) -> bool:
+        """A callback task for the caller unless the call has one already (at most one
+        per call: an outage and the hang-up it causes both ask)."""
+        async with self._callback_lock:
+            if await self._has_callback(call.id):
+                log.info("call %s: callback task exists already", call.ref)
+                return False
+            await self._callback_ticket(call, reason)
+            return True
+
+    async def _offer_timer(self, offer_id: int) -> None:
+        """An offer's timeout: it expires, unless its call never rang (it waits for the
+        phone line; it gets its full timeout once dialled)."""
+        async with self.store.tx() as tx:
+            offer = await tx.session.get(Offer, offer_id, populate_existing=True)
+            if offer is None or offer.state not in om.LIVE:
+                return
+            call = await self._call_by_ref(tx, offer.call_ref)
+            if call is not None and _undialed(call):
+                at = self.clock.now() + timedelta(seconds=self.config.offer_timeout_s)
+                log.info("offer %s waits for the phone line; not expired", offer_id)
+                tx.after_commit(partial(self.timers.schedule, f"offer:{offer_id}", at))
+                return
+            await self._offer_outcome(tx, offer, om.Expire())
+
+    async def _outbound_lost(self, ref: str) -> None:
+        """The backend lost an outbound call in an outage (it may never have rung).
+
+        Nothing counts against the far end. A call still wanted gets a new ref (the old one
+        is spent: the backend may have placed it) and waits for the line like any other;
+        a call of another use case (a login code) just ends: its ref was its delivery.
+        """
+        now = self.clock.now()
+        replacement: Call | None = None
+        async with self.store.tx() as tx:
+            call = await self._call_by_ref(tx, ref)
+            if call is None or call.state in cm.FINAL:
+                return
+            wanted = call.purpose not in self.outbound_flows and await self._still_wanted(tx, call)
+            state, _ = cm.transition(call.state, cm.Hangup(inbound=False))
+            await self._cas(tx, call, state=state, ended_at=now, cause="lost")
+            tx.emit("call.lost", "call", call.id, purpose=call.purpose, ticket_id=call.ticket_id)
+            if wanted:
+                replacement = Call(
+                    ref=_retry_ref(ref),
+                    direction="out",
+                    purpose=call.purpose,
+                    number=call.number,
+                    ticket_id=call.ticket_id,
+                    offer_id=call.offer_id,
+                    resident_id=call.resident_id,
+                    registered=call.registered,
+                    started_at=now,
+                )
+                tx.session.add(replacement)
+                await tx.session.flush()
+                if call.offer_id is not None:
+                    offer = await self._get(tx, Offer, call.offer_id, "offer")
+                    await self._cas(tx, offer, call_ref=replacement.ref)
+                    tx.emit(
+                        "offer.waiting",
+                        "ticket",
+                        offer.ticket_id,
+                        offer_id=offer.id,
+                        merchant_id=offer.merchant_id,
+                    )
+                tx.emit(
+                    "call.deferred",
+                    "call",
+                    replacement.id,
+                    purpose=replacement.purpose,
+                    ticket_id=replacement.ticket_id,
+                    offer_id=replacement.offer_id,
+                    replaces=call.id,
+                )
+        log.warning("call %s lost by the backend in an outage", ref)
+        if replacement is not None and replacement.id is not None:
+            await self._redial(replacement.id)
+
+    async def _hangup_all(self, refs: Sequence[str]) -> None:
+        """Hang up calls after a commit; a phone line that is down only leaves a log line."""
+        for ref in refs:
+            try:
+                await self.telephony.hangup(ref)
+            except TelephonyError:
+                log.warning("call %s: hang-up failed", ref)
 
     async def merchant_record(
         self,
@@ -2241,10 +2633,9 @@ class Dispatcher:
         kind, _, ident = key.partition(":")
         log.info("timer %s fired", key)
         if kind == "offer":
-            async with self.store.tx() as tx:
-                offer = await tx.session.get(Offer, int(ident), populate_existing=True)
-                if offer is not None and offer.state in om.LIVE:
-                    await self._offer_outcome(tx, offer, om.Expire())
+            await self._offer_timer(int(ident))
+        elif kind == "redial":
+            await self._redial(int(ident))
         elif kind == "deadline":
             await self._on_deadline(int(ident), supervisor=False)
         elif kind == "escalate":
@@ -2276,11 +2667,15 @@ class Dispatcher:
         the reconciler could not repair is in the log and in `system.reconcile_skipped`.
         """
         try:
-            return await self.reconcile(startup=True)
+            report = await self.reconcile(startup=True)
         except Exception as exc:
             log.exception("start-up reconciliation failed; serving anyway")
             await self._record_skip("dispatch", "reconcile", exc)
-            return {}
+            report = {}
+        # calls that waited for the phone line when the last process stopped
+        if self.telephony.health().up:
+            await self._guarded("dispatch", "resume_outbound", self.resume_outbound)
+        return report
 
     async def _record_skip(self, subject: str, subject_id: object, exc: BaseException) -> None:
         """Say what the reconciler had to leave as it found it (no personal data)."""
@@ -2474,19 +2869,20 @@ class Dispatcher:
         for call_id, ref, state in await self._unfinished_calls():
             if ref in live or state == cm.CallState.WRAP_UP.value:
                 continue
-            ok, _ = await self._guarded("call", call_id, partial(self._close_lost, call_id))
-            if ok:
-                closed += 1
-            else:
-                skipped += 1
+            ok, was_lost = await self._guarded("call", call_id, partial(self._close_lost, call_id))
+            closed += bool(was_lost)
+            skipped += not ok
         return closed, skipped
 
-    async def _close_lost(self, call_id: int) -> None:
-        """End one call lost with the old process, as if it had hung up then."""
+    async def _close_lost(self, call_id: int) -> bool:
+        """End one call lost with the old process, as if it had hung up then (True), unless
+        there is nothing to end (False)."""
         async with self.store.read() as session:
             call = await session.get(Call, call_id)
         if call is None or call.state in cm.FINAL or call.state == cm.CallState.WRAP_UP:
-            return
+            return False
+        if _undialed(call):
+            return False  # waits for the phone line: it is placed, not lost
         if call.offer_id is not None:
             async with self.store.tx() as tx:
                 offer = await self._get(tx, Offer, call.offer_id, "offer")
@@ -2496,7 +2892,8 @@ class Dispatcher:
         await self._call_ended(call.ref, "lost")
         if call.direction == "in" and call.state in cm.WAITING and call.queued_at is None:
             # cut off in the menu by our restart: they may never ring again by themselves
-            await self._callback_ticket(call, "call lost in a restart")
+            await self._callback_once(call, "call lost in a restart")
+        return True
 
     async def _stale_desks(self) -> tuple[int, int]:
         """Close wrap-ups and operator states nobody can finish after a restart.

@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlmodel import col
 
 from dispatch.clock import LOCAL_TZ
 from dispatch.machines.ticket import OPEN, TicketState
-from dispatch.models import Call, Offer, Ticket
+from dispatch.models import Call, Event, Offer, Ticket
 from operator_console import auth
 from operator_console.errors import Forbidden, Unauthorized
 from operator_console.openapi import Api
@@ -23,6 +24,8 @@ from providers.memory import MemoryPBX
 from registry import repository as repo
 from registry.models import Merchant, Resident, ResidentPhone, Role, User
 from registry.phones import mask, try_normalize
+
+log = logging.getLogger(__name__)
 
 API = Api("/api/v1")
 USER = web.RequestKey("user", User)
@@ -166,6 +169,12 @@ class DialBody(Strict):
     """A simulated phone calling the hotline."""
 
     number: str = Field(min_length=1, max_length=32)
+
+
+class LinkBody(Strict):
+    """The simulated PBX's link: up, or down (an outage)."""
+
+    up: bool
 
 
 class PressBody(Strict):
@@ -679,6 +688,49 @@ async def events(request: web.Request) -> web.Response:
     return ok(await services(request).store.events_since(int(since)))
 
 
+@API.route(
+    "GET",
+    "/telephony",
+    summary="The phone line now: up or down, since when, and the event seq it is as of",
+    roles=("operator",),
+    tag="events",
+)
+async def telephony_status(request: web.Request) -> web.Response:
+    """What the console's and the wallboard's outage banner shows on page load.
+
+    `seq` is the newest event when this was read: a page applies a `telephony.up` /
+    `telephony.down` event from the live stream only if it is newer, so the answer and the
+    stream never disagree.
+    """
+    need(request, *STAFF)
+    svc = services(request)
+    async with svc.store.read() as session:
+        seq = (await session.execute(select(func.max(col(Event.seq))))).scalar() or 0
+        last = (
+            (
+                await session.execute(
+                    select(Event)
+                    .where(col(Event.name).in_(["telephony.up", "telephony.down"]))
+                    .order_by(col(Event.seq).desc())
+                    .limit(1)
+                )
+            )
+            .scalars()
+            .first()
+        )
+    health = svc.telephony.health()
+    since = last.occurred_at.isoformat() if last is not None and not health.up else None
+    return ok(
+        {
+            "up": health.up,
+            "backend": health.backend,
+            "detail": health.detail,
+            "since": since,
+            "seq": seq,
+        }
+    )
+
+
 # -- the phone simulator (memory PBX only) --
 def pbx(request: web.Request) -> MemoryPBX:
     """The memory PBX, or 404 on real telephony."""
@@ -736,8 +788,27 @@ async def sim_dial(request: web.Request) -> web.Response:
     need(request, *STAFF)
     data = await body(request, DialBody)
     number = try_normalize(data.number) or data.number
-    ref = await pbx(request).dial_in(number)
+    phone = pbx(request)
+    phone.reachable()  # in a simulated outage the hotline cannot be reached (503)
+    ref = await phone.dial_in(number)
     return ok({"ref": ref}, status=201)
+
+
+@API.route(
+    "POST",
+    "/sim/link",
+    summary="Simulator: take the simulated PBX's link down (an outage) or bring it back",
+    roles=("operator",),
+    body=LinkBody,
+    tag="simulator",
+)
+async def sim_link(request: web.Request) -> web.Response:
+    """Simulate a phone outage: live calls drop, outbound calls wait for the line."""
+    user = need(request, *STAFF)
+    data = await body(request, LinkBody)
+    pbx(request).set_link(data.up)
+    log.warning("simulated PBX link set %s by user %s", "up" if data.up else "down", user.id)
+    return ok({"up": data.up})
 
 
 async def _sim(request: web.Request, action: str) -> web.Response:

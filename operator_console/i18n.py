@@ -435,6 +435,13 @@ _TEXTS: dict[str, dict[str, str]] = {
         "已记入事件日志（导入编号 {id}）",
         # holdfix: a transfer nobody answered
         "transfer_unanswered": "转接无人接听，来电已回到排队（原位次）：#{id}",
+        # outage: the phone line is down
+        "phone_outage": "电话线路中断：外呼暂停，恢复后自动继续",
+        "phone_outage_since": "（{time} 起）",
+        "phone_outage_callers": "中断时在线的来电已生成回拨任务",
+        "sim_line": "线路",
+        "sim_line_down": "模拟线路中断",
+        "sim_line_up": "恢复线路",
     },
     "en": {
         "app": "Yijing care dispatch",
@@ -888,6 +895,13 @@ _TEXTS: dict[str, dict[str, str]] = {
         # holdfix: a transfer nobody answered
         "transfer_unanswered": "Transfer not answered: call #{id} is back in the queue, "
         "in its place",
+        # outage: the phone line is down
+        "phone_outage": "Phone line down: outbound calls are paused and resume by themselves",
+        "phone_outage_since": " (since {time})",
+        "phone_outage_callers": "Callers on the line when it dropped have callback tasks",
+        "sim_line": "Line",
+        "sim_line_down": "Simulate a line outage",
+        "sim_line_up": "Restore the line",
     },
 }
 

@@ -158,6 +158,7 @@ class MerchantLogin:
         self._waiting: dict[str, _Waiting] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         dispatcher.outbound_flows[PURPOSE] = self._answered
+        dispatcher.outbound_wanted[PURPOSE] = self._still_waiting
 
     # -- what the API calls --------------------------------------------------------------
     @property
@@ -413,6 +414,12 @@ class MerchantLogin:
         now = self.clock.now()
         for ref in [r for r, w in self._waiting.items() if w.expires_at <= now]:
             del self._waiting[ref]
+
+    def _still_waiting(self, call: Call) -> bool:
+        """A login call that waited for the phone line is placed only while its code lives
+        (a merchant must not be rung for a code that expired meanwhile)."""
+        waiting = self._waiting.get(call.ref)
+        return waiting is not None and waiting.expires_at > self.clock.now()
 
     def _answered(self, call: Call) -> FlowStart | None:
         """The flow for an answered login call; the code leaves this process's memory."""

@@ -28,13 +28,18 @@ def page_lang(request: web.Request) -> str:
 
 async def context_processor(request: web.Request) -> dict[str, Any]:
     """Values every template sees."""
+    from operator_console.app import services_key
+
     lang = page_lang(request)
     user = current_user(request)
+    # the outage banner is right from the first paint; the page's script keeps it current
+    svc = request.app.get(services_key)
     return {
         "lang": lang,
         "t": texts(lang),
         "user": auth.user_public(user) if user else None,
         "csrf": request.get(CSRF, ""),
+        "phone_up": svc.telephony.health().up if svc is not None else True,
     }
 
 

@@ -8,6 +8,19 @@ two calls for the same ref, across reconnects and retries alike.
 Events flow up as plain dataclasses (no AMI or Twilio field names); commands flow down
 as async methods.
 
+When the backend cannot be reached at all (the AMI link is down, the Twilio API does not
+answer), a command raises `TelephonyUnavailable`: nothing was placed, and an `originate`
+refused that way may be asked again with the same ref once `BackendStatus(up=True)` has
+arrived. An outbound call the backend lost track of in an outage (it may or may not have
+rung) is reported as `OriginateFailed(ref, OriginateFailure.LOST)`; that ref is spent.
+
+Exceptions::
+
+    TelephonyError                 a command could not be carried out
+     +-- TelephonyUnavailable      the backend cannot be reached; nothing was done
+     +-- UnknownCall               no live call with that ref
+     +-- MessagingError            a text could not be handed to the carrier
+
 Text messages are an optional capability, `Messaging`: a backend that can send them
 (Twilio's Messages API, the memory PBX's simulated handset) implements `send_text`; one
 that cannot (Asterisk) does not, and callers fall back to a phone call.
@@ -43,6 +56,9 @@ class OriginateFailure(enum.StrEnum):
     BUSY = "busy"
     CONGESTION = "congestion"
     FAILED = "failed"
+    #: the backend lost track of the call in an outage: it may never have rung; nobody
+    #: was known to be reached, so it tells nothing about the far end
+    LOST = "lost"
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +196,14 @@ class Health:
 
 class TelephonyError(Exception):
     """A command could not be carried out by the backend."""
+
+
+class TelephonyUnavailable(TelephonyError):
+    """The backend cannot be reached right now; nothing was placed or changed.
+
+    An `originate` refused with it may be retried with the same ref after
+    `BackendStatus(up=True)`: the ref was not taken.
+    """
 
 
 class UnknownCall(TelephonyError):

@@ -44,6 +44,7 @@ export function liveEvents(onEvent, { since = 0, onReconnect } = {}) {
     window.yijingSocket = socket;
     socket.onopen = () => {
       banner.hidden = true; delay = 500; document.body.dataset.live = 'on';
+      refreshPhoneLine();
       if (opened && onReconnect) onReconnect();
       opened = true;
     };
@@ -52,6 +53,7 @@ export function liveEvents(onEvent, { since = 0, onReconnect } = {}) {
       if (ev.seq <= last) return;
       last = ev.seq;
       document.body.dataset.lastSeq = String(last);
+      phoneLineEvent(ev);
       onEvent(ev);
     };
     socket.onclose = () => {
@@ -110,7 +112,9 @@ const EVENT_ZH = { 'ticket.created': '创建工单', 'ticket.matching': '开始�
   'offer.expired': '派单超时', 'offer.withdrawn': '撤回派单', 'ticket.accepted': '已接单', 'ticket.arrived': '已上门', 'ticket.completed': '服务完成', 'survey.calling': '回访外呼',
   'survey.retry': '回访重试', 'ticket.rated': '已评价', 'ticket.closed': '已办结', 'ticket.cancelled': '已取消', 'ticket.unassigned': '无人接单', 'ticket.escalated': '已升级',
   'call.held': '来电保持', 'call.resumed': '恢复通话', 'call.transferred': '来电转接',
-  'call.transfer_unanswered': '转接无人接听，回到排队', 'call.transfer_failed': '转接失败' };
+  'call.transfer_unanswered': '转接无人接听，回到排队', 'call.transfer_failed': '转接失败',
+  'offer.waiting': '等待电话线路恢复', 'offer.resumed': '线路恢复，重新呼叫商家', 'call.deferred': '外呼等待线路',
+  'call.redialed': '线路恢复后外呼', 'call.lost': '线路中断，通话丢失', 'telephony.down': '电话线路中断', 'telephony.up': '电话线路恢复' };
 // English reads the event's own name: 'offer.no_answer' -> 'Offer no answer'
 const eventEn = (n) => { const t = n.replace('.', ' ').replaceAll('_', ' '); return t.charAt(0).toUpperCase() + t.slice(1); };
 export const eventName = (n) => (lang() === 'zh-CN' ? EVENT_ZH[n] || n : eventEn(n));
@@ -139,3 +143,29 @@ export function notify(message, level = 'error') {
 const GROUP_KEYS = { '孤寡': 'grp_alone', '空巢': 'grp_empty_nest', '残疾': 'grp_disabled' };
 export const groupName = (g) => (GROUP_KEYS[g] ? T(GROUP_KEYS[g]) : g);
 export const sexName = (s) => ({ '男': T('male'), '女': T('female') }[s] ?? s);
+
+// The phone-line banner: shown while the telephony backend is down. The page starts from
+// GET /telephony (as of its `seq`) and follows telephony.up / telephony.down events from
+// the live stream; whichever is newer wins, so the two never disagree.
+const outage = document.getElementById('phone-outage');
+let lineSeq = -1;
+function showLine(up, since) {
+  if (!outage) return;
+  outage.hidden = up;
+  outage.dataset.line = up ? 'up' : 'down';
+  outage.querySelector('.since').textContent = !up && since ? T('phone_outage_since', { time: fmtTime(since) }) : '';
+}
+export async function refreshPhoneLine() {
+  if (!outage) return;
+  try {
+    const s = await api('GET', '/telephony');
+    if (s.seq >= lineSeq) { lineSeq = s.seq; showLine(s.up, s.since); }
+  } catch (err) { /* offline: the connection banner says so */ }
+}
+function phoneLineEvent(ev) {
+  if (ev.name !== 'telephony.up' && ev.name !== 'telephony.down') return;
+  if (ev.seq <= lineSeq) return;
+  lineSeq = ev.seq;
+  showLine(ev.name === 'telephony.up', ev.occurred_at);
+}
+refreshPhoneLine();

@@ -1,10 +1,16 @@
 // The phone simulator: call the hotline as a resident, answer as a merchant, press keys.
-import { api, el } from './common.js';
+import { api, el, refreshPhoneLine } from './common.js';
 const $ = (id) => document.getElementById(id);
 
-async function dial(number) { await api('POST', '/sim/dial', { number }); refresh(); }
+// in a simulated outage the hotline cannot be reached (503): the call simply does not start
+async function dial(number) { try { await api('POST', '/sim/dial', { number }); } catch (err) { console.warn(err); } refresh(); }
 
 $('dial-form').addEventListener('submit', (e) => { e.preventDefault(); dial($('dial-number').value); });
+
+// A simulated phone outage: live calls drop, outbound calls wait until the line is back.
+async function setLine(up) { await api('POST', '/sim/link', { up }); await refreshPhoneLine(); refresh(); }
+$('line-down').addEventListener('click', () => setLine(false));
+$('line-up').addEventListener('click', () => setLine(true));
 
 async function loadPhones() {
   const phones = await api('GET', '/sim/phones');
@@ -57,6 +63,7 @@ function smsText(text) {
 
 async function refresh() {
   render(await api('GET', '/sim/calls'));
+  refreshPhoneLine();
   const messages = await api('GET', '/sim/messages');
   $('outbox').replaceChildren(...messages.map((m) => {
     const li = el('li'); li.dataset.ref = m.ref;

@@ -17,9 +17,12 @@ How calls are recognised:
 Resync: a ``CoreShowChannels`` whose ActionID starts with ``yijing-resync`` opens a
 snapshot; until its ``CoreShowChannelsComplete`` other messages are held back, then the
 snapshot is applied (calls gone while we were away end, unknown live calls are adopted)
-and the held messages are replayed. Operator legs waiting for a held caller (in the
-on-hold context's ``operator`` extension) are named in `held_legs` by the ref they wait
-for: the ``YIJING_HELD_FOR`` variable set when holding, else their Linkedid.
+and the held messages are replayed. An outbound call that vanished unanswered while we
+were away, or an Originate whose answer the link lost and that the snapshot does not
+show, is reported as `OriginateFailed(LOST)`: nothing is known about the far end.
+Operator legs waiting for a held caller (in the on-hold context's ``operator``
+extension) are named in `held_legs` by the ref they wait for: the ``YIJING_HELD_FOR``
+variable set when holding, else their Linkedid.
 """
 
 from __future__ import annotations
@@ -465,7 +468,8 @@ class Correlator:
             log.info("call %s vanished while the AMI link was down", call.ref)
             if call.direction == "out" and not call.answered:
                 if not call.resolved:
-                    out.append(OriginateFailed(call.ref, OriginateFailure.FAILED))
+                    # it rang or not while nobody watched: nothing is known of the far end
+                    out.append(OriginateFailed(call.ref, OriginateFailure.LOST))
                 self._forget(call)
             else:
                 self._end(call, call.hangup_cause or EndCause.UNKNOWN, out)
@@ -484,7 +488,7 @@ class Correlator:
             call = self.calls.get(ref)
             if call is not None and call.uniqueid is None and not call.resolved:
                 log.warning("originate %s: outcome lost across reconnect", ref)
-                out.append(OriginateFailed(ref, OriginateFailure.FAILED))
+                out.append(OriginateFailed(ref, OriginateFailure.LOST))
                 self._forget(call)
             self.unknown_originates.discard(ref)
         for msg in held:

@@ -26,9 +26,17 @@ The transfer's Dial that ends unanswered (the caller's ``DialEnd`` in the operat
 context with NOANSWER, BUSY, CHANUNAVAIL or CONGESTION; the dialplan then sends the caller
 back to wait in yijing-hold) is reported as `TransferFailed`.
 
+Outages: while the link is down every command raises ``LinkDown``, a
+`TelephonyUnavailable`: an Originate refused that way was never sent and its ref is still
+free, so dispatch asks again with the same ref once `BackendStatus(up=True)` arrives. An
+Originate sent just before the link died (or left unanswered) is in doubt: its ref is
+spent, the resync after reconnecting decides, and when the call is not live it is reported
+as `OriginateFailed(LOST)`, never as a failure of the far end.
+
 Exceptions (all `providers.base.TelephonyError`):
-``TelephonyError`` <- ``LinkDown`` (no AMI link right now), ``AuthenticationFailed``,
-``ActionFailed`` (Asterisk refused or did not answer an action); ``UnknownCall``.
+``TelephonyError`` <- ``TelephonyUnavailable`` <- ``LinkDown`` (no AMI link right now);
+``AuthenticationFailed``, ``ActionFailed`` (Asterisk refused or did not answer an
+action); ``UnknownCall``.
 """
 
 from __future__ import annotations
@@ -67,6 +75,7 @@ from providers.base import (
     OriginateFailure,
     TelephonyError,
     TelephonyEvent,
+    TelephonyUnavailable,
     TransferFailed,
     UnknownCall,
 )
@@ -93,7 +102,7 @@ _ENDPOINT_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _UNREACHED = frozenset({"NOANSWER", "BUSY", "CHANUNAVAIL", "CONGESTION"})
 
 
-class LinkDown(TelephonyError):
+class LinkDown(TelephonyUnavailable):
     """There is no usable AMI link right now."""
 
 
@@ -261,6 +270,7 @@ class AsteriskTelephony:
         if ref in self._placed:
             log.info("originate %s ignored: already placed", ref)
             return
+        # before the ref is taken: a refusal here sent nothing, the same ref may come again
         self._require_up()
         self._placed.add(ref)
         self.correlator.originate_sent(ref)
@@ -279,7 +289,8 @@ class AsteriskTelephony:
         try:
             resp = await self._send(action, as_list=False)
         except (ActionFailed, LinkDown) as exc:
-            # Maybe placed, maybe not: never send it again; the next resync decides.
+            # Maybe placed, maybe not: never send it again; the next resync decides (a call
+            # it does not find is reported as OriginateFailed(LOST)).
             log.warning("originate %s: outcome unknown (%s)", ref, exc)
             self.correlator.unknown_originates.add(ref)
             return

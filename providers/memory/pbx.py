@@ -9,6 +9,13 @@ and accepted here is what a real PBX says and accepts. It also receives text mes
 Operator endpoints answer at once, unless a test or the simulator scripts a desk
 (`script_desk`): a transfer to a desk scripted "no_answer", "busy" or "fail" holds the
 caller while it rings, then reports `TransferFailed` and leaves the caller waiting.
+
+An outage can be simulated (`set_link(False)`, also from the simulator page): the link
+reports `BackendStatus(up=False)`, every command raises `TelephonyUnavailable` and the
+live calls are dropped, as when a real PBX or its trunk goes away. When the link is back
+(`set_link(True)`) the dropped calls are reported the way a real backend reports what it
+finds after reconnecting: unanswered outbound calls as `OriginateFailed(LOST)` (nobody can
+tell whether they rang), the others as `CallEnded(FAILED)`; then `BackendStatus(up=True)`.
 """
 
 from __future__ import annotations
@@ -46,6 +53,7 @@ from providers.base import (
     PromptPlayed,
     TelephonyError,
     TelephonyEvent,
+    TelephonyUnavailable,
     TransferFailed,
     UnknownCall,
 )
@@ -142,40 +150,81 @@ class MemoryPBX:
         #: a fresh prefix per simulator: refs stay unique on a database kept across restarts
         self._boot = secrets.token_hex(4)
         self._up = False
+        self._open = False
+        #: a simulated outage: the link is down while the PBX is open
+        self._outage = False
+        #: calls dropped by the outage, reported when the link is back: (ref, event)
+        self._dropped: list[TelephonyEvent] = []
+        #: the last event of a closed PBX (an outage's down event does not end the stream)
+        self._closed: BackendStatus | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
     # -- lifecycle -----------------------------------------------------------------
     async def __aenter__(self) -> MemoryPBX:
-        self._up = True
+        self._open, self._up, self._outage, self._closed = True, True, False, None
         self._emit(BackendStatus(up=True, detail="memory"))
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        self._up = False
+        self._open = self._up = False
         for call in self.calls.values():
             if call.timer:
                 call.timer.cancel()
         for task in list(self._tasks):
             task.cancel()
-        self._events.put_nowait(BackendStatus(up=False, detail="closed"))
+        self._closed = BackendStatus(up=False, detail="closed")
+        self._events.put_nowait(self._closed)
 
     def health(self) -> Health:
-        """Always up while open."""
-        return Health(backend=self.name, up=self._up, detail="simulated PBX")
+        """Up while open, unless an outage is being simulated."""
+        detail = "simulated outage" if self._outage else "simulated PBX"
+        return Health(backend=self.name, up=self._up, detail=detail)
 
     async def events(self) -> AsyncIterator[TelephonyEvent]:
-        """Every event, in order."""
+        """Every event, in order, until the PBX is closed (an outage does not end them)."""
         while True:
             event = await self._events.get()
             yield event
-            if isinstance(event, BackendStatus) and not event.up and not self._up:
+            if event is self._closed:
                 return
+
+    def set_link(self, up: bool) -> None:
+        """Simulate the link going down (live calls are dropped) or coming back."""
+        if not self._open or up == self._up:
+            return
+        if not up:
+            self._up, self._outage = False, True
+            for call in self.calls.values():
+                if call.state == "ended":
+                    continue
+                answered = call.direction == "in" or call.state != "ringing"
+                if answered:
+                    self._dropped.append(CallEnded(call.ref, EndCause.FAILED))
+                else:
+                    self._dropped.append(OriginateFailed(call.ref, OriginateFailure.LOST))
+                self._end(call, EndCause.FAILED, emit=False)
+                call.cause = "link_lost"
+            log.warning("memory PBX: simulated outage, %s live calls dropped", len(self._dropped))
+            self._emit(BackendStatus(up=False, detail="simulated outage"))
+            return
+        self._up, self._outage = True, False
+        dropped, self._dropped = self._dropped, []
+        for event in dropped:
+            self._emit(event)
+        log.info("memory PBX: link back, %s dropped calls reported", len(dropped))
+        self._emit(BackendStatus(up=True, detail="memory"))
+
+    def _require_link(self, what: str) -> None:
+        if not self._up:
+            raise TelephonyUnavailable(f"{what}: the simulated PBX link is down")
 
     # -- the port's commands ---------------------------------------------------------
     async def originate(
         self, *, ref: str, number: str, caller_id: str | None = None, timeout_s: float = 30.0
     ) -> None:
         """Ring `number`; the same ref is never placed twice."""
+        # before the ref is taken: refused while down, the same ref may be asked again
+        self._require_link(f"originate {ref}")
         if ref in self.placed:
             log.info("originate %s ignored: already placed", ref)
             return
@@ -201,6 +250,7 @@ class MemoryPBX:
         self, ref: str, flow: Flow, *, context: Mapping[str, Any], lang: str = "zh-CN"
     ) -> None:
         """Run `flow` on a live call, saying prompts into the call's transcript."""
+        self._require_link(f"run_flow {ref}")
         call = self._live(ref)
         call.flow, call.context, call.lang = flow, dict(context), lang
         # a mapping is a rendering option (Asterisk's prompt_audio), not a flow variable
@@ -210,6 +260,7 @@ class MemoryPBX:
 
     async def bridge(self, ref: str, *, peer: str) -> None:
         """Connect a call to a peer (an operator or another call)."""
+        self._require_link(f"bridge {ref}")
         call = self._live(ref)
         call.state, call.peer = "bridged", peer
         self._cancel_timer(call)
@@ -223,6 +274,7 @@ class MemoryPBX:
 
     async def hold(self, ref: str) -> None:
         """The caller hears the hold prompt; the operator stays on the line."""
+        self._require_link(f"hold {ref}")
         call = self._live(ref)
         if call.state == "held":
             return
@@ -234,6 +286,7 @@ class MemoryPBX:
 
     async def unhold(self, ref: str) -> None:
         """Back to the operator who held the call."""
+        self._require_link(f"unhold {ref}")
         call = self._live(ref)
         if call.state != "held":
             raise TelephonyError(f"{ref} is not on hold")
@@ -242,6 +295,7 @@ class MemoryPBX:
 
     async def transfer(self, ref: str, *, peer: str) -> None:
         """Hand a connected or held caller to another operator endpoint."""
+        self._require_link(f"transfer {ref}")
         call = self._live(ref)
         if call.state not in ("bridged", "held") or call.peer is None:
             raise TelephonyError(f"{ref} is not with an operator: nothing to transfer")
@@ -260,13 +314,17 @@ class MemoryPBX:
         self._emit(CallBridged(ref, peer))
 
     async def hangup(self, ref: str) -> None:
-        """Hang up from the platform's side."""
+        """Hang up from the platform's side; unknown or ended refs are ignored, even while
+        the link is down (an outage has dropped every live call already)."""
         call = self.calls.get(ref)
         if call is not None and call.state != "ended":
+            self._require_link(f"hangup {ref}")
             self._end(call, EndCause.NORMAL)
 
     async def send_text(self, *, ref: str, number: str, text: str) -> None:
         """Deliver a text to the simulated handset; the same ref is never sent twice."""
+        if not self._up:
+            raise MessagingError(f"text {ref}: the simulated PBX link is down")
         if ref in self.texted:
             log.info("text %s ignored: already sent", ref)
             return
@@ -283,6 +341,11 @@ class MemoryPBX:
         self.calls[ref] = SimCall(ref=ref, direction="in", number=caller, state="answered")
         self._emit(CallOffered(ref, caller=caller, dialled=dialled or self.hotline))
         return ref
+
+    def reachable(self) -> None:
+        """Raise `TelephonyUnavailable` while a simulated outage lasts (the simulator's
+        phones cannot reach a hotline whose PBX is gone)."""
+        self._require_link("the hotline")
 
     async def answer(self, ref: str) -> None:
         """The called party picks up."""

@@ -31,6 +31,15 @@ says so with `TransferFailed` (dispatch has the call on their desk already).
 
 All state is in memory in the process that owns the telephony link (DESIGN 12): the
 webhook app must be served by that process.
+
+Outages: a request that never reached Twilio (connection refused, no route, DNS, connect
+timeout) or that Twilio answered with a 5xx raises `TelephonyUnavailable`; for `originate`
+the ref is released again, so dispatch places the same ref once the link is back. A
+`Calls.create` whose answer was lost (read timeout, connection dropped mid-request) may
+have placed the call: its ref stays taken (a late webhook for it is hung up) and it is
+reported as `OriginateFailed(LOST)`. While the link is down a probe asks the account
+resource again with exponential backoff and reports `BackendStatus(up=True)` as soon as
+Twilio answers.
 """
 
 from __future__ import annotations
@@ -66,6 +75,7 @@ from providers.base import (
     PromptPlayed,
     TelephonyError,
     TelephonyEvent,
+    TelephonyUnavailable,
     TransferFailed,
     UnknownCall,
 )
@@ -84,6 +94,20 @@ PARTICIPANT_EVENTS = ["answered", "completed"]
 _UNREACHED = frozenset({"busy", "no-answer", "failed", "canceled"})
 
 _LINK_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, OSError)
+#: errors raised before the request left this machine: Twilio never saw it
+_UNSENT = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
+
+
+def _unreachable(exc: BaseException) -> bool:
+    """Twilio certainly did not act on the request: never sent, or refused with a 5xx.
+
+    A 5xx is taken as "not done": Twilio documents 500/503 as failures to process, and
+    burning a merchant's offer on an API incident is the worse of the two risks (the other
+    is a rare second ring of the same merchant).
+    """
+    if isinstance(exc, TwilioRestException):
+        return exc.status >= 500
+    return isinstance(exc, _UNSENT)
 
 
 @dataclass(slots=True, eq=False)
@@ -147,7 +171,9 @@ class TwilioTelephony:
         self._events: asyncio.Queue[TelephonyEvent] = asyncio.Queue()
         self._open = False
         self._up = False
+        self._reported = False
         self._detail = "not started"
+        self._prober: asyncio.Task[None] | None = None
 
     # -- lifecycle ---------------------------------------------------------------------
     async def __aenter__(self) -> TwilioTelephony:
@@ -164,6 +190,11 @@ class TwilioTelephony:
 
     async def __aexit__(self, *exc: object) -> None:
         self._open = False
+        if self._prober is not None:
+            self._prober.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._prober
+            self._prober = None
         for call in self._calls.values():
             call.changed.set()
         if self._given_http is None and self._http is not None:
@@ -211,11 +242,22 @@ class TwilioTelephony:
             )
         except (TwilioException, *_LINK_ERRORS) as exc:
             self._link_failed(exc)
+            if _unreachable(exc) and not call.seen and call.sid is None:
+                # Twilio never placed it: free the ref, dispatch asks again when the link is up
+                del self._calls[ref]
+                log.warning("originate %s not sent: %s", ref, _describe(exc))
+                raise TelephonyUnavailable(f"originate {ref}: {_describe(exc)}") from exc
             log.warning("originate %s failed: %s", ref, _describe(exc))
-            # The ref stays taken: a timed-out create may still have placed the call.
+            # The ref stays taken: a timed-out create may still have placed the call (its
+            # webhooks then find it ended and are hung up).
             if not call.ended:
                 call.progress = Progress(rank=4)
-                self._emit(OriginateFailed(ref, OriginateFailure.FAILED))
+                reason = (
+                    OriginateFailure.FAILED
+                    if isinstance(exc, TwilioRestException)
+                    else OriginateFailure.LOST
+                )
+                self._emit(OriginateFailed(ref, reason))
             return
         self._link_ok()
         sid = str(created.sid)
@@ -290,8 +332,7 @@ class TwilioTelephony:
             if not call.held:
                 await self._hold_caller(call, True)
         except (TwilioException, *_LINK_ERRORS) as exc:
-            self._link_failed(exc)
-            raise TelephonyError(f"transfer of {ref} failed: {_describe(exc)}") from exc
+            raise self._refused(exc, f"transfer of {ref} failed: {_describe(exc)}") from exc
         call.held = True
         await self._add_operator(call, peer)
         call.unhold_on_answer = call.operator_label
@@ -301,8 +342,7 @@ class TwilioTelephony:
             except TwilioRestException as exc:
                 log.info("transfer %s: old operator leg already gone (%s)", ref, _describe(exc))
             except (TwilioException, *_LINK_ERRORS) as exc:
-                self._link_failed(exc)
-                raise TelephonyError(f"transfer of {ref} failed: {_describe(exc)}") from exc
+                raise self._refused(exc, f"transfer of {ref} failed: {_describe(exc)}") from exc
         self._link_ok()
         log.info("transfer %s: operator %s replaces %s", ref, call.operator_label, old_label)
         self._emit(CallBridged(ref, peer))
@@ -370,8 +410,8 @@ class TwilioTelephony:
                 timeout=self.config.operator_ring_s,
             )
         except (TwilioException, *_LINK_ERRORS) as exc:
-            self._link_failed(exc)
-            raise TelephonyError(f"operator for {call.ref} not added: {_describe(exc)}") from exc
+            message = f"operator for {call.ref} not added: {_describe(exc)}"
+            raise self._refused(exc, message) from exc
         self._link_ok()
         call.conference_sid = str(participant.conference_sid or "") or call.conference_sid
         call.operator_label, call.operator_sid = label, participant.call_sid
@@ -391,9 +431,8 @@ class TwilioTelephony:
             else:
                 await participant.update_async(hold=False)
         except (TwilioException, *_LINK_ERRORS) as exc:
-            self._link_failed(exc)
             verb = "hold" if hold else "unhold"
-            raise TelephonyError(f"{verb} of {call.ref} failed: {_describe(exc)}") from exc
+            raise self._refused(exc, f"{verb} of {call.ref} failed: {_describe(exc)}") from exc
         self._link_ok()
         call.held = hold
         log.info("call %s %s", call.ref, "held" if hold else "back from hold")
@@ -629,8 +668,8 @@ class TwilioTelephony:
                     .update_async(url=self.url("voice", ref=call.ref), method="POST")
                 )
             except (TwilioException, *_LINK_ERRORS) as exc:
-                self._link_failed(exc)
-                raise TelephonyError(f"redirect of {call.ref} failed: {_describe(exc)}") from exc
+                message = f"redirect of {call.ref} failed: {_describe(exc)}"
+                raise self._refused(exc, message) from exc
             self._link_ok()
 
     async def _complete(self, call: _Call) -> None:
@@ -638,13 +677,14 @@ class TwilioTelephony:
         try:
             await self._rest().calls(call.sid).update_async(status="completed")
         except TwilioRestException as exc:
+            if _unreachable(exc):
+                raise self._refused(exc, f"hangup of {call.ref} failed: {_describe(exc)}") from exc
             self._link_ok()
             # 404 / 21220: the call is already over; the status callback will say so.
             log.info("hangup %s: twilio says %s", call.ref, _describe(exc))
             return
         except (TwilioException, *_LINK_ERRORS) as exc:
-            self._link_failed(exc)
-            raise TelephonyError(f"hangup of {call.ref} failed: {_describe(exc)}") from exc
+            raise self._refused(exc, f"hangup of {call.ref} failed: {_describe(exc)}") from exc
         self._link_ok()
         log.info("hangup %s (%s) requested", call.ref, call.sid)
 
@@ -712,27 +752,47 @@ class TwilioTelephony:
     async def _probe(self) -> None:
         try:
             await self._rest().api.v2010.accounts(self.config.account_sid).fetch_async()
-        except TwilioRestException as exc:
-            self._set_link(exc.status != 401 and exc.status != 403, _describe(exc))
-            return
         except (TwilioException, *_LINK_ERRORS) as exc:
             self._link_failed(exc)
             return
         self._link_ok()
 
+    async def _probe_until_up(self) -> None:
+        """While the link is down: ask Twilio again, backing off, until it answers."""
+        delay = self.config.probe_initial_s
+        try:
+            while self._open and not self._up:
+                await asyncio.sleep(delay)
+                if not self._open:
+                    return
+                await self._probe()
+                delay = min(self.config.probe_max_s, delay * 2)
+        finally:
+            self._prober = None
+
     def _link_ok(self) -> None:
         self._set_link(True, "twilio api reachable")
 
     def _link_failed(self, exc: BaseException) -> None:
-        if isinstance(exc, TwilioRestException):
+        if isinstance(exc, TwilioRestException) and not _unreachable(exc):
             # An HTTP answer: the link works, unless the account is refused.
             self._set_link(exc.status not in (401, 403), _describe(exc))
         else:
             self._set_link(False, _describe(exc))
 
+    def _refused(self, exc: BaseException, message: str) -> TelephonyError:
+        """The error for a failed REST command: `TelephonyUnavailable` when Twilio never
+        acted on it."""
+        self._link_failed(exc)
+        return TelephonyUnavailable(message) if _unreachable(exc) else TelephonyError(message)
+
     def _set_link(self, up: bool, detail: str) -> None:
-        changed = up != self._up
-        self._up, self._detail = up, detail
+        changed = up != self._up or not self._reported
+        self._up, self._detail, self._reported = up, detail, True
+        if not up and self._open and self._prober is None:
+            self._prober = asyncio.get_running_loop().create_task(
+                self._probe_until_up(), name="twilio-probe"
+            )
         if changed:
             log.log(
                 logging.INFO if up else logging.WARNING,

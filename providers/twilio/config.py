@@ -38,3 +38,6 @@ class TwilioConfig:
     operator_ring_s: int = 30
     keep_ended: int = 500
     keep_texts: int = 10_000
+    #: while the API is unreachable: first wait before asking again, doubled up to the max
+    probe_initial_s: float = 1.0
+    probe_max_s: float = 30.0

@@ -197,6 +197,7 @@ async def test_given_a_bad_row_when_starting_then_it_is_logged_and_skipped_not_f
                     offer_id=987654 if damage == "call_of_a_missing_offer" else None,
                     state=cm.CallState.RINGING,
                     started_at=now,
+                    dialed_at=now,
                 )
             )
             await tx.session.flush()

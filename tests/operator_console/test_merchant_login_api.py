@@ -367,3 +367,43 @@ async def test_given_english_then_the_call_reads_the_code_in_english(harness: Ha
     (call,) = login_calls(h)
     assert "valid for 10 minutes" in call.transcript[1]
     assert (await verify(h, code)).status == 200
+
+
+async def test_given_the_line_down_when_a_code_is_asked_then_the_call_waits_and_rings_when_back(
+    harness: Harness,
+) -> None:
+    h = harness
+    h.pbx.set_link(False)
+    resp = await ask(h)
+    assert (await resp.json())["sent"] is True
+    await login_of(h).drain()
+    assert login_calls(h) == []
+    events = await h.call("GET", "/events?since=0")
+    assert "call.deferred" in [e["name"] for e in events]
+    assert "call.failed" not in [e["name"] for e in events]
+
+    h.pbx.set_link(True)
+    (call,) = await until(lambda: login_calls(h))
+    await h.pbx.answer(call.ref)
+    said = await until(lambda: next((t for t in call.transcript if "验证码是" in t), None))
+    assert (await verify(h, heard_code(said))).status == 200
+
+
+async def test_given_the_line_down_until_the_code_expired_then_the_merchant_is_not_rung(
+    harness: Harness,
+) -> None:
+    h = harness
+    h.pbx.set_link(False)
+    await ask(h)
+    await login_of(h).drain()
+    h.clock.advance(601)  # the code's ten minutes pass while the line is down
+
+    h.pbx.set_link(True)
+
+    async def ended() -> Any:
+        events = await h.call("GET", "/events?since=0")
+        return [e for e in events if e["name"] == "call.ended"]
+
+    [end] = await eventually(ended)
+    assert end["data"]["cause"] == "not_dialed"
+    assert login_calls(h) == []

@@ -61,18 +61,32 @@ class FakeAMI:
         self.failed_logins = 0
         self._writers: list[asyncio.StreamWriter] = []
         self._server: asyncio.Server | None = None
+        self._port = 0
         self._handlers: set[asyncio.Task[None]] = set()
 
     async def start(self) -> FakeAMI:
         """Listen on an ephemeral loopback port."""
         self._server = await asyncio.start_server(self._client, "127.0.0.1", 0)
+        self._port = int(self._server.sockets[0].getsockname()[1])
         return self
+
+    async def go_away(self) -> None:
+        """Stop listening and drop every client: reconnects are refused (Asterisk down)."""
+        assert self._server is not None
+        self._server.close()
+        self.drop()
+        await self._server.wait_closed()
+
+    async def come_back(self) -> None:
+        """Listen again on the same port."""
+        self._server = await asyncio.start_server(
+            self._client, "127.0.0.1", self._port, reuse_address=True
+        )
 
     @property
     def port(self) -> int:
-        """The listening port."""
-        assert self._server is not None
-        return int(self._server.sockets[0].getsockname()[1])
+        """The listening port (the same after `come_back`)."""
+        return self._port
 
     async def close(self) -> None:
         """Stop listening and drop every client."""

@@ -17,6 +17,7 @@ from providers.base import (
     OriginateFailure,
     Telephony,
     TelephonyError,
+    TelephonyUnavailable,
     UnknownCall,
 )
 from providers.twilio import TwilioConfig, TwilioTelephony
@@ -162,7 +163,7 @@ async def test_given_account_refused_then_health_down(
         assert "401" in adapter.health().detail
 
 
-async def test_given_api_unreachable_then_down_and_originate_fails_with_event(
+async def test_given_api_unreachable_then_down_and_originate_unavailable_without_event(
     config: TwilioConfig,
 ) -> None:
     async with FakeTwilioApi() as gone:
@@ -171,9 +172,11 @@ async def test_given_api_unreachable_then_down_and_originate_fails_with_event(
     async with TwilioTelephony(cfg) as adapter:
         recorder = Recorder(adapter)
         assert not adapter.health().up
-        await adapter.originate(ref="offer-1", number="+8613900000001")
+        with pytest.raises(TelephonyUnavailable):
+            await adapter.originate(ref="offer-1", number="+8613900000001")
+        # nothing was placed, so nothing failed: the merchant is not reported unreachable
         events: list[Any] = await recorder.calls()
-        assert events == [OriginateFailed("offer-1", OriginateFailure.FAILED)]
+        assert events == []
         await recorder.close()
 
 

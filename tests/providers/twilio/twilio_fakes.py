@@ -59,13 +59,19 @@ class FakeTwilioApi:
     sids_created: list[str] = field(default_factory=list)
     create_error: tuple[int, str] | None = None
     message_error: tuple[int, str] | None = None
+    #: an HTTP status every request gets (a Twilio incident: 503), or None
+    outage_status: int | None = None
+    #: the next Calls.create has its connection dropped before any answer (in doubt)
+    drop_create: bool = False
     account_status: int = 200
     create_gate: asyncio.Event | None = None
     #: conference friendly name -> its SID, made up when the first participant is added
     conferences: dict[str, str] = field(default_factory=dict)
     sids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     url: str = ""
+    port: int = 0
     _runner: web.AppRunner | None = None
+    _site: web.TCPSite | None = None
 
     async def __aenter__(self) -> FakeTwilioApi:
         app = web.Application()
@@ -78,15 +84,32 @@ class FakeTwilioApi:
         app.router.add_post(base + "/{participant}.json", self._update_participant)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = self._runner.addresses[0][1]
-        self.url = f"http://127.0.0.1:{port}"
+        self._site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await self._site.start()
+        self.port = self._runner.addresses[0][1]
+        self.url = f"http://127.0.0.1:{self.port}"
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         assert self._runner is not None
         await self._runner.cleanup()
+
+    async def go_down(self) -> None:
+        """Stop listening: connections are refused, as when the API cannot be reached."""
+        assert self._site is not None and self._runner is not None
+        await self._site.stop()
+        self._site = None
+        # kept-alive connections too: the client must not reach the API through them
+        server = self._runner.server
+        assert server is not None
+        for handler in server.connections:
+            handler.force_close()
+
+    async def come_back(self) -> None:
+        """Listen again on the same port."""
+        assert self._runner is not None and self._site is None
+        self._site = web.TCPSite(self._runner, "127.0.0.1", self.port, reuse_address=True)
+        await self._site.start()
 
     def calls_created(self) -> list[Recorded]:
         """Every Calls.create request."""
@@ -112,6 +135,9 @@ class FakeTwilioApi:
         form = MultiDict((k, str(v)) for k, v in (await request.post()).items())
         auth = request.headers.get("Authorization", "")
         self.requests.append(Recorded(request.method, request.path, form, auth))
+        if self.outage_status is not None:
+            body = {"code": 20500, "message": "Service unavailable", "status": self.outage_status}
+            return web.json_response(body, status=self.outage_status)
         expected = "Basic " + base64.b64encode(f"{ACCOUNT}:{TOKEN}".encode()).decode()
         if auth != expected or request.match_info["account"] != ACCOUNT:
             return web.json_response({"code": 20003, "status": 401}, status=401)
@@ -133,6 +159,12 @@ class FakeTwilioApi:
             return got
         if self.create_gate is not None:
             await self.create_gate.wait()
+        if self.drop_create:
+            # the request arrived, the answer never does: the client cannot tell the outcome
+            self.drop_create = False
+            assert request.transport is not None
+            request.transport.abort()
+            return web.Response(status=500)
         if self.create_error is not None:
             status, name = self.create_error
             return web.json_response(fixture(name), status=status)
