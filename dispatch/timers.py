@@ -163,12 +163,21 @@ class SchedulerTimers:
                 await self._flusher
         async with self._firing:  # let a batch in flight put back what it did not fire
             pass
-        await asyncio.to_thread(self.scheduler.shutdown, wait=False)
+        await asyncio.to_thread(self._stop_scheduler)
         if _OWNERS.get(self.name) is self:
             del _OWNERS[self.name]
         await asyncio.to_thread(self._pool.shutdown)
         await asyncio.to_thread(self._store.shutdown)
         await asyncio.to_thread(self._engine.dispose)
+
+    def _stop_scheduler(self) -> None:
+        """Stop APScheduler without racing its thread: a `shutdown` during a round of job
+        processing makes that round fail to remove the job it just ran. Paused, no new round
+        starts; `get_jobs` takes the job store lock, so it returns once a round in flight is
+        over."""
+        self.scheduler.pause()
+        self.scheduler.get_jobs()
+        self.scheduler.shutdown(wait=False)
 
     @property
     def running(self) -> bool:
