@@ -55,6 +55,13 @@ async def answered(h: Harness, as_user: str = "operator") -> tuple[dict[str, Any
     await press(h, ref, "0")
     (queued,) = await wait_queued(h, 1)
     call = await h.call("POST", f"/calls/{queued['id']}/answer", as_user=as_user)
+
+    async def bridged() -> bool:
+        # the PBX's report of the bridge lands as an event of its own: wait for it, so a
+        # snapshot taken next does not race it
+        return "call.bridged" in await names(h, call["id"])
+
+    await eventually(bridged)
     return call, ref
 
 
