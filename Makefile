@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# tests wait on the network and the clock as much as on the CPU: more workers than the two
+# cores; every test has databases and ports of its own
+TEST_WORKERS ?= 3
 
 .PHONY: run test lint typecheck unit e2e system services bench clean
 
@@ -38,7 +41,7 @@ test: $(STAMP) system
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n $(TEST_WORKERS)
 
 bench: $(STAMP) system
 	for f in bench/*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
