@@ -134,9 +134,16 @@ class Store:
         return self._write.locked() or self.open_reads > 0
 
     @asynccontextmanager
-    async def tx(self) -> AsyncIterator[Tx]:
-        """One transaction; events are published after it commits."""
-        async with self._write, self.sessions() as session:
+    async def tx(self, *, session: AsyncSession | None = None) -> AsyncIterator[Tx]:
+        """One transaction; events are published after it commits.
+
+        `session` finishes a transaction the caller began without the lock (an import
+        checks and stages its file first, see `registry.bulk`): the lock is held from
+        here to the commit only, and the caller keeps the session.
+        """
+        async with self._write, contextlib.AsyncExitStack() as stack:
+            if session is None:
+                session = await stack.enter_async_context(self.sessions())
             tx = Tx(session, self.clock)
             try:
                 yield tx

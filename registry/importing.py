@@ -3,37 +3,73 @@ a community office keeps after door-to-door surveys.
 
 One file is one transaction: every row is checked first and every bad row reported with
 its line number and reason; if any row is bad nothing is written. A dry run does the same
-work and rolls back, so it shows exactly what a real run would change. Rows are matched to
-stored records (residents by ID number, else by name and address; merchants by external
-code, else by name and address) and written only when something differs, so importing the
-same file twice changes nothing the second time. Columns missing from a file leave the
-stored values alone.
+checks and writes nothing, so it shows exactly what a real run would change. Rows are
+matched to stored records (residents by ID number, else by name and address; merchants by
+external code, else by name and address) and written only when something differs, so
+importing the same file twice changes nothing the second time. Columns missing from a file
+leave the stored values alone.
+
+One phone, one resident, as on the API (`repository.phone_owner` decides for both): a row
+whose phone another registered or suspended resident calls from is refused, naming that
+resident's id; two rows of one file with the same phone are both refused, each naming the
+other's line; a number left on a resident who moved out or died passes to the new one.
+
+A residents file of 100,000 rows is checked without holding the write lock: batched
+queries (a few per 500 rows, never one per row) and validation in slices that give the
+event loop a turn every SLICE_S, so calls, logins and tickets go on meanwhile. The good
+rows are then staged and written set-based in one short step under the caller's lock
+(`registry.bulk`: about 1 s on SQLite, 2-3 s on PostgreSQL for 100,000 new residents,
+the longest the lock is held), re-checking only the residents that changed since the
+file was read. `should_stop` (the console: the client went away) is asked at every slice;
+the import then stops with `Stopped` and writes nothing. Merchants files are small and
+keep the simple path: one row at a time in the caller's transaction.
 
 Log lines carry counts and line numbers only: never a name, an address or a condition.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import re
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from registry import repository as repo
-from registry.models import Grid, Merchant, ServiceCategory
-from registry.schemas import MerchantIn, ResidentIn
+from registry.bulk import NewResident, Staging
+from registry.db import utcnow
+from registry.models import (
+    EmergencyContact,
+    Grid,
+    Merchant,
+    RegistryRevision,
+    Resident,
+    ResidentPhone,
+    ServiceCategory,
+)
+from registry.names import pinyin_keys
+from registry.phones import mask
+from registry.schemas import ContactIn, MerchantIn, PhoneIn, ResidentIn
 from registry.tabular import BadFile, read_table
 
 log = logging.getLogger(__name__)
 
 LIST_SPLIT = re.compile(r"[;；,，、/|\n]+")
 MAX_CONTACTS = 5
+#: the longest stretch of checking before the event loop gets a turn
+SLICE_S = 0.01
+#: at most this many errors and changes in the JSON report (the counts are always whole)
+MAX_LISTED = 1000
 
 #: resident columns: field -> header names accepted (Chinese as offices write them)
 RESIDENT_COLUMNS: dict[str, tuple[str, ...]] = {
@@ -102,15 +138,17 @@ CONTACT_KIND_WORDS = {
 
 @dataclass(slots=True)
 class RowError:
-    """One bad row: where, a machine-readable code, and why in words."""
+    """One bad row: where, a machine-readable code, why in words, and ids that help fix it
+    (`resident_id` of a phone's owner, `other_lines` sharing it, the number masked)."""
 
     line: int
     code: str
     reason: str
+    extra: dict[str, Any] = field(default_factory=dict)
 
     def public(self) -> dict[str, Any]:
         """JSON shape."""
-        return {"line": self.line, "code": self.code, "reason": self.reason}
+        return {"line": self.line, "code": self.code, "reason": self.reason, **self.extra}
 
 
 @dataclass(slots=True)
@@ -143,6 +181,9 @@ class ImportReport:
     errors: list[RowError] = field(default_factory=list)
     changes: list[RowChange] = field(default_factory=list)
     committed: bool = False
+    #: (resident id, id of the resident who took their number): moved out or died residents
+    #: whose number a row of this file now holds
+    released: list[tuple[int, int]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -154,7 +195,9 @@ class ImportReport:
         return sum(1 for c in self.changes if c.action == action)
 
     def public(self) -> dict[str, Any]:
-        """JSON shape for the console and the CLI."""
+        """JSON shape for the console: counts, and the first MAX_LISTED errors and changes
+        (`more_errors` / `more_changes` say how many more there are)."""
+        changed = [c for c in self.changes if c.action != "unchanged"]
         return {
             "kind": self.kind,
             "dry_run": self.dry_run,
@@ -165,8 +208,10 @@ class ImportReport:
             "created": self.count("create"),
             "updated": self.count("update"),
             "unchanged": self.count("unchanged"),
-            "errors": [e.public() for e in self.errors],
-            "changes": [c.public() for c in self.changes if c.action != "unchanged"],
+            "errors": [e.public() for e in self.errors[:MAX_LISTED]],
+            "more_errors": max(0, len(self.errors) - MAX_LISTED),
+            "changes": [c.public() for c in changed[:MAX_LISTED]],
+            "more_changes": max(0, len(changed) - MAX_LISTED),
         }
 
     def summary(self) -> dict[str, Any]:
@@ -198,6 +243,36 @@ class ImportReport:
 
 #: called with the report of a good, real run while its transaction is still open
 BeforeCommit = Callable[[ImportReport], Awaitable[None]]
+#: the short transaction a checked file is written in: the caller takes its write lock,
+#: commits on a clean exit and rolls back on an exception (default: commit the session)
+FinalStep = Callable[[], AbstractAsyncContextManager[object]]
+
+
+class Stopped(Exception):
+    """The import was asked to stop (its client went away); nothing was written."""
+
+
+async def pause() -> None:
+    """Give the event loop a turn (a test may replace it to hold an import half way)."""
+    await asyncio.sleep(0)
+
+
+class _Pacer:
+    """Hands the event loop a turn after every SLICE_S of work, and stops when asked."""
+
+    def __init__(self, should_stop: Callable[[], bool] | None) -> None:
+        self._should_stop = should_stop
+        self._since = float("-inf")
+        self.line = 0
+
+    async def tick(self, *, now: bool = False) -> None:
+        """Called often; cheap unless a slice is over (or `now`)."""
+        if not now and time.perf_counter() - self._since < SLICE_S:
+            return
+        await pause()
+        self._since = time.perf_counter()
+        if self._should_stop is not None and self._should_stop():
+            raise Stopped(f"stopped at line {self.line}")
 
 
 def _columns(header: list[str], spec: dict[str, tuple[str, ...]]) -> dict[str, int]:
@@ -257,6 +332,16 @@ class _Lookups:
         self.grids: dict[str, str] = {}
         self.merchants: dict[str, int] = {}
         self.categories: dict[str, str] = {}
+
+    @property
+    def grid_codes(self) -> set[str]:
+        """Every grid code."""
+        return set(self.grids.values())
+
+    @property
+    def merchant_ids(self) -> set[int]:
+        """Every merchant id."""
+        return set(self.merchants.values())
 
     async def load(self, session: AsyncSession) -> None:
         for code, name in (await session.execute(select(col(Grid.code), col(Grid.name)))).all():
@@ -346,6 +431,31 @@ def _resident_values(
     return values
 
 
+@dataclass(slots=True)
+class _Good:
+    """A checked row that creates or changes a resident."""
+
+    line: int
+    data: ResidentIn
+    resident_id: int | None
+    old_status: str
+    change: RowChange
+    #: numbers the row gives a resident who does not hold them yet
+    claims: list[str]
+
+
+@dataclass(slots=True)
+class _Checked:
+    """What checking a residents file found, for the write step."""
+
+    revision: int
+    good: list[_Good] = field(default_factory=list)
+    #: number -> residents (moved out or died) it is taken off
+    releases: dict[str, list[int]] = field(default_factory=dict)
+    #: rows that match a stored resident, by resident id
+    matched: dict[int, int] = field(default_factory=dict)
+
+
 async def import_residents(
     session: AsyncSession,
     *,
@@ -354,68 +464,493 @@ async def import_residents(
     dry_run: bool,
     actor: str,
     before_commit: BeforeCommit | None = None,
+    final: FinalStep | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> ImportReport:
     """Check and (unless a dry run, or any row is bad) write a residents file.
 
-    The caller owns the session; this function commits only a good, real run and rolls
-    back otherwise, so nothing of a bad file is ever left behind. `before_commit` runs in
-    the same transaction just before a good, real run commits (the console writes its
-    event-log entry there, so the rows and the entry commit together).
+    The caller owns the session, which is used for this one file; nothing is committed
+    but a good, real run, and everything else is rolled back, so nothing of a bad,
+    stopped or failed file is ever left behind. The rows are written in `final` (the
+    console: a unit of work holding the write lock); `before_commit` runs in it just
+    before the commit (the console writes its event-log entry there, so the rows and the
+    entry commit together). `should_stop` raises `Stopped` at the next slice of work.
     """
     report = ImportReport(kind="residents", dry_run=dry_run)
+    pacer = _Pacer(should_stop)
     try:
-        header, body, report.encoding = read_table(name, data)
-    except BadFile as exc:
-        report.errors.append(RowError(0, "bad_file", str(exc)))
-        return report
-    cols = _columns(header, RESIDENT_COLUMNS)
-    contact_cols = _contact_columns(header)
-    if "name" not in cols:
-        report.errors.append(RowError(1, "bad_header", "no name column (姓名)"))
-        return report
-    report.rows = len(body)
-    lookups = _Lookups()
-    await lookups.load(session)
-    seen_ids: dict[str, int] = {}
-    seen_people: dict[tuple[str, ...], int] = {}
-    try:
-        for line, cells in body:
-            before = len(report.errors)
-            values = _resident_values(line, cells, cols, contact_cols, lookups, report.errors)
-            id_number = str(values.get("id_number") or "").strip().upper()
-            if id_number:
-                if id_number in seen_ids:
-                    report.errors.append(
-                        RowError(
-                            line,
-                            "duplicate_id_number",
-                            f"duplicate ID number (also on line {seen_ids[id_number]})",
-                        )
-                    )
-                    continue
-                seen_ids[id_number] = line
-            person = tuple(
-                str(values.get(k, "")) for k in ("name", "address", "building", "unit", "room")
+        checked = await _check_residents(session, report, name=name, data=data, pacer=pacer)
+        if checked is None or report.errors or dry_run:
+            await session.rollback()
+        else:
+            await _write_residents(
+                session,
+                report,
+                checked,
+                actor=actor,
+                pacer=pacer,
+                final=final or _commit(session),
+                before_commit=before_commit,
             )
-            if not id_number and person in seen_people:
-                report.errors.append(
-                    RowError(
-                        line,
-                        "duplicate_row",
-                        f"same name and address as line {seen_people[person]}",
-                    )
-                )
-                continue
-            seen_people.setdefault(person, line)
-            await _import_resident_row(
-                session, line, values, report, actor, checked=len(report.errors) == before
-            )
-        await _settle(session, report, dry_run=dry_run, before_commit=before_commit)
+    except (Stopped, asyncio.CancelledError):
+        await session.rollback()
+        log.info(
+            "import residents by %s stopped at line %d: nothing was written", actor, pacer.line
+        )
+        raise
     except BaseException:
         await session.rollback()
         raise
     _log_report(report, actor)
     return report
+
+
+def _commit(session: AsyncSession) -> FinalStep:
+    @contextlib.asynccontextmanager
+    async def step() -> AsyncIterator[None]:
+        try:
+            yield
+        except BaseException:
+            await session.rollback()
+            raise
+        await session.commit()
+
+    return step
+
+
+async def _registry_revision(session: AsyncSession) -> int:
+    value = await session.scalar(
+        select(col(RegistryRevision.value)).where(col(RegistryRevision.key) == "resident")
+    )
+    return int(value or 0)
+
+
+async def _check_residents(
+    session: AsyncSession, report: ImportReport, *, name: str, data: bytes, pacer: _Pacer
+) -> _Checked | None:
+    """Every row checked against the registry as it is now; no write, no lock."""
+    try:
+        # openpyxl takes seconds for a big workbook: not on the event loop's thread
+        header, body, report.encoding = await asyncio.to_thread(read_table, name, data)
+    except BadFile as exc:
+        report.errors.append(RowError(0, "bad_file", str(exc)))
+        return None
+    cols = _columns(header, RESIDENT_COLUMNS)
+    contact_cols = _contact_columns(header)
+    if "name" not in cols:
+        report.errors.append(RowError(1, "bad_header", "no name column (姓名)"))
+        return None
+    report.rows = len(body)
+    # read before anything else: a change made from here on has a newer revision, and the
+    # write step re-checks exactly those
+    checked = _Checked(revision=await _registry_revision(session))
+    lookups = _Lookups()
+    await lookups.load(session)
+
+    rows: list[tuple[int, dict[str, Any], bool]] = []
+    seen_ids: dict[str, int] = {}
+    seen_people: dict[tuple[str, ...], int] = {}
+    for line, cells in body:
+        pacer.line = line
+        await pacer.tick()
+        before = len(report.errors)
+        values = _resident_values(line, cells, cols, contact_cols, lookups, report.errors)
+        id_number = str(values.get("id_number") or "").strip().upper()
+        if id_number:
+            if id_number in seen_ids:
+                report.errors.append(
+                    RowError(
+                        line,
+                        "duplicate_id_number",
+                        f"duplicate ID number (also on line {seen_ids[id_number]})",
+                    )
+                )
+                continue
+            seen_ids[id_number] = line
+        person = _person(values)
+        if not id_number and person in seen_people:
+            report.errors.append(
+                RowError(
+                    line, "duplicate_row", f"same name and address as line {seen_people[person]}"
+                )
+            )
+            continue
+        seen_people.setdefault(person, line)
+        rows.append((line, values, len(report.errors) == before))
+
+    matches = await _match(session, rows, pacer)
+    stored = await _stored(session, sorted(set(matches.values())), pacer)
+    valid: list[tuple[int, ResidentIn, bool]] = []
+    for line, values, lookups_ok in rows:
+        pacer.line = line
+        await pacer.tick()
+        rid = matches.get(line)
+        merged = dict(values)
+        if rid is not None:
+            merged = stored[rid][0].model_dump(exclude={"status_reason"}) | values
+        try:
+            resident = ResidentIn.model_validate(merged)
+        except ValidationError as exc:
+            report.errors.extend(_error_from_validation(line, exc))
+            continue
+        valid.append((line, resident, "phones" in values))
+        if not lookups_ok:
+            continue
+        problem = _registry_problem(line, resident, lookups)
+        if problem is not None:
+            report.errors.append(problem)
+            continue
+        old = stored[rid][0] if rid is not None else None
+        changes = repo.resident_changes(old, resident)
+        if rid is not None:
+            checked.matched[rid] = line
+        action = "create" if rid is None else ("update" if changes else "unchanged")
+        change = RowChange(line, action, rid, changes)
+        report.changes.append(change)
+        if action == "unchanged":
+            continue
+        held = {p.number for p in old.phones} if old is not None else set()
+        checked.good.append(
+            _Good(
+                line,
+                resident,
+                rid,
+                stored[rid][1] if rid is not None else "",
+                change,
+                [p.number for p in resident.phones if p.number not in held],
+            )
+        )
+    await _check_phones(session, report, checked, valid, pacer)
+    return checked
+
+
+def _person(values: dict[str, Any]) -> tuple[str, ...]:
+    return tuple(str(values.get(k, "")) for k in ("name", "address", "building", "unit", "room"))
+
+
+async def _match(
+    session: AsyncSession, rows: list[tuple[int, dict[str, Any], bool]], pacer: _Pacer
+) -> dict[int, int]:
+    """The stored resident each row means (`repository.find_resident_for`, in batches):
+    same ID number, else same name and address (the oldest such record)."""
+    by_id: dict[str, int] = {}
+    wanted = sorted({str(v.get("id_number") or "").strip().upper() for _, v, _ in rows} - {""})
+    for start in range(0, len(wanted), repo.IN_CHUNK):
+        await pacer.tick()
+        pairs: list[Any] = list(
+            (
+                await session.execute(
+                    select(col(Resident.id_number), col(Resident.id)).where(
+                        col(Resident.id_number).in_(wanted[start : start + repo.IN_CHUNK])
+                    )
+                )
+            ).all()
+        )
+        by_id.update((str(number), int(rid)) for number, rid in pairs)
+    out: dict[int, int] = {}
+    rest: list[tuple[int, tuple[str, ...]]] = []
+    for line, values, _ in rows:
+        rid = by_id.get(str(values.get("id_number") or "").strip().upper())
+        if rid is not None:
+            out[line] = rid
+        else:
+            rest.append((line, _person(values)))
+    names = sorted({person[0] for _, person in rest})
+    by_person: dict[tuple[str, ...], int] = {}
+    for start in range(0, len(names), repo.IN_CHUNK):
+        await pacer.tick()
+        stored: list[Any] = list(
+            (
+                await session.execute(
+                    select(
+                        col(Resident.id),
+                        col(Resident.name),
+                        col(Resident.address),
+                        col(Resident.building),
+                        col(Resident.unit),
+                        col(Resident.room),
+                    )
+                    .where(col(Resident.name).in_(names[start : start + repo.IN_CHUNK]))
+                    .order_by(col(Resident.id))
+                )
+            ).all()
+        )
+        for found in stored:
+            by_person.setdefault(tuple(str(v) for v in found[1:]), int(found[0]))
+    for line, person in rest:
+        if person in by_person:
+            out[line] = by_person[person]
+    return out
+
+
+async def _stored(
+    session: AsyncSession, ids: list[int], pacer: _Pacer
+) -> dict[int, tuple[ResidentIn, str]]:
+    """Stored residents as written (`repository.resident_input`, in batches), with their
+    status; plain rows, so the session's identity map stays empty however big the file."""
+    out: dict[int, tuple[ResidentIn, str]] = {}
+    residents = Resident.__table__  # type: ignore[attr-defined]
+    phone_t = ResidentPhone.__table__  # type: ignore[attr-defined]
+    contact_t = EmergencyContact.__table__  # type: ignore[attr-defined]
+    skip = {"id", "created_at", "updated_at", "revision", "name_pinyin", "name_initials"}
+    for start in range(0, len(ids), repo.IN_CHUNK):
+        await pacer.tick()
+        chunk = ids[start : start + repo.IN_CHUNK]
+        phones: dict[int, list[PhoneIn]] = {}
+        found = await session.execute(
+            select(phone_t.c.resident_id, phone_t.c.number, phone_t.c.kind)
+            .where(phone_t.c.resident_id.in_(chunk))
+            .order_by(phone_t.c.id)
+        )
+        for owner, number, kind in found.all():
+            phones.setdefault(owner, []).append(PhoneIn.model_construct(number=number, kind=kind))
+        contacts: dict[int, list[ContactIn]] = {}
+        found = await session.execute(
+            select(contact_t)
+            .where(contact_t.c.resident_id.in_(chunk))
+            .order_by(contact_t.c.position, contact_t.c.id)
+        )
+        for c in found.mappings():
+            contacts.setdefault(c["resident_id"], []).append(
+                ContactIn.model_construct(
+                    name=c["name"],
+                    relation=c["relation"],
+                    kind=c["kind"],
+                    phones=list(c["phones"] or [c["phone"]]),
+                    when_to_call=c["when_to_call"],
+                )
+            )
+        found = await session.execute(select(residents).where(residents.c.id.in_(chunk)))
+        for row in found.mappings():
+            rid = int(row["id"])
+            written = ResidentIn.model_construct(
+                **{k: v for k, v in row.items() if k not in skip},
+                status_reason="",
+                phones=phones.get(rid, []),
+                contacts=contacts.get(rid, []),
+            )
+            out[rid] = (written, str(getattr(row["status"], "value", row["status"])))
+    return out
+
+
+def _registry_problem(line: int, data: ResidentIn, lookups: _Lookups) -> RowError | None:
+    """`repository.check_resident`, on the lookups already loaded."""
+    if data.grid_code not in lookups.grid_codes:
+        return RowError(line, "unknown_grid", f"unknown grid {data.grid_code!r}")
+    wanted = {data.usual_pharmacy_id, *data.preferred_merchants.values()} - {None}
+    missing = sorted(m for m in wanted if m is not None and m not in lookups.merchant_ids)
+    if missing:
+        return RowError(line, "invalid", f"unknown merchant {missing[0]}")
+    return None
+
+
+async def _check_phones(
+    session: AsyncSession,
+    report: ImportReport,
+    checked: _Checked,
+    valid: list[tuple[int, ResidentIn, bool]],
+    pacer: _Pacer,
+) -> None:
+    """One phone, one resident: across the file's rows, then against the registry."""
+    lines_of: dict[str, list[int]] = {}
+    for line, resident, has_phones in valid:
+        if has_phones:
+            for phone in resident.phones:
+                lines_of.setdefault(phone.number, []).append(line)
+    shared = {n: lines for n, lines in lines_of.items() if len(lines) > 1}
+    bad: set[int] = set()
+    for number, lines in sorted(shared.items()):
+        for line in lines:
+            others = [other for other in lines if other != line]
+            report.errors.append(
+                RowError(
+                    line,
+                    "duplicate_phone",
+                    f"phone {mask(number)} is also on line "
+                    f"{', '.join(str(o) for o in others)}; a number belongs to one resident",
+                    {"number": mask(number), "other_lines": others},
+                )
+            )
+            bad.add(line)
+    claims = sorted({n for g in checked.good if g.line not in bad for n in g.claims} - set(shared))
+    holders = await repo.phone_holders(session, numbers=claims)
+    await pacer.tick()
+    for good in checked.good:
+        if good.line in bad:
+            continue
+        for number in good.claims:
+            found = holders.get(number, [])
+            owner = repo.phone_owner(found, resident_id=good.resident_id)
+            if owner is not None:
+                report.errors.append(_phone_taken(good.line, number, owner))
+                continue
+            released = repo.phones_to_release(found, resident_id=good.resident_id)
+            if released:
+                checked.releases[number] = released
+    report.errors.sort(key=lambda e: e.line)
+
+
+def _phone_taken(line: int, number: str, owner: int) -> RowError:
+    return RowError(
+        line,
+        "phone_taken",
+        f"phone {mask(number)} already belongs to resident {owner}; a number belongs to one "
+        "resident: take it off that resident first if it has really changed hands",
+        {"resident_id": owner, "number": mask(number)},
+    )
+
+
+class _Refused(Exception):
+    """The registry changed under a checked file: the report says which rows."""
+
+
+async def _write_residents(
+    session: AsyncSession,
+    report: ImportReport,
+    checked: _Checked,
+    *,
+    actor: str,
+    pacer: _Pacer,
+    final: FinalStep,
+    before_commit: BeforeCommit | None,
+) -> None:
+    """Stage the good rows (no lock), then write them in the caller's final step."""
+    if not checked.good:  # nothing changes: no write, not even the revision moves
+        async with final():
+            if before_commit is not None:
+                await before_commit(report)
+        report.committed = True
+        return
+    staging = Staging(session)
+    now = utcnow()
+    try:
+        await staging.create()
+        new_rows = sum(1 for g in checked.good if g.resident_id is None)
+        ids = iter(await staging.reserve_ids(new_rows))
+        rows = []
+        for n, good in enumerate(checked.good, start=1):
+            await pacer.tick()
+            rid = good.resident_id if good.resident_id is not None else next(ids, None)
+            rows.append(_staged(n, rid, good, now))
+        await staging.fill(rows, checked.releases, actor=actor, now=now, tick=pacer.tick)
+        await pacer.tick(now=True)  # a client gone by now still stops the import
+    except BaseException:
+        await staging.drop()
+        raise
+    try:
+        async with final():
+            try:
+                revision = await staging.bump_revision()
+                await _recheck(session, report, checked, revision)
+                if report.errors:
+                    raise _Refused
+                try:
+                    base = await staging.write(revision=revision, now=now)
+                except IntegrityError as exc:
+                    report.errors.append(_changed_meanwhile(0, "the registry"))
+                    raise _Refused from exc
+                _record(report, checked, rows, base)
+            finally:
+                await staging.drop()
+            if before_commit is not None:
+                await before_commit(report)
+    except _Refused:
+        report.released = []
+        return
+    report.committed = True
+
+
+def _staged(n: int, rid: int | None, good: _Good, now: Any) -> NewResident:
+    data = good.data
+    values = data.model_dump(exclude={"phones", "contacts", "status_reason"})
+    values["name_pinyin"], values["name_initials"] = pinyin_keys(data.name)
+    values["created_at"] = now
+    new = good.resident_id is None
+    changes = good.change.fields
+    contacts = [
+        {
+            "name": c.name,
+            "relation": c.relation,
+            "kind": c.kind,
+            "phone": c.phones[0],
+            "phones": list(c.phones),
+            "when_to_call": c.when_to_call,
+        }
+        for c in data.contacts
+    ]
+    return NewResident(
+        ord=n,
+        id=rid,
+        is_new=new,
+        values=values,
+        phones=[(p.number, p.kind) for p in data.phones] if new or "phones" in changes else None,
+        contacts=contacts if new or "contacts" in changes else None,
+        status_change=(good.old_status, data.status.value, data.status_reason)
+        if data.status.value != good.old_status
+        else None,
+    )
+
+
+def _record(report: ImportReport, checked: _Checked, rows: list[NewResident], base: int) -> None:
+    """The ids the write gave new residents, and whose numbers it took."""
+    for row, good in zip(rows, checked.good, strict=True):
+        rid = row.id if row.id is not None else base + row.ord
+        good.change.record_id = rid
+        for number in good.claims:
+            report.released += [(other, rid) for other in checked.releases.get(number, [])]
+
+
+def _changed_meanwhile(line: int, what: str) -> RowError:
+    return RowError(
+        line,
+        "changed_meanwhile",
+        f"{what} changed while this file was being checked; nothing was imported: "
+        "import the file again",
+    )
+
+
+async def _recheck(
+    session: AsyncSession, report: ImportReport, checked: _Checked, revision: int
+) -> None:
+    """Under the lock: residents written since the file was checked must not change what
+    was decided (a matched resident edited, a number given to someone, the same person
+    registered meanwhile); those rows are refused and the file can simply be run again."""
+    residents = Resident.__table__  # type: ignore[attr-defined]
+    changed = list(
+        (
+            await session.execute(
+                select(residents).where(
+                    residents.c.revision > checked.revision, residents.c.revision < revision
+                )
+            )
+        ).mappings()
+    )
+    if not changed:
+        return
+    ids = {int(r["id"]) for r in changed}
+    released = {rid for owners in checked.releases.values() for rid in owners}
+    for rid in sorted(ids & (set(checked.matched) | released)):
+        report.errors.append(_changed_meanwhile(checked.matched.get(rid, 0), f"resident {rid}"))
+    numbers = (
+        await session.execute(
+            select(col(ResidentPhone.number)).where(col(ResidentPhone.resident_id).in_(sorted(ids)))
+        )
+    ).scalars()
+    holders = await repo.phone_holders(session, numbers=list(numbers))
+    people = {_person(dict(r)): int(r["id"]) for r in changed}
+    id_numbers = {r["id_number"]: int(r["id"]) for r in changed if r["id_number"]}
+    for good in checked.good:
+        for number in good.claims:
+            owner = repo.phone_owner(holders.get(number, []), resident_id=good.resident_id)
+            if owner is not None:
+                report.errors.append(_phone_taken(good.line, number, owner))
+        if good.resident_id is None:
+            same = id_numbers.get(good.data.id_number or "") or people.get(
+                _person(good.data.model_dump())
+            )
+            if same is not None:
+                report.errors.append(_changed_meanwhile(good.line, f"resident {same}"))
+    report.errors.sort(key=lambda e: e.line)
 
 
 async def _settle(
@@ -448,47 +983,6 @@ def _log_report(report: ImportReport, actor: str) -> None:
         report.dry_run,
         report.committed,
     )
-
-
-async def _import_resident_row(
-    session: AsyncSession,
-    line: int,
-    values: dict[str, Any],
-    report: ImportReport,
-    actor: str,
-    *,
-    checked: bool,
-) -> None:
-    """Validate a row (every reason is reported) and, if it is good, write it."""
-    key = ResidentIn.model_construct(
-        **{k: values.get(k, "") for k in ("name", "address", "building", "unit", "room")},
-        id_number=str(values.get("id_number") or "").strip().upper() or None,
-    )
-    existing = await repo.find_resident_for(session, data=key)
-    merged = dict(values)
-    if existing is not None:
-        old = await repo.resident_input(session, resident=existing)
-        merged = old.model_dump(exclude={"status_reason"}) | values
-    try:
-        data = ResidentIn.model_validate(merged)
-    except ValidationError as exc:
-        report.errors.extend(_error_from_validation(line, exc))
-        return
-    if not checked:
-        return
-    try:
-        resident, changes = await repo.save_resident(
-            session, data=data, resident_id=existing.id if existing else None, actor=actor
-        )
-    except repo.Duplicate as exc:
-        report.errors.append(RowError(line, "duplicate_id_number", str(exc)))
-        return
-    except repo.Invalid as exc:
-        code = "unknown_grid" if "grid" in str(exc) else "invalid"
-        report.errors.append(RowError(line, code, str(exc)))
-        return
-    action = "create" if existing is None else ("update" if changes else "unchanged")
-    report.changes.append(RowChange(line, action, resident.id, changes))
 
 
 # -- merchants --
@@ -589,9 +1083,15 @@ async def import_merchants(
     dry_run: bool,
     actor: str,
     before_commit: BeforeCommit | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> ImportReport:
-    """Check and (unless a dry run, or any row is bad) write a merchants file."""
+    """Check and (unless a dry run, or any row is bad) write a merchants file.
+
+    Row by row in the caller's transaction (merchants files hold tens of rows, not
+    thousands); `should_stop` is asked between rows, as for residents.
+    """
     report = ImportReport(kind="merchants", dry_run=dry_run)
+    pacer = _Pacer(should_stop)
     try:
         header, body, report.encoding = read_table(name, data)
     except BadFile as exc:
@@ -607,6 +1107,8 @@ async def import_merchants(
     seen_codes: dict[str, int] = {}
     try:
         for line, cells in body:
+            pacer.line = line
+            await pacer.tick()
             before = len(report.errors)
             values = _merchant_values(line, cells, cols, lookups, report.errors)
             code = str(values.get("external_code") or "")
@@ -625,6 +1127,12 @@ async def import_merchants(
                 session, line, values, report, actor, checked=len(report.errors) == before
             )
         await _settle(session, report, dry_run=dry_run, before_commit=before_commit)
+    except (Stopped, asyncio.CancelledError):
+        await session.rollback()
+        log.info(
+            "import merchants by %s stopped at line %d: nothing was written", actor, pacer.line
+        )
+        raise
     except BaseException:
         await session.rollback()
         raise

@@ -134,6 +134,11 @@ async def test_given_a_client_that_goes_away_mid_import_then_the_import_stops_an
     harness: Harness, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     h = harness
+    # as under `web.run_app` (aiohttp's test server cancels a handler whose client left,
+    # which production does not do)
+    server = h.client.server.runner.server  # type: ignore[union-attr]
+    assert server is not None
+    server.handler_cancellation = False
     caplog.set_level(logging.INFO, logger="registry.importing")
     gate = Gate()
     monkeypatch.setattr(importing, "pause", gate, raising=False)
