@@ -262,7 +262,6 @@ _TEXTS: dict[str, dict[str, str]] = {
         "f_when_to_call": "何时拨打",
         "f_phones": "本人电话",
         "f_phone_kind": "类型",
-        "f_shared_phone": "共用电话（如老两口同一座机），仍然保存",
         "f_birth_year": "出生年份",
         "f_id_number": "身份证号",
         "f_building": "楼栋",
@@ -435,6 +434,28 @@ _TEXTS: dict[str, dict[str, str]] = {
         "已记入事件日志（导入编号 {id}）",
         # holdfix: a transfer nobody answered
         "transfer_unanswered": "转接无人接听，来电已回到排队（原位次）：#{id}",
+        # one phone, one resident; import errors in words (the server sends codes and ids)
+        "err_phone_taken": "这个号码已登记在居民 #{id} 名下：一个号码只属于一位居民",
+        "import_more_errors": "另有 {n} 行有问题未列出",
+        "imp_bad_file": "文件无法读取",
+        "imp_bad_header": "缺少表头",
+        "imp_bad_phone": "电话号码不对",
+        "imp_missing_name": "缺少姓名",
+        "imp_bad_id_number": "身份证号不对",
+        "imp_unknown_grid": "没有这个网格",
+        "imp_unknown_merchant": "没有这个药房",
+        "imp_unknown_category": "没有这项服务",
+        "imp_duplicate_id_number": "身份证号重复",
+        "imp_duplicate_row": "重复的行",
+        "imp_duplicate_code": "商家编号重复",
+        "imp_bad_hours": "营业时间不对",
+        "imp_invalid": "内容不对",
+        "imp_phone_taken": "电话已属于其他居民",
+        "imp_duplicate_phone": "电话重复",
+        "imp_changed_meanwhile": "导入时登记有变动",
+        "imp_why_phone_taken": "电话 {number} 已登记在居民 #{id} 名下；一个号码只属于一位居民，"
+        "如确已换人使用，请先从该居民处删除",
+        "imp_why_duplicate_phone": "电话 {number} 也在第 {lines} 行；一个号码只属于一位居民",
     },
     "en": {
         "app": "Yijing care dispatch",
@@ -713,7 +734,6 @@ _TEXTS: dict[str, dict[str, str]] = {
         "f_when_to_call": "When to call",
         "f_phones": "Own phones",
         "f_phone_kind": "Kind",
-        "f_shared_phone": "Shared phone (e.g. a couple's landline): save anyway",
         "f_birth_year": "Year of birth",
         "f_id_number": "ID number",
         "f_building": "Building",
@@ -888,6 +908,30 @@ _TEXTS: dict[str, dict[str, str]] = {
         # holdfix: a transfer nobody answered
         "transfer_unanswered": "Transfer not answered: call #{id} is back in the queue, "
         "in its place",
+        # one phone, one resident; import errors in words (the server sends codes and ids)
+        "err_phone_taken": "This number is already registered to resident #{id}: "
+        "one number belongs to one resident",
+        "import_more_errors": "{n} more rows have problems (not listed)",
+        "imp_bad_file": "File cannot be read",
+        "imp_bad_header": "Header missing",
+        "imp_bad_phone": "Wrong phone number",
+        "imp_missing_name": "Name missing",
+        "imp_bad_id_number": "Wrong ID number",
+        "imp_unknown_grid": "No such grid",
+        "imp_unknown_merchant": "No such pharmacy",
+        "imp_unknown_category": "No such service",
+        "imp_duplicate_id_number": "ID number repeated",
+        "imp_duplicate_row": "Row repeated",
+        "imp_duplicate_code": "Merchant code repeated",
+        "imp_bad_hours": "Wrong opening hours",
+        "imp_invalid": "Not valid",
+        "imp_phone_taken": "Phone belongs to another resident",
+        "imp_duplicate_phone": "Phone repeated",
+        "imp_changed_meanwhile": "Registry changed meanwhile",
+        "imp_why_phone_taken": "Phone {number} is already registered to resident #{id}; one "
+        "number belongs to one resident: if it has really changed hands, remove it there first",
+        "imp_why_duplicate_phone": "Phone {number} is also on line {lines}; one number belongs "
+        "to one resident",
     },
 }
 
