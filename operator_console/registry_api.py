@@ -23,6 +23,7 @@ from typing import Any
 from aiohttp import BodyPartReader, web
 from pydantic import BaseModel, Field
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from dispatch.clock import LOCAL_TZ
@@ -152,10 +153,10 @@ async def run_import(
     A dry run or a bad file writes nothing. Returns the report and the import id of a
     committed run; `importing.Stopped` when `should_stop` said so (nothing written).
 
-    A residents file is checked and staged on a session of its own without the write
-    lock (that session never writes the registry before its final step, so it is not
-    counted by `Store.busy`); the lock is held only for the final, set-based write
-    (`registry.bulk`). Merchants files are small and run in one ordinary unit of work.
+    A residents file is checked and staged on sessions of its own without the write lock
+    (they never write the registry before the final step, so `Store.busy` need not count
+    them); the lock is held only for the final, set-based write (`registry.bulk`).
+    Merchants files are small and run in one ordinary unit of work.
     """
     import_id = uuid.uuid4().hex[:16]
     unit: Tx | None = None
@@ -195,14 +196,13 @@ async def run_import(
             )
         return report, import_id if report.committed else None
 
+    @contextlib.asynccontextmanager
+    async def final(session: AsyncSession) -> AsyncIterator[None]:
+        nonlocal unit
+        async with store.tx(session=session) as unit:
+            yield
+
     async with store.sessions() as session:
-
-        @contextlib.asynccontextmanager
-        async def final() -> AsyncIterator[None]:
-            nonlocal unit
-            async with store.tx(session=session) as unit:
-                yield
-
         report = await importing.import_residents(
             session,
             name=name,

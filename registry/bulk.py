@@ -177,7 +177,6 @@ class Staging:
     async def fill(
         self,
         rows: Sequence[NewResident],
-        releases: dict[str, list[int]],
         *,
         actor: str,
         now: datetime,
@@ -231,6 +230,9 @@ class Staging:
             ):
                 if values:
                     await self.session.execute(insert(table), values)
+
+    async def stage_releases(self, releases: dict[str, list[int]]) -> None:
+        """Numbers to take off residents who moved out or died (number -> their ids)."""
         released = [{"number": n, "resident_id": rid} for n, ids in releases.items() for rid in ids]
         for start in range(0, len(released), STAGE_CHUNK):
             await self.session.execute(insert(self.releases), released[start : start + STAGE_CHUNK])

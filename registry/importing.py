@@ -31,10 +31,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,7 +43,7 @@ from typing import Any
 from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from sqlmodel import col
 
 from registry import repository as repo
@@ -243,9 +244,9 @@ class ImportReport:
 
 #: called with the report of a good, real run while its transaction is still open
 BeforeCommit = Callable[[ImportReport], Awaitable[None]]
-#: the short transaction a checked file is written in: the caller takes its write lock,
-#: commits on a clean exit and rolls back on an exception (default: commit the session)
-FinalStep = Callable[[], AbstractAsyncContextManager[object]]
+#: the short transaction a checked file is written in, on the session given: the caller
+#: takes its write lock, commits on a clean exit and rolls back on an exception
+FinalStep = Callable[[AsyncSession], AbstractAsyncContextManager[object]]
 
 
 class Stopped(Exception):
@@ -255,6 +256,33 @@ class Stopped(Exception):
 async def pause() -> None:
     """Give the event loop a turn (a test may replace it to hold an import half way)."""
     await asyncio.sleep(0)
+
+
+_deferring = 0
+_thresholds: tuple[int, int, int] = (0, 0, 0)
+
+
+@contextlib.contextmanager
+def _full_collections_deferred() -> Iterator[None]:
+    """No full garbage collection while a big file is checked (young ones still run).
+
+    A full collection walks every object of the process (~300,000 after start, most of
+    them the pinyin dictionary) and stops the event loop for 100-300 ms; the rows of an
+    import outlive the young generations, and CPython's heuristic then ran a full
+    collection about every second of the import. They are put off until the import ends
+    (one collection then, as would have happened anyway); a counter lets imports overlap.
+    """
+    global _deferring, _thresholds
+    if _deferring == 0:
+        _thresholds = gc.get_threshold()
+        gc.set_threshold(_thresholds[0], _thresholds[1], 1_000_000)
+    _deferring += 1
+    try:
+        yield
+    finally:
+        _deferring -= 1
+        if _deferring == 0:
+            gc.set_threshold(*_thresholds)
 
 
 class _Pacer:
@@ -374,7 +402,7 @@ class _Lookups:
 
 def _resident_values(
     line: int,
-    cells: list[str],
+    cells: Sequence[str],
     cols: dict[str, int],
     contact_cols: dict[int, dict[str, int]],
     lookups: _Lookups,
@@ -431,29 +459,50 @@ def _resident_values(
     return values
 
 
-@dataclass(slots=True)
-class _Good:
-    """A checked row that creates or changes a resident."""
-
-    line: int
-    data: ResidentIn
-    resident_id: int | None
-    old_status: str
-    change: RowChange
-    #: numbers the row gives a resident who does not hold them yet
-    claims: list[str]
+#: rows checked (and staged) together: one batch of lookups, one staging chunk
+CHUNK_ROWS = 500
 
 
 @dataclass(slots=True)
-class _Checked:
-    """What checking a residents file found, for the write step."""
+class _Plan:
+    """What checking a residents file decided so far, kept small: a 100,000-row file must
+    not leave millions of objects for the garbage collector to walk while the event loop
+    waits (rows are checked and staged a chunk at a time, then dropped)."""
 
     revision: int
-    good: list[_Good] = field(default_factory=list)
+    lookups: _Lookups
+    #: the staging tables, while the file is good and not a dry run
+    staging: Staging | None
+    rows: int = 0
+    #: per staged row: the report's change, its number in the file, the id it was given
+    #: (an update's resident, an id from the sequence, or None: SQLite numbers it at write)
+    staged: list[tuple[RowChange, int, int | None]] = field(default_factory=list)
+    #: stored residents the file changes, by id -> line
+    matched: dict[int, int] = field(default_factory=dict)
+    #: new residents' ID numbers and (name, address ...) keys -> line
+    new_ids: dict[str, int] = field(default_factory=dict)
+    new_people: dict[tuple[str, ...], int] = field(default_factory=dict)
+    #: numbers a row gives a resident who does not hold them yet -> (line, row number)
+    claims: dict[str, tuple[int, int]] = field(default_factory=dict)
+    #: the stored resident (None: new) of each row number with a claim
+    claimant: dict[int, int | None] = field(default_factory=dict)
+    #: every number on the file's rows -> the lines it is on
+    lines_of: dict[str, int | list[int]] = field(default_factory=dict)
     #: number -> residents (moved out or died) it is taken off
     releases: dict[str, list[int]] = field(default_factory=dict)
-    #: rows that match a stored resident, by resident id
-    matched: dict[int, int] = field(default_factory=dict)
+    seen_ids: dict[str, int] = field(default_factory=dict)
+    seen_people: dict[tuple[str, ...], int] = field(default_factory=dict)
+
+    def on_line(self, number: str, line: int) -> None:
+        """Note that a number is on a line (a number on two lines is refused on both)."""
+        found = self.lines_of.get(number)
+        if found is None:
+            self.lines_of[number] = line
+        elif isinstance(found, int):
+            if found != line:
+                self.lines_of[number] = [found, line]
+        elif line not in found:
+            found.append(line)
 
 
 async def import_residents(
@@ -469,69 +518,137 @@ async def import_residents(
 ) -> ImportReport:
     """Check and (unless a dry run, or any row is bad) write a residents file.
 
-    The caller owns the session, which is used for this one file; nothing is committed
-    but a good, real run, and everything else is rolled back, so nothing of a bad,
-    stopped or failed file is ever left behind. The rows are written in `final` (the
-    console: a unit of work holding the write lock); `before_commit` runs in it just
-    before the commit (the console writes its event-log entry there, so the rows and the
-    entry commit together). `should_stop` raises `Stopped` at the next slice of work.
+    `session` reads the registry and is rolled back at the end; the rows are staged and
+    written on a second session of the same engine, which only `final` commits (the
+    console: a unit of work holding the write lock; by default the staging session is
+    simply committed). `before_commit` runs in that final step just before the commit
+    (the console writes its event-log entry there, so the rows and the entry commit
+    together). Nothing of a bad, stopped or failed file is ever written. `should_stop`
+    raises `Stopped` at the next slice of work.
     """
     report = ImportReport(kind="residents", dry_run=dry_run)
     pacer = _Pacer(should_stop)
-    try:
-        checked = await _check_residents(session, report, name=name, data=data, pacer=pacer)
-        if checked is None or report.errors or dry_run:
-            await session.rollback()
-        else:
-            await _write_residents(
-                session,
-                report,
-                checked,
-                actor=actor,
-                pacer=pacer,
-                final=final or _commit(session),
-                before_commit=before_commit,
-            )
-    except (Stopped, asyncio.CancelledError):
-        await session.rollback()
-        log.info(
-            "import residents by %s stopped at line %d: nothing was written", actor, pacer.line
+    with _full_collections_deferred():
+        await _import_residents(
+            session,
+            report,
+            name=name,
+            data=data,
+            actor=actor,
+            before_commit=before_commit,
+            final=final,
+            pacer=pacer,
         )
-        raise
-    except BaseException:
-        await session.rollback()
-        raise
     _log_report(report, actor)
     return report
 
 
-def _commit(session: AsyncSession) -> FinalStep:
-    @contextlib.asynccontextmanager
-    async def step() -> AsyncIterator[None]:
+async def _import_residents(
+    session: AsyncSession,
+    report: ImportReport,
+    *,
+    name: str,
+    data: bytes,
+    actor: str,
+    before_commit: BeforeCommit | None,
+    final: FinalStep | None,
+    pacer: _Pacer,
+) -> None:
+    dry_run = report.dry_run
+    engine = session.bind.engine if isinstance(session.bind, AsyncConnection) else session.bind
+    assert isinstance(engine, AsyncEngine), "an import needs a session bound to an engine"
+    # one connection for the staging tables from their creation to their drop, which
+    # comes after the final step's commit, outside the caller's lock
+    async with (
+        engine.connect() as connection,
+        AsyncSession(bind=connection, expire_on_commit=False) as stage_session,
+    ):
+        staging = None if dry_run else Staging(stage_session)
         try:
-            yield
-        except BaseException:
-            await session.rollback()
+            plan = await _check_residents(
+                session, report, name=name, data=data, staging=staging, actor=actor, pacer=pacer
+            )
+            await session.rollback()  # it only read
+            if plan is None or report.errors or dry_run:
+                raise _Refused
+            assert staging is not None
+            await _write_residents(
+                stage_session,
+                report,
+                plan,
+                staging,
+                actor=actor,
+                final=final or _commit,
+                before_commit=before_commit,
+            )
+            await staging.drop()
+            await stage_session.commit()
+        except _Refused:
+            await _discard(session, stage_session, staging)
+        except (Stopped, asyncio.CancelledError):
+            await _discard(session, stage_session, staging)
+            log.info(
+                "import residents by %s stopped at line %d: nothing was written", actor, pacer.line
+            )
             raise
-        await session.commit()
+        except BaseException:
+            await _discard(session, stage_session, staging)
+            raise
 
-    return step
+
+async def _discard(
+    session: AsyncSession, stage_session: AsyncSession, staging: Staging | None
+) -> None:
+    """Nothing of this file stays: both sessions rolled back, the staging tables dropped
+    (a PostgreSQL rollback drops them; SQLite made them outside the transaction)."""
+    await stage_session.rollback()
+    await session.rollback()
+    if staging is not None:
+        await staging.drop()
+        await stage_session.commit()
 
 
-async def _registry_revision(session: AsyncSession) -> int:
-    value = await session.scalar(
-        select(col(RegistryRevision.value)).where(col(RegistryRevision.key) == "resident")
-    )
-    return int(value or 0)
+@contextlib.asynccontextmanager
+async def _commit(session: AsyncSession) -> AsyncIterator[None]:
+    """The final step without a caller's lock: commit, or roll back on an exception."""
+    try:
+        yield
+    except BaseException:
+        await session.rollback()
+        raise
+    await session.commit()
+
+
+_Chunk = list[tuple[int, tuple[str, ...]]]
+
+
+def _read(name: str, data: bytes) -> tuple[list[str], list[_Chunk], int, str]:
+    """`read_table` in chunks of CHUNK_ROWS rows, each row's cells a tuple: a chunk is
+    freed once checked (freeing 100,000 rows at once stops the event loop for a while),
+    and a tuple of strings costs the garbage collector nothing."""
+    header, body, encoding = read_table(name, data)
+    chunks = [
+        [(line, tuple(cells)) for line, cells in body[start : start + CHUNK_ROWS]]
+        for start in range(0, len(body), CHUNK_ROWS)
+    ]
+    return header, chunks, len(body), encoding
 
 
 async def _check_residents(
-    session: AsyncSession, report: ImportReport, *, name: str, data: bytes, pacer: _Pacer
-) -> _Checked | None:
-    """Every row checked against the registry as it is now; no write, no lock."""
+    session: AsyncSession,
+    report: ImportReport,
+    *,
+    name: str,
+    data: bytes,
+    staging: Staging | None,
+    actor: str,
+    pacer: _Pacer,
+) -> _Plan | None:
+    """Every row checked against the registry as it is now, and staged while the file is
+    good; no write to the registry, no lock."""
     try:
         # openpyxl takes seconds for a big workbook: not on the event loop's thread
-        header, body, report.encoding = await asyncio.to_thread(read_table, name, data)
+        header, chunks, report.rows, report.encoding = await asyncio.to_thread(_read, name, data)
     except BadFile as exc:
         report.errors.append(RowError(0, "bad_file", str(exc)))
         return None
@@ -540,88 +657,142 @@ async def _check_residents(
     if "name" not in cols:
         report.errors.append(RowError(1, "bad_header", "no name column (姓名)"))
         return None
-    report.rows = len(body)
     # read before anything else: a change made from here on has a newer revision, and the
     # write step re-checks exactly those
-    checked = _Checked(revision=await _registry_revision(session))
-    lookups = _Lookups()
-    await lookups.load(session)
+    plan = _Plan(revision=await _registry_revision(session), lookups=_Lookups(), staging=staging)
+    await plan.lookups.load(session)
+    if staging is not None:
+        await staging.create()
+    now = utcnow()
+    chunks.reverse()
+    while chunks:
+        good = await _check_chunk(session, report, plan, chunks.pop(), cols, contact_cols, pacer)
+        if staging is not None and not report.errors and good:
+            await _stage_chunk(staging, plan, good, actor=actor, now=now, pacer=pacer)
+    await _check_phones(session, report, plan, pacer)
+    if staging is not None and not report.errors and plan.releases:
+        await staging.stage_releases(plan.releases)
+    return plan
 
+
+async def _check_chunk(
+    session: AsyncSession,
+    report: ImportReport,
+    plan: _Plan,
+    chunk: _Chunk,
+    cols: dict[str, int],
+    contact_cols: dict[int, dict[str, int]],
+    pacer: _Pacer,
+) -> list[tuple[int, ResidentIn, int | None, str]]:
+    """Check some rows; returns the good ones that create or change a resident, each with
+    its row number, data, stored resident (None: new) and stored status."""
     rows: list[tuple[int, dict[str, Any], bool]] = []
-    seen_ids: dict[str, int] = {}
-    seen_people: dict[tuple[str, ...], int] = {}
-    for line, cells in body:
+    for line, cells in chunk:
         pacer.line = line
         await pacer.tick()
         before = len(report.errors)
-        values = _resident_values(line, cells, cols, contact_cols, lookups, report.errors)
+        values = _resident_values(line, cells, cols, contact_cols, plan.lookups, report.errors)
         id_number = str(values.get("id_number") or "").strip().upper()
         if id_number:
-            if id_number in seen_ids:
+            if id_number in plan.seen_ids:
                 report.errors.append(
                     RowError(
                         line,
                         "duplicate_id_number",
-                        f"duplicate ID number (also on line {seen_ids[id_number]})",
+                        f"duplicate ID number (also on line {plan.seen_ids[id_number]})",
                     )
                 )
                 continue
-            seen_ids[id_number] = line
+            plan.seen_ids[id_number] = line
         person = _person(values)
-        if not id_number and person in seen_people:
+        if not id_number and person in plan.seen_people:
             report.errors.append(
                 RowError(
-                    line, "duplicate_row", f"same name and address as line {seen_people[person]}"
+                    line,
+                    "duplicate_row",
+                    f"same name and address as line {plan.seen_people[person]}",
                 )
             )
             continue
-        seen_people.setdefault(person, line)
+        plan.seen_people.setdefault(person, line)
         rows.append((line, values, len(report.errors) == before))
 
     matches = await _match(session, rows, pacer)
     stored = await _stored(session, sorted(set(matches.values())), pacer)
-    valid: list[tuple[int, ResidentIn, bool]] = []
+    good: list[tuple[int, ResidentIn, int | None, str]] = []
     for line, values, lookups_ok in rows:
         pacer.line = line
         await pacer.tick()
         rid = matches.get(line)
-        merged = dict(values)
-        if rid is not None:
-            merged = stored[rid][0].model_dump(exclude={"status_reason"}) | values
+        old, old_status = stored[rid] if rid is not None else (None, "")
+        merged = old.model_dump(exclude={"status_reason"}) | values if old else dict(values)
         try:
             resident = ResidentIn.model_validate(merged)
         except ValidationError as exc:
             report.errors.extend(_error_from_validation(line, exc))
             continue
-        valid.append((line, resident, "phones" in values))
+        if "phones" in values:
+            for phone in resident.phones:
+                plan.on_line(phone.number, line)
         if not lookups_ok:
             continue
-        problem = _registry_problem(line, resident, lookups)
+        problem = _registry_problem(line, resident, plan.lookups)
         if problem is not None:
             report.errors.append(problem)
             continue
-        old = stored[rid][0] if rid is not None else None
         changes = repo.resident_changes(old, resident)
-        if rid is not None:
-            checked.matched[rid] = line
         action = "create" if rid is None else ("update" if changes else "unchanged")
         change = RowChange(line, action, rid, changes)
         report.changes.append(change)
         if action == "unchanged":
             continue
+        plan.rows += 1
+        n = plan.rows
         held = {p.number for p in old.phones} if old is not None else set()
-        checked.good.append(
-            _Good(
-                line,
-                resident,
-                rid,
-                stored[rid][1] if rid is not None else "",
-                change,
-                [p.number for p in resident.phones if p.number not in held],
-            )
+        for phone in resident.phones:
+            if phone.number not in held:
+                plan.claims.setdefault(phone.number, (line, n))
+                plan.claimant[n] = rid
+        if rid is None:
+            if resident.id_number:
+                plan.new_ids[resident.id_number] = line
+            plan.new_people[_person(resident.model_dump())] = line
+        else:
+            plan.matched[rid] = line
+        plan.staged.append((change, n, rid))
+        good.append((n, resident, rid, old_status))
+    return good
+
+
+async def _stage_chunk(
+    staging: Staging,
+    plan: _Plan,
+    good: list[tuple[int, ResidentIn, int | None, str]],
+    *,
+    actor: str,
+    now: Any,
+    pacer: _Pacer,
+) -> None:
+    """Put checked rows in the staging tables (new residents get their ids here on
+    PostgreSQL, from the sequence)."""
+    ids = iter(await staging.reserve_ids(sum(1 for _, _, rid, _ in good if rid is None)))
+    rows = []
+    for n, resident, rid, old_status in good:
+        given = rid if rid is not None else next(ids, None)
+        if rid is None and given is not None:
+            change, _, _ = plan.staged[n - 1]
+            plan.staged[n - 1] = (change, n, given)
+        rows.append(
+            _staged(n, given, resident, rid is None, plan.staged[n - 1][0], old_status, now)
         )
-    await _check_phones(session, report, checked, valid, pacer)
-    return checked
+    await staging.fill(rows, actor=actor, now=now, tick=pacer.tick)
+
+
+async def _registry_revision(session: AsyncSession) -> int:
+    value = await session.scalar(
+        select(col(RegistryRevision.value)).where(col(RegistryRevision.key) == "resident")
+    )
+    return int(value or 0)
 
 
 def _person(values: dict[str, Any]) -> tuple[str, ...]:
@@ -744,21 +915,30 @@ def _registry_problem(line: int, data: ResidentIn, lookups: _Lookups) -> RowErro
     return None
 
 
+def _phone_taken(line: int, number: str, owner: int) -> RowError:
+    return RowError(
+        line,
+        "phone_taken",
+        f"phone {mask(number)} already belongs to resident {owner}; a number belongs to one "
+        "resident: take it off that resident first if it has really changed hands",
+        {"resident_id": owner, "number": mask(number)},
+    )
+
+
+def _changed_meanwhile(line: int, what: str) -> RowError:
+    return RowError(
+        line,
+        "changed_meanwhile",
+        f"{what} changed while this file was being checked; nothing was imported: "
+        "import the file again",
+    )
+
+
 async def _check_phones(
-    session: AsyncSession,
-    report: ImportReport,
-    checked: _Checked,
-    valid: list[tuple[int, ResidentIn, bool]],
-    pacer: _Pacer,
+    session: AsyncSession, report: ImportReport, plan: _Plan, pacer: _Pacer
 ) -> None:
     """One phone, one resident: across the file's rows, then against the registry."""
-    lines_of: dict[str, list[int]] = {}
-    for line, resident, has_phones in valid:
-        if has_phones:
-            for phone in resident.phones:
-                lines_of.setdefault(phone.number, []).append(line)
-    shared = {n: lines for n, lines in lines_of.items() if len(lines) > 1}
-    bad: set[int] = set()
+    shared = {n: lines for n, lines in plan.lines_of.items() if isinstance(lines, list)}
     for number, lines in sorted(shared.items()):
         for line in lines:
             others = [other for other in lines if other != line]
@@ -771,102 +951,83 @@ async def _check_phones(
                     {"number": mask(number), "other_lines": others},
                 )
             )
-            bad.add(line)
-    claims = sorted({n for g in checked.good if g.line not in bad for n in g.claims} - set(shared))
+    claims = [n for n in plan.claims if n not in shared]
     holders = await repo.phone_holders(session, numbers=claims)
     await pacer.tick()
-    for good in checked.good:
-        if good.line in bad:
+    for number in claims:
+        await pacer.tick()
+        line, n = plan.claims[number]
+        found = holders.get(number, [])
+        owner = repo.phone_owner(found, resident_id=plan.claimant[n])
+        if owner is not None:
+            report.errors.append(_phone_taken(line, number, owner))
             continue
-        for number in good.claims:
-            found = holders.get(number, [])
-            owner = repo.phone_owner(found, resident_id=good.resident_id)
-            if owner is not None:
-                report.errors.append(_phone_taken(good.line, number, owner))
-                continue
-            released = repo.phones_to_release(found, resident_id=good.resident_id)
-            if released:
-                checked.releases[number] = released
+        released = repo.phones_to_release(found, resident_id=plan.claimant[n])
+        if released:
+            plan.releases[number] = released
     report.errors.sort(key=lambda e: e.line)
 
 
-def _phone_taken(line: int, number: str, owner: int) -> RowError:
-    return RowError(
-        line,
-        "phone_taken",
-        f"phone {mask(number)} already belongs to resident {owner}; a number belongs to one "
-        "resident: take it off that resident first if it has really changed hands",
-        {"resident_id": owner, "number": mask(number)},
-    )
-
-
 class _Refused(Exception):
-    """The registry changed under a checked file: the report says which rows."""
+    """The file is not written: a bad row, a dry run, or the registry changed under it."""
 
 
 async def _write_residents(
-    session: AsyncSession,
+    stage_session: AsyncSession,
     report: ImportReport,
-    checked: _Checked,
+    plan: _Plan,
+    staging: Staging,
     *,
     actor: str,
-    pacer: _Pacer,
     final: FinalStep,
     before_commit: BeforeCommit | None,
 ) -> None:
-    """Stage the good rows (no lock), then write them in the caller's final step."""
-    if not checked.good:  # nothing changes: no write, not even the revision moves
-        async with final():
-            if before_commit is not None:
-                await before_commit(report)
-        report.committed = True
-        return
-    staging = Staging(session)
-    now = utcnow()
+    """The short final step: the staged rows written set-based, under the caller's lock."""
+    started, base = 0.0, 0
     try:
-        await staging.create()
-        new_rows = sum(1 for g in checked.good if g.resident_id is None)
-        ids = iter(await staging.reserve_ids(new_rows))
-        rows = []
-        for n, good in enumerate(checked.good, start=1):
-            await pacer.tick()
-            rid = good.resident_id if good.resident_id is not None else next(ids, None)
-            rows.append(_staged(n, rid, good, now))
-        await staging.fill(rows, checked.releases, actor=actor, now=now, tick=pacer.tick)
-        await pacer.tick(now=True)  # a client gone by now still stops the import
-    except BaseException:
-        await staging.drop()
-        raise
-    try:
-        async with final():
-            try:
+        async with final(stage_session):
+            started = time.perf_counter()
+            if plan.staged:  # else nothing changes: not even the revision moves
                 revision = await staging.bump_revision()
-                await _recheck(session, report, checked, revision)
+                await _recheck(stage_session, report, plan, revision)
                 if report.errors:
                     raise _Refused
                 try:
-                    base = await staging.write(revision=revision, now=now)
+                    base = await staging.write(revision=revision, now=utcnow())
                 except IntegrityError as exc:
                     report.errors.append(_changed_meanwhile(0, "the registry"))
                     raise _Refused from exc
-                _record(report, checked, rows, base)
-            finally:
-                await staging.drop()
+                report.released = _released(plan, base)
             if before_commit is not None:
                 await before_commit(report)
     except _Refused:
         report.released = []
-        return
+        raise
+    finally:
+        if started:
+            log.info(
+                "import residents by %s: %d rows written in %.2f s in the final step",
+                actor,
+                len(plan.staged),
+                time.perf_counter() - started,
+            )
     report.committed = True
+    for change, n, given in plan.staged:  # after the lock: the ids of new residents
+        change.record_id = given if given is not None else base + n
 
 
-def _staged(n: int, rid: int | None, good: _Good, now: Any) -> NewResident:
-    data = good.data
+def _staged(
+    n: int,
+    given: int | None,
+    data: ResidentIn,
+    new: bool,
+    change: RowChange,
+    old_status: str,
+    now: Any,
+) -> NewResident:
     values = data.model_dump(exclude={"phones", "contacts", "status_reason"})
     values["name_pinyin"], values["name_initials"] = pinyin_keys(data.name)
     values["created_at"] = now
-    new = good.resident_id is None
-    changes = good.change.fields
     contacts = [
         {
             "name": c.name,
@@ -880,38 +1041,30 @@ def _staged(n: int, rid: int | None, good: _Good, now: Any) -> NewResident:
     ]
     return NewResident(
         ord=n,
-        id=rid,
+        id=given,
         is_new=new,
         values=values,
-        phones=[(p.number, p.kind) for p in data.phones] if new or "phones" in changes else None,
-        contacts=contacts if new or "contacts" in changes else None,
-        status_change=(good.old_status, data.status.value, data.status_reason)
-        if data.status.value != good.old_status
+        phones=[(p.number, p.kind) for p in data.phones]
+        if new or "phones" in change.fields
+        else None,
+        contacts=contacts if new or "contacts" in change.fields else None,
+        status_change=(old_status, data.status.value, data.status_reason)
+        if data.status.value != old_status
         else None,
     )
 
 
-def _record(report: ImportReport, checked: _Checked, rows: list[NewResident], base: int) -> None:
-    """The ids the write gave new residents, and whose numbers it took."""
-    for row, good in zip(rows, checked.good, strict=True):
-        rid = row.id if row.id is not None else base + row.ord
-        good.change.record_id = rid
-        for number in good.claims:
-            report.released += [(other, rid) for other in checked.releases.get(number, [])]
+def _released(plan: _Plan, base: int) -> list[tuple[int, int]]:
+    """(resident who moved out or died, the resident now holding their number)."""
+    out = []
+    for number, released in sorted(plan.releases.items()):
+        _, n = plan.claims[number]
+        _, _, given = plan.staged[n - 1]
+        out += [(rid, given if given is not None else base + n) for rid in released]
+    return out
 
 
-def _changed_meanwhile(line: int, what: str) -> RowError:
-    return RowError(
-        line,
-        "changed_meanwhile",
-        f"{what} changed while this file was being checked; nothing was imported: "
-        "import the file again",
-    )
-
-
-async def _recheck(
-    session: AsyncSession, report: ImportReport, checked: _Checked, revision: int
-) -> None:
+async def _recheck(session: AsyncSession, report: ImportReport, plan: _Plan, revision: int) -> None:
     """Under the lock: residents written since the file was checked must not change what
     was decided (a matched resident edited, a number given to someone, the same person
     registered meanwhile); those rows are refused and the file can simply be run again."""
@@ -920,7 +1073,7 @@ async def _recheck(
         (
             await session.execute(
                 select(residents).where(
-                    residents.c.revision > checked.revision, residents.c.revision < revision
+                    residents.c.revision > plan.revision, residents.c.revision < revision
                 )
             )
         ).mappings()
@@ -928,28 +1081,25 @@ async def _recheck(
     if not changed:
         return
     ids = {int(r["id"]) for r in changed}
-    released = {rid for owners in checked.releases.values() for rid in owners}
-    for rid in sorted(ids & (set(checked.matched) | released)):
-        report.errors.append(_changed_meanwhile(checked.matched.get(rid, 0), f"resident {rid}"))
+    released = {rid for owners in plan.releases.values() for rid in owners}
+    for rid in sorted(ids & (set(plan.matched) | released)):
+        report.errors.append(_changed_meanwhile(plan.matched.get(rid, 0), f"resident {rid}"))
     numbers = (
         await session.execute(
             select(col(ResidentPhone.number)).where(col(ResidentPhone.resident_id).in_(sorted(ids)))
         )
     ).scalars()
     holders = await repo.phone_holders(session, numbers=list(numbers))
-    people = {_person(dict(r)): int(r["id"]) for r in changed}
-    id_numbers = {r["id_number"]: int(r["id"]) for r in changed if r["id_number"]}
-    for good in checked.good:
-        for number in good.claims:
-            owner = repo.phone_owner(holders.get(number, []), resident_id=good.resident_id)
+    for number, found in holders.items():
+        if number in plan.claims:
+            line, n = plan.claims[number]
+            owner = repo.phone_owner(found, resident_id=plan.claimant[n])
             if owner is not None:
-                report.errors.append(_phone_taken(good.line, number, owner))
-        if good.resident_id is None:
-            same = id_numbers.get(good.data.id_number or "") or people.get(
-                _person(good.data.model_dump())
-            )
-            if same is not None:
-                report.errors.append(_changed_meanwhile(good.line, f"resident {same}"))
+                report.errors.append(_phone_taken(line, number, owner))
+    for r in changed:
+        same = plan.new_ids.get(r["id_number"] or "") or plan.new_people.get(_person(dict(r)))
+        if same is not None:
+            report.errors.append(_changed_meanwhile(same, f"resident {r['id']}"))
     report.errors.sort(key=lambda e: e.line)
 
 

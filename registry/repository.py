@@ -520,7 +520,7 @@ async def phone_holders(
     session: AsyncSession, *, numbers: Iterable[str]
 ) -> dict[str, list[PhoneHolder]]:
     """Everyone who has one of `numbers` stored, by number (one query per 500 numbers)."""
-    wanted = sorted(set(numbers))
+    wanted = list(dict.fromkeys(numbers))
     out: dict[str, list[PhoneHolder]] = {}
     for start in range(0, len(wanted), IN_CHUNK):
         rows = await session.execute(
