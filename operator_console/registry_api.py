@@ -16,7 +16,7 @@ import hashlib
 import json
 import logging
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -197,9 +197,11 @@ async def run_import(
         return report, import_id if report.committed else None
 
     @contextlib.asynccontextmanager
-    async def final(session: AsyncSession) -> AsyncIterator[None]:
+    async def final(
+        session: AsyncSession, waiting: Callable[[], Awaitable[None]] | None
+    ) -> AsyncIterator[None]:
         nonlocal unit
-        async with store.tx(session=session) as unit:
+        async with store.tx(session=session, waiting=waiting) as unit:
             yield
 
     async with store.sessions() as session:

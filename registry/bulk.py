@@ -237,6 +237,16 @@ class Staging:
         for start in range(0, len(released), STAGE_CHUNK):
             await self.session.execute(insert(self.releases), released[start : start + STAGE_CHUNK])
 
+    async def blocking_others(self) -> bool:
+        """PostgreSQL: whether another session waits for a lock this one holds."""
+        waiting = await self.session.scalar(
+            text(
+                "SELECT EXISTS (SELECT 1 FROM pg_stat_activity "
+                "WHERE pg_backend_pid() = ANY(pg_blocking_pids(pid)))"
+            )
+        )
+        return bool(waiting)
+
     async def bump_revision(self) -> int:
         """Move the registry revision once for the whole import and return it.
 
@@ -290,9 +300,7 @@ class Staging:
             new_id if name == "id" else rev if name == "revision" else s.c[name] for name in columns
         ]
         await execute(
-            insert(RESIDENT).from_select(
-                columns, select(*picked).where(s.c.is_new.is_(True)).order_by(s.c.ord)
-            )
+            insert(RESIDENT).from_select(columns, select(*picked).where(s.c.is_new.is_(True)))
         )
         owner = {
             table: func.coalesce(table.c.resident_id, literal(base, BigId) + table.c.ord)
@@ -317,9 +325,7 @@ class Staging:
         await execute(
             insert(CONTACT).from_select(
                 ["resident_id", *contact_columns],
-                select(owner[c], *(c.c[n] for n in contact_columns)).order_by(
-                    c.c.ord, c.c.position
-                ),
+                select(owner[c], *(c.c[n] for n in contact_columns)),
             )
         )
         t = self.statuses
@@ -327,7 +333,7 @@ class Staging:
         await execute(
             insert(STATUS).from_select(
                 ["resident_id", *status_columns],
-                select(owner[t], *(t.c[n] for n in status_columns)).order_by(t.c.ord),
+                select(owner[t], *(t.c[n] for n in status_columns)),
             )
         )
         return base

@@ -244,9 +244,12 @@ class ImportReport:
 
 #: called with the report of a good, real run while its transaction is still open
 BeforeCommit = Callable[[ImportReport], Awaitable[None]]
-#: the short transaction a checked file is written in, on the session given: the caller
-#: takes its write lock, commits on a clean exit and rolls back on an exception
-FinalStep = Callable[[AsyncSession], AbstractAsyncContextManager[object]]
+#: the short transaction a checked file is committed in, on the session given: the caller
+#: takes its write lock, commits on a clean exit and rolls back on an exception; while it
+#: waits for the lock it awaits the callable given (if any), which may raise to give up
+FinalStep = Callable[
+    [AsyncSession, Callable[[], Awaitable[None]] | None], AbstractAsyncContextManager[object]
+]
 
 
 class Stopped(Exception):
@@ -572,6 +575,7 @@ async def _import_residents(
             if plan is None or report.errors or dry_run:
                 raise _Refused
             assert staging is not None
+            await pacer.tick(now=True)  # a client gone by now still stops the import
             await _write_residents(
                 stage_session,
                 report,
@@ -609,7 +613,9 @@ async def _discard(
 
 
 @contextlib.asynccontextmanager
-async def _commit(session: AsyncSession) -> AsyncIterator[None]:
+async def _commit(
+    session: AsyncSession, waiting: Callable[[], Awaitable[None]] | None
+) -> AsyncIterator[None]:
     """The final step without a caller's lock: commit, or roll back on an exception."""
     try:
         yield
@@ -972,6 +978,11 @@ class _Refused(Exception):
     """The file is not written: a bad row, a dry run, or the registry changed under it."""
 
 
+class _GiveWay(Exception):
+    """Another writer waits for a row this import holds while the import waits for the
+    write lock (which that writer may hold): the import steps back."""
+
+
 async def _write_residents(
     stage_session: AsyncSession,
     report: ImportReport,
@@ -982,38 +993,81 @@ async def _write_residents(
     final: FinalStep,
     before_commit: BeforeCommit | None,
 ) -> None:
-    """The short final step: the staged rows written set-based, under the caller's lock."""
-    started, base = 0.0, 0
+    """The final step: the staged rows written set-based, committed under the caller's lock.
+
+    On PostgreSQL the rows are written first, in the final transaction but before the
+    lock is taken (a few seconds for 100,000 rows, the registry revision's row lock held
+    meanwhile, so resident edits wait but calls, logins and tickets do not); the lock is
+    then held for the event and the commit only. Should another writer wait for one of
+    those rows while the import waits for the lock (a resident edit holding the lock),
+    the import rolls the rows back to a savepoint and writes them again under the lock.
+    SQLite has one writer at a time anyway: there everything is written under the lock
+    (about 1 s for 100,000 new residents).
+    """
+    early = staging.dialect == "postgresql" and bool(plan.staged)
+    began = time.perf_counter()
+    locked = 0.0
+    base = 0
+
+    async def step_back_if_blocking() -> None:
+        if await staging.blocking_others():
+            raise _GiveWay
+
     try:
-        async with final(stage_session):
-            started = time.perf_counter()
-            if plan.staged:  # else nothing changes: not even the revision moves
-                revision = await staging.bump_revision()
-                await _recheck(stage_session, report, plan, revision)
-                if report.errors:
-                    raise _Refused
-                try:
-                    base = await staging.write(revision=revision, now=utcnow())
-                except IntegrityError as exc:
-                    report.errors.append(_changed_meanwhile(0, "the registry"))
-                    raise _Refused from exc
+        savepoint = await stage_session.begin_nested() if early else None
+        if early:
+            base = await _write_staged(stage_session, report, plan, staging)
+        try:
+            async with final(stage_session, step_back_if_blocking if early else None):
+                locked = time.perf_counter()
+                if plan.staged and not early:  # else nothing changes: not even the revision
+                    base = await _write_staged(stage_session, report, plan, staging)
                 report.released = _released(plan, base)
-            if before_commit is not None:
-                await before_commit(report)
+                if before_commit is not None:
+                    await before_commit(report)
+        except _GiveWay:
+            assert savepoint is not None
+            log.info("import residents by %s: a resident edit waits; writing under the lock", actor)
+            await savepoint.rollback()
+            async with final(stage_session, None):
+                locked = time.perf_counter()
+                base = await _write_staged(stage_session, report, plan, staging)
+                report.released = _released(plan, base)
+                if before_commit is not None:
+                    await before_commit(report)
     except _Refused:
         report.released = []
         raise
     finally:
-        if started:
+        if locked:
+            now = time.perf_counter()
             log.info(
-                "import residents by %s: %d rows written in %.2f s in the final step",
+                "import residents by %s: %d rows written in %.2f s, %.2f s of it "
+                "under the write lock",
                 actor,
                 len(plan.staged),
-                time.perf_counter() - started,
+                now - began,
+                now - locked,
             )
     report.committed = True
-    for change, n, given in plan.staged:  # after the lock: the ids of new residents
+    for change, n, given in plan.staged:  # the ids of new residents
         change.record_id = given if given is not None else base + n
+
+
+async def _write_staged(
+    stage_session: AsyncSession, report: ImportReport, plan: _Plan, staging: Staging
+) -> int:
+    """Move the registry revision, re-check what changed since the file was read, and
+    write the staged rows; returns the base of new SQLite ids."""
+    revision = await staging.bump_revision()
+    await _recheck(stage_session, report, plan, revision)
+    if report.errors:
+        raise _Refused
+    try:
+        return await staging.write(revision=revision, now=utcnow())
+    except IntegrityError as exc:
+        report.errors.append(_changed_meanwhile(0, "the registry"))
+        raise _Refused from exc
 
 
 def _staged(

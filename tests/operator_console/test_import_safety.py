@@ -1,7 +1,8 @@
 """An upload never misidentifies a resident and never holds the service up: a row with
 another resident's phone is refused (the row and the owner named) and calls from that
 number still find its owner; while a file is being checked, tickets, logins and
-`/healthz` answer; a client that goes away stops its import and nothing is kept."""
+`/healthz` answer; a client that goes away stops its import and nothing is kept; an
+import never deadlocks with a resident edit."""
 
 from __future__ import annotations
 
@@ -12,11 +13,11 @@ from typing import Any
 
 import aiohttp
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text, update
 
 from dispatch.models import Event
 from registry import importing
-from registry.models import Resident
+from registry.models import RegistryRevision, Resident
 from tests.conftest import Harness, eventually
 
 PHONE_OF_1 = "+862354000001"  # resident 1 of the demo community (a landline)
@@ -176,3 +177,53 @@ async def test_given_a_client_that_goes_away_mid_import_then_the_import_stops_an
         data=form_of(residents_file(3)),
     )
     assert again["committed"] and again["created"] == 3
+
+
+async def test_given_an_import_waiting_for_the_lock_when_an_edit_waits_on_the_import_then_both_end(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    h = harness
+    caplog.set_level(logging.INFO, logger="registry.importing")
+    store = h.services.store
+    await h.login("demo")
+    await store.write_lock.acquire()  # a unit of work in flight ...
+    try:
+        upload = asyncio.create_task(
+            h.call(
+                "POST",
+                "/registry/import/residents",
+                as_user="demo",
+                data=form_of(residents_file(50)),
+            )
+        )
+        dialect = h.services.engine.dialect.name
+        if dialect == "postgresql":
+            # the import wrote its rows and waits for the lock, holding the revision row
+            async def holding() -> bool:
+                async with store.sessions() as probe:
+                    found = await probe.scalar(
+                        text(
+                            "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
+                            "WHERE c.relname = 'registry_revision' AND l.mode = 'RowExclusiveLock' "
+                            "AND l.pid <> pg_backend_pid()"
+                        )
+                    )
+                    return bool(found)
+
+            await eventually(holding, within=30)
+
+        # ... which now edits a resident: it needs the revision row the import holds
+        async def edit() -> None:
+            async with store.sessions() as session:
+                await session.execute(
+                    update(RegistryRevision).values(value=RegistryRevision.value + 1)
+                )
+                await session.commit()
+
+        await asyncio.wait_for(edit(), 30)  # no deadlock: the import stepped back
+    finally:
+        store.write_lock.release()
+    report = await asyncio.wait_for(upload, 60)
+    assert report["committed"] and report["created"] == 50
+    if dialect == "postgresql":
+        assert any("writing under the lock" in r.getMessage() for r in caplog.records)
