@@ -4,16 +4,18 @@ An import of 100,000 rows cannot write row by row inside the one transaction tha
 process-wide write lock guards: that held the lock (and SQLite's) for minutes. So the
 rows go first into TEMPORARY tables on the import's own connection, in chunks and without
 any lock: nobody else sees them or waits for them (on SQLite a temporary table lives in
-its own database file, so filling it never takes the main database's write lock). The
-caller then takes its lock and `Staging.write` moves everything in a handful of
-INSERT ... SELECT / UPDATE ... FROM statements that run inside the database engine, with
-no per-row Python work; that step is the longest hold of the lock, about 1 s for 100,000
-new residents on SQLite and 2-3 s on PostgreSQL (bench/import.py prints it).
+its own database file, so filling it never takes the main database's write lock).
+`Staging.write` then moves everything in a handful of INSERT ... SELECT / UPDATE ...
+FROM statements that run inside the database engine, with no per-row Python work: about
+1 s for 100,000 new residents on SQLite, 3-4 s on PostgreSQL. On SQLite that is the
+longest hold of the write lock; on PostgreSQL it runs before the lock is taken (see
+`importing._write_residents`), which is then held for the event and the commit only
+(bench/import.py prints both).
 
-The staging tables are dropped inside the transaction, before its commit or rollback
-(SQLite runs CREATE TEMPORARY TABLE outside the transaction, so a rollback alone would
-leave them on a pooled connection); a failure or a cancellation therefore leaves nothing
-behind anywhere.
+The staging tables live on one connection the import keeps from their creation to their
+drop, after the commit or the rollback (SQLite runs CREATE TEMPORARY TABLE outside the
+transaction, so a rollback alone would leave them on a pooled connection); a failure or
+a cancellation therefore leaves nothing behind anywhere.
 """
 
 from __future__ import annotations
@@ -150,7 +152,7 @@ class Staging:
         self._created = True
 
     async def drop(self) -> None:
-        """Drop the tables; call it inside the transaction, before commit or rollback."""
+        """Drop the tables (the caller commits: on PostgreSQL a DROP is transactional)."""
         if not self._created:
             return
         self._created = False

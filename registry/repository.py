@@ -114,11 +114,6 @@ async def caller_by_phone(session: AsyncSession, *, number: str) -> Caller:
     return Caller(None, tuple(int(r.id) for r in candidates if r.id is not None))
 
 
-async def resident_by_phone(session: AsyncSession, *, number: str) -> Resident | None:
-    """The resident a normalized number belongs to, or None (unknown or ambiguous)."""
-    return (await caller_by_phone(session, number=number)).resident
-
-
 async def get_resident(session: AsyncSession, *, resident_id: int) -> Resident:
     """A resident by id."""
     resident = await session.get(Resident, resident_id)
