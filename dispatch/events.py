@@ -24,6 +24,9 @@ from dispatch.models import Event
 
 log = logging.getLogger(__name__)
 
+#: how often `Store.tx(waiting=...)` asks its caller while it waits for the write lock
+WAIT_POLL_S = 0.05
+
 
 def event_public(event: Event) -> dict[str, Any]:
     """The JSON shape of an event on the API and the WebSocket."""
@@ -128,20 +131,55 @@ class Store:
         return self._write
 
     @asynccontextmanager
-    async def tx(self) -> AsyncIterator[Tx]:
-        """One transaction; events are published after it commits."""
-        async with self._write, self.sessions() as session:
-            tx = Tx(session, self.clock)
-            try:
-                yield tx
-                await session.commit()
-            except BaseException:
-                await session.rollback()
-                raise
+    async def tx(
+        self,
+        *,
+        session: AsyncSession | None = None,
+        waiting: Callable[[], Awaitable[None]] | None = None,
+    ) -> AsyncIterator[Tx]:
+        """One transaction; events are published after it commits.
+
+        `session` finishes a transaction the caller began without the lock (an import
+        checks, stages and may even write its file first, see `registry.bulk`): the lock
+        is held from here to the commit only, and the caller keeps the session.
+        `waiting` is awaited every WAIT_POLL_S while another unit of work holds the lock;
+        an exception from it gives up waiting (nothing was begun, the session untouched).
+        """
+        await self._acquire(waiting)
+        try:
+            async with contextlib.AsyncExitStack() as stack:
+                if session is None:
+                    session = await stack.enter_async_context(self.sessions())
+                tx = Tx(session, self.clock)
+                try:
+                    yield tx
+                    await session.commit()
+                except BaseException:
+                    await session.rollback()
+                    raise
+        finally:
+            self._write.release()
         if tx.events:
             self.bus.publish([event_public(e) for e in tx.events])
         for fn in tx.after:
             await fn()
+
+    async def _acquire(self, waiting: Callable[[], Awaitable[None]] | None) -> None:
+        if waiting is None:
+            await self._write.acquire()
+            return
+        acquiring = asyncio.ensure_future(self._write.acquire())
+        try:
+            while not acquiring.done():
+                await asyncio.wait({acquiring}, timeout=WAIT_POLL_S)
+                if not acquiring.done():
+                    await waiting()
+        except BaseException:
+            acquiring.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                if await acquiring:  # got it after all: give it back
+                    self._write.release()
+            raise
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:

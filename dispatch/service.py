@@ -352,7 +352,14 @@ class Dispatcher:
     async def _inbound(self, event: CallOffered) -> None:
         number = try_normalize(event.caller)
         async with self.store.tx() as tx:
-            resident = await repo.resident_by_phone(tx.session, number=number) if number else None
+            caller = (
+                await repo.caller_by_phone(tx.session, number=number) if number else repo.Caller()
+            )
+            resident = caller.resident
+            shared: dict[str, Any] = {}
+            if caller.shared_by:  # never guess between residents: an unregistered caller
+                shared["shared_number"] = list(caller.shared_by)
+                log.warning("call %s: number shared by residents %s", event.ref, caller.shared_by)
             call = Call(
                 ref=event.ref,
                 direction="in",
@@ -378,6 +385,7 @@ class Dispatcher:
                 resident_id=call.resident_id,
                 registered=call.registered,
                 resident_status=resident.status.value if resident else None,
+                **shared,
             )
             context: dict[str, Any] = {}
             lang = "zh-CN"

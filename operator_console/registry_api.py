@@ -16,24 +16,23 @@ import hashlib
 import json
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from aiohttp import web
-from aiohttp.web_request import FileField
+from aiohttp import BodyPartReader, web
 from pydantic import BaseModel, Field
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from dispatch.clock import LOCAL_TZ
-from dispatch.events import Store
+from dispatch.events import Store, Tx
 from dispatch.service import Conflict, Invalid
 from operator_console.api import API, STAFF, body, int_param, need, ok, services
 from registry import exporting, importing
 from registry import repository as repo
 from registry.models import Merchant, Role, ServiceCategory, User
-from registry.phones import mask
 from registry.schemas import CategoryIn, ContractIn, MerchantIn, ResidentIn
 from registry.search import SearchIndex, match_merchants, search_residents
 
@@ -41,7 +40,8 @@ log = logging.getLogger(__name__)
 
 ADMINS = (Role.ADMIN,)
 search_index_key = web.AppKey("search_index", SearchIndex)
-MAX_UPLOAD = 2 * 1024 * 1024
+#: the largest import file (100,000 surveyed residents take about 10 MB as CSV)
+MAX_UPLOAD = 32 * 1024 * 1024
 
 
 def setup(app: web.Application) -> None:
@@ -93,6 +93,14 @@ async def registry_errors() -> AsyncIterator[None]:
     """Registry rule violations as API errors: 409 for duplicates, 422 otherwise."""
     try:
         yield
+    except repo.PhoneTaken as exc:
+        raise FieldConflict(
+            f"{exc}: a number belongs to one resident; "
+            "take it off that resident first if it has really changed hands",
+            exc.field,
+            resident_id=exc.owner,
+            number=exc.number,
+        ) from exc
     except repo.Duplicate as exc:
         raise FieldConflict(str(exc), exc.field) from exc
     except repo.Invalid as exc:
@@ -128,18 +136,34 @@ async def search(request: web.Request, query: str, user: User, limit: int = 20) 
 
 # -- import / export --
 async def run_import(
-    store: Store, *, kind: str, name: str, data: bytes, dry_run: bool, actor: str, source: str
+    store: Store,
+    *,
+    kind: str,
+    name: str,
+    data: bytes,
+    dry_run: bool,
+    actor: str,
+    source: str,
+    should_stop: Callable[[], bool] | None = None,
 ) -> tuple[importing.ImportReport, str | None]:
     """One file as one unit of work: the rows and one `registry.imported` event commit
     together. The event carries counts, the file's SHA-256 and the import id, never a
-    row's contents nor the file name (offices name files after people). A dry run or a
-    bad file writes nothing. Returns the report and the import id of a committed run.
+    row's contents nor the file name (offices name files after people); a resident who
+    moved out or died and whose number a row now holds gets a `resident.updated` event.
+    A dry run or a bad file writes nothing. Returns the report and the import id of a
+    committed run; `importing.Stopped` when `should_stop` said so (nothing written).
+
+    A residents file is checked and staged on sessions of its own without the write lock
+    (they never write the registry before the final step, so `Store.busy` need not count
+    them); the lock is held only for the final, set-based write (`registry.bulk`).
+    Merchants files are small and run in one ordinary unit of work.
     """
-    run = importing.import_residents if kind == "residents" else importing.import_merchants
     import_id = uuid.uuid4().hex[:16]
+    unit: Tx | None = None
 
     async def record(report: importing.ImportReport) -> None:
-        tx.emit(
+        assert unit is not None
+        unit.emit(
             "registry.imported",
             "import",
             import_id,
@@ -148,12 +172,80 @@ async def run_import(
             file_sha256=hashlib.sha256(data).hexdigest(),
             **report.summary(),
         )
+        for resident_id, taken_by in report.released:
+            unit.emit(
+                "resident.updated",
+                "resident",
+                resident_id,
+                actor=actor,
+                changed=["phones"],
+                reason="phone_taken",
+                taken_by=taken_by,
+            )
 
-    async with store.tx() as tx:
-        report = await run(
-            tx.session, name=name, data=data, dry_run=dry_run, actor=actor, before_commit=record
+    if kind == "merchants":
+        async with store.tx() as unit:
+            report = await importing.import_merchants(
+                unit.session,
+                name=name,
+                data=data,
+                dry_run=dry_run,
+                actor=actor,
+                before_commit=record,
+                should_stop=should_stop,
+            )
+        return report, import_id if report.committed else None
+
+    @contextlib.asynccontextmanager
+    async def final(
+        session: AsyncSession, waiting: Callable[[], Awaitable[None]] | None
+    ) -> AsyncIterator[None]:
+        nonlocal unit
+        async with store.tx(session=session, waiting=waiting) as unit:
+            yield
+
+    async with store.sessions() as session:
+        report = await importing.import_residents(
+            session,
+            name=name,
+            data=data,
+            dry_run=dry_run,
+            actor=actor,
+            before_commit=record,
+            final=final,
+            should_stop=should_stop,
         )
     return report, import_id if report.committed else None
+
+
+async def read_upload(request: web.Request) -> tuple[str, bytes, bool]:
+    """The multipart upload, read as a stream: its file name and bytes, and `dry_run`.
+
+    Streamed so a big survey file (up to MAX_UPLOAD) needs no larger body limit for the
+    rest of the API.
+    """
+    flag = request.query.get("dry_run", "false")
+    if not request.content_type.startswith("multipart/"):
+        raise Invalid("send the file as multipart field `file`")
+    filename, data = "", None
+    reader = await request.multipart()
+    while (part := await reader.next()) is not None:
+        if not isinstance(part, BodyPartReader):
+            continue
+        if part.name == "file":
+            filename = part.filename or ""
+            chunks, size = [], 0
+            while chunk := await part.read_chunk(1 << 16):
+                size += len(chunk)
+                if size > MAX_UPLOAD:
+                    raise Invalid(f"the file is larger than {MAX_UPLOAD // (1 << 20)} MB; split it")
+                chunks.append(chunk)
+            data = b"".join(chunks)
+        elif part.name == "dry_run":
+            flag = (await part.text())[:8]
+    if data is None:
+        raise Invalid("send the file as multipart field `file`")
+    return filename, data, flag.lower() in ("1", "true", "yes", "on")
 
 
 @API.route(
@@ -164,32 +256,37 @@ async def run_import(
     tag="registry",
 )
 async def import_file(request: web.Request) -> web.Response:
-    """All-or-nothing import of one file; 422 with the report when a row is bad."""
+    """All-or-nothing import of one file; 422 with the report when a row is bad.
+
+    The import stops (and writes nothing) when the client goes away: aiohttp does not
+    cancel a handler on disconnect, so the import asks between slices of its work.
+    """
+    from operator_console.errors import error_response
+
     user = need(request, *ADMINS)
     kind = request.match_info["kind"]
     if kind not in ("residents", "merchants"):
         raise Invalid("kind must be residents or merchants")
-    form = await request.post()
-    upload = form.get("file")
-    if not isinstance(upload, FileField):
-        raise Invalid("send the file as multipart field `file`")
-    data = upload.file.read(MAX_UPLOAD + 1)
-    if len(data) > MAX_UPLOAD:
-        raise Invalid("the file is larger than 2 MB; split it")
-    flag = str(form.get("dry_run", request.query.get("dry_run", "false"))).lower()
-    dry_run = flag in ("1", "true", "yes", "on")
-    report, import_id = await run_import(
-        services(request).store,
-        kind=kind,
-        name=upload.filename or "",
-        data=data,
-        dry_run=dry_run,
-        actor=user.username,
-        source="console",
-    )
-    if not report.ok:
-        from operator_console.errors import error_response
+    filename, data, dry_run = await read_upload(request)
 
+    def client_gone() -> bool:
+        transport = request.transport
+        return transport is None or transport.is_closing()
+
+    try:
+        report, import_id = await run_import(
+            services(request).store,
+            kind=kind,
+            name=filename,
+            data=data,
+            dry_run=dry_run,
+            actor=user.username,
+            source="console",
+            should_stop=client_gone,
+        )
+    except importing.Stopped:
+        return error_response(400, "import_stopped", "the client went away; nothing was imported")
+    if not report.ok:
         return error_response(
             422,
             "import_rejected",
@@ -241,33 +338,40 @@ async def export_file(request: web.Request) -> web.Response:
 class Patch(BaseModel):
     """Any subset of a record's fields (checked after merging with the stored record).
 
-    `version` (optional) is the version the edit was made from; `allow_shared_phones`
-    lets a phone another active resident calls from be added (a couple's landline).
+    `version` (optional) is the version the edit was made from.
     """
 
     model_config = {"extra": "allow"}
 
 
 class ResidentCreate(ResidentIn):
-    """A new resident; `allow_shared_phones` as in `Patch`."""
+    """A new resident. `allow_shared_phones` is refused when true: since one phone is one
+    resident, a couple's landline is registered on one of them."""
 
     allow_shared_phones: bool = False
 
 
-async def check_phones(
-    session: Any, *, numbers: list[str], resident_id: int | None, allow_shared: bool
-) -> None:
-    """409 when a number is already another active resident's, unless sharing is allowed."""
-    if allow_shared:
-        return
-    taken = await repo.phone_owners(session, numbers=numbers, resident_id=resident_id)
-    for number, owner in taken.items():
-        raise FieldConflict(
-            f"phone {mask(number)} already belongs to resident {owner}; "
-            "tick 'shared phone' if both really use it",
-            "phones",
-            resident_id=owner,
-            number=number,
+def refuse_shared(flag: object) -> None:
+    """422 for a client that still asks for a phone shared between residents."""
+    if flag:
+        raise FieldInvalid(
+            "a phone number belongs to one resident: register a shared landline on one "
+            "of them (a call from a shared number could not say who is calling)",
+            "allow_shared_phones",
+        )
+
+
+def phones_released(tx: Any, released: list[int], *, taken_by: int, actor: str) -> None:
+    """An event for each resident (moved out or died) whose number another one now holds."""
+    for rid in released:
+        tx.emit(
+            "resident.updated",
+            "resident",
+            rid,
+            actor=actor,
+            changed=["phones"],
+            reason="phone_taken",
+            taken_by=taken_by,
         )
 
 
@@ -288,18 +392,18 @@ async def create_resident(request: web.Request) -> web.Response:
     """A new resident; the card comes back (and the read is logged as an edit)."""
     user = need(request, *STAFF)
     given = await body(request, ResidentCreate)
+    refuse_shared(given.allow_shared_phones)
     data = ResidentIn.model_validate(given.model_dump(exclude={"allow_shared_phones"}))
     async with services(request).store.tx() as tx, registry_errors():
         session = tx.session
-        await check_phones(
-            session,
-            numbers=[p.number for p in data.phones],
-            resident_id=None,
-            allow_shared=given.allow_shared_phones,
+        # one phone, one resident: 409 when a number is another active resident's
+        released = await repo.claim_phones(
+            session, numbers=[p.number for p in data.phones], resident_id=None
         )
         resident, changes = await repo.save_resident(session, data=data, actor=user.username)
         assert resident.id is not None
         tx.emit("resident.created", "resident", resident.id, actor=user.username, changed=changes)
+        phones_released(tx, released, taken_by=resident.id, actor=user.username)
         card = await repo.resident_card(session, resident_id=resident.id, user=user, reason="edit")
     card["version"] = resident_version(card)
     log.info("resident %s registered by %s", resident.id, user.username)
@@ -320,7 +424,7 @@ async def update_resident(request: web.Request) -> web.Response:
     resident_id = int_param(request, "resident_id")
     patch = (await body(request, Patch)).model_dump()
     sent_version = patch.pop("version", None)
-    allow_shared = bool(patch.pop("allow_shared_phones", False))
+    refuse_shared(patch.pop("allow_shared_phones", False))
     async with services(request).store.tx() as tx, registry_errors():
         session = tx.session
         resident = await repo.get_resident(session, resident_id=resident_id)
@@ -328,12 +432,12 @@ async def update_resident(request: web.Request) -> web.Response:
         current = await repo.resident_input(session, resident=resident)
         data = ResidentIn.model_validate(current.model_dump(exclude={"status_reason"}) | patch)
         before = {p.number for p in current.phones}
-        await check_phones(
+        released = await repo.claim_phones(
             session,
             numbers=[p.number for p in data.phones if p.number not in before],
             resident_id=resident_id,
-            allow_shared=allow_shared,
         )
+        phones_released(tx, released, taken_by=resident_id, actor=user.username)
         old_status = resident.status.value
         _, changes = await repo.save_resident(
             session, data=data, resident_id=resident_id, actor=user.username

@@ -10,7 +10,7 @@ import enum
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Column, Index, UniqueConstraint, event
+from sqlalchemy import Column, Index, event
 from sqlmodel import Field, SQLModel
 
 from registry.db import BigId, EnumText, JSONType, UTCDateTime, utcnow
@@ -161,14 +161,19 @@ class ResidentStatusChange(SQLModel, table=True):
 
 
 class ResidentPhone(SQLModel, table=True):
-    """A phone a resident calls from; numbers are stored normalized (E.164)."""
+    """A phone a resident calls from; numbers are stored normalized (E.164).
+
+    One number, one resident: the unique index makes the database refuse a second holder,
+    so a caller ID never has to choose between two people (`repository.claim_phones` is
+    the rule the API and the import apply before writing).
+    """
 
     __tablename__ = "resident_phone"
-    __table_args__ = (UniqueConstraint("number", "resident_id"),)
+    __table_args__ = (Index("ux_resident_phone_number", "number", unique=True),)
 
     id: int | None = Field(default=None, sa_type=BigId, primary_key=True)
     resident_id: int = Field(foreign_key="resident.id", index=True, sa_type=BigId)
-    number: str = Field(index=True, max_length=32)
+    number: str = Field(max_length=32)
     kind: str = Field(default="mobile", max_length=16)
 
 

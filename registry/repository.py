@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, delete, func, select, text
+from sqlalchemy import delete, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import flag_modified
 from sqlmodel import col
@@ -26,6 +27,7 @@ from registry.models import (
     ServiceCategory,
     User,
 )
+from registry.phones import mask
 from registry.schemas import (
     CategoryIn,
     ContactIn,
@@ -64,26 +66,52 @@ class NotFound(LookupError):
         self.key = key
 
 
-async def resident_by_phone(session: AsyncSession, *, number: str) -> Resident | None:
-    """The resident who owns a normalized number, registered ones first.
+#: statuses whose residents hold their numbers; a resident who moved out or died does not
+#: (a new household may have been given the same line)
+HOLDING = (ResidentStatus.REGISTERED.value, ResidentStatus.SUSPENDED.value)
+#: numbers per IN (...) list: well under every driver's limit on bound parameters
+IN_CHUNK = 500
 
-    A number whose only owner moved out (or died) still finds that resident, so the
-    call is flagged by the resident's status instead of passing as an unknown caller.
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who a caller ID belongs to: one resident, nobody, or several (`shared_by`, ids).
+
+    A number several residents hold never picks one of them (`resident` is None): the
+    greeting, the resident card and keypad orders would all go to a guess.
     """
-    order = case(
-        (col(Resident.status) == ResidentStatus.REGISTERED.value, 0),
-        (col(Resident.status) == ResidentStatus.SUSPENDED.value, 1),
-        else_=2,
-    )
-    rows = (
-        await session.execute(
-            select(Resident)
-            .join(ResidentPhone, col(ResidentPhone.resident_id) == Resident.id)
-            .where(col(ResidentPhone.number) == number)
-            .order_by(order, col(Resident.id).desc())
+
+    resident: Resident | None = None
+    shared_by: tuple[int, ...] = ()
+
+
+async def caller_by_phone(session: AsyncSession, *, number: str) -> Caller:
+    """The resident a normalized number belongs to, if exactly one does.
+
+    The one registered or suspended holder; else, when nobody active holds it, its only
+    holder (a number whose owner moved out or died still finds them, so the call is
+    flagged by the resident's status instead of passing as an unknown caller). Two active
+    holders, or several inactive ones and no active one, are ambiguous: no resident.
+    The unique index on the number prevents that since 0009; this guards data from
+    before it (and a database restored without the index).
+    """
+    holders = list(
+        (
+            await session.execute(
+                select(Resident)
+                .join(ResidentPhone, col(ResidentPhone.resident_id) == Resident.id)
+                .where(col(ResidentPhone.number) == number)
+                .order_by(col(Resident.id))
+            )
         )
-    ).scalars()
-    return rows.first()
+        .scalars()
+        .unique()
+    )
+    active = [r for r in holders if r.status.value in HOLDING]
+    candidates = active or holders
+    if len(candidates) == 1:
+        return Caller(candidates[0])
+    return Caller(None, tuple(int(r.id) for r in candidates if r.id is not None))
 
 
 async def get_resident(session: AsyncSession, *, resident_id: int) -> Resident:
@@ -419,6 +447,12 @@ async def save_resident(
     await session.flush()
     assert resident.id is not None
     if resident_id is None or "phones" in changes:
+        held = {p.number for p in old.phones} if old is not None else set()
+        await claim_phones(
+            session,
+            numbers=[p.number for p in data.phones if p.number not in held],
+            resident_id=resident.id,
+        )
         await session.execute(
             delete(ResidentPhone).where(col(ResidentPhone.resident_id) == resident.id)
         )
@@ -457,34 +491,86 @@ async def save_resident(
     return resident, changes
 
 
-async def phone_owners(
-    session: AsyncSession, *, numbers: Iterable[str], resident_id: int | None
-) -> dict[str, int]:
-    """Which of `numbers` another registered or suspended resident already calls from.
+@dataclass(frozen=True, slots=True)
+class PhoneHolder:
+    """A resident who has a number stored, and whether they hold it (`HOLDING` status)."""
 
-    Residents who moved out or died do not hold their numbers: a new household may have
-    been given the same line.
-    """
-    wanted = sorted(set(numbers))
-    if not wanted:
-        return {}
-    stmt = (
-        select(col(ResidentPhone.number), col(ResidentPhone.resident_id))
-        .join(Resident, col(Resident.id) == ResidentPhone.resident_id)
-        .where(
-            col(ResidentPhone.number).in_(wanted),
-            col(Resident.status).in_(
-                [ResidentStatus.REGISTERED.value, ResidentStatus.SUSPENDED.value]
-            ),
+    number: str
+    resident_id: int
+    holds: bool
+
+
+class PhoneTaken(Duplicate):
+    """A number another registered or suspended resident calls from (one phone, one resident)."""
+
+    def __init__(self, number: str, owner: int) -> None:
+        super().__init__(
+            f"phone {mask(number)} already belongs to resident {owner}", field="phones"
         )
-        .order_by(col(ResidentPhone.resident_id))
-    )
-    if resident_id is not None:
-        stmt = stmt.where(col(ResidentPhone.resident_id) != resident_id)
-    out: dict[str, int] = {}
-    for number, owner in (await session.execute(stmt)).all():
-        out.setdefault(number, int(owner))
+        self.number = number
+        self.owner = owner
+
+
+async def phone_holders(
+    session: AsyncSession, *, numbers: Iterable[str]
+) -> dict[str, list[PhoneHolder]]:
+    """Everyone who has one of `numbers` stored, by number (one query per 500 numbers)."""
+    wanted = list(dict.fromkeys(numbers))
+    out: dict[str, list[PhoneHolder]] = {}
+    for start in range(0, len(wanted), IN_CHUNK):
+        rows = await session.execute(
+            select(col(ResidentPhone.number), col(ResidentPhone.resident_id), col(Resident.status))
+            .join(Resident, col(Resident.id) == ResidentPhone.resident_id)
+            .where(col(ResidentPhone.number).in_(wanted[start : start + IN_CHUNK]))
+            .order_by(col(ResidentPhone.id))
+        )
+        for number, owner, status in rows.all():
+            held = str(getattr(status, "value", status)) in HOLDING
+            out.setdefault(number, []).append(PhoneHolder(number, int(owner), held))
     return out
+
+
+def phone_owner(holders: Iterable[PhoneHolder], *, resident_id: int | None) -> int | None:
+    """The one-phone-one-resident rule: the other resident who holds the number, if any.
+
+    A number another registered or suspended resident calls from may not be given to
+    `resident_id` (None: a new resident); one left on residents who moved out or died may
+    (`phones_to_release` takes it off them). The API and the import both decide here.
+    """
+    return next((h.resident_id for h in holders if h.holds and h.resident_id != resident_id), None)
+
+
+def phones_to_release(holders: Iterable[PhoneHolder], *, resident_id: int | None) -> list[int]:
+    """The residents (moved out or died) a number is taken off when `resident_id` gets it."""
+    return [h.resident_id for h in holders if not h.holds and h.resident_id != resident_id]
+
+
+async def claim_phones(
+    session: AsyncSession, *, numbers: Iterable[str], resident_id: int | None
+) -> list[int]:
+    """Make `numbers` free for a resident: `PhoneTaken` if another active resident holds
+    one; numbers left on residents who moved out or died are taken off them. Returns the
+    ids of the residents who lost a number (their revision moves, for search indexes).
+    """
+    holders = await phone_holders(session, numbers=numbers)
+    for number, found in sorted(holders.items()):
+        owner = phone_owner(found, resident_id=resident_id)
+        if owner is not None:
+            raise PhoneTaken(number, owner)
+    released: dict[int, list[str]] = {}
+    for number, found in holders.items():
+        for rid in phones_to_release(found, resident_id=resident_id):
+            released.setdefault(rid, []).append(number)
+    for rid, gone in sorted(released.items()):
+        await session.execute(
+            delete(ResidentPhone).where(
+                col(ResidentPhone.resident_id) == rid, col(ResidentPhone.number).in_(gone)
+            )
+        )
+        other = await session.get(Resident, rid)
+        if other is not None:
+            flag_modified(other, "updated_at")  # its revision moves at the next flush
+    return sorted(released)
 
 
 async def find_resident_for(session: AsyncSession, *, data: ResidentIn) -> Resident | None:

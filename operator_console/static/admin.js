@@ -216,6 +216,9 @@ function rowsEditor({ columns, ordered, empty }) {
 // zh words for the server's English messages (the original stays beside them)
 function explain(message) {
   const m = String(message || '');
+  // one phone, one resident: the 409 names the resident who has the number
+  const owner = m.match(/already belongs to resident (\d+)/);
+  if (owner) return T('err_phone_taken', { id: owner[1] });
   const rules = [
     [/phone/i, 'err_phone'], [/at most (\d+)|too long|too_long/i, 'err_long'], [/required|at least 1 character|should have at least/i, 'required'],
     [/unknown grid/i, 'err_grid'], [/already belongs|is taken|exists already|already used/i, 'err_taken'], [/someone changed this record/i, 'err_stale'],
@@ -525,7 +528,7 @@ async function residentForm(row) {
   const values = row ? await api('GET', `/residents/${row.id}?reason=edit`) : { status: 'registered', language: 'zh-CN', phones: [{ kind: 'mobile' }], contacts: [] };
   const gridOpts = (await grids()).map((g) => [g.code, `${g.code} ${g.name}`]);
   const masked = values.id_number || '';
-  const { form, byName } = makeForm({
+  const { form } = makeForm({
     title: create ? T('new_residents') : `${T('edit')} · ${values.name}`,
     values: { ...values, id_number: '' },
     fields: [
@@ -534,7 +537,6 @@ async function residentForm(row) {
       { name: 'birth_year', label: 'f_birth_year', type: 'number' },
       { name: 'id_number', label: 'f_id_number', max: 18, nullable: true, placeholder: masked || '', help: masked ? 'h_id_masked' : '' },
       phonesSpec,
-      { name: 'shared', label: 'f_shared_phone', type: 'checkbox', skip: true },
       { name: 'groups', label: 'groups', custom: checkboxes(() => GROUPS.map((g) => [g, groupName(g)])) },
       { name: 'grid_code', label: 'grid', type: 'select', options: gridOpts },
       { name: 'address', label: 'address', max: 200, wide: true },
@@ -555,9 +557,8 @@ async function residentForm(row) {
       { name: 'status_reason', label: 'f_status_reason', max: 200, help: 'h_status_reason' },
     ],
     onSubmit: async (data) => {
-      const shared = byName.shared.read();
       if (!data.id_number) delete data.id_number;
-      const body = { ...data, allow_shared_phones: shared };
+      const body = { ...data };
       if (!create) body.version = values.version ?? String(values.revision);
       const out = create ? await api('POST', '/residents', body) : await api('PATCH', `/residents/${values.id}`, body);
       const q = $('admin-q'); if (!q.value.trim()) q.value = out.name;
@@ -565,10 +566,7 @@ async function residentForm(row) {
       saved(T('saved_x', { x: out.name }));
       await residentForm(out);
     },
-    // a phone another resident uses: offer to record it as shared (a couple's landline)
-    onError: (err) => { if (err.status === 409 && err.data?.details?.[0]?.field === 'phones') byName.shared.node.hidden = false; },
   });
-  byName.shared.node.hidden = true;
   form.id = 'resident-form';
   if (!create && values.status_history?.length) {
     form.append(el('h3', T('history')), table(values.status_history.slice().reverse(), ['from', 'to', 'reason', 'by', 'at']));
@@ -697,6 +695,18 @@ async function importFile(dryRun) {
   }
 }
 
+// a row's problem in the console's words (the code as sent when it has none), and for
+// the phone rules the reason too, from the ids the server sends with it
+function importProblem(e) {
+  const key = `imp_${e.code}`;
+  return T(key) === key ? (e.code ?? e.field) : T(key);
+}
+function importReason(e) {
+  const key = `imp_why_${e.code}`;
+  if (T(key) === key) return e.reason ?? e.message;
+  return T(key, { number: e.number ?? '', id: e.resident_id ?? '', lines: (e.other_lines || []).join(T('list_sep')) });
+}
+
 function showImport(res, dryRun) {
   const errors = res.errors || [];
   const n = res.rows ?? res.count ?? res.imported ?? '';
@@ -706,7 +716,8 @@ function showImport(res, dryRun) {
     const done = el('p', T('import_logged', { created: res.created, updated: res.updated, unchanged: res.unchanged, id: res.import_id }), 'muted small');
     done.id = 'import-logged'; status.append(done);
   }
-  $('admin-body').replaceChildren(errors.length ? table(errors.map((e) => ({ line: e.line ?? e.row, problem: e.code ?? e.field, reason: e.reason ?? e.message }))) : el('span'));
+  $('admin-body').replaceChildren(errors.length ? table(errors.map((e) => ({ line: e.line ?? e.row, problem: importProblem(e), reason: importReason(e) }))) : el('span'));
+  if (res.more_errors) $('admin-body').append(el('p', T('import_more_errors', { n: res.more_errors }), 'muted small'));
   $('admin-body').dataset.errors = String(errors.length);
   $('import-confirm').disabled = !dryRun || errors.length > 0;
 }

@@ -213,7 +213,7 @@ async def test_given_a_resident_form_when_saved_then_phones_contacts_versions_an
     assert fields(bad) == ["name"]
     bad = await h.call("POST", "/residents", json=resident | {"grid_code": "NOPE"}, expect=422)
     assert fields(bad) == ["grid_code"]
-    # a phone another registered resident calls from: 409, unless it is really shared
+    # a phone another registered resident calls from: 409 (one phone, one resident)
     taken = await h.call(
         "POST",
         "/residents",
@@ -226,13 +226,14 @@ async def test_given_a_resident_form_when_saved_then_phones_contacts_versions_an
     assert created["phones"] == [{"number": "+862354448888", "kind": "landline"}]
     assert [c["name"] for c in created["contacts"]] == ["柏大女儿", "邻居刘"]
     assert created["contacts"][0]["phones"] == ["+8613800001111"]
+    # a couple's landline stays on one of them: asking to share it is refused
+    spouse = resident | {"name": "柏老伴", "contacts": []}
     shared = await h.call(
-        "POST",
-        "/residents",
-        json=resident | {"name": "柏老伴", "allow_shared_phones": True, "contacts": []},
-        expect=201,
+        "POST", "/residents", json=spouse | {"allow_shared_phones": True}, expect=422
     )
-    assert shared["phones"] == created["phones"]
+    assert fields(shared) == ["allow_shared_phones"]
+    again = await h.call("POST", "/residents", json=spouse, expect=409)
+    assert again["details"][0]["resident_id"] == rid
 
     # edit: reorder the cascade, change the notes; the old version is then stale
     edited = await h.call(
@@ -265,15 +266,26 @@ async def test_given_a_resident_form_when_saved_then_phones_contacts_versions_an
     # nothing is deleted: the resident is still found, with the status
     hits = await h.call("GET", "/residents?q=柏新华")
     assert [(r["id"], r["status"]) for r in hits if r["id"] == rid] == [(rid, "deceased")]
+    # the line of a resident who died may go to a new household: it leaves the old record
+    newcomer = await h.call("POST", "/residents", json=spouse, expect=201)
+    assert newcomer["phones"] == created["phones"]
+    assert (await h.call("GET", f"/residents/{rid}"))["phones"] == []
 
     events = await events_named(h, "resident.")
     assert [e["name"] for e in events] == [
         "resident.created",
-        "resident.created",
         "resident.updated",
         "resident.updated",
         "resident.status_changed",
+        "resident.created",
+        "resident.updated",
     ]
+    assert events[-1]["subject_id"] == str(rid)
+    assert events[-1]["data"] == {
+        "changed": ["phones"],
+        "reason": "phone_taken",
+        "taken_by": newcomer["id"],
+    }
     # the event log is the console's live feed: ids and field names, no personal data
     flat = repr([e["data"] for e in events])
     for personal in ("柏", "白公路", "+86", "说话"):

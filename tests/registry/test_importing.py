@@ -20,6 +20,7 @@ from registry.models import (
     RegistryRevision,
     Resident,
     ResidentPhone,
+    ResidentStatus,
 )
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "registry"
@@ -309,3 +310,96 @@ async def test_given_a_dry_run_when_importing_then_the_before_commit_hook_never_
             session, name="r.csv", data=data, dry_run=True, actor="t", before_commit=hook
         )
     assert report.ok and not report.committed and calls == []
+
+
+# -- one phone, one resident: the import applies the API's rule --
+#: resident 1's landline in the demo community
+PHONE_OF_1 = "+862354000001"
+
+
+async def _holders(session: AsyncSession, number: str) -> list[int]:
+    rows = await session.execute(
+        select(ResidentPhone.resident_id)
+        .where(ResidentPhone.number == number)
+        .order_by(ResidentPhone.resident_id)
+    )
+    return [int(r) for r in rows.scalars()]
+
+
+@pytest.mark.parametrize("dry_run", [True, False])
+async def test_given_a_row_with_another_residents_phone_when_imported_then_row_and_owner_are_named(
+    sessions: async_sessionmaker[AsyncSession], dry_run: bool
+) -> None:
+    data = "姓名,电话,网格\n欧建华,13955550001,BG01\n冒名者,023-5400 0001,BG01\n".encode()
+    async with sessions() as session:
+        before = await _counts(session)
+        report = await import_residents(
+            session, name="r.csv", data=data, dry_run=dry_run, actor="t"
+        )
+    assert not report.ok and not report.committed
+    assert [(e.line, e.code) for e in report.errors] == [(3, "phone_taken")], report.lines()
+    error = report.errors[0].public()
+    assert error["resident_id"] == 1
+    assert "resident 1" in error["reason"] and PHONE_OF_1 not in error["reason"]
+    async with sessions() as session:
+        assert await _counts(session) == before  # not even the good row on line 2
+        assert await _holders(session, PHONE_OF_1) == [1]
+
+
+async def test_given_two_rows_sharing_a_phone_when_imported_then_both_rows_are_named(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    data = (
+        "姓名,电话,网格\n"
+        "甲,13955550001,BG01\n"
+        "乙,139 5555 0002,BG01\n"
+        "丙,13955550003; +86 139 5555 0001,BG02\n"
+    ).encode()
+    async with sessions() as session:
+        before = await _counts(session)
+        report = await import_residents(session, name="r.csv", data=data, dry_run=False, actor="t")
+    assert not report.committed
+    assert {(e.line, e.code) for e in report.errors} == {
+        (2, "duplicate_phone"),
+        (4, "duplicate_phone"),
+    }, report.lines()
+    reasons = {e.line: e.reason for e in report.errors}
+    assert "line 4" in reasons[2] and "line 2" in reasons[4]
+    async with sessions() as session:
+        assert await _counts(session) == before
+
+
+async def test_given_a_moved_out_residents_phone_when_imported_then_the_new_one_holds_it_alone(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    # the API lets a new household take the line of someone who moved out (or died);
+    # the import does the same, and the number then has one holder
+    async with sessions() as session:
+        gone = await session.get(Resident, 1)
+        assert gone is not None
+        gone.status = ResidentStatus.MOVED_OUT
+        await session.commit()
+    data = "姓名,电话,网格\n新住户,02354000001,BG01\n".encode()
+    async with sessions() as session:
+        report = await import_residents(session, name="r.csv", data=data, dry_run=False, actor="t")
+        assert report.ok and report.committed, report.lines()
+    async with sessions() as session:
+        newcomer = await _by_name(session, "新住户")
+        assert await _holders(session, PHONE_OF_1) == [newcomer.id]
+
+
+async def test_given_a_resident_reimported_with_their_own_phone_then_it_is_no_conflict(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    async with sessions() as session:
+        one = await session.get(Resident, 1)
+        assert one is not None and one.id_number
+        row = f"{one.name},{one.id_number},{PHONE_OF_1},{one.grid_code},新备注"
+    data = f"姓名,身份证号,电话,网格,备注\n{row}\n".encode()
+    async with sessions() as session:
+        report = await import_residents(session, name="r.csv", data=data, dry_run=False, actor="t")
+        assert report.ok, report.lines()
+        assert [(c.action, c.record_id) for c in report.changes] == [("update", 1)]
+        assert "notes" in report.changes[0].fields
+    async with sessions() as session:
+        assert await _holders(session, PHONE_OF_1) == [1]

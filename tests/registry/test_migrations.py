@@ -1,12 +1,15 @@
-"""The 0002 migration: it upgrades a database that holds data, and after `upgrade head`
-Alembic's autogenerate finds nothing left to do (models and migrations agree)."""
+"""Migrations upgrade databases that hold data (0002 backfills search keys, 0009 leaves
+every phone number with one holder), and after `upgrade head` Alembic's autogenerate
+finds nothing left to do (models and migrations agree)."""
 
 from __future__ import annotations
 
 import asyncio
 
+import pytest
 from alembic import command
 from sqlalchemy import create_engine, text
+from sqlalchemy.exc import IntegrityError
 
 from operator_console.migrate import alembic_config, upgrade
 from registry.db import sync_url
@@ -71,3 +74,82 @@ async def test_given_data_at_0001_when_upgraded_then_search_keys_and_phones_are_
         phones = json.loads(phones)
     assert phones == ["+8613800000001"]
     assert kind == "family"
+
+
+def _seed_shared_phones(url: str) -> None:
+    """At 0008: numbers held by several residents, as the API and the import allowed."""
+    engine = create_engine(sync_url(url))
+    resident = (
+        "INSERT INTO resident (id, name, sex, address, building, unit, room, grid_code, groups, "
+        "health_notes, conditions, medicines, notes, language, status, created_at) VALUES "
+        "(:id, :name, '', '', '', '', '', 'G1', '[]', '', '', '', '', 'zh-CN', :status, "
+        "CURRENT_TIMESTAMP)"
+    )
+    phone = "INSERT INTO resident_phone (id, resident_id, number, kind) VALUES (:id, :rid, :n, 'x')"
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO grid (code, name, community) VALUES ('G1', 'g', 'c')"))
+            statuses = ("registered", "registered", "deceased", "registered")
+            for rid, status in enumerate(statuses, start=1):
+                conn.execute(text(resident), {"id": rid, "name": f"居民{rid}", "status": status})
+            for pid, rid, number in (
+                (1, 1, "+862354000001"),  # resident 1 had it first ...
+                (2, 2, "+862354000001"),  # ... resident 2 was given it later
+                (3, 3, "+862354000003"),  # the line of a resident who died ...
+                (4, 4, "+862354000003"),  # ... now the line of a new household
+                (5, 2, "+8613800000002"),  # resident 2's own mobile
+            ):
+                conn.execute(text(phone), {"id": pid, "rid": rid, "n": number})
+    finally:
+        engine.dispose()
+
+
+def _phones_and_events(url: str) -> tuple[list[tuple[str, int]], list[tuple[str, str, str]]]:
+    engine = create_engine(sync_url(url))
+    try:
+        with engine.connect() as conn:
+            phones = conn.execute(
+                text("SELECT number, resident_id FROM resident_phone ORDER BY number, resident_id")
+            ).all()
+            events = conn.execute(
+                text("SELECT name, subject_id, data FROM event ORDER BY seq")
+            ).all()
+            return [(n, int(r)) for n, r in phones], [(n, s, str(d)) for n, s, d in events]
+    finally:
+        engine.dispose()
+
+
+def _add_phone(url: str, resident_id: int, number: str) -> None:
+    engine = create_engine(sync_url(url))
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                text("INSERT INTO resident_phone (resident_id, number, kind) VALUES (:r, :n, 'x')"),
+                {"r": resident_id, "n": number},
+            )
+    finally:
+        engine.dispose()
+
+
+async def test_given_shared_numbers_at_0008_when_upgraded_then_each_number_keeps_one_holder(
+    db_url: str,
+) -> None:
+    await asyncio.to_thread(upgrade, db_url, "0008_flow_keys")
+    await asyncio.to_thread(_seed_shared_phones, db_url)
+    await asyncio.to_thread(upgrade, db_url)
+    phones, events = await asyncio.to_thread(_phones_and_events, db_url)
+    # the first active holder keeps a number; a dead or moved-out holder gives way
+    assert phones == [
+        ("+8613800000002", 2),
+        ("+862354000001", 1),
+        ("+862354000003", 4),
+    ]
+    # who lost a number is in the event log, by ids, the number masked
+    assert [(name, subject) for name, subject, _ in events] == [
+        ("resident.updated", "2"),
+        ("resident.updated", "3"),
+    ]
+    assert "kept_by" in events[0][2] and "+862354000001" not in events[0][2]
+    # and the database refuses a second holder from now on
+    with pytest.raises(IntegrityError):
+        await asyncio.to_thread(_add_phone, db_url, 3, "+862354000001")

@@ -11,7 +11,7 @@ from alembic import op
 import registry.db
 
 revision = "0010_outage"
-down_revision = "0008_flow_keys"
+down_revision = "0009_one_phone_one_resident"
 branch_labels = None
 depends_on = None
 
