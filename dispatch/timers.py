@@ -1,14 +1,15 @@
 """The `Timers` port: schedule a key at a time, cancel a key, get told when it fires.
 
-`SchedulerTimers` keeps every deadline in the `timer` table, woken by APScheduler 3.11
-with a persistent SQLAlchemy job store in the project database, so deadlines survive
-restarts and overdue ones fire once on start. `ManualTimers` is driven by a manual clock
-in tests.
+`SchedulerTimers` keeps every deadline in the `timer` table of the project database (the
+persistent store: deadlines survive restarts and overdue ones fire once on start), woken
+by APScheduler 3.11. `ManualTimers` is driven by a manual clock in tests.
 
-Only APScheduler's public API is used: a `BackgroundScheduler` runs in its own thread, so
-its synchronous job store never blocks the event loop (on SQLite it used to wait, on the
-loop's thread, for a transaction the blocked loop could not finish); its one job function
-hands each due bucket to the event loop with `run_coroutine_threadsafe`.
+Only APScheduler's public API is used. Its jobs (one per time bucket) are rebuilt from the
+`timer` table on every start, so they live in APScheduler's memory job store: its
+`AsyncIOScheduler` then never does synchronous database work on the event loop (with the
+SQLAlchemy job store it waited, on the loop's thread, for a SQLite transaction the blocked
+loop could not finish), and no second writer races the job rows (a threaded scheduler on
+the SQLAlchemy store lost its own rows on PostgreSQL: JobLookupError).
 
 Keys name what they are about: `offer:<id>`, `deadline:<ticket id>`, `survey:<ticket id>`.
 """
@@ -16,7 +17,6 @@ Keys name what they are about: `offer:<id>`, `deadline:<ticket id>`, `survey:<ti
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import hashlib
 import logging
@@ -27,9 +27,8 @@ from concurrent.futures import ThreadPoolExecutor as WorkerPool
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
-from apscheduler.executors.pool import ThreadPoolExecutor
-from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
-from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.jobstores.memory import MemoryJobStore
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy import Engine, Table, create_engine, delete, event, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -47,15 +46,13 @@ _TIMER: Table = Timer.__table__  # type: ignore[attr-defined]
 _OWNERS: dict[str, SchedulerTimers] = {}
 
 
-def _fire_bucket(scheduler_name: str, bucket: int) -> None:
-    """The job function of every bucket job, in APScheduler's thread: wake the owner's loop."""
+async def _fire_bucket(scheduler_name: str, bucket: int) -> None:
+    """The job function of every bucket job, on the event loop: fire the rows due."""
     owner = _OWNERS.get(scheduler_name)
-    if owner is None and len(_OWNERS) == 1:
-        owner = next(iter(_OWNERS.values()))
     if owner is None:
         log.error("timer bucket %s fired with no owner for %s", bucket, scheduler_name)
         return
-    owner.bucket_due_threadsafe(bucket)
+    await owner._bucket_due(bucket)
 
 
 class Timers(Protocol):
@@ -127,14 +124,11 @@ class SchedulerTimers:
         self._resolution_ms = max(1, int(resolution * 1000))
         self._batch = batch
         self._engine = job_store_engine(sync_url)
-        self._store = SQLAlchemyJobStore(engine=self._engine, tablename="apscheduler_jobs")
-        self.scheduler = BackgroundScheduler(
-            jobstores={"default": self._store},
-            executors={"default": ThreadPoolExecutor(max_workers=1)},
+        self.scheduler = AsyncIOScheduler(
+            jobstores={"default": MemoryJobStore()},
             job_defaults={"misfire_grace_time": None, "coalesce": True, "max_instances": 1},
             timezone="UTC",
         )
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._pool = WorkerPool(max_workers=1, thread_name_prefix="timers")
         #: buckets with a job in the store (touched only by the worker thread and
         #: `_bucket_due`, under `_known_lock`)
@@ -147,11 +141,9 @@ class SchedulerTimers:
         self._stopping = False
 
     async def __aenter__(self) -> SchedulerTimers:
-        self._loop = asyncio.get_running_loop()
         _OWNERS[self.name] = self
         self._stopping = False
-        async with self._guard:
-            await self._in_worker(self.scheduler.start)
+        self.scheduler.start()
         async with self._guard:
             await self._in_worker(self._restore_buckets)
         return self
@@ -163,21 +155,11 @@ class SchedulerTimers:
                 await self._flusher
         async with self._firing:  # let a batch in flight put back what it did not fire
             pass
-        await asyncio.to_thread(self._stop_scheduler)
+        self.scheduler.shutdown(wait=False)
         if _OWNERS.get(self.name) is self:
             del _OWNERS[self.name]
         await asyncio.to_thread(self._pool.shutdown)
-        await asyncio.to_thread(self._store.shutdown)
         await asyncio.to_thread(self._engine.dispose)
-
-    def _stop_scheduler(self) -> None:
-        """Stop APScheduler without racing its thread: a `shutdown` during a round of job
-        processing makes that round fail to remove the job it just ran. Paused, no new round
-        starts; `get_jobs` takes the job store lock, so it returns once a round in flight is
-        over."""
-        self.scheduler.pause()
-        self.scheduler.get_jobs()
-        self.scheduler.shutdown(wait=False)
 
     @property
     def running(self) -> bool:
@@ -306,17 +288,6 @@ class SchedulerTimers:
 
     # -- firing ------------------------------------------------------------------------------
 
-    def bucket_due_threadsafe(self, bucket: int) -> None:
-        """From APScheduler's thread: fire the bucket on the event loop (never raises)."""
-        loop = self._loop
-        if loop is None or loop.is_closed() or self._stopping:
-            return
-        try:
-            handed = asyncio.run_coroutine_threadsafe(self._bucket_due(bucket), loop)
-        except RuntimeError:  # the loop closed meanwhile: the rows stay and fire on start
-            return
-        handed.add_done_callback(_log_failure)
-
     async def _bucket_due(self, bucket: int) -> None:
         """A bucket's job ran: fire every row due by now."""
         with self._known_lock:
@@ -371,11 +342,6 @@ class SchedulerTimers:
                     conn.execute(pg_insert(_TIMER).values(chunk).on_conflict_do_nothing())
                 else:
                     conn.execute(sqlite_insert(_TIMER).values(chunk).on_conflict_do_nothing())
-
-
-def _log_failure(done: concurrent.futures.Future[None]) -> None:
-    if not done.cancelled() and done.exception() is not None:
-        log.error("a timer bucket failed", exc_info=done.exception())
 
 
 def _aware(at: datetime) -> datetime:
