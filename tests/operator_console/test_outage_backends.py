@@ -13,7 +13,7 @@ from typing import Any
 from aiohttp.test_utils import TestClient, TestServer
 
 from dispatch.clock import ManualClock
-from dispatch.service import DispatchConfig
+from dispatch.config import DispatchConfig
 from dispatch.timers import ManualTimers
 from operator_console.app import create_app
 from providers.asterisk.config import AsteriskConfig
@@ -65,7 +65,7 @@ async def waiting_offer(h: Harness, tid: int) -> Any:
     detail = await eventually(waiting)
     assert detail["state"] == "offering"
     assert [o["state"] for o in detail["offers"]] == ["placed"]
-    [offer] = list(await h.services.dispatcher.offers(tid))
+    [offer] = list(await h.services.dispatch.offers.offers(tid))
     record = await h.call("GET", f"/merchants/{offer.merchant_id}/record")
     assert record["offers"] == 0
     return offer
