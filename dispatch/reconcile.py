@@ -305,6 +305,8 @@ class Reconciler:
             return False
         if undialed(call):
             return False  # waits for the phone line: it is placed, not lost
+        if await self._live_now(call.ref):
+            return False  # placed again meanwhile (the line came back while we checked)
         if call.offer_id is not None:
             async with self.core.store.tx() as tx:
                 offer = await self.core.get(tx, Offer, call.offer_id, "offer")
@@ -314,6 +316,15 @@ class Reconciler:
             # cut off in the menu by our restart: they may never ring again by themselves
             await self.queue.callback_once(call, "call lost in a restart")
         return True
+
+    async def _live_now(self, ref: str) -> bool:
+        """Whether the backend knows the call now; True when it cannot tell (keep it)."""
+        if self.live_calls is None:
+            return True
+        try:
+            return ref in await self.live_calls.live_calls()
+        except TelephonyError:
+            return True
 
     async def _stale_desks(self) -> tuple[int, int]:
         """Close wrap-ups and operator states nobody can finish after a restart.

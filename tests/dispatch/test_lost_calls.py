@@ -194,3 +194,27 @@ async def test_given_calls_from_before_a_restart_when_twilio_starts_then_unknown
                 "arrival-2-before": ("ended", "lost"),
                 "CAold": ("abandoned", "lost"),
             }
+
+
+class LateLine:
+    """A backend whose first answer predates a call it placed right after (the line came
+    back at start and a waiting call went out while the reconciler was checking)."""
+
+    def __init__(self, later: set[str]) -> None:
+        self.answers = [set(), later]
+
+    async def live_calls(self) -> set[str]:
+        return self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
+
+
+async def test_given_a_call_placed_while_checking_then_it_is_not_taken_for_lost(
+    seeded_db_url: str,
+) -> None:
+    async with MemoryPBX(time_scale=1.0) as pbx, use_cases(seeded_db_url, pbx) as uc:
+        uc.dispatch.reconciler.live_calls = LateLine({"arrival-9-resumed"})
+        await open_calls(uc, ("arrival-9-resumed", "out"))
+
+        report = await uc.dispatch.reconciler.reconcile(startup=True)
+
+        assert report["lost_calls"] == 0
+        assert await states(uc) == {"arrival-9-resumed": ("ringing", None)}
