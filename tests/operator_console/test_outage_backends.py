@@ -71,6 +71,16 @@ async def waiting_offer(h: Harness, tid: int) -> Any:
     return offer
 
 
+async def resumed(h: Harness, tid: int) -> Any:
+    """The ticket once its waiting offer has been resumed (`offer.resumed`)."""
+
+    async def check() -> Any:
+        detail = await h.call("GET", f"/tickets/{tid}")
+        return detail if "offer.resumed" in [e["name"] for e in detail["timeline"]] else None
+
+    return await eventually(check)
+
+
 async def test_given_the_ami_link_refused_when_dispatching_then_the_offer_waits_then_placed_once(
     tmp_path: Path, seeded_db_url: str
 ) -> None:
@@ -103,9 +113,9 @@ async def test_given_the_ami_link_refused_when_dispatching_then_the_offer_waits_
             await eventually(lambda: _async(len(ami.named("Originate")) == 1))
             [originate] = ami.named("Originate")
             assert originate["Variable"] == [f"YIJING_REF={offer.call_ref}"]
-            detail = await h.call("GET", f"/tickets/{tid}")
+            # the offer's clock restarts once the placed call is recorded (after Originate)
+            detail = await resumed(h, tid)
             assert [o["state"] for o in detail["offers"]] == ["placed"]
-            assert "offer.resumed" in [e["name"] for e in detail["timeline"]]
             assert len(ami.named("Originate")) == 1
     finally:
         await ami.close()
