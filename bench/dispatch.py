@@ -7,7 +7,7 @@ For each database (a SQLite file, and a fresh PostgreSQL database at YIJING_TEST
    RANK_NEEDS needs at random places are ranked: "pure" is index lookup + `rank`, "with
    stats" adds the two database queries for acceptance, ratings, no-shows and last offer
    (over 100,000 offers and 20,000 rated tickets); "with cached stats" takes the records
-   from the dispatcher's `StatsCache` once a first pass over the same needs has filled it.
+   from the ranking's `StatsCache` once a first pass over the same needs has filled it.
 2. timers: `SchedulerTimers` (keys in the `timer` table, one persistent APScheduler job per
    250 ms bucket): the cost of single `schedule()` calls (sequential, then concurrent), then
    N deadlines written with `schedule_many` in chunks of 10,000, due spread over SPREAD_S
@@ -42,7 +42,7 @@ from dispatch.clock import SystemClock  # noqa: E402
 from dispatch.events import EventBus, Store  # noqa: E402
 from dispatch.matching import Need, rank  # noqa: E402
 from dispatch.models import Offer, Ticket  # noqa: E402
-from dispatch.service import Dispatcher  # noqa: E402
+from dispatch.services import DispatchServices  # noqa: E402
 from dispatch.timers import ManualTimers, SchedulerTimers  # noqa: E402
 from operator_console.migrate import upgrade  # noqa: E402
 from providers.memory import MemoryPBX  # noqa: E402
@@ -156,15 +156,15 @@ async def bench_rank(url: str, merchants: int) -> None:
     engine = make_engine(url)
     clock = SystemClock()
     store = Store(make_sessionmaker(engine), EventBus(), clock)
-    dispatcher = Dispatcher(
+    ranking = DispatchServices(
         store=store,
         telephony=MemoryPBX(),
         timers=ManualTimers(None),
         clock=clock,  # type: ignore[arg-type]
-    )
+    ).ranking
     async with store.read() as session:
         t0 = time.perf_counter()
-        index = await dispatcher._merchant_index(session)
+        index = await ranking.merchant_index(session)
         print(f"  index of {len(index):,} merchants loaded in {time.perf_counter() - t0:.2f} s")
     rng = random.Random(2)
     needs = []
@@ -183,24 +183,24 @@ async def bench_rank(url: str, merchants: int) -> None:
             near = index.near(need)
             ranked = rank(need, near, loads={}, now=now, seed=1)
             t1 = time.perf_counter()
-            stats = await dispatcher.merchant_stats(session, [m.id for m in near if m.id])
+            stats = await ranking.merchant_stats(session, [m.id for m in near if m.id])
             rank(need, near, loads={}, now=now, stats=stats, seed=1)
             t2 = time.perf_counter()
             pure.append((t1 - t0) * 1000)
             full.append((t2 - t0) * 1000)
             sizes.append(len(ranked))
-        # the same needs again through the dispatcher's cache: the first pass fills it
+        # the same needs again through the ranking's cache: the first pass fills it
         # (misses cost what "with stats" costs), the second is the steady state
         for need in needs:
-            await dispatcher.stats.get(session, [m.id for m in index.near(need) if m.id])
-        reads = dispatcher.stats.reads
+            await ranking.stats.get(session, [m.id for m in index.near(need) if m.id])
+        reads = ranking.stats.reads
         for need in needs:
             t0 = time.perf_counter()
             near = index.near(need)
-            stats = await dispatcher.stats.get(session, [m.id for m in near if m.id])
+            stats = await ranking.stats.get(session, [m.id for m in near if m.id])
             rank(need, near, loads={}, now=now, stats=stats, seed=1)
             cached.append((time.perf_counter() - t0) * 1000)
-        assert dispatcher.stats.reads == reads, "the warm pass read the database"
+        assert ranking.stats.reads == reads, "the warm pass read the database"
     print(
         f"  rank ({RANK_NEEDS} needs, median {statistics.median(sizes):.0f} candidates): "
         f"pure median {statistics.median(pure):.3f} ms p99 {pct(pure, 0.99):.3f} ms; "

@@ -4,9 +4,9 @@ Ranking a need reads each nearby merchant's acceptance, ratings, no-shows and la
 over `stats_window_days`. Reading them from the database on every ranking costs two
 grouped queries (10-40 ms among 100,000 merchants); the ranking itself takes about 3 ms.
 So the records are cached per merchant and dropped when something about that merchant
-changes: the dispatcher calls `touch` after a commit that placed or decided one of its
-offers or rated one of its tickets. A record is also read again after `ttl_s`, which
-moves the window forward.
+changes: a `TouchMerchant` command (`dispatch.effects`) calls `touch` after a commit that
+placed or decided one of its offers or rated one of its tickets. A record is also read
+again after `ttl_s`, which moves the window forward.
 
 A read that started before a `touch` may return the older record; it is used for that
 one ranking but never kept, so a later ranking always sees the committed change.

@@ -117,7 +117,7 @@ async def update_grid(request: web.Request) -> web.Response:
 def _grid_changed(request: web.Request, grid: Grid) -> None:
     # search shows grid names and finds residents by them; matching looks at grids
     request.app[search_index_key].grid_names[grid.code] = grid.name
-    services(request).dispatcher.invalidate_merchants()
+    services(request).dispatch.ranking.invalidate_merchants()
 
 
 # -- contracts --

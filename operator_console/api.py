@@ -19,8 +19,7 @@ from dispatch.models import Call, Event, Offer, Ticket
 from operator_console import auth
 from operator_console.errors import Forbidden, Unauthorized
 from operator_console.openapi import Api
-from providers.base import OriginateFailure, UnknownCall
-from providers.memory import MemoryPBX
+from providers.base import OriginateFailure, Simulator, UnknownCall
 from registry import repository as repo
 from registry.models import Merchant, Resident, ResidentPhone, Role, User
 from registry.phones import mask, try_normalize
@@ -82,7 +81,7 @@ async def body(request: web.Request, model: type[BaseModel]) -> Any:
 
 def int_param(request: web.Request, name: str) -> int:
     """A path parameter that must be a positive integer."""
-    from dispatch.service import Invalid
+    from dispatch.errors import Invalid
 
     value = request.match_info[name]
     if not value.isdigit() or len(value) > 18:
@@ -316,7 +315,7 @@ async def catalog(request: web.Request) -> web.Response:
     need(request, *STAFF, Role.MERCHANT)
     async with services(request).store.read() as session:
         rows = await repo.list_categories(session)
-    keys = services(request).dispatcher.hotline_keys()
+    keys = services(request).dispatch.calls.hotline_keys()
     return ok([c.model_dump(mode="json") | {"keypad": keys.get(c.code)} for c in rows])
 
 
@@ -386,7 +385,7 @@ async def calls(request: web.Request) -> web.Response:
     """The waiting queue plus calls connected, on hold or in wrap-up."""
     need(request, *STAFF)
     svc = services(request)
-    waiting = await svc.dispatcher.queue()
+    waiting = await svc.dispatch.queue.queue()
     async with svc.store.read() as session:
         busy = (
             (
@@ -437,7 +436,7 @@ async def call_detail(request: web.Request) -> web.Response:
 async def answer(request: web.Request) -> web.Response:
     """Answer a queued call."""
     user = need(request, *STAFF)
-    call = await services(request).dispatcher.answer_call(int_param(request, "call_id"), user)
+    call = await services(request).dispatch.desk.answer_call(int_param(request, "call_id"), user)
     async with services(request).store.read() as session:
         return ok(await call_public(session, call))
 
@@ -448,7 +447,7 @@ async def answer(request: web.Request) -> web.Response:
 async def hangup(request: web.Request) -> web.Response:
     """Hang up."""
     user = need(request, *STAFF)
-    await services(request).dispatcher.hangup_call(int_param(request, "call_id"), user)
+    await services(request).dispatch.desk.hangup_call(int_param(request, "call_id"), user)
     return ok({"ok": True})
 
 
@@ -464,7 +463,7 @@ async def wrap_up(request: web.Request) -> web.Response:
     """Wrap up with a disposition."""
     user = need(request, *STAFF)
     data = await body(request, WrapUpBody)
-    await services(request).dispatcher.wrap_up(
+    await services(request).dispatch.desk.wrap_up(
         int_param(request, "call_id"), user, data.disposition
     )
     return ok({"ok": True})
@@ -482,7 +481,7 @@ async def operator_state(request: web.Request) -> web.Response:
     """Change the operator's own state."""
     user = need(request, *STAFF)
     data = await body(request, OperatorStateBody)
-    state = await services(request).dispatcher.set_operator_state(user, data.action, data.reason)
+    state = await services(request).dispatch.desk.set_operator_state(user, data.action, data.reason)
     return ok({"state": state})
 
 
@@ -494,7 +493,7 @@ async def create_ticket(request: web.Request) -> web.Response:
     """Create a ticket."""
     user = need(request, *STAFF)
     data = await body(request, TicketBody)
-    ticket = await services(request).dispatcher.create_ticket(
+    ticket = await services(request).dispatch.tickets.create_ticket(
         user=user,
         category=data.category,
         description=data.description,
@@ -521,7 +520,7 @@ async def list_tickets(request: web.Request) -> web.Response:
     elif state in TicketState.__members__.values():
         stmt = stmt.where(col(Ticket.state) == TicketState(state))
     elif state != "all":
-        from dispatch.service import Invalid
+        from dispatch.errors import Invalid
 
         raise Invalid(f"unknown state {state!r}")
     async with services(request).store.read() as session:
@@ -551,8 +550,8 @@ async def ticket_detail(request: web.Request) -> web.Response:
     need(request, *STAFF)
     svc = services(request)
     ticket_id = int_param(request, "ticket_id")
-    ticket = await svc.dispatcher.get_ticket(ticket_id)
-    offers = await svc.dispatcher.offers(ticket_id)
+    ticket = await svc.dispatch.tickets.get_ticket(ticket_id)
+    offers = await svc.dispatch.offers.offers(ticket_id)
     async with svc.store.read() as session:
         names = {
             m.id: m.name
@@ -578,7 +577,7 @@ async def ticket_detail(request: web.Request) -> web.Response:
 async def candidates(request: web.Request) -> web.Response:
     """The ranking."""
     need(request, *STAFF)
-    ranked = await services(request).dispatcher.candidates(int_param(request, "ticket_id"))
+    ranked = await services(request).dispatch.ranking.candidates(int_param(request, "ticket_id"))
     return ok([c.public() for c in ranked])
 
 
@@ -594,7 +593,7 @@ async def dispatch_ticket(request: web.Request) -> web.Response:
     """Dispatch."""
     user = need(request, *STAFF)
     data = await body(request, DispatchBody)
-    ticket = await services(request).dispatcher.dispatch(
+    ticket = await services(request).dispatch.offers.dispatch(
         int_param(request, "ticket_id"), user=user, merchant_ids=data.merchant_ids
     )
     return ok(ticket_public(ticket))
@@ -602,12 +601,12 @@ async def dispatch_ticket(request: web.Request) -> web.Response:
 
 async def _merchant_or_staff_ticket_action(request: web.Request, action: str) -> web.Response:
     user = need(request, *STAFF, Role.MERCHANT)
-    dispatcher = services(request).dispatcher
+    tickets = services(request).dispatch.tickets
     ticket_id = int_param(request, "ticket_id")
     if action == "arrive":
-        ticket = await dispatcher.arrive(ticket_id, user=user)
+        ticket = await tickets.arrive(ticket_id, user=user)
     else:
-        ticket = await dispatcher.complete(ticket_id, user=user)
+        ticket = await tickets.complete(ticket_id, user=user)
     return ok(
         ticket_public(ticket)
         if user.role != Role.MERCHANT
@@ -651,7 +650,7 @@ async def cancel(request: web.Request) -> web.Response:
     """Cancel."""
     user = need(request, *STAFF)
     data = await body(request, CancelBody)
-    ticket = await services(request).dispatcher.cancel(
+    ticket = await services(request).dispatch.tickets.cancel(
         int_param(request, "ticket_id"), user=user, reason=data.reason
     )
     return ok(ticket_public(ticket))
@@ -667,7 +666,7 @@ async def cancel(request: web.Request) -> web.Response:
 async def accept_offer(request: web.Request) -> web.Response:
     """Accept; a second accept of the same ticket is refused with 409."""
     user = need(request, *STAFF, Role.MERCHANT)
-    ticket = await services(request).dispatcher.accept_offer(
+    ticket = await services(request).dispatch.offers.accept_offer(
         int_param(request, "offer_id"), user=user
     )
     return ok({"ticket_id": ticket.id, "state": ticket.state.value})
@@ -682,7 +681,7 @@ async def events(request: web.Request) -> web.Response:
     need(request, *STAFF)
     since = request.query.get("since", "0")
     if not since.isdigit():
-        from dispatch.service import Invalid
+        from dispatch.errors import Invalid
 
         raise Invalid("since must be a non-negative integer")
     return ok(await services(request).store.events_since(int(since)))
@@ -732,12 +731,12 @@ async def telephony_status(request: web.Request) -> web.Response:
 
 
 # -- the phone simulator (memory PBX only) --
-def pbx(request: web.Request) -> MemoryPBX:
-    """The memory PBX, or 404 on real telephony."""
-    telephony = services(request).telephony
-    if not isinstance(telephony, MemoryPBX):
+def pbx(request: web.Request) -> Simulator:
+    """The phone simulator, or 404 when the backend is not one (real telephony)."""
+    simulator = services(request).simulator
+    if simulator is None:
         raise repo.NotFound("simulator", "(telephony is not the memory PBX)")
-    return telephony
+    return simulator
 
 
 @API.route(

@@ -22,8 +22,9 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dispatch.clock import Clock, SystemClock
+from dispatch.config import DispatchConfig
 from dispatch.events import EventBus, Store
-from dispatch.service import DispatchConfig, Dispatcher, LiveCalls
+from dispatch.services import DispatchServices
 from dispatch.timers import ManualTimers, SchedulerTimers, Timers
 from ivr.library import FlowLibrary
 from operator_console import auth
@@ -32,7 +33,7 @@ from operator_console.instance import instance_lock
 from operator_console.merchant_login import LoginPolicy, MerchantLogin
 from operator_console.migrate import upgrade
 from operator_console.settings import Settings
-from providers.base import Messaging, Telephony
+from providers.base import LiveCalls, Messaging, Simulator, Telephony
 from providers.memory import MemoryPBX
 from registry import repository as repo
 from registry.db import make_engine, make_sessionmaker, sync_url
@@ -55,8 +56,10 @@ class Services:
     clock: Clock
     telephony: Telephony
     timers: Timers
-    dispatcher: Dispatcher
+    dispatch: DispatchServices
     scheduler_up: Callable[[], bool]
+    #: the phone simulator when the backend is one (the memory PBX), else None
+    simulator: Simulator | None = None
 
 
 services_key = web.AppKey("services", Services)
@@ -66,14 +69,12 @@ websockets_key: web.AppKey[set[web.WebSocketResponse]] = web.AppKey("websockets"
 
 def live_calls_of(backend: Telephony) -> LiveCalls | None:
     """How the reconciler asks a backend which calls it still knows (None: it cannot)."""
-    if isinstance(backend, MemoryPBX):
-        pbx = backend
+    return backend if isinstance(backend, LiveCalls) else None
 
-        async def live() -> set[str]:
-            return {ref for ref, call in pbx.calls.items() if call.state != "ended"}
 
-        return live
-    return None
+def simulator_of(backend: Telephony) -> Simulator | None:
+    """The phone simulator the console's simulator page drives, when the backend is one."""
+    return backend if isinstance(backend, MemoryPBX) else None
 
 
 def make_telephony(settings: Settings) -> Telephony:
@@ -242,10 +243,10 @@ def create_app(
             hotline_menu=settings.hotline_menu,
             queue_announce_s=settings.queue_announce_s,
         )
-        holder: dict[str, Dispatcher] = {}
+        holder: dict[str, DispatchServices] = {}
 
         async def fire(key: str) -> None:
-            await holder["d"].on_timer(key)
+            await holder["d"].router.on_timer(key)
 
         async with contextlib.AsyncExitStack() as stack:
             await stack.enter_async_context(backend)
@@ -266,7 +267,7 @@ def create_app(
                 def scheduler_up() -> bool:
                     return True
 
-            dispatcher = Dispatcher(
+            dispatch = DispatchServices(
                 flows=FlowLibrary(settings.flows_dir),
                 store=store,
                 telephony=backend,
@@ -275,9 +276,9 @@ def create_app(
                 config=config,
                 live_calls=live_calls_of(backend),
             )
-            holder["d"] = dispatcher
+            holder["d"] = dispatch
             login = MerchantLogin(
-                dispatcher=dispatcher,
+                outbound=dispatch.outbound,
                 secret=settings.secret_key,
                 public_url=settings.public_url,
                 messaging=messaging_of(settings, backend),
@@ -292,11 +293,11 @@ def create_app(
             app[merchant_api.login_key] = login
             if isinstance(the_timers, ManualTimers) and the_timers.handler is None:
                 the_timers.handler = fire  # a test's manual timers fire into this app
-            pump = asyncio.create_task(dispatcher.pump(), name="telephony-pump")
+            pump = asyncio.create_task(dispatch.router.pump(), name="telephony-pump")
             if scheduler is not None:
                 await stack.enter_async_context(scheduler)
             # after a restart: repair lost timers and calls before serving anyone
-            await dispatcher.start()
+            await dispatch.reconciler.start()
             app[services_key] = Services(
                 settings,
                 engine,
@@ -305,8 +306,9 @@ def create_app(
                 the_clock,
                 backend,
                 the_timers,
-                dispatcher,
+                dispatch,
                 scheduler_up,
+                simulator_of(backend),
             )
             try:
                 yield

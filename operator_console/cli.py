@@ -135,8 +135,8 @@ async def _export(settings: Settings, kind: str, path: Path, full_id_numbers: bo
 
 
 async def _report(settings: Settings, start: str, end: str, by: str | None, as_csv: bool) -> int:
+    from dispatch.errors import Invalid
     from dispatch.figures import load_report, render_table
-    from dispatch.service import Invalid
     from operator_console.figures_api import period
     from operator_console.migrate import upgrade
     from registry.db import engine_context, make_sessionmaker

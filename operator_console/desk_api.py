@@ -10,9 +10,9 @@ from pydantic import Field, model_validator
 from sqlalchemy import select
 from sqlmodel import col
 
+from dispatch.errors import Invalid
 from dispatch.machines.ticket import OPEN, TicketState
 from dispatch.models import Call, OperatorStatus, Ticket
-from dispatch.service import Invalid
 from operator_console.api import (
     API,
     STAFF,
@@ -135,7 +135,7 @@ async def hold(request: web.Request) -> web.Response:
     """Hold."""
     user = need(request, *STAFF)
     call_id = int_param(request, "call_id")
-    await services(request).dispatcher.hold_call(call_id, user)
+    await services(request).dispatch.desk.hold_call(call_id, user)
     return await _call_view(request, call_id)
 
 
@@ -150,7 +150,7 @@ async def unhold(request: web.Request) -> web.Response:
     """Resume."""
     user = need(request, *STAFF)
     call_id = int_param(request, "call_id")
-    await services(request).dispatcher.resume_call(call_id, user)
+    await services(request).dispatch.desk.resume_call(call_id, user)
     return await _call_view(request, call_id)
 
 
@@ -167,7 +167,7 @@ async def transfer(request: web.Request) -> web.Response:
     user = need(request, *STAFF)
     data = await body(request, TransferBody)
     call_id = int_param(request, "call_id")
-    await services(request).dispatcher.transfer_call(
+    await services(request).dispatch.desk.transfer_call(
         call_id, user, to_user_id=data.to_user_id, to_role=data.to
     )
     return await _call_view(request, call_id)
@@ -183,4 +183,4 @@ async def transfer(request: web.Request) -> web.Response:
 async def transfer_targets(request: web.Request) -> web.Response:
     """Available operators (not oneself) and supervisors logged in and free."""
     user = need(request, *STAFF)
-    return ok(await services(request).dispatcher.transfer_targets(user))
+    return ok(await services(request).dispatch.desk.transfer_targets(user))

@@ -3,8 +3,8 @@
 Exception tree mapped here:
   registry.repository.NotFound            -> 404 not_found
   dispatch.machines.IllegalTransition     -> 409 illegal_transition
-  dispatch.service.Conflict               -> 409 conflict
-  dispatch.service.Invalid, ValidationError -> 422 invalid_input (an Invalid subclass
+  dispatch.errors.Conflict                -> 409 conflict
+  dispatch.errors.Invalid, ValidationError  -> 422 invalid_input (an Invalid subclass
                                              names its own: OperatorTask -> operator_task)
   Unauthorized / Forbidden                -> 401 / 403
   sqlalchemy OperationalError             -> 503 database_unavailable
@@ -22,8 +22,8 @@ from aiohttp import web
 from pydantic import ValidationError
 from sqlalchemy.exc import OperationalError
 
+from dispatch.errors import Conflict, Invalid
 from dispatch.machines import IllegalTransition
-from dispatch.service import Conflict, Invalid
 from providers.base import TelephonyError
 from registry.repository import NotFound
 

@@ -16,8 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from dispatch.clock import LOCAL_TZ
+from dispatch.errors import Invalid
 from dispatch.figures import GROUPINGS, load_report
-from dispatch.service import Invalid
 from operator_console.api import (
     API,
     STAFF,
@@ -150,7 +150,7 @@ class CheckInBody(Strict):
 async def repeat(request: web.Request) -> web.Response:
     """Repeat an order."""
     user = need(request, *STAFF)
-    ticket = await services(request).dispatcher.repeat_order(
+    ticket = await services(request).dispatch.tickets.repeat_order(
         int_param(request, "ticket_id"), user=user
     )
     return ok(ticket_public(ticket), status=201)
@@ -168,7 +168,7 @@ async def check_in(request: web.Request) -> web.Response:
     """Place a check-in call."""
     user = need(request, *STAFF)
     data = await body(request, CheckInBody)
-    ref = await services(request).dispatcher.check_in(
+    ref = await services(request).dispatch.checkins.check_in(
         int_param(request, "ticket_id"), kind=data.kind, user=user
     )
     return ok({"call_ref": ref}, status=202)
@@ -184,7 +184,9 @@ async def check_in(request: web.Request) -> web.Response:
 async def survey_family(request: web.Request) -> web.Response:
     """Place a family survey call."""
     user = need(request, *STAFF)
-    await services(request).dispatcher.survey_family(int_param(request, "ticket_id"), user=user)
+    await services(request).dispatch.surveys.survey_family(
+        int_param(request, "ticket_id"), user=user
+    )
     return ok({"status": "calling"}, status=202)
 
 
@@ -200,7 +202,7 @@ async def close_follow_up(request: web.Request) -> web.Response:
     """A supervisor closes a follow-up."""
     user = need(request, *SUPERVISORS)
     data = await body(request, FollowUpBody)
-    ticket = await services(request).dispatcher.close_follow_up(
+    ticket = await services(request).dispatch.tickets.close_follow_up(
         int_param(request, "ticket_id"), user=user, note=data.note
     )
     return ok(ticket_public(ticket))
@@ -228,11 +230,11 @@ async def merchant_record(request: web.Request) -> web.Response:
     q = request.query
     if "days" in q or "from" in q or "to" in q:
         start, end = requested_period(request)
-        record = await services(request).dispatcher.merchant_record(
+        record = await services(request).dispatch.scorecard.merchant_record(
             merchant_id, start=start, end=end
         )
         record["first_day"] = start.astimezone(LOCAL_TZ).date().isoformat()
         record["last_day"] = (end - timedelta(days=1)).astimezone(LOCAL_TZ).date().isoformat()
     else:
-        record = await services(request).dispatcher.merchant_record(merchant_id)
+        record = await services(request).dispatch.scorecard.merchant_record(merchant_id)
     return ok(record)

@@ -33,7 +33,6 @@ from operator_console.api import (
 )
 from operator_console.errors import Unauthorized, error_response
 from operator_console.merchant_login import Channel, LoginRefused, MerchantLogin, RateLimited
-from providers.memory import MemoryPBX
 from registry import repository as repo
 from registry.models import Merchant, Resident, Role, ServiceCategory, User
 from registry.phones import mask
@@ -261,7 +260,7 @@ async def decline(request: web.Request) -> web.Response:
     """Refuse an offer; it is recorded as declined and the next merchant is called."""
     user = need(request, Role.MERCHANT)
     offer_id = int_param(request, "offer_id")
-    await services(request).dispatcher.decline_offer(offer_id, user=user)
+    await services(request).dispatch.offers.decline_offer(offer_id, user=user)
     return ok({"offer_id": offer_id, "declined": True})
 
 
@@ -275,7 +274,7 @@ async def decline(request: web.Request) -> web.Response:
 async def sim_messages(request: web.Request) -> web.Response:
     """The simulated handsets' texts, newest first; numbers masked."""
     need(request, *STAFF)
-    pbx = services(request).telephony
-    if not isinstance(pbx, MemoryPBX):
+    simulator = services(request).simulator
+    if simulator is None:
         raise repo.NotFound("simulator", "(telephony is not the memory PBX)")
-    return ok([{"ref": t.ref, "to": mask(t.number), "text": t.text} for t in pbx.texts])
+    return ok([{"ref": t.ref, "to": mask(t.number), "text": t.text} for t in simulator.texts])

@@ -45,7 +45,7 @@ from sqlmodel import col
 
 from dispatch.events import Tx
 from dispatch.models import Call
-from dispatch.service import Dispatcher, FlowStart
+from dispatch.outbound import FlowStart, Outbound
 from ivr.prompts import pick_lang
 from operator_console.models import MerchantLoginCode, MerchantLoginRequest
 from providers.base import Messaging, TelephonyError
@@ -142,23 +142,22 @@ class MerchantLogin:
     def __init__(
         self,
         *,
-        dispatcher: Dispatcher,
+        outbound: Outbound,
         secret: str,
         public_url: str,
         messaging: Messaging | None = None,
         policy: LoginPolicy | None = None,
     ) -> None:
-        self.dispatcher = dispatcher
-        self.store = dispatcher.store
-        self.clock = dispatcher.clock
+        self.outbound = outbound
+        self.store = outbound.core.store
+        self.clock = outbound.core.clock
         self.messaging = messaging
         self.public_url = public_url.rstrip("/")
         self.policy = policy or LoginPolicy()
         self._secret = (secret or "yijing-dev").encode()
         self._waiting: dict[str, _Waiting] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        dispatcher.outbound_flows[PURPOSE] = self._answered
-        dispatcher.outbound_wanted[PURPOSE] = self._still_waiting
+        outbound.serve_flows(PURPOSE, answered=self._answered, wanted=self._still_waiting)
 
     # -- what the API calls --------------------------------------------------------------
     @property
@@ -214,7 +213,7 @@ class MerchantLogin:
             )
             if chosen == Channel.VOICE:
                 ref = delivery.ref
-                self.dispatcher.record_outbound(tx, ref=ref, number=number, purpose=PURPOSE)
+                self.outbound.record(tx, ref=ref, number=number, purpose=PURPOSE)
             # the audit trail says a code went out and how, never the code or the number
             tx.emit(
                 "merchant.login_code_sent",
@@ -384,13 +383,13 @@ class MerchantLogin:
                     await self._reroute_to_voice(d)
             self._prune()
             self._waiting[d.ref] = _Waiting(d.code, d.lang, d.expires_at)
-            await self.dispatcher.place_call(d.ref, d.number)
+            await self.outbound.place_call(d.ref, d.number)
         except Exception as exc:  # a delivery runs alone: say what failed, without the number
             log.error("login code %s: delivery failed (%s)", d.code_id, type(exc).__name__)
 
     async def _reroute_to_voice(self, d: _Delivery) -> None:
         async with self.store.tx() as tx:
-            self.dispatcher.record_outbound(tx, ref=d.ref, number=d.number, purpose=PURPOSE)
+            self.outbound.record(tx, ref=d.ref, number=d.number, purpose=PURPOSE)
             await tx.session.execute(
                 update(MerchantLoginCode)
                 .where(col(MerchantLoginCode.id) == d.code_id)

@@ -137,13 +137,12 @@ async def merchant_page(request: web.Request) -> web.StreamResponse:
     """The merchant's phone page: a code login (or a one-time link's), then their orders."""
     from operator_console.api import services
     from operator_console.merchant_api import login_service
-    from providers.memory import MemoryPBX
 
     link = request.path == "/merchant/login"
     context = {
         "can_text": login_service(request.app).can_text,
         "link_login": link,
-        "demo": isinstance(services(request).telephony, MemoryPBX),
+        "demo": services(request).simulator is not None,
     }
     response = aiohttp_jinja2.render_template("merchant.html", request, context)
     if link:

@@ -27,8 +27,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from dispatch.clock import LOCAL_TZ
+from dispatch.errors import Conflict, Invalid
 from dispatch.events import Store, Tx
-from dispatch.service import Conflict, Invalid
 from operator_console.api import API, STAFF, body, int_param, need, ok, services
 from registry import exporting, importing
 from registry import repository as repo
@@ -294,7 +294,7 @@ async def import_file(request: web.Request) -> web.Response:
             report.public(),
         )
     # matching keeps an index of merchants; it must see this change at once
-    services(request).dispatcher.invalidate_merchants()
+    services(request).dispatch.ranking.invalidate_merchants()
     return ok(report.public() | {"import_id": import_id})
 
 
@@ -546,7 +546,7 @@ async def create_merchant(request: web.Request) -> web.Response:
         out = merchant_public(merchant, data)
     log.info("merchant %s added by %s", merchant.id, user.username)
     # matching keeps an index of merchants; it must see this change at once
-    services(request).dispatcher.invalidate_merchants()
+    services(request).dispatch.ranking.invalidate_merchants()
     return ok(out, status=201)
 
 
@@ -581,7 +581,7 @@ async def update_merchant(request: web.Request) -> web.Response:
     out["changed"] = changes
     log.info("merchant %s changed by %s: %s", merchant_id, user.username, ",".join(changes))
     # matching keeps an index of merchants; it must see this change at once
-    services(request).dispatcher.invalidate_merchants()
+    services(request).dispatch.ranking.invalidate_merchants()
     return ok(out)
 
 
@@ -613,7 +613,7 @@ async def change_contract(request: web.Request) -> web.Response:
         )
     log.info("merchant %s contract set to %s by %s", merchant_id, data.status.value, user.username)
     # matching keeps an index of merchants; it must see this change at once
-    services(request).dispatcher.invalidate_merchants()
+    services(request).dispatch.ranking.invalidate_merchants()
     return ok(
         {
             "id": merchant.id,
@@ -636,7 +636,7 @@ def category_public(request: web.Request, category: ServiceCategory) -> dict[str
     """A category with its version and the hotline keys that order it (from the flow)."""
     out = category.model_dump(mode="json")
     out["version"] = version_of(out)
-    out["keypad"] = services(request).dispatcher.hotline_keys().get(category.code)
+    out["keypad"] = services(request).dispatch.calls.hotline_keys().get(category.code)
     return out
 
 
@@ -662,7 +662,7 @@ async def _save_category(
         out = category_public(request, category)
     log.info("catalog category %s saved by %s", data.code, user.username)
     # matching keeps an index of merchants; it must see this change at once
-    services(request).dispatcher.invalidate_merchants()
+    services(request).dispatch.ranking.invalidate_merchants()
     return out, existing is None
 
 

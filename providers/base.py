@@ -21,15 +21,22 @@ Exceptions::
      +-- UnknownCall               no live call with that ref
      +-- MessagingError            a text could not be handed to the carrier
 
-Text messages are an optional capability, `Messaging`: a backend that can send them
-(Twilio's Messages API, the memory PBX's simulated handset) implements `send_text`; one
-that cannot (Asterisk) does not, and callers fall back to a phone call.
+Optional capabilities: code above `providers/` asks the port for them (`isinstance` on
+the protocol, at the composition root), never for a backend class.
+
+- `Messaging`: a backend that can send texts (Twilio's Messages API, the memory PBX's
+  simulated handset) implements `send_text`; one that cannot (Asterisk) does not, and
+  callers fall back to a phone call.
+- `LiveCalls`: the refs of the calls the backend knows are live, for the reconciler's
+  lost-call check at start (memory: its calls; Asterisk: the correlator after the
+  CoreShowChannels resync; Twilio: the calls this adapter placed or was offered).
+- `Simulator`: the phone simulator the console's simulator page drives (memory only).
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -289,4 +296,72 @@ class Messaging(Protocol):
 
         Raises `MessagingError` when the carrier refuses or cannot be reached.
         """
+        ...
+
+
+@runtime_checkable
+class LiveCalls(Protocol):
+    """The optional capability to say which calls are live on the backend now."""
+
+    async def live_calls(self) -> set[str]:
+        """The refs of every call the backend knows is not over.
+
+        Raises `TelephonyUnavailable` when it cannot tell right now (the link is down, a
+        resync is under way): then nothing may be concluded about any call.
+        """
+        ...
+
+
+class SimulatedText(Protocol):
+    """A text message a simulated handset received."""
+
+    @property
+    def ref(self) -> str: ...
+
+    @property
+    def number(self) -> str: ...
+
+    @property
+    def text(self) -> str: ...
+
+
+@runtime_checkable
+class Simulator(Protocol):
+    """The optional phone simulator: play the residents' and merchants' phones."""
+
+    @property
+    def texts(self) -> Sequence[SimulatedText]:
+        """Texts the simulated handsets received, newest first."""
+        ...
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        """Live and recent calls as the phones see them (JSON-ready)."""
+        ...
+
+    def reachable(self) -> None:
+        """Raise `TelephonyUnavailable` while the simulated link is down."""
+        ...
+
+    def set_link(self, up: bool) -> None:
+        """Take the simulated link down (an outage) or bring it back."""
+        ...
+
+    async def dial_in(self, caller: str, *, dialled: str | None = None) -> str:
+        """A phone calls the hotline; returns the new call's ref."""
+        ...
+
+    async def answer(self, ref: str) -> None:
+        """The called phone picks up."""
+        ...
+
+    async def reject(self, ref: str, reason: OriginateFailure = OriginateFailure.BUSY) -> None:
+        """The called phone is busy, does not answer, or the call fails."""
+        ...
+
+    async def press(self, ref: str, digit: str) -> None:
+        """The phone presses a key."""
+        ...
+
+    async def party_hangup(self, ref: str) -> None:
+        """The phone hangs up."""
         ...

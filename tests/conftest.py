@@ -20,7 +20,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from dispatch.clock import ManualClock
-from dispatch.service import DispatchConfig
+from dispatch.config import DispatchConfig
 from dispatch.timers import ManualTimers
 from operator_console.app import create_app, services_key
 from operator_console.settings import Settings

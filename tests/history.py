@@ -1,5 +1,5 @@
 """A small, known history of tickets for the figures, the charts and the scorecard tests:
-ticket, offer and event rows as the Dispatcher writes them, relative to "now".
+ticket, offer and event rows as the dispatch services write them, relative to "now".
 
 Eight tickets over the last twelve local days (Asia/Shanghai), on the demo catalog, grids
 and merchants (merchant 1 is 康华大药房(1号店), a pharmacy):

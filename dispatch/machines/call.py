@@ -9,7 +9,7 @@ another operator, connected or on hold: the call stays connected and only change
 (it is not answered a second time, so the answer figures are not touched). A caller who
 hangs up on hold ends the call as from `connected`: the operator wraps up. A transfer
 whose new operator never answers puts the caller back in the queue (`TransferUnanswered`),
-keeping their first answer and their place (see `Dispatcher.transfer_unanswered`).
+keeping their first answer and their place (see `dispatch.desk`).
 """
 
 from __future__ import annotations
@@ -91,6 +91,11 @@ class Unhold:
 
 
 @dataclass(frozen=True, slots=True)
+class HoldFailed:
+    """The PBX could not put the caller on hold: they are still talking to the operator."""
+
+
+@dataclass(frozen=True, slots=True)
 class Transfer:
     """The caller is handed to another operator (or a supervisor)."""
 
@@ -112,6 +117,7 @@ CallEvent = (
     | CallbackRequested
     | Hold
     | Unhold
+    | HoldFailed
     | Transfer
     | TransferUnanswered
 )
@@ -170,6 +176,8 @@ def transition(state: CallState, event: CallEvent) -> tuple[CallState, list[Call
             return CallState.ON_HOLD, [HoldCaller()]
         case CallState.ON_HOLD, Unhold():
             return CallState.CONNECTED, [UnholdCaller()]
+        case CallState.ON_HOLD, HoldFailed():
+            return CallState.CONNECTED, []
         case state, Transfer(operator_id=operator_id) if state in AT_DESK:
             return CallState.CONNECTED, [TransferToOperator(operator_id)]
         case CallState.CONNECTED, TransferUnanswered():

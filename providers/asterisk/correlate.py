@@ -242,6 +242,11 @@ class Correlator:
         """Refs of calls that have not ended."""
         return list(self.calls)
 
+    @property
+    def resyncing(self) -> bool:
+        """A CoreShowChannels snapshot is being read: the calls known are not settled."""
+        return self._snapshot is not None
+
     # -- handlers ------------------------------------------------------------------------
     def _newchannel(self, msg: Message, out: list[TelephonyEvent]) -> None:
         self._track(msg, out, adopt=False)

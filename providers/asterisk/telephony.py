@@ -253,6 +253,14 @@ class AsteriskTelephony:
             if isinstance(event, BackendStatus) and not event.up and self._closing:
                 return
 
+    async def live_calls(self) -> set[str]:
+        """The refs of the calls Asterisk has live, as the last resync and the events since
+        show them (the port's `LiveCalls`); `LinkDown` while the link is down or a resync
+        is under way: then nothing is known about any call."""
+        if not self._up or self.correlator.resyncing:
+            raise LinkDown(f"AMI link is not synchronised: {self._detail}")
+        return set(self.correlator.live_refs())
+
     @property
     def agi_port(self) -> int:
         """The FastAGI port actually listened on (0 when AGI is disabled)."""

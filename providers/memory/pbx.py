@@ -385,6 +385,10 @@ class MemoryPBX:
         `answer_after_s`; "answer" (or no script) takes the caller at once."""
         self.desks[peer] = script
 
+    async def live_calls(self) -> set[str]:
+        """The refs of the calls not ended (the port's `LiveCalls` capability)."""
+        return {ref for ref, call in self.calls.items() if call.state != "ended"}
+
     def snapshot(self) -> list[dict[str, Any]]:
         """Live calls first, then the most recent ended ones."""
         calls = list(self.calls.values())

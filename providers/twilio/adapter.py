@@ -359,6 +359,15 @@ class TwilioTelephony:
             return
         await self._complete(call)
 
+    async def live_calls(self) -> set[str]:
+        """The refs of the calls this adapter placed or was offered that Twilio has not
+        reported over (the port's `LiveCalls`). The adapter keeps calls in memory only: a
+        call from before a restart is unknown, and lost, since no webhook of it can be
+        served any more."""
+        if not self._open:
+            raise TelephonyUnavailable("the Twilio adapter is not open")
+        return {ref for ref, call in self._calls.items() if not call.ended}
+
     async def send_text(self, *, ref: str, number: str, text: str) -> None:
         """Send a text through the Messages API; a ref is never sent twice."""
         if ref in self._texts:

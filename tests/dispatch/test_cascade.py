@@ -103,7 +103,7 @@ async def test_given_parallel_urgent_offers_when_two_accept_at_once_then_one_win
     harness: Harness,
 ) -> None:
     h = harness
-    h.services.dispatcher.config.parallel_offers_urgent = 2
+    h.services.dispatch.config.parallel_offers_urgent = 2
     tid = await new_ticket(h, "medicine")  # urgent
     await h.call("POST", f"/tickets/{tid}/dispatch", json={})
     a, b = await live_offer_count(h, tid, 2)

@@ -11,10 +11,10 @@ import pytest
 from sqlalchemy import select
 from sqlmodel import col
 
+from dispatch.errors import Conflict, Invalid
 from dispatch.figures import Ev, call_figures
 from dispatch.machines import IllegalTransition
 from dispatch.models import Call, Event, OperatorStatus
-from dispatch.service import Conflict, Invalid
 from operator_console import auth
 from providers.base import TelephonyError, TransferFailed
 from providers.memory import Script
@@ -102,16 +102,16 @@ async def test_given_a_connected_call_when_held_then_resumed_then_events_pbx_and
     call, ref = await answered(h)
     me = await user(h, "operator")
 
-    held = await h.services.dispatcher.hold_call(call["id"], me)
+    held = await h.services.dispatch.desk.hold_call(call["id"], me)
 
     assert held.state == "on_hold" and held.held_at == MORNING
     assert h.pbx.calls[ref].state == "held" and h.pbx.calls[ref].peer == f"operator:{me.id}"
     assert await state(h, "operator") == ("on_call", call["id"])
     with pytest.raises(IllegalTransition, match="Hold not allowed in state 'on_hold'"):
-        await h.services.dispatcher.hold_call(call["id"], me)
+        await h.services.dispatch.desk.hold_call(call["id"], me)
 
     h.clock.advance(42)
-    resumed = await h.services.dispatcher.resume_call(call["id"], me)
+    resumed = await h.services.dispatch.desk.resume_call(call["id"], me)
 
     assert resumed.state == "connected" and resumed.held_at is None
     assert h.pbx.calls[ref].state == "bridged"
@@ -120,7 +120,7 @@ async def test_given_a_connected_call_when_held_then_resumed_then_events_pbx_and
     assert held_ev["actor"] == resumed_ev["actor"] == "operator"
     assert resumed_ev["data"]["held_s"] == 42.0
     with pytest.raises(IllegalTransition, match="Unhold not allowed in state 'connected'"):
-        await h.services.dispatcher.resume_call(call["id"], me)
+        await h.services.dispatch.desk.resume_call(call["id"], me)
 
 
 async def test_given_a_held_caller_who_hangs_up_then_wrap_up_not_abandoned(
@@ -128,7 +128,7 @@ async def test_given_a_held_caller_who_hangs_up_then_wrap_up_not_abandoned(
 ) -> None:
     h = harness
     call, ref = await answered(h)
-    await h.services.dispatcher.hold_call(call["id"], await user(h, "operator"))
+    await h.services.dispatch.desk.hold_call(call["id"], await user(h, "operator"))
 
     await h.pbx.party_hangup(ref)
 
@@ -158,7 +158,7 @@ async def test_given_a_call_when_transferred_to_the_supervisor_then_hands_change
     me, boss = await user(h, "operator"), await user(h, "supervisor")
     h.clock.advance(30)
 
-    moved = await h.services.dispatcher.transfer_call(call["id"], me, to_role="supervisor")
+    moved = await h.services.dispatch.desk.transfer_call(call["id"], me, to_role="supervisor")
 
     assert (moved.state, moved.operator_id) == ("connected", boss.id)
     assert await state(h, "operator") == ("wrap_up", call["id"])
@@ -213,10 +213,10 @@ async def test_given_a_held_call_when_transferred_to_an_available_operator_then_
     await h.call("POST", "/operator/state", json={"action": "login"}, as_user="operator2")
     call, ref = await answered(h)
     me = await user(h, "operator")
-    await h.services.dispatcher.hold_call(call["id"], me)
+    await h.services.dispatch.desk.hold_call(call["id"], me)
     h.clock.advance(12)
 
-    await h.services.dispatcher.transfer_call(call["id"], me, to_user_id=other.id)
+    await h.services.dispatch.desk.transfer_call(call["id"], me, to_user_id=other.id)
 
     row = await call_row(h, call["id"])
     assert (row.state, row.operator_id, row.held_at) == ("connected", other.id, None)
@@ -230,14 +230,14 @@ async def test_given_a_held_call_when_transferred_to_an_available_operator_then_
     assert ev["data"]["held_s"] == 12.0 and ev["data"]["to"] == "operator"
     # the first operator may no longer hold or hand on a call that is not theirs
     with pytest.raises(Conflict, match="another operator"):
-        await h.services.dispatcher.hold_call(call["id"], me)
+        await h.services.dispatch.desk.hold_call(call["id"], me)
 
 
 async def refused(h: Harness, call_id: int, me: User, error: type[Exception], **target: Any) -> str:
     """Try a transfer that must be refused; nothing may change. Returns the message."""
     before = await snapshot(h)
     with pytest.raises(error) as caught:
-        await h.services.dispatcher.transfer_call(call_id, me, **target)
+        await h.services.dispatch.desk.transfer_call(call_id, me, **target)
     assert await snapshot(h) == before
     return str(caught.value)
 
@@ -288,9 +288,9 @@ async def test_given_a_call_that_is_not_at_the_desk_then_hold_and_transfer_refus
     (queued,) = await wait_queued(h, 1)
     me = await user(h, "operator")
     with pytest.raises(Conflict, match="not with an operator"):
-        await h.services.dispatcher.hold_call(queued["id"], me)
+        await h.services.dispatch.desk.hold_call(queued["id"], me)
     with pytest.raises(Conflict, match="not with an operator"):
-        await h.services.dispatcher.transfer_call(queued["id"], me, to_role="supervisor")
+        await h.services.dispatch.desk.transfer_call(queued["id"], me, to_role="supervisor")
 
 
 async def test_given_the_pbx_cannot_hold_then_the_call_shows_connected_again(
@@ -302,7 +302,7 @@ async def test_given_the_pbx_cannot_hold_then_the_call_shows_connected_again(
     h.pbx.calls[ref].state = "answered"
 
     with pytest.raises(TelephonyError):
-        await h.services.dispatcher.hold_call(call["id"], await user(h, "operator"))
+        await h.services.dispatch.desk.hold_call(call["id"], await user(h, "operator"))
 
     row = await call_row(h, call["id"])
     assert (row.state, row.held_at) == ("connected", None)
@@ -323,14 +323,14 @@ async def test_given_a_transfer_nobody_answers_then_caller_requeued_first_and_ta
     first = await call_row(h, call["id"])
     me = await user(h, "operator")
     if held:
-        await h.services.dispatcher.hold_call(call["id"], me)
+        await h.services.dispatch.desk.hold_call(call["id"], me)
     h.clock.advance(20)
     # a newer caller waits meanwhile: the returning caller must go before them
     newer = await h.pbx.dial_in(PHONES[1])
     await press(h, newer, "0")
     await wait_queued(h, 1)
 
-    await h.services.dispatcher.transfer_call(call["id"], me, to_role="supervisor")
+    await h.services.dispatch.desk.transfer_call(call["id"], me, to_role="supervisor")
 
     async def requeued() -> Any:
         return (await call_row(h, call["id"])).state == "queued"
@@ -383,8 +383,8 @@ async def test_given_a_late_transfer_failure_for_another_desk_then_nothing_chang
     await eventually(settled)
     before = await snapshot(h)
 
-    await h.services.dispatcher.on_telephony(TransferFailed(ref, "operator:999"))
-    await h.services.dispatcher.on_telephony(TransferFailed("no-such-ref", "operator:1"))
+    await h.services.dispatch.router.on_telephony(TransferFailed(ref, "operator:999"))
+    await h.services.dispatch.router.on_telephony(TransferFailed("no-such-ref", "operator:1"))
 
     assert await snapshot(h) == before
 
@@ -408,7 +408,7 @@ async def test_given_a_supervisor_wrapping_up_when_a_transfer_comes_then_wrap_up
     call = await h.call("POST", f"/calls/{queued['id']}/answer")
     me = await user(h, "operator")
 
-    await h.services.dispatcher.transfer_call(call["id"], me, to_role="supervisor")
+    await h.services.dispatch.desk.transfer_call(call["id"], me, to_role="supervisor")
 
     assert await state(h, "supervisor") == ("on_call", call["id"])
     assert (await call_row(h, first["id"])).state == "ended"

@@ -36,7 +36,7 @@ async def events_named(h: Harness, name: str) -> list[dict[str, Any]]:
 
 
 async def offer_rows(h: Harness, ticket_id: int) -> list[Offer]:
-    return list(await h.services.dispatcher.offers(ticket_id))
+    return list(await h.services.dispatch.offers.offers(ticket_id))
 
 
 async def call_row(h: Harness, ref: str) -> Call:
@@ -260,7 +260,7 @@ async def test_given_an_offer_waiting_for_the_line_when_restarted_then_placed_no
         )
         await api(one, "POST", f"/tickets/{ticket['id']}/dispatch", json={})
         services = one.app[services_key]  # type: ignore[index]
-        [offer] = list(await services.dispatcher.offers(ticket["id"]))
+        [offer] = list(await services.dispatch.offers.offers(ticket["id"]))
 
         async def deferred() -> Any:
             events = await services.store.events_for("ticket", ticket["id"])

@@ -14,7 +14,7 @@ from typing import Any
 from aiohttp.test_utils import TestClient, TestServer
 
 from dispatch.clock import LOCAL_TZ, SystemClock
-from dispatch.service import DispatchConfig
+from dispatch.config import DispatchConfig
 from operator_console.app import create_app, services_key
 from providers.memory import MemoryPBX
 from tests.conftest import DEMO_PASSWORD, Harness, eventually, make_settings
@@ -156,18 +156,18 @@ async def test_given_gaps_when_reconciling_then_timers_are_repaired_and_orphans_
     harness: Harness,
 ) -> None:
     h = harness
-    dispatcher = h.services.dispatcher
+    reconciler = h.services.dispatch.reconciler
     tid = await new_ticket(h, "medicine")
     await h.call("POST", f"/tickets/{tid}/dispatch", json={})
     [offer] = await live_offer_count(h, tid, 1)
     await h.timers.cancel(f"offer:{offer['id']}")
     await h.timers.cancel(f"deadline:{tid}")
     await h.timers.schedule("deadline:99999", h.clock.now())
-    report = await dispatcher.reconcile()
+    report = await reconciler.reconcile()
     assert report["scheduled"] == 2 and report["cancelled"] == 1
     assert {f"offer:{offer['id']}", f"deadline:{tid}"} <= set(h.timers.pending)
     assert "deadline:99999" not in h.timers.pending
-    assert await dispatcher.reconcile() == {
+    assert await reconciler.reconcile() == {
         "scheduled": 0,
         "cancelled": 0,
         "lost_calls": 0,
@@ -194,7 +194,7 @@ async def test_given_a_call_the_backend_forgot_when_starting_then_its_offer_expi
 
     h.pbx.originate = recording  # type: ignore[method-assign]
     h.pbx.calls.clear()  # the backend restarted and knows nothing
-    report = await h.services.dispatcher.reconcile(startup=True)
+    report = await h.services.dispatch.reconciler.reconcile(startup=True)
     await h.settle()
     assert report["lost_calls"] == 1
     detail = await h.call("GET", f"/tickets/{tid}")

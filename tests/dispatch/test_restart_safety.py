@@ -20,9 +20,9 @@ from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import select, text, update
 from sqlmodel import col
 
+from dispatch.config import DispatchConfig
 from dispatch.machines import call as cm
 from dispatch.models import Call, OperatorStatus, Ticket
-from dispatch.service import DispatchConfig
 from operator_console.app import create_app, services_key
 from operator_console.instance import AlreadyRunning
 from providers.memory import MemoryPBX
@@ -394,16 +394,16 @@ async def test_given_a_call_back_after_an_order_when_pressing_9_then_the_order_i
 async def test_given_a_callback_ticket_when_dispatched_through_the_service_then_refused(
     harness: Harness,
 ) -> None:
-    from dispatch.service import OperatorTask
+    from dispatch.errors import OperatorTask
 
     h = harness
     ticket = await h.call(
         "POST", "/tickets", json={"category": "callback", "resident_id": 1}, expect=201
     )
     with pytest.raises(OperatorTask):
-        await h.services.dispatcher.dispatch(ticket["id"], user=None)
+        await h.services.dispatch.offers.dispatch(ticket["id"], user=None)
     with pytest.raises(OperatorTask):
-        await h.services.dispatcher.repeat_order(ticket["id"], user=None)
+        await h.services.dispatch.tickets.repeat_order(ticket["id"], user=None)
 
 
 # -- a merchant's acceptance is never lost ---------------------------------------------------
@@ -428,12 +428,12 @@ async def test_given_a_merchant_presses_1_when_the_accept_cannot_commit_then_no_
     tid = await new_ticket(h, "groceries")
     await h.call("POST", f"/tickets/{tid}/dispatch", json={})
     ref = await _answered_offer(h)
-    dispatcher = h.services.dispatcher
+    offers = h.services.dispatch.offers
 
     async def crash(*args: Any, **kw: Any) -> None:
         raise RuntimeError("the process died while committing the accept")
 
-    dispatcher._accept = crash
+    offers._accept = crash  # type: ignore[method-assign]
     await h.pbx.press(ref, "1")
     await h.settle()
     await asyncio.sleep(0.1)
@@ -483,7 +483,7 @@ async def test_given_another_merchant_won_when_a_second_presses_1_then_told_it_i
     from tests.dispatch.test_cascade import live_offer_count, new_ticket
 
     h = harness
-    h.services.dispatcher.config.parallel_offers_urgent = 2
+    h.services.dispatch.config.parallel_offers_urgent = 2
     tid = await new_ticket(h, "medicine")  # urgent: two offers at once
     await h.call("POST", f"/tickets/{tid}/dispatch", json={})
     await live_offer_count(h, tid, 2)

@@ -42,13 +42,13 @@ def test_given_a_late_evening_when_scheduling_a_survey_then_it_waits_for_the_mor
 ) -> None:
     h = harness
     h.clock.set(datetime(2026, 11, 21, 21, 30, tzinfo=LOCAL_TZ))
-    when = h.services.dispatcher._survey_time(0)
+    when = h.services.dispatch.surveys.survey_time(0)
     assert (when.day, when.hour, when.minute) == (22, 8, 30)
     h.clock.set(datetime(2026, 11, 22, 3, 0, tzinfo=LOCAL_TZ))
-    when = h.services.dispatcher._survey_time(0)
+    when = h.services.dispatch.surveys.survey_time(0)
     assert (when.day, when.hour, when.minute) == (22, 8, 30)
     h.clock.set(datetime(2026, 11, 22, 15, 0, tzinfo=LOCAL_TZ))
-    assert h.services.dispatcher._survey_time(0).hour == 15
+    assert h.services.dispatch.surveys.survey_time(0).hour == 15
 
 
 async def test_given_no_answer_when_surveying_then_retry_then_family_then_not_rated(

@@ -17,7 +17,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from dispatch.clock import ManualClock
-from dispatch.service import DispatchConfig
+from dispatch.config import DispatchConfig
 from dispatch.timers import ManualTimers
 from operator_console.app import create_app
 from operator_console.merchant_api import login_key
@@ -187,7 +187,7 @@ async def test_given_one_request_then_one_call_placed_once_under_its_code_ref(
     code_id = next(e for e in calls if e["name"] == "merchant.login_code_sent")["data"]["code_id"]
     assert call.ref == f"login-{code_id}"
     # a retry of the same delivery (a restart, a resent command) never rings twice
-    await h.services.dispatcher.place_call(call.ref, MERCHANT_1_PHONE)
+    await h.services.dispatch.outbound.place_call(call.ref, MERCHANT_1_PHONE)
     assert len(login_calls(h)) == 1 and call.ref in h.pbx.placed
 
 

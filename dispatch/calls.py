@@ -1,0 +1,197 @@
+"""Calls to the hotline: a caller known by caller ID is greeted by name and hears the menu
+(or goes straight to an operator); a routine need taken by keypad becomes a ticket that is
+dispatched at once; anything else queues for an operator (`dispatch.queue`). And the end
+of every call, inbound or outbound: what a hang-up means for the caller, the operator and
+the outbound call's purpose.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from sqlalchemy import select
+from sqlmodel import col
+
+from dispatch.clock import LOCAL_TZ
+from dispatch.core import Core
+from dispatch.machines import call as cm
+from dispatch.machines import operator as opm
+from dispatch.models import Call, Ticket
+from dispatch.offers import Offers
+from dispatch.operators import Operators
+from dispatch.outbound import Outbound
+from dispatch.queue import Queue
+from dispatch.tickets import Tickets
+from ivr.flow import keypad_paths
+from ivr.prompts import pick_lang
+from providers.base import CallOffered, FlowFinished
+from registry import repository as repo
+from registry.catalog import OPERATOR_TASKS
+from registry.phones import mask, try_normalize
+
+log = logging.getLogger(__name__)
+
+
+class Calls:
+    """Inbound calls from offer to end, and the end of outbound ones."""
+
+    def __init__(
+        self,
+        core: Core,
+        *,
+        queue: Queue,
+        operators: Operators,
+        tickets: Tickets,
+        offers: Offers,
+        outbound: Outbound,
+    ) -> None:
+        self.core = core
+        self.queue = queue
+        self.operators = operators
+        self.tickets = tickets
+        self.offers = offers
+        self.outbound = outbound
+
+    def hotline_keys(self) -> dict[str, str]:
+        """The keys a caller presses in the hotline menu for each category ("5 1": water)."""
+        return keypad_paths(self.core.flows.get("hotline"))
+
+    async def inbound(self, event: CallOffered) -> None:
+        """A call reached the hotline: the caller hears the flow for who they are."""
+        core = self.core
+        number = try_normalize(event.caller)
+        async with core.store.tx() as tx:
+            caller = (
+                await repo.caller_by_phone(tx.session, number=number) if number else repo.Caller()
+            )
+            resident = caller.resident
+            shared: dict[str, Any] = {}
+            if caller.shared_by:  # never guess between residents: an unregistered caller
+                shared["shared_number"] = list(caller.shared_by)
+                log.warning("call %s: number shared by residents %s", event.ref, caller.shared_by)
+            call = Call(
+                ref=event.ref,
+                direction="in",
+                purpose="hotline",
+                number=number or event.caller[:32],
+                resident_id=resident.id if resident else None,
+                registered=resident is not None,
+                started_at=core.now(),
+            )
+            tx.session.add(call)
+            await tx.session.flush()
+            if resident is None:
+                flow = "hotline_unknown"
+            else:
+                flow = "hotline" if core.config.hotline_menu else "hotline_no_menu"
+            state, commands = cm.transition(call.state, cm.StartIvr(flow))
+            call.state = state
+            tx.emit(
+                "call.offered",
+                "call",
+                call.id,
+                number=mask(call.number),
+                resident_id=call.resident_id,
+                registered=call.registered,
+                resident_status=resident.status.value if resident else None,
+                **shared,
+            )
+            context: dict[str, Any] = {}
+            lang = "zh-CN"
+            if resident is not None:
+                last = (
+                    await tx.session.execute(
+                        select(col(Ticket.category_code))
+                        .where(
+                            col(Ticket.resident_id) == resident.id,
+                            col(Ticket.category_code).not_in(OPERATOR_TASKS),
+                        )
+                        .order_by(col(Ticket.id).desc())
+                        .limit(1)
+                    )
+                ).scalar()
+                context = {
+                    "name": resident.name,
+                    "sex": resident.sex,
+                    "birth_year": resident.birth_year or "",
+                    "today": core.now().astimezone(LOCAL_TZ).date(),
+                    "last_category": last or "",
+                }
+                lang = pick_lang(resident.language)
+            await core.fx.call(tx, call, commands, context=context, lang=lang)
+        log.info("call %s offered (registered=%s)", event.ref, call.registered)
+
+    async def hotline_finished(self, event: FlowFinished) -> None:
+        """The hotline menu ended: a keypad order, or the caller waits for an operator."""
+        category = event.variables.get("category", "")
+        if event.outcome == "need":
+            repeat = category == event.variables.get("last_category")
+            await self.keypad_need(event.ref, category, repeat=repeat)
+        else:
+            await self.queue.enqueue(event.ref, event.outcome, event.variables.get("category"))
+
+    async def keypad_need(self, ref: str, category: str, *, repeat: bool = False) -> None:
+        """A routine need taken by the keypad menu: a ticket, dispatched automatically.
+
+        The same category as the resident's last order ("9, same as last time") repeats
+        that order: its description, and its merchant first in line.
+        """
+        core = self.core
+        async with core.store.tx() as tx:
+            call = await core.call_by_ref(tx, ref)
+            if call is None or call.state != cm.CallState.IVR:
+                return
+            state, commands = cm.transition(call.state, cm.SelfServed())
+            await core.cas(tx, call, state=state, ended_at=core.now(), cause="self_served")
+            tx.emit("call.self_served", "call", call.id, category=category, repeat=repeat)
+            await core.fx.call(tx, call, commands)
+        last = (
+            await self.tickets.last_ticket(call.resident_id, category)
+            if repeat and call.resident_id is not None
+            else None
+        )
+        if last is not None:
+            ticket = await self.tickets.repeat(last, user=None, call_id=call.id)
+        else:
+            ticket = await self.tickets.create_ticket(
+                user=None, category=category, resident_id=call.resident_id, call_id=call.id
+            )
+        assert ticket.id is not None
+        await self.offers.dispatch(ticket.id, user=None)
+
+    async def call_event(self, ref: str, name: str, **data: Any) -> None:
+        """Put something the backend said about a call on its timeline."""
+        async with self.core.store.tx() as tx:
+            call = await self.core.call_by_ref(tx, ref)
+            if call is not None:
+                tx.emit(name, "call", call.id, ticket_id=call.ticket_id, **data)
+
+    async def ended(self, ref: str, cause: str) -> None:
+        """A call hung up: its operator wraps up, an outbound call's purpose hears of it, a
+        caller who hung up while waiting gets a call back (once)."""
+        core = self.core
+        async with core.store.tx() as tx:
+            call = await core.call_by_ref(tx, ref)
+            # in wrap-up the caller has hung up already: a late or second report of the
+            # hang-up (a restart's lost-call check, the operator's leg) changes nothing
+            if call is None or call.state in cm.FINAL or call.state == cm.CallState.WRAP_UP:
+                return
+            was_held = call.state == cm.CallState.ON_HOLD
+            state, commands = cm.transition(call.state, cm.Hangup(inbound=call.direction == "in"))
+            await core.cas(tx, call, state=state, ended_at=core.now(), cause=cause, held_at=None)
+            name = "call.abandoned" if state == cm.CallState.ABANDONED else "call.ended"
+            extra: dict[str, Any] = {"on_hold": True} if was_held else {}
+            tx.emit(name, "call", call.id, cause=cause, ticket_id=call.ticket_id, **extra)
+            await core.fx.call(tx, call, commands)
+            if call.operator_id is not None and state == cm.CallState.WRAP_UP:
+                await self.operators.event(tx, call.operator_id, opm.CallFinished(), call)
+            if call.direction == "out":
+                await self.outbound.ended(tx, call)
+            abandoned = state == cm.CallState.ABANDONED and call.queued_at is not None
+            if abandoned:
+                self.queue.left(tx, call)
+        log.info("call %s ended (%s)", ref, cause)
+        if abandoned:
+            # a caller an outage dropped has their callback task already
+            await self.queue.callback_once(call, "caller hung up while waiting")

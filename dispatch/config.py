@@ -1,0 +1,47 @@
+"""The timings and policies of the dispatch service (filled from `Settings` at the root)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import time
+
+
+@dataclass(slots=True)
+class DispatchConfig:
+    """Timings and policies of the dispatch service."""
+
+    offer_timeout_s: float = 90.0
+    ring_timeout_s: float = 30.0
+    parallel_offers: int = 1
+    parallel_offers_urgent: int = 2
+    wrap_up_s: float = 60.0
+    survey_delay_s: float = 60.0
+    survey_retry_s: float = 1800.0
+    survey_attempts: int = 2
+    survey_window_s: float = 3 * 24 * 3600.0
+    quiet_start: time = time(21, 0)
+    quiet_end: time = time(8, 30)
+    caller_id: str = ""
+    match_seed: int | None = None
+    #: False: registered residents go straight to an operator, no menu
+    hotline_menu: bool = True
+    #: how often a waiting caller hears their place and the call-back offer
+    queue_announce_s: float = 30.0
+    #: a caller who rang within this window before moves up the queue
+    repeat_window_s: float = 600.0
+    #: how long a waiting call is offered to one operator before it goes to the next
+    ring_operator_s: float = 20.0
+    #: an operator who lets this many offered calls go within an hour is paused
+    missed_to_pause: int = 3
+    #: score distance within which eligible merchants count as comparable (fair rotation)
+    match_band: float = 0.5
+    #: how far back acceptance, ratings and no-shows are read for the ranking
+    stats_window_days: int = 90
+    #: how long the in-memory merchant index is trusted before it is read again
+    index_ttl_s: float = 300.0
+    #: how long a merchant's cached record (acceptance, ratings...) is trusted unchanged
+    stats_ttl_s: float = 300.0
+    #: how often the reconciler compares open tickets and offers with the timers
+    reconcile_every_s: float = 300.0
+    #: call the first emergency contact when the resident never answers the survey
+    survey_family: bool = True

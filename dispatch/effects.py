@@ -1,0 +1,432 @@
+"""The one command interpreter: every command of every state machine is carried out here.
+
+A use case changes rows inside a unit of work (`Tx`) and hands the machine's commands to
+`Effects` together with the subject they are about (the call, offer, ticket or operator).
+Each command class maps to exactly one thing:
+
+==============================  ==========================================================
+machine command                 carried out as
+==============================  ==========================================================
+call.RunFlow                    `PlayFlow` after commit (telephony.run_flow)
+call.BridgeToOperator           `Bridge` after commit (telephony.bridge)
+call.HoldCaller                 `Hold` after commit (telephony.hold; refused: undone, raised)
+call.UnholdCaller               `Unhold` after commit (telephony.unhold)
+call.TransferToOperator         `Transfer` after commit (telephony.transfer)
+offer.HangupCall                `Hangup` of the offer's call after commit
+offer.NextCandidate             follow-up in the unit of work: the cascade's next offers
+operator.StartWrapUpTimer       `ScheduleTimer(wrapup:<user>)` after commit
+ticket.AlertOperators           an `alert.unassigned` event in the unit of work
+ticket.WithdrawOtherOffers      follow-up in the unit of work: the other live offers end
+ticket.ScheduleSurvey           follow-up in the unit of work: survey and close timers
+ticket.Redispatch               follow-up in the unit of work: a new plan, new offers
+==============================  ==========================================================
+
+Use cases also issue the service-level commands below themselves (`after_commit`), for
+work no machine decides: placing a recorded call, a flow chosen by a feature (the offer
+call, the survey), timers, and dropping a merchant's cached record. Nothing else in
+`dispatch/` calls the telephony or timer adapters for a command.
+
+Adapter calls wait for the commit (`Tx.after_commit`): a crash never leaves a call placed
+for an offer the database forgot, and the timer job store never waits on an open
+transaction. What the adapters answer is reported back to the owning use case through
+`Reports` (a call that waits for the phone line, a hold the PBX refused, ...).
+Follow-ups are machine commands that are more domain work inside the same unit of work;
+the service owning them registers a handler (`FollowUps`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from functools import partial
+from typing import Any, assert_never
+
+from dispatch.clock import Clock
+from dispatch.config import DispatchConfig
+from dispatch.events import Tx
+from dispatch.machines import call as cm
+from dispatch.machines import offer as om
+from dispatch.machines import operator as opm
+from dispatch.machines import ticket as tm
+from dispatch.models import Call, Offer, Ticket
+from dispatch.stats import StatsCache
+from dispatch.timer_keys import TimerKey
+from dispatch.timers import Timers
+from ivr.library import FlowLibrary
+from providers.base import OriginateFailure, Telephony, TelephonyError, TelephonyUnavailable
+from registry.phones import mask
+
+log = logging.getLogger(__name__)
+
+
+# -- service-level commands ----------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class PlaceCall:
+    """Hand a recorded outbound call to the backend (its ref is the idempotency key)."""
+
+    ref: str
+    number: str
+    caller_id: str | None = None
+    #: it waited for the phone line: an offer gets its full timeout from now
+    waited: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class PlayFlow:
+    """Run an IVR flow on a live call."""
+
+    ref: str
+    flow: str
+    context: Mapping[str, Any] = field(default_factory=dict)
+    lang: str = "zh-CN"
+
+
+@dataclass(frozen=True, slots=True)
+class Bridge:
+    """Connect a call to an operator's endpoint."""
+
+    ref: str
+    operator_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """Put a caller on hold; a refusal is undone (`Reports.hold_failed`) and raised."""
+
+    ref: str
+    call_id: int
+    actor: str
+
+
+@dataclass(frozen=True, slots=True)
+class Unhold:
+    """Take a caller back from hold."""
+
+    ref: str
+
+
+@dataclass(frozen=True, slots=True)
+class Transfer:
+    """Move a caller to another operator; a refusal is reported (`Reports.transfer_failed`)."""
+
+    ref: str
+    call_id: int
+    operator_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Hangup:
+    """Hang up a call; `strict`: a backend refusal is raised to the caller, not logged."""
+
+    ref: str
+    strict: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleTimer:
+    """Schedule (or move) a keyed deadline."""
+
+    key: TimerKey
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class CancelTimer:
+    """Cancel a keyed deadline (unknown keys are ignored)."""
+
+    key: TimerKey
+
+
+@dataclass(frozen=True, slots=True)
+class TouchMerchant:
+    """A merchant's record (offers, ratings) changed: drop its cached ranking inputs."""
+
+    merchant_id: int | None
+
+
+Command = (
+    PlaceCall
+    | PlayFlow
+    | Bridge
+    | Hold
+    | Unhold
+    | Transfer
+    | Hangup
+    | ScheduleTimer
+    | CancelTimer
+    | TouchMerchant
+)
+
+#: every machine command class, and the service-level command classes
+MACHINE_COMMANDS: tuple[type, ...] = (
+    cm.RunFlow,
+    cm.BridgeToOperator,
+    cm.HoldCaller,
+    cm.UnholdCaller,
+    cm.TransferToOperator,
+    om.HangupCall,
+    om.NextCandidate,
+    opm.StartWrapUpTimer,
+    tm.AlertOperators,
+    tm.WithdrawOtherOffers,
+    tm.ScheduleSurvey,
+    tm.Redispatch,
+)
+
+
+# -- where outcomes and follow-ups go --------------------------------------------------------
+@dataclass(slots=True)
+class Reports:
+    """The use cases told what the adapters did with a command."""
+
+    #: the backend could not be reached: the call (ref) waits for the phone line
+    deferred: Callable[[str], Awaitable[None]]
+    #: the backend took the call (ref); `waited`: it had waited for the line
+    dialed: Callable[[str, bool], Awaitable[None]]
+    #: the backend refused the call (ref) outright
+    failed: Callable[[str, OriginateFailure], Awaitable[None]]
+    #: the PBX could not hold the call (id), which the operator (actor) put on hold
+    hold_failed: Callable[[int, str], Awaitable[None]]
+    #: the PBX could not transfer the call (id) to the operator (id)
+    transfer_failed: Callable[[int, int], Awaitable[None]]
+
+
+@dataclass(slots=True)
+class FollowUps:
+    """Machine commands that are more work in the same unit of work, by their owners."""
+
+    #: an offer was refused or expired: place the cascade's next offers (offers)
+    next_candidate: Callable[[Tx, Offer], Awaitable[None]]
+    #: a merchant won the ticket: withdraw its other live offers (offers)
+    withdraw_other_offers: Callable[[Tx, Ticket], Awaitable[None]]
+    #: a no-show: rank again without the merchants tried, offer again (offers)
+    redispatch: Callable[[Tx, Ticket], Awaitable[None]]
+    #: the visit is done: the survey call and the end of the survey window (surveys)
+    schedule_survey: Callable[[Tx, Ticket], Awaitable[None]]
+
+
+class Effects:
+    """Carries out machine and service commands through the telephony and timer adapters."""
+
+    def __init__(
+        self,
+        *,
+        telephony: Telephony,
+        timers: Timers,
+        flows: FlowLibrary,
+        clock: Clock,
+        config: DispatchConfig,
+        stats: StatsCache,
+    ) -> None:
+        self.telephony = telephony
+        self.timers = timers
+        self.flows = flows
+        self.clock = clock
+        self.config = config
+        self.stats = stats
+        self._reports: Reports | None = None
+        self._follow_ups: FollowUps | None = None
+        #: refs being handed to the backend now: never two originates of one ref at once
+        self._dialing: set[str] = set()
+
+    def bind(self, *, reports: Reports, follow_ups: FollowUps) -> None:
+        """Say where outcomes and follow-ups go (the services are built after `Effects`)."""
+        self._reports, self._follow_ups = reports, follow_ups
+
+    @property
+    def reports(self) -> Reports:
+        assert self._reports is not None, "Effects.bind was not called"
+        return self._reports
+
+    @property
+    def follow_ups(self) -> FollowUps:
+        assert self._follow_ups is not None, "Effects.bind was not called"
+        return self._follow_ups
+
+    # -- machine commands, with their subject --------------------------------------------
+    async def call(
+        self,
+        tx: Tx,
+        call: Call,
+        commands: Sequence[cm.CallCommand],
+        *,
+        context: Mapping[str, Any] | None = None,
+        lang: str = "zh-CN",
+        actor: str = "system",
+    ) -> None:
+        """Carry out a call transition's commands (`context`, `lang`: of a flow it starts)."""
+        assert call.id is not None
+        for command in commands:
+            match command:
+                case cm.RunFlow(flow=flow):
+                    self.after_commit(tx, PlayFlow(call.ref, flow, dict(context or {}), lang))
+                case cm.BridgeToOperator(operator_id=operator_id):
+                    self.after_commit(tx, Bridge(call.ref, operator_id))
+                case cm.HoldCaller():
+                    self.after_commit(tx, Hold(call.ref, call.id, actor))
+                case cm.UnholdCaller():
+                    self.after_commit(tx, Unhold(call.ref))
+                case cm.TransferToOperator(operator_id=operator_id):
+                    self.after_commit(tx, Transfer(call.ref, call.id, operator_id))
+                case _:
+                    assert_never(command)
+
+    async def offer(
+        self,
+        tx: Tx,
+        offer: Offer,
+        commands: Sequence[om.OfferCommand],
+        *,
+        keep_call: bool = False,
+    ) -> None:
+        """Carry out an offer transition's commands.
+
+        `keep_call`: the offer's call is not hung up, because a flow still has something to
+        tell the merchant ("another merchant was faster") and hangs up itself.
+        """
+        for command in commands:
+            match command:
+                case om.HangupCall():
+                    if not keep_call:
+                        self.after_commit(tx, Hangup(offer.call_ref))
+                case om.NextCandidate():
+                    await self.follow_ups.next_candidate(tx, offer)
+                case _:
+                    assert_never(command)
+
+    async def operator(self, tx: Tx, user_id: int, commands: Sequence[opm.OperatorCommand]) -> None:
+        """Carry out an operator transition's commands."""
+        for command in commands:
+            match command:
+                case opm.StartWrapUpTimer():
+                    at = self.clock.now() + timedelta(seconds=self.config.wrap_up_s)
+                    self.after_commit(tx, ScheduleTimer(TimerKey.wrapup(user_id), at))
+                case _:
+                    assert_never(command)
+
+    async def ticket(self, tx: Tx, ticket: Ticket, commands: Sequence[tm.TicketCommand]) -> None:
+        """Carry out a ticket transition's commands."""
+        for command in commands:
+            match command:
+                case tm.AlertOperators(reason=reason):
+                    tx.emit("alert.unassigned", "ticket", ticket.id, reason=reason)
+                case tm.WithdrawOtherOffers():
+                    await self.follow_ups.withdraw_other_offers(tx, ticket)
+                case tm.ScheduleSurvey():
+                    await self.follow_ups.schedule_survey(tx, ticket)
+                case tm.Redispatch():
+                    await self.follow_ups.redispatch(tx, ticket)
+                case _:
+                    assert_never(command)
+
+    # -- service-level commands ------------------------------------------------------------
+    def after_commit(self, tx: Tx, *commands: Command) -> None:
+        """Carry out `commands`, in order, once `tx` has committed (never if it rolls back)."""
+        if commands:
+            tx.after_commit(partial(self.run_all, commands))
+
+    async def run_all(self, commands: Sequence[Command]) -> None:
+        """Carry out commands now, in order (outside any unit of work)."""
+        for command in commands:
+            await self.run(command)
+
+    def dialing(self, ref: str) -> bool:
+        """Whether a call with this ref is being handed to the backend right now."""
+        return ref in self._dialing
+
+    async def run(self, command: Command) -> bool:
+        """Carry out one command now; False when the adapter could not (it was logged)."""
+        telephony = self.telephony
+        match command:
+            case PlaceCall():
+                return await self._place(command)
+            case PlayFlow(ref=ref, flow=flow, context=context, lang=lang):
+                try:
+                    await telephony.run_flow(ref, self.flows[flow], context=context, lang=lang)
+                except TelephonyError:
+                    log.warning("call %s: flow %s could not start", ref, flow)
+                    return False
+            case Bridge(ref=ref, operator_id=operator_id):
+                try:
+                    await telephony.bridge(ref, peer=f"operator:{operator_id}")
+                except TelephonyError:
+                    log.warning("call %s: bridge to operator %s failed", ref, operator_id)
+                    return False
+            case Hold(ref=ref, call_id=call_id, actor=actor):
+                try:
+                    await telephony.hold(ref)
+                except TelephonyError:
+                    log.warning("call %s: hold failed at the PBX; back to connected", ref)
+                    await self.reports.hold_failed(call_id, actor)
+                    raise
+            case Unhold(ref=ref):
+                try:
+                    await telephony.unhold(ref)
+                except TelephonyError:
+                    # the caller may have gone; their hang-up ends the call as usual
+                    log.warning("call %s: unhold failed at the PBX", ref)
+                    return False
+            case Transfer(ref=ref, call_id=call_id, operator_id=operator_id):
+                try:
+                    await telephony.transfer(ref, peer=f"operator:{operator_id}")
+                except TelephonyError:
+                    log.warning(
+                        "call %s: transfer to operator %s failed at the PBX", ref, operator_id
+                    )
+                    await self.reports.transfer_failed(call_id, operator_id)
+                    return False
+            case Hangup(ref=ref, strict=strict):
+                try:
+                    await telephony.hangup(ref)
+                except TelephonyError:
+                    if strict:
+                        raise
+                    # a phone line that is down only leaves a log line
+                    log.warning("call %s: hang-up failed", ref)
+                    return False
+            case ScheduleTimer(key=key, at=at):
+                await self.timers.schedule(str(key), at)
+            case CancelTimer(key=key):
+                await self.timers.cancel(str(key))
+            case TouchMerchant(merchant_id=merchant_id):
+                self.stats.touch(merchant_id)
+            case _:
+                assert_never(command)
+        return True
+
+    async def _place(self, command: PlaceCall) -> bool:
+        """Originate a recorded call; True when the backend took it.
+
+        A backend that cannot be reached (or reports itself down) is no failure of the far
+        end: the call waits for the line (`Reports.deferred`) and is placed again, same
+        ref, when the backend is back. Any other refusal ends the call as failed.
+        """
+        ref, number = command.ref, command.number
+        if ref in self._dialing:
+            return False
+        self._dialing.add(ref)
+        try:
+            try:
+                if not self.telephony.health().up:
+                    raise TelephonyUnavailable("the telephony backend reports itself down")
+                await self.telephony.originate(
+                    ref=ref,
+                    number=number,
+                    caller_id=command.caller_id,
+                    timeout_s=self.config.ring_timeout_s,
+                )
+            except TelephonyUnavailable as exc:
+                log.warning("call %s to %s waits for the phone line (%s)", ref, mask(number), exc)
+                await self.reports.deferred(ref)
+                return False
+            except TelephonyError:
+                log.warning("call %s: originate failed", ref)
+                await self.reports.failed(ref, OriginateFailure.FAILED)
+                return False
+            log.info("call %s placed to %s", ref, mask(number))
+            await self.reports.dialed(ref, command.waited)
+            return True
+        finally:
+            self._dialing.discard(ref)

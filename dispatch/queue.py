@@ -1,0 +1,242 @@
+"""The hotline queue: callers waiting for an operator, and how they are handed out.
+
+Order: emergencies first, then callers ringing again within `repeat_window_s`, then the
+longest waiting. `distribute` offers each waiting call to the available operator idle
+longest (`reserved`); one who lets it ring out (`ring:` timer) counts a miss and is
+paused after `missed_to_pause` within an hour. A waiting caller hears their place every
+`queue_announce_s` and may ask for a call back that keeps it: a callback ticket for the
+operators (at most one per call, whoever asks: the caller, their hang-up, an outage).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import timedelta
+
+from sqlalchemy import func, select
+from sqlmodel import col
+
+from dispatch.core import Core
+from dispatch.effects import CancelTimer, PlayFlow, ScheduleTimer
+from dispatch.events import Tx
+from dispatch.machines import call as cm
+from dispatch.machines import operator as opm
+from dispatch.models import Call, Event, OperatorStatus, Ticket
+from dispatch.operators import Operators
+from dispatch.tickets import Tickets
+from dispatch.timer_keys import TimerKey
+from registry.catalog import CALLBACK
+
+log = logging.getLogger(__name__)
+
+
+class Queue:
+    """Waiting callers, their order, and their hand-out to operators."""
+
+    def __init__(self, core: Core, operators: Operators, tickets: Tickets) -> None:
+        self.core = core
+        self.operators = operators
+        self.tickets = tickets
+        self._callback_lock = asyncio.Lock()
+
+    async def queue(self) -> list[Call]:
+        """Waiting hotline calls: emergencies first, then longest waiting."""
+        async with self.core.store.read() as session:
+            rows = (
+                (
+                    await session.execute(
+                        select(Call).where(
+                            col(Call.direction) == "in",
+                            col(Call.state).in_(
+                                [
+                                    cm.CallState.QUEUED,
+                                    cm.CallState.IVR,
+                                    cm.CallState.RINGING,
+                                ]
+                            ),
+                        )
+                    )
+                )
+                .scalars()
+                .all()
+            )
+            since = self.core.now() - timedelta(seconds=self.core.config.repeat_window_s)
+            numbers = {c.number for c in rows}
+            earlier = set(
+                (
+                    await session.execute(
+                        select(col(Call.number)).where(
+                            col(Call.number).in_(numbers),
+                            col(Call.direction) == "in",
+                            col(Call.started_at) >= since,
+                            col(Call.state).in_([cm.CallState.ABANDONED, cm.CallState.ENDED]),
+                        )
+                    )
+                ).scalars()
+            )
+        # emergencies first, then callers ringing again, then the longest waiting
+        return sorted(
+            rows,
+            key=lambda c: (not c.emergency, c.number not in earlier, c.queued_at or c.started_at),
+        )
+
+    def announce_later(self, tx: Tx, call: Call) -> None:
+        """The caller hears their place again after `queue_announce_s`."""
+        when = self.core.now() + timedelta(seconds=self.core.config.queue_announce_s)
+        self.core.fx.after_commit(tx, ScheduleTimer(TimerKey.queue(call.id), when))
+
+    async def enqueue(self, ref: str, outcome: str, category: str | None) -> None:
+        """The hotline menu ended without a keypad order: the caller waits for an operator."""
+        core = self.core
+        async with core.store.tx() as tx:
+            call = await core.call_by_ref(tx, ref)
+            if call is None or call.state not in (cm.CallState.IVR, cm.CallState.RINGING):
+                return
+            state, commands = cm.transition(call.state, cm.Enqueue())
+            emergency = outcome == "emergency"
+            await core.cas(tx, call, state=state, queued_at=core.now(), emergency=emergency)
+            tx.emit(
+                "call.queued",
+                "call",
+                call.id,
+                emergency=emergency,
+                outcome=outcome,
+                category=category,
+            )
+            await core.fx.call(tx, call, commands)
+            self.announce_later(tx, call)
+        await self.distribute()
+
+    async def distribute(self) -> None:
+        """Offer each waiting call, in queue order, to the available operator idle longest."""
+        waiting = [c for c in await self.queue() if c.state == cm.CallState.QUEUED]
+        if not waiting:
+            return
+        core = self.core
+        now = core.now()
+        async with core.store.tx() as tx:
+            statuses = (
+                (
+                    await tx.session.execute(
+                        select(OperatorStatus).where(
+                            col(OperatorStatus.state).in_(
+                                [opm.OperatorState.AVAILABLE, opm.OperatorState.RESERVED]
+                            )
+                        )
+                    )
+                )
+                .scalars()
+                .all()
+            )
+            offered = {s.call_id for s in statuses if s.state == opm.OperatorState.RESERVED}
+            free = sorted(
+                (s for s in statuses if s.state == opm.OperatorState.AVAILABLE),
+                key=lambda s: s.since,
+            )
+            for call in waiting:
+                if call.id in offered:
+                    continue
+                if not free:
+                    break
+                status = free.pop(0)
+                state, commands = opm.transition(status.state, opm.Reserve())
+                await core.cas(tx, status, state=state, call_id=call.id, since=now)
+                tx.emit("operator.reserved", "operator", status.user_id, call_id=call.id)
+                tx.emit("call.offered_to", "call", call.id, operator_id=status.user_id)
+                await core.fx.operator(tx, status.user_id, commands)
+                at = now + timedelta(seconds=core.config.ring_operator_s)
+                core.fx.after_commit(tx, ScheduleTimer(TimerKey.ring(status.user_id), at))
+
+    async def rang_out(self, user_id: int) -> None:
+        """An offered call was not taken in time: count a miss, pause after too many."""
+        core = self.core
+        async with core.store.tx() as tx:
+            status = await tx.session.get(OperatorStatus, user_id, populate_existing=True)
+            if status is None or status.state != opm.OperatorState.RESERVED:
+                return
+            call = await tx.session.get(Call, status.call_id) if status.call_id else None
+            if call is None or call.state != cm.CallState.QUEUED:
+                # the caller left or someone else answered: no fault of this operator
+                await self.operators.event(tx, user_id, opm.Resume())
+            else:
+                since = core.now() - timedelta(hours=1)
+                misses = (
+                    await tx.session.execute(
+                        select(func.count()).where(
+                            col(Event.name) == "operator.missed",
+                            col(Event.subject) == "operator",
+                            col(Event.subject_id) == str(user_id),
+                            col(Event.occurred_at) >= since,
+                        )
+                    )
+                ).scalar_one()
+                tx.emit("operator.missed", "operator", user_id, call_id=call.id)
+                if misses + 1 >= core.config.missed_to_pause:
+                    await self.operators.event(tx, user_id, opm.Pause("missed calls"))
+                else:
+                    await self.operators.event(tx, user_id, opm.Resume())
+        await self.distribute()
+
+    async def announce(self, call_id: int) -> None:
+        """Tell a waiting caller their place and offer a call back."""
+        waiting = await self.queue()
+        ids = [c.id for c in waiting if c.state == cm.CallState.QUEUED]
+        if call_id not in ids:
+            return
+        call = waiting[[c.id for c in waiting].index(call_id)]
+        await self.core.fx.run(PlayFlow(call.ref, "queue_wait", {"position": ids.index(call_id)}))
+
+    async def wait_finished(self, ref: str, outcome: str) -> None:
+        """The place announcement ended: the caller waits on, or asked for a call back."""
+        core = self.core
+        async with core.store.tx() as tx:
+            call = await core.call_by_ref(tx, ref)
+            if call is None or call.state != cm.CallState.QUEUED:
+                return
+            if outcome != "callback":
+                self.announce_later(tx, call)
+                return
+            state, commands = cm.transition(call.state, cm.CallbackRequested())
+            await core.cas(tx, call, state=state, ended_at=core.now(), cause="callback")
+            tx.emit("call.callback_requested", "call", call.id)
+            await core.fx.call(tx, call, commands)
+        await self.callback_ticket(call, "caller asked for a call back")
+
+    def left(self, tx: Tx, call: Call) -> None:
+        """A waiting caller hung up: their announcements stop."""
+        self.core.fx.after_commit(tx, CancelTimer(TimerKey.queue(call.id)))
+
+    # -- call backs ------------------------------------------------------------------------
+    async def callback_ticket(self, call: Call, reason: str) -> None:
+        """A ticket for an operator to ring back, keeping the caller's place in the queue."""
+        ticket = await self.tickets.create_ticket(
+            user=None,
+            category=CALLBACK,
+            description=reason,
+            resident_id=call.resident_id,
+            call_id=call.id,
+            created_at=call.queued_at,
+        )
+        log.info("call %s: callback ticket %s", call.ref, ticket.id)
+
+    async def _has_callback(self, call_id: int | None) -> bool:
+        async with self.core.store.read() as session:
+            found = (
+                await session.execute(
+                    select(col(Ticket.id))
+                    .where(col(Ticket.call_id) == call_id, col(Ticket.category_code) == CALLBACK)
+                    .limit(1)
+                )
+            ).scalar()
+        return found is not None
+
+    async def callback_once(self, call: Call, reason: str) -> bool:
+        """A callback task for the caller unless the call has one already (at most one
+        per call: an outage and the hang-up it causes both ask)."""
+        async with self._callback_lock:
+            if await self._has_callback(call.id):
+                log.info("call %s: callback task exists already", call.ref)
+                return False
+            await self.callback_ticket(call, reason)
+            return True

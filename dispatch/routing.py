@@ -1,0 +1,150 @@
+"""Where the outside world comes in: telephony events, finished IVR flows and fired timers,
+each routed to the feature that owns it (by a `match` on the event, and tables keyed by
+flow name and timer kind).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+from dispatch.calls import Calls
+from dispatch.checkins import CheckIns
+from dispatch.desk import Desk
+from dispatch.line import PhoneLine
+from dispatch.offers import Offers
+from dispatch.outbound import Outbound
+from dispatch.queue import Queue
+from dispatch.reconcile import Reconciler
+from dispatch.surveys import Surveys
+from dispatch.tickets import Tickets
+from dispatch.timer_keys import Kind, TimerKey
+from providers.base import (
+    BackendStatus,
+    CallAnswered,
+    CallBridged,
+    CallEnded,
+    CallHeld,
+    CallOffered,
+    CallRinging,
+    CallUnheld,
+    DigitPressed,
+    FlowFinished,
+    OriginateFailed,
+    OriginateFailure,
+    PromptPlayed,
+    Telephony,
+    TelephonyEvent,
+    TransferFailed,
+)
+
+log = logging.getLogger(__name__)
+
+TimerHandler = Callable[[TimerKey], Awaitable[object]]
+FlowHandler = Callable[[FlowFinished], Awaitable[object]]
+
+
+class Router:
+    """Telephony events, flow outcomes and timers to the use cases."""
+
+    def __init__(
+        self,
+        *,
+        telephony: Telephony,
+        calls: Calls,
+        queue: Queue,
+        desk: Desk,
+        outbound: Outbound,
+        line: PhoneLine,
+        offers: Offers,
+        tickets: Tickets,
+        surveys: Surveys,
+        checkins: CheckIns,
+        reconciler: Reconciler,
+    ) -> None:
+        self.telephony = telephony
+        self.calls = calls
+        self.outbound = outbound
+        self.line = line
+        self.desk = desk
+        #: flow name -> what its outcome means (flows starting with "hotline": `calls`)
+        self.flows: dict[str, FlowHandler] = {
+            "queue_wait": lambda e: queue.wait_finished(e.ref, e.outcome),
+            "merchant_offer": lambda e: offers.decided(e.ref, e.outcome),
+            "survey": lambda e: surveys.finished(e.ref, e.outcome, dict(e.variables)),
+            "merchant_arrival": lambda e: checkins.finished(e.ref, e.outcome),
+            "merchant_completion": lambda e: checkins.finished(e.ref, e.outcome),
+        }
+        #: timer kind -> its handler
+        self.timers: dict[Kind, TimerHandler] = {
+            Kind.OFFER: lambda k: offers.on_timeout(k.id),
+            Kind.REDIAL: lambda k: line.redial(k.id),
+            Kind.DEADLINE: tickets.on_deadline,
+            Kind.ESCALATE: tickets.on_deadline,
+            Kind.SURVEY: lambda k: surveys.start(k.id),
+            Kind.CLOSE: lambda k: surveys.window_closed(k.id),
+            Kind.QUEUE: lambda k: queue.announce(k.id),
+            Kind.WRAPUP: lambda k: desk.wrap_up_timeout(k.id),
+            Kind.RING: lambda k: queue.rang_out(k.id),
+            Kind.RECONCILE: lambda k: reconciler.reconcile(),
+        }
+
+    async def pump(self) -> None:
+        """Consume telephony events until the backend closes; one bad event never stops it."""
+        async for event in self.telephony.events():
+            try:
+                await self.on_telephony(event)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("telephony event %s failed", type(event).__name__)
+
+    async def on_telephony(self, event: TelephonyEvent) -> None:
+        """Apply one telephony event."""
+        match event:
+            case CallOffered():
+                await self.calls.inbound(event)
+            case CallRinging(ref=ref):
+                await self.outbound.ringing(ref)
+            case CallAnswered(ref=ref):
+                await self.outbound.answered(ref)
+            case DigitPressed(ref=ref, digit=digit):
+                await self.calls.call_event(ref, "call.digit", digit=digit)
+            case PromptPlayed(ref=ref, prompt=prompt):
+                log.debug("call %s prompt %s", ref, prompt)
+            case FlowFinished():
+                await self.on_flow_finished(event)
+            case CallBridged(ref=ref, peer=peer):
+                await self.calls.call_event(ref, "call.bridged", peer=peer)
+            case CallHeld(ref=ref) | CallUnheld(ref=ref):
+                # the desk's own `call.held` / `call.resumed` events already say it
+                log.info("call %s: backend reports %s", ref, type(event).__name__)
+            case TransferFailed(ref=ref, peer=peer):
+                await self.desk.transfer_unanswered(ref, peer)
+            case CallEnded(ref=ref, cause=cause):
+                await self.calls.ended(ref, cause.value)
+            case OriginateFailed(ref=ref, reason=OriginateFailure.LOST):
+                await self.line.lost(ref)
+            case OriginateFailed(ref=ref, reason=reason):
+                await self.outbound.failed(ref, reason)
+            case BackendStatus(up=up, detail=detail):
+                await self.line.status(up, detail)
+
+    async def on_flow_finished(self, event: FlowFinished) -> None:
+        """An IVR flow ended: its outcome goes to the feature that started it."""
+        if event.flow.startswith("hotline"):
+            await self.calls.hotline_finished(event)
+            return
+        handler = self.flows.get(event.flow)
+        if handler is not None:
+            await handler(event)
+
+    async def on_timer(self, key: str) -> None:
+        """A scheduled deadline fell due."""
+        log.info("timer %s fired", key)
+        parsed = TimerKey.parse(key)
+        if parsed is None:
+            log.warning("unknown timer key %s", key)
+            return
+        await self.timers[parsed.kind](parsed)

@@ -1,0 +1,145 @@
+"""The dispatch services wired together: built once by the composition root.
+
+`DispatchServices` holds no use case of its own; it builds the shared core, the command
+interpreter and each feature service, tells the interpreter where follow-ups and
+outcomes go, and exposes the services by their names (`dispatch.desk.answer_call(...)`).
+See `dispatch/README.md` for which room holds what.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from dispatch.calls import Calls
+from dispatch.checkins import CheckIns
+from dispatch.clock import Clock
+from dispatch.config import DispatchConfig
+from dispatch.core import Core
+from dispatch.desk import Desk
+from dispatch.effects import Effects, FollowUps, Reports
+from dispatch.events import Store
+from dispatch.line import PhoneLine
+from dispatch.matching import MerchantStats
+from dispatch.offers import Offers
+from dispatch.operators import Operators
+from dispatch.outbound import Outbound
+from dispatch.queue import Queue
+from dispatch.ranking import Ranking
+from dispatch.reconcile import Reconciler
+from dispatch.routing import Router
+from dispatch.scorecard import Scorecard
+from dispatch.stats import StatsCache
+from dispatch.surveys import Surveys
+from dispatch.tickets import Tickets
+from dispatch.timers import Timers
+from ivr.library import FlowLibrary
+from providers.base import LiveCalls, Telephony
+
+
+class DispatchServices:
+    """Every dispatch feature service, wired; the object the app holds."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        telephony: Telephony,
+        timers: Timers,
+        clock: Clock,
+        config: DispatchConfig | None = None,
+        flows: FlowLibrary | None = None,
+        live_calls: LiveCalls | None = None,
+    ) -> None:
+        config = config or DispatchConfig()
+        flows = flows or FlowLibrary()
+
+        async def fetch_stats(session: Any, ids: Sequence[int]) -> dict[int, MerchantStats]:
+            return await self.ranking.merchant_stats(session, ids)
+
+        stats = StatsCache(fetch_stats, clock=clock, ttl_s=config.stats_ttl_s)
+        self.fx = Effects(
+            telephony=telephony, timers=timers, flows=flows, clock=clock, config=config, stats=stats
+        )
+        self.core = core = Core(
+            store=store,
+            clock=clock,
+            config=config,
+            flows=flows,
+            fx=self.fx,
+            health=telephony.health,
+        )
+        self.ranking = Ranking(core, stats)
+        self.outbound = Outbound(core)
+        self.operators = Operators(core)
+        self.offers = Offers(core, self.ranking, self.outbound)
+        self.tickets = Tickets(core, self.offers)
+        self.surveys = Surveys(core, self.outbound)
+        self.checkins = CheckIns(core, self.outbound, self.tickets)
+        self.queue = Queue(core, self.operators, self.tickets)
+        self.desk = Desk(core, self.operators, self.queue)
+        self.calls = Calls(
+            core,
+            queue=self.queue,
+            operators=self.operators,
+            tickets=self.tickets,
+            offers=self.offers,
+            outbound=self.outbound,
+        )
+        self.line = PhoneLine(core, self.outbound, self.queue)
+        self.scorecard = Scorecard(core, self.ranking)
+        self.reconciler = Reconciler(
+            core,
+            timers=timers,
+            live_calls=live_calls,
+            calls=self.calls,
+            desk=self.desk,
+            operators=self.operators,
+            offers=self.offers,
+            queue=self.queue,
+            surveys=self.surveys,
+            line=self.line,
+        )
+        self.router = Router(
+            telephony=telephony,
+            calls=self.calls,
+            queue=self.queue,
+            desk=self.desk,
+            outbound=self.outbound,
+            line=self.line,
+            offers=self.offers,
+            tickets=self.tickets,
+            surveys=self.surveys,
+            checkins=self.checkins,
+            reconciler=self.reconciler,
+        )
+        self.fx.bind(
+            reports=Reports(
+                deferred=self.line.deferred,
+                dialed=self.line.dialed,
+                failed=self.outbound.failed,
+                hold_failed=self.desk.hold_failed,
+                transfer_failed=self.desk.transfer_failed,
+            ),
+            follow_ups=FollowUps(
+                next_candidate=self.offers.next_candidate,
+                withdraw_other_offers=self.offers.withdraw_other_offers,
+                redispatch=self.offers.redispatch,
+                schedule_survey=self.surveys.schedule,
+            ),
+        )
+
+    @property
+    def config(self) -> DispatchConfig:
+        """The dispatch timings and policies (tests may change them on a running app)."""
+        return self.core.config
+
+    @property
+    def store(self) -> Store:
+        """The unit of work every service writes through."""
+        return self.core.store
+
+    @property
+    def clock(self) -> Clock:
+        """The clock every service reads."""
+        return self.core.clock
