@@ -442,7 +442,7 @@ _TEXTS: dict[str, dict[str, str]] = {
         "sim_line_down": "模拟线路中断",
         "sim_line_up": "恢复线路",
         # one phone, one resident; import errors in words (the server sends codes and ids)
-        "err_phone_taken": "这个号码已登记在居民 #{id} 名下：一个号码只属于一位居民",
+        "err_phone_taken": "这个号码已登记在老人 #{id} 名下：一个号码只属于一位老人",
         "import_more_errors": "另有 {n} 行有问题未列出",
         "imp_bad_file": "文件无法读取",
         "imp_bad_header": "缺少表头",
@@ -457,12 +457,12 @@ _TEXTS: dict[str, dict[str, str]] = {
         "imp_duplicate_code": "商家编号重复",
         "imp_bad_hours": "营业时间不对",
         "imp_invalid": "内容不对",
-        "imp_phone_taken": "电话已属于其他居民",
+        "imp_phone_taken": "电话已属于其他老人",
         "imp_duplicate_phone": "电话重复",
         "imp_changed_meanwhile": "导入时登记有变动",
-        "imp_why_phone_taken": "电话 {number} 已登记在居民 #{id} 名下；一个号码只属于一位居民，"
-        "如确已换人使用，请先从该居民处删除",
-        "imp_why_duplicate_phone": "电话 {number} 也在第 {lines} 行；一个号码只属于一位居民",
+        "imp_why_phone_taken": "电话 {number} 已登记在老人 #{id} 名下；一个号码只属于一位老人，"
+        "如确已换人使用，请先从该老人的登记中删除",
+        "imp_why_duplicate_phone": "电话 {number} 也在第 {lines} 行；一个号码只属于一位老人",
     },
     "en": {
         "app": "Yijing care dispatch",

@@ -764,7 +764,9 @@ async def _check_chunk(
         if rid is None:
             if resident.id_number:
                 plan.new_ids[resident.id_number] = line
-            plan.new_people[_person(resident.model_dump())] = line
+            plan.new_people[
+                (resident.name, resident.address, resident.building, resident.unit, resident.room)
+            ] = line
         else:
             plan.matched[rid] = line
         plan.staged.append((change, n, rid))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import phonenumbers
 
 DEFAULT_REGION = "CN"
@@ -11,6 +13,8 @@ class BadPhone(ValueError):
     """A string that is not a usable phone number."""
 
 
+# pure, and numbers recur: a caller ID on every call, stored numbers on every edit
+@lru_cache(maxsize=65536)
 def normalize(raw: str, *, region: str = DEFAULT_REGION, strict: bool = False) -> str:
     """`023-5444 1234`, `+86 23 5444 1234` and `02354441234` all become `+862354441234`.
 

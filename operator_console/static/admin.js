@@ -711,7 +711,8 @@ function showImport(res, dryRun) {
   const errors = res.errors || [];
   const n = res.rows ?? res.count ?? res.imported ?? '';
   const status = $('admin-status');
-  status.replaceChildren(el('p', errors.length ? `${errors.length} ✗` : T(dryRun ? 'import_ok' : 'import_done', { n }), errors.length ? 'error' : 'tag ok'));
+  const bad = errors.length + (res.more_errors || 0);
+  status.replaceChildren(el('p', bad ? `${bad} ✗` : T(dryRun ? 'import_ok' : 'import_done', { n }), bad ? 'error' : 'tag ok'));
   if (res.import_id) {
     const done = el('p', T('import_logged', { created: res.created, updated: res.updated, unchanged: res.unchanged, id: res.import_id }), 'muted small');
     done.id = 'import-logged'; status.append(done);

@@ -8,6 +8,7 @@ import re
 import sqlite3
 import time
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -434,7 +435,7 @@ FIXTURES = __import__("pathlib").Path(__file__).parent.parent / "fixtures" / "re
 
 
 def test_given_the_import_page_when_a_bad_file_is_dry_run_then_every_bad_line_is_shown(
-    pages: Pages, server: Server
+    pages: Pages, server: Server, tmp_path: Path
 ) -> None:
     admin = pages.open()
     login(admin, "demo")
@@ -468,4 +469,26 @@ def test_given_the_import_page_when_a_bad_file_is_dry_run_then_every_bad_line_is
         imports += [e["subject_id"] for e in page if e["name"] == "registry.imported"]
         since = page[-1]["seq"]
     assert imports == [import_id[1]]
+
+    # one phone, one resident: a row with resident 1's phone and two rows sharing one are
+    # refused, in words, naming the owner and the other line, in both languages
+    phones = tmp_path / "phones.csv"
+    phones.write_text(
+        "姓名,电话,网格\n冒名者,+862354000001,BG01\n甲,13955550001,BG01\n乙,13955550001,BG02\n",
+        encoding="utf-8",
+    )
+    for lang, words in (
+        ("zh-CN", ("电话已属于其他老人", "老人 #1", "电话重复", "也在第 4 行")),
+        ("en", ("Phone belongs to another resident", "resident #1", "also on line 4")),
+    ):
+        admin.goto(f"/admin/import?lang={'en' if lang == 'en' else 'zh-CN'}")
+        admin.wait_for_selector("body[data-ready='1']")
+        admin.select_option("#import-kind", "residents")
+        admin.set_input_files("#import-file", str(phones))
+        admin.click("#import-form button[type=submit]")
+        expect(body).to_have_attribute("data-errors", "3")
+        text = body.inner_text()
+        for word in words:
+            assert word in text, (word, text)
+        shot(admin, f"19b-admin-import-phone-rules-{lang}")
     assert pages.errors == []
