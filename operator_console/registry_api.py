@@ -17,7 +17,7 @@ import json
 import logging
 import uuid
 from collections.abc import AsyncIterator
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from aiohttp import web
@@ -26,10 +26,10 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlmodel import col
 
-from dispatch.clock import LOCAL_TZ
 from dispatch.events import Store
-from dispatch.service import Conflict, Invalid
-from operator_console.api import API, STAFF, body, int_param, need, ok, services
+from dispatch.service import Conflict
+from operator_console.api import API, STAFF, body, int_param, need, ok, query_int, services
+from operator_console.errors import FieldInvalid
 from registry import exporting, importing
 from registry import repository as repo
 from registry.models import Merchant, Role, ServiceCategory, User
@@ -70,14 +70,6 @@ def services_of(app: web.Application) -> Any:
     from operator_console.app import services_key
 
     return app[services_key]
-
-
-class FieldInvalid(Invalid):
-    """A 422 that names the field at fault."""
-
-    def __init__(self, message: str, field: str | None = None) -> None:
-        super().__init__(message)
-        self.details = [{"field": field, "message": message}] if field else None
 
 
 class FieldConflict(Conflict):
@@ -168,14 +160,14 @@ async def import_file(request: web.Request) -> web.Response:
     user = need(request, *ADMINS)
     kind = request.match_info["kind"]
     if kind not in ("residents", "merchants"):
-        raise Invalid("kind must be residents or merchants")
+        raise FieldInvalid("kind must be residents or merchants", "kind")
     form = await request.post()
     upload = form.get("file")
     if not isinstance(upload, FileField):
-        raise Invalid("send the file as multipart field `file`")
+        raise FieldInvalid("send the file as multipart field `file`", "file")
     data = upload.file.read(MAX_UPLOAD + 1)
     if len(data) > MAX_UPLOAD:
-        raise Invalid("the file is larger than 2 MB; split it")
+        raise FieldInvalid("the file is larger than 2 MB; split it", "file")
     flag = str(form.get("dry_run", request.query.get("dry_run", "false"))).lower()
     dry_run = flag in ("1", "true", "yes", "on")
     report, import_id = await run_import(
@@ -214,7 +206,7 @@ async def export_file(request: web.Request) -> web.Response:
     kind = request.match_info["kind"]
     fmt = request.query.get("format", "csv")
     if kind not in ("residents", "merchants") or fmt not in ("csv", "xlsx"):
-        raise Invalid("export residents|merchants as format=csv|xlsx")
+        raise FieldInvalid("export residents|merchants as format=csv|xlsx", "format")
     async with services(request).store.read() as session:
         if kind == "residents":
             full = request.query.get("full_id_numbers") in ("1", "true")
@@ -612,14 +604,10 @@ async def put_category(request: web.Request) -> web.Response:
 
 # -- access log --
 def _local_day(q: Any, name: str) -> datetime | None:
+    from operator_console.figures_api import local_day
+
     value = q.get(name, "")
-    if not value:
-        return None
-    try:
-        day = date.fromisoformat(value)
-    except ValueError as exc:
-        raise FieldInvalid(f"{name} must be a date like 2026-03-01", name) from exc
-    return datetime.combine(day, datetime.min.time(), tzinfo=LOCAL_TZ)
+    return local_day(value, name) if value else None
 
 
 @API.route(
@@ -636,10 +624,9 @@ async def read_access_log(request: web.Request) -> web.Response:
     """The access log, newest first, `limit` (at most 200) rows a page; page on with `before`."""
     need(request, *ADMINS)
     q = request.query
-    for name in ("resident_id", "before", "limit"):
-        if name in q and (not q[name].isdigit() or len(q[name]) > 18):
-            raise FieldInvalid(f"{name} must be a positive integer", name)
-    limit = min(int(q.get("limit", "200")), 200) or 200
+    resident_id = query_int(request, "resident_id")
+    before_id = query_int(request, "before")
+    limit = query_int(request, "limit", 200, maximum=200) or 200
     since = _local_day(q, "from")
     until = _local_day(q, "to")
     if until is not None:
@@ -647,9 +634,9 @@ async def read_access_log(request: web.Request) -> web.Response:
     async with services(request).store.read() as session:
         rows = await repo.access_log(
             session,
-            resident_id=int(q["resident_id"]) if "resident_id" in q else None,
+            resident_id=resident_id,
             username=q.get("username", "")[:64] or None,
-            before_id=int(q["before"]) if "before" in q else None,
+            before_id=before_id,
             since=since,
             until=until,
             limit=limit,

@@ -27,7 +27,7 @@ from sqlmodel import col
 
 from registry import repository as repo
 from registry.models import Grid, Merchant, ServiceCategory
-from registry.schemas import MerchantIn, ResidentIn
+from registry.schemas import CONTROL, MerchantIn, ResidentIn
 from registry.tabular import BadFile, read_table
 
 log = logging.getLogger(__name__)
@@ -225,6 +225,17 @@ def _contact_columns(header: list[str]) -> dict[int, dict[str, int]]:
     return out
 
 
+def _control_cell(line: int, header: list[str], cells: list[str]) -> RowError | None:
+    """The first cell with a control character (a NUL, say), before it reaches a query."""
+    for i, cell in enumerate(cells):
+        if CONTROL.search(cell):
+            column = header[i] if i < len(header) and not CONTROL.search(header[i]) else i + 1
+            return RowError(
+                line, "control_character", f"{column}: control characters are not allowed"
+            )
+    return None
+
+
 def _split(text: str) -> list[str]:
     return [part.strip() for part in LIST_SPLIT.split(text) if part.strip()]
 
@@ -381,6 +392,9 @@ async def import_residents(
     try:
         for line, cells in body:
             before = len(report.errors)
+            if bad := _control_cell(line, header, cells):
+                report.errors.append(bad)
+                continue
             values = _resident_values(line, cells, cols, contact_cols, lookups, report.errors)
             id_number = str(values.get("id_number") or "").strip().upper()
             if id_number:
@@ -608,6 +622,9 @@ async def import_merchants(
     try:
         for line, cells in body:
             before = len(report.errors)
+            if bad := _control_cell(line, header, cells):
+                report.errors.append(bad)
+                continue
             values = _merchant_values(line, cells, cols, lookups, report.errors)
             code = str(values.get("external_code") or "")
             if code:
