@@ -73,8 +73,8 @@ def scheduler_name(sync_url: str) -> str:
 def job_store_engine(sync_url: str) -> Engine:
     """The job store's synchronous engine; SQLite gets WAL so each job write is cheap."""
     if not sync_url.startswith("sqlite"):
-        return create_engine(sync_url, pool_pre_ping=True)
-    engine = create_engine(sync_url, connect_args={"timeout": 30})
+        return create_engine(sync_url, pool_pre_ping=True, hide_parameters=True)
+    engine = create_engine(sync_url, connect_args={"timeout": 30}, hide_parameters=True)
 
     @event.listens_for(engine, "connect")
     def _pragmas(dbapi_conn: object, _record: object) -> None:

@@ -18,8 +18,21 @@ from sqlalchemy import delete, select
 from sqlmodel import col
 
 from operator_console import auth
-from operator_console.api import API, STAFF, SUPERVISORS, body, int_param, need, ok, services
-from operator_console.models import LoginSession
+from operator_console.api import (
+    API,
+    STAFF,
+    SUPERVISORS,
+    TOKEN,
+    body,
+    int_param,
+    need,
+    ok,
+    password_login_key,
+    query_int,
+    services,
+)
+from operator_console.models import LoginAttempt, LoginSession
+from operator_console.password_login import attempt_public
 from operator_console.registry_api import (
     ADMINS,
     FieldConflict,
@@ -29,9 +42,10 @@ from operator_console.registry_api import (
     search_index_key,
     version_of,
 )
+from operator_console.ws import revoke
 from registry import repository as repo
 from registry.models import Grid, Merchant, Role, User
-from registry.schemas import GridIn, Strict
+from registry.schemas import DbId, GridIn, Strict
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +169,7 @@ class UserIn(Strict):
     username: str = Field(min_length=2, max_length=64, pattern=USERNAME)
     display_name: str = Field(default="", max_length=64)
     role: Role
-    merchant_id: int | None = Field(default=None, ge=1)
+    merchant_id: DbId | None = None
     password: str = Field(min_length=8, max_length=256)
 
 
@@ -164,7 +178,7 @@ class UserPatch(Strict):
 
     display_name: str | None = Field(default=None, max_length=64)
     role: Role | None = None
-    merchant_id: int | None = Field(default=None, ge=1)
+    merchant_id: DbId | None = None
     active: bool | None = None
     version: str | None = Field(default=None, max_length=32)
 
@@ -193,8 +207,20 @@ async def _merchant_exists(session: Any, merchant_id: int | None) -> None:
         raise FieldInvalid(f"unknown merchant {merchant_id}", "merchant_id")
 
 
-async def _end_sessions(session: Any, user_id: int) -> None:
-    await session.execute(delete(LoginSession).where(col(LoginSession.user_id) == user_id))
+async def _end_sessions(
+    request: web.Request, session: Any, user_id: int, *, keep: str | None = None
+) -> None:
+    """End a user's sessions (but the one whose token is `keep`) and their live streams.
+
+    The streams are told first, before the transaction commits and publishes its events:
+    not even the event that ends the session reaches them (a failed commit only makes
+    the client reconnect).
+    """
+    revoke(request.app, user_id=user_id, keep=keep)
+    where = [col(LoginSession.user_id) == user_id]
+    if keep is not None:
+        where.append(col(LoginSession.token_hash) != auth.digest(keep))
+    await session.execute(delete(LoginSession).where(*where))
 
 
 async def _get_user(session: Any, user_id: int) -> User:
@@ -241,7 +267,7 @@ async def create_user(request: web.Request) -> web.Response:
     """A new login with an argon2-hashed password."""
     admin = need(request, *ADMINS)
     data = await body(request, UserIn)
-    hashed = auth.hash_password(data.password)
+    hashed = await auth.hash_password_async(data.password)
     async with services(request).store.tx() as tx:
         taken = (
             await tx.session.execute(
@@ -313,7 +339,7 @@ async def update_user(request: web.Request) -> web.Response:
         if changed:
             assert user.id is not None
             if ("active" in changed and not user.active) or "role" in changed:
-                await _end_sessions(tx.session, user.id)
+                await _end_sessions(request, tx.session, user.id)
             tx.emit("user.updated", "user", user.id, actor=admin.username, changed=changed)
         await tx.session.flush()
         out = user_public(user) | {"changed": changed}
@@ -334,14 +360,50 @@ async def reset_password(request: web.Request) -> web.Response:
     admin = need(request, *ADMINS)
     user_id = int_param(request, "user_id")
     data = await body(request, PasswordIn)
-    hashed = auth.hash_password(data.password)
+    hashed = await auth.hash_password_async(data.password)
+    own = user_id == admin.id
     async with services(request).store.tx() as tx:
         user = await _get_user(tx.session, user_id)
         user.password_hash = hashed
-        if user.id != admin.id:  # an admin resetting their own keeps this session
-            await _end_sessions(tx.session, user_id)
+        # every session of the login ends; an admin resetting their own keeps this one
+        await _end_sessions(request, tx.session, user_id, keep=request[TOKEN] if own else None)
         tx.emit("user.password_reset", "user", user_id, actor=admin.username)
         await tx.session.flush()
         out = user_public(user)
+        username = user.username
+    # the new password starts with a clean slate: earlier failures stop counting
+    await request.app[password_login_key].clear(username)
     log.info("user %s password reset by %s", user_id, admin.username)
     return ok(out)
+
+
+# -- failed logins --
+@API.route(
+    "GET",
+    "/login-failures",
+    summary="Failed staff logins, newest first (?username, ?client, ?before, ?limit)",
+    roles=("admin",),
+    tag="admin",
+)
+async def login_failures(request: web.Request) -> web.Response:
+    """Who failed to log in, from where and when; `counts` is false once cleared (a right
+    password, or a new one set by an admin). `limit` (at most 200) rows a page."""
+    need(request, *ADMINS)
+    q = request.query
+    before_id = query_int(request, "before")
+    limit = query_int(request, "limit", 100, maximum=200) or 100
+    stmt = (
+        select(LoginAttempt)
+        .where(col(LoginAttempt.outcome) != "checking")
+        .order_by(col(LoginAttempt.id).desc())
+        .limit(limit)
+    )
+    if before_id is not None:
+        stmt = stmt.where(col(LoginAttempt.id) < before_id)
+    if username := q.get("username", "").strip()[:64]:
+        stmt = stmt.where(col(LoginAttempt.username) == username)
+    if client := q.get("client", "").strip()[:64]:
+        stmt = stmt.where(col(LoginAttempt.client) == client)
+    async with services(request).store.read() as session:
+        rows = (await session.execute(stmt)).scalars().all()
+    return ok([attempt_public(r) for r in rows])

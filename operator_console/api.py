@@ -4,34 +4,45 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy import func, select
 from sqlmodel import col
 
 from dispatch.clock import LOCAL_TZ
 from dispatch.machines.ticket import OPEN, TicketState
 from dispatch.models import Call, Event, Offer, Ticket
-from operator_console import auth
-from operator_console.errors import Forbidden, Unauthorized
+from operator_console import auth, call_access
+from operator_console.errors import FieldInvalid, Forbidden, Unauthorized, UnsupportedBody
 from operator_console.openapi import Api
-from providers.base import OriginateFailure, Simulator, UnknownCall
+from operator_console.password_login import PasswordLogin
+from providers.base import OriginateFailure, UnknownCall
+from providers.memory import MemoryPBX
 from registry import repository as repo
 from registry.models import Merchant, Resident, ResidentPhone, Role, User
 from registry.phones import mask, try_normalize
+from registry.schemas import MAX_ID, DbId
+from registry.schemas import Strict as RegistryStrict
 
 log = logging.getLogger(__name__)
 
 API = Api("/api/v1")
+#: the staff password login use case, set by the composition root
+password_login_key = web.AppKey("password_login", PasswordLogin)
 USER = web.RequestKey("user", User)
 TOKEN = web.RequestKey("token", str)
 CSRF = web.RequestKey("csrf", str)
 STAFF = (Role.OPERATOR,)
 SUPERVISORS = (Role.SUPERVISOR,)
+#: who may use the phone simulator: it plays every phone (residents' and merchants'), hears
+#: every call (merchants' login codes too) and lists residents' numbers, so only a login
+#: that may already see all of that and make any login: an admin (the demo's `demo`)
+SIMULATOR_ROLES = (Role.ADMIN,)
 
 
 def _dumps(obj: Any) -> str:
@@ -60,33 +71,82 @@ def need(request: web.Request, *roles: Role) -> User:
     return auth.require(current_user(request), *roles)
 
 
+#: the deepest nesting of arrays and objects a JSON body may have (ours need 4)
+MAX_JSON_DEPTH = 32
+_WHOLE = re.compile(r"[0-9]{1,19}")
+
+
+def _json_invalid(model: type[BaseModel], reason: str) -> ValidationError:
+    return ValidationError.from_exception_data(
+        model.__name__,
+        [{"type": "json_invalid", "loc": ("body",), "input": "", "ctx": {"error": reason}}],
+    )
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def json_depth(value: Any) -> int:
+    """How deeply arrays and objects nest in a parsed JSON value (without recursing)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, depth)
+            stack.extend(
+                (v, depth + 1) for v in (item.values() if isinstance(item, dict) else item)
+            )
+    return deepest
+
+
 async def body(request: web.Request, model: type[BaseModel]) -> Any:
-    """Parse and validate a JSON body; 422 with a clear message otherwise."""
+    """Parse and validate a JSON body; 415 if it is not JSON, 422 naming the field otherwise.
+
+    A form or `text/plain` post (what another site can make a browser send without asking)
+    is refused before anything is read; NaN and Infinity, numbers of thousands of digits
+    and nesting deeper than `MAX_JSON_DEPTH` are invalid input, not errors of ours.
+    """
+    if request.content_type != "application/json":
+        raise UnsupportedBody("send the body as application/json")
+    data = await request.read()
     try:
-        raw = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValidationError.from_exception_data(
-            model.__name__,
-            [
-                {
-                    "type": "json_invalid",
-                    "loc": ("body",),
-                    "input": "",
-                    "ctx": {"error": str(exc)[:100]},
-                }
-            ],
-        ) from exc
+        raw = json.loads(data.decode("utf-8"), parse_constant=_no_constant)
+    except RecursionError as exc:
+        raise _json_invalid(model, "nested too deeply") from exc
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, too many digits
+        reason = str(exc)[:100] if isinstance(exc, json.JSONDecodeError) else "not JSON"
+        raise _json_invalid(model, reason) from exc
+    if json_depth(raw) > MAX_JSON_DEPTH:
+        raise _json_invalid(model, f"nested more than {MAX_JSON_DEPTH} deep")
     return model.model_validate(raw)
 
 
-def int_param(request: web.Request, name: str) -> int:
-    """A path parameter that must be a positive integer."""
-    from dispatch.errors import Invalid
-
-    value = request.match_info[name]
-    if not value.isdigit() or len(value) > 18:
-        raise Invalid(f"{name} must be a positive integer")
+def whole_number(value: str, name: str, *, minimum: int = 1, maximum: int = MAX_ID) -> int:
+    """`value` as an integer in [minimum, maximum] (ASCII digits only); 422 naming `name`."""
+    if not _WHOLE.fullmatch(value) or not minimum <= int(value) <= maximum:
+        raise FieldInvalid(f"{name} must be a whole number from {minimum} to {maximum}", name)
     return int(value)
+
+
+def int_param(request: web.Request, name: str) -> int:
+    """A path parameter that must be a positive 64-bit integer (an id)."""
+    return whole_number(request.match_info[name], name)
+
+
+def query_int(
+    request: web.Request,
+    name: str,
+    default: int | None = None,
+    *,
+    minimum: int = 1,
+    maximum: int = MAX_ID,
+) -> int | None:
+    """An optional integer query parameter; `default` when absent, 422 naming it when bad."""
+    value = request.query.get(name)
+    if value is None:
+        return default
+    return whole_number(value, name, minimum=minimum, maximum=maximum)
 
 
 @web.middleware
@@ -117,10 +177,8 @@ async def auth_middleware(
 
 
 # -- request bodies --
-class Strict(BaseModel):
-    """Bodies refuse unknown fields."""
-
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+class Strict(RegistryStrict):
+    """Bodies refuse unknown fields and control characters, and trim strings."""
 
 
 class LoginBody(Strict):
@@ -148,14 +206,14 @@ class TicketBody(Strict):
 
     category: str = Field(min_length=1, max_length=32)
     description: str = Field(default="", max_length=1000)
-    resident_id: int | None = Field(default=None, ge=1)
-    call_id: int | None = Field(default=None, ge=1)
+    resident_id: DbId | None = None
+    call_id: DbId | None = None
 
 
 class DispatchBody(Strict):
     """Dispatch along the ranking, or to the operator's picks first."""
 
-    merchant_ids: list[int] | None = Field(default=None, max_length=20)
+    merchant_ids: list[DbId] | None = Field(default=None, max_length=20)
 
 
 class CancelBody(Strict):
@@ -257,16 +315,22 @@ async def call_public(session: Any, call: Call) -> dict[str, Any]:
 
 
 # -- auth --
-@API.route("POST", "/login", summary="Log in; sets the session cookie", body=LoginBody, tag="auth")
+@API.route(
+    "POST",
+    "/login",
+    summary="Log in; sets the session cookie (429 with Retry-After after too many failures)",
+    body=LoginBody,
+    tag="auth",
+)
 async def login(request: web.Request) -> web.Response:
-    """Log in with a username and password."""
+    """Log in with a username and password (throttled per account and per client)."""
+    from operator_console.security import client_address
+
     data = await body(request, LoginBody)
-    settings = services(request).settings
-    async with services(request).store.read() as session:
-        user, token, csrf = await auth.login(
-            session, username=data.username, password=data.password
-        )
-    return session_response(settings, user, token, csrf)
+    user, token, csrf = await request.app[password_login_key].login(
+        username=data.username, password=data.password, client=client_address(request)
+    )
+    return session_response(services(request).settings, user, token, csrf)
 
 
 def session_response(settings: Any, user: User, token: str, csrf: str) -> web.Response:
@@ -288,10 +352,13 @@ def session_response(settings: Any, user: User, token: str, csrf: str) -> web.Re
 async def logout(request: web.Request) -> web.Response:
     """Log out."""
     need(request)
+    from operator_console.ws import revoke
+
+    revoke(request.app, token=request[TOKEN])  # its streams first, then the session
     async with services(request).store.read() as session:
         await auth.logout(session, token=request[TOKEN])
     response = ok({"ok": True})
-    response.del_cookie(auth.COOKIE, path="/")
+    response.del_cookie(auth.COOKIE, path="/", secure=services(request).settings.secure_cookies)
     return response
 
 
@@ -442,11 +509,16 @@ async def answer(request: web.Request) -> web.Response:
 
 
 @API.route(
-    "POST", "/calls/{call_id}/hangup", summary="Hang up a call", roles=("operator",), tag="calls"
+    "POST",
+    "/calls/{call_id}/hangup",
+    summary="Hang up one's call (a supervisor: any call); 403 with the reason otherwise",
+    roles=("operator",),
+    tag="calls",
 )
 async def hangup(request: web.Request) -> web.Response:
     """Hang up."""
     user = need(request, *STAFF)
+    await call_access.check(request, int_param(request, "call_id"), user, "hangup")
     await services(request).dispatch.desk.hangup_call(int_param(request, "call_id"), user)
     return ok({"ok": True})
 
@@ -463,6 +535,7 @@ async def wrap_up(request: web.Request) -> web.Response:
     """Wrap up with a disposition."""
     user = need(request, *STAFF)
     data = await body(request, WrapUpBody)
+    await call_access.check(request, int_param(request, "call_id"), user, "wrap-up")
     await services(request).dispatch.desk.wrap_up(
         int_param(request, "call_id"), user, data.disposition
     )
@@ -520,9 +593,7 @@ async def list_tickets(request: web.Request) -> web.Response:
     elif state in TicketState.__members__.values():
         stmt = stmt.where(col(Ticket.state) == TicketState(state))
     elif state != "all":
-        from dispatch.errors import Invalid
-
-        raise Invalid(f"unknown state {state!r}")
+        raise FieldInvalid(f"unknown state {state!r}", "state")
     async with services(request).store.read() as session:
         if user.role == Role.MERCHANT:
             stmt = stmt.where(col(Ticket.merchant_id) == user.merchant_id)
@@ -679,12 +750,9 @@ async def accept_offer(request: web.Request) -> web.Response:
 async def events(request: web.Request) -> web.Response:
     """Events after a sequence number, oldest first."""
     need(request, *STAFF)
-    since = request.query.get("since", "0")
-    if not since.isdigit():
-        from dispatch.errors import Invalid
-
-        raise Invalid("since must be a non-negative integer")
-    return ok(await services(request).store.events_since(int(since)))
+    since = query_int(request, "since", 0, minimum=0)
+    assert since is not None
+    return ok(await services(request).store.events_since(since))
 
 
 @API.route(
@@ -730,25 +798,47 @@ async def telephony_status(request: web.Request) -> web.Response:
     )
 
 
-# -- the phone simulator (memory PBX only) --
-def pbx(request: web.Request) -> Simulator:
-    """The phone simulator, or 404 when the backend is not one (real telephony)."""
-    simulator = services(request).simulator
-    if simulator is None:
+# -- the phone simulator (memory PBX only, never in production, admins only) --
+def simulator_allowed(request: web.Request, user: User | None) -> bool:
+    """Whether this user may use the phone simulator here (the page's menu asks)."""
+    svc = services(request)
+    return (
+        user is not None
+        and isinstance(svc.telephony, MemoryPBX)
+        and svc.settings.environment != "production"
+        and user.role in SIMULATOR_ROLES
+    )
+
+
+def sim_user(request: web.Request) -> User:
+    """The simulator's user: 401 without login, 404 where there is no simulator (real
+    telephony, or production), 403 for any role but an admin."""
+    user = need(request)
+    svc = services(request)
+    if not isinstance(svc.telephony, MemoryPBX) or svc.settings.environment == "production":
         raise repo.NotFound("simulator", "(telephony is not the memory PBX)")
-    return simulator
+    if user.role not in SIMULATOR_ROLES:
+        raise Forbidden("the phone simulator is for the demo's admin login only")
+    return user
+
+
+def pbx(request: web.Request) -> MemoryPBX:
+    """The memory PBX of the simulator (after `sim_user`)."""
+    telephony = services(request).telephony
+    assert isinstance(telephony, MemoryPBX)
+    return telephony
 
 
 @API.route(
     "GET",
     "/sim/calls",
     summary="Simulator: calls as the phones see them",
-    roles=("operator",),
+    roles=("admin",),
     tag="simulator",
 )
 async def sim_calls(request: web.Request) -> web.Response:
     """Live and recent simulated calls."""
-    need(request, *STAFF)
+    sim_user(request)
     return ok(pbx(request).snapshot())
 
 
@@ -756,12 +846,12 @@ async def sim_calls(request: web.Request) -> web.Response:
     "GET",
     "/sim/phones",
     summary="Simulator: phones to call from",
-    roles=("operator",),
+    roles=("admin",),
     tag="simulator",
 )
 async def sim_phones(request: web.Request) -> web.Response:
     """A few registered residents' phones to pick from."""
-    need(request, *STAFF)
+    sim_user(request)
     async with services(request).store.read() as session:
         rows = (
             await session.execute(
@@ -778,13 +868,13 @@ async def sim_phones(request: web.Request) -> web.Response:
     "POST",
     "/sim/dial",
     summary="Simulator: call the hotline from a number",
-    roles=("operator",),
+    roles=("admin",),
     body=DialBody,
     tag="simulator",
 )
 async def sim_dial(request: web.Request) -> web.Response:
     """A simulated resident calls in."""
-    need(request, *STAFF)
+    sim_user(request)
     data = await body(request, DialBody)
     number = try_normalize(data.number) or data.number
     phone = pbx(request)
@@ -797,13 +887,13 @@ async def sim_dial(request: web.Request) -> web.Response:
     "POST",
     "/sim/link",
     summary="Simulator: take the simulated PBX's link down (an outage) or bring it back",
-    roles=("operator",),
+    roles=("admin",),
     body=LinkBody,
     tag="simulator",
 )
 async def sim_link(request: web.Request) -> web.Response:
     """Simulate a phone outage: live calls drop, outbound calls wait for the line."""
-    user = need(request, *STAFF)
+    user = sim_user(request)
     data = await body(request, LinkBody)
     pbx(request).set_link(data.up)
     log.warning("simulated PBX link set %s by user %s", "up" if data.up else "down", user.id)
@@ -811,7 +901,7 @@ async def sim_link(request: web.Request) -> web.Response:
 
 
 async def _sim(request: web.Request, action: str) -> web.Response:
-    need(request, *STAFF)
+    sim_user(request)
     phone = pbx(request)
     ref = request.match_info["ref"][:64]
     try:
@@ -834,7 +924,7 @@ async def _sim(request: web.Request, action: str) -> web.Response:
     "POST",
     "/sim/calls/{ref}/answer",
     summary="Simulator: pick up a ringing phone",
-    roles=("operator",),
+    roles=("admin",),
     tag="simulator",
 )
 async def sim_answer(request: web.Request) -> web.Response:
@@ -846,7 +936,7 @@ async def sim_answer(request: web.Request) -> web.Response:
     "POST",
     "/sim/calls/{ref}/press",
     summary="Simulator: press a key",
-    roles=("operator",),
+    roles=("admin",),
     body=PressBody,
     tag="simulator",
 )
@@ -859,7 +949,7 @@ async def sim_press(request: web.Request) -> web.Response:
     "POST",
     "/sim/calls/{ref}/hangup",
     summary="Simulator: hang up the phone",
-    roles=("operator",),
+    roles=("admin",),
     tag="simulator",
 )
 async def sim_hangup(request: web.Request) -> web.Response:
@@ -871,7 +961,7 @@ async def sim_hangup(request: web.Request) -> web.Response:
     "POST",
     "/sim/calls/{ref}/reject",
     summary="Simulator: busy / no answer / failure",
-    roles=("operator",),
+    roles=("admin",),
     body=RejectBody,
     tag="simulator",
 )

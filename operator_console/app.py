@@ -32,6 +32,8 @@ from operator_console.errors import error_middleware
 from operator_console.instance import instance_lock
 from operator_console.merchant_login import LoginPolicy, MerchantLogin
 from operator_console.migrate import upgrade
+from operator_console.password_login import LoginLimits, PasswordLogin
+from operator_console.security import request_guard, security_headers
 from operator_console.settings import Settings
 from providers.base import LiveCalls, Messaging, Simulator, Telephony
 from providers.memory import MemoryPBX
@@ -134,7 +136,7 @@ async def seed_demo(store: Store, settings: Settings) -> str | None:
             return None
         await repo.add_community(session, community=generate())
         password = settings.demo_password or secrets.token_urlsafe(9)
-        hashed = auth.hash_password(password)
+        hashed = await auth.hash_password_async(password)
         session.add_all(
             [
                 User(
@@ -193,9 +195,12 @@ def create_app(
     del desk_api, wallboard_api
 
     app = web.Application(
-        middlewares=[error_middleware, api.auth_middleware], client_max_size=2 * 1024 * 1024
+        middlewares=[error_middleware, request_guard, api.auth_middleware],
+        client_max_size=2 * 1024 * 1024,
     )
     app[settings_key] = settings
+    app[ws.streams_key] = ws.LiveStreams()
+    app.on_response_prepare.append(security_headers(settings))
     backend = telephony or make_telephony(settings)
     if settings.telephony == "twilio" and telephony is None:
         from providers.twilio import TwilioTelephony, webhook_app
@@ -291,6 +296,15 @@ def create_app(
                 ),
             )
             app[merchant_api.login_key] = login
+            app[api.password_login_key] = PasswordLogin(
+                store=store,
+                secret=settings.secret_key,
+                limits=LoginLimits(
+                    window_s=settings.login_window_s,
+                    per_account=settings.login_per_account,
+                    per_client=settings.login_per_client,
+                ),
+            )
             if isinstance(the_timers, ManualTimers) and the_timers.handler is None:
                 the_timers.handler = fire  # a test's manual timers fire into this app
             pump = asyncio.create_task(dispatch.router.pump(), name="telephony-pump")

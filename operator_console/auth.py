@@ -3,19 +3,32 @@
 A session is a random token: browsers carry it in an HttpOnly cookie (and must send the
 session's CSRF token in `X-CSRF-Token` on every unsafe request); API clients send it as
 `Authorization: Bearer`. Only the token's SHA-256 is stored. Passwords use argon2.
+
+Argon2 is slow on purpose (about 0.15 s and 64 MiB a hash here), so it never runs on the
+event loop: `hash_password_async` / `verify_password_async` hand it to one worker thread
+of lowered priority (niceness 10), which the operating system lets the event loop's
+thread pre-empt; a flood of wrong passwords then costs spare CPU, not the console's
+latency. Password logins themselves (throttles, the failed-login record) are
+`operator_console.password_login`.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import hmac
+import os
 import secrets
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
+from functools import cache
 from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import delete, select
+from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -48,21 +61,52 @@ def verify_password(stored: str, password: str) -> bool:
         return False
 
 
-def _digest(token: str) -> str:
+#: how much lower than the event loop's the hashing thread's priority is (Linux niceness)
+HASH_NICENESS = 10
+_pool_lock = threading.Lock()
+_pool: ThreadPoolExecutor | None = None
+
+
+def _lower_priority() -> None:
+    # Linux: a thread's niceness is its own (and its children's, libargon2's lanes)
+    with contextlib.suppress(OSError, AttributeError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), HASH_NICENESS)
+
+
+def _hash_pool() -> ThreadPoolExecutor:
+    """The one argon2 worker thread of this process (one hash at a time)."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(
+                max_workers=1, thread_name_prefix="argon2", initializer=_lower_priority
+            )
+        return _pool
+
+
+async def hash_password_async(password: str) -> str:
+    """`hash_password` off the event loop."""
+    return await asyncio.get_running_loop().run_in_executor(_hash_pool(), hash_password, password)
+
+
+async def verify_password_async(stored: str | None, password: str) -> bool:
+    """`verify_password` off the event loop; with no stored hash (no such user) a dummy one
+    is checked, so that an unknown username takes as long as a wrong password."""
+    loop = asyncio.get_running_loop()
+    if stored is None:
+        await loop.run_in_executor(_hash_pool(), verify_password, _dummy_hash(), password)
+        return False
+    return await loop.run_in_executor(_hash_pool(), verify_password, stored, password)
+
+
+@cache
+def _dummy_hash() -> str:
+    return hash_password(secrets.token_urlsafe(16))
+
+
+def digest(token: str) -> str:
+    """What is stored of a session token: its SHA-256."""
     return hashlib.sha256(token.encode()).hexdigest()
-
-
-async def login(session: AsyncSession, *, username: str, password: str) -> tuple[User, str, str]:
-    """Check credentials; returns the user, a new session token and its CSRF token."""
-    user = (
-        (await session.execute(select(User).where(col(User.username) == username)))
-        .scalars()
-        .first()
-    )
-    if user is None or not user.active or not verify_password(user.password_hash, password):
-        raise Unauthorized("wrong username or password")
-    token, csrf = await open_session(session, user=user)
-    return user, token, csrf
 
 
 async def open_session(session: AsyncSession, *, user: User) -> tuple[str, str]:
@@ -73,7 +117,7 @@ async def open_session(session: AsyncSession, *, user: User) -> tuple[str, str]:
     assert user.id is not None
     session.add(
         LoginSession(
-            token_hash=_digest(token),
+            token_hash=digest(token),
             user_id=user.id,
             csrf=csrf,
             created_at=now,
@@ -85,14 +129,12 @@ async def open_session(session: AsyncSession, *, user: User) -> tuple[str, str]:
 
 async def logout(session: AsyncSession, *, token: str) -> None:
     """End a session."""
-    await session.execute(
-        delete(LoginSession).where(col(LoginSession.token_hash) == _digest(token))
-    )
+    await session.execute(delete(LoginSession).where(col(LoginSession.token_hash) == digest(token)))
 
 
 async def resolve(session: AsyncSession, *, token: str) -> tuple[User, LoginSession] | None:
     """The user and session behind a token, if it is valid."""
-    row = await session.get(LoginSession, _digest(token))
+    row = await session.get(LoginSession, digest(token))
     if row is None or row.expires_at < utcnow():
         return None
     user = await session.get(User, row.user_id)

@@ -207,7 +207,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return ami_decode(argv[1:])
     args = parser.parse_args(argv)
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    from operator_console.logsafe import configure
+
+    # one record, one line: nothing a request sends can start a line of its own
+    configure(logging.INFO)
     logging.getLogger("alembic").setLevel(logging.WARNING)
     # aiosqlite logs each statement with its parameters (names, addresses) at DEBUG
     logging.getLogger("aiosqlite").setLevel(logging.INFO)

@@ -6,13 +6,13 @@ from __future__ import annotations
 from typing import Any, Literal, Self
 
 from aiohttp import web
-from pydantic import Field, model_validator
+from pydantic import model_validator
 from sqlalchemy import select
 from sqlmodel import col
 
-from dispatch.errors import Invalid
 from dispatch.machines.ticket import OPEN, TicketState
 from dispatch.models import Call, OperatorStatus, Ticket
+from operator_console import call_access
 from operator_console.api import (
     API,
     STAFF,
@@ -22,11 +22,14 @@ from operator_console.api import (
     int_param,
     need,
     ok,
+    query_int,
     services,
     ticket_public,
 )
+from operator_console.errors import FieldInvalid
 from registry.models import Merchant, Resident, ServiceCategory
 from registry.repository import NotFound
+from registry.schemas import DbId
 
 SCOPES = ("open", "mine", "all")
 
@@ -44,7 +47,7 @@ async def board(request: web.Request) -> web.Response:
     q = request.query
     scope = q.get("scope", "open")
     if scope not in SCOPES:
-        raise Invalid(f"scope must be one of {', '.join(SCOPES)}")
+        raise FieldInvalid(f"scope must be one of {', '.join(SCOPES)}", "scope")
     stmt = select(Ticket, Resident).outerjoin(Resident, col(Resident.id) == Ticket.resident_id)
     if scope in ("open", "mine"):
         stmt = stmt.where(col(Ticket.state).in_(list(OPEN)))
@@ -52,14 +55,14 @@ async def board(request: web.Request) -> web.Response:
         stmt = stmt.where(col(Ticket.created_by) == user.username)
     if state := q.get("state"):
         if state not in TicketState.__members__.values():
-            raise Invalid(f"unknown state {state!r}")
+            raise FieldInvalid(f"unknown state {state!r}", "state")
         stmt = stmt.where(col(Ticket.state) == TicketState(state))
     if category := q.get("category"):
         stmt = stmt.where(col(Ticket.category_code) == category[:32])
     if grid := q.get("grid"):
         stmt = stmt.where(col(Resident.grid_code) == grid[:32])
-    if (resident := q.get("resident_id", "")).isdigit():
-        stmt = stmt.where(col(Ticket.resident_id) == int(resident))
+    if (resident := query_int(request, "resident_id")) is not None:
+        stmt = stmt.where(col(Ticket.resident_id) == resident)
     stmt = stmt.order_by(col(Ticket.deadline_at), col(Ticket.id)).limit(300)
     async with services(request).store.read() as session:
         rows = (await session.execute(stmt)).all()
@@ -106,7 +109,7 @@ async def my_state(request: web.Request) -> web.Response:
 class TransferBody(Strict):
     """Who takes the caller: one operator by id, or the supervisor desk."""
 
-    to_user_id: int | None = Field(default=None, ge=1)
+    to_user_id: DbId | None = None
     to: Literal["supervisor"] | None = None
 
     @model_validator(mode="after")
@@ -135,6 +138,7 @@ async def hold(request: web.Request) -> web.Response:
     """Hold."""
     user = need(request, *STAFF)
     call_id = int_param(request, "call_id")
+    await call_access.check(request, call_id, user, "hold")
     await services(request).dispatch.desk.hold_call(call_id, user)
     return await _call_view(request, call_id)
 
@@ -150,6 +154,7 @@ async def unhold(request: web.Request) -> web.Response:
     """Resume."""
     user = need(request, *STAFF)
     call_id = int_param(request, "call_id")
+    await call_access.check(request, call_id, user, "unhold")
     await services(request).dispatch.desk.resume_call(call_id, user)
     return await _call_view(request, call_id)
 
@@ -167,6 +172,7 @@ async def transfer(request: web.Request) -> web.Response:
     user = need(request, *STAFF)
     data = await body(request, TransferBody)
     call_id = int_param(request, "call_id")
+    await call_access.check(request, call_id, user, "transfer")
     await services(request).dispatch.desk.transfer_call(
         call_id, user, to_user_id=data.to_user_id, to_role=data.to
     )

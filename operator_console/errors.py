@@ -6,21 +6,32 @@ Exception tree mapped here:
   dispatch.errors.Conflict                -> 409 conflict
   dispatch.errors.Invalid, ValidationError  -> 422 invalid_input (an Invalid subclass
                                              names its own: OperatorTask -> operator_task)
+  FieldInvalid (an Invalid)               -> 422 invalid_input, naming the field
   Unauthorized / Forbidden                -> 401 / 403
+  UnsupportedBody                         -> 415 unsupported_media_type
+  TooManyAttempts                         -> 429 rate_limited, with Retry-After
+  Busy                                    -> 503 busy, with Retry-After
   sqlalchemy OperationalError             -> 503 database_unavailable
   providers.base.TelephonyError           -> 503 telephony_unavailable
+  anything else                           -> 500 internal_error, with an incident id
+
+Nothing a request sent reaches a log line from here: an unexpected error is logged by
+its type, the route's pattern and the stack (file, line, code), never its message nor
+a database statement's parameters, which may hold a name or a health note.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import secrets
+import traceback
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
 from pydantic import ValidationError
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from dispatch.errors import Conflict, Invalid
 from dispatch.machines import IllegalTransition
@@ -35,13 +46,79 @@ class Unauthorized(Exception):
 
 
 class Forbidden(Exception):
-    """Logged in, but not allowed."""
+    """Logged in, but not allowed; `reason` is a machine-readable why (in `details`)."""
+
+    def __init__(self, message: str = "", reason: str | None = None) -> None:
+        super().__init__(message)
+        self.details = {"reason": reason} if reason else None
+
+
+class FieldInvalid(Invalid):
+    """A 422 that names the field (or the query or path parameter) at fault."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.details = [{"field": field, "message": message}] if field else None
+
+
+class UnsupportedBody(Exception):
+    """A body that is not JSON where JSON is wanted (a form post from another site)."""
+
+
+class TooManyAttempts(Exception):
+    """Too many attempts from this client or on this account; retry after `retry_after_s`."""
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = max(1, int(retry_after_s))
+
+
+class Busy(Exception):
+    """The service is shedding this kind of work for a moment; retry after `retry_after_s`."""
+
+    def __init__(self, message: str, retry_after_s: int = 2) -> None:
+        super().__init__(message)
+        self.retry_after_s = max(1, int(retry_after_s))
 
 
 def error_response(status: int, error_id: str, message: str, details: Any = None) -> web.Response:
     """The one error shape of the API."""
     body = {"error_id": error_id, "message": message, "details": details}
     return web.json_response(body, status=status, dumps=lambda o: json.dumps(o, ensure_ascii=False))
+
+
+def _retry_later(status: int, error_id: str, message: str, retry_after_s: int) -> web.Response:
+    response = error_response(status, error_id, message, {"retry_after_s": retry_after_s})
+    response.headers["Retry-After"] = str(retry_after_s)
+    return response
+
+
+def _where(request: web.Request) -> str:
+    """The route's pattern (`/api/v1/calls/{call_id}`), never the path as sent."""
+    info = request.match_info.route.resource
+    return info.canonical if info is not None else "(no route)"
+
+
+def log_unexpected(request: web.Request, exc: BaseException) -> str:
+    """Log an unexpected error without anything the request sent; returns the incident id."""
+    incident = secrets.token_hex(6)
+    code = (
+        getattr(getattr(exc, "orig", None), "sqlstate", None)
+        if isinstance(exc, DBAPIError)
+        else None
+    )
+    # the stack is the code's own text (files, lines, source): part of the message, so the
+    # log formatter keeps its lines; the exception's message is left out
+    frames = "".join(traceback.format_tb(exc.__traceback__)).rstrip().replace("%", "%%")
+    log.error(
+        "incident %s: unhandled %s%s on %s %s\n" + frames,
+        incident,
+        type(exc).__name__,
+        f" (sqlstate {code})" if code else "",
+        request.method,
+        _where(request),
+    )
+    return incident
 
 
 def _validation_details(exc: ValidationError) -> list[dict[str, Any]]:
@@ -63,7 +140,9 @@ async def error_middleware(
             raise web.HTTPFound("/login") from exc
         return error_response(401, "unauthorized", str(exc) or "login required")
     except Forbidden as exc:
-        return error_response(403, "forbidden", str(exc) or "not allowed for your role")
+        return error_response(
+            403, "forbidden", str(exc) or "not allowed for your role", exc.details
+        )
     except NotFound as exc:
         return error_response(404, "not_found", str(exc))
     except (IllegalTransition, Conflict) as exc:
@@ -75,9 +154,33 @@ async def error_middleware(
         )
     except Invalid as exc:
         return error_response(422, exc.error_id, str(exc), getattr(exc, "details", None))
-    except OperationalError:
-        log.exception("database unavailable on %s", request.path)
+    except UnsupportedBody as exc:
+        return error_response(415, "unsupported_media_type", str(exc), [{"field": "body"}])
+    except TooManyAttempts as exc:
+        return _retry_later(429, "rate_limited", str(exc), exc.retry_after_s)
+    except Busy as exc:
+        return _retry_later(503, "busy", str(exc), exc.retry_after_s)
+    except OperationalError as exc:
+        # the message may quote a statement's parameters: the type and where only
+        log.error(
+            "database unavailable on %s %s: %s",
+            request.method,
+            _where(request),
+            type(getattr(exc, "orig", exc)).__name__,
+        )
         return error_response(503, "database_unavailable", "the database is not reachable")
     except TelephonyError as exc:
-        log.warning("telephony refused %s: %s", request.path, type(exc).__name__)
+        log.warning(
+            "telephony refused %s %s: %s", request.method, _where(request), type(exc).__name__
+        )
         return error_response(503, "telephony_unavailable", "the phone system could not do it")
+    except web.HTTPException:
+        raise  # redirects, 404 / 405 from the router, a webhook's 403: already answers
+    except Exception as exc:  # the last line: a 500 that says nothing the request sent
+        incident = log_unexpected(request, exc)
+        return error_response(
+            500,
+            "internal_error",
+            "something went wrong on our side; the incident id helps to find it",
+            {"incident": incident},
+        )

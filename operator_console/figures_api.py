@@ -7,6 +7,7 @@ factory imports it once.
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime, time, timedelta
 
 from aiohttp import web
@@ -16,7 +17,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from dispatch.clock import LOCAL_TZ
-from dispatch.errors import Invalid
 from dispatch.figures import GROUPINGS, load_report
 from operator_console.api import (
     API,
@@ -29,13 +29,18 @@ from operator_console.api import (
     ok,
     services,
     ticket_public,
+    whole_number,
 )
+from operator_console.errors import FieldInvalid
 from registry.models import Grid, Merchant, Role, ServiceCategory
 
 #: set once the routes below are on `API`
 REGISTERED = True
 #: the longest `?days=` period
 MAX_DAYS = 366
+#: the dates a period may name (the service has no figures outside them; datetimes at the
+#: ends of Python's calendar overflow when moved to UTC)
+FIRST_DAY, LAST_DAY = date(2000, 1, 1), date(2099, 12, 31)
 #: the period parameters of the figures and the scorecard
 PERIOD_QUERY = {
     "from": "first local day (Asia/Shanghai), YYYY-MM-DD, included",
@@ -45,11 +50,17 @@ PERIOD_QUERY = {
 
 
 def local_day(value: str, name: str) -> datetime:
-    """Midnight in Asia/Shanghai of a YYYY-MM-DD date, as an aware datetime."""
+    """Midnight in Asia/Shanghai of a YYYY-MM-DD date from FIRST_DAY to LAST_DAY."""
     try:
-        day = date.fromisoformat(value)
-    except ValueError as exc:
-        raise Invalid(f"{name} must be a date YYYY-MM-DD") from exc
+        day = (
+            date.fromisoformat(value)
+            if re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", value)
+            else None
+        )
+    except ValueError:
+        day = None
+    if day is None or not FIRST_DAY <= day <= LAST_DAY:
+        raise FieldInvalid(f"{name} must be a date YYYY-MM-DD from {FIRST_DAY} to {LAST_DAY}", name)
     return datetime.combine(day, time(0), tzinfo=LOCAL_TZ)
 
 
@@ -57,7 +68,7 @@ def period(start: str, end: str) -> tuple[datetime, datetime]:
     """[from, to] as dates, `to` included: [midnight of from, midnight after to)."""
     lo, hi = local_day(start, "from"), local_day(end, "to") + timedelta(days=1)
     if hi <= lo:
-        raise Invalid("to must not be before from")
+        raise FieldInvalid("to must not be before from", "to")
     return lo, hi
 
 
@@ -68,11 +79,9 @@ def requested_period(request: web.Request) -> tuple[datetime, datetime]:
     today = services(request).clock.now().astimezone(LOCAL_TZ).date()
     if "days" in q:
         if "from" in q or "to" in q:
-            raise Invalid("give either days or from/to, not both")
-        raw = q["days"]
-        if not raw.isdigit() or not 1 <= int(raw) <= MAX_DAYS:
-            raise Invalid(f"days must be a whole number from 1 to {MAX_DAYS}")
-        start = today - timedelta(days=int(raw) - 1)
+            raise FieldInvalid("give either days or from/to, not both", "days")
+        days = whole_number(q["days"], "days", maximum=MAX_DAYS)
+        start = today - timedelta(days=days - 1)
         return period(start.isoformat(), today.isoformat())
     return period(q.get("from", today.replace(day=1).isoformat()), q.get("to", today.isoformat()))
 
@@ -114,7 +123,7 @@ async def figures(request: web.Request) -> web.Response:
     start, end = requested_period(request)
     by = request.query.get("by") or None
     if by is not None and by not in GROUPINGS:
-        raise Invalid(f"by must be one of {', '.join(GROUPINGS)}")
+        raise FieldInvalid(f"by must be one of {', '.join(GROUPINGS)}", "by")
     async with services(request).store.read() as session:
         rep = await load_report(session, start=start, end=end, by=by)
         labels = await group_labels(session, by)

@@ -463,6 +463,19 @@ _TEXTS: dict[str, dict[str, str]] = {
         "imp_why_phone_taken": "电话 {number} 已登记在老人 #{id} 名下；一个号码只属于一位老人，"
         "如确已换人使用，请先从该老人的登记中删除",
         "imp_why_duplicate_phone": "电话 {number} 也在第 {lines} 行；一个号码只属于一位老人",
+        # security: failed logins, throttles
+        "adm_login_failures": "登录失败",
+        "col_client": "来源地址",
+        "col_outcome": "原因",
+        "col_counts": "计入限制",
+        "lf_wrong_password": "密码错误",
+        "lf_unknown_user": "无此用户名",
+        "lf_disabled": "账号已停用",
+        "lf_unknown_name": "（不是账号）",
+        "login_wrong": "用户名或密码错误",
+        "login_throttled": "登录失败次数过多，请 {s} 秒后再试。",
+        "login_busy": "正在登录的人太多，请稍后再试。",
+        "login_other_site": "这个页面不是本平台的地址打开的，请用平台地址 {url} 登录。",
     },
     "en": {
         "app": "Yijing care dispatch",
@@ -946,6 +959,19 @@ _TEXTS: dict[str, dict[str, str]] = {
         "number belongs to one resident: if it has really changed hands, remove it there first",
         "imp_why_duplicate_phone": "Phone {number} is also on line {lines}; one number belongs "
         "to one resident",
+        # security: failed logins, throttles
+        "adm_login_failures": "Failed logins",
+        "col_client": "Client address",
+        "col_outcome": "Why",
+        "col_counts": "Counts toward the limit",
+        "lf_wrong_password": "Wrong password",
+        "lf_unknown_user": "No such username",
+        "lf_disabled": "Login disabled",
+        "lf_unknown_name": "(not an account)",
+        "login_wrong": "Wrong username or password",
+        "login_throttled": "Too many failed logins; try again in {s} s.",
+        "login_busy": "Too many logins right now; try again in a moment.",
+        "login_other_site": "This page was not opened at the console's address; log in at {url}.",
     },
 }
 

@@ -90,8 +90,13 @@ class Api:
                     "403": {"description": "role not allowed", "content": _json(error)},
                     "404": {"description": "not found", "content": _json(error)},
                     "409": {"description": "conflict", "content": _json(error)},
+                    "415": {"description": "body is not application/json", "content": _json(error)},
                     "422": {"description": "invalid input", "content": _json(error)},
-                    "503": {"description": "dependency down", "content": _json(error)},
+                    "429": {
+                        "description": "too many attempts (see Retry-After)",
+                        "content": _json(error),
+                    },
+                    "503": {"description": "dependency down or busy", "content": _json(error)},
                 },
             }
             if r.roles:

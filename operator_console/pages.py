@@ -7,17 +7,21 @@ the WebSocket. zh-CN is the default; `?lang=en` switches and is remembered in a 
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import aiohttp_jinja2
 from aiohttp import web
 
 from operator_console import auth
-from operator_console.api import CSRF, current_user
+from operator_console.api import CSRF, current_user, sim_user, simulator_allowed
 from operator_console.errors import Unauthorized
 from operator_console.i18n import LANGS, texts
+from registry.repository import NotFound
 
 LANG_COOKIE = "yijing_lang"
+#: an id in a page's path: ASCII digits (str.isdigit also takes "²", which int() refuses)
+_ID = re.compile(r"[0-9]{1,18}")
 
 
 def page_lang(request: web.Request) -> str:
@@ -40,12 +44,22 @@ async def context_processor(request: web.Request) -> dict[str, Any]:
         "user": auth.user_public(user) if user else None,
         "csrf": request.get(CSRF, ""),
         "phone_up": svc.telephony.health().up if svc is not None else True,
+        "simulator": svc is not None and simulator_allowed(request, user),
+        "public_url": svc.settings.public_url if svc is not None else "",
     }
 
 
 def _remember_lang(request: web.Request, response: web.StreamResponse) -> web.StreamResponse:
+    from operator_console.app import settings_key
+
     if "lang" in request.query and request.query["lang"] in LANGS:
-        response.set_cookie(LANG_COOKIE, request.query["lang"], samesite="Lax", path="/")
+        response.set_cookie(
+            LANG_COOKIE,
+            request.query["lang"],
+            samesite="Lax",
+            path="/",
+            secure=request.app[settings_key].secure_cookies,
+        )
     return response
 
 
@@ -69,6 +83,7 @@ ADMIN_SECTIONS = (
     ("users", "adm_users"),
     ("import", "adm_import"),
     ("access-log", "adm_access_log"),
+    ("login-failures", "adm_login_failures"),
 )
 
 
@@ -89,15 +104,19 @@ async def ticket_page(request: web.Request) -> web.StreamResponse:
     """One ticket with its timeline."""
     _staff(request)
     ticket_id = request.match_info["ticket_id"]
-    if not ticket_id.isdigit():
+    if not _ID.fullmatch(ticket_id):
         raise web.HTTPNotFound()
     response = aiohttp_jinja2.render_template("ticket.html", request, {"ticket_id": ticket_id})
     return _remember_lang(request, response)
 
 
 async def simulator_page(request: web.Request) -> web.StreamResponse:
-    """The phone simulator."""
+    """The phone simulator (the demo's admin only; none on real telephony or in production)."""
     _staff(request)
+    try:
+        sim_user(request)
+    except NotFound as exc:
+        raise web.HTTPNotFound() from exc
     response = aiohttp_jinja2.render_template("simulator.html", request, {})
     return _remember_lang(request, response)
 
@@ -113,7 +132,7 @@ async def scorecard_page(request: web.Request) -> web.StreamResponse:
     """One merchant's scorecard over a period, for supervisors."""
     _staff(request, auth.Role.SUPERVISOR)
     merchant_id = request.match_info["merchant_id"]
-    if not merchant_id.isdigit():
+    if not _ID.fullmatch(merchant_id):
         raise web.HTTPNotFound()
     response = aiohttp_jinja2.render_template(
         "scorecard.html", request, {"merchant_id": merchant_id}

@@ -17,7 +17,7 @@ import json
 import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from aiohttp import BodyPartReader, web
@@ -26,10 +26,10 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from dispatch.clock import LOCAL_TZ
 from dispatch.errors import Conflict, Invalid
 from dispatch.events import Store, Tx
-from operator_console.api import API, STAFF, body, int_param, need, ok, services
+from operator_console.api import API, STAFF, body, int_param, need, ok, query_int, services
+from operator_console.errors import FieldInvalid
 from registry import exporting, importing
 from registry import repository as repo
 from registry.models import Merchant, Role, ServiceCategory, User
@@ -70,14 +70,6 @@ def services_of(app: web.Application) -> Any:
     from operator_console.app import services_key
 
     return app[services_key]
-
-
-class FieldInvalid(Invalid):
-    """A 422 that names the field at fault."""
-
-    def __init__(self, message: str, field: str | None = None) -> None:
-        super().__init__(message)
-        self.details = [{"field": field, "message": message}] if field else None
 
 
 class FieldConflict(Conflict):
@@ -716,14 +708,10 @@ async def put_category(request: web.Request) -> web.Response:
 
 # -- access log --
 def _local_day(q: Any, name: str) -> datetime | None:
+    from operator_console.figures_api import local_day
+
     value = q.get(name, "")
-    if not value:
-        return None
-    try:
-        day = date.fromisoformat(value)
-    except ValueError as exc:
-        raise FieldInvalid(f"{name} must be a date like 2026-03-01", name) from exc
-    return datetime.combine(day, datetime.min.time(), tzinfo=LOCAL_TZ)
+    return local_day(value, name) if value else None
 
 
 @API.route(
@@ -740,10 +728,9 @@ async def read_access_log(request: web.Request) -> web.Response:
     """The access log, newest first, `limit` (at most 200) rows a page; page on with `before`."""
     need(request, *ADMINS)
     q = request.query
-    for name in ("resident_id", "before", "limit"):
-        if name in q and (not q[name].isdigit() or len(q[name]) > 18):
-            raise FieldInvalid(f"{name} must be a positive integer", name)
-    limit = min(int(q.get("limit", "200")), 200) or 200
+    resident_id = query_int(request, "resident_id")
+    before_id = query_int(request, "before")
+    limit = query_int(request, "limit", 200, maximum=200) or 200
     since = _local_day(q, "from")
     until = _local_day(q, "to")
     if until is not None:
@@ -751,9 +738,9 @@ async def read_access_log(request: web.Request) -> web.Response:
     async with services(request).store.read() as session:
         rows = await repo.access_log(
             session,
-            resident_id=int(q["resident_id"]) if "resident_id" in q else None,
+            resident_id=resident_id,
             username=q.get("username", "")[:64] or None,
-            before_id=int(q["before"]) if "before" in q else None,
+            before_id=before_id,
             since=since,
             until=until,
             limit=limit,

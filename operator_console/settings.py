@@ -20,10 +20,12 @@ class Settings(BaseSettings):
     environment: Literal["development", "production", "test"] = "development"
     host: str = "127.0.0.1"
     port: int = 8080
-    public_url: str = "http://127.0.0.1:8080"
+    #: the console's public origin; by default http://HOST:PORT (127.0.0.1 for 0.0.0.0)
+    public_url: str = ""
     data_dir: Path = Path("var")
     database_url: str = ""
     secret_key: str = ""
+    #: by default on exactly when the public URL is https
     secure_cookies: bool = False
     telephony: Literal["memory", "asterisk", "twilio"] = "memory"
     memory_time_scale: float = 1.0
@@ -56,6 +58,12 @@ class Settings(BaseSettings):
     merchant_login_per_client: int = Field(default=10, ge=1)
     merchant_code_attempts: int = Field(default=5, ge=1, le=10)
 
+    # Staff password logins: failed attempts allowed per account and per client address
+    # in the window (then 429 until the oldest one leaves the window)
+    login_window_s: int = Field(default=900, ge=60)
+    login_per_account: int = Field(default=10, ge=1)
+    login_per_client: int = Field(default=30, ge=1)
+
     # Asterisk (YIJING_TELEPHONY=asterisk)
     asterisk_host: str = "127.0.0.1"
     asterisk_port: int = 5038
@@ -85,8 +93,22 @@ class Settings(BaseSettings):
     def _defaults(self) -> Settings:
         if not self.database_url:
             self.database_url = f"sqlite+aiosqlite:///{self.data_dir / 'yijing.db'}"
+        if not self.public_url:
+            host = "127.0.0.1" if self.host in ("", "0.0.0.0", "::") else self.host
+            host = f"[{host}]" if ":" in host else host
+            self.public_url = f"http://{host}:{self.port}"
+        self.public_url = self.public_url.rstrip("/")
+        if "secure_cookies" not in self.model_fields_set:
+            self.secure_cookies = self.public_url.lower().startswith("https://")
         if self.environment == "production" and self.secret_key in PLACEHOLDER_SECRETS:
             raise ValueError("YIJING_SECRET_KEY must be set to a real secret in production")
+        if self.environment == "production" and self.telephony == "memory":
+            # the memory PBX is the demo's simulated phone network: its simulator reads out
+            # every call, merchants' login codes included
+            raise ValueError(
+                "YIJING_ENVIRONMENT=production needs a real phone system: "
+                "set YIJING_TELEPHONY=asterisk or twilio (memory is the demo's simulator)"
+            )
         if self.telephony == "twilio":
             missing = [
                 name
@@ -103,6 +125,11 @@ class Settings(BaseSettings):
         if self.telephony == "asterisk" and self.asterisk_secret in PLACEHOLDER_SECRETS:
             raise ValueError("YIJING_TELEPHONY=asterisk needs YIJING_ASTERISK_SECRET")
         return self
+
+    @property
+    def simulator(self) -> bool:
+        """Whether the phone simulator may run: the memory PBX, outside production."""
+        return self.telephony == "memory" and self.environment != "production"
 
     @property
     def is_sqlite(self) -> bool:

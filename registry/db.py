@@ -57,8 +57,12 @@ def utcnow() -> datetime:
 
 
 def make_engine(url: str, *, echo: bool = False) -> AsyncEngine:
-    """An async engine for `url`, tuned per dialect."""
-    kwargs: dict[str, Any] = {"echo": echo}
+    """An async engine for `url`, tuned per dialect.
+
+    `hide_parameters`: a statement's parameters are names, addresses and health notes;
+    they never appear in an error's message (and so in no log line or traceback).
+    """
+    kwargs: dict[str, Any] = {"echo": echo, "hide_parameters": True}
     if url.startswith("sqlite"):
         kwargs["connect_args"] = {"timeout": 30}
     else:

@@ -62,7 +62,7 @@ from registry.models import (
 )
 from registry.names import pinyin_keys
 from registry.phones import mask
-from registry.schemas import ContactIn, MerchantIn, PhoneIn, ResidentIn
+from registry.schemas import CONTROL, ContactIn, MerchantIn, PhoneIn, ResidentIn
 from registry.tabular import BadFile, read_table
 
 log = logging.getLogger(__name__)
@@ -331,6 +331,17 @@ def _contact_columns(header: list[str]) -> dict[int, dict[str, int]]:
         if cols:
             out[n] = cols
     return out
+
+
+def _control_cell(line: int, header: list[str], cells: list[str]) -> RowError | None:
+    """The first cell with a control character (a NUL, say), before it reaches a query."""
+    for i, cell in enumerate(cells):
+        if CONTROL.search(cell):
+            column = header[i] if i < len(header) and not CONTROL.search(header[i]) else i + 1
+            return RowError(
+                line, "control_character", f"{column}: control characters are not allowed"
+            )
+    return None
 
 
 def _split(text: str) -> list[str]:
@@ -674,7 +685,9 @@ async def _check_residents(
     now = utcnow()
     chunks.reverse()
     while chunks:
-        good = await _check_chunk(session, report, plan, chunks.pop(), cols, contact_cols, pacer)
+        good = await _check_chunk(
+            session, report, plan, chunks.pop(), header, cols, contact_cols, pacer
+        )
         if staging is not None and not report.errors and good:
             await _stage_chunk(staging, plan, good, actor=actor, now=now, pacer=pacer)
     await _check_phones(session, report, plan, pacer)
@@ -688,6 +701,7 @@ async def _check_chunk(
     report: ImportReport,
     plan: _Plan,
     chunk: _Chunk,
+    header: list[str],
     cols: dict[str, int],
     contact_cols: dict[int, dict[str, int]],
     pacer: _Pacer,
@@ -699,6 +713,9 @@ async def _check_chunk(
         pacer.line = line
         await pacer.tick()
         before = len(report.errors)
+        if bad := _control_cell(line, header, list(cells)):
+            report.errors.append(bad)
+            continue
         values = _resident_values(line, cells, cols, contact_cols, plan.lookups, report.errors)
         id_number = str(values.get("id_number") or "").strip().upper()
         if id_number:
@@ -1318,6 +1335,9 @@ async def import_merchants(
             pacer.line = line
             await pacer.tick()
             before = len(report.errors)
+            if bad := _control_cell(line, header, cells):
+                report.errors.append(bad)
+                continue
             values = _merchant_values(line, cells, cols, lookups, report.errors)
             code = str(values.get("external_code") or "")
             if code:

@@ -4,8 +4,9 @@ spreadsheet and a form on the console are checked by the same rules."""
 
 from __future__ import annotations
 
+import re
 from datetime import date
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -17,10 +18,43 @@ CONTACT_KINDS = ("family", "neighbour", "grid_worker", "community_staff")
 _HHMM = r"^([01]\d|2[0-3]):[0-5]\d$|^24:00$"
 
 
+#: control characters (C0 but tab, line feed and carriage return; DEL; C1) and lone
+#: surrogates: PostgreSQL refuses NUL, UTF-8 cannot carry a surrogate, and none of them
+#: belongs in a name, an address or a note
+CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
+#: the largest id a 64-bit key column holds
+MAX_ID = 2**63 - 1
+#: a database id as input: a positive 64-bit integer
+DbId = Annotated[int, Field(ge=1, le=MAX_ID)]
+
+
+def has_control(value: Any) -> bool:
+    """True if a string, or any string inside a list, tuple or dict, has a control character."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if CONTROL.search(item):
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple | set):
+            stack.extend(item)
+    return False
+
+
 class Strict(BaseModel):
-    """Inputs refuse unknown fields and trim strings."""
+    """Inputs refuse unknown fields, trim strings and refuse control characters."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_control_characters(cls, value: Any) -> Any:
+        if has_control(value):
+            raise ValueError("control characters are not allowed")
+        return value
 
 
 def _phones(values: list[str]) -> list[str]:
@@ -86,8 +120,8 @@ class ResidentIn(Strict):
     medicines: str = Field(default="", max_length=500)
     notes: str = Field(default="", max_length=1000)
     language: str = Field(default="zh-CN", max_length=16)
-    usual_pharmacy_id: int | None = Field(default=None, ge=1)
-    preferred_merchants: dict[str, int] = Field(default_factory=dict)
+    usual_pharmacy_id: DbId | None = None
+    preferred_merchants: dict[str, DbId] = Field(default_factory=dict, max_length=50)
     status: ResidentStatus = ResidentStatus.REGISTERED
     status_reason: str = Field(default="", max_length=200)
     phones: list[PhoneIn] = Field(default_factory=list, max_length=6)

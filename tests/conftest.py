@@ -7,6 +7,7 @@ PostgreSQL is not optional: when it is down these tests fail with a clear messag
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import uuid
@@ -214,12 +215,18 @@ def make_settings(tmp_path: Path, db_url: str, **overrides: Any) -> Settings:
 @pytest.fixture
 async def harness(tmp_path: Path, seeded_db_url: str) -> AsyncIterator[Harness]:
     """The app on a database of its own with the demo community, at 10:00 Shanghai time."""
-    db_url = seeded_db_url
+    async with started_harness(tmp_path, seeded_db_url) as h:
+        yield h
+
+
+@contextlib.asynccontextmanager
+async def started_harness(tmp_path: Path, db_url: str, **settings: Any) -> AsyncIterator[Harness]:
+    """The `harness` fixture's app, with some settings of the test's own."""
     clock = ManualClock(MORNING)
     timers = ManualTimers(clock)
     pbx = MemoryPBX(time_scale=1.0)
     app = create_app(
-        make_settings(tmp_path, db_url),
+        make_settings(tmp_path, db_url, **settings),
         telephony=pbx,
         clock=clock,
         timers=timers,

@@ -33,7 +33,11 @@ target_metadata = SQLModel.metadata
 
 def run_migrations_online() -> None:
     """Run migrations on a live connection."""
-    engine = create_engine(config.get_main_option("sqlalchemy.url") or "", poolclass=pool.NullPool)
+    engine = create_engine(
+        config.get_main_option("sqlalchemy.url") or "",
+        poolclass=pool.NullPool,
+        hide_parameters=True,
+    )
     with engine.connect() as connection:
         context.configure(
             connection=connection,

@@ -675,6 +675,24 @@ async function accessLog(before) {
   }
 }
 
+// -- failed logins --
+async function loginFailures() {
+  const q = new URLSearchParams({ limit: '200' });
+  const put = (key, id) => { const v = $(id).value.trim(); if (v) q.set(key, v); };
+  put('username', 'lf-user'); put('client', 'lf-client');
+  try {
+    const rows = await api('GET', `/login-failures?${q}`);
+    $('admin').dataset.available = 'yes';
+    $('admin-status').textContent = '';
+    const shown = rows.map((r) => ({ ...r, username: r.username || T('lf_unknown_name'), outcome: T(`lf_${r.outcome}`) }));
+    $('admin-body').replaceChildren(table(shown, ['at', 'username', 'client', 'outcome', 'counts']));
+    $('admin-body').dataset.rows = String(rows.length);
+  } catch (err) {
+    if (err.missing) { notAvailable('/login-failures'); return; }
+    $('admin-status').replaceChildren(el('p', explain(err.message), 'error'));
+  }
+}
+
 // -- import --
 let lastFile = null;
 async function importFile(dryRun) {
@@ -745,6 +763,9 @@ if (section === 'import') {
   $('al-older').addEventListener('click', () => { cursors.push($('al-older').dataset.before); accessLog(cursors[cursors.length - 1]); });
   $('al-newer').addEventListener('click', () => { cursors.pop(); accessLog(cursors[cursors.length - 1]); });
   await accessLog();
+} else if (section === 'login-failures') {
+  $('lf-filter').addEventListener('submit', (e) => { e.preventDefault(); loginFailures(); });
+  await loginFailures();
 } else if (section === 'grids') {
   await showGrids();
 } else if (section === 'catalog') {

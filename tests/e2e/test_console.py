@@ -49,9 +49,9 @@ def bearer_api(server: Server, method: str, path: str, body: Any = None, token: 
 
 
 def simulator(pages: Pages) -> Page:
-    """The phone simulator, logged in as the supervisor."""
+    """The phone simulator, logged in as the demo's admin (the only role that may use it)."""
     sim = pages.open()
-    login(sim, "supervisor")
+    login(sim, "demo")
     sim.goto("/simulator")
     sim.wait_for_selector("body[data-ready='1']")
     return sim

@@ -111,7 +111,7 @@ async def test_given_a_foreign_origin_when_opening_the_websocket_then_refused(
             headers={"Authorization": f"Bearer {token}", "Origin": "https://evil.example"},
         )
     assert refused.value.status == 403
-    own = str(harness.client.make_url("/")).rstrip("/")
+    own = harness.services.settings.public_url
     ws = await harness.client.ws_connect(
         "/api/v1/ws", headers={"Authorization": f"Bearer {token}", "Origin": own}
     )

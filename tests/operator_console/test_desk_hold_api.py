@@ -40,7 +40,8 @@ async def test_given_bad_requests_then_404_409_422_with_the_error_shape(harness:
     body = await h.call("POST", f"{url}/unhold", expect=409)
     assert body["error_id"] == "illegal_transition"
     # another operator's call
-    await h.call("POST", f"{url}/hold", as_user="supervisor", expect=409)
+    body = await h.call("POST", f"{url}/hold", as_user="supervisor", expect=403)
+    assert body["details"]["reason"] == "another_operator"
     bad: list[dict[str, Any]] = [
         {},
         {"to": "supervisor", "to_user_id": 3},
@@ -103,8 +104,9 @@ async def test_given_a_caller_when_held_resumed_and_transferred_then_the_feed_sh
         assert (moved["state"], moved["operator_id"]) == ("connected", other.id)
         assert await state(h, "operator2") == ("on_call", call["id"])
         assert (await state(h, "operator"))[0] == "wrap_up"
-        # operator2 is busy now: a transfer back is refused with 409
-        await h.call("POST", f"{url}/transfer", json={"to": "supervisor"}, expect=409)
+        # the caller is operator2's now: the first operator may not move them on (403)
+        refused = await h.call("POST", f"{url}/transfer", json={"to": "supervisor"}, expect=403)
+        assert refused["details"]["reason"] == "another_operator"
         # ... the supervisor takes it from operator2
         await h.call("POST", f"{url}/transfer", json={"to": "supervisor"}, as_user="operator2")
         assert (await state(h, "supervisor"))[0] == "on_call"

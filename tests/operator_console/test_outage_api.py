@@ -21,7 +21,7 @@ async def test_given_the_simulator_takes_the_line_down_then_status_and_events_sa
     before = await line(h)
     assert before["up"] is True and before["backend"] == "memory" and before["since"] is None
 
-    await h.call("POST", "/sim/link", json={"up": False})
+    await h.call("POST", "/sim/link", as_user="demo", json={"up": False})
 
     async def down_event() -> Any:
         events = await h.call("GET", f"/events?since={before['seq']}")
@@ -32,10 +32,12 @@ async def test_given_the_simulator_takes_the_line_down_then_status_and_events_sa
     assert status["up"] is False and status["since"] == down["occurred_at"]
     assert status["seq"] >= down["seq"]
     # a caller cannot reach the hotline meanwhile
-    failed = await h.call("POST", "/sim/dial", json={"number": "+862354000001"}, expect=503)
+    failed = await h.call(
+        "POST", "/sim/dial", as_user="demo", json={"number": "+862354000001"}, expect=503
+    )
     assert failed["error_id"] == "telephony_unavailable"
 
-    await h.call("POST", "/sim/link", json={"up": True})
+    await h.call("POST", "/sim/link", as_user="demo", json={"up": True})
     assert (await line(h))["up"] is True
 
     async def up_event() -> Any:

@@ -1,0 +1,192 @@
+"""Staff password logins under attack, on SQLite and PostgreSQL: throttled per account and
+per client address with a 429 and `Retry-After`, persisted, listed for admins; argon2
+off the event loop with no database connection held; the console stays fast meanwhile."""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from operator_console import auth
+from tests.conftest import DEMO_PASSWORD, Harness, eventually, started_harness
+
+
+async def attempt(
+    h: Harness, username: str, password: str, client: str | None = None
+) -> tuple[int, dict[str, Any], Any]:
+    """One login as a browser without a session; returns (status, body, headers)."""
+    h.client.session.cookie_jar.clear()
+    headers = {"X-Forwarded-For": client} if client else {}
+    resp = await h.client.post(
+        "/api/v1/login", json={"username": username, "password": password}, headers=headers
+    )
+    return resp.status, await resp.json(), resp.headers
+
+
+@pytest.fixture
+async def proxied(tmp_path: Path, seeded_db_url: str) -> AsyncIterator[Harness]:
+    """The app behind a trusted proxy (clients told apart by X-Forwarded-For), small limits."""
+    async with started_harness(
+        tmp_path, seeded_db_url, trust_proxy=True, login_per_account=3, login_per_client=4
+    ) as h:
+        yield h
+
+
+async def test_given_wrong_passwords_up_to_the_limit_when_the_right_one_comes_then_429(
+    harness: Harness,
+) -> None:
+    h = harness
+    for _ in range(10):
+        status, body, _ = await attempt(h, "operator", "wrong-password")
+        assert status == 401, body
+
+    status, body, headers = await attempt(h, "operator", DEMO_PASSWORD)
+
+    assert status == 429, body
+    assert body["error_id"] == "rate_limited"
+    retry = int(headers["Retry-After"])
+    assert 0 < retry <= 900 and body["details"]["retry_after_s"] == retry
+    # once the oldest failure has left the window, the right password works again
+    h.clock.advance(retry + 1)
+    status, body, _ = await attempt(h, "operator", DEMO_PASSWORD)
+    assert status == 200, body
+
+
+async def test_given_a_right_password_then_earlier_failures_stop_counting(
+    proxied: Harness,
+) -> None:
+    h = proxied
+    for _ in range(2):
+        assert (await attempt(h, "operator", "nope", "203.0.113.1"))[0] == 401
+    assert (await attempt(h, "operator", DEMO_PASSWORD, "203.0.113.1"))[0] == 200
+    for _ in range(2):
+        assert (await attempt(h, "operator", "nope", "203.0.113.2"))[0] == 401
+    assert (await attempt(h, "operator", DEMO_PASSWORD, "203.0.113.2"))[0] == 200
+
+
+async def test_given_one_client_trying_many_names_then_that_client_is_throttled(
+    proxied: Harness,
+) -> None:
+    h = proxied
+    for name in ("a1", "a2", "a3", "a4"):
+        assert (await attempt(h, name, "guess", "198.51.100.9"))[0] == 401
+    status, body, headers = await attempt(h, "supervisor", DEMO_PASSWORD, "198.51.100.9")
+    assert status == 429 and "Retry-After" in headers, body
+    # another address is not throttled, and names that are no account are throttled too
+    # (a throttle only accounts got would tell which names exist)
+    assert (await attempt(h, "supervisor", DEMO_PASSWORD, "198.51.100.10"))[0] == 200
+    for client in ("192.0.2.1", "192.0.2.2", "192.0.2.3"):
+        assert (await attempt(h, "nobody", "guess", client))[0] == 401
+    assert (await attempt(h, "nobody", "guess", "192.0.2.4"))[0] == 429
+
+
+async def test_given_throttled_logins_when_the_app_restarts_then_the_throttle_holds(
+    tmp_path: Path, seeded_db_url: str
+) -> None:
+    async with started_harness(tmp_path, seeded_db_url, login_per_account=2) as h:
+        for _ in range(2):
+            assert (await attempt(h, "operator", "wrong"))[0] == 401
+    async with started_harness(tmp_path, seeded_db_url, login_per_account=2) as h:
+        assert (await attempt(h, "operator", DEMO_PASSWORD))[0] == 429
+
+
+async def test_given_failed_logins_then_an_admin_sees_them_and_nobody_else(
+    proxied: Harness,
+) -> None:
+    h = proxied
+    await attempt(h, "operator", "wrong", "203.0.113.5")
+    await attempt(h, "no-such-name", "wrong", "203.0.113.6")
+
+    rows = await h.call("GET", "/login-failures", as_user="demo")
+
+    latest, first = rows[0], rows[1]
+    assert latest["username"] == "" and latest["outcome"] == "unknown_user"
+    assert latest["client"] == "203.0.113.6"
+    assert first["username"] == "operator" and first["outcome"] == "wrong_password"
+    assert first["client"] == "203.0.113.5" and first["counts"] is True
+    # the password typed is never kept, nor a name that is no account's
+    assert "no-such-name" not in str(rows) and "wrong" not in str([r["username"] for r in rows])
+    await h.call("GET", "/login-failures", as_user="supervisor", expect=403)
+    only = await h.call("GET", "/login-failures?username=operator", as_user="demo")
+    assert [r["outcome"] for r in only] == ["wrong_password"]
+
+
+async def test_given_an_admin_sets_a_new_password_then_the_account_is_no_longer_throttled(
+    proxied: Harness,
+) -> None:
+    h = proxied
+    for client in ("203.0.113.7", "203.0.113.8", "203.0.113.9"):
+        assert (await attempt(h, "operator", "wrong", client))[0] == 401
+    assert (await attempt(h, "operator", DEMO_PASSWORD, "203.0.113.10"))[0] == 429
+    users = await h.call("GET", "/users", as_user="demo")
+    operator = next(u for u in users if u["username"] == "operator")
+
+    await h.call(
+        "POST",
+        f"/users/{operator['id']}/password",
+        as_user="demo",
+        json={"password": "new-pass-123"},
+    )
+
+    assert (await attempt(h, "operator", "new-pass-123", "203.0.113.10"))[0] == 200
+
+
+async def test_given_a_password_being_checked_then_no_database_connection_is_held(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    h = harness
+    pool = h.services.engine.pool
+    # at rest only PostgreSQL's process lock holds a connection of its own
+    idle = 1 if h.services.engine.dialect.name == "postgresql" else 0
+    await eventually(lambda: _at_rest(pool, idle))
+    held: list[int] = []
+    verify = auth.verify_password
+
+    def watched(stored: str, password: str) -> bool:
+        held.append(pool.checkedout())
+        return verify(stored, password)
+
+    monkeypatch.setattr(auth, "verify_password", watched)
+    assert (await attempt(h, "operator", "wrong"))[0] == 401
+    assert (await attempt(h, "operator", DEMO_PASSWORD))[0] == 200
+
+    assert held == [idle, idle]
+
+
+async def _at_rest(pool: Any, idle: int) -> bool:
+    return bool(pool.checkedout() == idle)
+
+
+async def test_given_a_flood_of_wrong_passwords_then_healthz_and_an_operator_stay_fast(
+    proxied: Harness,
+) -> None:
+    """Each wrong password costs argon2 (~0.15 s of CPU); on the event loop, 12 of them in
+    flight held every other request for seconds."""
+    h = proxied
+    token = await h.login("operator")
+    auth_header = {"Authorization": f"Bearer {token}"}
+
+    async def probe(path: str, headers: dict[str, str]) -> float:
+        start = time.perf_counter()
+        resp = await h.client.get(path, headers=headers)
+        assert resp.status == 200
+        await resp.read()
+        return time.perf_counter() - start
+
+    quiet = [await probe("/healthz", {}) for _ in range(5)]
+    flood = [asyncio.create_task(attempt(h, f"user{i}", "guess", f"10.9.{i}.1")) for i in range(12)]
+    await asyncio.sleep(0.05)
+    busy: list[float] = []
+    for _ in range(8):
+        busy.append(await probe("/healthz", {}))
+        busy.append(await probe("/api/v1/calls", auth_header))
+    statuses = [status for status, _, _ in await asyncio.gather(*flood)]
+
+    assert set(statuses) <= {401, 503}
+    assert statistics.median(busy) < max(0.1, 5 * statistics.median(quiet)), (quiet, busy)
