@@ -21,8 +21,7 @@ from operator_console import auth, call_access
 from operator_console.errors import FieldInvalid, Forbidden, Unauthorized, UnsupportedBody
 from operator_console.openapi import Api
 from operator_console.password_login import PasswordLogin
-from providers.base import OriginateFailure, UnknownCall
-from providers.memory import MemoryPBX
+from providers.base import OriginateFailure, Simulator, UnknownCall
 from registry import repository as repo
 from registry.models import Merchant, Resident, ResidentPhone, Role, User
 from registry.phones import mask, try_normalize
@@ -804,7 +803,7 @@ def simulator_allowed(request: web.Request, user: User | None) -> bool:
     svc = services(request)
     return (
         user is not None
-        and isinstance(svc.telephony, MemoryPBX)
+        and svc.simulator is not None
         and svc.settings.environment != "production"
         and user.role in SIMULATOR_ROLES
     )
@@ -815,18 +814,18 @@ def sim_user(request: web.Request) -> User:
     telephony, or production), 403 for any role but an admin."""
     user = need(request)
     svc = services(request)
-    if not isinstance(svc.telephony, MemoryPBX) or svc.settings.environment == "production":
+    if svc.simulator is None or svc.settings.environment == "production":
         raise repo.NotFound("simulator", "(telephony is not the memory PBX)")
     if user.role not in SIMULATOR_ROLES:
         raise Forbidden("the phone simulator is for the demo's admin login only")
     return user
 
 
-def pbx(request: web.Request) -> MemoryPBX:
-    """The memory PBX of the simulator (after `sim_user`)."""
-    telephony = services(request).telephony
-    assert isinstance(telephony, MemoryPBX)
-    return telephony
+def pbx(request: web.Request) -> Simulator:
+    """The phone simulator (after `sim_user`)."""
+    simulator = services(request).simulator
+    assert simulator is not None
+    return simulator
 
 
 @API.route(

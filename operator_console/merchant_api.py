@@ -34,7 +34,6 @@ from operator_console.api import (
 from operator_console.errors import Unauthorized, error_response
 from operator_console.merchant_login import Channel, LoginRefused, MerchantLogin, RateLimited
 from operator_console.security import client_address
-from providers.memory import MemoryPBX
 from registry import repository as repo
 from registry.models import Merchant, Resident, Role, ServiceCategory, User
 from registry.phones import mask
@@ -270,6 +269,6 @@ async def sim_messages(request: web.Request) -> web.Response:
     """The simulated handsets' texts, newest first; numbers masked (admins only: the texts
     hold merchants' login codes)."""
     sim_user(request)
-    pbx = services(request).telephony
-    assert isinstance(pbx, MemoryPBX)
-    return ok([{"ref": t.ref, "to": mask(t.number), "text": t.text} for t in pbx.texts])
+    simulator = services(request).simulator
+    assert simulator is not None
+    return ok([{"ref": t.ref, "to": mask(t.number), "text": t.text} for t in simulator.texts])
