@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_request import FileField
 from pydantic import BaseModel, Field
 from sqlalchemy import select
@@ -161,7 +162,10 @@ async def import_file(request: web.Request) -> web.Response:
     kind = request.match_info["kind"]
     if kind not in ("residents", "merchants"):
         raise FieldInvalid("kind must be residents or merchants", "kind")
-    form = await request.post()
+    try:
+        form = await request.post()
+    except (ValueError, HttpProcessingError) as exc:  # a broken multipart body
+        raise FieldInvalid("send the file as a multipart form (field `file`)", "file") from exc
     upload = form.get("file")
     if not isinstance(upload, FileField):
         raise FieldInvalid("send the file as multipart field `file`", "file")
