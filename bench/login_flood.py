@@ -3,19 +3,21 @@
 Starts the service as its own process (the embedded demo on a temporary SQLite file,
 behind a "trusted proxy" so that the flood can come from many client addresses through
 X-Forwarded-For), logs in an operator, then measures two requests, `/healthz` and the
-operator's `GET /api/v1/calls`, probing each in turn, in three phases of SECONDS each:
+operator's `GET /api/v1/calls`, probing each in turn, in three phases:
 
 1. quiet: no flood;
 2. one address: RATE wrong logins a second on a real account from one client address
    (throttled after a few: from then on each costs two small queries and a 429);
 3. many addresses: RATE wrong logins a second, each from a new address and on a new
-   name, so that no throttle applies and every attempt costs a full argon2 hash.
+   name, so that no throttle applies and every attempt would cost a full argon2 hash.
 
-Prints, per phase and request, the median and p99 latency and their ratio to the quiet
-phase, and how the flood's logins were answered (401 wrong, 429 throttled, 503 busy), and
-how long right logins from an address of their own took meanwhile. Measured, not asserted.
+The phases take turns, ROUNDS times (SECONDS / ROUNDS each time), so that whatever else
+the machine does at the time weighs on all three alike. Prints, per phase and request,
+the median and p99 latency and their ratio to the quiet phase, how the flood's logins
+were answered (401 wrong, 429 throttled, 503 busy), and how long right logins from an
+address someone logged in from before took meanwhile. Measured, not asserted.
 
-    .venv/bin/python bench/login_flood.py [--rate 10] [--seconds 30]
+    .venv/bin/python bench/login_flood.py [--rate 10] [--seconds 30] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -37,7 +39,8 @@ import aiohttp
 
 ROOT = Path(__file__).resolve().parents[1]
 PASSWORD = "bench-demo-pass"
-PROBE_INTERVAL_S = 0.05
+PROBE_INTERVAL_S = 0.02
+TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def free_port() -> int:
@@ -106,15 +109,41 @@ async def login(
         return resp.status, time.perf_counter() - start
 
 
+def empty() -> dict[str, Any]:
+    """What a phase gathers over its rounds."""
+    return {
+        "timings": {"/healthz": [], "/api/v1/calls": []},
+        "outcomes": collections.Counter(),
+        "right": [],
+        "cpu_s": 0.0,
+        "wall_s": 0.0,
+    }
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and its threads so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
 async def phase(
-    url: str, token: str, *, seconds: float, rate: float, flood: str | None
-) -> dict[str, Any]:
-    """Probe for `seconds` while (maybe) flooding; returns the latencies and outcomes."""
-    timings: dict[str, list[float]] = {"/healthz": [], "/api/v1/calls": []}
-    outcomes: collections.Counter[int] = collections.Counter()
-    right_logins: list[float] = []
+    url: str,
+    token: str,
+    into: dict[str, Any],
+    *,
+    pid: int,
+    seconds: float,
+    rate: float,
+    flood: str | None,
+    round_no: int,
+) -> None:
+    """Probe for `seconds` while (maybe) flooding; adds the latencies and outcomes."""
+    timings: dict[str, list[float]] = into["timings"]
+    outcomes: collections.Counter[int] = into["outcomes"]
+    right_logins: list[float] = into["right"]
     tasks: set[asyncio.Task[None]] = set()
     connector = aiohttp.TCPConnector(limit=0)
+    cpu_before, wall_before = cpu_seconds(pid), time.monotonic()
     async with aiohttp.ClientSession(
         connector=connector, cookie_jar=aiohttp.DummyCookieJar()
     ) as http:
@@ -124,7 +153,7 @@ async def phase(
             if flood == "one":
                 name, client = "operator", "203.0.113.66"
             else:
-                name, client = f"guess{i}", f"10.{(i >> 16) & 255}.{(i >> 8) & 255}.{i & 255}"
+                name, client = f"guess{round_no}-{i}", f"10.{round_no}.{(i >> 8) & 255}.{i & 255}"
             try:
                 status, _ = await login(http, url, name, "not-the-password", client)
             except aiohttp.ClientError:
@@ -158,7 +187,7 @@ async def phase(
         async def right() -> None:
             # a colleague logging in from an address of their own, every few seconds
             while time.monotonic() < end - 1:
-                await asyncio.sleep(seconds / 6)
+                await asyncio.sleep(max(1.0, seconds / 3))
                 status, took = await login(http, url, "supervisor", PASSWORD, "198.51.100.20")
                 if status == 200:
                     right_logins.append(took)
@@ -171,7 +200,8 @@ async def phase(
         await asyncio.gather(*jobs)
         if tasks:
             await asyncio.wait(tasks, timeout=30)
-    return {"timings": timings, "outcomes": outcomes, "right": right_logins}
+    into["cpu_s"] += cpu_seconds(pid) - cpu_before
+    into["wall_s"] += time.monotonic() - wall_before
 
 
 def report(results: dict[str, dict[str, Any]], rate: float, seconds: float) -> None:
@@ -201,7 +231,8 @@ def report(results: dict[str, dict[str, Any]], rate: float, seconds: float) -> N
         took = f"{statistics.median(right) * 1000:.0f} ms median" if right else "none"
         print(
             f"{name:<16} flood answers {outcomes or '-'}; right logins meanwhile: "
-            f"{len(right)} ({took})"
+            f"{len(right)} ({took}); server CPU {100 * result['cpu_s'] / result['wall_s']:.0f}%"
+            " of a core"
         )
 
 
@@ -209,30 +240,36 @@ async def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rate", type=float, default=10.0, help="wrong logins a second")
     parser.add_argument("--seconds", type=float, default=30.0, help="length of each phase")
+    parser.add_argument("--rounds", type=int, default=3, help="turns the phases take")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="yijing-flood-") as tmp:
         proc, url, log = start_server(Path(tmp) / "data")
         try:
             await wait_up(url, proc, log)
-            async with aiohttp.ClientSession() as http:
-                status, _ = await login(http, url, "operator", PASSWORD, "198.51.100.10")
-                assert status == 200, status
-                async with http.post(
+            async with (
+                aiohttp.ClientSession() as http,
+                http.post(
                     url + "/api/v1/login",
                     json={"username": "operator", "password": PASSWORD},
                     headers={"X-Forwarded-For": "198.51.100.10"},
-                ) as resp:
-                    token = (await resp.json())["token"]
-            results: dict[str, dict[str, Any]] = {}
-            for name, flood in (
-                ("quiet", None),
-                ("one address", "one"),
-                ("many addresses", "many"),
+                ) as resp,
             ):
-                print(f"phase {name} ...", flush=True)
-                results[name] = await phase(
-                    url, token, seconds=args.seconds, rate=args.rate, flood=flood
-                )
+                token = (await resp.json())["token"]
+            phases = (("quiet", None), ("one address", "one"), ("many addresses", "many"))
+            results: dict[str, dict[str, Any]] = {name: empty() for name, _ in phases}
+            for round_no in range(args.rounds):
+                for name, flood in phases:
+                    print(f"round {round_no + 1}: {name} ...", flush=True)
+                    await phase(
+                        url,
+                        token,
+                        results[name],
+                        pid=proc.pid,
+                        seconds=args.seconds / args.rounds,
+                        rate=args.rate,
+                        flood=flood,
+                        round_no=round_no,
+                    )
             report(results, args.rate, args.seconds)
         finally:
             proc.terminate()

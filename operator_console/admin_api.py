@@ -32,7 +32,7 @@ from operator_console.api import (
     services,
 )
 from operator_console.models import LoginAttempt, LoginSession
-from operator_console.password_login import attempt_public
+from operator_console.password_login import OK, attempt_public
 from operator_console.registry_api import (
     ADMINS,
     FieldConflict,
@@ -394,7 +394,7 @@ async def login_failures(request: web.Request) -> web.Response:
     limit = query_int(request, "limit", 100, maximum=200) or 100
     stmt = (
         select(LoginAttempt)
-        .where(col(LoginAttempt.outcome) != "checking")
+        .where(col(LoginAttempt.outcome).not_in(["checking", OK]))
         .order_by(col(LoginAttempt.id).desc())
         .limit(limit)
     )

@@ -4,12 +4,13 @@ A session is a random token: browsers carry it in an HttpOnly cookie (and must s
 session's CSRF token in `X-CSRF-Token` on every unsafe request); API clients send it as
 `Authorization: Bearer`. Only the token's SHA-256 is stored. Passwords use argon2.
 
-Argon2 is slow on purpose (about 0.15 s and 64 MiB a hash here), so it never runs on the
-event loop: `hash_password_async` / `verify_password_async` hand it to one worker thread
-of lowered priority (niceness 10), which the operating system lets the event loop's
-thread pre-empt; a flood of wrong passwords then costs spare CPU, not the console's
-latency. Password logins themselves (throttles, the failed-login record) are
-`operator_console.password_login`.
+Argon2 is slow on purpose (about 0.15 s of CPU and 64 MiB a hash here), so it never runs
+on the event loop: `hash_password_async` / `verify_password_async` hand it to a worker
+thread of lowered priority, which the operating system lets the event loop's thread
+pre-empt; a flood of wrong passwords then costs spare CPU, not the console's latency.
+There are two such threads, two lanes: `KNOWN` (logins from addresses someone logged in
+from lately, and staff actions; niceness 10) and `OTHERS` (niceness 19). Password logins
+themselves (throttles, the failed-login record) are `operator_console.password_login`.
 """
 
 from __future__ import annotations
@@ -61,42 +62,50 @@ def verify_password(stored: str, password: str) -> bool:
         return False
 
 
-#: how much lower than the event loop's the hashing thread's priority is (Linux niceness)
-HASH_NICENESS = 10
+#: the hashing lanes: one for logins from addresses known to have logged in (and staff
+#: actions), one for everyone else, so that a flood from new addresses queues behind
+#: itself only
+KNOWN, OTHERS = "known", "others"
+#: how much lower than the event loop's each lane's thread priority is (Linux niceness):
+#: the other lane only ever runs when nothing else wants the CPU much
+HASH_NICENESS = {KNOWN: 10, OTHERS: 19}
 _pool_lock = threading.Lock()
-_pool: ThreadPoolExecutor | None = None
+_pools: dict[str, ThreadPoolExecutor] = {}
 
 
-def _lower_priority() -> None:
+def _lower_priority(niceness: int) -> None:
     # Linux: a thread's niceness is its own (and its children's, libargon2's lanes)
     with contextlib.suppress(OSError, AttributeError):
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), HASH_NICENESS)
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), niceness)
 
 
-def _hash_pool() -> ThreadPoolExecutor:
-    """The one argon2 worker thread of this process (one hash at a time)."""
-    global _pool
+def _hash_pool(lane: str) -> ThreadPoolExecutor:
+    """The argon2 worker thread of a lane (one hash at a time in each)."""
     with _pool_lock:
-        if _pool is None:
-            _pool = ThreadPoolExecutor(
-                max_workers=1, thread_name_prefix="argon2", initializer=_lower_priority
+        if lane not in _pools:
+            _pools[lane] = ThreadPoolExecutor(
+                max_workers=1,
+                thread_name_prefix=f"argon2-{lane}",
+                initializer=_lower_priority,
+                initargs=(HASH_NICENESS[lane],),
             )
-        return _pool
+        return _pools[lane]
 
 
 async def hash_password_async(password: str) -> str:
-    """`hash_password` off the event loop."""
-    return await asyncio.get_running_loop().run_in_executor(_hash_pool(), hash_password, password)
+    """`hash_password` off the event loop (a staff action: the known lane)."""
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(_hash_pool(KNOWN), hash_password, password)
 
 
-async def verify_password_async(stored: str | None, password: str) -> bool:
+async def verify_password_async(stored: str | None, password: str, *, lane: str = OTHERS) -> bool:
     """`verify_password` off the event loop; with no stored hash (no such user) a dummy one
     is checked, so that an unknown username takes as long as a wrong password."""
     loop = asyncio.get_running_loop()
     if stored is None:
-        await loop.run_in_executor(_hash_pool(), verify_password, _dummy_hash(), password)
+        await loop.run_in_executor(_hash_pool(lane), verify_password, _dummy_hash(), password)
         return False
-    return await loop.run_in_executor(_hash_pool(), verify_password, stored, password)
+    return await loop.run_in_executor(_hash_pool(lane), verify_password, stored, password)
 
 
 @cache

@@ -57,14 +57,14 @@ class MerchantLoginRequest(SQLModel, table=True):
 
 
 class LoginAttempt(SQLModel, table=True):
-    """A password login being checked, or one that failed: the throttles' window and the
-    failed logins an admin sees.
+    """A password login: being checked, failed or succeeded; the throttles' window, the
+    failed logins an admin sees, and the addresses known to have logged in.
 
     `account_key` is a keyed hash of the name as typed, account or not, so the throttle
     tells nobody which names exist; `username` is kept only when the name is an account's
     (a name that is none may be a password typed into the wrong box). A right password
-    removes its own row and stops that account's earlier failures from counting; they
-    stay listed.
+    marks its row `ok` and stops that account's earlier failures from counting; they stay
+    listed.
     """
 
     __tablename__ = "login_attempt"
@@ -76,7 +76,7 @@ class LoginAttempt(SQLModel, table=True):
     #: the client address (the peer, or behind a trusted proxy the one it saw)
     client: str = Field(default="", max_length=64, index=True)
     at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, index=True)
-    #: checking (the hash is being compared), wrong_password, unknown_user, disabled
+    #: checking (the hash is being compared), ok, wrong_password, unknown_user, disabled
     outcome: str = Field(default="checking", max_length=16)
     #: False once a right password (or an admin's new password) cleared the account
     counts: bool = True

@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -220,23 +221,31 @@ async def read_upload(request: web.Request) -> tuple[str, bytes, bool]:
     if not request.content_type.startswith("multipart/"):
         raise Invalid("send the file as multipart field `file`")
     filename, data = "", None
-    reader = await request.multipart()
-    while (part := await reader.next()) is not None:
-        if not isinstance(part, BodyPartReader):
-            continue
-        if part.name == "file":
-            filename = part.filename or ""
-            chunks, size = [], 0
-            while chunk := await part.read_chunk(1 << 16):
-                size += len(chunk)
-                if size > MAX_UPLOAD:
-                    raise Invalid(f"the file is larger than {MAX_UPLOAD // (1 << 20)} MB; split it")
-                chunks.append(chunk)
-            data = b"".join(chunks)
-        elif part.name == "dry_run":
-            flag = (await part.text())[:8]
+    try:
+        reader = await request.multipart()
+        while (part := await reader.next()) is not None:
+            if not isinstance(part, BodyPartReader):
+                continue
+            if part.name == "file":
+                filename = part.filename or ""
+                chunks, size = [], 0
+                while chunk := await part.read_chunk(1 << 16):
+                    size += len(chunk)
+                    if size > MAX_UPLOAD:
+                        raise FieldInvalid(
+                            f"the file is larger than {MAX_UPLOAD // (1 << 20)} MB; split it",
+                            "file",
+                        )
+                    chunks.append(chunk)
+                data = b"".join(chunks)
+            elif part.name == "dry_run":
+                flag = (await part.text())[:8]
+    except Invalid:
+        raise
+    except (ValueError, HttpProcessingError) as exc:  # a broken multipart body
+        raise FieldInvalid("send the file as a multipart form (field `file`)", "file") from exc
     if data is None:
-        raise Invalid("send the file as multipart field `file`")
+        raise FieldInvalid("send the file as multipart field `file`", "file")
     return filename, data, flag.lower() in ("1", "true", "yes", "on")
 
 

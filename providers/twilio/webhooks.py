@@ -27,6 +27,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from twilio.request_validator import RequestValidator
 
 from providers.twilio.adapter import TwilioTelephony
@@ -73,7 +74,11 @@ async def _signed(request: web.Request, handler: Handler) -> web.StreamResponse:
     if route is None:  # 404 / 405: nothing of ours runs
         return await handler(request)
     adapter = request.app[ADAPTER]
-    form = await request.post()
+    try:
+        form = await request.post()
+    except (ValueError, HttpProcessingError):  # not a form Twilio sends (bad bytes, multipart)
+        log.warning("twilio webhook %s refused: unreadable form", route)
+        raise web.HTTPBadRequest(text="unreadable form") from None
     signature = request.headers.get(SIGNATURE_HEADER, "")
     url = public_request_url(adapter, route, request.rel_url.raw_query_string)
     if not signature or not request.app[VALIDATOR].validate(url, form, signature):

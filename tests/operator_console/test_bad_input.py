@@ -19,7 +19,7 @@ from tests.conftest import Harness
 
 NAME = "王秀英\x00"
 NOTE = "高血压\x00，每天两次"
-RESIDENT: dict[str, Any] = {"name": "王秀英", "grid_code": "G01", "health_notes": "高血压"}
+RESIDENT: dict[str, Any] = {"name": "王秀英", "grid_code": "BG01", "health_notes": "高血压"}
 
 
 def fields(body: dict[str, Any]) -> set[str]:
@@ -55,8 +55,8 @@ async def test_given_a_nul_byte_in_an_imported_file_then_the_row_is_refused(
     h = harness
     caplog.set_level(logging.DEBUG)
     for kind, csv in (
-        ("residents", "姓名,地址,网格,健康备注\n王秀英,白宫路1号,G01,高血压\x00\n"),
-        ("merchants", "名称,类型,地址,网格\n康华\x00药房,pharmacy,白宫路2号,G01\n"),
+        ("residents", "姓名,地址,网格,健康备注\n王秀英,白宫路1号,BG01,高血压\x00\n"),
+        ("merchants", "名称,类型,地址,网格\n康华\x00药房,pharmacy,白宫路2号,BG01\n"),
     ):
         form = FormData()
         form.add_field("file", csv.encode(), filename=f"{kind}.csv", content_type="text/csv")
@@ -222,3 +222,16 @@ async def test_given_an_unexpected_error_then_500_with_an_incident_and_nothing_i
     assert body["details"]["incident"] in caplog.text and "IntegrityError" in caplog.text
     assert "王秀英" not in caplog.text and "高血压" not in caplog.text
     assert "王秀英" not in str(body)
+
+
+async def test_given_a_broken_multipart_upload_then_422_naming_the_file(harness: Harness) -> None:
+    for content_type in ("multipart/form-data", "multipart/form-data; boundary=abc"):
+        body = await harness.call(
+            "POST",
+            "/registry/import/residents",
+            as_user="demo",
+            data=b"--abc\r\ngarbage",
+            headers={"Content-Type": content_type},
+            expect=422,
+        )
+        assert "file" in fields(body), body

@@ -26,3 +26,20 @@ async def test_given_an_unsigned_webhook_with_a_forged_line_then_refused_and_not
     assert [r.getMessage() for r in caplog.records if "refused" in r.getMessage()] == [
         f"twilio webhook {route} refused: bad signature"
     ]
+
+
+@pytest.mark.parametrize(
+    "content_type", ["application/x-www-form-urlencoded", "multipart/form-data; boundary=x"]
+)
+async def test_given_an_unreadable_form_then_400_not_500(
+    rig: Rig, caplog: pytest.LogCaptureFixture, content_type: str
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    resp = await rig.twilio.client.post(
+        "/twilio/voice",
+        data=b"--x\r\nCallSid=CA1&\xff\xfe=" + FORGED.encode(),
+        headers={"Content-Type": content_type},
+    )
+
+    assert resp.status == 400
+    assert "password reset" not in caplog.text
