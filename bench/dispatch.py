@@ -38,16 +38,17 @@ from sqlalchemy import insert
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from dispatch.clock import SystemClock  # noqa: E402
-from dispatch.events import EventBus, Store  # noqa: E402
 from dispatch.matching import Need, rank  # noqa: E402
 from dispatch.models import Offer, Ticket  # noqa: E402
 from dispatch.services import DispatchServices  # noqa: E402
 from dispatch.timers import ManualTimers, SchedulerTimers  # noqa: E402
+from eventlog.bus import EventBus  # noqa: E402
+from eventlog.clock import SystemClock  # noqa: E402
+from eventlog.db import make_engine, make_sessionmaker, sync_url  # noqa: E402
+from eventlog.store import Store  # noqa: E402
 from operator_console.migrate import upgrade  # noqa: E402
 from providers.memory import MemoryPBX  # noqa: E402
 from registry.catalog import default_catalog  # noqa: E402
-from registry.db import make_engine, make_sessionmaker, sync_url  # noqa: E402
 from registry.models import Grid, Merchant, MerchantService  # noqa: E402
 
 PG_ADMIN = os.environ.get("YIJING_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")

@@ -28,8 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sqlalchemy import insert, update
 
+from eventlog.db import make_engine, make_sessionmaker
 from operator_console.migrate import upgrade
-from registry.db import make_engine, make_sessionmaker
 from registry.demo import FEMALE, GRIDS, MALE, STREETS, SURNAMES
 from registry.models import Grid, RegistryRevision, Resident, ResidentPhone
 from registry.names import pinyin_keys

@@ -13,7 +13,6 @@ from typing import Any
 from sqlalchemy import select
 from sqlmodel import col
 
-from dispatch.clock import LOCAL_TZ
 from dispatch.core import Core
 from dispatch.machines import call as cm
 from dispatch.machines import operator as opm
@@ -23,6 +22,7 @@ from dispatch.operators import Operators
 from dispatch.outbound import Outbound
 from dispatch.queue import Queue
 from dispatch.tickets import Tickets
+from eventlog.clock import LOCAL_TZ
 from ivr.flow import keypad_paths
 from ivr.prompts import pick_lang
 from providers.base import CallOffered, FlowFinished

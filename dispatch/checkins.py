@@ -12,12 +12,12 @@ from sqlmodel import col
 from dispatch.core import ACTIVE_TICKET_STATES, Core, actor
 from dispatch.effects import Command, PlayFlow
 from dispatch.errors import Invalid
-from dispatch.events import Tx
 from dispatch.machines import IllegalTransition
 from dispatch.machines import ticket as tm
 from dispatch.models import Call, Ticket
 from dispatch.outbound import Outbound, Purpose, ticket_parts
 from dispatch.tickets import Tickets
+from eventlog.store import Tx
 from registry.models import Merchant, User
 
 log = logging.getLogger(__name__)

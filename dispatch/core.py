@@ -16,14 +16,14 @@ from typing import Any, TypeVar
 from sqlalchemy import select, update
 from sqlmodel import SQLModel, col
 
-from dispatch.clock import LOCAL_TZ, Clock
 from dispatch.config import DispatchConfig
 from dispatch.effects import Effects, TouchMerchant
 from dispatch.errors import Conflict
-from dispatch.events import Store, Tx
 from dispatch.machines import call as cm
 from dispatch.machines import ticket as tm
 from dispatch.models import Call, Offer, Ticket
+from eventlog.clock import LOCAL_TZ, Clock
+from eventlog.store import Store, Tx
 from ivr.library import FlowLibrary
 from providers.base import Health
 from registry import repository as repo

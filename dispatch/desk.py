@@ -19,13 +19,13 @@ from sqlmodel import col
 from dispatch.core import Core
 from dispatch.effects import CancelTimer, Hangup
 from dispatch.errors import Conflict, Invalid
-from dispatch.events import Tx
 from dispatch.machines import call as cm
 from dispatch.machines import operator as opm
 from dispatch.models import Call, OperatorStatus
 from dispatch.operators import Operators
 from dispatch.queue import Queue
 from dispatch.timer_keys import TimerKey
+from eventlog.store import Tx
 from registry import repository as repo
 from registry.models import Role, User
 

@@ -43,9 +43,7 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import Any, assert_never
 
-from dispatch.clock import Clock
 from dispatch.config import DispatchConfig
-from dispatch.events import Tx
 from dispatch.machines import call as cm
 from dispatch.machines import offer as om
 from dispatch.machines import operator as opm
@@ -54,6 +52,8 @@ from dispatch.models import Call, Offer, Ticket
 from dispatch.stats import StatsCache
 from dispatch.timer_keys import TimerKey
 from dispatch.timers import Timers
+from eventlog.clock import Clock
+from eventlog.store import Tx
 from ivr.library import FlowLibrary
 from providers.base import OriginateFailure, Telephony, TelephonyError, TelephonyUnavailable
 from registry.phones import mask

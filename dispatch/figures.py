@@ -46,8 +46,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from dispatch.clock import LOCAL_TZ
-from dispatch.models import Event
+from eventlog.clock import LOCAL_TZ
+from eventlog.models import Event
 
 TICKET_EVENTS = (
     "ticket.created",

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from functools import lru_cache
 
-from dispatch.clock import LOCAL_TZ
+from eventlog.clock import LOCAL_TZ
 from registry.models import ContractStatus, Merchant
 
 #: weights of the score terms (see the module docstring)

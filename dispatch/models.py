@@ -1,4 +1,5 @@
-"""What happens: calls, operators, tickets, offers and the event log, as tables.
+"""What happens: calls, operators, tickets and offers, as tables (the event log is
+`eventlog.models.Event`).
 
 Every row that a state machine owns carries a `version`; writers compare-and-set on it
 so two operators or two merchants racing on one subject get a clear refusal.
@@ -7,7 +8,6 @@ so two operators or two merchants racing on one subject get a clear refusal.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import Column, Index
 from sqlmodel import Field, SQLModel
@@ -16,22 +16,7 @@ from dispatch.machines.call import CallState
 from dispatch.machines.offer import OfferState
 from dispatch.machines.operator import OperatorState
 from dispatch.machines.ticket import TicketState
-from registry.db import BigId, EnumText, JSONType, UTCDateTime, utcnow
-
-
-class Event(SQLModel, table=True):
-    """One row of the event log: the audit trail, the live feed and the figures' source."""
-
-    __tablename__ = "event"
-    __table_args__ = (Index("ix_event_subject", "subject", "subject_id"),)
-
-    seq: int | None = Field(default=None, sa_type=BigId, primary_key=True)
-    name: str = Field(max_length=64, index=True)
-    subject: str = Field(max_length=16)
-    subject_id: str = Field(max_length=64)
-    occurred_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, index=True)
-    actor: str = Field(default="system", max_length=64)
-    data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSONType))
+from eventlog.db import BigId, EnumText, JSONType, UTCDateTime, utcnow
 
 
 class Call(SQLModel, table=True):

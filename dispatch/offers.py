@@ -23,7 +23,6 @@ from sqlmodel import col
 from dispatch.core import Core, actor, undialed
 from dispatch.effects import CancelTimer, Command, Hangup, PlayFlow, ScheduleTimer, TouchMerchant
 from dispatch.errors import Invalid, OperatorTask
-from dispatch.events import Tx
 from dispatch.machines import IllegalTransition
 from dispatch.machines import offer as om
 from dispatch.machines import ticket as tm
@@ -31,6 +30,7 @@ from dispatch.models import Call, Offer, Ticket
 from dispatch.outbound import Outbound, Purpose, ticket_parts
 from dispatch.ranking import Ranking
 from dispatch.timer_keys import TimerKey
+from eventlog.store import Tx
 from providers.base import OriginateFailure
 from registry import repository as repo
 from registry.catalog import OPERATOR_TASKS

@@ -8,9 +8,9 @@ operator; this module writes it, with its event and its commands.
 from __future__ import annotations
 
 from dispatch.core import Core
-from dispatch.events import Tx
 from dispatch.machines import operator as opm
 from dispatch.models import Call, OperatorStatus
+from eventlog.store import Tx
 
 
 class Operators:

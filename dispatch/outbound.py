@@ -19,9 +19,9 @@ from typing import Any
 
 from dispatch.core import Core
 from dispatch.effects import Command, Hangup, PlaceCall, PlayFlow
-from dispatch.events import Tx
 from dispatch.machines import call as cm
 from dispatch.models import Call, Ticket
+from eventlog.store import Tx
 from providers.base import OriginateFailure
 from registry import repository as repo
 from registry.models import Resident, ServiceCategory

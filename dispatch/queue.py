@@ -19,13 +19,14 @@ from sqlmodel import col
 
 from dispatch.core import Core
 from dispatch.effects import CancelTimer, PlayFlow, ScheduleTimer
-from dispatch.events import Tx
 from dispatch.machines import call as cm
 from dispatch.machines import operator as opm
-from dispatch.models import Call, Event, OperatorStatus, Ticket
+from dispatch.models import Call, OperatorStatus, Ticket
 from dispatch.operators import Operators
 from dispatch.tickets import Tickets
 from dispatch.timer_keys import TimerKey
+from eventlog.models import Event
+from eventlog.store import Tx
 from registry.catalog import CALLBACK
 
 log = logging.getLogger(__name__)

@@ -13,12 +13,10 @@ from typing import Any
 
 from dispatch.calls import Calls
 from dispatch.checkins import CheckIns
-from dispatch.clock import Clock
 from dispatch.config import DispatchConfig
 from dispatch.core import Core
 from dispatch.desk import Desk
 from dispatch.effects import Effects, FollowUps, Reports
-from dispatch.events import Store
 from dispatch.line import PhoneLine
 from dispatch.matching import MerchantStats
 from dispatch.offers import Offers
@@ -33,6 +31,8 @@ from dispatch.stats import StatsCache
 from dispatch.surveys import Surveys
 from dispatch.tickets import Tickets
 from dispatch.timers import Timers
+from eventlog.clock import Clock
+from eventlog.store import Store
 from ivr.library import FlowLibrary
 from providers.base import LiveCalls, Telephony
 

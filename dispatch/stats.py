@@ -18,8 +18,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-from dispatch.clock import Clock
 from dispatch.matching import MerchantStats
+from eventlog.clock import Clock
 
 #: reads the records of some merchants (only those with any record are returned)
 Fetch = Callable[[Any, Sequence[int]], Awaitable[dict[int, MerchantStats]]]

@@ -15,15 +15,15 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlmodel import col
 
-from dispatch.clock import LOCAL_TZ
 from dispatch.core import SURVEY_PURPOSES, Core
 from dispatch.effects import CancelTimer, Command, PlayFlow, ScheduleTimer
-from dispatch.events import Tx
 from dispatch.machines import IllegalTransition
 from dispatch.machines import ticket as tm
 from dispatch.models import Call, Ticket
 from dispatch.outbound import Outbound, Purpose, ticket_parts
 from dispatch.timer_keys import TimerKey
+from eventlog.clock import LOCAL_TZ
+from eventlog.store import Tx
 from providers.base import OriginateFailure
 from registry import repository as repo
 from registry.models import EmergencyContact, ResidentPhone, User

@@ -33,8 +33,8 @@ from sqlalchemy import Engine, Table, create_engine, delete, event, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from dispatch.clock import ManualClock
 from dispatch.models import Timer
+from eventlog.clock import ManualClock
 
 log = logging.getLogger(__name__)
 

@@ -14,9 +14,10 @@ from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy import func, select
 from sqlmodel import col
 
-from dispatch.clock import LOCAL_TZ
 from dispatch.machines.ticket import OPEN, TicketState
-from dispatch.models import Call, Event, Offer, Ticket
+from dispatch.models import Call, Offer, Ticket
+from eventlog.clock import LOCAL_TZ
+from eventlog.models import Event
 from operator_console import auth, call_access
 from operator_console.errors import FieldInvalid, Forbidden, Unauthorized, UnsupportedBody
 from operator_console.openapi import Api

@@ -21,11 +21,13 @@ from aiohttp import web
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from dispatch.clock import Clock, SystemClock
 from dispatch.config import DispatchConfig
-from dispatch.events import EventBus, Store
 from dispatch.services import DispatchServices
 from dispatch.timers import ManualTimers, SchedulerTimers, Timers
+from eventlog.bus import EventBus
+from eventlog.clock import Clock, SystemClock
+from eventlog.db import make_engine, make_sessionmaker, sync_url
+from eventlog.store import Store
 from ivr.library import FlowLibrary
 from operator_console import auth
 from operator_console.errors import error_middleware
@@ -38,7 +40,6 @@ from operator_console.settings import Settings
 from providers.base import LiveCalls, Messaging, Simulator, Telephony
 from providers.memory import MemoryPBX
 from registry import repository as repo
-from registry.db import make_engine, make_sessionmaker, sync_url
 from registry.demo import generate
 from registry.models import Role, User
 

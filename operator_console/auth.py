@@ -33,9 +33,9 @@ from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
+from eventlog.db import utcnow
 from operator_console.errors import Forbidden, Unauthorized
 from operator_console.models import LoginSession
-from registry.db import utcnow
 from registry.models import Role, User
 
 COOKIE = "yijing_session"

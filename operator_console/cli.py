@@ -50,9 +50,9 @@ def _db_upgrade(settings: Settings) -> int:
 async def _user_add(
     settings: Settings, username: str, role: str, password: str, merchant_id: int | None
 ) -> int:
+    from eventlog.db import engine_context, make_sessionmaker
     from operator_console import auth
     from operator_console.migrate import upgrade
-    from registry.db import engine_context, make_sessionmaker
     from registry.models import Role, User
 
     await asyncio.to_thread(upgrade, settings.database_url)
@@ -75,11 +75,12 @@ async def _user_add(
 
 
 async def _import(settings: Settings, kind: str, path: Path, dry_run: bool) -> int:
-    from dispatch.clock import SystemClock
-    from dispatch.events import EventBus, Store
+    from eventlog.bus import EventBus
+    from eventlog.clock import SystemClock
+    from eventlog.db import engine_context, make_sessionmaker
+    from eventlog.store import Store
     from operator_console.migrate import upgrade
     from operator_console.registry_api import run_import
-    from registry.db import engine_context, make_sessionmaker
 
     try:
         data = await asyncio.to_thread(path.read_bytes)
@@ -109,9 +110,9 @@ async def _import(settings: Settings, kind: str, path: Path, dry_run: bool) -> i
 
 
 async def _export(settings: Settings, kind: str, path: Path, full_id_numbers: bool) -> int:
+    from eventlog.db import engine_context, make_sessionmaker
     from operator_console.migrate import upgrade
     from registry import exporting
-    from registry.db import engine_context, make_sessionmaker
 
     fmt = path.suffix.lower().lstrip(".")
     if fmt not in ("csv", "xlsx"):
@@ -137,9 +138,9 @@ async def _export(settings: Settings, kind: str, path: Path, full_id_numbers: bo
 async def _report(settings: Settings, start: str, end: str, by: str | None, as_csv: bool) -> int:
     from dispatch.errors import Invalid
     from dispatch.figures import load_report, render_table
+    from eventlog.db import engine_context, make_sessionmaker
     from operator_console.figures_api import period
     from operator_console.migrate import upgrade
-    from registry.db import engine_context, make_sessionmaker
 
     try:
         lo, hi = period(start, end)

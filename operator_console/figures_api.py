@@ -16,8 +16,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from dispatch.clock import LOCAL_TZ
 from dispatch.figures import GROUPINGS, load_report
+from eventlog.clock import LOCAL_TZ
 from operator_console.api import (
     API,
     STAFF,

@@ -43,9 +43,9 @@ from typing import Any
 from sqlalchemy import func, select, text, update
 from sqlmodel import col
 
-from dispatch.events import Tx
 from dispatch.models import Call
 from dispatch.outbound import FlowStart, Outbound
+from eventlog.store import Tx
 from ivr.prompts import pick_lang
 from operator_console.models import MerchantLoginCode, MerchantLoginRequest
 from providers.base import Messaging, TelephonyError

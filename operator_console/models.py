@@ -6,7 +6,7 @@ from datetime import datetime
 
 from sqlmodel import Field, SQLModel
 
-from registry.db import BigId, UTCDateTime, utcnow
+from eventlog.db import BigId, UTCDateTime, utcnow
 
 
 class LoginSession(SQLModel, table=True):

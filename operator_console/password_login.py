@@ -39,7 +39,7 @@ from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from dispatch.events import Store
+from eventlog.store import Store
 from operator_console import auth
 from operator_console.errors import Busy, TooManyAttempts, Unauthorized
 from operator_console.models import LoginAttempt

@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from dispatch.errors import Conflict, Invalid
-from dispatch.events import Store, Tx
+from eventlog.store import Store, Tx
 from operator_console.api import API, STAFF, body, int_param, need, ok, query_int, services
 from operator_console.errors import FieldInvalid
 from registry import exporting, importing

@@ -14,10 +14,10 @@ from aiohttp import web
 from sqlalchemy import select
 from sqlmodel import col
 
-from dispatch.clock import LOCAL_TZ
 from dispatch.machines.call import CallState
 from dispatch.machines.ticket import OPEN, TicketState
 from dispatch.models import Call, OperatorStatus, Ticket
+from eventlog.clock import LOCAL_TZ
 from operator_console.api import API, SUPERVISORS, need, ok, services
 from registry.models import ServiceCategory, User
 

@@ -45,7 +45,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.schema import CreateTable, DropTable
 
-from registry.db import BigId, JSONType, UTCDateTime
+from eventlog.db import BigId, JSONType, UTCDateTime
 from registry.models import (
     EmergencyContact,
     RegistryRevision,

@@ -48,9 +48,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from sqlmodel import col
 
+from eventlog.db import utcnow
 from registry import repository as repo
 from registry.bulk import NewResident, Staging
-from registry.db import utcnow
 from registry.models import (
     EmergencyContact,
     Grid,

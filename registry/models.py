@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import Column, Index, event
 from sqlmodel import Field, SQLModel
 
-from registry.db import BigId, EnumText, JSONType, UTCDateTime, utcnow
+from eventlog.db import BigId, EnumText, JSONType, UTCDateTime, utcnow
 from registry.names import pinyin_keys
 
 

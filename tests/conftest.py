@@ -20,9 +20,9 @@ import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from dispatch.clock import ManualClock
 from dispatch.config import DispatchConfig
 from dispatch.timers import ManualTimers
+from eventlog.clock import ManualClock
 from operator_console.app import create_app, services_key
 from operator_console.settings import Settings
 from providers.memory import MemoryPBX
@@ -94,11 +94,12 @@ class SeededTemplates:
 
 
 async def _migrate_and_seed(url: str, folder: Path) -> None:
-    from dispatch.clock import SystemClock
-    from dispatch.events import EventBus, Store
+    from eventlog.bus import EventBus
+    from eventlog.clock import SystemClock
+    from eventlog.db import make_engine, make_sessionmaker
+    from eventlog.store import Store
     from operator_console.app import seed_demo
     from operator_console.migrate import upgrade
-    from registry.db import make_engine, make_sessionmaker
 
     await asyncio.to_thread(upgrade, url)
     engine = make_engine(url)

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from typing import Any
 
-from dispatch.clock import LOCAL_TZ
+from eventlog.clock import LOCAL_TZ
 
 MERCHANT = 1
 MERCHANT_NAME = "康华大药房(1号店)"
@@ -206,7 +206,8 @@ async def insert_history(session: Any, rows: Rows) -> None:
     past them so tickets made later in the test get fresh ids."""
     from sqlalchemy import insert, text
 
-    from dispatch.models import Event, Offer, Ticket
+    from dispatch.models import Offer, Ticket
+    from eventlog.models import Event
 
     await session.execute(insert(Ticket), rows.tickets)
     await session.execute(insert(Offer), rows.offers)

@@ -11,7 +11,7 @@ import sqlmodel.sql.sqltypes
 from alembic import op
 ${imports if imports else ""}
 
-import registry.db
+import eventlog.db
 
 revision = ${repr(up_revision)}
 down_revision = ${repr(down_revision)}

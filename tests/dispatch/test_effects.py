@@ -11,7 +11,6 @@ from typing import Any, get_args
 
 import pytest
 
-from dispatch.clock import ManualClock
 from dispatch.config import DispatchConfig
 from dispatch.effects import (
     MACHINE_COMMANDS,
@@ -36,6 +35,7 @@ from dispatch.machines import ticket as tm
 from dispatch.models import Call, Offer, Ticket
 from dispatch.timer_keys import TimerKey
 from dispatch.timers import ManualTimers
+from eventlog.clock import ManualClock
 from ivr.library import FlowLibrary
 from providers.base import Health, OriginateFailure, TelephonyError, TelephonyUnavailable
 from tests.conftest import MORNING

@@ -11,9 +11,9 @@ from typing import Any
 
 from sqlalchemy import insert
 
-from dispatch.clock import LOCAL_TZ
 from dispatch.figures import GROUPINGS, Ev, Report, load_report, report
-from dispatch.models import Event
+from eventlog.clock import LOCAL_TZ
+from eventlog.models import Event
 from tests import history as hist
 from tests.conftest import MORNING, Harness
 

@@ -14,7 +14,8 @@ from sqlmodel import col
 from dispatch.errors import Conflict, Invalid
 from dispatch.figures import Ev, call_figures
 from dispatch.machines import IllegalTransition
-from dispatch.models import Call, Event, OperatorStatus
+from dispatch.models import Call, OperatorStatus
+from eventlog.models import Event
 from operator_console import auth
 from providers.base import TelephonyError, TransferFailed
 from providers.memory import Script

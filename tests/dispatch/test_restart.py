@@ -13,8 +13,8 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient, TestServer
 
-from dispatch.clock import LOCAL_TZ, SystemClock
 from dispatch.config import DispatchConfig
+from eventlog.clock import LOCAL_TZ, SystemClock
 from operator_console.app import create_app, services_key
 from providers.memory import MemoryPBX
 from tests.conftest import DEMO_PASSWORD, Harness, eventually, make_settings

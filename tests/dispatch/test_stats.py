@@ -6,9 +6,9 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
-from dispatch.clock import ManualClock
 from dispatch.matching import MerchantStats
 from dispatch.stats import StatsCache
+from eventlog.clock import ManualClock
 from tests.conftest import Harness, eventually
 from tests.operator_console.test_whole_path import ringing_out, waiting_for_keys
 

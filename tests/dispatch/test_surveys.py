@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from dispatch.clock import LOCAL_TZ
+from eventlog.clock import LOCAL_TZ
 from registry.models import EmergencyContact
 from tests.conftest import Harness, eventually
 from tests.dispatch.test_cascade import live_offer_count, names, new_ticket

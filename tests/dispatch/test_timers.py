@@ -12,8 +12,8 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 
 from dispatch.timers import SchedulerTimers
+from eventlog.db import sync_url
 from operator_console.migrate import upgrade
-from registry.db import sync_url
 from tests.conftest import eventually
 
 

@@ -9,13 +9,14 @@ import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from dispatch.clock import ManualClock
 from dispatch.config import DispatchConfig
-from dispatch.events import EventBus, Store
 from dispatch.services import DispatchServices
 from dispatch.timers import ManualTimers
+from eventlog.bus import EventBus
+from eventlog.clock import ManualClock
+from eventlog.db import make_engine, make_sessionmaker
+from eventlog.store import Store
 from providers.base import LiveCalls, Telephony
-from registry.db import make_engine, make_sessionmaker
 from tests.conftest import MORNING
 
 

@@ -11,8 +11,9 @@ import pytest
 from playwright.sync_api import Page, expect
 from sqlalchemy import create_engine, insert
 
-from dispatch.clock import LOCAL_TZ
-from dispatch.models import Event, Offer, Ticket
+from dispatch.models import Offer, Ticket
+from eventlog.clock import LOCAL_TZ
+from eventlog.models import Event
 from registry.catalog import default_catalog
 from tests import history as hist
 from tests.e2e.conftest import Pages, Server, login, shot

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, insert
 
-from dispatch.clock import LOCAL_TZ
-from dispatch.models import Event
+from eventlog.clock import LOCAL_TZ
+from eventlog.models import Event
 from operator_console.cli import main
 from tests import history as hist
 

@@ -14,13 +14,14 @@ import aiohttp
 import pytest
 from sqlalchemy import func, select
 
-from dispatch.clock import SystemClock
-from dispatch.events import EventBus, Store
-from dispatch.models import Event
+from eventlog.bus import EventBus
+from eventlog.clock import SystemClock
+from eventlog.db import make_engine, make_sessionmaker
+from eventlog.models import Event
+from eventlog.store import Store
 from operator_console.cli import main
 from operator_console.migrate import upgrade
 from operator_console.registry_api import run_import
-from registry.db import make_engine, make_sessionmaker
 from registry.models import Resident
 from tests.conftest import Harness
 

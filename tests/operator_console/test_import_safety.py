@@ -15,7 +15,7 @@ import aiohttp
 import pytest
 from sqlalchemy import func, select, text, update
 
-from dispatch.models import Event
+from eventlog.models import Event
 from registry import importing
 from registry.models import RegistryRevision, Resident
 from tests.conftest import Harness, eventually

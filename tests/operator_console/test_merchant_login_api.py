@@ -16,9 +16,9 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from dispatch.clock import ManualClock
 from dispatch.config import DispatchConfig
 from dispatch.timers import ManualTimers
+from eventlog.clock import ManualClock
 from operator_console.app import create_app
 from operator_console.merchant_api import login_key
 from operator_console.merchant_login import MerchantLogin

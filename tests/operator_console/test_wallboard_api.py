@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from dispatch.clock import LOCAL_TZ
+from eventlog.clock import LOCAL_TZ
 from providers.memory.pbx import Script
 from tests import history as hist
 from tests.conftest import MORNING, Harness

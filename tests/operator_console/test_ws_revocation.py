@@ -13,7 +13,7 @@ from aiohttp import ClientWebSocketResponse, WSMsgType
 from sqlalchemy import delete, func, select
 from sqlmodel import col
 
-from dispatch.models import Event
+from eventlog.models import Event
 from operator_console import ws as ws_module
 from operator_console.models import LoginSession
 from tests.conftest import Harness

@@ -8,9 +8,9 @@ from collections.abc import AsyncIterator
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from eventlog.db import make_engine, make_sessionmaker
 from operator_console.migrate import upgrade
 from registry import repository as repo
-from registry.db import make_engine, make_sessionmaker
 from registry.demo import generate
 from registry.models import Role, User
 

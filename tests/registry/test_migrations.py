@@ -11,8 +11,8 @@ from alembic import command
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import IntegrityError
 
+from eventlog.db import sync_url
 from operator_console.migrate import alembic_config, upgrade
-from registry.db import sync_url
 
 
 async def test_given_head_when_autogenerate_compares_then_models_and_schema_agree(

@@ -11,7 +11,7 @@ import sqlmodel.sql.sqltypes
 from alembic import op
 
 
-import registry.db
+import eventlog.db
 
 revision = '0001'
 down_revision = None
@@ -27,7 +27,7 @@ def upgrade() -> None:
     sa.Column('username', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
     sa.Column('resident_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('reason', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
-    sa.Column('at', registry.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('at', eventlog.db.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id')
     )
     with op.batch_alter_table('access_log', schema=None) as batch_op:
@@ -38,7 +38,7 @@ def upgrade() -> None:
     sa.Column('name', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
     sa.Column('subject', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
     sa.Column('subject_id', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
-    sa.Column('occurred_at', registry.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('occurred_at', eventlog.db.UTCDateTime(timezone=True), nullable=False),
     sa.Column('actor', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
     sa.Column('data', sa.JSON().with_variant(sa.JSON(none_as_null=True), 'postgresql'), nullable=True),
     sa.PrimaryKeyConstraint('seq')
@@ -81,7 +81,7 @@ def upgrade() -> None:
     sa.Column('contract_status', sa.String(length=32), nullable=False),
     sa.Column('contract_start', sa.Date(), nullable=True),
     sa.Column('contract_end', sa.Date(), nullable=True),
-    sa.Column('created_at', registry.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', eventlog.db.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['grid_code'], ['grid.code'], ),
     sa.PrimaryKeyConstraint('id')
     )
@@ -108,7 +108,7 @@ def upgrade() -> None:
     sa.Column('language', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
     sa.Column('status', sa.String(length=32), nullable=False),
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
-    sa.Column('created_at', registry.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', eventlog.db.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['grid_code'], ['grid.code'], ),
     sa.PrimaryKeyConstraint('id')
     )
@@ -125,10 +125,10 @@ def upgrade() -> None:
     sa.Column('offer_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
     sa.Column('operator_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
     sa.Column('emergency', sa.Boolean(), nullable=False),
-    sa.Column('started_at', registry.db.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('queued_at', registry.db.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('answered_at', registry.db.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('ended_at', registry.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('started_at', eventlog.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('queued_at', eventlog.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('answered_at', eventlog.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('ended_at', eventlog.db.UTCDateTime(timezone=True), nullable=True),
     sa.Column('cause', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=True),
     sa.Column('version', sa.Integer(), nullable=False),
     sa.ForeignKeyConstraint(['resident_id'], ['resident.id'], ),
@@ -180,18 +180,18 @@ def upgrade() -> None:
     sa.Column('state', sa.String(length=32), nullable=False),
     sa.Column('escalated', sa.Boolean(), nullable=False),
     sa.Column('escalation_reason', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=True),
-    sa.Column('deadline_at', registry.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('deadline_at', eventlog.db.UTCDateTime(timezone=True), nullable=True),
     sa.Column('plan', sa.JSON().with_variant(sa.JSON(none_as_null=True), 'postgresql'), nullable=True),
     sa.Column('merchant_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
     sa.Column('code_word', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
     sa.Column('rating', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=True),
     sa.Column('survey_attempts', sa.Integer(), nullable=False),
     sa.Column('created_by', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
-    sa.Column('created_at', registry.db.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('accepted_at', registry.db.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('completed_at', registry.db.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('rated_at', registry.db.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('closed_at', registry.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('created_at', eventlog.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('accepted_at', eventlog.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('completed_at', eventlog.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('rated_at', eventlog.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('closed_at', eventlog.db.UTCDateTime(timezone=True), nullable=True),
     sa.Column('version', sa.Integer(), nullable=False),
     sa.ForeignKeyConstraint(['category_code'], ['service_category.code'], ),
     sa.ForeignKeyConstraint(['merchant_id'], ['merchant.id'], ),
@@ -217,8 +217,8 @@ def upgrade() -> None:
     sa.Column('token_hash', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
     sa.Column('user_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('csrf', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
-    sa.Column('created_at', registry.db.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('expires_at', registry.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', eventlog.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('expires_at', eventlog.db.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['user_id'], ['user.id'], ),
     sa.PrimaryKeyConstraint('token_hash')
     )
@@ -233,9 +233,9 @@ def upgrade() -> None:
     sa.Column('state', sa.String(length=32), nullable=False),
     sa.Column('call_ref', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
     sa.Column('phone', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
-    sa.Column('placed_at', registry.db.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('expires_at', registry.db.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('decided_at', registry.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('placed_at', eventlog.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('expires_at', eventlog.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('decided_at', eventlog.db.UTCDateTime(timezone=True), nullable=True),
     sa.Column('version', sa.Integer(), nullable=False),
     sa.ForeignKeyConstraint(['merchant_id'], ['merchant.id'], ),
     sa.ForeignKeyConstraint(['ticket_id'], ['ticket.id'], ),
@@ -249,7 +249,7 @@ def upgrade() -> None:
     sa.Column('state', sa.String(length=32), nullable=False),
     sa.Column('reason', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
     sa.Column('call_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
-    sa.Column('since', registry.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('since', eventlog.db.UTCDateTime(timezone=True), nullable=False),
     sa.Column('version', sa.Integer(), nullable=False),
     sa.ForeignKeyConstraint(['user_id'], ['user.id'], ),
     sa.PrimaryKeyConstraint('user_id')

@@ -15,7 +15,7 @@ import sqlmodel.sql.sqltypes
 from alembic import op
 
 
-import registry.db
+import eventlog.db
 
 revision = '0002'
 down_revision = '0001'
@@ -39,7 +39,7 @@ def upgrade() -> None:
     sa.Column('signed_by', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
     sa.Column('note', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
     sa.Column('by', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
-    sa.Column('at', registry.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('at', eventlog.db.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['merchant_id'], ['merchant.id'], ),
     sa.PrimaryKeyConstraint('id')
     )
@@ -53,7 +53,7 @@ def upgrade() -> None:
     sa.Column('to_status', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
     sa.Column('reason', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
     sa.Column('by', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
-    sa.Column('at', registry.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('at', eventlog.db.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['resident_id'], ['resident.id'], ),
     sa.PrimaryKeyConstraint('id')
     )
@@ -84,7 +84,7 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('preferred_merchants', sa.JSON().with_variant(sa.JSON(none_as_null=True), 'postgresql'), nullable=True))
         batch_op.add_column(sa.Column('name_pinyin', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False, server_default=''))
         batch_op.add_column(sa.Column('name_initials', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False, server_default=''))
-        batch_op.add_column(sa.Column('updated_at', registry.db.UTCDateTime(timezone=True), nullable=False, server_default=sa.func.now()))
+        batch_op.add_column(sa.Column('updated_at', eventlog.db.UTCDateTime(timezone=True), nullable=False, server_default=sa.func.now()))
         batch_op.add_column(sa.Column('revision', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False, server_default='0'))
         batch_op.create_index('ix_resident_name_initials', ['name_initials'], unique=False)
         batch_op.create_index('ix_resident_name_pinyin', ['name_pinyin'], unique=False)

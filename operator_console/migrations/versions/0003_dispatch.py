@@ -8,7 +8,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-import registry.db
+import eventlog.db
 
 revision = "0003"
 down_revision = "0002"
@@ -29,7 +29,7 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("repeat_of", BigId, nullable=True))
         batch_op.add_column(sa.Column("rated_by", sa.String(length=16), nullable=True))
         batch_op.add_column(
-            sa.Column("arrived_at", registry.db.UTCDateTime(timezone=True), nullable=True)
+            sa.Column("arrived_at", eventlog.db.UTCDateTime(timezone=True), nullable=True)
         )
         batch_op.create_index("ix_ticket_resident_category", ["resident_id", "category_code"])
         batch_op.create_index("ix_ticket_merchant_rated", ["merchant_id", "rated_at"])

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 import sqlmodel.sql.sqltypes
 from alembic import op
 
-import registry.db
+import eventlog.db
 
 revision = '0004'
 down_revision = '0003'
@@ -24,8 +24,8 @@ def upgrade() -> None:
     sa.Column('merchant_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('phone_hash', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
     sa.Column('code_hash', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
-    sa.Column('created_at', registry.db.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('expires_at', registry.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', eventlog.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('expires_at', eventlog.db.UTCDateTime(timezone=True), nullable=False),
     sa.Column('attempts', sa.Integer(), nullable=False),
     sa.Column('used', sa.Boolean(), nullable=False),
     sa.ForeignKeyConstraint(['merchant_id'], ['merchant.id'], ),

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 import sqlmodel.sql.sqltypes
 from alembic import op
 
-import registry.db
+import eventlog.db
 
 revision = "0005"
 down_revision = "0004"
@@ -21,7 +21,7 @@ def upgrade() -> None:
     op.create_table(
         "timer",
         sa.Column("key", sqlmodel.sql.sqltypes.AutoString(length=128), nullable=False),
-        sa.Column("fire_at", registry.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("fire_at", eventlog.db.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("key"),
     )
     with op.batch_alter_table("timer", schema=None) as batch_op:

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 import sqlmodel.sql.sqltypes
 from alembic import op
 
-import registry.db
+import eventlog.db
 
 revision = "0006_merchantcode"
 down_revision = "0005"
@@ -39,7 +39,7 @@ def upgrade() -> None:
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("phone_hash", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
         sa.Column("client_hash", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
-        sa.Column("created_at", registry.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", eventlog.db.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id"),
     )
     with op.batch_alter_table("merchant_login_request", schema=None) as batch_op:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-import registry.db
+import eventlog.db
 
 revision = "0007_hold"
 down_revision = "0006_merchantcode"
@@ -19,7 +19,7 @@ depends_on = None
 def upgrade() -> None:
     with op.batch_alter_table("call", schema=None) as batch_op:
         batch_op.add_column(
-            sa.Column("held_at", registry.db.UTCDateTime(timezone=True), nullable=True)
+            sa.Column("held_at", eventlog.db.UTCDateTime(timezone=True), nullable=True)
         )
 
 

@@ -33,7 +33,7 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from alembic import op
 
-import registry.db
+import eventlog.db
 
 revision = "0009_one_phone_one_resident"
 down_revision = "0008_flow_keys"
@@ -76,9 +76,9 @@ def _one_holder_each() -> None:
         sa.column("name", sa.String),
         sa.column("subject", sa.String),
         sa.column("subject_id", sa.String),
-        sa.column("occurred_at", registry.db.UTCDateTime(timezone=True)),
+        sa.column("occurred_at", eventlog.db.UTCDateTime(timezone=True)),
         sa.column("actor", sa.String),
-        sa.column("data", registry.db.JSONType),
+        sa.column("data", eventlog.db.JSONType),
     )
     conn.execute(
         event.insert(),

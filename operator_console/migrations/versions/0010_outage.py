@@ -8,7 +8,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-import registry.db
+import eventlog.db
 
 revision = "0010_outage"
 down_revision = "0009_one_phone_one_resident"
@@ -19,7 +19,7 @@ depends_on = None
 def upgrade() -> None:
     with op.batch_alter_table("call", schema=None) as batch_op:
         batch_op.add_column(
-            sa.Column("dialed_at", registry.db.UTCDateTime(timezone=True), nullable=True)
+            sa.Column("dialed_at", eventlog.db.UTCDateTime(timezone=True), nullable=True)
         )
     # Outbound calls from before this column were all handed to the backend: marked dialed,
     # or the first start after the upgrade would place them a second time.

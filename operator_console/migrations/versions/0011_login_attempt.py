@@ -9,7 +9,7 @@ import sqlalchemy as sa
 import sqlmodel.sql.sqltypes
 from alembic import op
 
-import registry.db
+import eventlog.db
 
 revision = '0011_login_attempt'
 down_revision = '0010_outage'
@@ -24,7 +24,7 @@ def upgrade() -> None:
     sa.Column('username', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
     sa.Column('user_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
     sa.Column('client', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
-    sa.Column('at', registry.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('at', eventlog.db.UTCDateTime(timezone=True), nullable=False),
     sa.Column('outcome', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
     sa.Column('counts', sa.Boolean(), nullable=False),
     sa.PrimaryKeyConstraint('id')

@@ -1,7 +1,7 @@
-"""The event log and the unit of work that writes it with every state change.
+"""The unit of work that writes the event log with every state change, and its reads.
 
-A `UnitOfWork` is one transaction: state rows and the events that describe them commit
-together, then the events are published to in-process subscribers (WebSocket clients).
+A `Tx` is one transaction: state rows and the events that describe them commit
+together, then the events are published on the `EventBus` (listeners, WebSocket clients).
 Writers in one process are serialized by a lock so that `seq` order is commit order and
 a client resuming with `since=seq` never misses an event.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -19,8 +19,9 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import col
 
-from dispatch.clock import Clock
-from dispatch.models import Event
+from eventlog.bus import EventBus
+from eventlog.clock import Clock
+from eventlog.models import Event
 
 log = logging.getLogger(__name__)
 
@@ -39,44 +40,6 @@ def event_public(event: Event) -> dict[str, Any]:
         "actor": event.actor,
         "data": event.data,
     }
-
-
-class EventBus:
-    """In-process fan-out of committed events to subscribers."""
-
-    def __init__(self, *, queue_size: int = 10_000) -> None:
-        self._subscribers: set[asyncio.Queue[dict[str, Any] | None]] = set()
-        self._queue_size = queue_size
-
-    def subscribe(self) -> asyncio.Queue[dict[str, Any] | None]:
-        """A queue that receives every event published from now on."""
-        queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(self._queue_size)
-        self._subscribers.add(queue)
-        return queue
-
-    def unsubscribe(self, queue: asyncio.Queue[dict[str, Any] | None]) -> None:
-        """Stop delivering to a queue."""
-        self._subscribers.discard(queue)
-
-    def publish(self, events: Sequence[dict[str, Any]]) -> None:
-        """Deliver events; a subscriber too slow to keep up is cut off (it resumes by seq)."""
-        for queue in list(self._subscribers):
-            for event in events:
-                try:
-                    queue.put_nowait(event)
-                except asyncio.QueueFull:
-                    log.warning("event subscriber overflowed at seq %s; dropping it", event["seq"])
-                    self._subscribers.discard(queue)
-                    queue.get_nowait()  # make room for the end-of-stream marker
-                    queue.put_nowait(None)
-                    break
-
-    def close(self) -> None:
-        """Tell every subscriber the stream ends."""
-        for queue in list(self._subscribers):
-            with contextlib.suppress(asyncio.QueueFull):
-                queue.put_nowait(None)
-        self._subscribers.clear()
 
 
 class Tx:
