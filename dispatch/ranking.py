@@ -3,6 +3,10 @@
 
 The pure ranking itself (distance, load, acceptance, rating, preference, fair rotation)
 is `dispatch.matching`; this module reads what it needs.
+
+The merchant index follows the registry's events on the bus
+(`registry.usecases.MERCHANT_INDEX_EVENTS`: a merchant, its contract, a grid, the catalog
+or an import changed): it is read again by the next ranking, whoever made the change.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from dispatch.stats import StatsCache
 from registry import models as registry_models
 from registry import repository as repo
 from registry.models import Merchant, MerchantService, Resident
+from registry.usecases import MERCHANT_INDEX_EVENTS, MERCHANT_INDEX_SUBJECTS
 
 
 class Ranking:
@@ -32,10 +37,18 @@ class Ranking:
         self.stats = stats
         self._index: MatchIndex | None = None
         self._index_at: datetime | None = None
+        #: moves on every invalidation: an index read while it moved is used once, not kept
+        self._generation = 0
+        core.store.bus.listen(self._follow, subjects=MERCHANT_INDEX_SUBJECTS)
+
+    def _follow(self, event: dict[str, Any]) -> None:
+        if event["name"] in MERCHANT_INDEX_EVENTS:
+            self.invalidate_merchants()
 
     def invalidate_merchants(self) -> None:
-        """Forget the merchant index (call after merchants or their services change)."""
+        """Forget the merchant index (the bus calls it after a registry change)."""
         self._index = None
+        self._generation += 1
 
     async def merchant_index(self, session: Any) -> MatchIndex:
         """The in-memory index of merchants, read again after `index_ttl_s` or a change."""
@@ -46,6 +59,7 @@ class Ranking:
             and (now - self._index_at).total_seconds() < self.core.config.index_ttl_s
         ):
             return self._index
+        generation = self._generation
         merchants = (await session.execute(select(Merchant))).scalars().all()
         categories: dict[int, list[str]] = {}
         for merchant_id, code in await session.execute(
@@ -54,9 +68,10 @@ class Ranking:
             categories.setdefault(merchant_id, []).append(code)
         for m in merchants:
             session.expunge(m)
-        self._index = MatchIndex((m, categories.get(m.id or 0, [])) for m in merchants)
-        self._index_at = now
-        return self._index
+        index = MatchIndex((m, categories.get(m.id or 0, [])) for m in merchants)
+        if generation == self._generation:
+            self._index, self._index_at = index, now
+        return index
 
     async def loads(self, session: Any) -> dict[int, int]:
         """How many active tickets each merchant holds."""

@@ -1,10 +1,11 @@
 """Admin endpoints the registry API did not have: grids, console logins and their roles,
 and the contract overview.
 
-Writes follow `registry_api`: one unit of work with an event-log entry (ids and field
-names, never personal data), 422 / 409 naming the field, optional `version` against stale
-edits. Passwords are argon2-hashed (`auth.hash_password`); a disabled login or a reset
-password ends that user's sessions at once.
+Writes follow `registry_api`: the handler calls a registry use case (`registry.usecases`:
+one unit of work with its events, ids and field names, never personal data) and renders;
+422 / 409 name the field, optional `version` against stale edits. Passwords are
+argon2-hashed (`auth.hash_password`) before the use case; a disabled login or a reset
+password ends that user's sessions at once (the console's part, given to the use case).
 """
 
 from __future__ import annotations
@@ -33,17 +34,10 @@ from operator_console.api import (
 )
 from operator_console.models import LoginAttempt, LoginSession
 from operator_console.password_login import OK, attempt_public
-from operator_console.registry_api import (
-    ADMINS,
-    FieldConflict,
-    FieldInvalid,
-    check_version,
-    registry_errors,
-    search_index_key,
-    version_of,
-)
+from operator_console.registry_api import ADMINS, registry_errors
 from operator_console.ws import revoke
 from registry import repository as repo
+from registry import usecases
 from registry.models import Grid, Merchant, Role, User
 from registry.schemas import DbId, GridIn, Strict
 
@@ -64,8 +58,7 @@ class GridPatch(Strict):
 
 def grid_public(grid: Grid) -> dict[str, Any]:
     """A grid with its version."""
-    out = {"code": grid.code, "name": grid.name, "community": grid.community}
-    return out | {"version": version_of(out)}
+    return usecases.grid_record(grid) | {"version": usecases.grid_version(grid)}
 
 
 @API.route("GET", "/grids", summary="Every grid", roles=("operator",), tag="registry")
@@ -88,13 +81,9 @@ async def create_grid(request: web.Request) -> web.Response:
     """A new grid."""
     user = need(request, *ADMINS)
     data = await body(request, GridIn)
-    async with services(request).store.tx() as tx, registry_errors():
-        grid = await repo.save_grid(tx.session, data=data, create=True)
-        tx.emit("grid.created", "grid", grid.code, actor=user.username)
-        out = grid_public(grid)
-    _grid_changed(request, grid)
-    log.info("grid %s added by %s", grid.code, user.username)
-    return ok(out, status=201)
+    async with registry_errors():
+        grid = await usecases.create_grid(services(request).store, data=data, actor=user.username)
+    return ok(grid_public(grid), status=201)
 
 
 @API.route(
@@ -110,28 +99,16 @@ async def update_grid(request: web.Request) -> web.Response:
     user = need(request, *ADMINS)
     code = request.match_info["code"][:32]
     patch = await body(request, GridPatch)
-    async with services(request).store.tx() as tx, registry_errors():
-        grid = await tx.session.get(Grid, code)
-        if grid is None:
-            raise repo.NotFound("grid", code)
-        check_version(patch.version, grid_public(grid)["version"])
-        data = GridIn(
+    async with registry_errors():
+        grid = await usecases.update_grid(
+            services(request).store,
             code=code,
-            name=patch.name if patch.name is not None else grid.name,
-            community=patch.community if patch.community is not None else grid.community,
+            name=patch.name,
+            community=patch.community,
+            version=patch.version,
+            actor=user.username,
         )
-        grid = await repo.save_grid(tx.session, data=data, create=False)
-        tx.emit("grid.updated", "grid", code, actor=user.username)
-        out = grid_public(grid)
-    _grid_changed(request, grid)
-    log.info("grid %s changed by %s", code, user.username)
-    return ok(out)
-
-
-def _grid_changed(request: web.Request, grid: Grid) -> None:
-    # search shows grid names and finds residents by them; matching looks at grids
-    request.app[search_index_key].grid_names[grid.code] = grid.name
-    services(request).dispatch.ranking.invalidate_merchants()
+    return ok(grid_public(grid))
 
 
 # -- contracts --
@@ -189,22 +166,9 @@ class PasswordIn(Strict):
     password: str = Field(min_length=8, max_length=256)
 
 
-def _check_merchant_link(role: Role, merchant_id: int | None) -> None:
-    if role == Role.MERCHANT and merchant_id is None:
-        raise ValueError("a merchant login needs merchant_id")
-    if role != Role.MERCHANT and merchant_id is not None:
-        raise ValueError("only a merchant login has a merchant_id")
-
-
 def user_public(user: User) -> dict[str, Any]:
     """A login as the admin page shows it (never the hash)."""
-    out = auth.user_public(user) | {"active": user.active}
-    return out | {"version": version_of(out)}
-
-
-async def _merchant_exists(session: Any, merchant_id: int | None) -> None:
-    if merchant_id is not None and await session.get(Merchant, merchant_id) is None:
-        raise FieldInvalid(f"unknown merchant {merchant_id}", "merchant_id")
+    return usecases.user_record(user) | {"version": usecases.user_version(user)}
 
 
 async def _end_sessions(
@@ -221,13 +185,6 @@ async def _end_sessions(
     if keep is not None:
         where.append(col(LoginSession.token_hash) != auth.digest(keep))
     await session.execute(delete(LoginSession).where(*where))
-
-
-async def _get_user(session: Any, user_id: int) -> User:
-    user = await session.get(User, user_id)
-    if user is None:
-        raise repo.NotFound("user", user_id)
-    return user
 
 
 @API.route(
@@ -252,7 +209,11 @@ async def get_user(request: web.Request) -> web.Response:
     """One login."""
     need(request, *SUPERVISORS)
     async with services(request).store.read() as session:
-        return ok(user_public(await _get_user(session, int_param(request, "user_id"))))
+        user_id = int_param(request, "user_id")
+        user = await session.get(User, user_id)
+        if user is None:
+            raise repo.NotFound("user", user_id)
+        return ok(user_public(user))
 
 
 @API.route(
@@ -268,32 +229,17 @@ async def create_user(request: web.Request) -> web.Response:
     admin = need(request, *ADMINS)
     data = await body(request, UserIn)
     hashed = await auth.hash_password_async(data.password)
-    async with services(request).store.tx() as tx:
-        taken = (
-            await tx.session.execute(
-                select(col(User.id)).where(col(User.username) == data.username)
-            )
-        ).first()
-        if taken is not None:
-            raise FieldConflict(f"username {data.username} is taken", "username")
-        try:
-            _check_merchant_link(data.role, data.merchant_id)
-        except ValueError as exc:
-            raise FieldInvalid(str(exc), "merchant_id") from exc
-        await _merchant_exists(tx.session, data.merchant_id)
-        user = User(
+    async with registry_errors():
+        user = await usecases.create_user(
+            services(request).store,
             username=data.username,
             display_name=data.display_name,
-            password_hash=hashed,
             role=data.role,
             merchant_id=data.merchant_id,
+            password_hash=hashed,
+            actor=admin.username,
         )
-        tx.session.add(user)
-        await tx.session.flush()
-        tx.emit("user.created", "user", user.id, actor=admin.username, role=data.role.value)
-        out = user_public(user)
-    log.info("user %s (%s) added by %s", user.id, data.role.value, admin.username)
-    return ok(out, status=201)
+    return ok(user_public(user), status=201)
 
 
 @API.route(
@@ -310,41 +256,20 @@ async def update_user(request: web.Request) -> web.Response:
     user_id = int_param(request, "user_id")
     patch = await body(request, UserPatch)
     given = patch.model_dump(exclude_unset=True, exclude={"version"})
-    async with services(request).store.tx() as tx:
-        user = await _get_user(tx.session, user_id)
-        check_version(patch.version, user_public(user)["version"])
-        if user.id == admin.id and given.get("active") is False:
-            raise FieldInvalid("you cannot disable your own login", "active")
-        if user.id == admin.id and given.get("role", user.role) != user.role:
-            raise FieldInvalid("you cannot change your own role", "role")
-        role = Role(given.get("role", user.role))
-        merchant_id = given.get("merchant_id", user.merchant_id)
-        if role != Role.MERCHANT and "merchant_id" not in given:
-            merchant_id = None  # a login that stops being a merchant drops the link
-        try:
-            _check_merchant_link(role, merchant_id)
-        except ValueError as exc:
-            raise FieldInvalid(str(exc), "merchant_id") from exc
-        await _merchant_exists(tx.session, merchant_id)
-        changed = []
-        for key, value in (
-            ("display_name", given.get("display_name", user.display_name)),
-            ("role", role),
-            ("merchant_id", merchant_id),
-            ("active", given.get("active", user.active)),
-        ):
-            if getattr(user, key) != value:
-                setattr(user, key, value)
-                changed.append(key)
-        if changed:
-            assert user.id is not None
-            if ("active" in changed and not user.active) or "role" in changed:
-                await _end_sessions(request, tx.session, user.id)
-            tx.emit("user.updated", "user", user.id, actor=admin.username, changed=changed)
-        await tx.session.flush()
-        out = user_public(user) | {"changed": changed}
-    log.info("user %s changed by %s: %s", user_id, admin.username, ",".join(changed))
-    return ok(out)
+
+    async def end_sessions(session: Any, user_id: int) -> None:
+        await _end_sessions(request, session, user_id)
+
+    async with registry_errors():
+        user, changed = await usecases.update_user(
+            services(request).store,
+            user_id=user_id,
+            changes=given,
+            version=patch.version,
+            admin=admin,
+            end_sessions=end_sessions,
+        )
+    return ok(user_public(user) | {"changed": changed})
 
 
 @API.route(
@@ -362,19 +287,21 @@ async def reset_password(request: web.Request) -> web.Response:
     data = await body(request, PasswordIn)
     hashed = await auth.hash_password_async(data.password)
     own = user_id == admin.id
-    async with services(request).store.tx() as tx:
-        user = await _get_user(tx.session, user_id)
-        user.password_hash = hashed
+
+    async def end_sessions(session: Any, user_id: int) -> None:
         # every session of the login ends; an admin resetting their own keeps this one
-        await _end_sessions(request, tx.session, user_id, keep=request[TOKEN] if own else None)
-        tx.emit("user.password_reset", "user", user_id, actor=admin.username)
-        await tx.session.flush()
-        out = user_public(user)
-        username = user.username
+        await _end_sessions(request, session, user_id, keep=request[TOKEN] if own else None)
+
+    user = await usecases.set_password(
+        services(request).store,
+        user_id=user_id,
+        password_hash=hashed,
+        actor=admin.username,
+        end_sessions=end_sessions,
+    )
     # the new password starts with a clean slate: earlier failures stop counting
-    await request.app[password_login_key].clear(username)
-    log.info("user %s password reset by %s", user_id, admin.username)
-    return ok(out)
+    await request.app[password_login_key].clear(user.username)
+    return ok(user_public(user))
 
 
 # -- failed logins --

@@ -80,7 +80,7 @@ async def _import(settings: Settings, kind: str, path: Path, dry_run: bool) -> i
     from eventlog.db import engine_context, make_sessionmaker
     from eventlog.store import Store
     from operator_console.migrate import upgrade
-    from operator_console.registry_api import run_import
+    from registry.usecases import run_import
 
     try:
         data = await asyncio.to_thread(path.read_bytes)

@@ -1,22 +1,21 @@
 """Registry endpoints on the shared `API` table: import / export for the console's upload
 page, resident and merchant editing, contracts, the service catalog and the access log.
 
-Registry errors (`registry.repository.Invalid`, `Duplicate`) are translated here into the
-API's own 422 / 409 errors, with the field at fault in `details` so a form can show the
-message next to it. Every write is one unit of work: the rows and an event-log entry
-(ids and changed field names only, never personal data) commit together. An edit may
-carry the `version` it was made from; a record changed since then is refused with 409.
+Handlers parse, authorise, call a registry use case (`registry.usecases`: one unit of
+work whose rows and events commit together) and render. Registry errors
+(`registry.repository.Invalid`, `Duplicate`, `registry.usecases.StaleVersion`) are
+translated here into the API's own 422 / 409 errors, with the field at fault in `details`
+so a form can show the message next to it. An edit may carry the `version` it was made
+from; a record changed since then is refused with 409. Matching and the search index
+follow the use cases' events on the bus; no handler tells them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import json
 import logging
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -24,14 +23,12 @@ from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 from pydantic import BaseModel, Field
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from dispatch.errors import Conflict, Invalid
-from eventlog.store import Store, Tx
 from operator_console.api import API, STAFF, body, int_param, need, ok, query_int, services
 from operator_console.errors import FieldInvalid
-from registry import exporting, importing
+from registry import exporting, importing, usecases
 from registry import repository as repo
 from registry.models import Merchant, Role, ServiceCategory, User
 from registry.schemas import CategoryIn, ContractIn, MerchantIn, ResidentIn
@@ -54,6 +51,8 @@ def setup(app: web.Application) -> None:
 async def _warm_index(app: web.Application) -> AsyncIterator[None]:
     index = app[search_index_key]
     store = services_of(app).store
+    # grid names shown in search results follow the registry's grid events
+    stop_following = store.bus.listen(index.follow, subjects=("grid",))
 
     async def warm() -> None:
         async with store.read() as session:
@@ -61,6 +60,7 @@ async def _warm_index(app: web.Application) -> AsyncIterator[None]:
 
     task = asyncio.create_task(warm(), name="search-index-warm")
     yield
+    stop_following()
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError, Exception):
         await task
@@ -86,6 +86,8 @@ async def registry_errors() -> AsyncIterator[None]:
     """Registry rule violations as API errors: 409 for duplicates, 422 otherwise."""
     try:
         yield
+    except usecases.StaleVersion as exc:
+        raise FieldConflict(str(exc), "version", current=exc.current) from exc
     except repo.PhoneTaken as exc:
         raise FieldConflict(
             f"{exc}: a number belongs to one resident; "
@@ -100,22 +102,6 @@ async def registry_errors() -> AsyncIterator[None]:
         raise FieldInvalid(str(exc), exc.field) from exc
 
 
-def version_of(values: Any) -> str:
-    """A short fingerprint of a record as shown: an edit made from it sends it back."""
-    text = json.dumps(values, sort_keys=True, ensure_ascii=False, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def check_version(sent: Any, current: str) -> None:
-    """Refuse an edit made from an older copy of the record (409 on `version`)."""
-    if sent is not None and str(sent) != current:
-        raise FieldConflict(
-            "someone changed this record after you opened it; reload it and edit again",
-            "version",
-            current=current,
-        )
-
-
 async def search(request: web.Request, query: str, user: User, limit: int = 20) -> list[Any]:
     """Search residents for the console; the residents shown go to the access log."""
     index = request.app[search_index_key]
@@ -128,89 +114,6 @@ async def search(request: web.Request, query: str, user: User, limit: int = 20) 
 
 
 # -- import / export --
-async def run_import(
-    store: Store,
-    *,
-    kind: str,
-    name: str,
-    data: bytes,
-    dry_run: bool,
-    actor: str,
-    source: str,
-    should_stop: Callable[[], bool] | None = None,
-) -> tuple[importing.ImportReport, str | None]:
-    """One file as one unit of work: the rows and one `registry.imported` event commit
-    together. The event carries counts, the file's SHA-256 and the import id, never a
-    row's contents nor the file name (offices name files after people); a resident who
-    moved out or died and whose number a row now holds gets a `resident.updated` event.
-    A dry run or a bad file writes nothing. Returns the report and the import id of a
-    committed run; `importing.Stopped` when `should_stop` said so (nothing written).
-
-    A residents file is checked and staged on sessions of its own without the write lock
-    (they never write the registry before the final step, so `Store.busy` need not count
-    them); the lock is held only for the final, set-based write (`registry.bulk`).
-    Merchants files are small and run in one ordinary unit of work.
-    """
-    import_id = uuid.uuid4().hex[:16]
-    unit: Tx | None = None
-
-    async def record(report: importing.ImportReport) -> None:
-        assert unit is not None
-        unit.emit(
-            "registry.imported",
-            "import",
-            import_id,
-            actor=actor,
-            source=source,
-            file_sha256=hashlib.sha256(data).hexdigest(),
-            **report.summary(),
-        )
-        for resident_id, taken_by in report.released:
-            unit.emit(
-                "resident.updated",
-                "resident",
-                resident_id,
-                actor=actor,
-                changed=["phones"],
-                reason="phone_taken",
-                taken_by=taken_by,
-            )
-
-    if kind == "merchants":
-        async with store.tx() as unit:
-            report = await importing.import_merchants(
-                unit.session,
-                name=name,
-                data=data,
-                dry_run=dry_run,
-                actor=actor,
-                before_commit=record,
-                should_stop=should_stop,
-            )
-        return report, import_id if report.committed else None
-
-    @contextlib.asynccontextmanager
-    async def final(
-        session: AsyncSession, waiting: Callable[[], Awaitable[None]] | None
-    ) -> AsyncIterator[None]:
-        nonlocal unit
-        async with store.tx(session=session, waiting=waiting) as unit:
-            yield
-
-    async with store.sessions() as session:
-        report = await importing.import_residents(
-            session,
-            name=name,
-            data=data,
-            dry_run=dry_run,
-            actor=actor,
-            before_commit=record,
-            final=final,
-            should_stop=should_stop,
-        )
-    return report, import_id if report.committed else None
-
-
 async def read_upload(request: web.Request) -> tuple[str, bytes, bool]:
     """The multipart upload, read as a stream: its file name and bytes, and `dry_run`.
 
@@ -275,7 +178,7 @@ async def import_file(request: web.Request) -> web.Response:
         return transport is None or transport.is_closing()
 
     try:
-        report, import_id = await run_import(
+        report, import_id = await usecases.run_import(
             services(request).store,
             kind=kind,
             name=filename,
@@ -294,8 +197,6 @@ async def import_file(request: web.Request) -> web.Response:
             f"{len(report.errors)} bad rows; nothing was imported",
             report.public(),
         )
-    # matching keeps an index of merchants; it must see this change at once
-    services(request).dispatch.ranking.invalidate_merchants()
     return ok(report.public() | {"import_id": import_id})
 
 
@@ -362,25 +263,6 @@ def refuse_shared(flag: object) -> None:
         )
 
 
-def phones_released(tx: Any, released: list[int], *, taken_by: int, actor: str) -> None:
-    """An event for each resident (moved out or died) whose number another one now holds."""
-    for rid in released:
-        tx.emit(
-            "resident.updated",
-            "resident",
-            rid,
-            actor=actor,
-            changed=["phones"],
-            reason="phone_taken",
-            taken_by=taken_by,
-        )
-
-
-def resident_version(card: dict[str, Any]) -> str:
-    """A resident's version: the registry revision of its last change."""
-    return str(card.get("revision", ""))
-
-
 @API.route(
     "POST",
     "/residents",
@@ -395,20 +277,10 @@ async def create_resident(request: web.Request) -> web.Response:
     given = await body(request, ResidentCreate)
     refuse_shared(given.allow_shared_phones)
     data = ResidentIn.model_validate(given.model_dump(exclude={"allow_shared_phones"}))
-    async with services(request).store.tx() as tx, registry_errors():
-        session = tx.session
-        # one phone, one resident: 409 when a number is another active resident's
-        released = await repo.claim_phones(
-            session, numbers=[p.number for p in data.phones], resident_id=None
-        )
-        resident, changes = await repo.save_resident(session, data=data, actor=user.username)
-        assert resident.id is not None
-        tx.emit("resident.created", "resident", resident.id, actor=user.username, changed=changes)
-        phones_released(tx, released, taken_by=resident.id, actor=user.username)
-        card = await repo.resident_card(session, resident_id=resident.id, user=user, reason="edit")
-    card["version"] = resident_version(card)
-    log.info("resident %s registered by %s", resident.id, user.username)
-    return ok(card, status=201)
+    # one phone, one resident: 409 when a number is another active resident's
+    async with registry_errors():
+        saved = await usecases.create_resident(services(request).store, data=data, user=user)
+    return ok(saved.card, status=201)
 
 
 @API.route(
@@ -426,48 +298,22 @@ async def update_resident(request: web.Request) -> web.Response:
     patch = (await body(request, Patch)).model_dump()
     sent_version = patch.pop("version", None)
     refuse_shared(patch.pop("allow_shared_phones", False))
-    async with services(request).store.tx() as tx, registry_errors():
-        session = tx.session
-        resident = await repo.get_resident(session, resident_id=resident_id)
-        check_version(sent_version, str(resident.revision))
-        current = await repo.resident_input(session, resident=resident)
-        data = ResidentIn.model_validate(current.model_dump(exclude={"status_reason"}) | patch)
-        before = {p.number for p in current.phones}
-        released = await repo.claim_phones(
-            session,
-            numbers=[p.number for p in data.phones if p.number not in before],
+    async with registry_errors():
+        saved = await usecases.update_resident(
+            services(request).store,
             resident_id=resident_id,
+            patch=patch,
+            version=sent_version,
+            user=user,
         )
-        phones_released(tx, released, taken_by=resident_id, actor=user.username)
-        old_status = resident.status.value
-        _, changes = await repo.save_resident(
-            session, data=data, resident_id=resident_id, actor=user.username
-        )
-        if changes:
-            tx.emit(
-                "resident.updated", "resident", resident_id, actor=user.username, changed=changes
-            )
-        if data.status.value != old_status:
-            tx.emit(
-                "resident.status_changed",
-                "resident",
-                resident_id,
-                actor=user.username,
-                from_status=old_status,
-                to_status=data.status.value,
-            )
-        card = await repo.resident_card(session, resident_id=resident_id, user=user, reason="edit")
-    log.info("resident %s changed by %s: %s", resident_id, user.username, ",".join(changes))
-    card["changed"] = changes
-    card["version"] = resident_version(card)
-    return ok(card)
+    return ok(saved.card | {"changed": saved.changed})
 
 
 # -- merchants --
 def merchant_public(merchant: Merchant, data: MerchantIn) -> dict[str, Any]:
     """A merchant for staff, with the version an edit must send back."""
     out = data.model_dump(mode="json")
-    out["version"] = version_of(out)
+    out["version"] = usecases.merchant_version(data)
     out["id"] = merchant.id
     out["hours"] = merchant.hours
     out["holidays"] = merchant.holidays
@@ -541,14 +387,11 @@ async def create_merchant(request: web.Request) -> web.Response:
     """A new merchant."""
     user = need(request, *ADMINS)
     data = await body(request, MerchantIn)
-    async with services(request).store.tx() as tx, registry_errors():
-        merchant, changes = await repo.save_merchant(tx.session, data=data, actor=user.username)
-        tx.emit("merchant.created", "merchant", merchant.id, actor=user.username, changed=changes)
-        out = merchant_public(merchant, data)
-    log.info("merchant %s added by %s", merchant.id, user.username)
-    # matching keeps an index of merchants; it must see this change at once
-    services(request).dispatch.ranking.invalidate_merchants()
-    return ok(out, status=201)
+    async with registry_errors():
+        saved = await usecases.create_merchant(
+            services(request).store, data=data, actor=user.username
+        )
+    return ok(merchant_public(saved.merchant, saved.data), status=201)
 
 
 @API.route(
@@ -565,25 +408,15 @@ async def update_merchant(request: web.Request) -> web.Response:
     merchant_id = int_param(request, "merchant_id")
     patch = (await body(request, MerchantPatch)).model_dump()
     sent_version = patch.pop("version", None)
-    async with services(request).store.tx() as tx, registry_errors():
-        session = tx.session
-        merchant = await repo.get_merchant(session, merchant_id=merchant_id)
-        current = await repo.merchant_input(session, merchant=merchant)
-        check_version(sent_version, version_of(current.model_dump(mode="json")))
-        data = MerchantIn.model_validate(current.model_dump() | patch)
-        merchant, changes = await repo.save_merchant(
-            session, data=data, merchant_id=merchant_id, actor=user.username
+    async with registry_errors():
+        saved = await usecases.update_merchant(
+            services(request).store,
+            merchant_id=merchant_id,
+            patch=patch,
+            version=sent_version,
+            actor=user.username,
         )
-        if changes:
-            tx.emit(
-                "merchant.updated", "merchant", merchant_id, actor=user.username, changed=changes
-            )
-        out = merchant_public(merchant, data)
-    out["changed"] = changes
-    log.info("merchant %s changed by %s: %s", merchant_id, user.username, ",".join(changes))
-    # matching keeps an index of merchants; it must see this change at once
-    services(request).dispatch.ranking.invalidate_merchants()
-    return ok(out)
+    return ok(merchant_public(saved.merchant, saved.data) | {"changed": saved.changed})
 
 
 @API.route(
@@ -599,22 +432,9 @@ async def change_contract(request: web.Request) -> web.Response:
     user = need(request, *ADMINS)
     merchant_id = int_param(request, "merchant_id")
     data = await body(request, ContractIn)
-    async with services(request).store.tx() as tx:
-        merchant = await repo.change_contract(
-            tx.session, merchant_id=merchant_id, contract=data, actor=user.username
-        )
-        tx.emit(
-            "merchant.contract_changed",
-            "merchant",
-            merchant_id,
-            actor=user.username,
-            status=data.status.value,
-            start=data.start.isoformat() if data.start else None,
-            end=data.end.isoformat() if data.end else None,
-        )
-    log.info("merchant %s contract set to %s by %s", merchant_id, data.status.value, user.username)
-    # matching keeps an index of merchants; it must see this change at once
-    services(request).dispatch.ranking.invalidate_merchants()
+    merchant = await usecases.change_contract(
+        services(request).store, merchant_id=merchant_id, contract=data, actor=user.username
+    )
     return ok(
         {
             "id": merchant.id,
@@ -636,7 +456,7 @@ class CategoryPut(CategoryIn):
 def category_public(request: web.Request, category: ServiceCategory) -> dict[str, Any]:
     """A category with its version and the hotline keys that order it (from the flow)."""
     out = category.model_dump(mode="json")
-    out["version"] = version_of(out)
+    out["version"] = usecases.category_version(category)
     out["keypad"] = services(request).dispatch.calls.hotline_keys().get(category.code)
     return out
 
@@ -646,25 +466,15 @@ async def _save_category(
 ) -> tuple[dict[str, Any], bool]:
     user = need(request, *ADMINS)
     category_in = CategoryIn.model_validate(data.model_dump(exclude={"version"}))
-    async with services(request).store.tx() as tx, registry_errors():
-        existing = await tx.session.get(ServiceCategory, data.code)
-        if existing is not None:
-            if create:
-                raise FieldConflict(f"category {data.code} exists already", "code")
-            check_version(data.version, category_public(request, existing)["version"])
-        category = await repo.save_category(tx.session, data=category_in)
-        tx.emit(
-            "category.saved",
-            "category",
-            data.code,
+    async with registry_errors():
+        category, created = await usecases.save_category(
+            services(request).store,
+            data=category_in,
+            version=data.version,
+            create=create,
             actor=user.username,
-            created=existing is None,
         )
-        out = category_public(request, category)
-    log.info("catalog category %s saved by %s", data.code, user.username)
-    # matching keeps an index of merchants; it must see this change at once
-    services(request).dispatch.ranking.invalidate_merchants()
-    return out, existing is None
+    return category_public(request, category), created
 
 
 @API.route(

@@ -159,8 +159,15 @@ class SearchIndex:
         self._by_grid: dict[str, set[int]] = {}
         self._stale: set[int] = set()
         self._seen = 0
+        self._grids_stale = False
         self._lock = asyncio.Lock()
         self.loaded = False
+
+    def follow(self, event: dict[str, Any]) -> None:
+        """A committed event from the bus: a grid's change makes the grid names be read
+        again before the next search (residents follow the registry revision instead)."""
+        if event["subject"] == "grid":
+            self._grids_stale = True
 
     # -- loading --
     async def load(self, session: AsyncSession) -> None:
@@ -173,10 +180,7 @@ class SearchIndex:
         self._by_grid = {}
         for entry in await self._fetch(session, ids=None):
             self._put(entry)
-        self.grid_names = {
-            code: name
-            for code, name in (await session.execute(select(col(Grid.code), col(Grid.name)))).all()
-        }
+        await self._load_grid_names(session)
         self._rebuild()
         self.loaded = True
         log.info(
@@ -184,6 +188,13 @@ class SearchIndex:
             len(self.entries),
             (time.perf_counter() - started) * 1000,
         )
+
+    async def _load_grid_names(self, session: AsyncSession) -> None:
+        self._grids_stale = False  # first: a change racing this read is read again next time
+        self.grid_names = {
+            code: name
+            for code, name in (await session.execute(select(col(Grid.code), col(Grid.name)))).all()
+        }
 
     async def ensure_loaded(self, session: AsyncSession) -> None:
         """Load the index unless that was done already."""
@@ -196,6 +207,8 @@ class SearchIndex:
         if not self.loaded:
             await self.load(session)
             return len(self.entries)
+        if self._grids_stale:
+            await self._load_grid_names(session)
         current = await self._revision(session)
         if current <= self._seen:
             return 0

@@ -494,3 +494,14 @@ async def test_given_an_oversized_body_when_posting_then_it_is_refused_and_nothi
     long_notes = await h.call("POST", "/residents", json=huge | {"notes": "x" * 1001}, expect=422)
     assert fields(long_notes) == ["notes"]
     assert await events_named(h, "resident.") == []
+
+
+async def test_given_a_resident_found_by_search_when_an_admin_renames_its_grid_then_search_shows_the_new_name(  # noqa: E501
+    harness: Harness,
+) -> None:
+    h = harness
+    (hit, *_) = await h.call("GET", "/residents?q=7")
+    assert hit["grid_name"]
+    await h.call("PATCH", f"/grids/{hit['grid_code']}", as_user="demo", json={"name": "新名网格"})
+    again = {r["id"]: r for r in await h.call("GET", "/residents?q=7")}
+    assert again[hit["id"]]["grid_name"] == "新名网格"

@@ -21,8 +21,8 @@ from eventlog.models import Event
 from eventlog.store import Store
 from operator_console.cli import main
 from operator_console.migrate import upgrade
-from operator_console.registry_api import run_import
 from registry.models import Resident
+from registry.usecases import run_import
 from tests.conftest import Harness
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "registry"
