@@ -50,26 +50,33 @@ def _db_upgrade(settings: Settings) -> int:
 async def _user_add(
     settings: Settings, username: str, role: str, password: str, merchant_id: int | None
 ) -> int:
+    from eventlog.bus import EventBus
+    from eventlog.clock import SystemClock
     from eventlog.db import engine_context, make_sessionmaker
+    from eventlog.store import Store
     from operator_console import auth
     from operator_console.migrate import upgrade
-    from registry.models import Role, User
+    from registry import repository as repo
+    from registry import usecases
+    from registry.models import Role
 
     await asyncio.to_thread(upgrade, settings.database_url)
-    async with (
-        engine_context(settings.database_url) as engine,
-        make_sessionmaker(engine)() as session,
-    ):
-        session.add(
-            User(
+    hashed = await asyncio.to_thread(auth.hash_password, password)
+    async with engine_context(settings.database_url) as engine:
+        store = Store(make_sessionmaker(engine), EventBus(), SystemClock())
+        try:
+            await usecases.create_user(
+                store,
                 username=username,
                 display_name=username,
                 role=Role(role),
-                password_hash=auth.hash_password(password),
                 merchant_id=merchant_id,
+                password_hash=hashed,
+                actor=f"cli:{getpass.getuser()}",
             )
-        )
-        await session.commit()
+        except repo.Invalid as exc:
+            print(f"user {username} not added: {exc}", file=sys.stderr)
+            return 1
     print(f"user {username} ({role}) added")
     return 0
 
