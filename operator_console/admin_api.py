@@ -19,22 +19,22 @@ from sqlmodel import col
 
 from operator_console import auth
 from operator_console.api import (
+    ADMINS,
     API,
-    STAFF,
+    OPERATORS,
     SUPERVISORS,
     TOKEN,
     body,
     int_param,
-    need,
     ok,
     password_login_key,
     query_int,
     services,
+    user_of,
 )
 from operator_console.models import LoginAttempt, LoginSession
 from operator_console.password_login import OK, attempt_public
 from operator_console.registry_api import (
-    ADMINS,
     FieldConflict,
     FieldInvalid,
     check_version,
@@ -68,10 +68,9 @@ def grid_public(grid: Grid) -> dict[str, Any]:
     return out | {"version": version_of(out)}
 
 
-@API.route("GET", "/grids", summary="Every grid", roles=("operator",), tag="registry")
+@API.route("GET", "/grids", summary="Every grid", roles=OPERATORS, tag="registry")
 async def list_grids(request: web.Request) -> web.Response:
     """Grids by code."""
-    need(request, *STAFF)
     async with services(request).store.read() as session:
         return ok([grid_public(g) for g in await repo.list_grids(session)])
 
@@ -80,13 +79,13 @@ async def list_grids(request: web.Request) -> web.Response:
     "POST",
     "/grids",
     summary="Add a grid (409 if the code exists)",
-    roles=("admin",),
+    roles=ADMINS,
     body=GridIn,
     tag="registry",
 )
 async def create_grid(request: web.Request) -> web.Response:
     """A new grid."""
-    user = need(request, *ADMINS)
+    user = user_of(request)
     data = await body(request, GridIn)
     async with services(request).store.tx() as tx, registry_errors():
         grid = await repo.save_grid(tx.session, data=data, create=True)
@@ -101,13 +100,13 @@ async def create_grid(request: web.Request) -> web.Response:
     "PATCH",
     "/grids/{code}",
     summary="Rename a grid (its code stays; 409 on a stale `version`)",
-    roles=("admin",),
+    roles=ADMINS,
     body=GridPatch,
     tag="registry",
 )
 async def update_grid(request: web.Request) -> web.Response:
     """Change a grid's name or community."""
-    user = need(request, *ADMINS)
+    user = user_of(request)
     code = request.match_info["code"][:32]
     patch = await body(request, GridPatch)
     async with services(request).store.tx() as tx, registry_errors():
@@ -139,12 +138,11 @@ def _grid_changed(request: web.Request, grid: Grid) -> None:
     "GET",
     "/contracts",
     summary="Every merchant's contract, those ending first",
-    roles=("supervisor",),
+    roles=SUPERVISORS,
     tag="registry",
 )
 async def list_contracts(request: web.Request) -> web.Response:
     """The contract overview (supervisors may read it; admins change contracts)."""
-    need(request, *SUPERVISORS)
     async with services(request).store.read() as session:
         rows = (await session.execute(select(Merchant).order_by(col(Merchant.id)))).scalars()
         out = [
@@ -234,23 +232,19 @@ async def _get_user(session: Any, user_id: int) -> User:
     "GET",
     "/users",
     summary="Console logins and their roles",
-    roles=("supervisor",),
+    roles=SUPERVISORS,
     tag="admin",
 )
 async def list_users(request: web.Request) -> web.Response:
     """Every login (supervisors may read the list; admins change it)."""
-    need(request, *SUPERVISORS)
     async with services(request).store.read() as session:
         rows = (await session.execute(select(User).order_by(col(User.id)))).scalars()
         return ok([user_public(u) for u in rows])
 
 
-@API.route(
-    "GET", "/users/{user_id}", summary="One console login", roles=("supervisor",), tag="admin"
-)
+@API.route("GET", "/users/{user_id}", summary="One console login", roles=SUPERVISORS, tag="admin")
 async def get_user(request: web.Request) -> web.Response:
     """One login."""
-    need(request, *SUPERVISORS)
     async with services(request).store.read() as session:
         return ok(user_public(await _get_user(session, int_param(request, "user_id"))))
 
@@ -259,13 +253,13 @@ async def get_user(request: web.Request) -> web.Response:
     "POST",
     "/users",
     summary="Add a console login (409 if the username is taken)",
-    roles=("admin",),
+    roles=ADMINS,
     body=UserIn,
     tag="admin",
 )
 async def create_user(request: web.Request) -> web.Response:
     """A new login with an argon2-hashed password."""
-    admin = need(request, *ADMINS)
+    admin = user_of(request)
     data = await body(request, UserIn)
     hashed = await auth.hash_password_async(data.password)
     async with services(request).store.tx() as tx:
@@ -300,13 +294,13 @@ async def create_user(request: web.Request) -> web.Response:
     "PATCH",
     "/users/{user_id}",
     summary="Change a login's name, role, merchant or enable / disable it",
-    roles=("admin",),
+    roles=ADMINS,
     body=UserPatch,
     tag="admin",
 )
 async def update_user(request: web.Request) -> web.Response:
     """Change a login; disabling it ends its sessions. Admins cannot lock themselves out."""
-    admin = need(request, *ADMINS)
+    admin = user_of(request)
     user_id = int_param(request, "user_id")
     patch = await body(request, UserPatch)
     given = patch.model_dump(exclude_unset=True, exclude={"version"})
@@ -351,13 +345,13 @@ async def update_user(request: web.Request) -> web.Response:
     "POST",
     "/users/{user_id}/password",
     summary="Set a new password for a login (ends its sessions)",
-    roles=("admin",),
+    roles=ADMINS,
     body=PasswordIn,
     tag="admin",
 )
 async def reset_password(request: web.Request) -> web.Response:
     """An admin sets a new password; the user's open sessions end."""
-    admin = need(request, *ADMINS)
+    admin = user_of(request)
     user_id = int_param(request, "user_id")
     data = await body(request, PasswordIn)
     hashed = await auth.hash_password_async(data.password)
@@ -382,13 +376,12 @@ async def reset_password(request: web.Request) -> web.Response:
     "GET",
     "/login-failures",
     summary="Failed staff logins, newest first (?username, ?client, ?before, ?limit)",
-    roles=("admin",),
+    roles=ADMINS,
     tag="admin",
 )
 async def login_failures(request: web.Request) -> web.Response:
     """Who failed to log in, from where and when; `counts` is false once cleared (a right
     password, or a new one set by an admin). `limit` (at most 200) rows a page."""
-    need(request, *ADMINS)
     q = request.query
     before_id = query_int(request, "before")
     limit = query_int(request, "limit", 100, maximum=200) or 100

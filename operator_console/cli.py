@@ -77,8 +77,8 @@ async def _user_add(
 async def _import(settings: Settings, kind: str, path: Path, dry_run: bool) -> int:
     from dispatch.clock import SystemClock
     from dispatch.events import EventBus, Store
+    from operator_console.import_api import run_import
     from operator_console.migrate import upgrade
-    from operator_console.registry_api import run_import
     from registry.db import engine_context, make_sessionmaker
 
     try:

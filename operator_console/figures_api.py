@@ -20,18 +20,19 @@ from dispatch.clock import LOCAL_TZ
 from dispatch.figures import GROUPINGS, load_report
 from operator_console.api import (
     API,
-    STAFF,
+    OPERATORS,
+    OPERATORS_AND_MERCHANTS,
     SUPERVISORS,
     Strict,
     body,
     int_param,
-    need,
     ok,
     services,
-    ticket_public,
+    user_of,
     whole_number,
 )
 from operator_console.errors import FieldInvalid
+from operator_console.views import ticket_public
 from registry.models import Grid, Merchant, Role, ServiceCategory
 
 #: set once the routes below are on `API`
@@ -113,13 +114,12 @@ async def group_labels(session: AsyncSession, by: str | None) -> dict[str, tuple
         "The community's figures from the event log "
         "(?from=&to= local dates or ?days=N; &by=day|category|grid|merchant|month)"
     ),
-    roles=("supervisor",),
+    roles=SUPERVISORS,
     tag="figures",
     query={**PERIOD_QUERY, "by": "day, category, grid, merchant or month"},
 )
 async def figures(request: web.Request) -> web.Response:
     """Received, closed, solved, rated and satisfied, with times, deadlines and calls."""
-    need(request, *SUPERVISORS)
     start, end = requested_period(request)
     by = request.query.get("by") or None
     if by is not None and by not in GROUPINGS:
@@ -153,12 +153,12 @@ class CheckInBody(Strict):
     "POST",
     "/tickets/{ticket_id}/repeat",
     summary='"Same as last time": a new order like this one, dispatched at once',
-    roles=("operator",),
+    roles=OPERATORS,
     tag="tickets",
 )
 async def repeat(request: web.Request) -> web.Response:
     """Repeat an order."""
-    user = need(request, *STAFF)
+    user = user_of(request)
     ticket = await services(request).dispatch.tickets.repeat_order(
         int_param(request, "ticket_id"), user=user
     )
@@ -169,13 +169,13 @@ async def repeat(request: web.Request) -> web.Response:
     "POST",
     "/tickets/{ticket_id}/check-in",
     summary="Call the merchant to report arrival or completion by keypad",
-    roles=("operator",),
+    roles=OPERATORS,
     body=CheckInBody,
     tag="tickets",
 )
 async def check_in(request: web.Request) -> web.Response:
     """Place a check-in call."""
-    user = need(request, *STAFF)
+    user = user_of(request)
     data = await body(request, CheckInBody)
     ref = await services(request).dispatch.checkins.check_in(
         int_param(request, "ticket_id"), kind=data.kind, user=user
@@ -187,12 +187,12 @@ async def check_in(request: web.Request) -> web.Response:
     "POST",
     "/tickets/{ticket_id}/survey-family",
     summary="Ask the resident's first emergency contact to rate on their behalf",
-    roles=("operator",),
+    roles=OPERATORS,
     tag="tickets",
 )
 async def survey_family(request: web.Request) -> web.Response:
     """Place a family survey call."""
-    user = need(request, *STAFF)
+    user = user_of(request)
     await services(request).dispatch.surveys.survey_family(
         int_param(request, "ticket_id"), user=user
     )
@@ -203,13 +203,13 @@ async def survey_family(request: web.Request) -> web.Response:
     "POST",
     "/tickets/{ticket_id}/follow-up/close",
     summary="Close the follow-up a 'not satisfied' rating opened",
-    roles=("supervisor",),
+    roles=SUPERVISORS,
     body=FollowUpBody,
     tag="tickets",
 )
 async def close_follow_up(request: web.Request) -> web.Response:
     """A supervisor closes a follow-up."""
-    user = need(request, *SUPERVISORS)
+    user = user_of(request)
     data = await body(request, FollowUpBody)
     ticket = await services(request).dispatch.tickets.close_follow_up(
         int_param(request, "ticket_id"), user=user, note=data.note
@@ -224,13 +224,13 @@ async def close_follow_up(request: web.Request) -> web.Response:
         "A merchant's scorecard: acceptance, time to arrive, no-shows, ratings, recent orders "
         "(?from=&to= or ?days=N; the recent window by default)"
     ),
-    roles=("operator", "merchant"),
+    roles=OPERATORS_AND_MERCHANTS,
     tag="figures",
     query=PERIOD_QUERY,
 )
 async def merchant_record(request: web.Request) -> web.Response:
     """A merchant's record; merchants see only their own."""
-    user = need(request, *STAFF, Role.MERCHANT)
+    user = user_of(request)
     merchant_id = int_param(request, "merchant_id")
     if user.role == Role.MERCHANT and user.merchant_id != merchant_id:
         from registry.repository import NotFound

@@ -21,19 +21,22 @@ from dispatch.machines.ticket import OPEN
 from dispatch.models import Offer, Ticket
 from operator_console import auth
 from operator_console.api import (
+    ADMINS,
     API,
+    MERCHANTS,
+    PUBLIC,
     Strict,
     body,
     int_param,
-    need,
     ok,
     services,
-    session_response,
-    sim_user,
+    user_of,
 )
+from operator_console.auth_api import session_response
 from operator_console.errors import Unauthorized, error_response
 from operator_console.merchant_login import Channel, LoginRefused, MerchantLogin, RateLimited
 from operator_console.security import client_address
+from operator_console.sim_api import sim_user
 from registry import repository as repo
 from registry.models import Merchant, Resident, Role, ServiceCategory, User
 from registry.phones import mask
@@ -76,6 +79,7 @@ class LinkBody(Strict):
     summary="Send a one-time login code (and link) to a merchant's registered phone",
     body=CodeRequestBody,
     tag="merchant",
+    roles=PUBLIC,
 )
 async def request_code(request: web.Request) -> web.Response:
     """Always the same answer, registered phone or not; 429 when asked too often."""
@@ -105,6 +109,7 @@ async def request_code(request: web.Request) -> web.Response:
     summary="Log in as a merchant with a one-time code; sets the session cookie",
     body=CodeVerifyBody,
     tag="merchant",
+    roles=PUBLIC,
 )
 async def verify_code(request: web.Request) -> web.Response:
     """Check the code; five wrong tries spend it."""
@@ -122,6 +127,7 @@ async def verify_code(request: web.Request) -> web.Response:
     summary="Log in as a merchant with a one-time login link's token; sets the session cookie",
     body=LinkBody,
     tag="merchant",
+    roles=PUBLIC,
 )
 async def use_link(request: web.Request) -> web.Response:
     """A link works once, within the code's lifetime."""
@@ -170,7 +176,7 @@ async def _merchant_session(request: web.Request, merchant_id: int, *, via: str)
 
 
 def _merchant(request: web.Request) -> tuple[User, int]:
-    user = need(request, Role.MERCHANT)
+    user = user_of(request)
     if user.role != Role.MERCHANT or user.merchant_id is None:
         raise repo.NotFound("merchant", "(not a merchant login)")
     return user, user.merchant_id
@@ -198,7 +204,7 @@ async def _order(session: Any, ticket: Ticket) -> dict[str, Any]:
     "GET",
     "/merchant/orders",
     summary="The logged-in merchant's live offers and open orders",
-    roles=("merchant",),
+    roles=MERCHANTS,
     tag="merchant",
 )
 async def orders(request: web.Request) -> web.Response:
@@ -247,12 +253,12 @@ async def orders(request: web.Request) -> web.Response:
     "POST",
     "/merchant/offers/{offer_id}/decline",
     summary="Decline an offer from the merchant page",
-    roles=("merchant",),
+    roles=MERCHANTS,
     tag="merchant",
 )
 async def decline(request: web.Request) -> web.Response:
     """Refuse an offer; it is recorded as declined and the next merchant is called."""
-    user = need(request, Role.MERCHANT)
+    user = user_of(request)
     offer_id = int_param(request, "offer_id")
     await services(request).dispatch.offers.decline_offer(offer_id, user=user)
     return ok({"offer_id": offer_id, "declined": True})
@@ -262,7 +268,7 @@ async def decline(request: web.Request) -> web.Response:
     "GET",
     "/sim/messages",
     summary="Simulator: text messages the simulated handsets received (memory PBX only)",
-    roles=("admin",),
+    roles=ADMINS,
     tag="simulator",
 )
 async def sim_messages(request: web.Request) -> web.Response:

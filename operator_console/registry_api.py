@@ -15,34 +15,39 @@ import contextlib
 import hashlib
 import json
 import logging
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from typing import Any
 
-from aiohttp import BodyPartReader, web
-from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp import web
 from pydantic import BaseModel, Field
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from dispatch.errors import Conflict, Invalid
-from dispatch.events import Store, Tx
-from operator_console.api import API, STAFF, body, int_param, need, ok, query_int, services
+from dispatch.errors import Conflict
+from dispatch.models import Ticket
+from operator_console.api import (
+    ADMINS,
+    API,
+    OPERATORS,
+    body,
+    int_param,
+    ok,
+    query_int,
+    services,
+    user_of,
+)
 from operator_console.errors import FieldInvalid
-from registry import exporting, importing
+from operator_console.views import ticket_public
 from registry import repository as repo
-from registry.models import Merchant, Role, ServiceCategory, User
+from registry.models import Merchant, ServiceCategory, User
 from registry.schemas import CategoryIn, ContractIn, MerchantIn, ResidentIn
-from registry.search import SearchIndex, match_merchants, search_residents
+from registry.search import SearchIndex, match_merchants
+from registry.search import search_residents as find_residents
 
 log = logging.getLogger(__name__)
 
-ADMINS = (Role.ADMIN,)
 search_index_key = web.AppKey("search_index", SearchIndex)
-#: the largest import file (100,000 surveyed residents take about 10 MB as CSV)
-MAX_UPLOAD = 32 * 1024 * 1024
 
 
 def setup(app: web.Application) -> None:
@@ -120,222 +125,81 @@ async def search(request: web.Request, query: str, user: User, limit: int = 20) 
     """Search residents for the console; the residents shown go to the access log."""
     index = request.app[search_index_key]
     async with services(request).store.read() as session:
-        hits = await search_residents(index, session, query=query, limit=limit)
+        hits = await find_residents(index, session, query=query, limit=limit)
         repo.log_access(
             session, resident_ids=[h.entry.id for h in hits], user=user, reason="search"
         )
     return [h.public(index.grid_names) for h in hits]
 
 
-# -- import / export --
-async def run_import(
-    store: Store,
-    *,
-    kind: str,
-    name: str,
-    data: bytes,
-    dry_run: bool,
-    actor: str,
-    source: str,
-    should_stop: Callable[[], bool] | None = None,
-) -> tuple[importing.ImportReport, str | None]:
-    """One file as one unit of work: the rows and one `registry.imported` event commit
-    together. The event carries counts, the file's SHA-256 and the import id, never a
-    row's contents nor the file name (offices name files after people); a resident who
-    moved out or died and whose number a row now holds gets a `resident.updated` event.
-    A dry run or a bad file writes nothing. Returns the report and the import id of a
-    committed run; `importing.Stopped` when `should_stop` said so (nothing written).
-
-    A residents file is checked and staged on sessions of its own without the write lock
-    (they never write the registry before the final step, so `Store.busy` need not count
-    them); the lock is held only for the final, set-based write (`registry.bulk`).
-    Merchants files are small and run in one ordinary unit of work.
-    """
-    import_id = uuid.uuid4().hex[:16]
-    unit: Tx | None = None
-
-    async def record(report: importing.ImportReport) -> None:
-        assert unit is not None
-        unit.emit(
-            "registry.imported",
-            "import",
-            import_id,
-            actor=actor,
-            source=source,
-            file_sha256=hashlib.sha256(data).hexdigest(),
-            **report.summary(),
-        )
-        for resident_id, taken_by in report.released:
-            unit.emit(
-                "resident.updated",
-                "resident",
-                resident_id,
-                actor=actor,
-                changed=["phones"],
-                reason="phone_taken",
-                taken_by=taken_by,
-            )
-
-    if kind == "merchants":
-        async with store.tx() as unit:
-            report = await importing.import_merchants(
-                unit.session,
-                name=name,
-                data=data,
-                dry_run=dry_run,
-                actor=actor,
-                before_commit=record,
-                should_stop=should_stop,
-            )
-        return report, import_id if report.committed else None
-
-    @contextlib.asynccontextmanager
-    async def final(
-        session: AsyncSession, waiting: Callable[[], Awaitable[None]] | None
-    ) -> AsyncIterator[None]:
-        nonlocal unit
-        async with store.tx(session=session, waiting=waiting) as unit:
-            yield
-
-    async with store.sessions() as session:
-        report = await importing.import_residents(
-            session,
-            name=name,
-            data=data,
-            dry_run=dry_run,
-            actor=actor,
-            before_commit=record,
-            final=final,
-            should_stop=should_stop,
-        )
-    return report, import_id if report.committed else None
-
-
-async def read_upload(request: web.Request) -> tuple[str, bytes, bool]:
-    """The multipart upload, read as a stream: its file name and bytes, and `dry_run`.
-
-    Streamed so a big survey file (up to MAX_UPLOAD) needs no larger body limit for the
-    rest of the API.
-    """
-    flag = request.query.get("dry_run", "false")
-    if not request.content_type.startswith("multipart/"):
-        raise Invalid("send the file as multipart field `file`")
-    filename, data = "", None
-    try:
-        reader = await request.multipart()
-        while (part := await reader.next()) is not None:
-            if not isinstance(part, BodyPartReader):
-                continue
-            if part.name == "file":
-                filename = part.filename or ""
-                chunks, size = [], 0
-                while chunk := await part.read_chunk(1 << 16):
-                    size += len(chunk)
-                    if size > MAX_UPLOAD:
-                        raise FieldInvalid(
-                            f"the file is larger than {MAX_UPLOAD // (1 << 20)} MB; split it",
-                            "file",
-                        )
-                    chunks.append(chunk)
-                data = b"".join(chunks)
-            elif part.name == "dry_run":
-                flag = (await part.text())[:8]
-    except Invalid:
-        raise
-    except (ValueError, HttpProcessingError) as exc:  # a broken multipart body
-        raise FieldInvalid("send the file as a multipart form (field `file`)", "file") from exc
-    if data is None:
-        raise FieldInvalid("send the file as multipart field `file`", "file")
-    return filename, data, flag.lower() in ("1", "true", "yes", "on")
-
-
+# -- residents --
 @API.route(
-    "POST",
-    "/registry/import/{kind}",
-    summary="Import residents or merchants from CSV/XLSX (multipart `file`, `dry_run`)",
-    roles=("admin",),
+    "GET",
+    "/catalog",
+    summary="The service catalog in menu order",
+    roles=OPERATORS,
     tag="registry",
 )
-async def import_file(request: web.Request) -> web.Response:
-    """All-or-nothing import of one file; 422 with the report when a row is bad.
-
-    The import stops (and writes nothing) when the client goes away: aiohttp does not
-    cancel a handler on disconnect, so the import asks between slices of its work.
-    """
-    from operator_console.errors import error_response
-
-    user = need(request, *ADMINS)
-    kind = request.match_info["kind"]
-    if kind not in ("residents", "merchants"):
-        raise Invalid("kind must be residents or merchants")
-    filename, data, dry_run = await read_upload(request)
-
-    def client_gone() -> bool:
-        transport = request.transport
-        return transport is None or transport.is_closing()
-
-    try:
-        report, import_id = await run_import(
-            services(request).store,
-            kind=kind,
-            name=filename,
-            data=data,
-            dry_run=dry_run,
-            actor=user.username,
-            source="console",
-            should_stop=client_gone,
-        )
-    except importing.Stopped:
-        return error_response(400, "import_stopped", "the client went away; nothing was imported")
-    if not report.ok:
-        return error_response(
-            422,
-            "import_rejected",
-            f"{len(report.errors)} bad rows; nothing was imported",
-            report.public(),
-        )
-    # matching keeps an index of merchants; it must see this change at once
-    services(request).dispatch.ranking.invalidate_merchants()
-    return ok(report.public() | {"import_id": import_id})
+async def catalog(request: web.Request) -> web.Response:
+    """The service catalog."""
+    async with services(request).store.read() as session:
+        rows = await repo.list_categories(session)
+    keys = services(request).dispatch.calls.hotline_keys()
+    return ok([c.model_dump(mode="json") | {"keypad": keys.get(c.code)} for c in rows])
 
 
 @API.route(
     "GET",
-    "/registry/export/{kind}",
-    summary="Download residents or merchants as ?format=csv|xlsx",
-    roles=("admin",),
+    "/residents",
+    summary="Search residents: name, pinyin (initials), phone digits, address, grid",
+    roles=OPERATORS,
     tag="registry",
 )
-async def export_file(request: web.Request) -> web.Response:
-    """A CSV or XLSX download; ID numbers masked unless ?full_id_numbers=1."""
-    user = need(request, *ADMINS)
-    kind = request.match_info["kind"]
-    fmt = request.query.get("format", "csv")
-    if kind not in ("residents", "merchants") or fmt not in ("csv", "xlsx"):
-        raise Invalid("export residents|merchants as format=csv|xlsx")
+async def search_residents(request: web.Request) -> web.Response:
+    """Ranked search (registry.search); the residents shown are written to the access log."""
+    user = user_of(request)
+    q = request.query.get("q", "").strip()[:64]
+    if not q:
+        return ok([])
+    return ok(await search(request, q, user))
+
+
+@API.route(
+    "GET",
+    "/residents/{resident_id}",
+    summary="A resident's card (the read is logged)",
+    roles=OPERATORS,
+    tag="registry",
+)
+async def resident(request: web.Request) -> web.Response:
+    """The resident card; `?reason=call|ticket|search` goes to the access log."""
+    user = user_of(request)
+    reason = request.query.get("reason", "console")[:32]
+    resident_id = int_param(request, "resident_id")
     async with services(request).store.read() as session:
-        if kind == "residents":
-            full = request.query.get("full_id_numbers") in ("1", "true")
-            data = await exporting.export_residents(
-                session, fmt=fmt, user=user, full_id_numbers=full
+        card = await repo.resident_card(
+            session,
+            resident_id=resident_id,
+            user=user,
+            reason=reason,
+            ref=request.query.get("ref", "")[:64],
+        )
+        tickets = (
+            (
+                await session.execute(
+                    select(Ticket)
+                    .where(col(Ticket.resident_id) == resident_id)
+                    .order_by(col(Ticket.id).desc())
+                    .limit(5)
+                )
             )
-        else:
-            data = await exporting.export_merchants(session, fmt=fmt)
-    content_type = (
-        "text/csv; charset=utf-8"
-        if fmt == "csv"
-        else "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-    )
-    return web.Response(
-        body=data,
-        headers={
-            "Content-Type": content_type,
-            "Content-Disposition": f'attachment; filename="{kind}.{fmt}"',
-        },
-    )
+            .scalars()
+            .all()
+        )
+    card["recent_tickets"] = [ticket_public(t) for t in tickets]
+    return ok(card)
 
 
-# -- residents --
 class Patch(BaseModel):
     """Any subset of a record's fields (checked after merging with the stored record).
 
@@ -385,13 +249,13 @@ def resident_version(card: dict[str, Any]) -> str:
     "POST",
     "/residents",
     summary="Register a resident with phones and contacts (409: a phone is taken)",
-    roles=("operator",),
+    roles=OPERATORS,
     body=ResidentCreate,
     tag="registry",
 )
 async def create_resident(request: web.Request) -> web.Response:
     """A new resident; the card comes back (and the read is logged as an edit)."""
-    user = need(request, *STAFF)
+    user = user_of(request)
     given = await body(request, ResidentCreate)
     refuse_shared(given.allow_shared_phones)
     data = ResidentIn.model_validate(given.model_dump(exclude={"allow_shared_phones"}))
@@ -415,13 +279,13 @@ async def create_resident(request: web.Request) -> web.Response:
     "PATCH",
     "/residents/{resident_id}",
     summary="Change a resident (status changes keep their history; 409 on a stale `version`)",
-    roles=("operator",),
+    roles=OPERATORS,
     body=Patch,
     tag="registry",
 )
 async def update_resident(request: web.Request) -> web.Response:
     """Merge the given fields into the resident and save what changed."""
-    user = need(request, *STAFF)
+    user = user_of(request)
     resident_id = int_param(request, "resident_id")
     patch = (await body(request, Patch)).model_dump()
     sent_version = patch.pop("version", None)
@@ -482,12 +346,11 @@ class MerchantPatch(Patch):
     "GET",
     "/merchants",
     summary="Every merchant, or ?q= name, pinyin (initials), id or code, best first",
-    roles=("operator",),
+    roles=OPERATORS,
     tag="registry",
 )
 async def list_merchants(request: web.Request) -> web.Response:
     """Merchants with kind and contract, for the console."""
-    need(request, *STAFF)
     q = request.query.get("q", "").strip()[:64]
     async with services(request).store.read() as session:
         found = (await session.execute(select(Merchant).order_by(col(Merchant.id)))).scalars()
@@ -512,12 +375,11 @@ async def list_merchants(request: web.Request) -> web.Response:
     "GET",
     "/merchants/{merchant_id}",
     summary="A merchant with services and contract history",
-    roles=("operator",),
+    roles=OPERATORS,
     tag="registry",
 )
 async def merchant_detail(request: web.Request) -> web.Response:
     """One merchant."""
-    need(request, *STAFF)
     merchant_id = int_param(request, "merchant_id")
     async with services(request).store.read() as session:
         merchant = await repo.get_merchant(session, merchant_id=merchant_id)
@@ -533,13 +395,13 @@ async def merchant_detail(request: web.Request) -> web.Response:
     "POST",
     "/merchants",
     summary="Add a merchant",
-    roles=("admin",),
+    roles=ADMINS,
     body=MerchantIn,
     tag="registry",
 )
 async def create_merchant(request: web.Request) -> web.Response:
     """A new merchant."""
-    user = need(request, *ADMINS)
+    user = user_of(request)
     data = await body(request, MerchantIn)
     async with services(request).store.tx() as tx, registry_errors():
         merchant, changes = await repo.save_merchant(tx.session, data=data, actor=user.username)
@@ -555,13 +417,13 @@ async def create_merchant(request: web.Request) -> web.Response:
     "PATCH",
     "/merchants/{merchant_id}",
     summary="Change a merchant (409 on a stale `version`)",
-    roles=("admin",),
+    roles=ADMINS,
     body=MerchantPatch,
     tag="registry",
 )
 async def update_merchant(request: web.Request) -> web.Response:
     """Merge the given fields into the merchant."""
-    user = need(request, *ADMINS)
+    user = user_of(request)
     merchant_id = int_param(request, "merchant_id")
     patch = (await body(request, MerchantPatch)).model_dump()
     sent_version = patch.pop("version", None)
@@ -590,13 +452,13 @@ async def update_merchant(request: web.Request) -> web.Response:
     "POST",
     "/merchants/{merchant_id}/contract",
     summary="Change a merchant's contract (takes effect in matching at once)",
-    roles=("admin",),
+    roles=ADMINS,
     body=ContractIn,
     tag="registry",
 )
 async def change_contract(request: web.Request) -> web.Response:
     """Set the contract status and dates; the change is kept in the history."""
-    user = need(request, *ADMINS)
+    user = user_of(request)
     merchant_id = int_param(request, "merchant_id")
     data = await body(request, ContractIn)
     async with services(request).store.tx() as tx:
@@ -644,7 +506,7 @@ def category_public(request: web.Request, category: ServiceCategory) -> dict[str
 async def _save_category(
     request: web.Request, data: CategoryPut, *, create: bool
 ) -> tuple[dict[str, Any], bool]:
-    user = need(request, *ADMINS)
+    user = user_of(request)
     category_in = CategoryIn.model_validate(data.model_dump(exclude={"version"}))
     async with services(request).store.tx() as tx, registry_errors():
         existing = await tx.session.get(ServiceCategory, data.code)
@@ -671,12 +533,11 @@ async def _save_category(
     "GET",
     "/catalog/{code}",
     summary="One catalog category with its version",
-    roles=("operator",),
+    roles=OPERATORS,
     tag="registry",
 )
 async def get_category(request: web.Request) -> web.Response:
     """A category."""
-    need(request, *STAFF)
     async with services(request).store.read() as session:
         category = await repo.get_category(session, code=request.match_info["code"][:32])
         return ok(category_public(request, category))
@@ -686,7 +547,7 @@ async def get_category(request: web.Request) -> web.Response:
     "POST",
     "/catalog",
     summary="Add a catalog category (409 if the code exists)",
-    roles=("admin",),
+    roles=ADMINS,
     body=CategoryPut,
     tag="registry",
 )
@@ -701,13 +562,12 @@ async def create_category(request: web.Request) -> web.Response:
     "PUT",
     "/catalog/{code}",
     summary="Create or replace a catalog category (409 on a stale `version`)",
-    roles=("admin",),
+    roles=ADMINS,
     body=CategoryPut,
     tag="registry",
 )
 async def put_category(request: web.Request) -> web.Response:
     """Edit the service catalog."""
-    need(request, *ADMINS)
     data = await body(request, CategoryPut)
     if data.code != request.match_info["code"]:
         raise FieldInvalid("the code in the path and the body differ", "code")
@@ -730,12 +590,11 @@ def _local_day(q: Any, name: str) -> datetime | None:
         "Who read which resident record, when and why "
         "(?resident_id, ?username, ?from, ?to as local dates, ?before, ?limit)"
     ),
-    roles=("admin",),
+    roles=ADMINS,
     tag="registry",
 )
 async def read_access_log(request: web.Request) -> web.Response:
     """The access log, newest first, `limit` (at most 200) rows a page; page on with `before`."""
-    need(request, *ADMINS)
     q = request.query
     resident_id = query_int(request, "resident_id")
     before_id = query_int(request, "before")

@@ -18,7 +18,7 @@ from dispatch.clock import LOCAL_TZ
 from dispatch.machines.call import CallState
 from dispatch.machines.ticket import OPEN, TicketState
 from dispatch.models import Call, OperatorStatus, Ticket
-from operator_console.api import API, SUPERVISORS, need, ok, services
+from operator_console.api import API, SUPERVISORS, ok, services
 from registry.models import ServiceCategory, User
 
 WAITING = (CallState.QUEUED,)
@@ -56,12 +56,11 @@ def answer_shares(calls: list[Call]) -> dict[str, Any]:
     "GET",
     "/wallboard",
     summary="Live summary: callers waiting, operators, answer shares, open tickets",
-    roles=("supervisor",),
+    roles=SUPERVISORS,
     tag="figures",
 )
 async def wallboard(request: web.Request) -> web.Response:
     """What a wall screen shows, recomputed on each request."""
-    need(request, *SUPERVISORS)
     svc = services(request)
     now = svc.clock.now()
     midnight = local_midnight(now)

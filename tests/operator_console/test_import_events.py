@@ -18,8 +18,8 @@ from dispatch.clock import SystemClock
 from dispatch.events import EventBus, Store
 from dispatch.models import Event
 from operator_console.cli import main
+from operator_console.import_api import run_import
 from operator_console.migrate import upgrade
-from operator_console.registry_api import run_import
 from registry.db import make_engine, make_sessionmaker
 from registry.models import Resident
 from tests.conftest import Harness

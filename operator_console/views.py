@@ -1,0 +1,81 @@
+"""What the API shows of calls, tickets and offers (shared by the calls, desk, tickets and
+figures routes), with the response models that document it."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from dispatch.clock import LOCAL_TZ
+from dispatch.models import Call, Offer, Ticket
+from registry.models import Resident
+from registry.phones import mask
+
+
+def ticket_public(ticket: Ticket) -> dict[str, Any]:
+    """A ticket on the API."""
+    data = ticket.model_dump(exclude={"plan", "version"})
+    for key, value in data.items():
+        if isinstance(value, datetime):
+            data[key] = value.isoformat()
+    data["state"] = ticket.state.value
+    data["deadline_local"] = (
+        ticket.deadline_at.astimezone(LOCAL_TZ).strftime("%m-%d %H:%M")
+        if ticket.deadline_at
+        else None
+    )
+    return data
+
+
+def merchant_ticket_public(ticket: Ticket, resident: Resident | None) -> dict[str, Any]:
+    """What a merchant may see of a ticket: what, where, when; never the resident's phone."""
+    return {
+        "id": ticket.id,
+        "state": ticket.state.value,
+        "category": ticket.category_code,
+        "description": ticket.description,
+        "address": resident.address if resident else "",
+        "deadline_at": ticket.deadline_at.isoformat() if ticket.deadline_at else None,
+        "code_word": ticket.code_word,
+    }
+
+
+def offer_public(offer: Offer) -> dict[str, Any]:
+    """An offer on the API."""
+    return {
+        "id": offer.id,
+        "ticket_id": offer.ticket_id,
+        "merchant_id": offer.merchant_id,
+        "rank": offer.rank,
+        "state": offer.state.value,
+        "placed_at": offer.placed_at.isoformat(),
+        "decided_at": offer.decided_at.isoformat() if offer.decided_at else None,
+    }
+
+
+async def call_public(session: AsyncSession, call: Call) -> dict[str, Any]:
+    """A call on the API, with a short resident summary for the queue."""
+    data: dict[str, Any] = {
+        "id": call.id,
+        "ref": call.ref,
+        "direction": call.direction,
+        "purpose": call.purpose,
+        "state": call.state.value,
+        "number": mask(call.number),
+        "registered": call.registered,
+        "resident_id": call.resident_id,
+        "ticket_id": call.ticket_id,
+        "operator_id": call.operator_id,
+        "emergency": call.emergency,
+        "started_at": call.started_at.isoformat(),
+        "queued_at": call.queued_at.isoformat() if call.queued_at else None,
+        "held_at": call.held_at.isoformat() if call.held_at else None,
+    }
+    if call.resident_id is not None:
+        resident = await session.get(Resident, call.resident_id)
+        if resident is not None:
+            data["resident_name"] = resident.name
+            data["resident_status"] = resident.status.value
+    return data
