@@ -10,6 +10,7 @@ password ends that user's sessions at once.
 from __future__ import annotations
 
 import logging
+from datetime import date, datetime
 from typing import Any
 
 from aiohttp import web
@@ -24,6 +25,7 @@ from operator_console.api import (
     OPERATORS,
     SUPERVISORS,
     TOKEN,
+    Model,
     body,
     int_param,
     ok,
@@ -68,7 +70,64 @@ def grid_public(grid: Grid) -> dict[str, Any]:
     return out | {"version": version_of(out)}
 
 
-@API.route("GET", "/grids", summary="Every grid", roles=OPERATORS, tag="registry")
+class GridOut(Model):
+    """A grid with the version an edit sends back."""
+
+    code: str
+    name: str
+    community: str
+    version: str
+
+
+class ContractRow(Model):
+    """A merchant's contract in the overview."""
+
+    merchant_id: int
+    merchant: str
+    contract_status: str
+    contract_start: date | None
+    contract_end: date | None
+    contract_signed_by: str
+
+
+class LoginOut(Model):
+    """A console login as the admin page shows it (never the hash)."""
+
+    id: int
+    username: str
+    display_name: str
+    role: str
+    merchant_id: int | None
+    active: bool
+    version: str
+
+
+class LoginChanged(LoginOut):
+    """A changed login and the names of the fields that changed."""
+
+    changed: list[str]
+
+
+class LoginFailureOut(Model):
+    """A failed login: when, which account, from where, why; `counts` toward the limit."""
+
+    id: int
+    at: datetime
+    username: str
+    user_id: int | None
+    client: str
+    outcome: str
+    counts: bool
+
+
+@API.route(
+    "GET",
+    "/grids",
+    summary="Every grid",
+    roles=OPERATORS,
+    tag="registry",
+    response=list[GridOut],
+)
 async def list_grids(request: web.Request) -> web.Response:
     """Grids by code."""
     async with services(request).store.read() as session:
@@ -82,6 +141,8 @@ async def list_grids(request: web.Request) -> web.Response:
     roles=ADMINS,
     body=GridIn,
     tag="registry",
+    response=GridOut,
+    status=201,
 )
 async def create_grid(request: web.Request) -> web.Response:
     """A new grid."""
@@ -103,6 +164,7 @@ async def create_grid(request: web.Request) -> web.Response:
     roles=ADMINS,
     body=GridPatch,
     tag="registry",
+    response=GridOut,
 )
 async def update_grid(request: web.Request) -> web.Response:
     """Change a grid's name or community."""
@@ -140,6 +202,7 @@ def _grid_changed(request: web.Request, grid: Grid) -> None:
     summary="Every merchant's contract, those ending first",
     roles=SUPERVISORS,
     tag="registry",
+    response=list[ContractRow],
 )
 async def list_contracts(request: web.Request) -> web.Response:
     """The contract overview (supervisors may read it; admins change contracts)."""
@@ -234,6 +297,7 @@ async def _get_user(session: Any, user_id: int) -> User:
     summary="Console logins and their roles",
     roles=SUPERVISORS,
     tag="admin",
+    response=list[LoginOut],
 )
 async def list_users(request: web.Request) -> web.Response:
     """Every login (supervisors may read the list; admins change it)."""
@@ -242,7 +306,14 @@ async def list_users(request: web.Request) -> web.Response:
         return ok([user_public(u) for u in rows])
 
 
-@API.route("GET", "/users/{user_id}", summary="One console login", roles=SUPERVISORS, tag="admin")
+@API.route(
+    "GET",
+    "/users/{user_id}",
+    summary="One console login",
+    roles=SUPERVISORS,
+    tag="admin",
+    response=LoginOut,
+)
 async def get_user(request: web.Request) -> web.Response:
     """One login."""
     async with services(request).store.read() as session:
@@ -256,6 +327,8 @@ async def get_user(request: web.Request) -> web.Response:
     roles=ADMINS,
     body=UserIn,
     tag="admin",
+    response=LoginOut,
+    status=201,
 )
 async def create_user(request: web.Request) -> web.Response:
     """A new login with an argon2-hashed password."""
@@ -297,6 +370,7 @@ async def create_user(request: web.Request) -> web.Response:
     roles=ADMINS,
     body=UserPatch,
     tag="admin",
+    response=LoginChanged,
 )
 async def update_user(request: web.Request) -> web.Response:
     """Change a login; disabling it ends its sessions. Admins cannot lock themselves out."""
@@ -348,6 +422,7 @@ async def update_user(request: web.Request) -> web.Response:
     roles=ADMINS,
     body=PasswordIn,
     tag="admin",
+    response=LoginOut,
 )
 async def reset_password(request: web.Request) -> web.Response:
     """An admin sets a new password; the user's open sessions end."""
@@ -378,6 +453,7 @@ async def reset_password(request: web.Request) -> web.Response:
     summary="Failed staff logins, newest first (?username, ?client, ?before, ?limit)",
     roles=ADMINS,
     tag="admin",
+    response=list[LoginFailureOut],
 )
 async def login_failures(request: web.Request) -> web.Response:
     """Who failed to log in, from where and when; `counts` is false once cleared (a right

@@ -14,6 +14,8 @@ from operator_console.api import (
     LOGGED_IN,
     PUBLIC,
     TOKEN,
+    Done,
+    Model,
     Strict,
     body,
     ok,
@@ -31,6 +33,31 @@ class LoginBody(Strict):
     password: str = Field(min_length=1, max_length=256)
 
 
+class UserOut(Model):
+    """What the API shows about a login."""
+
+    id: int
+    username: str
+    display_name: str
+    role: str
+    merchant_id: int | None
+
+
+class SessionOut(Model):
+    """A new session: the bearer token and the CSRF token (the cookie is set too)."""
+
+    token: str
+    csrf: str
+    user: UserOut
+
+
+class MeOut(Model):
+    """The logged-in user and the session's CSRF token."""
+
+    user: UserOut
+    csrf: str
+
+
 @API.route(
     "POST",
     "/login",
@@ -38,6 +65,7 @@ class LoginBody(Strict):
     body=LoginBody,
     tag="auth",
     roles=PUBLIC,
+    response=SessionOut,
 )
 async def login(request: web.Request) -> web.Response:
     """Log in with a username and password (throttled per account and per client)."""
@@ -71,6 +99,7 @@ def session_response(settings: Any, user: User, token: str, csrf: str) -> web.Re
     summary="End the session",
     tag="auth",
     roles=LOGGED_IN,
+    response=Done,
 )
 async def logout(request: web.Request) -> web.Response:
     """Log out."""
@@ -90,6 +119,7 @@ async def logout(request: web.Request) -> web.Response:
     summary="Who is logged in",
     tag="auth",
     roles=LOGGED_IN,
+    response=MeOut,
 )
 async def me(request: web.Request) -> web.Response:
     """The current user and their CSRF token."""

@@ -10,8 +10,19 @@ from sqlmodel import col
 
 from dispatch.models import Call
 from operator_console import call_access
-from operator_console.api import API, OPERATORS, Strict, body, int_param, ok, services, user_of
-from operator_console.views import call_public
+from operator_console.api import (
+    API,
+    OPERATORS,
+    Done,
+    Model,
+    Strict,
+    body,
+    int_param,
+    ok,
+    services,
+    user_of,
+)
+from operator_console.views import CallOut, EventOut, call_public
 from registry import repository as repo
 
 
@@ -28,12 +39,25 @@ class WrapUpBody(Strict):
     disposition: str = Field(default="", max_length=64)
 
 
+class CallDetail(CallOut):
+    """A call with every event about it."""
+
+    timeline: list[EventOut]
+
+
+class OperatorStateOut(Model):
+    """The operator's state after the change."""
+
+    state: str
+
+
 @API.route(
     "GET",
     "/calls",
     summary="Live hotline calls, emergencies first",
     roles=OPERATORS,
     tag="calls",
+    response=list[CallOut],
 )
 async def calls(request: web.Request) -> web.Response:
     """The waiting queue plus calls connected, on hold or in wrap-up."""
@@ -64,6 +88,7 @@ async def calls(request: web.Request) -> web.Response:
     summary="One call with its timeline",
     roles=OPERATORS,
     tag="calls",
+    response=CallDetail,
 )
 async def call_detail(request: web.Request) -> web.Response:
     """A call and every event about it (offered, queued, connected, held, transferred...)."""
@@ -84,6 +109,7 @@ async def call_detail(request: web.Request) -> web.Response:
     summary="Take a waiting call (409 if taken)",
     roles=OPERATORS,
     tag="calls",
+    response=CallOut,
 )
 async def answer(request: web.Request) -> web.Response:
     """Answer a queued call."""
@@ -99,6 +125,7 @@ async def answer(request: web.Request) -> web.Response:
     summary="Hang up one's call (a supervisor: any call); 403 with the reason otherwise",
     roles=OPERATORS,
     tag="calls",
+    response=Done,
 )
 async def hangup(request: web.Request) -> web.Response:
     """Hang up."""
@@ -115,6 +142,7 @@ async def hangup(request: web.Request) -> web.Response:
     roles=OPERATORS,
     body=WrapUpBody,
     tag="calls",
+    response=Done,
 )
 async def wrap_up(request: web.Request) -> web.Response:
     """Wrap up with a disposition."""
@@ -134,6 +162,7 @@ async def wrap_up(request: web.Request) -> web.Response:
     roles=OPERATORS,
     body=OperatorStateBody,
     tag="calls",
+    response=OperatorStateOut,
 )
 async def operator_state(request: web.Request) -> web.Response:
     """Change the operator's own state."""

@@ -16,6 +16,7 @@ from operator_console import call_access
 from operator_console.api import (
     API,
     OPERATORS,
+    Model,
     Strict,
     body,
     int_param,
@@ -25,12 +26,47 @@ from operator_console.api import (
     user_of,
 )
 from operator_console.errors import FieldInvalid
-from operator_console.views import call_public, ticket_public
+from operator_console.views import CallOut, TicketOut, call_public, ticket_public
 from registry.models import Merchant, Resident, ServiceCategory
 from registry.repository import NotFound
 from registry.schemas import DbId
 
 SCOPES = ("open", "mine", "all")
+
+
+class BoardTicketOut(TicketOut):
+    """A ticket on the board, with the names staff read it by."""
+
+    category_zh: str
+    category_en: str
+    deadline_minutes: int | None
+    resident_name: str
+    grid_code: str
+    merchant: str | None
+
+
+class MyStateOut(Model):
+    """The operator's own state."""
+
+    state: str
+    reason: str | None
+    call_id: int | None
+
+
+class TargetOut(Model):
+    """Someone a caller can be handed to."""
+
+    user_id: int
+    name: str
+    state: str
+    role: str | None = None
+
+
+class TransferTargetsOut(Model):
+    """Available operators (not oneself) and free supervisors."""
+
+    operators: list[TargetOut]
+    supervisors: list[TargetOut]
 
 
 @API.route(
@@ -39,6 +75,7 @@ SCOPES = ("open", "mine", "all")
     summary="The ticket board: ?scope=open|mine|all&state=&category=&grid=&resident_id=",
     roles=OPERATORS,
     tag="tickets",
+    response=list[BoardTicketOut],
 )
 async def board(request: web.Request) -> web.Response:
     """Tickets with the resident's name and grid, the category and merchant names."""
@@ -93,6 +130,7 @@ async def board(request: web.Request) -> web.Response:
     summary="The logged-in operator's own state",
     roles=OPERATORS,
     tag="calls",
+    response=MyStateOut,
 )
 async def my_state(request: web.Request) -> web.Response:
     """One's own state and pause reason (logged_out until first login)."""
@@ -132,6 +170,7 @@ async def _call_view(request: web.Request, call_id: int) -> web.Response:
     summary="Put one's caller on hold (they hear the hold prompt; 409 if not connected)",
     roles=OPERATORS,
     tag="calls",
+    response=CallOut,
 )
 async def hold(request: web.Request) -> web.Response:
     """Hold."""
@@ -148,6 +187,7 @@ async def hold(request: web.Request) -> web.Response:
     summary="Take one's caller back from hold (409 if not on hold)",
     roles=OPERATORS,
     tag="calls",
+    response=CallOut,
 )
 async def unhold(request: web.Request) -> web.Response:
     """Resume."""
@@ -165,6 +205,7 @@ async def unhold(request: web.Request) -> web.Response:
     roles=OPERATORS,
     body=TransferBody,
     tag="calls",
+    response=CallOut,
 )
 async def transfer(request: web.Request) -> web.Response:
     """Transfer; the sender goes to wrap-up, the receiver on_call with the same call."""
@@ -184,6 +225,7 @@ async def transfer(request: web.Request) -> web.Response:
     summary="Who a caller can be transferred to now: available operators and supervisors",
     roles=OPERATORS,
     tag="calls",
+    response=TransferTargetsOut,
 )
 async def transfer_targets(request: web.Request) -> web.Response:
     """Available operators (not oneself) and supervisors logged in and free."""

@@ -2,16 +2,34 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from aiohttp import web
 from sqlalchemy import func, select
 from sqlmodel import col
 
 from dispatch.models import Event
-from operator_console.api import API, OPERATORS, ok, query_int, services
+from operator_console.api import API, OPERATORS, Model, ok, query_int, services
+from operator_console.views import EventOut
+
+
+class PhoneLineOut(Model):
+    """The phone line now, and the newest event `seq` this was read at."""
+
+    up: bool
+    backend: str
+    detail: str
+    since: datetime | None
+    seq: int
 
 
 @API.route(
-    "GET", "/events", summary="The event log after ?since=SEQ", roles=OPERATORS, tag="events"
+    "GET",
+    "/events",
+    summary="The event log after ?since=SEQ",
+    roles=OPERATORS,
+    tag="events",
+    response=list[EventOut],
 )
 async def events(request: web.Request) -> web.Response:
     """Events after a sequence number, oldest first."""
@@ -26,6 +44,7 @@ async def events(request: web.Request) -> web.Response:
     summary="The phone line now: up or down, since when, and the event seq it is as of",
     roles=OPERATORS,
     tag="events",
+    response=PhoneLineOut,
 )
 async def telephony_status(request: web.Request) -> web.Response:
     """What the console's and the wallboard's outage banner shows on page load.

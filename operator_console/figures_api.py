@@ -11,18 +11,20 @@ import re
 from datetime import date, datetime, time, timedelta
 
 from aiohttp import web
-from pydantic import Field
+from pydantic import ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from dispatch.clock import LOCAL_TZ
-from dispatch.figures import GROUPINGS, load_report
+from dispatch.figures import GROUPINGS, CallFigures, Figures, load_report
 from operator_console.api import (
     API,
     OPERATORS,
     OPERATORS_AND_MERCHANTS,
     SUPERVISORS,
+    Model,
+    OpenModel,
     Strict,
     body,
     int_param,
@@ -32,7 +34,7 @@ from operator_console.api import (
     whole_number,
 )
 from operator_console.errors import FieldInvalid
-from operator_console.views import ticket_public
+from operator_console.views import TicketOut, ticket_public
 from registry.models import Grid, Merchant, Role, ServiceCategory
 
 #: set once the routes below are on `API`
@@ -107,6 +109,59 @@ async def group_labels(session: AsyncSession, by: str | None) -> dict[str, tuple
     return {}
 
 
+class GroupFigures(OpenModel):
+    """One group's figures (the fields of `dispatch.figures.Figures`) and its labels."""
+
+    key: str
+    label_zh: str
+    label_en: str
+    received: int
+    closed: int
+    closure_rate: float | None
+
+
+class FiguresOut(Model):
+    """A period's figures: the total, the groups asked for, and the call centre."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    start: datetime = Field(alias="from")
+    end: datetime = Field(alias="to")
+    by: str | None
+    total: Figures
+    groups: list[GroupFigures]
+    calls: CallFigures
+    first_day: date
+    last_day: date
+
+
+class CheckInOut(Model):
+    """The check-in call placed."""
+
+    call_ref: str
+
+
+class CallingOut(Model):
+    """The call is being placed."""
+
+    status: str
+
+
+class MerchantRecordOut(OpenModel):
+    """A merchant's scorecard (`dispatch.scorecard`): offers, acceptance, ratings, visits."""
+
+    merchant_id: int
+    name: str
+    offers: int
+    accepted: int
+    acceptance_rate: float | None
+    rated: int
+    satisfied: int
+    satisfied_rate: float | None
+    ratings: dict[str, int]
+    no_shows: int
+
+
 @API.route(
     "GET",
     "/figures",
@@ -117,6 +172,7 @@ async def group_labels(session: AsyncSession, by: str | None) -> dict[str, tuple
     roles=SUPERVISORS,
     tag="figures",
     query={**PERIOD_QUERY, "by": "day, category, grid, merchant or month"},
+    response=FiguresOut,
 )
 async def figures(request: web.Request) -> web.Response:
     """Received, closed, solved, rated and satisfied, with times, deadlines and calls."""
@@ -155,6 +211,8 @@ class CheckInBody(Strict):
     summary='"Same as last time": a new order like this one, dispatched at once',
     roles=OPERATORS,
     tag="tickets",
+    response=TicketOut,
+    status=201,
 )
 async def repeat(request: web.Request) -> web.Response:
     """Repeat an order."""
@@ -172,6 +230,8 @@ async def repeat(request: web.Request) -> web.Response:
     roles=OPERATORS,
     body=CheckInBody,
     tag="tickets",
+    response=CheckInOut,
+    status=202,
 )
 async def check_in(request: web.Request) -> web.Response:
     """Place a check-in call."""
@@ -189,6 +249,8 @@ async def check_in(request: web.Request) -> web.Response:
     summary="Ask the resident's first emergency contact to rate on their behalf",
     roles=OPERATORS,
     tag="tickets",
+    response=CallingOut,
+    status=202,
 )
 async def survey_family(request: web.Request) -> web.Response:
     """Place a family survey call."""
@@ -206,6 +268,7 @@ async def survey_family(request: web.Request) -> web.Response:
     roles=SUPERVISORS,
     body=FollowUpBody,
     tag="tickets",
+    response=TicketOut,
 )
 async def close_follow_up(request: web.Request) -> web.Response:
     """A supervisor closes a follow-up."""
@@ -227,6 +290,7 @@ async def close_follow_up(request: web.Request) -> web.Response:
     roles=OPERATORS_AND_MERCHANTS,
     tag="figures",
     query=PERIOD_QUERY,
+    response=MerchantRecordOut,
 )
 async def merchant_record(request: web.Request) -> web.Response:
     """A merchant's record; merchants see only their own."""

@@ -8,6 +8,7 @@ import contextlib
 import hashlib
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
@@ -15,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatch.errors import Invalid
 from dispatch.events import Store, Tx
-from operator_console.api import ADMINS, API, ok, services, user_of
+from operator_console.api import ADMINS, API, Download, OpenModel, ok, services, user_of
 from operator_console.errors import FieldInvalid
 from registry import exporting, importing
 
@@ -144,12 +145,29 @@ async def read_upload(request: web.Request) -> tuple[str, bytes, bool]:
     return filename, data, flag.lower() in ("1", "true", "yes", "on")
 
 
+class ImportOut(OpenModel):
+    """What an import did (or a dry run would do): counts, and the first errors and changes."""
+
+    kind: str
+    dry_run: bool
+    rows: int
+    ok: bool
+    committed: bool
+    created: int
+    updated: int
+    unchanged: int
+    errors: list[dict[str, Any]]
+    changes: list[dict[str, Any]]
+    import_id: str | None = None
+
+
 @API.route(
     "POST",
     "/registry/import/{kind}",
     summary="Import residents or merchants from CSV/XLSX (multipart `file`, `dry_run`)",
     roles=ADMINS,
     tag="registry",
+    response=ImportOut,
 )
 async def import_file(request: web.Request) -> web.Response:
     """All-or-nothing import of one file; 422 with the report when a row is bad.
@@ -200,6 +218,7 @@ async def import_file(request: web.Request) -> web.Response:
     summary="Download residents or merchants as ?format=csv|xlsx",
     roles=ADMINS,
     tag="registry",
+    response=Download,
 )
 async def export_file(request: web.Request) -> web.Response:
     """A CSV or XLSX download; ID numbers masked unless ?full_id_numbers=1."""

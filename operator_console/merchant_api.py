@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from datetime import datetime
 from typing import Any, Literal
 
 from aiohttp import web
@@ -25,6 +26,7 @@ from operator_console.api import (
     API,
     MERCHANTS,
     PUBLIC,
+    Model,
     Strict,
     body,
     int_param,
@@ -32,7 +34,7 @@ from operator_console.api import (
     services,
     user_of,
 )
-from operator_console.auth_api import session_response
+from operator_console.auth_api import SessionOut, session_response
 from operator_console.errors import Unauthorized, error_response
 from operator_console.merchant_login import Channel, LoginRefused, MerchantLogin, RateLimited
 from operator_console.security import client_address
@@ -73,6 +75,53 @@ class LinkBody(Strict):
     token: str = Field(min_length=10, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
 
 
+class CodeSentOut(Model):
+    """The same answer whether the phone is registered or not."""
+
+    sent: bool
+    channel: str
+    expires_in_s: int
+
+
+class OrderOut(Model):
+    """An order as a merchant sees it: what, where, when; never the resident's phone."""
+
+    ticket_id: int
+    state: str
+    category: str
+    category_zh: str
+    category_en: str
+    description: str
+    urgency: str
+    address: str
+    deadline_at: datetime | None
+    code_word: str
+    offer_id: int | None = None
+
+
+class MerchantOrdersOut(Model):
+    """Offers waiting for the merchant's answer, and the orders they have taken."""
+
+    merchant: str
+    offers: list[OrderOut]
+    orders: list[OrderOut]
+
+
+class DeclinedOut(Model):
+    """A declined offer."""
+
+    offer_id: int
+    declined: bool
+
+
+class SimTextOut(Model):
+    """A text a simulated handset received (the number masked)."""
+
+    ref: str
+    to: str
+    text: str
+
+
 @API.route(
     "POST",
     "/merchant-login/request",
@@ -80,6 +129,7 @@ class LinkBody(Strict):
     body=CodeRequestBody,
     tag="merchant",
     roles=PUBLIC,
+    response=CodeSentOut,
 )
 async def request_code(request: web.Request) -> web.Response:
     """Always the same answer, registered phone or not; 429 when asked too often."""
@@ -110,6 +160,7 @@ async def request_code(request: web.Request) -> web.Response:
     body=CodeVerifyBody,
     tag="merchant",
     roles=PUBLIC,
+    response=SessionOut,
 )
 async def verify_code(request: web.Request) -> web.Response:
     """Check the code; five wrong tries spend it."""
@@ -128,6 +179,7 @@ async def verify_code(request: web.Request) -> web.Response:
     body=LinkBody,
     tag="merchant",
     roles=PUBLIC,
+    response=SessionOut,
 )
 async def use_link(request: web.Request) -> web.Response:
     """A link works once, within the code's lifetime."""
@@ -206,6 +258,7 @@ async def _order(session: Any, ticket: Ticket) -> dict[str, Any]:
     summary="The logged-in merchant's live offers and open orders",
     roles=MERCHANTS,
     tag="merchant",
+    response=MerchantOrdersOut,
 )
 async def orders(request: web.Request) -> web.Response:
     """Offers waiting for this merchant's answer, and tickets they have taken."""
@@ -255,6 +308,7 @@ async def orders(request: web.Request) -> web.Response:
     summary="Decline an offer from the merchant page",
     roles=MERCHANTS,
     tag="merchant",
+    response=DeclinedOut,
 )
 async def decline(request: web.Request) -> web.Response:
     """Refuse an offer; it is recorded as declined and the next merchant is called."""
@@ -270,6 +324,7 @@ async def decline(request: web.Request) -> web.Response:
     summary="Simulator: text messages the simulated handsets received (memory PBX only)",
     roles=ADMINS,
     tag="simulator",
+    response=list[SimTextOut],
 )
 async def sim_messages(request: web.Request) -> web.Response:
     """The simulated handsets' texts, newest first; numbers masked (admins only: the texts

@@ -150,7 +150,7 @@ class Api:
         *,
         summary: str,
         roles: Access,
-        response: Any = None,
+        response: Any,
         body: type[BaseModel] | None = None,
         status: int = 200,
         tag: str = "api",
@@ -281,8 +281,6 @@ ERROR_SCHEMA: dict[str, Any] = {
 
 
 def _answer(route: Route, schemas: dict[str, Any]) -> dict[str, Any]:
-    if route.response is None:
-        return {"description": "OK"}
     if route.response is Download:
         return {
             "description": "a file",

@@ -16,7 +16,7 @@ import hashlib
 import json
 import logging
 from collections.abc import AsyncIterator
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from aiohttp import web
@@ -30,6 +30,8 @@ from operator_console.api import (
     ADMINS,
     API,
     OPERATORS,
+    Model,
+    OpenModel,
     body,
     int_param,
     ok,
@@ -38,7 +40,7 @@ from operator_console.api import (
     user_of,
 )
 from operator_console.errors import FieldInvalid
-from operator_console.views import ticket_public
+from operator_console.views import TicketOut, ticket_public
 from registry import repository as repo
 from registry.models import Merchant, ServiceCategory, User
 from registry.schemas import CategoryIn, ContractIn, MerchantIn, ResidentIn
@@ -132,6 +134,101 @@ async def search(request: web.Request, query: str, user: User, limit: int = 20) 
     return [h.public(index.grid_names) for h in hits]
 
 
+# -- response models --
+class CategoryOut(Model):
+    """A catalog category, the hotline keys that order it, and (read alone) its version."""
+
+    code: str
+    name_zh: str
+    name_en: str
+    urgency: str
+    deadline_minutes: int
+    merchant_kinds: list[str]
+    sort_order: int
+    text_zh: str
+    text_en: str
+    keypad: list[str] | str | None
+    version: str | None = None
+
+
+class ResidentHit(Model):
+    """A search hit: enough to pick the right person, phones masked."""
+
+    id: int
+    name: str
+    sex: str | None
+    birth_year: int | None
+    address: str
+    grid_code: str
+    grid_name: str
+    groups: list[str]
+    status: str
+    phones: list[str]
+    score: float
+    matched: list[str]
+
+
+class ResidentCard(OpenModel):
+    """A resident's card (`registry.repository.resident_card`: every field of the record,
+    the ID number masked), its phones, contacts and status history."""
+
+    id: int
+    name: str
+    status: str
+    phones: list[dict[str, Any]]
+    contacts: list[dict[str, Any]]
+    status_history: list[dict[str, Any]]
+    recent_tickets: list[TicketOut] | None = None
+    version: str | None = None
+    changed: list[str] | None = None
+
+
+class MerchantRow(Model):
+    """A merchant in the list."""
+
+    id: int
+    name: str
+    kind: str
+    grid_code: str
+    contract_status: str
+    contract_end: date | None
+    capacity: int
+
+
+class MerchantOut(OpenModel):
+    """A merchant (every field of `registry.schemas.MerchantIn`) with its version."""
+
+    id: int
+    name: str
+    kind: str
+    version: str
+    contract_status: str
+    contract_history: list[dict[str, Any]] | None = None
+    changed: list[str] | None = None
+
+
+class ContractOut(Model):
+    """A merchant's contract now."""
+
+    id: int
+    contract_status: str
+    contract_start: date | None
+    contract_end: date | None
+    contract_signed_by: str
+
+
+class AccessOut(Model):
+    """Who read which resident record, when and why."""
+
+    id: int
+    username: str
+    user_id: int | None
+    resident_id: int
+    reason: str
+    ref: str
+    at: datetime
+
+
 # -- residents --
 @API.route(
     "GET",
@@ -139,6 +236,7 @@ async def search(request: web.Request, query: str, user: User, limit: int = 20) 
     summary="The service catalog in menu order",
     roles=OPERATORS,
     tag="registry",
+    response=list[CategoryOut],
 )
 async def catalog(request: web.Request) -> web.Response:
     """The service catalog."""
@@ -154,6 +252,7 @@ async def catalog(request: web.Request) -> web.Response:
     summary="Search residents: name, pinyin (initials), phone digits, address, grid",
     roles=OPERATORS,
     tag="registry",
+    response=list[ResidentHit],
 )
 async def search_residents(request: web.Request) -> web.Response:
     """Ranked search (registry.search); the residents shown are written to the access log."""
@@ -170,6 +269,7 @@ async def search_residents(request: web.Request) -> web.Response:
     summary="A resident's card (the read is logged)",
     roles=OPERATORS,
     tag="registry",
+    response=ResidentCard,
 )
 async def resident(request: web.Request) -> web.Response:
     """The resident card; `?reason=call|ticket|search` goes to the access log."""
@@ -252,6 +352,8 @@ def resident_version(card: dict[str, Any]) -> str:
     roles=OPERATORS,
     body=ResidentCreate,
     tag="registry",
+    response=ResidentCard,
+    status=201,
 )
 async def create_resident(request: web.Request) -> web.Response:
     """A new resident; the card comes back (and the read is logged as an edit)."""
@@ -282,6 +384,7 @@ async def create_resident(request: web.Request) -> web.Response:
     roles=OPERATORS,
     body=Patch,
     tag="registry",
+    response=ResidentCard,
 )
 async def update_resident(request: web.Request) -> web.Response:
     """Merge the given fields into the resident and save what changed."""
@@ -348,6 +451,7 @@ class MerchantPatch(Patch):
     summary="Every merchant, or ?q= name, pinyin (initials), id or code, best first",
     roles=OPERATORS,
     tag="registry",
+    response=list[MerchantRow],
 )
 async def list_merchants(request: web.Request) -> web.Response:
     """Merchants with kind and contract, for the console."""
@@ -377,6 +481,7 @@ async def list_merchants(request: web.Request) -> web.Response:
     summary="A merchant with services and contract history",
     roles=OPERATORS,
     tag="registry",
+    response=MerchantOut,
 )
 async def merchant_detail(request: web.Request) -> web.Response:
     """One merchant."""
@@ -398,6 +503,8 @@ async def merchant_detail(request: web.Request) -> web.Response:
     roles=ADMINS,
     body=MerchantIn,
     tag="registry",
+    response=MerchantOut,
+    status=201,
 )
 async def create_merchant(request: web.Request) -> web.Response:
     """A new merchant."""
@@ -420,6 +527,7 @@ async def create_merchant(request: web.Request) -> web.Response:
     roles=ADMINS,
     body=MerchantPatch,
     tag="registry",
+    response=MerchantOut,
 )
 async def update_merchant(request: web.Request) -> web.Response:
     """Merge the given fields into the merchant."""
@@ -455,6 +563,7 @@ async def update_merchant(request: web.Request) -> web.Response:
     roles=ADMINS,
     body=ContractIn,
     tag="registry",
+    response=ContractOut,
 )
 async def change_contract(request: web.Request) -> web.Response:
     """Set the contract status and dates; the change is kept in the history."""
@@ -535,6 +644,7 @@ async def _save_category(
     summary="One catalog category with its version",
     roles=OPERATORS,
     tag="registry",
+    response=CategoryOut,
 )
 async def get_category(request: web.Request) -> web.Response:
     """A category."""
@@ -550,6 +660,8 @@ async def get_category(request: web.Request) -> web.Response:
     roles=ADMINS,
     body=CategoryPut,
     tag="registry",
+    response=CategoryOut,
+    status=201,
 )
 async def create_category(request: web.Request) -> web.Response:
     """A new category."""
@@ -565,6 +677,7 @@ async def create_category(request: web.Request) -> web.Response:
     roles=ADMINS,
     body=CategoryPut,
     tag="registry",
+    response=CategoryOut,
 )
 async def put_category(request: web.Request) -> web.Response:
     """Edit the service catalog."""
@@ -592,6 +705,7 @@ def _local_day(q: Any, name: str) -> datetime | None:
     ),
     roles=ADMINS,
     tag="registry",
+    response=list[AccessOut],
 )
 async def read_access_log(request: web.Request) -> web.Response:
     """The access log, newest first, `limit` (at most 200) rows a page; page on with `before`."""

@@ -4,13 +4,14 @@ phones as they see their calls, dialling the hotline, answering, pressing keys, 
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from aiohttp import web
 from pydantic import Field
 from sqlalchemy import select
 from sqlmodel import col
 
-from operator_console.api import ADMINS, API, Strict, body, ok, services, user_of
+from operator_console.api import ADMINS, API, Done, Model, Strict, body, ok, services, user_of
 from operator_console.errors import Forbidden
 from providers.base import OriginateFailure, Simulator, UnknownCall
 from registry import repository as repo
@@ -78,12 +79,46 @@ def pbx(request: web.Request) -> Simulator:
     return simulator
 
 
+class SimCallOut(Model):
+    """A call as the simulated phones see it."""
+
+    ref: str
+    direction: str
+    number: str
+    state: str
+    peer: str | None
+    flow: str | None
+    waiting_for: list[str]
+    transcript: list[Any]
+    cause: str | None
+
+
+class SimPhoneOut(Model):
+    """A registered resident's phone to call from."""
+
+    name: str
+    number: str
+
+
+class DialedOut(Model):
+    """The simulated call's ref."""
+
+    ref: str
+
+
+class LinkOut(Model):
+    """The simulated PBX's link now."""
+
+    up: bool
+
+
 @API.route(
     "GET",
     "/sim/calls",
     summary="Simulator: calls as the phones see them",
     roles=ADMINS,
     tag="simulator",
+    response=list[SimCallOut],
 )
 async def sim_calls(request: web.Request) -> web.Response:
     """Live and recent simulated calls."""
@@ -97,6 +132,7 @@ async def sim_calls(request: web.Request) -> web.Response:
     summary="Simulator: phones to call from",
     roles=ADMINS,
     tag="simulator",
+    response=list[SimPhoneOut],
 )
 async def sim_phones(request: web.Request) -> web.Response:
     """A few registered residents' phones to pick from."""
@@ -120,6 +156,8 @@ async def sim_phones(request: web.Request) -> web.Response:
     roles=ADMINS,
     body=DialBody,
     tag="simulator",
+    response=DialedOut,
+    status=201,
 )
 async def sim_dial(request: web.Request) -> web.Response:
     """A simulated resident calls in."""
@@ -139,6 +177,7 @@ async def sim_dial(request: web.Request) -> web.Response:
     roles=ADMINS,
     body=LinkBody,
     tag="simulator",
+    response=LinkOut,
 )
 async def sim_link(request: web.Request) -> web.Response:
     """Simulate a phone outage: live calls drop, outbound calls wait for the line."""
@@ -175,6 +214,7 @@ async def _sim(request: web.Request, action: str) -> web.Response:
     summary="Simulator: pick up a ringing phone",
     roles=ADMINS,
     tag="simulator",
+    response=Done,
 )
 async def sim_answer(request: web.Request) -> web.Response:
     """Answer as the called party."""
@@ -188,6 +228,7 @@ async def sim_answer(request: web.Request) -> web.Response:
     roles=ADMINS,
     body=PressBody,
     tag="simulator",
+    response=Done,
 )
 async def sim_press(request: web.Request) -> web.Response:
     """Press a key."""
@@ -200,6 +241,7 @@ async def sim_press(request: web.Request) -> web.Response:
     summary="Simulator: hang up the phone",
     roles=ADMINS,
     tag="simulator",
+    response=Done,
 )
 async def sim_hangup(request: web.Request) -> web.Response:
     """Hang up as the far end."""
@@ -213,6 +255,7 @@ async def sim_hangup(request: web.Request) -> web.Response:
     roles=ADMINS,
     body=RejectBody,
     tag="simulator",
+    response=Done,
 )
 async def sim_reject(request: web.Request) -> web.Response:
     """Refuse a ringing call."""

@@ -4,6 +4,8 @@ never a resident's phone."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 from pydantic import Field
 from sqlalchemy import select
@@ -15,6 +17,7 @@ from operator_console.api import (
     API,
     OPERATORS,
     OPERATORS_AND_MERCHANTS,
+    Model,
     Strict,
     body,
     int_param,
@@ -23,7 +26,15 @@ from operator_console.api import (
     user_of,
 )
 from operator_console.errors import FieldInvalid
-from operator_console.views import merchant_ticket_public, offer_public, ticket_public
+from operator_console.views import (
+    EventOut,
+    MerchantTicketOut,
+    OfferOut,
+    TicketOut,
+    merchant_ticket_public,
+    offer_public,
+    ticket_public,
+)
 from registry.models import Merchant, Resident, Role
 from registry.schemas import DbId
 
@@ -49,8 +60,59 @@ class CancelBody(Strict):
     reason: str = Field(min_length=1, max_length=200)
 
 
+class OfferWithMerchant(OfferOut):
+    """An offer and the merchant's name."""
+
+    merchant: str
+
+
+class TicketDetail(TicketOut):
+    """A ticket with its offers and every event about it."""
+
+    offers: list[OfferWithMerchant]
+    timeline: list[EventOut]
+
+
+class CandidateOut(Model):
+    """A ranked merchant and why it ranks where it does."""
+
+    merchant_id: int
+    name: str
+    kind: str
+    eligible: bool
+    score: float
+    distance_m: int | None
+    load: int
+    capacity: int
+    preferred: bool
+    opens_at: str | None
+    reasons: list[str]
+    why: list[Any]
+
+
+class TicketStateOut(Model):
+    """What a merchant hears back of an arrival or completion."""
+
+    id: int
+    state: str
+
+
+class AcceptedOut(Model):
+    """The ticket an accepted offer belongs to."""
+
+    ticket_id: int
+    state: str
+
+
 @API.route(
-    "POST", "/tickets", summary="Record a need", roles=OPERATORS, body=TicketBody, tag="tickets"
+    "POST",
+    "/tickets",
+    summary="Record a need",
+    roles=OPERATORS,
+    body=TicketBody,
+    tag="tickets",
+    response=TicketOut,
+    status=201,
 )
 async def create_ticket(request: web.Request) -> web.Response:
     """Create a ticket."""
@@ -72,6 +134,7 @@ async def create_ticket(request: web.Request) -> web.Response:
     summary="Tickets, newest first (?state=open|STATE)",
     roles=OPERATORS_AND_MERCHANTS,
     tag="tickets",
+    response=list[TicketOut] | list[MerchantTicketOut],
 )
 async def list_tickets(request: web.Request) -> web.Response:
     """Tickets; merchants see only their own."""
@@ -105,6 +168,7 @@ async def list_tickets(request: web.Request) -> web.Response:
     summary="A ticket with its offers and timeline",
     roles=OPERATORS,
     tag="tickets",
+    response=TicketDetail,
 )
 async def ticket_detail(request: web.Request) -> web.Response:
     """A ticket, its offers and every event about it."""
@@ -133,6 +197,7 @@ async def ticket_detail(request: web.Request) -> web.Response:
     summary="Ranked merchants for a ticket with the reasons for each",
     roles=OPERATORS,
     tag="tickets",
+    response=list[CandidateOut],
 )
 async def candidates(request: web.Request) -> web.Response:
     """The ranking."""
@@ -147,6 +212,7 @@ async def candidates(request: web.Request) -> web.Response:
     roles=OPERATORS,
     body=DispatchBody,
     tag="tickets",
+    response=TicketOut,
 )
 async def dispatch_ticket(request: web.Request) -> web.Response:
     """Dispatch."""
@@ -179,6 +245,7 @@ async def _merchant_or_staff_ticket_action(request: web.Request, action: str) ->
     summary="The merchant is at the door",
     roles=OPERATORS_AND_MERCHANTS,
     tag="tickets",
+    response=TicketOut | TicketStateOut,
 )
 async def arrive(request: web.Request) -> web.Response:
     """Arrival."""
@@ -191,6 +258,7 @@ async def arrive(request: web.Request) -> web.Response:
     summary="The visit is done",
     roles=OPERATORS_AND_MERCHANTS,
     tag="tickets",
+    response=TicketOut | TicketStateOut,
 )
 async def complete(request: web.Request) -> web.Response:
     """Completion; the survey call follows."""
@@ -204,6 +272,7 @@ async def complete(request: web.Request) -> web.Response:
     roles=OPERATORS,
     body=CancelBody,
     tag="tickets",
+    response=TicketOut,
 )
 async def cancel(request: web.Request) -> web.Response:
     """Cancel."""
@@ -221,6 +290,7 @@ async def cancel(request: web.Request) -> web.Response:
     summary="Accept an offer (merchant page, or an operator on the merchant's behalf)",
     roles=OPERATORS_AND_MERCHANTS,
     tag="tickets",
+    response=AcceptedOut,
 )
 async def accept_offer(request: web.Request) -> web.Response:
     """Accept; a second accept of the same ticket is refused with 409."""

@@ -6,10 +6,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from pydantic import Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatch.clock import LOCAL_TZ
 from dispatch.models import Call, Offer, Ticket
+from operator_console.openapi import Model
 from registry.models import Resident
 from registry.phones import mask
 
@@ -79,3 +81,92 @@ async def call_public(session: AsyncSession, call: Call) -> dict[str, Any]:
             data["resident_name"] = resident.name
             data["resident_status"] = resident.status.value
     return data
+
+
+# -- response models (what the functions above answer) --
+class TicketOut(Model):
+    """A ticket for staff."""
+
+    id: int
+    resident_id: int | None
+    call_id: int | None
+    category_code: str
+    description: str
+    urgency: str
+    state: str
+    escalated: bool
+    escalation_reason: str | None
+    escalation_level: int
+    follow_up: bool
+    repeat_of: int | None
+    rated_by: str | None
+    deadline_at: datetime | None
+    deadline_local: str | None = Field(description="MM-DD HH:MM in Asia/Shanghai")
+    merchant_id: int | None
+    code_word: str
+    rating: str | None
+    survey_attempts: int
+    created_by: str
+    created_at: datetime
+    accepted_at: datetime | None
+    arrived_at: datetime | None
+    completed_at: datetime | None
+    rated_at: datetime | None
+    closed_at: datetime | None
+
+
+class MerchantTicketOut(Model):
+    """What a merchant sees of a ticket: what, where, when; never the resident's phone."""
+
+    id: int
+    state: str
+    category: str
+    description: str
+    address: str
+    deadline_at: datetime | None
+    code_word: str
+
+
+class OfferOut(Model):
+    """An offer."""
+
+    id: int
+    ticket_id: int
+    merchant_id: int
+    rank: int
+    state: str
+    placed_at: datetime
+    decided_at: datetime | None
+
+
+class CallOut(Model):
+    """A call, with a short resident summary for the queue (`number` is masked)."""
+
+    id: int
+    ref: str
+    direction: str
+    purpose: str
+    state: str
+    number: str
+    registered: bool
+    resident_id: int | None
+    ticket_id: int | None
+    operator_id: int | None
+    emergency: bool
+    started_at: datetime
+    queued_at: datetime | None
+    held_at: datetime | None
+    resident_name: str | None = None
+    resident_status: str | None = None
+
+
+class EventOut(Model):
+    """One event-log entry (ids and field names, never personal data)."""
+
+    seq: int
+    name: str
+    subject: str
+    subject_id: str
+    occurred_at: datetime
+    actor: str
+    data: dict[str, Any]

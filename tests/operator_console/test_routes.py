@@ -76,3 +76,83 @@ async def test_the_document_states_each_routes_roles_from_the_table(harness: Har
         assert op["description"] == "Roles: " + route.access.describe()
         if not route.access.login:
             assert op["security"] == []
+
+
+async def test_every_documented_route_has_a_response_schema(harness: Harness) -> None:
+    doc = await harness.call("GET", "/openapi.json")
+    schemas = doc["components"]["schemas"]
+    for route in table(harness):
+        op = doc["paths"][route.path][route.method.lower()]
+        answer = op["responses"][str(route.status)]
+        content = answer["content"]
+        schema = next(iter(content.values()))["schema"]
+        assert schema, f"{route.method} {route.path}"
+        if "$ref" in schema:
+            assert schema["$ref"].rsplit("/", 1)[1] in schemas, route.path
+        for name, model in schemas.items():
+            assert "properties" in model or "anyOf" in model or "enum" in model, name
+
+
+class Answers:
+    """Real answers of the app, each validated against the response its route declares."""
+
+    def __init__(self, harness: Harness) -> None:
+        self.harness = harness
+        self.routes = {(r.method, r.path): r for r in table(harness)}
+        self.checked: set[tuple[str, str]] = set()
+
+    async def get(self, method: str, template: str, *, as_user: str, **kwargs: Any) -> Any:
+        route = self.routes[(method, "/api/v1" + template.split("?")[0])]
+        params = kwargs.pop("params", {})
+        path = template.format(**params)
+        body = await self.harness.call(method, path, as_user=as_user, expect=route.status, **kwargs)
+        route.adapter().validate_python(body)
+        self.checked.add((method, template))
+        return body
+
+
+async def test_real_answers_validate_against_their_declared_response(harness: Harness) -> None:
+    h = harness
+    a = Answers(h)
+    await h.pbx.dial_in("13800000001")
+    await h.settle()
+    await a.get("GET", "/me", as_user="operator")
+    await a.get("GET", "/catalog", as_user="operator")
+    found = await a.get("GET", "/residents?q=1", as_user="operator")
+    rid = found[0]["id"] if found else 1
+    await a.get("GET", "/residents/{resident_id}", as_user="operator", params={"resident_id": rid})
+    await a.get("GET", "/calls", as_user="operator")
+    ticket = await a.get(
+        "POST", "/tickets", as_user="operator", json={"category": "medicine", "resident_id": rid}
+    )
+    tid = {"ticket_id": ticket["id"]}
+    await a.get("GET", "/tickets", as_user="operator")
+    await a.get("GET", "/tickets/{ticket_id}/candidates", as_user="operator", params=tid)
+    await a.get("POST", "/tickets/{ticket_id}/dispatch", as_user="operator", params=tid, json={})
+    await h.settle()
+    await a.get("GET", "/tickets/{ticket_id}", as_user="operator", params=tid)
+    await a.get("GET", "/tickets", as_user="merchant1")
+    await a.get("GET", "/merchant/orders", as_user="merchant1")
+    await a.get("GET", "/events", as_user="operator")
+    await a.get("GET", "/telephony", as_user="operator")
+    await a.get("GET", "/merchants", as_user="operator")
+    await a.get("GET", "/merchants/{merchant_id}", as_user="operator", params={"merchant_id": 1})
+    await a.get(
+        "GET", "/merchants/{merchant_id}/record", as_user="operator", params={"merchant_id": 1}
+    )
+    await a.get("GET", "/grids", as_user="operator")
+    await a.get("GET", "/board", as_user="operator")
+    await a.get("GET", "/operator/state", as_user="operator")
+    await a.get("GET", "/transfer-targets", as_user="operator")
+    await a.get("GET", "/wallboard", as_user="supervisor")
+    await a.get("GET", "/figures", as_user="supervisor")
+    await a.get("GET", "/figures?by=category", as_user="supervisor")
+    await a.get("GET", "/contracts", as_user="supervisor")
+    await a.get("GET", "/users", as_user="supervisor")
+    await a.get("GET", "/access-log", as_user="demo")
+    await a.get("GET", "/login-failures", as_user="demo")
+    await a.get("GET", "/sim/calls", as_user="demo")
+    await a.get("GET", "/sim/phones", as_user="demo")
+    await a.get("GET", "/sim/messages", as_user="demo")
+    await a.get("GET", "/catalog/{code}", as_user="demo", params={"code": "medicine"})
+    assert len(a.checked) >= 30
