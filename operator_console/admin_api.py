@@ -342,7 +342,7 @@ async def create_user(request: web.Request) -> web.Response:
             )
         ).first()
         if taken is not None:
-            raise FieldConflict(f"username {data.username} is taken", "username")
+            raise FieldConflict(f"username {data.username} is taken", "username", code="duplicate")
         try:
             _check_merchant_link(data.role, data.merchant_id)
         except ValueError as exc:

@@ -136,7 +136,12 @@ async def body(request: web.Request, model: type[BaseModel]) -> Any:
 def whole_number(value: str, name: str, *, minimum: int = 1, maximum: int = MAX_ID) -> int:
     """`value` as an integer in [minimum, maximum] (ASCII digits only); 422 naming `name`."""
     if not _WHOLE.fullmatch(value) or not minimum <= int(value) <= maximum:
-        raise FieldInvalid(f"{name} must be a whole number from {minimum} to {maximum}", name)
+        raise FieldInvalid(
+            f"{name} must be a whole number from {minimum} to {maximum}",
+            name,
+            code="not_whole_number",
+            ctx={"min": minimum, "max": maximum},
+        )
     return int(value)
 
 

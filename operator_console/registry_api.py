@@ -39,7 +39,7 @@ from operator_console.api import (
     services,
     user_of,
 )
-from operator_console.errors import FieldInvalid
+from operator_console.errors import FieldInvalid, field_error
 from operator_console.views import TicketOut, ticket_public
 from registry import repository as repo
 from registry.models import Merchant, ServiceCategory, User
@@ -81,11 +81,19 @@ def services_of(app: web.Application) -> Any:
 
 
 class FieldConflict(Conflict):
-    """A 409 that names the field at fault."""
+    """A 409 that names the field at fault, with a machine `code` (see `errors.py`)."""
 
-    def __init__(self, message: str, field: str | None = None, **extra: Any) -> None:
+    def __init__(
+        self,
+        message: str,
+        field: str | None = None,
+        *,
+        code: str = "conflict",
+        ctx: dict[str, Any] | None = None,
+        **extra: Any,
+    ) -> None:
         super().__init__(message)
-        self.details = [{"field": field, "message": message, **extra}] if field else None
+        self.details = [field_error(field, message, code, ctx, **extra)] if field else None
 
 
 @contextlib.asynccontextmanager
@@ -98,13 +106,15 @@ async def registry_errors() -> AsyncIterator[None]:
             f"{exc}: a number belongs to one resident; "
             "take it off that resident first if it has really changed hands",
             exc.field,
+            code=exc.code,
+            ctx={"id": exc.owner},
             resident_id=exc.owner,
             number=exc.number,
         ) from exc
     except repo.Duplicate as exc:
-        raise FieldConflict(str(exc), exc.field) from exc
+        raise FieldConflict(str(exc), exc.field, code=exc.code) from exc
     except repo.Invalid as exc:
-        raise FieldInvalid(str(exc), exc.field) from exc
+        raise FieldInvalid(str(exc), exc.field, code=exc.code) from exc
 
 
 def version_of(values: Any) -> str:
@@ -119,6 +129,7 @@ def check_version(sent: Any, current: str) -> None:
         raise FieldConflict(
             "someone changed this record after you opened it; reload it and edit again",
             "version",
+            code="stale_version",
             current=current,
         )
 
@@ -621,7 +632,9 @@ async def _save_category(
         existing = await tx.session.get(ServiceCategory, data.code)
         if existing is not None:
             if create:
-                raise FieldConflict(f"category {data.code} exists already", "code")
+                raise FieldConflict(
+                    f"category {data.code} exists already", "code", code="duplicate"
+                )
             check_version(data.version, category_public(request, existing)["version"])
         category = await repo.save_category(tx.session, data=category_in)
         tx.emit(
