@@ -41,9 +41,9 @@ from operator_console.registry_api import (
     FieldInvalid,
     check_version,
     registry_errors,
-    search_index_key,
     version_of,
 )
+from operator_console.resident_search import search_index_key
 from operator_console.ws import revoke
 from registry import repository as repo
 from registry.models import Grid, Merchant, Role, User

@@ -163,6 +163,7 @@ def create_app(
     """Build the app. Tests pass their own telephony, clock or timers; the rest is chosen here."""
     # the API's modules, one per resource: each adds its routes to `api.API` when imported
     from operator_console import (
+        access_log_api,
         admin_api,
         api,
         auth_api,
@@ -174,14 +175,15 @@ def create_app(
         merchant_api,
         pages,
         registry_api,
+        resident_search,
         sim_api,
         tickets_api,
         wallboard_api,
         ws,
     )
 
-    del admin_api, auth_api, calls_api, desk_api, events_api, figures_api, import_api
-    del sim_api, tickets_api, wallboard_api
+    del access_log_api, admin_api, auth_api, calls_api, desk_api, events_api, figures_api
+    del import_api, registry_api, sim_api, tickets_api, wallboard_api
 
     app = web.Application(
         middlewares=[error_middleware, request_guard, api.auth_middleware],
@@ -327,7 +329,7 @@ def create_app(
 
     app.cleanup_ctx.append(resources)
     app.on_shutdown.append(end_live_streams)
-    registry_api.setup(app)
+    resident_search.setup(app)
     api.API.add_to(app)
     app.router.add_get("/api/v1/openapi.json", api.openapi_doc)
     app.router.add_get("/api/v1/ws", ws.websocket)

@@ -10,13 +10,11 @@ carry the `version` it was made from; a record changed since then is refused wit
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hashlib
 import json
 import logging
 from collections.abc import AsyncIterator
-from datetime import date, datetime, timedelta
 from typing import Any
 
 from aiohttp import web
@@ -30,54 +28,29 @@ from operator_console.api import (
     ADMINS,
     API,
     OPERATORS,
-    Model,
-    OpenModel,
     body,
     int_param,
     ok,
-    query_int,
     services,
     user_of,
 )
 from operator_console.errors import FieldInvalid, field_error
-from operator_console.views import TicketOut, ticket_public
+from operator_console.registry_views import (
+    CategoryOut,
+    ContractOut,
+    MerchantOut,
+    MerchantRow,
+    ResidentCard,
+    ResidentHit,
+)
+from operator_console.resident_search import search
+from operator_console.views import ticket_public
 from registry import repository as repo
-from registry.models import Merchant, ServiceCategory, User
+from registry.models import Merchant, ServiceCategory
 from registry.schemas import CategoryIn, ContractIn, MerchantIn, ResidentIn
-from registry.search import SearchIndex, match_merchants
-from registry.search import search_residents as find_residents
+from registry.search import match_merchants
 
 log = logging.getLogger(__name__)
-
-search_index_key = web.AppKey("search_index", SearchIndex)
-
-
-def setup(app: web.Application) -> None:
-    """Give the app its resident search index, warmed in the background after start."""
-    app[search_index_key] = SearchIndex()
-    app.cleanup_ctx.append(_warm_index)
-
-
-async def _warm_index(app: web.Application) -> AsyncIterator[None]:
-    index = app[search_index_key]
-    store = services_of(app).store
-
-    async def warm() -> None:
-        async with store.read() as session:
-            await index.ensure_loaded(session)
-
-    task = asyncio.create_task(warm(), name="search-index-warm")
-    yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError, Exception):
-        await task
-
-
-def services_of(app: web.Application) -> Any:
-    """The app's services (the key lives in the composition root)."""
-    from operator_console.app import services_key
-
-    return app[services_key]
 
 
 class FieldConflict(Conflict):
@@ -132,112 +105,6 @@ def check_version(sent: Any, current: str) -> None:
             code="stale_version",
             current=current,
         )
-
-
-async def search(request: web.Request, query: str, user: User, limit: int = 20) -> list[Any]:
-    """Search residents for the console; the residents shown go to the access log."""
-    index = request.app[search_index_key]
-    async with services(request).store.read() as session:
-        hits = await find_residents(index, session, query=query, limit=limit)
-        repo.log_access(
-            session, resident_ids=[h.entry.id for h in hits], user=user, reason="search"
-        )
-    return [h.public(index.grid_names) for h in hits]
-
-
-# -- response models --
-class CategoryOut(Model):
-    """A catalog category, the hotline keys that order it, and (read alone) its version."""
-
-    code: str
-    name_zh: str
-    name_en: str
-    urgency: str
-    deadline_minutes: int
-    merchant_kinds: list[str]
-    sort_order: int
-    text_zh: str
-    text_en: str
-    keypad: list[str] | str | None
-    version: str | None = None
-
-
-class ResidentHit(Model):
-    """A search hit: enough to pick the right person, phones masked."""
-
-    id: int
-    name: str
-    sex: str | None
-    birth_year: int | None
-    address: str
-    grid_code: str
-    grid_name: str
-    groups: list[str]
-    status: str
-    phones: list[str]
-    score: float
-    matched: list[str]
-
-
-class ResidentCard(OpenModel):
-    """A resident's card (`registry.repository.resident_card`: every field of the record,
-    the ID number masked), its phones, contacts and status history."""
-
-    id: int
-    name: str
-    status: str
-    phones: list[dict[str, Any]]
-    contacts: list[dict[str, Any]]
-    status_history: list[dict[str, Any]]
-    recent_tickets: list[TicketOut] | None = None
-    version: str | None = None
-    changed: list[str] | None = None
-
-
-class MerchantRow(Model):
-    """A merchant in the list."""
-
-    id: int
-    name: str
-    kind: str
-    grid_code: str
-    contract_status: str
-    contract_end: date | None
-    capacity: int
-
-
-class MerchantOut(OpenModel):
-    """A merchant (every field of `registry.schemas.MerchantIn`) with its version."""
-
-    id: int
-    name: str
-    kind: str
-    version: str
-    contract_status: str
-    contract_history: list[dict[str, Any]] | None = None
-    changed: list[str] | None = None
-
-
-class ContractOut(Model):
-    """A merchant's contract now."""
-
-    id: int
-    contract_status: str
-    contract_start: date | None
-    contract_end: date | None
-    contract_signed_by: str
-
-
-class AccessOut(Model):
-    """Who read which resident record, when and why."""
-
-    id: int
-    username: str
-    user_id: int | None
-    resident_id: int
-    reason: str
-    ref: str
-    at: datetime
 
 
 # -- residents --
@@ -699,58 +566,3 @@ async def put_category(request: web.Request) -> web.Response:
         raise FieldInvalid("the code in the path and the body differ", "code")
     out, created = await _save_category(request, data, create=False)
     return ok(out, status=201 if created else 200)
-
-
-# -- access log --
-def _local_day(q: Any, name: str) -> datetime | None:
-    from operator_console.figures_api import local_day
-
-    value = q.get(name, "")
-    return local_day(value, name) if value else None
-
-
-@API.route(
-    "GET",
-    "/access-log",
-    summary=(
-        "Who read which resident record, when and why "
-        "(?resident_id, ?username, ?from, ?to as local dates, ?before, ?limit)"
-    ),
-    roles=ADMINS,
-    tag="registry",
-    response=list[AccessOut],
-)
-async def read_access_log(request: web.Request) -> web.Response:
-    """The access log, newest first, `limit` (at most 200) rows a page; page on with `before`."""
-    q = request.query
-    resident_id = query_int(request, "resident_id")
-    before_id = query_int(request, "before")
-    limit = query_int(request, "limit", 200, maximum=200) or 200
-    since = _local_day(q, "from")
-    until = _local_day(q, "to")
-    if until is not None:
-        until += timedelta(days=1)  # the whole of the last day
-    async with services(request).store.read() as session:
-        rows = await repo.access_log(
-            session,
-            resident_id=resident_id,
-            username=q.get("username", "")[:64] or None,
-            before_id=before_id,
-            since=since,
-            until=until,
-            limit=limit,
-        )
-    return ok(
-        [
-            {
-                "id": r.id,
-                "username": r.username,
-                "user_id": r.user_id,
-                "resident_id": r.resident_id,
-                "reason": r.reason,
-                "ref": r.ref,
-                "at": r.at.isoformat(),
-            }
-            for r in rows
-        ]
-    )
