@@ -227,8 +227,9 @@ class Api:
                 op["parameters"] = params
             if r.body is not None:
                 schema = r.body.model_json_schema(ref_template="#/components/schemas/{model}")
-                schemas.update(schema.pop("$defs", {}))
-                schemas[r.body.__name__] = schema
+                for name, part in schema.pop("$defs", {}).items():
+                    _add(schemas, name, part)
+                _add(schemas, r.body.__name__, schema)
                 op["requestBody"] = {
                     "required": True,
                     "content": _json({"$ref": f"#/components/schemas/{r.body.__name__}"}),
@@ -289,12 +290,20 @@ def _answer(route: Route, schemas: dict[str, Any]) -> dict[str, Any]:
     schema = route.adapter().json_schema(
         ref_template="#/components/schemas/{model}", mode="serialization"
     )
-    schemas.update(schema.pop("$defs", {}))
+    for name, part in schema.pop("$defs", {}).items():
+        _add(schemas, name, part)
     if schema.get("title") and isinstance(route.response, type):
         name = route.response.__name__
-        schemas[name] = schema
+        _add(schemas, name, schema)
         schema = {"$ref": f"#/components/schemas/{name}"}
     return {"description": "OK", "content": _json(schema)}
+
+
+def _add(schemas: dict[str, Any], name: str, schema: dict[str, Any]) -> None:
+    """A component schema; two different models of one name would make a `$ref` lie."""
+    if schemas.get(name, schema) != schema:
+        raise ValueError(f"two different models are both called {name}: rename one")
+    schemas[name] = schema
 
 
 def _json(schema: dict[str, Any]) -> dict[str, Any]:

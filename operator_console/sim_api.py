@@ -31,7 +31,7 @@ class DialBody(Strict):
     number: str = Field(min_length=1, max_length=32)
 
 
-class LinkBody(Strict):
+class SimLinkBody(Strict):
     """The simulated PBX's link: up, or down (an outage)."""
 
     up: bool
@@ -175,14 +175,14 @@ async def sim_dial(request: web.Request) -> web.Response:
     "/sim/link",
     summary="Simulator: take the simulated PBX's link down (an outage) or bring it back",
     roles=ADMINS,
-    body=LinkBody,
+    body=SimLinkBody,
     tag="simulator",
     response=LinkOut,
 )
 async def sim_link(request: web.Request) -> web.Response:
     """Simulate a phone outage: live calls drop, outbound calls wait for the line."""
     user = sim_user(request)
-    data = await body(request, LinkBody)
+    data = await body(request, SimLinkBody)
     pbx(request).set_link(data.up)
     log.warning("simulated PBX link set %s by user %s", "up" if data.up else "down", user.id)
     return ok({"up": data.up})

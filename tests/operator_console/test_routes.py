@@ -3,6 +3,7 @@ auth middleware) and what it answers (the OpenAPI document)."""
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -89,8 +90,10 @@ async def test_every_documented_route_has_a_response_schema(harness: Harness) ->
         assert schema, f"{route.method} {route.path}"
         if "$ref" in schema:
             assert schema["$ref"].rsplit("/", 1)[1] in schemas, route.path
-        for name, model in schemas.items():
-            assert "properties" in model or "anyOf" in model or "enum" in model, name
+    for name, model in schemas.items():
+        assert "properties" in model or "anyOf" in model or "enum" in model, name
+    refs = re.findall(r'"\$ref": "#/components/schemas/([^"]+)"', json.dumps(doc))
+    assert refs and set(refs) <= set(schemas)
 
 
 class Answers:
