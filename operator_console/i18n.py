@@ -1081,7 +1081,7 @@ _TEXTS: dict[str, dict[str, str]] = {
         "e_unknown_grid": "No such grid",
         "e_unknown_merchant": "No such merchant",
         "e_unknown_category": "No such service category",
-        "e_unknown_group": "No such group (choose 孤寡, 空巢 or 残疾)",
+        "e_unknown_group": "No such group",
         "e_phone_listed_twice": "The same number is listed twice",
         "e_phone_taken": "This number is already registered to resident #{id}: "
         "one number belongs to one resident",
