@@ -16,6 +16,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import Field
 from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from operator_console import auth
@@ -263,13 +264,13 @@ def user_public(user: User) -> dict[str, Any]:
     return out | {"version": version_of(out)}
 
 
-async def _merchant_exists(session: Any, merchant_id: int | None) -> None:
+async def _merchant_exists(session: AsyncSession, merchant_id: int | None) -> None:
     if merchant_id is not None and await session.get(Merchant, merchant_id) is None:
         raise FieldInvalid(f"unknown merchant {merchant_id}", "merchant_id")
 
 
 async def _end_sessions(
-    request: web.Request, session: Any, user_id: int, *, keep: str | None = None
+    request: web.Request, session: AsyncSession, user_id: int, *, keep: str | None = None
 ) -> None:
     """End a user's sessions (but the one whose token is `keep`) and their live streams.
 
@@ -284,7 +285,7 @@ async def _end_sessions(
     await session.execute(delete(LoginSession).where(*where))
 
 
-async def _get_user(session: Any, user_id: int) -> User:
+async def _get_user(session: AsyncSession, user_id: int) -> User:
     user = await session.get(User, user_id)
     if user is None:
         raise repo.NotFound("user", user_id)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from aiohttp import web
 from pydantic import Field
 
@@ -23,6 +21,7 @@ from operator_console.api import (
     services,
     user_of,
 )
+from operator_console.settings import Settings
 from registry.models import User
 
 
@@ -78,7 +77,7 @@ async def login(request: web.Request) -> web.Response:
     return session_response(services(request).settings, user, token, csrf)
 
 
-def session_response(settings: Any, user: User, token: str, csrf: str) -> web.Response:
+def session_response(settings: Settings, user: User, token: str, csrf: str) -> web.Response:
     """The login answer: the tokens in the body and the session in an HttpOnly cookie."""
     response = ok({"token": token, "csrf": csrf, "user": auth.user_public(user)})
     response.set_cookie(

@@ -15,6 +15,7 @@ from typing import Any, Literal
 from aiohttp import web
 from pydantic import Field
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from dispatch.machines.offer import LIVE as LIVE_OFFERS
@@ -234,7 +235,7 @@ def _merchant(request: web.Request) -> tuple[User, int]:
     return user, user.merchant_id
 
 
-async def _order(session: Any, ticket: Ticket) -> dict[str, Any]:
+async def _order(session: AsyncSession, ticket: Ticket) -> dict[str, Any]:
     resident = await session.get(Resident, ticket.resident_id) if ticket.resident_id else None
     category = await session.get(ServiceCategory, ticket.category_code)
     return {

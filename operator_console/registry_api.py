@@ -23,6 +23,7 @@ from sqlalchemy import select
 from sqlmodel import col
 
 from dispatch.errors import Conflict
+from dispatch.events import Tx
 from dispatch.models import Ticket
 from operator_console.api import (
     ADMINS,
@@ -204,7 +205,7 @@ def refuse_shared(flag: object) -> None:
         )
 
 
-def phones_released(tx: Any, released: list[int], *, taken_by: int, actor: str) -> None:
+def phones_released(tx: Tx, released: list[int], *, taken_by: int, actor: str) -> None:
     """An event for each resident (moved out or died) whose number another one now holds."""
     for rid in released:
         tx.emit(
