@@ -11,30 +11,34 @@ password ends that user's sessions at once (the console's part, given to the use
 from __future__ import annotations
 
 import logging
+from datetime import date, datetime
 from typing import Any
 
 from aiohttp import web
 from pydantic import Field
 from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from operator_console import auth
 from operator_console.api import (
+    ADMINS,
     API,
-    STAFF,
+    OPERATORS,
     SUPERVISORS,
     TOKEN,
+    Model,
     body,
     int_param,
-    need,
     ok,
     password_login_key,
     query_int,
     services,
+    user_of,
 )
 from operator_console.models import LoginAttempt, LoginSession
 from operator_console.password_login import OK, attempt_public
-from operator_console.registry_api import ADMINS, registry_errors
+from operator_console.registry_api import registry_errors
 from operator_console.ws import revoke
 from registry import repository as repo
 from registry import usecases
@@ -61,10 +65,66 @@ def grid_public(grid: Grid) -> dict[str, Any]:
     return usecases.grid_record(grid) | {"version": usecases.grid_version(grid)}
 
 
-@API.route("GET", "/grids", summary="Every grid", roles=("operator",), tag="registry")
+class GridOut(Model):
+    """A grid with the version an edit sends back."""
+
+    code: str
+    name: str
+    community: str
+    version: str
+
+
+class ContractRow(Model):
+    """A merchant's contract in the overview."""
+
+    merchant_id: int
+    merchant: str
+    contract_status: str
+    contract_start: date | None
+    contract_end: date | None
+    contract_signed_by: str
+
+
+class LoginOut(Model):
+    """A console login as the admin page shows it (never the hash)."""
+
+    id: int
+    username: str
+    display_name: str
+    role: str
+    merchant_id: int | None
+    active: bool
+    version: str
+
+
+class LoginChanged(LoginOut):
+    """A changed login and the names of the fields that changed."""
+
+    changed: list[str]
+
+
+class LoginFailureOut(Model):
+    """A failed login: when, which account, from where, why; `counts` toward the limit."""
+
+    id: int
+    at: datetime
+    username: str
+    user_id: int | None
+    client: str
+    outcome: str
+    counts: bool
+
+
+@API.route(
+    "GET",
+    "/grids",
+    summary="Every grid",
+    roles=OPERATORS,
+    tag="registry",
+    response=list[GridOut],
+)
 async def list_grids(request: web.Request) -> web.Response:
     """Grids by code."""
-    need(request, *STAFF)
     async with services(request).store.read() as session:
         return ok([grid_public(g) for g in await repo.list_grids(session)])
 
@@ -73,13 +133,15 @@ async def list_grids(request: web.Request) -> web.Response:
     "POST",
     "/grids",
     summary="Add a grid (409 if the code exists)",
-    roles=("admin",),
+    roles=ADMINS,
     body=GridIn,
     tag="registry",
+    response=GridOut,
+    status=201,
 )
 async def create_grid(request: web.Request) -> web.Response:
     """A new grid."""
-    user = need(request, *ADMINS)
+    user = user_of(request)
     data = await body(request, GridIn)
     async with registry_errors():
         grid = await usecases.create_grid(services(request).store, data=data, actor=user.username)
@@ -90,13 +152,14 @@ async def create_grid(request: web.Request) -> web.Response:
     "PATCH",
     "/grids/{code}",
     summary="Rename a grid (its code stays; 409 on a stale `version`)",
-    roles=("admin",),
+    roles=ADMINS,
     body=GridPatch,
     tag="registry",
+    response=GridOut,
 )
 async def update_grid(request: web.Request) -> web.Response:
     """Change a grid's name or community."""
-    user = need(request, *ADMINS)
+    user = user_of(request)
     code = request.match_info["code"][:32]
     patch = await body(request, GridPatch)
     async with registry_errors():
@@ -116,12 +179,12 @@ async def update_grid(request: web.Request) -> web.Response:
     "GET",
     "/contracts",
     summary="Every merchant's contract, those ending first",
-    roles=("supervisor",),
+    roles=SUPERVISORS,
     tag="registry",
+    response=list[ContractRow],
 )
 async def list_contracts(request: web.Request) -> web.Response:
     """The contract overview (supervisors may read it; admins change contracts)."""
-    need(request, *SUPERVISORS)
     async with services(request).store.read() as session:
         rows = (await session.execute(select(Merchant).order_by(col(Merchant.id)))).scalars()
         out = [
@@ -172,7 +235,7 @@ def user_public(user: User) -> dict[str, Any]:
 
 
 async def _end_sessions(
-    request: web.Request, session: Any, user_id: int, *, keep: str | None = None
+    request: web.Request, session: AsyncSession, user_id: int, *, keep: str | None = None
 ) -> None:
     """End a user's sessions (but the one whose token is `keep`) and their live streams.
 
@@ -191,23 +254,27 @@ async def _end_sessions(
     "GET",
     "/users",
     summary="Console logins and their roles",
-    roles=("supervisor",),
+    roles=SUPERVISORS,
     tag="admin",
+    response=list[LoginOut],
 )
 async def list_users(request: web.Request) -> web.Response:
     """Every login (supervisors may read the list; admins change it)."""
-    need(request, *SUPERVISORS)
     async with services(request).store.read() as session:
         rows = (await session.execute(select(User).order_by(col(User.id)))).scalars()
         return ok([user_public(u) for u in rows])
 
 
 @API.route(
-    "GET", "/users/{user_id}", summary="One console login", roles=("supervisor",), tag="admin"
+    "GET",
+    "/users/{user_id}",
+    summary="One console login",
+    roles=SUPERVISORS,
+    tag="admin",
+    response=LoginOut,
 )
 async def get_user(request: web.Request) -> web.Response:
     """One login."""
-    need(request, *SUPERVISORS)
     async with services(request).store.read() as session:
         user_id = int_param(request, "user_id")
         user = await session.get(User, user_id)
@@ -220,13 +287,15 @@ async def get_user(request: web.Request) -> web.Response:
     "POST",
     "/users",
     summary="Add a console login (409 if the username is taken)",
-    roles=("admin",),
+    roles=ADMINS,
     body=UserIn,
     tag="admin",
+    response=LoginOut,
+    status=201,
 )
 async def create_user(request: web.Request) -> web.Response:
     """A new login with an argon2-hashed password."""
-    admin = need(request, *ADMINS)
+    admin = user_of(request)
     data = await body(request, UserIn)
     hashed = await auth.hash_password_async(data.password)
     async with registry_errors():
@@ -246,13 +315,14 @@ async def create_user(request: web.Request) -> web.Response:
     "PATCH",
     "/users/{user_id}",
     summary="Change a login's name, role, merchant or enable / disable it",
-    roles=("admin",),
+    roles=ADMINS,
     body=UserPatch,
     tag="admin",
+    response=LoginChanged,
 )
 async def update_user(request: web.Request) -> web.Response:
     """Change a login; disabling it ends its sessions. Admins cannot lock themselves out."""
-    admin = need(request, *ADMINS)
+    admin = user_of(request)
     user_id = int_param(request, "user_id")
     patch = await body(request, UserPatch)
     given = patch.model_dump(exclude_unset=True, exclude={"version"})
@@ -276,13 +346,14 @@ async def update_user(request: web.Request) -> web.Response:
     "POST",
     "/users/{user_id}/password",
     summary="Set a new password for a login (ends its sessions)",
-    roles=("admin",),
+    roles=ADMINS,
     body=PasswordIn,
     tag="admin",
+    response=LoginOut,
 )
 async def reset_password(request: web.Request) -> web.Response:
     """An admin sets a new password; the user's open sessions end."""
-    admin = need(request, *ADMINS)
+    admin = user_of(request)
     user_id = int_param(request, "user_id")
     data = await body(request, PasswordIn)
     hashed = await auth.hash_password_async(data.password)
@@ -309,13 +380,13 @@ async def reset_password(request: web.Request) -> web.Response:
     "GET",
     "/login-failures",
     summary="Failed staff logins, newest first (?username, ?client, ?before, ?limit)",
-    roles=("admin",),
+    roles=ADMINS,
     tag="admin",
+    response=list[LoginFailureOut],
 )
 async def login_failures(request: web.Request) -> web.Response:
     """Who failed to log in, from where and when; `counts` is false once cleared (a right
     password, or a new one set by an admin). `limit` (at most 200) rows a page."""
-    need(request, *ADMINS)
     q = request.query
     before_id = query_int(request, "before")
     limit = query_int(request, "limit", 100, maximum=200) or 100

@@ -11,7 +11,6 @@ import contextlib
 import logging
 import secrets
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +29,7 @@ from eventlog.db import make_engine, make_sessionmaker, sync_url
 from eventlog.store import Store
 from ivr.library import FlowLibrary
 from operator_console import auth
+from operator_console.context import Services, services_key
 from operator_console.errors import error_middleware
 from operator_console.instance import instance_lock
 from operator_console.merchant_login import LoginPolicy, MerchantLogin
@@ -48,24 +48,6 @@ log = logging.getLogger(__name__)
 HERE = Path(__file__).parent
 
 
-@dataclass(slots=True)
-class Services:
-    """Everything the handlers reach, built once per app."""
-
-    settings: Settings
-    engine: AsyncEngine
-    store: Store
-    bus: EventBus
-    clock: Clock
-    telephony: Telephony
-    timers: Timers
-    dispatch: DispatchServices
-    scheduler_up: Callable[[], bool]
-    #: the phone simulator when the backend is one (the memory PBX), else None
-    simulator: Simulator | None = None
-
-
-services_key = web.AppKey("services", Services)
 settings_key = web.AppKey("settings", Settings)
 websockets_key: web.AppKey[set[web.WebSocketResponse]] = web.AppKey("websockets")
 
@@ -180,20 +162,29 @@ def create_app(
     announce: Callable[[str], None] | None = None,
 ) -> web.Application:
     """Build the app. Tests pass their own telephony, clock or timers; the rest is chosen here."""
-    # these modules add routes to `api.API` when imported
+    # the API's modules, one per resource: each adds its routes to `api.API` when imported
     from operator_console import (
+        access_log_api,
         admin_api,
         api,
+        auth_api,
+        calls_api,
         desk_api,
+        events_api,
         figures_api,
+        import_api,
         merchant_api,
         pages,
         registry_api,
+        resident_search,
+        sim_api,
+        tickets_api,
         wallboard_api,
         ws,
     )
 
-    del desk_api, wallboard_api
+    del access_log_api, admin_api, auth_api, calls_api, desk_api, events_api, figures_api
+    del import_api, registry_api, sim_api, tickets_api, wallboard_api
 
     app = web.Application(
         middlewares=[error_middleware, request_guard, api.auth_middleware],
@@ -339,9 +330,7 @@ def create_app(
 
     app.cleanup_ctx.append(resources)
     app.on_shutdown.append(end_live_streams)
-    registry_api.setup(app)
-    assert figures_api.REGISTERED  # its routes are on `api.API` once imported
-    assert admin_api.REGISTERED
+    resident_search.setup(app)
     api.API.add_to(app)
     app.router.add_get("/api/v1/openapi.json", api.openapi_doc)
     app.router.add_get("/api/v1/ws", ws.websocket)

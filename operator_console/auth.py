@@ -164,14 +164,23 @@ def require(user: User | None, *roles: Role) -> User:
     """The user if their role allows the action; 401 without login, 403 otherwise."""
     if user is None:
         raise Unauthorized("login required")
-    if not roles:
-        return user
-    if user.role in roles:
-        return user
-    staff = [r for r in roles if r in RANKS]
-    if user.role in RANKS and staff and RANKS[user.role] >= min(RANKS[r] for r in staff):
+    if role_allows(user.role, roles):
         return user
     raise Forbidden(f"role {user.role.value} may not do this")
+
+
+def role_allows(role: Role, roles: tuple[Role, ...]) -> bool:
+    """Whether `role` may do what `roles` may (none named: any role; staff ranks include
+    the ones below them)."""
+    if not roles or role in roles:
+        return True
+    staff = [r for r in roles if r in RANKS]
+    return role in RANKS and bool(staff) and RANKS[role] >= min(RANKS[r] for r in staff)
+
+
+def roles_included(roles: tuple[Role, ...]) -> list[str]:
+    """Every role `roles` lets in, by name (operator: operator, supervisor, admin)."""
+    return [r.value for r in Role if role_allows(r, roles)]
 
 
 def user_public(user: User) -> dict[str, Any]:

@@ -15,18 +15,18 @@ from dispatch.models import Call, OperatorStatus, Ticket
 from operator_console import call_access
 from operator_console.api import (
     API,
-    STAFF,
+    OPERATORS,
+    Model,
     Strict,
     body,
-    call_public,
     int_param,
-    need,
     ok,
     query_int,
     services,
-    ticket_public,
+    user_of,
 )
 from operator_console.errors import FieldInvalid
+from operator_console.views import CallOut, TicketOut, call_public, ticket_public
 from registry.models import Merchant, Resident, ServiceCategory
 from registry.repository import NotFound
 from registry.schemas import DbId
@@ -34,16 +34,52 @@ from registry.schemas import DbId
 SCOPES = ("open", "mine", "all")
 
 
+class BoardTicketOut(TicketOut):
+    """A ticket on the board, with the names staff read it by."""
+
+    category_zh: str
+    category_en: str
+    deadline_minutes: int | None
+    resident_name: str
+    grid_code: str
+    merchant: str | None
+
+
+class MyStateOut(Model):
+    """The operator's own state."""
+
+    state: str
+    reason: str | None
+    call_id: int | None
+
+
+class TargetOut(Model):
+    """Someone a caller can be handed to."""
+
+    user_id: int
+    name: str
+    state: str
+    role: str | None = None
+
+
+class TransferTargetsOut(Model):
+    """Available operators (not oneself) and free supervisors."""
+
+    operators: list[TargetOut]
+    supervisors: list[TargetOut]
+
+
 @API.route(
     "GET",
     "/board",
     summary="The ticket board: ?scope=open|mine|all&state=&category=&grid=&resident_id=",
-    roles=("operator",),
+    roles=OPERATORS,
     tag="tickets",
+    response=list[BoardTicketOut],
 )
 async def board(request: web.Request) -> web.Response:
     """Tickets with the resident's name and grid, the category and merchant names."""
-    user = need(request, *STAFF)
+    user = user_of(request)
     q = request.query
     scope = q.get("scope", "open")
     if scope not in SCOPES:
@@ -92,12 +128,13 @@ async def board(request: web.Request) -> web.Response:
     "GET",
     "/operator/state",
     summary="The logged-in operator's own state",
-    roles=("operator",),
+    roles=OPERATORS,
     tag="calls",
+    response=MyStateOut,
 )
 async def my_state(request: web.Request) -> web.Response:
     """One's own state and pause reason (logged_out until first login)."""
-    user = need(request, *STAFF)
+    user = user_of(request)
     async with services(request).store.read() as session:
         status = await session.get(OperatorStatus, user.id)
     if status is None:
@@ -131,12 +168,13 @@ async def _call_view(request: web.Request, call_id: int) -> web.Response:
     "POST",
     "/calls/{call_id}/hold",
     summary="Put one's caller on hold (they hear the hold prompt; 409 if not connected)",
-    roles=("operator",),
+    roles=OPERATORS,
     tag="calls",
+    response=CallOut,
 )
 async def hold(request: web.Request) -> web.Response:
     """Hold."""
-    user = need(request, *STAFF)
+    user = user_of(request)
     call_id = int_param(request, "call_id")
     await call_access.check(request, call_id, user, "hold")
     await services(request).dispatch.desk.hold_call(call_id, user)
@@ -147,12 +185,13 @@ async def hold(request: web.Request) -> web.Response:
     "POST",
     "/calls/{call_id}/unhold",
     summary="Take one's caller back from hold (409 if not on hold)",
-    roles=("operator",),
+    roles=OPERATORS,
     tag="calls",
+    response=CallOut,
 )
 async def unhold(request: web.Request) -> web.Response:
     """Resume."""
-    user = need(request, *STAFF)
+    user = user_of(request)
     call_id = int_param(request, "call_id")
     await call_access.check(request, call_id, user, "unhold")
     await services(request).dispatch.desk.resume_call(call_id, user)
@@ -163,13 +202,14 @@ async def unhold(request: web.Request) -> web.Response:
     "POST",
     "/calls/{call_id}/transfer",
     summary="Hand one's caller to an available operator or a supervisor (409 if not free)",
-    roles=("operator",),
+    roles=OPERATORS,
     body=TransferBody,
     tag="calls",
+    response=CallOut,
 )
 async def transfer(request: web.Request) -> web.Response:
     """Transfer; the sender goes to wrap-up, the receiver on_call with the same call."""
-    user = need(request, *STAFF)
+    user = user_of(request)
     data = await body(request, TransferBody)
     call_id = int_param(request, "call_id")
     await call_access.check(request, call_id, user, "transfer")
@@ -183,10 +223,11 @@ async def transfer(request: web.Request) -> web.Response:
     "GET",
     "/transfer-targets",
     summary="Who a caller can be transferred to now: available operators and supervisors",
-    roles=("operator",),
+    roles=OPERATORS,
     tag="calls",
+    response=TransferTargetsOut,
 )
 async def transfer_targets(request: web.Request) -> web.Response:
     """Available operators (not oneself) and supervisors logged in and free."""
-    user = need(request, *STAFF)
+    user = user_of(request)
     return ok(await services(request).dispatch.desk.transfer_targets(user))

@@ -15,6 +15,12 @@ Exception tree mapped here:
   providers.base.TelephonyError           -> 503 telephony_unavailable
   anything else                           -> 500 internal_error, with an incident id
 
+Every field at fault in `details` carries a machine code, `type`: pydantic's error type
+(`string_too_long`, `missing`, ...), or the domain's own (`bad_phone`, `unknown_grid`,
+`phone_taken`, `stale_version`, ...), with `ctx` (the numbers a message needs, such as
+`max_length`). The browser words them from the i18n catalog (`e_<type>`, and `e_<error_id>`
+for the whole answer); `message` stays English, for API clients and logs.
+
 Nothing a request sent reaches a log line from here: an unexpected error is logged by
 its type, the route's pattern and the stack (file, line, code), never its message nor
 a database statement's parameters, which may hold a name or a health note.
@@ -53,12 +59,27 @@ class Forbidden(Exception):
         self.details = {"reason": reason} if reason else None
 
 
-class FieldInvalid(Invalid):
-    """A 422 that names the field (or the query or path parameter) at fault."""
+def field_error(
+    field: str, message: str, code: str, ctx: dict[str, Any] | None = None, **extra: Any
+) -> dict[str, Any]:
+    """One field at fault in `details`: where, the English message, the machine code."""
+    return {"field": field, "message": message, "type": code, "ctx": ctx or {}, **extra}
 
-    def __init__(self, message: str, field: str | None = None) -> None:
+
+class FieldInvalid(Invalid):
+    """A 422 that names the field (or the query or path parameter) at fault; `code` is the
+    machine code the browser words (`e_<code>` in the i18n catalog)."""
+
+    def __init__(
+        self,
+        message: str,
+        field: str | None = None,
+        *,
+        code: str = "invalid",
+        ctx: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__(message)
-        self.details = [{"field": field, "message": message}] if field else None
+        self.details = [field_error(field, message, code, ctx)] if field else None
 
 
 class UnsupportedBody(Exception):
@@ -122,10 +143,15 @@ def log_unexpected(request: web.Request, exc: BaseException) -> str:
 
 
 def _validation_details(exc: ValidationError) -> list[dict[str, Any]]:
-    return [
-        {"field": ".".join(str(p) for p in err["loc"]), "message": err["msg"]}
-        for err in exc.errors(include_url=False, include_input=False)
-    ]
+    """Each field at fault with pydantic's error type, or the domain's code when a
+    validator's `ValueError` has one (`BadPhone.code`, `registry.schemas.Rule`)."""
+    out = []
+    for err in exc.errors(include_url=False, include_input=False):
+        ctx = err.get("ctx") or {}
+        code = getattr(ctx.get("error"), "code", None) or err["type"]
+        plain = {k: v for k, v in ctx.items() if isinstance(v, str | int | float | bool)}
+        out.append(field_error(".".join(str(p) for p in err["loc"]), err["msg"], code, plain))
+    return out
 
 
 @web.middleware

@@ -11,27 +11,30 @@ import re
 from datetime import date, datetime, time, timedelta
 
 from aiohttp import web
-from pydantic import Field
+from pydantic import ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from dispatch.figures import GROUPINGS, load_report
+from dispatch.figures import GROUPINGS, CallFigures, Figures, load_report
 from eventlog.clock import LOCAL_TZ
 from operator_console.api import (
     API,
-    STAFF,
+    OPERATORS,
+    OPERATORS_AND_MERCHANTS,
     SUPERVISORS,
+    Model,
+    OpenModel,
     Strict,
     body,
     int_param,
-    need,
     ok,
     services,
-    ticket_public,
+    user_of,
     whole_number,
 )
 from operator_console.errors import FieldInvalid
+from operator_console.views import TicketOut, ticket_public
 from registry.models import Grid, Merchant, Role, ServiceCategory
 
 #: set once the routes below are on `API`
@@ -106,6 +109,59 @@ async def group_labels(session: AsyncSession, by: str | None) -> dict[str, tuple
     return {}
 
 
+class GroupFigures(OpenModel):
+    """One group's figures (the fields of `dispatch.figures.Figures`) and its labels."""
+
+    key: str
+    label_zh: str
+    label_en: str
+    received: int
+    closed: int
+    closure_rate: float | None
+
+
+class FiguresOut(Model):
+    """A period's figures: the total, the groups asked for, and the call centre."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    start: datetime = Field(alias="from")
+    end: datetime = Field(alias="to")
+    by: str | None
+    total: Figures
+    groups: list[GroupFigures]
+    calls: CallFigures
+    first_day: date
+    last_day: date
+
+
+class CheckInOut(Model):
+    """The check-in call placed."""
+
+    call_ref: str
+
+
+class CallingOut(Model):
+    """The call is being placed."""
+
+    status: str
+
+
+class MerchantRecordOut(OpenModel):
+    """A merchant's scorecard (`dispatch.scorecard`): offers, acceptance, ratings, visits."""
+
+    merchant_id: int
+    name: str
+    offers: int
+    accepted: int
+    acceptance_rate: float | None
+    rated: int
+    satisfied: int
+    satisfied_rate: float | None
+    ratings: dict[str, int]
+    no_shows: int
+
+
 @API.route(
     "GET",
     "/figures",
@@ -113,13 +169,13 @@ async def group_labels(session: AsyncSession, by: str | None) -> dict[str, tuple
         "The community's figures from the event log "
         "(?from=&to= local dates or ?days=N; &by=day|category|grid|merchant|month)"
     ),
-    roles=("supervisor",),
+    roles=SUPERVISORS,
     tag="figures",
     query={**PERIOD_QUERY, "by": "day, category, grid, merchant or month"},
+    response=FiguresOut,
 )
 async def figures(request: web.Request) -> web.Response:
     """Received, closed, solved, rated and satisfied, with times, deadlines and calls."""
-    need(request, *SUPERVISORS)
     start, end = requested_period(request)
     by = request.query.get("by") or None
     if by is not None and by not in GROUPINGS:
@@ -153,12 +209,14 @@ class CheckInBody(Strict):
     "POST",
     "/tickets/{ticket_id}/repeat",
     summary='"Same as last time": a new order like this one, dispatched at once',
-    roles=("operator",),
+    roles=OPERATORS,
     tag="tickets",
+    response=TicketOut,
+    status=201,
 )
 async def repeat(request: web.Request) -> web.Response:
     """Repeat an order."""
-    user = need(request, *STAFF)
+    user = user_of(request)
     ticket = await services(request).dispatch.tickets.repeat_order(
         int_param(request, "ticket_id"), user=user
     )
@@ -169,13 +227,15 @@ async def repeat(request: web.Request) -> web.Response:
     "POST",
     "/tickets/{ticket_id}/check-in",
     summary="Call the merchant to report arrival or completion by keypad",
-    roles=("operator",),
+    roles=OPERATORS,
     body=CheckInBody,
     tag="tickets",
+    response=CheckInOut,
+    status=202,
 )
 async def check_in(request: web.Request) -> web.Response:
     """Place a check-in call."""
-    user = need(request, *STAFF)
+    user = user_of(request)
     data = await body(request, CheckInBody)
     ref = await services(request).dispatch.checkins.check_in(
         int_param(request, "ticket_id"), kind=data.kind, user=user
@@ -187,12 +247,14 @@ async def check_in(request: web.Request) -> web.Response:
     "POST",
     "/tickets/{ticket_id}/survey-family",
     summary="Ask the resident's first emergency contact to rate on their behalf",
-    roles=("operator",),
+    roles=OPERATORS,
     tag="tickets",
+    response=CallingOut,
+    status=202,
 )
 async def survey_family(request: web.Request) -> web.Response:
     """Place a family survey call."""
-    user = need(request, *STAFF)
+    user = user_of(request)
     await services(request).dispatch.surveys.survey_family(
         int_param(request, "ticket_id"), user=user
     )
@@ -203,13 +265,14 @@ async def survey_family(request: web.Request) -> web.Response:
     "POST",
     "/tickets/{ticket_id}/follow-up/close",
     summary="Close the follow-up a 'not satisfied' rating opened",
-    roles=("supervisor",),
+    roles=SUPERVISORS,
     body=FollowUpBody,
     tag="tickets",
+    response=TicketOut,
 )
 async def close_follow_up(request: web.Request) -> web.Response:
     """A supervisor closes a follow-up."""
-    user = need(request, *SUPERVISORS)
+    user = user_of(request)
     data = await body(request, FollowUpBody)
     ticket = await services(request).dispatch.tickets.close_follow_up(
         int_param(request, "ticket_id"), user=user, note=data.note
@@ -224,13 +287,14 @@ async def close_follow_up(request: web.Request) -> web.Response:
         "A merchant's scorecard: acceptance, time to arrive, no-shows, ratings, recent orders "
         "(?from=&to= or ?days=N; the recent window by default)"
     ),
-    roles=("operator", "merchant"),
+    roles=OPERATORS_AND_MERCHANTS,
     tag="figures",
     query=PERIOD_QUERY,
+    response=MerchantRecordOut,
 )
 async def merchant_record(request: web.Request) -> web.Response:
     """A merchant's record; merchants see only their own."""
-    user = need(request, *STAFF, Role.MERCHANT)
+    user = user_of(request)
     merchant_id = int_param(request, "merchant_id")
     if user.role == Role.MERCHANT and user.merchant_id != merchant_id:
         from registry.repository import NotFound

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import logging
 import secrets
+from datetime import datetime
 from typing import Any, Literal
 
 from aiohttp import web
 from pydantic import Field
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from dispatch.machines.offer import LIVE as LIVE_OFFERS
@@ -21,19 +23,23 @@ from dispatch.machines.ticket import OPEN
 from dispatch.models import Offer, Ticket
 from operator_console import auth
 from operator_console.api import (
+    ADMINS,
     API,
+    MERCHANTS,
+    PUBLIC,
+    Model,
     Strict,
     body,
     int_param,
-    need,
     ok,
     services,
-    session_response,
-    sim_user,
+    user_of,
 )
+from operator_console.auth_api import SessionOut, session_response
 from operator_console.errors import Unauthorized, error_response
 from operator_console.merchant_login import Channel, LoginRefused, MerchantLogin, RateLimited
 from operator_console.security import client_address
+from operator_console.sim_api import sim_user
 from registry import repository as repo
 from registry.models import Merchant, Resident, Role, ServiceCategory, User
 from registry.phones import mask
@@ -70,12 +76,61 @@ class LinkBody(Strict):
     token: str = Field(min_length=10, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
 
 
+class CodeSentOut(Model):
+    """The same answer whether the phone is registered or not."""
+
+    sent: bool
+    channel: str
+    expires_in_s: int
+
+
+class OrderOut(Model):
+    """An order as a merchant sees it: what, where, when; never the resident's phone."""
+
+    ticket_id: int
+    state: str
+    category: str
+    category_zh: str
+    category_en: str
+    description: str
+    urgency: str
+    address: str
+    deadline_at: datetime | None
+    code_word: str
+    offer_id: int | None = None
+
+
+class MerchantOrdersOut(Model):
+    """Offers waiting for the merchant's answer, and the orders they have taken."""
+
+    merchant: str
+    offers: list[OrderOut]
+    orders: list[OrderOut]
+
+
+class DeclinedOut(Model):
+    """A declined offer."""
+
+    offer_id: int
+    declined: bool
+
+
+class SimTextOut(Model):
+    """A text a simulated handset received (the number masked)."""
+
+    ref: str
+    to: str
+    text: str
+
+
 @API.route(
     "POST",
     "/merchant-login/request",
     summary="Send a one-time login code (and link) to a merchant's registered phone",
     body=CodeRequestBody,
     tag="merchant",
+    roles=PUBLIC,
+    response=CodeSentOut,
 )
 async def request_code(request: web.Request) -> web.Response:
     """Always the same answer, registered phone or not; 429 when asked too often."""
@@ -105,6 +160,8 @@ async def request_code(request: web.Request) -> web.Response:
     summary="Log in as a merchant with a one-time code; sets the session cookie",
     body=CodeVerifyBody,
     tag="merchant",
+    roles=PUBLIC,
+    response=SessionOut,
 )
 async def verify_code(request: web.Request) -> web.Response:
     """Check the code; five wrong tries spend it."""
@@ -122,6 +179,8 @@ async def verify_code(request: web.Request) -> web.Response:
     summary="Log in as a merchant with a one-time login link's token; sets the session cookie",
     body=LinkBody,
     tag="merchant",
+    roles=PUBLIC,
+    response=SessionOut,
 )
 async def use_link(request: web.Request) -> web.Response:
     """A link works once, within the code's lifetime."""
@@ -170,13 +229,13 @@ async def _merchant_session(request: web.Request, merchant_id: int, *, via: str)
 
 
 def _merchant(request: web.Request) -> tuple[User, int]:
-    user = need(request, Role.MERCHANT)
+    user = user_of(request)
     if user.role != Role.MERCHANT or user.merchant_id is None:
         raise repo.NotFound("merchant", "(not a merchant login)")
     return user, user.merchant_id
 
 
-async def _order(session: Any, ticket: Ticket) -> dict[str, Any]:
+async def _order(session: AsyncSession, ticket: Ticket) -> dict[str, Any]:
     resident = await session.get(Resident, ticket.resident_id) if ticket.resident_id else None
     category = await session.get(ServiceCategory, ticket.category_code)
     return {
@@ -198,8 +257,9 @@ async def _order(session: Any, ticket: Ticket) -> dict[str, Any]:
     "GET",
     "/merchant/orders",
     summary="The logged-in merchant's live offers and open orders",
-    roles=("merchant",),
+    roles=MERCHANTS,
     tag="merchant",
+    response=MerchantOrdersOut,
 )
 async def orders(request: web.Request) -> web.Response:
     """Offers waiting for this merchant's answer, and tickets they have taken."""
@@ -247,12 +307,13 @@ async def orders(request: web.Request) -> web.Response:
     "POST",
     "/merchant/offers/{offer_id}/decline",
     summary="Decline an offer from the merchant page",
-    roles=("merchant",),
+    roles=MERCHANTS,
     tag="merchant",
+    response=DeclinedOut,
 )
 async def decline(request: web.Request) -> web.Response:
     """Refuse an offer; it is recorded as declined and the next merchant is called."""
-    user = need(request, Role.MERCHANT)
+    user = user_of(request)
     offer_id = int_param(request, "offer_id")
     await services(request).dispatch.offers.decline_offer(offer_id, user=user)
     return ok({"offer_id": offer_id, "declined": True})
@@ -262,8 +323,9 @@ async def decline(request: web.Request) -> web.Response:
     "GET",
     "/sim/messages",
     summary="Simulator: text messages the simulated handsets received (memory PBX only)",
-    roles=("admin",),
+    roles=ADMINS,
     tag="simulator",
+    response=list[SimTextOut],
 )
 async def sim_messages(request: web.Request) -> web.Response:
     """The simulated handsets' texts, newest first; numbers masked (admins only: the texts

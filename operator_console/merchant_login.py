@@ -41,6 +41,7 @@ from functools import partial
 from typing import Any
 
 from sqlalchemy import func, select, text, update
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from dispatch.models import Call
@@ -432,6 +433,6 @@ class MerchantLogin:
         return FlowStart(FLOW, {"code": waiting.code, "minutes": minutes}, waiting.lang)
 
 
-async def _merchant_for_phone(session: Any, number: str) -> Merchant | None:
+async def _merchant_for_phone(session: AsyncSession, number: str) -> Merchant | None:
     rows = (await session.execute(select(Merchant).order_by(col(Merchant.id)))).scalars()
     return next((m for m in rows if number in (m.phones or [])), None)

@@ -14,9 +14,10 @@ import aiohttp_jinja2
 from aiohttp import web
 
 from operator_console import auth
-from operator_console.api import CSRF, current_user, sim_user, simulator_allowed
+from operator_console.api import CSRF, current_user
 from operator_console.errors import Unauthorized
 from operator_console.i18n import LANGS, texts
+from operator_console.sim_api import sim_user, simulator_allowed
 from registry.repository import NotFound
 
 LANG_COOKIE = "yijing_lang"

@@ -1,84 +1,75 @@
-"""Registry endpoints on the shared `API` table: import / export for the console's upload
-page, resident and merchant editing, contracts, the service catalog and the access log.
+"""Registry endpoints on the shared `API` table: resident search and cards, resident and
+merchant editing, contracts and the service catalog (import / export are in `import_api`,
+the access log in `access_log_api`, the response models in `registry_views`).
 
-Handlers parse, authorise, call a registry use case (`registry.usecases`: one unit of
-work whose rows and events commit together) and render. Registry errors
-(`registry.repository.Invalid`, `Duplicate`, `registry.usecases.StaleVersion`) are
-translated here into the API's own 422 / 409 errors, with the field at fault in `details`
-so a form can show the message next to it. An edit may carry the `version` it was made
-from; a record changed since then is refused with 409. Matching and the search index
-follow the use cases' events on the bus; no handler tells them.
+Handlers parse, call a registry use case (`registry.usecases`: one unit of work whose
+rows and events commit together) and render; the route table declares who may call
+them. Registry errors (`registry.repository.Invalid`, `Duplicate`,
+`registry.usecases.StaleVersion`) are translated here into the API's own 422 / 409
+errors, with the field at fault in `details` and its machine code (`type`, `ctx`) so a
+form can show the words next to it. An edit may carry the `version` it was made from; a
+record changed since then is refused with 409 (`stale_version`). Matching and the search
+index follow the use cases' events on the bus; no handler tells them.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from datetime import datetime, timedelta
 from typing import Any
 
-from aiohttp import BodyPartReader, web
-from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp import web
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlmodel import col
 
-from dispatch.errors import Conflict, Invalid
-from operator_console.api import API, STAFF, body, int_param, need, ok, query_int, services
-from operator_console.errors import FieldInvalid
-from registry import exporting, importing, usecases
+from dispatch.errors import Conflict
+from dispatch.models import Ticket
+from operator_console.api import (
+    ADMINS,
+    API,
+    OPERATORS,
+    body,
+    int_param,
+    ok,
+    services,
+    user_of,
+)
+from operator_console.errors import FieldInvalid, field_error
+from operator_console.registry_views import (
+    CategoryOut,
+    ContractOut,
+    MerchantOut,
+    MerchantRow,
+    ResidentCard,
+    ResidentHit,
+)
+from operator_console.resident_search import search
+from operator_console.views import ticket_public
 from registry import repository as repo
-from registry.models import Merchant, Role, ServiceCategory, User
+from registry import usecases
+from registry.models import Merchant, ServiceCategory
 from registry.schemas import CategoryIn, ContractIn, MerchantIn, ResidentIn
-from registry.search import SearchIndex, match_merchants, search_residents
+from registry.search import match_merchants
 
 log = logging.getLogger(__name__)
 
-ADMINS = (Role.ADMIN,)
-search_index_key = web.AppKey("search_index", SearchIndex)
-#: the largest import file (100,000 surveyed residents take about 10 MB as CSV)
-MAX_UPLOAD = 32 * 1024 * 1024
-
-
-def setup(app: web.Application) -> None:
-    """Give the app its resident search index, warmed in the background after start."""
-    app[search_index_key] = SearchIndex()
-    app.cleanup_ctx.append(_warm_index)
-
-
-async def _warm_index(app: web.Application) -> AsyncIterator[None]:
-    index = app[search_index_key]
-    store = services_of(app).store
-    # grid names shown in search results follow the registry's grid events
-    stop_following = store.bus.listen(index.follow, subjects=("grid",))
-
-    async def warm() -> None:
-        async with store.read() as session:
-            await index.ensure_loaded(session)
-
-    task = asyncio.create_task(warm(), name="search-index-warm")
-    yield
-    stop_following()
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError, Exception):
-        await task
-
-
-def services_of(app: web.Application) -> Any:
-    """The app's services (the key lives in the composition root)."""
-    from operator_console.app import services_key
-
-    return app[services_key]
-
 
 class FieldConflict(Conflict):
-    """A 409 that names the field at fault."""
+    """A 409 that names the field at fault, with a machine `code` (see `errors.py`)."""
 
-    def __init__(self, message: str, field: str | None = None, **extra: Any) -> None:
+    def __init__(
+        self,
+        message: str,
+        field: str | None = None,
+        *,
+        code: str = "conflict",
+        ctx: dict[str, Any] | None = None,
+        **extra: Any,
+    ) -> None:
         super().__init__(message)
-        self.details = [{"field": field, "message": message, **extra}] if field else None
+        self.details = [field_error(field, message, code, ctx, **extra)] if field else None
 
 
 @contextlib.asynccontextmanager
@@ -87,156 +78,94 @@ async def registry_errors() -> AsyncIterator[None]:
     try:
         yield
     except usecases.StaleVersion as exc:
-        raise FieldConflict(str(exc), "version", current=exc.current) from exc
+        raise FieldConflict(str(exc), "version", code=exc.code, current=exc.current) from exc
     except repo.PhoneTaken as exc:
         raise FieldConflict(
             f"{exc}: a number belongs to one resident; "
             "take it off that resident first if it has really changed hands",
             exc.field,
+            code=exc.code,
+            ctx={"id": exc.owner},
             resident_id=exc.owner,
             number=exc.number,
         ) from exc
     except repo.Duplicate as exc:
-        raise FieldConflict(str(exc), exc.field) from exc
+        raise FieldConflict(str(exc), exc.field, code=exc.code) from exc
     except repo.Invalid as exc:
-        raise FieldInvalid(str(exc), exc.field) from exc
+        raise FieldInvalid(str(exc), exc.field, code=exc.code) from exc
 
 
-async def search(request: web.Request, query: str, user: User, limit: int = 20) -> list[Any]:
-    """Search residents for the console; the residents shown go to the access log."""
-    index = request.app[search_index_key]
-    async with services(request).store.read() as session:
-        hits = await search_residents(index, session, query=query, limit=limit)
-        repo.log_access(
-            session, resident_ids=[h.entry.id for h in hits], user=user, reason="search"
-        )
-    return [h.public(index.grid_names) for h in hits]
-
-
-# -- import / export --
-async def read_upload(request: web.Request) -> tuple[str, bytes, bool]:
-    """The multipart upload, read as a stream: its file name and bytes, and `dry_run`.
-
-    Streamed so a big survey file (up to MAX_UPLOAD) needs no larger body limit for the
-    rest of the API.
-    """
-    flag = request.query.get("dry_run", "false")
-    if not request.content_type.startswith("multipart/"):
-        raise Invalid("send the file as multipart field `file`")
-    filename, data = "", None
-    try:
-        reader = await request.multipart()
-        while (part := await reader.next()) is not None:
-            if not isinstance(part, BodyPartReader):
-                continue
-            if part.name == "file":
-                filename = part.filename or ""
-                chunks, size = [], 0
-                while chunk := await part.read_chunk(1 << 16):
-                    size += len(chunk)
-                    if size > MAX_UPLOAD:
-                        raise FieldInvalid(
-                            f"the file is larger than {MAX_UPLOAD // (1 << 20)} MB; split it",
-                            "file",
-                        )
-                    chunks.append(chunk)
-                data = b"".join(chunks)
-            elif part.name == "dry_run":
-                flag = (await part.text())[:8]
-    except Invalid:
-        raise
-    except (ValueError, HttpProcessingError) as exc:  # a broken multipart body
-        raise FieldInvalid("send the file as a multipart form (field `file`)", "file") from exc
-    if data is None:
-        raise FieldInvalid("send the file as multipart field `file`", "file")
-    return filename, data, flag.lower() in ("1", "true", "yes", "on")
-
-
+# -- residents --
 @API.route(
-    "POST",
-    "/registry/import/{kind}",
-    summary="Import residents or merchants from CSV/XLSX (multipart `file`, `dry_run`)",
-    roles=("admin",),
+    "GET",
+    "/catalog",
+    summary="The service catalog in menu order",
+    roles=OPERATORS,
     tag="registry",
+    response=list[CategoryOut],
 )
-async def import_file(request: web.Request) -> web.Response:
-    """All-or-nothing import of one file; 422 with the report when a row is bad.
-
-    The import stops (and writes nothing) when the client goes away: aiohttp does not
-    cancel a handler on disconnect, so the import asks between slices of its work.
-    """
-    from operator_console.errors import error_response
-
-    user = need(request, *ADMINS)
-    kind = request.match_info["kind"]
-    if kind not in ("residents", "merchants"):
-        raise Invalid("kind must be residents or merchants")
-    filename, data, dry_run = await read_upload(request)
-
-    def client_gone() -> bool:
-        transport = request.transport
-        return transport is None or transport.is_closing()
-
-    try:
-        report, import_id = await usecases.run_import(
-            services(request).store,
-            kind=kind,
-            name=filename,
-            data=data,
-            dry_run=dry_run,
-            actor=user.username,
-            source="console",
-            should_stop=client_gone,
-        )
-    except importing.Stopped:
-        return error_response(400, "import_stopped", "the client went away; nothing was imported")
-    if not report.ok:
-        return error_response(
-            422,
-            "import_rejected",
-            f"{len(report.errors)} bad rows; nothing was imported",
-            report.public(),
-        )
-    return ok(report.public() | {"import_id": import_id})
+async def catalog(request: web.Request) -> web.Response:
+    """The service catalog."""
+    async with services(request).store.read() as session:
+        rows = await repo.list_categories(session)
+    keys = services(request).dispatch.calls.hotline_keys()
+    return ok([c.model_dump(mode="json") | {"keypad": keys.get(c.code)} for c in rows])
 
 
 @API.route(
     "GET",
-    "/registry/export/{kind}",
-    summary="Download residents or merchants as ?format=csv|xlsx",
-    roles=("admin",),
+    "/residents",
+    summary="Search residents: name, pinyin (initials), phone digits, address, grid",
+    roles=OPERATORS,
     tag="registry",
+    response=list[ResidentHit],
 )
-async def export_file(request: web.Request) -> web.Response:
-    """A CSV or XLSX download; ID numbers masked unless ?full_id_numbers=1."""
-    user = need(request, *ADMINS)
-    kind = request.match_info["kind"]
-    fmt = request.query.get("format", "csv")
-    if kind not in ("residents", "merchants") or fmt not in ("csv", "xlsx"):
-        raise Invalid("export residents|merchants as format=csv|xlsx")
+async def search_residents(request: web.Request) -> web.Response:
+    """Ranked search (registry.search); the residents shown are written to the access log."""
+    user = user_of(request)
+    q = request.query.get("q", "").strip()[:64]
+    if not q:
+        return ok([])
+    return ok(await search(request, q, user))
+
+
+@API.route(
+    "GET",
+    "/residents/{resident_id}",
+    summary="A resident's card (the read is logged)",
+    roles=OPERATORS,
+    tag="registry",
+    response=ResidentCard,
+)
+async def resident(request: web.Request) -> web.Response:
+    """The resident card; `?reason=call|ticket|search` goes to the access log."""
+    user = user_of(request)
+    reason = request.query.get("reason", "console")[:32]
+    resident_id = int_param(request, "resident_id")
     async with services(request).store.read() as session:
-        if kind == "residents":
-            full = request.query.get("full_id_numbers") in ("1", "true")
-            data = await exporting.export_residents(
-                session, fmt=fmt, user=user, full_id_numbers=full
+        card = await repo.resident_card(
+            session,
+            resident_id=resident_id,
+            user=user,
+            reason=reason,
+            ref=request.query.get("ref", "")[:64],
+        )
+        tickets = (
+            (
+                await session.execute(
+                    select(Ticket)
+                    .where(col(Ticket.resident_id) == resident_id)
+                    .order_by(col(Ticket.id).desc())
+                    .limit(5)
+                )
             )
-        else:
-            data = await exporting.export_merchants(session, fmt=fmt)
-    content_type = (
-        "text/csv; charset=utf-8"
-        if fmt == "csv"
-        else "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-    )
-    return web.Response(
-        body=data,
-        headers={
-            "Content-Type": content_type,
-            "Content-Disposition": f'attachment; filename="{kind}.{fmt}"',
-        },
-    )
+            .scalars()
+            .all()
+        )
+    card["recent_tickets"] = [ticket_public(t) for t in tickets]
+    return ok(card)
 
 
-# -- residents --
 class Patch(BaseModel):
     """Any subset of a record's fields (checked after merging with the stored record).
 
@@ -267,13 +196,15 @@ def refuse_shared(flag: object) -> None:
     "POST",
     "/residents",
     summary="Register a resident with phones and contacts (409: a phone is taken)",
-    roles=("operator",),
+    roles=OPERATORS,
     body=ResidentCreate,
     tag="registry",
+    response=ResidentCard,
+    status=201,
 )
 async def create_resident(request: web.Request) -> web.Response:
     """A new resident; the card comes back (and the read is logged as an edit)."""
-    user = need(request, *STAFF)
+    user = user_of(request)
     given = await body(request, ResidentCreate)
     refuse_shared(given.allow_shared_phones)
     data = ResidentIn.model_validate(given.model_dump(exclude={"allow_shared_phones"}))
@@ -287,13 +218,14 @@ async def create_resident(request: web.Request) -> web.Response:
     "PATCH",
     "/residents/{resident_id}",
     summary="Change a resident (status changes keep their history; 409 on a stale `version`)",
-    roles=("operator",),
+    roles=OPERATORS,
     body=Patch,
     tag="registry",
+    response=ResidentCard,
 )
 async def update_resident(request: web.Request) -> web.Response:
     """Merge the given fields into the resident and save what changed."""
-    user = need(request, *STAFF)
+    user = user_of(request)
     resident_id = int_param(request, "resident_id")
     patch = (await body(request, Patch)).model_dump()
     sent_version = patch.pop("version", None)
@@ -328,12 +260,12 @@ class MerchantPatch(Patch):
     "GET",
     "/merchants",
     summary="Every merchant, or ?q= name, pinyin (initials), id or code, best first",
-    roles=("operator",),
+    roles=OPERATORS,
     tag="registry",
+    response=list[MerchantRow],
 )
 async def list_merchants(request: web.Request) -> web.Response:
     """Merchants with kind and contract, for the console."""
-    need(request, *STAFF)
     q = request.query.get("q", "").strip()[:64]
     async with services(request).store.read() as session:
         found = (await session.execute(select(Merchant).order_by(col(Merchant.id)))).scalars()
@@ -358,12 +290,12 @@ async def list_merchants(request: web.Request) -> web.Response:
     "GET",
     "/merchants/{merchant_id}",
     summary="A merchant with services and contract history",
-    roles=("operator",),
+    roles=OPERATORS,
     tag="registry",
+    response=MerchantOut,
 )
 async def merchant_detail(request: web.Request) -> web.Response:
     """One merchant."""
-    need(request, *STAFF)
     merchant_id = int_param(request, "merchant_id")
     async with services(request).store.read() as session:
         merchant = await repo.get_merchant(session, merchant_id=merchant_id)
@@ -379,13 +311,15 @@ async def merchant_detail(request: web.Request) -> web.Response:
     "POST",
     "/merchants",
     summary="Add a merchant",
-    roles=("admin",),
+    roles=ADMINS,
     body=MerchantIn,
     tag="registry",
+    response=MerchantOut,
+    status=201,
 )
 async def create_merchant(request: web.Request) -> web.Response:
     """A new merchant."""
-    user = need(request, *ADMINS)
+    user = user_of(request)
     data = await body(request, MerchantIn)
     async with registry_errors():
         saved = await usecases.create_merchant(
@@ -398,13 +332,14 @@ async def create_merchant(request: web.Request) -> web.Response:
     "PATCH",
     "/merchants/{merchant_id}",
     summary="Change a merchant (409 on a stale `version`)",
-    roles=("admin",),
+    roles=ADMINS,
     body=MerchantPatch,
     tag="registry",
+    response=MerchantOut,
 )
 async def update_merchant(request: web.Request) -> web.Response:
     """Merge the given fields into the merchant."""
-    user = need(request, *ADMINS)
+    user = user_of(request)
     merchant_id = int_param(request, "merchant_id")
     patch = (await body(request, MerchantPatch)).model_dump()
     sent_version = patch.pop("version", None)
@@ -423,13 +358,14 @@ async def update_merchant(request: web.Request) -> web.Response:
     "POST",
     "/merchants/{merchant_id}/contract",
     summary="Change a merchant's contract (takes effect in matching at once)",
-    roles=("admin",),
+    roles=ADMINS,
     body=ContractIn,
     tag="registry",
+    response=ContractOut,
 )
 async def change_contract(request: web.Request) -> web.Response:
     """Set the contract status and dates; the change is kept in the history."""
-    user = need(request, *ADMINS)
+    user = user_of(request)
     merchant_id = int_param(request, "merchant_id")
     data = await body(request, ContractIn)
     merchant = await usecases.change_contract(
@@ -464,7 +400,7 @@ def category_public(request: web.Request, category: ServiceCategory) -> dict[str
 async def _save_category(
     request: web.Request, data: CategoryPut, *, create: bool
 ) -> tuple[dict[str, Any], bool]:
-    user = need(request, *ADMINS)
+    user = user_of(request)
     category_in = CategoryIn.model_validate(data.model_dump(exclude={"version"}))
     async with registry_errors():
         category, created = await usecases.save_category(
@@ -481,12 +417,12 @@ async def _save_category(
     "GET",
     "/catalog/{code}",
     summary="One catalog category with its version",
-    roles=("operator",),
+    roles=OPERATORS,
     tag="registry",
+    response=CategoryOut,
 )
 async def get_category(request: web.Request) -> web.Response:
     """A category."""
-    need(request, *STAFF)
     async with services(request).store.read() as session:
         category = await repo.get_category(session, code=request.match_info["code"][:32])
         return ok(category_public(request, category))
@@ -496,9 +432,11 @@ async def get_category(request: web.Request) -> web.Response:
     "POST",
     "/catalog",
     summary="Add a catalog category (409 if the code exists)",
-    roles=("admin",),
+    roles=ADMINS,
     body=CategoryPut,
     tag="registry",
+    response=CategoryOut,
+    status=201,
 )
 async def create_category(request: web.Request) -> web.Response:
     """A new category."""
@@ -511,70 +449,15 @@ async def create_category(request: web.Request) -> web.Response:
     "PUT",
     "/catalog/{code}",
     summary="Create or replace a catalog category (409 on a stale `version`)",
-    roles=("admin",),
+    roles=ADMINS,
     body=CategoryPut,
     tag="registry",
+    response=CategoryOut,
 )
 async def put_category(request: web.Request) -> web.Response:
     """Edit the service catalog."""
-    need(request, *ADMINS)
     data = await body(request, CategoryPut)
     if data.code != request.match_info["code"]:
         raise FieldInvalid("the code in the path and the body differ", "code")
     out, created = await _save_category(request, data, create=False)
     return ok(out, status=201 if created else 200)
-
-
-# -- access log --
-def _local_day(q: Any, name: str) -> datetime | None:
-    from operator_console.figures_api import local_day
-
-    value = q.get(name, "")
-    return local_day(value, name) if value else None
-
-
-@API.route(
-    "GET",
-    "/access-log",
-    summary=(
-        "Who read which resident record, when and why "
-        "(?resident_id, ?username, ?from, ?to as local dates, ?before, ?limit)"
-    ),
-    roles=("admin",),
-    tag="registry",
-)
-async def read_access_log(request: web.Request) -> web.Response:
-    """The access log, newest first, `limit` (at most 200) rows a page; page on with `before`."""
-    need(request, *ADMINS)
-    q = request.query
-    resident_id = query_int(request, "resident_id")
-    before_id = query_int(request, "before")
-    limit = query_int(request, "limit", 200, maximum=200) or 200
-    since = _local_day(q, "from")
-    until = _local_day(q, "to")
-    if until is not None:
-        until += timedelta(days=1)  # the whole of the last day
-    async with services(request).store.read() as session:
-        rows = await repo.access_log(
-            session,
-            resident_id=resident_id,
-            username=q.get("username", "")[:64] or None,
-            before_id=before_id,
-            since=since,
-            until=until,
-            limit=limit,
-        )
-    return ok(
-        [
-            {
-                "id": r.id,
-                "username": r.username,
-                "user_id": r.user_id,
-                "resident_id": r.resident_id,
-                "reason": r.reason,
-                "ref": r.ref,
-                "at": r.at.isoformat(),
-            }
-            for r in rows
-        ]
-    )

@@ -18,7 +18,7 @@ from dispatch.machines.call import CallState
 from dispatch.machines.ticket import OPEN, TicketState
 from dispatch.models import Call, OperatorStatus, Ticket
 from eventlog.clock import LOCAL_TZ
-from operator_console.api import API, SUPERVISORS, need, ok, services
+from operator_console.api import API, SUPERVISORS, Model, ok, services
 from registry.models import ServiceCategory, User
 
 WAITING = (CallState.QUEUED,)
@@ -52,16 +52,67 @@ def answer_shares(calls: list[Call]) -> dict[str, Any]:
     }
 
 
+class OperatorNow(Model):
+    """An operator on the wallboard."""
+
+    user_id: int
+    name: str
+    state: str
+    reason: str | None
+    since: datetime
+
+
+class AnswerShares(Model):
+    """Today's calls that waited for an operator."""
+
+    offered: int
+    answered: int
+    within_60s: float | None
+    within_180s: float | None
+    abandoned: int
+    abandoned_share: float | None
+
+
+class NeedingHuman(Model):
+    """A ticket escalated or unassigned."""
+
+    id: int
+    state: str
+    category: str
+    category_zh: str
+    category_en: str
+    escalated: bool
+    reason: str | None
+
+
+class WallboardOut(Model):
+    """What a wall screen shows now."""
+
+    at: datetime
+    waiting: int
+    emergencies_waiting: int
+    longest_wait_s: int
+    operators: list[OperatorNow]
+    operators_by_state: dict[str, int]
+    today: AnswerShares
+    open_tickets: int
+    tickets_by_state: dict[str, int]
+    overdue: int
+    escalated: int
+    unassigned: int
+    needing_human: list[NeedingHuman]
+
+
 @API.route(
     "GET",
     "/wallboard",
     summary="Live summary: callers waiting, operators, answer shares, open tickets",
-    roles=("supervisor",),
+    roles=SUPERVISORS,
     tag="figures",
+    response=WallboardOut,
 )
 async def wallboard(request: web.Request) -> web.Response:
     """What a wall screen shows, recomputed on each request."""
-    need(request, *SUPERVISORS)
     svc = services(request)
     now = svc.clock.now()
     midnight = local_midnight(now)

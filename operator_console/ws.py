@@ -164,9 +164,9 @@ async def websocket(request: web.Request) -> web.StreamResponse:
         last = since
         while True:
             backlog = await svc.store.events_since(last)
-            for event in backlog:
-                await send(event)
-                last = event["seq"]
+            for old in backlog:
+                await send(old)
+                last = old["seq"]
             if len(backlog) < 1000:
                 break
         while not ws.closed:

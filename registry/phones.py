@@ -12,6 +12,9 @@ DEFAULT_REGION = "CN"
 class BadPhone(ValueError):
     """A string that is not a usable phone number."""
 
+    #: the machine code an API error carries for it
+    code = "bad_phone"
+
 
 # pure, and numbers recur: a caller ID on every call, stored numbers on every edit
 @lru_cache(maxsize=65536)

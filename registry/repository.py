@@ -45,16 +45,23 @@ READ_REASONS = ("call", "ticket", "search", "console", "edit", "export", "admin"
 class Invalid(ValueError):
     """Input that refers to something that does not exist or breaks a registry rule.
 
-    `field` names the input field at fault (a form shows the message next to it).
+    `field` names the input field at fault (a form shows the message next to it); `code`
+    is the machine code an API error carries (the browser words it).
     """
 
-    def __init__(self, message: str, *, field: str | None = None) -> None:
+    code = "invalid"
+
+    def __init__(self, message: str, *, field: str | None = None, code: str | None = None) -> None:
         super().__init__(message)
         self.field = field
+        if code is not None:
+            self.code = code
 
 
 class Duplicate(Invalid):
     """Input that would give two records the same key (ID number, external code)."""
+
+    code = "duplicate"
 
 
 class NotFound(LookupError):
@@ -389,7 +396,7 @@ async def check_resident(
 ) -> None:
     """Refuse an unknown grid, an ID number another resident has, unknown merchants."""
     if await session.get(Grid, data.grid_code) is None:
-        raise Invalid(f"unknown grid {data.grid_code!r}", field="grid_code")
+        raise Invalid(f"unknown grid {data.grid_code!r}", field="grid_code", code="unknown_grid")
     if data.id_number:
         other = (
             await session.execute(
@@ -409,7 +416,7 @@ async def check_resident(
         if missing:
             pharmacy = data.usual_pharmacy_id in missing
             where = "usual_pharmacy_id" if pharmacy else "preferred_merchants"
-            raise Invalid(f"unknown merchant {missing[0]}", field=where)
+            raise Invalid(f"unknown merchant {missing[0]}", field=where, code="unknown_merchant")
 
 
 async def save_resident(
@@ -502,6 +509,8 @@ class PhoneHolder:
 
 class PhoneTaken(Duplicate):
     """A number another registered or suspended resident calls from (one phone, one resident)."""
+
+    code = "phone_taken"
 
     def __init__(self, number: str, owner: int) -> None:
         super().__init__(
@@ -635,14 +644,16 @@ async def save_merchant(
     """Create or update a merchant with its services; contract changes are kept as history."""
     known = await grid_codes(session)
     if data.grid_code not in known:
-        raise Invalid(f"unknown grid {data.grid_code!r}", field="grid_code")
+        raise Invalid(f"unknown grid {data.grid_code!r}", field="grid_code", code="unknown_grid")
     for code in data.service_grids:
         if code not in known:
-            raise Invalid(f"unknown grid {code!r}", field="service_grids")
+            raise Invalid(f"unknown grid {code!r}", field="service_grids", code="unknown_grid")
     categories = set((await session.execute(select(col(ServiceCategory.code)))).scalars())
     for service in data.services:
         if service.category not in categories:
-            raise Invalid(f"unknown category {service.category!r}", field="services")
+            raise Invalid(
+                f"unknown category {service.category!r}", field="services", code="unknown_category"
+            )
     if data.external_code:
         other = (
             await session.execute(

@@ -28,6 +28,15 @@ MAX_ID = 2**63 - 1
 DbId = Annotated[int, Field(ge=1, le=MAX_ID)]
 
 
+class Rule(ValueError):
+    """A registry rule a value breaks; `code` is the machine code an API error carries
+    (pydantic reports it per field as a `value_error`)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
 def has_control(value: Any) -> bool:
     """True if a string, or any string inside a list, tuple or dict, has a control character."""
     stack = [value]
@@ -53,7 +62,7 @@ class Strict(BaseModel):
     @classmethod
     def _no_control_characters(cls, value: Any) -> Any:
         if has_control(value):
-            raise ValueError("control characters are not allowed")
+            raise Rule("control_characters", "control characters are not allowed")
         return value
 
 
@@ -140,14 +149,14 @@ class ResidentIn(Strict):
     def _groups(cls, value: list[str]) -> list[str]:
         unknown = [g for g in value if g not in GROUPS]
         if unknown:
-            raise ValueError(f"unknown group {unknown[0]!r}; use {', '.join(GROUPS)}")
+            raise Rule("unknown_group", f"unknown group {unknown[0]!r}; use {', '.join(GROUPS)}")
         return list(dict.fromkeys(value))
 
     @model_validator(mode="after")
     def _one_owner_per_number(self) -> ResidentIn:
         numbers = [p.number for p in self.phones]
         if len(numbers) != len(set(numbers)):
-            raise ValueError("the same phone is listed twice")
+            raise Rule("phone_listed_twice", "the same phone is listed twice")
         return self
 
 
@@ -163,7 +172,7 @@ class ContractIn(Strict):
     @model_validator(mode="after")
     def _order(self) -> ContractIn:
         if self.start and self.end and self.end < self.start:
-            raise ValueError("the contract ends before it starts")
+            raise Rule("contract_ends_before_start", "the contract ends before it starts")
         return self
 
 
@@ -211,7 +220,7 @@ class MerchantIn(Strict):
     def _hours(cls, value: dict[str, list[tuple[str, str]]]) -> dict[str, list[tuple[str, str]]]:
         for day, spans in value.items():
             if day not in {str(d) for d in range(7)}:
-                raise ValueError(f"weekday {day!r} must be 0 (Monday) .. 6 (Sunday)")
+                raise Rule("bad_weekday", f"weekday {day!r} must be 0 (Monday) .. 6 (Sunday)")
             _check_spans(spans)
         return value
 
@@ -239,7 +248,7 @@ def _check_spans(spans: list[tuple[str, str]]) -> None:
 
     for start, end in spans:
         if not re.match(_HHMM, start) or not re.match(_HHMM, end) or not start < end:
-            raise ValueError(f"opening span {start}-{end} is not HH:MM-HH:MM")
+            raise Rule("bad_opening_span", f"opening span {start}-{end} is not HH:MM-HH:MM")
 
 
 class CategoryIn(Strict):

@@ -11,7 +11,8 @@ change what matching reads.
 Events carry ids, field names, statuses, dates and counts, never personal data (names,
 numbers, addresses, notes). An edit may carry the `version` it was made from; a record
 changed since then is refused with `StaleVersion`. Rule violations are the repository's
-`Invalid` / `Duplicate` (with the field at fault) and `NotFound`.
+`Invalid` / `Duplicate` (with the field at fault and the machine `code` an API error
+carries) and `NotFound`.
 """
 
 from __future__ import annotations
@@ -60,6 +61,9 @@ EndSessions = Callable[[AsyncSession, int], Awaitable[None]]
 
 class StaleVersion(Exception):
     """An edit made from an older copy of the record; `current` is the version now."""
+
+    #: the machine code an API error carries for it
+    code = "stale_version"
 
     def __init__(self, current: str) -> None:
         super().__init__(
@@ -341,7 +345,9 @@ def _check_merchant_link(role: Role, merchant_id: int | None) -> None:
 
 async def _merchant_exists(session: AsyncSession, merchant_id: int | None) -> None:
     if merchant_id is not None and await session.get(Merchant, merchant_id) is None:
-        raise repo.Invalid(f"unknown merchant {merchant_id}", field="merchant_id")
+        raise repo.Invalid(
+            f"unknown merchant {merchant_id}", field="merchant_id", code="unknown_merchant"
+        )
 
 
 async def _get_user(session: AsyncSession, user_id: int) -> User:

@@ -1,7 +1,7 @@
 // Admin pages: lists and create / edit forms over /api/v1. Every value reaches the page
 // through textContent or an input's value, never as HTML. A form keeps what was typed when
 // the server refuses it: the message shows next to the field at fault.
-import { api, el, T, fmtDateTime, notify, groupName } from './common.js';
+import { api, el, T, fmtDateTime, notify, groupName, fieldErrorText } from './common.js';
 
 const $ = (id) => document.getElementById(id);
 const section = $('admin').dataset.section;
@@ -213,21 +213,6 @@ function rowsEditor({ columns, ordered, empty }) {
   };
 }
 
-// zh words for the server's English messages (the original stays beside them)
-function explain(message) {
-  const m = String(message || '');
-  // one phone, one resident: the 409 names the resident who has the number
-  const owner = m.match(/already belongs to resident (\d+)/);
-  if (owner) return T('err_phone_taken', { id: owner[1] });
-  const rules = [
-    [/phone/i, 'err_phone'], [/at most (\d+)|too long|too_long/i, 'err_long'], [/required|at least 1 character|should have at least/i, 'required'],
-    [/unknown grid/i, 'err_grid'], [/already belongs|is taken|exists already|already used/i, 'err_taken'], [/someone changed this record/i, 'err_stale'],
-    [/valid (integer|number)|greater than|less than/i, 'err_number'], [/date/i, 'err_date'], [/pattern/i, 'err_format'], [/unknown group/i, 'err_format'],
-  ];
-  for (const [re, key] of rules) if (re.test(m)) return T(key, { max: (m.match(/at most (\d+)/) || [])[1] || '' });
-  return m;
-}
-
 function makeForm({ title, fields, values, submitLabel, onSubmit, onError, extra }) {
   const form = el('form', null, 'admin-form'); form.noValidate = true;
   form.append(el('h3', title));
@@ -259,14 +244,12 @@ function makeForm({ title, fields, values, submitLabel, onSubmit, onError, extra
         const parts = String(d.field || '').split('.');
         const name = parts[0] === 'body' ? '' : parts[0];
         const where = parts.length > 1 && /^\d+$/.test(parts[1]) ? `${T('position', { n: Number(parts[1]) + 1 })} ` : '';
-        const text = `${where}${explain(d.message)}`;
-        const original = explain(d.message) === d.message ? '' : ` (${d.message})`;
-        fieldError(name || '_', text + original);
+        fieldError(name || '_', `${where}${fieldErrorText(d)}`);
         if (name === 'version') top.replaceChildren(el('div', T('err_stale')));
       }
       return;
     }
-    top.textContent = `${explain(err.message)}${explain(err.message) === err.message ? '' : ` (${err.message})`}`;
+    top.textContent = err.message;
   };
   form.addEventListener('submit', async (e) => {
     e.preventDefault();
@@ -671,7 +654,7 @@ async function accessLog(before) {
     $('al-page').textContent = T('page_n', { n: cursors.length + 1 });
   } catch (err) {
     if (err.missing) { notAvailable('/access-log'); return; }
-    $('admin-status').replaceChildren(el('p', explain(err.message), 'error'));
+    $('admin-status').replaceChildren(el('p', err.message, 'error'));
   }
 }
 
@@ -689,7 +672,7 @@ async function loginFailures() {
     $('admin-body').dataset.rows = String(rows.length);
   } catch (err) {
     if (err.missing) { notAvailable('/login-failures'); return; }
-    $('admin-status').replaceChildren(el('p', explain(err.message), 'error'));
+    $('admin-status').replaceChildren(el('p', err.message, 'error'));
   }
 }
 

@@ -11,6 +11,30 @@ export function T(key, vars) {
   return text;
 }
 
+const known = (key) => Object.prototype.hasOwnProperty.call(words, key);
+
+// One field at fault of an API error, in the page's words: its machine code `type`
+// (pydantic's, or the domain's) looked up as `e_<type>` with the numbers of its `ctx`;
+// the server's English message only for a code the catalog does not know.
+export function fieldErrorText(detail) {
+  const key = `e_${detail?.type}`;
+  return detail?.type && known(key) ? T(key, detail.ctx) : String(detail?.message ?? '');
+}
+
+// A whole API error answer (`{error_id, message, details}`) in the page's words: `e_<error_id>`,
+// with the first field at fault when there is one; the English message beside a code the
+// catalog does not know or one too general to say what happened.
+export function errorText(data) {
+  const key = `e_${data?.error_id}`;
+  const details = data?.details;
+  const vars = details && !Array.isArray(details) ? details : {};
+  if (!known(key)) return String(data?.message ?? '');
+  const text = T(key, vars);
+  if (Array.isArray(details) && details.length) return `${text}: ${fieldErrorText(details[0])}`;
+  const general = ['invalid_input', 'conflict', 'illegal_transition'].includes(data.error_id);
+  return general && data.message ? `${text} (${data.message})` : text;
+}
+
 export async function api(method, path, body) {
   const opts = { method, headers: { 'X-CSRF-Token': csrf() }, credentials: 'same-origin' };
   if (body instanceof FormData) { opts.body = body; }
@@ -18,7 +42,10 @@ export async function api(method, path, body) {
   const res = await fetch('/api/v1' + path, opts);
   const data = res.headers.get('content-type')?.includes('json') ? await res.json() : null;
   if (!res.ok) {
-    const err = new Error(data?.message || res.statusText); err.status = res.status; err.data = data;
+    // the message in the page's language, from the answer's machine codes (the English
+    // one the server wrote stays in `err.english`)
+    const err = new Error(data?.error_id ? errorText(data) : res.statusText);
+    err.status = res.status; err.data = data; err.english = data?.message;
     // a route that does not exist answers 404/405 without our JSON error shape
     err.missing = (res.status === 404 || res.status === 405) && !data?.error_id;
     throw err;

@@ -1,0 +1,301 @@
+"""Tickets (工单) and offers: record a need, list and read tickets, the ranking, dispatch,
+arrival, completion, cancel, and accepting an offer. Merchants see only their own tickets,
+never a resident's phone."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+from pydantic import Field
+from sqlalchemy import select
+from sqlmodel import col
+
+from dispatch.machines.ticket import OPEN, TicketState
+from dispatch.models import Ticket
+from operator_console.api import (
+    API,
+    OPERATORS,
+    OPERATORS_AND_MERCHANTS,
+    Model,
+    Strict,
+    body,
+    int_param,
+    ok,
+    services,
+    user_of,
+)
+from operator_console.errors import FieldInvalid
+from operator_console.views import (
+    EventOut,
+    MerchantTicketOut,
+    OfferOut,
+    TicketOut,
+    merchant_ticket_public,
+    offer_public,
+    ticket_public,
+)
+from registry.models import Merchant, Resident, Role
+from registry.schemas import DbId
+
+
+class TicketBody(Strict):
+    """A need recorded by an operator."""
+
+    category: str = Field(min_length=1, max_length=32)
+    description: str = Field(default="", max_length=1000)
+    resident_id: DbId | None = None
+    call_id: DbId | None = None
+
+
+class DispatchBody(Strict):
+    """Dispatch along the ranking, or to the operator's picks first."""
+
+    merchant_ids: list[DbId] | None = Field(default=None, max_length=20)
+
+
+class CancelBody(Strict):
+    """Why a ticket is cancelled."""
+
+    reason: str = Field(min_length=1, max_length=200)
+
+
+class OfferWithMerchant(OfferOut):
+    """An offer and the merchant's name."""
+
+    merchant: str
+
+
+class TicketDetail(TicketOut):
+    """A ticket with its offers and every event about it."""
+
+    offers: list[OfferWithMerchant]
+    timeline: list[EventOut]
+
+
+class CandidateOut(Model):
+    """A ranked merchant and why it ranks where it does."""
+
+    merchant_id: int
+    name: str
+    kind: str
+    eligible: bool
+    score: float
+    distance_m: int | None
+    load: int
+    capacity: int
+    preferred: bool
+    opens_at: str | None
+    reasons: list[str]
+    why: list[Any]
+
+
+class TicketStateOut(Model):
+    """What a merchant hears back of an arrival or completion."""
+
+    id: int
+    state: str
+
+
+class AcceptedOut(Model):
+    """The ticket an accepted offer belongs to."""
+
+    ticket_id: int
+    state: str
+
+
+@API.route(
+    "POST",
+    "/tickets",
+    summary="Record a need",
+    roles=OPERATORS,
+    body=TicketBody,
+    tag="tickets",
+    response=TicketOut,
+    status=201,
+)
+async def create_ticket(request: web.Request) -> web.Response:
+    """Create a ticket."""
+    user = user_of(request)
+    data = await body(request, TicketBody)
+    ticket = await services(request).dispatch.tickets.create_ticket(
+        user=user,
+        category=data.category,
+        description=data.description,
+        resident_id=data.resident_id,
+        call_id=data.call_id,
+    )
+    return ok(ticket_public(ticket), status=201)
+
+
+@API.route(
+    "GET",
+    "/tickets",
+    summary="Tickets, newest first (?state=open|STATE)",
+    roles=OPERATORS_AND_MERCHANTS,
+    tag="tickets",
+    response=list[TicketOut] | list[MerchantTicketOut],
+)
+async def list_tickets(request: web.Request) -> web.Response:
+    """Tickets; merchants see only their own."""
+    user = user_of(request)
+    state = request.query.get("state", "open")
+    stmt = select(Ticket).order_by(col(Ticket.id).desc()).limit(200)
+    if state == "open":
+        stmt = stmt.where(col(Ticket.state).in_(list(OPEN)))
+    elif state in TicketState.__members__.values():
+        stmt = stmt.where(col(Ticket.state) == TicketState(state))
+    elif state != "all":
+        raise FieldInvalid(f"unknown state {state!r}", "state")
+    async with services(request).store.read() as session:
+        if user.role == Role.MERCHANT:
+            stmt = stmt.where(col(Ticket.merchant_id) == user.merchant_id)
+            rows = (await session.execute(stmt)).scalars().all()
+            out = [
+                merchant_ticket_public(
+                    t, await session.get(Resident, t.resident_id) if t.resident_id else None
+                )
+                for t in rows
+            ]
+            return ok(out)
+        rows = (await session.execute(stmt)).scalars().all()
+        return ok([ticket_public(t) for t in rows])
+
+
+@API.route(
+    "GET",
+    "/tickets/{ticket_id}",
+    summary="A ticket with its offers and timeline",
+    roles=OPERATORS,
+    tag="tickets",
+    response=TicketDetail,
+)
+async def ticket_detail(request: web.Request) -> web.Response:
+    """A ticket, its offers and every event about it."""
+    svc = services(request)
+    ticket_id = int_param(request, "ticket_id")
+    ticket = await svc.dispatch.tickets.get_ticket(ticket_id)
+    offers = await svc.dispatch.offers.offers(ticket_id)
+    async with svc.store.read() as session:
+        names = {
+            m.id: m.name
+            for m in (
+                await session.execute(
+                    select(Merchant).where(col(Merchant.id).in_([o.merchant_id for o in offers]))
+                )
+            ).scalars()
+        }
+    data = ticket_public(ticket)
+    data["offers"] = [{**offer_public(o), "merchant": names.get(o.merchant_id, "")} for o in offers]
+    data["timeline"] = await svc.store.events_for("ticket", ticket_id)
+    return ok(data)
+
+
+@API.route(
+    "GET",
+    "/tickets/{ticket_id}/candidates",
+    summary="Ranked merchants for a ticket with the reasons for each",
+    roles=OPERATORS,
+    tag="tickets",
+    response=list[CandidateOut],
+)
+async def candidates(request: web.Request) -> web.Response:
+    """The ranking."""
+    ranked = await services(request).dispatch.ranking.candidates(int_param(request, "ticket_id"))
+    return ok([c.public() for c in ranked])
+
+
+@API.route(
+    "POST",
+    "/tickets/{ticket_id}/dispatch",
+    summary="Start the offer cascade",
+    roles=OPERATORS,
+    body=DispatchBody,
+    tag="tickets",
+    response=TicketOut,
+)
+async def dispatch_ticket(request: web.Request) -> web.Response:
+    """Dispatch."""
+    user = user_of(request)
+    data = await body(request, DispatchBody)
+    ticket = await services(request).dispatch.offers.dispatch(
+        int_param(request, "ticket_id"), user=user, merchant_ids=data.merchant_ids
+    )
+    return ok(ticket_public(ticket))
+
+
+async def _merchant_or_staff_ticket_action(request: web.Request, action: str) -> web.Response:
+    user = user_of(request)
+    tickets = services(request).dispatch.tickets
+    ticket_id = int_param(request, "ticket_id")
+    if action == "arrive":
+        ticket = await tickets.arrive(ticket_id, user=user)
+    else:
+        ticket = await tickets.complete(ticket_id, user=user)
+    return ok(
+        ticket_public(ticket)
+        if user.role != Role.MERCHANT
+        else {"id": ticket.id, "state": ticket.state}
+    )
+
+
+@API.route(
+    "POST",
+    "/tickets/{ticket_id}/arrive",
+    summary="The merchant is at the door",
+    roles=OPERATORS_AND_MERCHANTS,
+    tag="tickets",
+    response=TicketOut | TicketStateOut,
+)
+async def arrive(request: web.Request) -> web.Response:
+    """Arrival."""
+    return await _merchant_or_staff_ticket_action(request, "arrive")
+
+
+@API.route(
+    "POST",
+    "/tickets/{ticket_id}/complete",
+    summary="The visit is done",
+    roles=OPERATORS_AND_MERCHANTS,
+    tag="tickets",
+    response=TicketOut | TicketStateOut,
+)
+async def complete(request: web.Request) -> web.Response:
+    """Completion; the survey call follows."""
+    return await _merchant_or_staff_ticket_action(request, "complete")
+
+
+@API.route(
+    "POST",
+    "/tickets/{ticket_id}/cancel",
+    summary="Cancel a ticket",
+    roles=OPERATORS,
+    body=CancelBody,
+    tag="tickets",
+    response=TicketOut,
+)
+async def cancel(request: web.Request) -> web.Response:
+    """Cancel."""
+    user = user_of(request)
+    data = await body(request, CancelBody)
+    ticket = await services(request).dispatch.tickets.cancel(
+        int_param(request, "ticket_id"), user=user, reason=data.reason
+    )
+    return ok(ticket_public(ticket))
+
+
+@API.route(
+    "POST",
+    "/offers/{offer_id}/accept",
+    summary="Accept an offer (merchant page, or an operator on the merchant's behalf)",
+    roles=OPERATORS_AND_MERCHANTS,
+    tag="tickets",
+    response=AcceptedOut,
+)
+async def accept_offer(request: web.Request) -> web.Response:
+    """Accept; a second accept of the same ticket is refused with 409."""
+    user = user_of(request)
+    ticket = await services(request).dispatch.offers.accept_offer(
+        int_param(request, "offer_id"), user=user
+    )
+    return ok({"ticket_id": ticket.id, "state": ticket.state.value})

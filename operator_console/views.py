@@ -1,0 +1,172 @@
+"""What the API shows of calls, tickets and offers (shared by the calls, desk, tickets and
+figures routes), with the response models that document it."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import Field
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from dispatch.models import Call, Offer, Ticket
+from eventlog.clock import LOCAL_TZ
+from operator_console.openapi import Model
+from registry.models import Resident
+from registry.phones import mask
+
+
+def ticket_public(ticket: Ticket) -> dict[str, Any]:
+    """A ticket on the API."""
+    data = ticket.model_dump(exclude={"plan", "version"})
+    for key, value in data.items():
+        if isinstance(value, datetime):
+            data[key] = value.isoformat()
+    data["state"] = ticket.state.value
+    data["deadline_local"] = (
+        ticket.deadline_at.astimezone(LOCAL_TZ).strftime("%m-%d %H:%M")
+        if ticket.deadline_at
+        else None
+    )
+    return data
+
+
+def merchant_ticket_public(ticket: Ticket, resident: Resident | None) -> dict[str, Any]:
+    """What a merchant may see of a ticket: what, where, when; never the resident's phone."""
+    return {
+        "id": ticket.id,
+        "state": ticket.state.value,
+        "category": ticket.category_code,
+        "description": ticket.description,
+        "address": resident.address if resident else "",
+        "deadline_at": ticket.deadline_at.isoformat() if ticket.deadline_at else None,
+        "code_word": ticket.code_word,
+    }
+
+
+def offer_public(offer: Offer) -> dict[str, Any]:
+    """An offer on the API."""
+    return {
+        "id": offer.id,
+        "ticket_id": offer.ticket_id,
+        "merchant_id": offer.merchant_id,
+        "rank": offer.rank,
+        "state": offer.state.value,
+        "placed_at": offer.placed_at.isoformat(),
+        "decided_at": offer.decided_at.isoformat() if offer.decided_at else None,
+    }
+
+
+async def call_public(session: AsyncSession, call: Call) -> dict[str, Any]:
+    """A call on the API, with a short resident summary for the queue."""
+    data: dict[str, Any] = {
+        "id": call.id,
+        "ref": call.ref,
+        "direction": call.direction,
+        "purpose": call.purpose,
+        "state": call.state.value,
+        "number": mask(call.number),
+        "registered": call.registered,
+        "resident_id": call.resident_id,
+        "ticket_id": call.ticket_id,
+        "operator_id": call.operator_id,
+        "emergency": call.emergency,
+        "started_at": call.started_at.isoformat(),
+        "queued_at": call.queued_at.isoformat() if call.queued_at else None,
+        "held_at": call.held_at.isoformat() if call.held_at else None,
+    }
+    if call.resident_id is not None:
+        resident = await session.get(Resident, call.resident_id)
+        if resident is not None:
+            data["resident_name"] = resident.name
+            data["resident_status"] = resident.status.value
+    return data
+
+
+# -- response models (what the functions above answer) --
+class TicketOut(Model):
+    """A ticket for staff."""
+
+    id: int
+    resident_id: int | None
+    call_id: int | None
+    category_code: str
+    description: str
+    urgency: str
+    state: str
+    escalated: bool
+    escalation_reason: str | None
+    escalation_level: int
+    follow_up: bool
+    repeat_of: int | None
+    rated_by: str | None
+    deadline_at: datetime | None
+    deadline_local: str | None = Field(description="MM-DD HH:MM in Asia/Shanghai")
+    merchant_id: int | None
+    code_word: str
+    rating: str | None
+    survey_attempts: int
+    created_by: str
+    created_at: datetime
+    accepted_at: datetime | None
+    arrived_at: datetime | None
+    completed_at: datetime | None
+    rated_at: datetime | None
+    closed_at: datetime | None
+
+
+class MerchantTicketOut(Model):
+    """What a merchant sees of a ticket: what, where, when; never the resident's phone."""
+
+    id: int
+    state: str
+    category: str
+    description: str
+    address: str
+    deadline_at: datetime | None
+    code_word: str
+
+
+class OfferOut(Model):
+    """An offer."""
+
+    id: int
+    ticket_id: int
+    merchant_id: int
+    rank: int
+    state: str
+    placed_at: datetime
+    decided_at: datetime | None
+
+
+class CallOut(Model):
+    """A call, with a short resident summary for the queue (`number` is masked)."""
+
+    id: int
+    ref: str
+    direction: str
+    purpose: str
+    state: str
+    number: str
+    registered: bool
+    resident_id: int | None
+    ticket_id: int | None
+    operator_id: int | None
+    emergency: bool
+    started_at: datetime
+    queued_at: datetime | None
+    held_at: datetime | None
+    resident_name: str | None = None
+    resident_status: str | None = None
+
+
+class EventOut(Model):
+    """One event-log entry (ids and field names, never personal data)."""
+
+    seq: int
+    name: str
+    subject: str
+    subject_id: str
+    occurred_at: datetime
+    actor: str
+    data: dict[str, Any]
