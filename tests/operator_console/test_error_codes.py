@@ -64,6 +64,42 @@ async def test_given_a_registry_rule_broken_then_the_detail_carries_the_domains_
     assert query["details"][0]["type"] == "not_whole_number"
 
 
+async def test_given_a_use_case_refuses_a_write_then_its_code_reaches_the_client(
+    harness: Harness,
+) -> None:
+    # the rules live in registry.usecases; their codes must survive registry_errors()
+    login = await harness.call(
+        "POST",
+        "/users",
+        as_user="demo",
+        json={"username": "shop99", "role": "merchant", "merchant_id": 99999, "password": "x" * 12},
+        expect=422,
+    )
+    assert [(d["field"], d["type"]) for d in login["details"]] == [
+        ("merchant_id", "unknown_merchant")
+    ]
+    grid = await harness.call(
+        "POST", "/grids", as_user="demo", json={"code": "BG77", "name": "七七组"}, expect=201
+    )
+    again = await harness.call(
+        "POST", "/grids", as_user="demo", json={"code": "BG77", "name": "七七组"}, expect=409
+    )
+    assert [(d["field"], d["type"]) for d in again["details"]] == [("code", "duplicate")]
+    await harness.call(
+        "PATCH", "/grids/BG77", as_user="demo", json={"name": "新名", "version": grid["version"]}
+    )
+    stale = await harness.call(
+        "PATCH",
+        "/grids/BG77",
+        as_user="demo",
+        json={"name": "又改", "version": grid["version"]},
+        expect=409,
+    )
+    detail = stale["details"][0]
+    assert (detail["field"], detail["type"]) == ("version", "stale_version")
+    assert detail["current"] != grid["version"]
+
+
 def sent_codes() -> set[str]:
     """Every machine code the code base sends: error ids, and the domain's field codes."""
     codes: set[str] = set()
