@@ -15,6 +15,7 @@ from sqlmodel import col
 
 from dispatch.clock import LOCAL_TZ
 from dispatch.core import Core
+from dispatch.incidents import Incidents
 from dispatch.machines import call as cm
 from dispatch.machines import operator as opm
 from dispatch.models import Call, Ticket
@@ -45,8 +46,10 @@ class Calls:
         tickets: Tickets,
         offers: Offers,
         outbound: Outbound,
+        incidents: Incidents,
     ) -> None:
         self.core = core
+        self.incidents = incidents
         self.queue = queue
         self.operators = operators
         self.tickets = tickets
@@ -117,6 +120,8 @@ class Calls:
                     "birth_year": resident.birth_year or "",
                     "today": core.now().astimezone(LOCAL_TZ).date(),
                     "last_category": last or "",
+                    # incidents: an outage known in the grid is announced before the menu
+                    **await self.incidents.announcement(tx.session, resident.grid_code),
                 }
                 lang = pick_lang(resident.language)
             await core.fx.call(tx, call, commands, context=context, lang=lang)
@@ -146,6 +151,8 @@ class Calls:
             await core.cas(tx, call, state=state, ended_at=core.now(), cause="self_served")
             tx.emit("call.self_served", "call", call.id, category=category, repeat=repeat)
             await core.fx.call(tx, call, commands)
+        if await self.incidents.join_keypad(call, category):
+            return  # an outage the utility is on already: the caller is called back
         last = (
             await self.tickets.last_ticket(call.resident_id, category)
             if repeat and call.resident_id is not None

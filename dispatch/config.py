@@ -45,3 +45,10 @@ class DispatchConfig:
     reconcile_every_s: float = 300.0
     #: call the first emergency contact when the resident never answers the survey
     survey_family: bool = True
+    #: incidents: how far back calls about one fault in one grid are proposed as one
+    incident_window_s: float = 1800.0
+    #: incidents: how many such calls make a proposal
+    incident_propose_min: int = 3
+    #: incidents: callbacks placed at a time once fixed, and the pause between batches
+    incident_callback_batch: int = 2
+    incident_callback_gap_s: float = 5.0

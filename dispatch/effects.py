@@ -19,6 +19,7 @@ ticket.AlertOperators           an `alert.unassigned` event in the unit of work
 ticket.WithdrawOtherOffers      follow-up in the unit of work: the other live offers end
 ticket.ScheduleSurvey           follow-up in the unit of work: survey and close timers
 ticket.Redispatch               follow-up in the unit of work: a new plan, new offers
+incident.StartCallbacks         `ScheduleTimer(incident:<id>)` now, after commit (paced)
 ==============================  ==========================================================
 
 Use cases also issue the service-level commands below themselves (`after_commit`), for
@@ -47,10 +48,11 @@ from dispatch.clock import Clock
 from dispatch.config import DispatchConfig
 from dispatch.events import Tx
 from dispatch.machines import call as cm
+from dispatch.machines import incident as im
 from dispatch.machines import offer as om
 from dispatch.machines import operator as opm
 from dispatch.machines import ticket as tm
-from dispatch.models import Call, Offer, Ticket
+from dispatch.models import Call, Incident, Offer, Ticket
 from dispatch.stats import StatsCache
 from dispatch.timer_keys import TimerKey
 from dispatch.timers import Timers
@@ -173,6 +175,7 @@ MACHINE_COMMANDS: tuple[type, ...] = (
     tm.WithdrawOtherOffers,
     tm.ScheduleSurvey,
     tm.Redispatch,
+    im.StartCallbacks,
 )
 
 
@@ -318,6 +321,18 @@ class Effects:
                     await self.follow_ups.schedule_survey(tx, ticket)
                 case tm.Redispatch():
                     await self.follow_ups.redispatch(tx, ticket)
+                case _:
+                    assert_never(command)
+
+    async def incident(
+        self, tx: Tx, incident: Incident, commands: Sequence[im.IncidentCommand]
+    ) -> None:
+        """Carry out an incident transition's commands."""
+        for command in commands:
+            match command:
+                case im.StartCallbacks():
+                    key = TimerKey.incident(incident.id)
+                    self.after_commit(tx, ScheduleTimer(key, self.clock.now()))
                 case _:
                     assert_never(command)
 

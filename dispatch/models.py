@@ -13,6 +13,7 @@ from sqlalchemy import Column, Index
 from sqlmodel import Field, SQLModel
 
 from dispatch.machines.call import CallState
+from dispatch.machines.incident import IncidentState
 from dispatch.machines.offer import OfferState
 from dispatch.machines.operator import OperatorState
 from dispatch.machines.ticket import TicketState
@@ -150,3 +151,45 @@ class Timer(SQLModel, table=True):
 
     key: str = Field(primary_key=True, max_length=128)
     fire_at: datetime = Field(sa_type=UTCDateTime, index=True)
+
+
+# -- incidents: many calls, one outage (dispatch.incidents) ----------------------------------
+class Incident(SQLModel, table=True):
+    """One water, power or gas fault in one grid, many callers: one ticket, one callback round."""
+
+    __table_args__ = (Index("ix_incident_grid_category", "grid_code", "category_code", "state"),)
+
+    id: int | None = Field(default=None, sa_type=BigId, primary_key=True)
+    grid_code: str = Field(foreign_key="grid.code", max_length=32)
+    category_code: str = Field(foreign_key="service_category.code", max_length=32)
+    state: IncidentState = Field(default=IncidentState.OPEN, sa_type=EnumText(IncidentState))
+    #: the one ticket that went to the utility
+    ticket_id: int | None = Field(default=None, sa_type=BigId, index=True)
+    opened_by: str = Field(default="system", max_length=64)
+    opened_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    dispatched_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    fixed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    fixed_by: str | None = Field(default=None, max_length=64)
+    done_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    version: int = 0
+
+
+class IncidentCall(SQLModel, table=True):
+    """A call linked to an incident, and the callback its caller gets once it is fixed."""
+
+    __tablename__ = "incident_call"
+    __table_args__ = (Index("ix_incident_call_incident", "incident_id"),)
+
+    id: int | None = Field(default=None, sa_type=BigId, primary_key=True)
+    incident_id: int = Field(foreign_key="incident.id", sa_type=BigId)
+    #: a call belongs to one incident at most
+    call_id: int = Field(sa_type=BigId, unique=True)
+    resident_id: int | None = Field(default=None, sa_type=BigId)
+    #: the number the caller rang from: where the news goes (never shown to a merchant)
+    number: str = Field(max_length=32)
+    linked_by: str = Field(default="system", max_length=64)
+    linked_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    #: the callback's call ref, set in the unit of work that records the call (placed once)
+    callback_ref: str | None = Field(default=None, max_length=64, unique=True)
+    #: told, unanswered, failed, or same_number (another linked call had that number)
+    callback_outcome: str | None = Field(default=None, max_length=16)

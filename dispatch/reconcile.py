@@ -27,6 +27,7 @@ from dispatch.core import SURVEY_PURPOSES, Core, undialed
 from dispatch.desk import CLOSED_AT_START, Desk
 from dispatch.effects import CancelTimer, ScheduleTimer
 from dispatch.errors import Conflict
+from dispatch.incidents import Incidents
 from dispatch.line import PhoneLine
 from dispatch.machines import IllegalTransition
 from dispatch.machines import call as cm
@@ -47,7 +48,16 @@ log = logging.getLogger(__name__)
 
 #: timer kinds the reconciler owns: it schedules the missing ones and cancels the orphans
 RECONCILED_KINDS = frozenset(
-    {Kind.OFFER, Kind.DEADLINE, Kind.ESCALATE, Kind.CLOSE, Kind.SURVEY, Kind.WRAPUP, Kind.RING}
+    {
+        Kind.OFFER,
+        Kind.DEADLINE,
+        Kind.ESCALATE,
+        Kind.CLOSE,
+        Kind.SURVEY,
+        Kind.WRAPUP,
+        Kind.RING,
+        Kind.INCIDENT,
+    }
 )
 
 
@@ -67,8 +77,10 @@ class Reconciler:
         queue: Queue,
         surveys: Surveys,
         line: PhoneLine,
+        incidents: Incidents,
     ) -> None:
         self.core = core
+        self.incidents = incidents
         #: read for the keys scheduled now; changes go through `core.fx`
         self.timers = timers
         self.live_calls = live_calls
@@ -139,7 +151,8 @@ class Reconciler:
           offers expire and the cascade moves on (a ref is never placed again), lost survey
           calls count as unanswered, lost callers get a call back; wrap-ups and operator
           states that nobody can finish any more are closed with the reason
-          "closed_at_start"; keypad tickets that never got dispatched are dispatched.
+          "closed_at_start"; keypad tickets that never got dispatched are dispatched;
+        - a fixed incident with callers not called back yet has its `incident:` timer.
         """
         report = {
             "scheduled": 0,
@@ -257,6 +270,8 @@ class Reconciler:
             else:
                 at = since + timedelta(seconds=config.ring_operator_s)
                 wanted[TimerKey.ring(user_id)] = at
+        # fixed incidents whose callers are not all called back yet
+        wanted.update(await self.incidents.wanted_timers())
         for subject, ident, error in bad:
             log.warning("reconciler: %s %s has an unreadable row (%s)", subject, ident, error)
             await self._record_skip(subject, ident, error)

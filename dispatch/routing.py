@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from dispatch.calls import Calls
 from dispatch.checkins import CheckIns
 from dispatch.desk import Desk
+from dispatch.incidents import Incidents
 from dispatch.line import PhoneLine
 from dispatch.offers import Offers
 from dispatch.outbound import Outbound
@@ -62,6 +63,7 @@ class Router:
         surveys: Surveys,
         checkins: CheckIns,
         reconciler: Reconciler,
+        incidents: Incidents,
     ) -> None:
         self.telephony = telephony
         self.calls = calls
@@ -75,6 +77,7 @@ class Router:
             "survey": lambda e: surveys.finished(e.ref, e.outcome, dict(e.variables)),
             "merchant_arrival": lambda e: checkins.finished(e.ref, e.outcome),
             "merchant_completion": lambda e: checkins.finished(e.ref, e.outcome),
+            "incident_fixed": lambda e: incidents.told(e.ref),
         }
         #: timer kind -> its handler
         self.timers: dict[Kind, TimerHandler] = {
@@ -88,6 +91,7 @@ class Router:
             Kind.WRAPUP: lambda k: desk.wrap_up_timeout(k.id),
             Kind.RING: lambda k: queue.rang_out(k.id),
             Kind.RECONCILE: lambda k: reconciler.reconcile(),
+            Kind.INCIDENT: lambda k: incidents.callback_round(k.id),
         }
 
     async def pump(self) -> None:

@@ -18,9 +18,12 @@ from dispatch.config import DispatchConfig
 from dispatch.core import Core
 from dispatch.desk import Desk
 from dispatch.effects import Effects, FollowUps, Reports
-from dispatch.events import Store
+from dispatch.events import Store, Tx
+from dispatch.incident_board import IncidentBoard
+from dispatch.incidents import Incidents
 from dispatch.line import PhoneLine
 from dispatch.matching import MerchantStats
+from dispatch.models import Ticket
 from dispatch.offers import Offers
 from dispatch.operators import Operators
 from dispatch.outbound import Outbound
@@ -76,6 +79,10 @@ class DispatchServices:
         self.tickets = Tickets(core, self.offers)
         self.surveys = Surveys(core, self.outbound)
         self.checkins = CheckIns(core, self.outbound, self.tickets)
+        self.incidents = Incidents(
+            core, tickets=self.tickets, offers=self.offers, outbound=self.outbound
+        )
+        self.incident_board = IncidentBoard(core)
         self.queue = Queue(core, self.operators, self.tickets)
         self.desk = Desk(core, self.operators, self.queue)
         self.calls = Calls(
@@ -85,6 +92,7 @@ class DispatchServices:
             tickets=self.tickets,
             offers=self.offers,
             outbound=self.outbound,
+            incidents=self.incidents,
         )
         self.line = PhoneLine(core, self.outbound, self.queue)
         self.scorecard = Scorecard(core, self.ranking)
@@ -99,6 +107,7 @@ class DispatchServices:
             queue=self.queue,
             surveys=self.surveys,
             line=self.line,
+            incidents=self.incidents,
         )
         self.router = Router(
             telephony=telephony,
@@ -112,6 +121,7 @@ class DispatchServices:
             surveys=self.surveys,
             checkins=self.checkins,
             reconciler=self.reconciler,
+            incidents=self.incidents,
         )
         self.fx.bind(
             reports=Reports(
@@ -125,9 +135,14 @@ class DispatchServices:
                 next_candidate=self.offers.next_candidate,
                 withdraw_other_offers=self.offers.withdraw_other_offers,
                 redispatch=self.offers.redispatch,
-                schedule_survey=self.surveys.schedule,
+                schedule_survey=self._visit_done,
             ),
         )
+
+    async def _visit_done(self, tx: Tx, ticket: Ticket) -> None:
+        """A ticket completed: an incident it carries is fixed; the survey follows."""
+        await self.incidents.ticket_completed(tx, ticket)
+        await self.surveys.schedule(tx, ticket)
 
     @property
     def config(self) -> DispatchConfig:

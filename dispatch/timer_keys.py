@@ -36,6 +36,8 @@ class Kind(enum.StrEnum):
     RING = "ring"
     #: the periodic reconciliation ("periodic")
     RECONCILE = "reconcile"
+    #: a fixed incident's next batch of callbacks (incident id)
+    INCIDENT = "incident"
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +119,11 @@ class TimerKey:
     def ring(cls, user_id: int | None) -> TimerKey:
         """A call offered to an operator rings out."""
         return cls.of(Kind.RING, user_id)
+
+    @classmethod
+    def incident(cls, incident_id: int | None) -> TimerKey:
+        """A fixed incident's next batch of callbacks."""
+        return cls.of(Kind.INCIDENT, incident_id)
 
 
 #: the periodic reconciliation's one key

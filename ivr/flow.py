@@ -12,10 +12,12 @@ from dataclasses import dataclass, field
 
 @dataclass(frozen=True, slots=True)
 class Say:
-    """Say a prompt, then go on to `next`."""
+    """Say a prompt, then go on to `next`; `slow`: always the slower rendering (news the
+    caller must not miss, such as an outage announcement)."""
 
     prompt: str
     next: str
+    slow: bool = False
 
 
 @dataclass(frozen=True, slots=True)

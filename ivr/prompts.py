@@ -120,6 +120,21 @@ CATALOGS: dict[str, dict[str, str]] = {
         "login_code.goodbye": "请不要把验证码告诉任何人。再见。",
         # the operator desk: hold
         "desk.on_hold": "请您稍等，话务员马上回来，请不要挂机。",
+        # incidents: an outage many callers reported (hotline announcement, callback)
+        "hotline.incident.water": "我们已经知道您所在的{incident_grid}停水，正在抢修。"
+        "修好以后，我们会打电话告诉您。其他事情，请听下面的选项。",
+        "hotline.incident.electricity": "我们已经知道您所在的{incident_grid}停电，正在抢修。"
+        "修好以后，我们会打电话告诉您。其他事情，请听下面的选项。",
+        "hotline.incident.gas": "我们已经知道您所在的{incident_grid}燃气故障，正在抢修。"
+        "修好以后，我们会打电话告诉您。其他事情，请听下面的选项。",
+        "incident.fixed.water": "您好，这里是医敬服务热线。"
+        "您所在的{incident_grid}停水，已经修好了。",
+        "incident.fixed.electricity": "您好，这里是医敬服务热线。"
+        "您所在的{incident_grid}停电，已经修好了。",
+        "incident.fixed.gas": "您好，这里是医敬服务热线。"
+        "您所在的{incident_grid}燃气故障，已经修好了。",
+        "incident.fixed.more": "再听一遍请按 9。",
+        "incident.fixed.bye": "如果家里还有问题，请再打热线电话。祝您身体健康，再见。",
     },
     "en": {
         "ivr.no_input": "We did not hear a key.",
@@ -194,6 +209,25 @@ CATALOGS: dict[str, dict[str, str]] = {
         "The code is valid for {minutes:duration}. To hear it again press star or 1.",
         "login_code.goodbye": "Do not tell anyone this code. Goodbye.",
         "desk.on_hold": "Please hold; your operator will be right back. Please stay on the line.",
+        # incidents: an outage many callers reported (hotline announcement, callback)
+        "hotline.incident.water": "We already know the water is cut off in {incident_grid}. "
+        "It is being repaired. We will call you when it is fixed. For anything else, "
+        "please listen to the options.",
+        "hotline.incident.electricity": "We already know the power is cut off in "
+        "{incident_grid}. It is being repaired. We will call you when it is fixed. "
+        "For anything else, please listen to the options.",
+        "hotline.incident.gas": "We already know about the gas fault in {incident_grid}. "
+        "It is being repaired. We will call you when it is fixed. For anything else, "
+        "please listen to the options.",
+        "incident.fixed.water": "Hello, this is the Yijing care hotline. The water cut in "
+        "{incident_grid} has been repaired.",
+        "incident.fixed.electricity": "Hello, this is the Yijing care hotline. The power cut "
+        "in {incident_grid} has been repaired.",
+        "incident.fixed.gas": "Hello, this is the Yijing care hotline. The gas fault in "
+        "{incident_grid} has been repaired.",
+        "incident.fixed.more": "To hear it again, press 9.",
+        "incident.fixed.bye": "If anything is still wrong at home, please call the hotline "
+        "again. Take care, goodbye.",
     },
 }
 

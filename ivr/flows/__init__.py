@@ -7,7 +7,8 @@ Outcomes (``Finish.outcome``; ``Finish.variables`` holds the call's context plus
 variables named here; ``Finish.transfer`` is set when the call must go to a queue):
 
 ``hotline`` (registered resident; context ``name``, ``sex``, ``age`` or ``birth_year`` +
-``today``, ``last_category``)
+``today``, ``last_category``; ``incident`` and ``incident_grid`` when an outage in the
+caller's grid is announced before the menu)
     ``emergency``  key 1; transfer="operators" (bridge at once, flag it urgent);
                    variable ``category`` is "emergency"
     ``need``       a confirmed routine need; variable ``category`` is a service catalog
@@ -36,6 +37,8 @@ variables named here; ``Finish.transfer`` is set when the call must go to a queu
 ``wellbeing`` (context as ``hotline``)
     ``well``; ``help`` with variable ``reason``: ``asked`` (key 2, transfer="operators")
     or ``no_answer`` (no clear key; no transfer). Both start the emergency-contact cascade.
+``incident_fixed`` (context ``incident``: water, electricity or gas; ``incident_grid``)
+    ``told``
 ``login_code`` (context ``code``, the merchant's one-time login code, and ``minutes`` it
 stays valid; the code is never in the event log, so dispatch reads no variable back)
     ``heard``
@@ -57,6 +60,7 @@ OUTCOMES: dict[str, frozenset[str]] = {
     "merchant_offer": frozenset({"accepted", "declined", "no_input"}),
     "merchant_accepted": frozenset({"told"}),
     "merchant_taken": frozenset({"taken"}),
+    "incident_fixed": frozenset({"told"}),
     "merchant_arrival": frozenset({"arrived", "not_yet", "no_input", "transfer"}),
     "merchant_completion": frozenset({"completed", "not_completed", "no_input", "transfer"}),
     "survey": frozenset({"rated", "no_input"}),

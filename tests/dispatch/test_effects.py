@@ -30,6 +30,7 @@ from dispatch.effects import (
     Unhold,
 )
 from dispatch.machines import call as cm
+from dispatch.machines import incident as im
 from dispatch.machines import offer as om
 from dispatch.machines import operator as opm
 from dispatch.machines import ticket as tm
@@ -170,6 +171,7 @@ def test_given_the_machines_then_every_command_class_is_mapped() -> None:
         *get_args(tm.TicketCommand),
         # a union of one is the class itself
         *(get_args(opm.OperatorCommand) or (opm.OperatorCommand,)),
+        *(get_args(im.IncidentCommand) or (im.IncidentCommand,)),
     }
     assert declared == set(MACHINE_COMMANDS)
 
