@@ -185,6 +185,7 @@ def create_app(
         api,
         desk_api,
         figures_api,
+        incidents_api,
         merchant_api,
         pages,
         registry_api,
@@ -341,6 +342,7 @@ def create_app(
     registry_api.setup(app)
     assert figures_api.REGISTERED  # its routes are on `api.API` once imported
     assert admin_api.REGISTERED
+    assert incidents_api.REGISTERED
     api.API.add_to(app)
     app.router.add_get("/api/v1/openapi.json", api.openapi_doc)
     app.router.add_get("/api/v1/ws", ws.websocket)

@@ -49,6 +49,7 @@ ACCEPTED = {"order_status": "accepted", "merchant_kind": "药店", "eta": 30}
 IN_SERVICE = {"order_status": "in_service", "merchant_kind": "药店"}
 #: Per-call sound files for Asterisk (prompts with an order's details in them).
 RECORDED = {"offer.intro": "yijing/dyn/t42/offer.intro", "offer.accepted": "yijing/dyn/t42/ok"}
+OUTAGE: dict[str, Any] = {"incident": "water", "incident_grid": "第一网格"}
 VISIT: dict[str, Any] = {"category": "水管维修", "address": "白公路 3 号楼 2 单元"}
 
 
@@ -91,6 +92,11 @@ CASES = [
     Case("queue_wait", {"position": 3}),
     Case("login_code", {"code": "204913", "minutes": 10}),
     Case("login_code", {"code": "204913", "minutes": 10}, lang="en"),
+    # incidents: the outage announced before the menu, and the callback once it is fixed
+    Case("hotline", {**RESIDENT, **OUTAGE}, label="outage"),
+    Case("hotline", {**RESIDENT, **OUTAGE, "incident": "gas"}, lang="en", label="outage"),
+    Case("incident_fixed", OUTAGE),
+    Case("incident_fixed", {**OUTAGE, "incident": "electricity"}, lang="en"),
 ]
 
 
