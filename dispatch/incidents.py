@@ -284,12 +284,24 @@ class Incidents:
             affected = await session.scalar(
                 select(func.count()).where(col(IncidentCall.incident_id) == incident_id)
             )
+            # the first registered caller's home: where the ranking looks for the utility
+            # serving the grid and where the crew starts (their address, never a number)
+            first = await session.scalar(
+                select(col(IncidentCall.resident_id))
+                .where(
+                    col(IncidentCall.incident_id) == incident_id,
+                    col(IncidentCall.resident_id).is_not(None),
+                )
+                .order_by(col(IncidentCall.id))
+                .limit(1)
+            )
         fault = FAULT_ZH.get(incident.category_code, incident.category_code)
         grid_name = grid.name if grid is not None else incident.grid_code
         ticket = await self.tickets.create_ticket(
             user=user,
             category=incident.category_code,
             description=f"{grid_name}{fault}，已有{affected or 0}户居民来电（事件 {incident_id}）",
+            resident_id=first,
         )
         try:
             async with core.store.tx() as tx:
@@ -363,8 +375,9 @@ class Incidents:
                 )
         return incident
 
-    async def ticket_completed(self, tx: Tx, ticket: Ticket) -> None:
-        """A completed ticket (keypad, merchant page, console): its incident is fixed."""
+    async def ticket_completed(self, tx: Tx, ticket: Ticket) -> bool:
+        """A completed ticket (keypad, merchant page, console): its incident is fixed.
+        True when the ticket was an incident's (its callers hear the news, no survey)."""
         incident = (
             (
                 await tx.session.execute(
@@ -379,6 +392,10 @@ class Incidents:
         )
         if incident is not None:
             await self._fix(tx, incident, by="merchant")
+        carried = await tx.session.scalar(
+            select(func.count()).where(col(Incident.ticket_id) == ticket.id)
+        )
+        return bool(carried)
 
     async def _fix(self, tx: Tx, incident: Incident, *, by: str) -> None:
         state, commands = im.transition(incident.state, im.Fixed())

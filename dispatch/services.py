@@ -140,9 +140,12 @@ class DispatchServices:
         )
 
     async def _visit_done(self, tx: Tx, ticket: Ticket) -> None:
-        """A ticket completed: an incident it carries is fixed; the survey follows."""
-        await self.incidents.ticket_completed(tx, ticket)
-        await self.surveys.schedule(tx, ticket)
+        """A ticket completed: the survey follows, or, for an incident's ticket, the
+        incident is fixed and its callers are called back instead (one call each)."""
+        if await self.incidents.ticket_completed(tx, ticket):
+            await self.surveys.close_unrated(tx, ticket, reason="incident fixed")
+        else:
+            await self.surveys.schedule(tx, ticket)
 
     @property
     def config(self) -> DispatchConfig:
