@@ -28,7 +28,7 @@ class IncidentBody(Strict):
     registered caller's unless given)."""
 
     category: Utility
-    call_ids: list[DbId] = Field(min_length=1, max_length=500)
+    call_ids: list[DbId] = Field(default_factory=list, max_length=500)
     grid_code: str | None = Field(default=None, min_length=1, max_length=32)
 
 
