@@ -11,13 +11,14 @@ from datetime import datetime, time
 from typing import Any
 
 from aiohttp import web
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlmodel import col
 
 from dispatch.clock import LOCAL_TZ
 from dispatch.machines.call import CallState
+from dispatch.machines.incident import ACTIVE as INCIDENT_ACTIVE
 from dispatch.machines.ticket import OPEN, TicketState
-from dispatch.models import Call, OperatorStatus, Ticket
+from dispatch.models import Call, Incident, OperatorStatus, Ticket
 from operator_console.api import API, SUPERVISORS, need, ok, services
 from registry.models import ServiceCategory, User
 
@@ -99,6 +100,13 @@ async def wallboard(request: web.Request) -> web.Response:
             .all()
         )
         categories = {c.code: c for c in (await session.execute(select(ServiceCategory))).scalars()}
+        # incidents: outages open now (many callers, one ticket)
+        outages = int(
+            await session.scalar(
+                select(func.count()).where(col(Incident.state).in_(list(INCIDENT_ACTIVE)))
+            )
+            or 0
+        )
     longest = max(
         ((now - (c.queued_at or c.started_at)).total_seconds() for c in waiting), default=0.0
     )
@@ -128,6 +136,7 @@ async def wallboard(request: web.Request) -> web.Response:
             "overdue": len(overdue),
             "escalated": sum(1 for t in tickets if t.escalated),
             "unassigned": by_state.get(TicketState.UNASSIGNED.value, 0),
+            "incidents_open": outages,
             "needing_human": [
                 {
                     "id": t.id,

@@ -96,6 +96,7 @@ function showCall(c, note = '') {
   else if (!mine && ['connected', 'on_hold'].includes(c.state)) tag = el('span', T('transferred_out'), 'tag');
   else tag = el('span', stateName(c.state), c.state === 'connected' ? 'tag ok' : held ? 'tag live' : 'tag');
   const box = $('call-now');
+  box.dataset.callId = c ? c.id : ''; // the incidents panel links the call on the desk
   if (!c) { box.replaceChildren(el('span', '—', 'muted')); return; }
   box.dataset.state = c.state;
   box.replaceChildren(el('b', `${T('calls')} #${c.id}`), ' ', el('span', c.resident_name || T('unregistered')), ' ', tag);
@@ -405,6 +406,7 @@ await refreshBoard();
 setInterval(tick, 1000);
 state.live = true;
 liveEvents((ev) => {
+  document.dispatchEvent(new CustomEvent('yijing:event', { detail: ev })); // other panels
   if (ev.subject === 'call') {
     soon(refreshQueue);
     const current = state.call && String(state.call.id) === ev.subject_id;

@@ -25,6 +25,8 @@ async function refresh() {
   $('w-overdue').textContent = summary.overdue;
   $('tile-overdue').classList.toggle('alarm', summary.overdue > 0);
   $('w-human').textContent = `${summary.escalated} / ${summary.unassigned}`;
+  $('w-incidents').textContent = summary.incidents_open ?? 0; // incidents: outages open now
+  $('tile-incidents').classList.toggle('alarm', (summary.incidents_open ?? 0) > 0);
   $('tile-human').classList.toggle('alarm', summary.needing_human.length > 0);
   $('w-operators').replaceChildren(...summary.operators.map((o) => {
     const li = el('li'); li.dataset.state = o.state;
@@ -141,7 +143,7 @@ await loadFigures();
 setInterval(tick, 1000);
 setInterval(() => soon(refresh), 15000);
 liveEvents((ev) => {
-  if (['call', 'ticket', 'operator'].includes(ev.subject)) soon(refresh);
+  if (['call', 'ticket', 'operator', 'incident'].includes(ev.subject)) soon(refresh);
   if (FIGURE_EVENTS.has(ev.name)) soon(loadFigures, 1000);
 }, { since: await latestSeq(), onReconnect: () => { soon(refresh); soon(loadFigures); } });
 document.body.dataset.ready = '1';

@@ -107,8 +107,11 @@ async def test_given_races_and_done_states_then_409(harness: Harness) -> None:
         t for t in await h.call("GET", "/tickets?state=open") if t["category_code"] == "water"
     ]
     assert len(tickets) == 1  # the refused second dispatch left no ticket behind
+    wall = await h.call("GET", "/wallboard", as_user="supervisor")
+    assert wall["incidents_open"] == 1  # the wallboard counts outages open now
     await h.call("POST", f"/incidents/{incident['id']}/fixed", json={})
     await h.call("POST", f"/incidents/{incident['id']}/fixed", json={}, expect=409)
+    assert (await h.call("GET", "/wallboard", as_user="supervisor"))["incidents_open"] == 0
     late = await call_id(h, await keypad_water(h, GRID_PHONES[2]))
     await h.call("POST", f"/incidents/{incident['id']}/calls", json={"call_id": late}, expect=409)
 
