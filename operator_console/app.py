@@ -248,6 +248,10 @@ def create_app(
             parallel_offers_urgent=settings.parallel_offers_urgent,
             hotline_menu=settings.hotline_menu,
             queue_announce_s=settings.queue_announce_s,
+            incident_window_s=settings.incident_window_s,
+            incident_propose_min=settings.incident_propose_min,
+            incident_callback_batch=settings.incident_callback_batch,
+            incident_callback_gap_s=settings.incident_callback_gap_s,
         )
         holder: dict[str, DispatchServices] = {}
 

@@ -45,6 +45,12 @@ class Settings(BaseSettings):
     #: false: registered residents go straight to an operator (no keypad menu)
     hotline_menu: bool = True
     queue_announce_s: float = 30.0
+    #: incidents: calls about one outage in one grid within this window are proposed as one
+    incident_window_s: float = Field(default=1800.0, ge=60)
+    incident_propose_min: int = Field(default=3, ge=2, le=100)
+    #: incidents: callbacks placed at a time after the fix, and the pause between batches
+    incident_callback_batch: int = Field(default=2, ge=1, le=50)
+    incident_callback_gap_s: float = Field(default=5.0, ge=0)
     flows_dir: Path | None = None
     prompts_dir: Path = Path("var/prompts")
     recorded_prompts_dir: Path | None = None
