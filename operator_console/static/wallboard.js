@@ -25,8 +25,9 @@ async function refresh() {
   $('w-overdue').textContent = summary.overdue;
   $('tile-overdue').classList.toggle('alarm', summary.overdue > 0);
   $('w-human').textContent = `${summary.escalated} / ${summary.unassigned}`;
-  $('w-incidents').textContent = summary.incidents_open ?? 0; // incidents: outages open now
-  $('tile-incidents').classList.toggle('alarm', (summary.incidents_open ?? 0) > 0);
+  // incidents: outages open now (many callers, one ticket), under the tickets needing a human
+  $('w-incidents').textContent = `${T('inc_wall')} ${summary.incidents_open ?? 0}`;
+  $('w-incidents').hidden = !summary.incidents_open;
   $('tile-human').classList.toggle('alarm', summary.needing_human.length > 0);
   $('w-operators').replaceChildren(...summary.operators.map((o) => {
     const li = el('li'); li.dataset.state = o.state;

@@ -56,6 +56,12 @@ def test_given_three_water_calls_when_linked_on_the_console_then_one_outage_and_
     expect(outage).to_contain_text("来电 4 个 · 涉及 4 户")
     shot(desk, "41-incident-linked")
 
+    # the wallboard counts the outage
+    board = pages.open()
+    login(board, "supervisor")
+    board.goto("/wallboard")
+    expect(board.locator("#w-incidents")).to_have_text("停水停电停气事件 1")
+
     # the utility phoned: fixed; every linked caller's phone rings with the news
     outage.locator(".fixed-incident").click()
     expect(desk.locator("#incidents li.incident[data-state='fixed']")).to_be_visible()
