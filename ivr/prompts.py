@@ -122,11 +122,11 @@ CATALOGS: dict[str, dict[str, str]] = {
         "desk.on_hold": "请您稍等，话务员马上回来，请不要挂机。",
         # incidents: an outage many callers reported (hotline announcement, callback)
         "hotline.incident.water": "我们已经知道您所在的{incident_grid}停水，正在抢修。"
-        "修好以后，我们会打电话告诉您。其他事情，请听下面的选项。",
+        "修好以后，我们会打电话告诉您。",
         "hotline.incident.electricity": "我们已经知道您所在的{incident_grid}停电，正在抢修。"
-        "修好以后，我们会打电话告诉您。其他事情，请听下面的选项。",
+        "修好以后，我们会打电话告诉您。",
         "hotline.incident.gas": "我们已经知道您所在的{incident_grid}燃气故障，正在抢修。"
-        "修好以后，我们会打电话告诉您。其他事情，请听下面的选项。",
+        "修好以后，我们会打电话告诉您。",
         "incident.fixed.water": "您好，这里是医敬服务热线。"
         "您所在的{incident_grid}停水，已经修好了。",
         "incident.fixed.electricity": "您好，这里是医敬服务热线。"
@@ -211,14 +211,11 @@ CATALOGS: dict[str, dict[str, str]] = {
         "desk.on_hold": "Please hold; your operator will be right back. Please stay on the line.",
         # incidents: an outage many callers reported (hotline announcement, callback)
         "hotline.incident.water": "We already know the water is cut off in {incident_grid}. "
-        "It is being repaired. We will call you when it is fixed. For anything else, "
-        "please listen to the options.",
+        "It is being repaired. We will call you when it is fixed.",
         "hotline.incident.electricity": "We already know the power is cut off in "
-        "{incident_grid}. It is being repaired. We will call you when it is fixed. "
-        "For anything else, please listen to the options.",
+        "{incident_grid}. It is being repaired. We will call you when it is fixed.",
         "hotline.incident.gas": "We already know about the gas fault in {incident_grid}. "
-        "It is being repaired. We will call you when it is fixed. For anything else, "
-        "please listen to the options.",
+        "It is being repaired. We will call you when it is fixed.",
         "incident.fixed.water": "Hello, this is the Yijing care hotline. The water cut in "
         "{incident_grid} has been repaired.",
         "incident.fixed.electricity": "Hello, this is the Yijing care hotline. The power cut "

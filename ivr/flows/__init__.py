@@ -16,7 +16,8 @@ caller's grid is announced before the menu)
                    (or meal, through 9 "same as last time"); the call then hangs up
     ``transfer``   key 0, or no clear input after the retries; transfer="operators"
                    (``category`` may be present but empty: read it only on ``need``)
-``hotline_no_menu`` ("no menu" mode)  ``transfer`` to "operators"
+``hotline_no_menu`` ("no menu" mode; context as ``hotline``, the outage announced too)
+    ``transfer`` to "operators"
 ``hotline_unknown`` (unregistered caller)  ``transfer`` to "operators"
 ``status`` (context ``order_status`` matching|offering|accepted|in_service, ``category``,
 ``merchant_kind``, ``eta`` minutes)

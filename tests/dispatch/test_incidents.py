@@ -224,3 +224,17 @@ async def test_given_an_incident_fixed_by_the_operator_without_a_ticket_then_cal
     await h.timers.advance(h.services.dispatch.config.incident_callback_gap_s)
     callbacks = await _new_callbacks(h, seen, 3)
     assert sorted(c["number"] for c in callbacks) == sorted(GRID_PHONES[:3])
+
+
+async def test_given_no_menu_mode_when_a_grid_caller_rings_then_the_outage_comes_first(
+    harness: Harness,
+) -> None:
+    h = harness
+    h.services.dispatch.config.hotline_menu = False  # residents go straight to an operator
+    await h.call("POST", "/incidents", json={"category": "gas", "grid_code": "BG01"}, expect=201)
+    ref = await h.pbx.dial_in(GRID_PHONES[0])
+    await wait_queued(h, 1)
+    heard = h.pbx.calls[ref]
+    news = render("hotline.incident.gas", heard.lang, {"incident_grid": "第一网格"})
+    to_operator = render("hotline.to_operator", heard.lang, {})
+    assert heard.transcript.index(news) < heard.transcript.index(to_operator)

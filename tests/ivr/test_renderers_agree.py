@@ -95,6 +95,7 @@ CASES = [
     # incidents: the outage announced before the menu, and the callback once it is fixed
     Case("hotline", {**RESIDENT, **OUTAGE}, label="outage"),
     Case("hotline", {**RESIDENT, **OUTAGE, "incident": "gas"}, lang="en", label="outage"),
+    Case("hotline_no_menu", {**RESIDENT, **OUTAGE, "incident": "electricity"}, label="outage"),
     Case("incident_fixed", OUTAGE),
     Case("incident_fixed", {**OUTAGE, "incident": "electricity"}, lang="en"),
 ]
