@@ -52,3 +52,6 @@ class DispatchConfig:
     #: incidents: callbacks placed at a time once fixed, and the pause between batches
     incident_callback_batch: int = 2
     incident_callback_gap_s: float = 5.0
+    #: incidents: tries of a callback nobody answers, and the wait before the next one
+    incident_callback_tries: int = 2
+    incident_callback_retry_s: float = 1800.0

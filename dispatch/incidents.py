@@ -7,23 +7,20 @@ so the cascade offers the fault once. While it is open, later callers from the g
 a short announcement before the hotline menu (`announcement`), and a keypad order about
 it joins the incident instead of becoming a ticket of its own (`join_keypad`). When the
 utility reports it fixed (keypad or merchant page: its ticket completes) or an operator
-says so, every linked caller is called back with the news: outbound calls of purpose
-`incident`, a few at a time (`incident:` timer), each recorded in the unit of work that
-names its ref on the link, so a restart places none of them twice and loses none.
+says so, every linked caller is called back with the news (`dispatch.incident_callbacks`,
+started by the machine's `StartCallbacks` through `dispatch.effects`).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlmodel import col
 
-from dispatch.core import Core, actor, quiet_until
-from dispatch.effects import Command, PlayFlow, ScheduleTimer
+from dispatch.core import Core, actor
 from dispatch.errors import Conflict, Invalid
 from dispatch.events import Tx
 from dispatch.machines import IllegalTransition
@@ -31,16 +28,12 @@ from dispatch.machines import incident as im
 from dispatch.machines import ticket as tm
 from dispatch.models import Call, Incident, IncidentCall, Ticket
 from dispatch.offers import Offers
-from dispatch.outbound import Outbound, Purpose
 from dispatch.tickets import Tickets
-from dispatch.timer_keys import TimerKey
-from providers.base import OriginateFailure
 from registry import repository as repo
 from registry.models import Grid, Resident, User
 
 log = logging.getLogger(__name__)
 
-PURPOSE = "incident"
 #: how the description of the utility's ticket names the fault
 FAULT_ZH = {"water": "停水", "electricity": "停电", "gas": "燃气故障"}
 #: a caller's own ticket about the fault that the incident's ticket replaces
@@ -56,35 +49,13 @@ REPLACEABLE = frozenset(
 ADOPTABLE = frozenset({tm.TicketState.ACCEPTED, tm.TicketState.IN_SERVICE})
 
 
-def callback_ref(incident_id: int | None, link_id: int | None) -> str:
-    """The ref of a linked caller's callback (a lost call's replacement adds `.r1`)."""
-    return f"incident-{incident_id}-{link_id}"
-
-
-def _link_id(ref: str) -> int | None:
-    head = ref.split(".", 1)[0]
-    tail = head.rsplit("-", 1)[-1]
-    return int(tail) if head.startswith("incident-") and tail.isdigit() else None
-
-
 class Incidents:
     """Linking calls to an outage, its one ticket, the announcement and the callbacks."""
 
-    def __init__(self, core: Core, *, tickets: Tickets, offers: Offers, outbound: Outbound):
+    def __init__(self, core: Core, *, tickets: Tickets, offers: Offers) -> None:
         self.core = core
         self.tickets = tickets
         self.offers = offers
-        self.outbound = outbound
-        outbound.serve(
-            PURPOSE,
-            Purpose(
-                answered=self._answered,
-                wanted=self._wanted,
-                ended=self._ended,
-                failed=self._failed,
-                quiet_hours=True,
-            ),
-        )
 
     # -- opening and linking -----------------------------------------------------------------
     async def open(
@@ -409,159 +380,3 @@ class Incidents:
             affected=await self._affected(tx, incident),
         )
         await self.core.fx.incident(tx, incident, commands)
-
-    # -- the callback round ------------------------------------------------------------------
-    async def callback_round(self, incident_id: int) -> None:
-        """Place the next few callbacks of a fixed incident (the `incident:` timer).
-
-        Each call is recorded in the unit of work that writes its ref on the link: a
-        restart finds it placed (or waiting for the line), never places it again. A
-        number called back already for this incident is not called twice.
-        """
-        core = self.core
-        config = core.config
-        async with core.store.tx() as tx:
-            incident = await tx.session.get(Incident, incident_id, populate_existing=True)
-            if incident is None or incident.state != im.IncidentState.FIXED:
-                return
-            quiet = quiet_until(config, core.now())
-            if quiet is not None:
-                core.fx.after_commit(tx, ScheduleTimer(TimerKey.incident(incident_id), quiet))
-                return
-            links = await self._links(tx, incident_id)
-            numbers = {link.number for link in links if link.callback_ref is not None}
-            pending = [
-                link for link in links if link.callback_ref is None and not link.callback_outcome
-            ]
-            placed = 0
-            for link in pending:
-                if placed >= max(1, config.incident_callback_batch):
-                    break
-                if link.number in numbers:
-                    link.callback_outcome = "same_number"
-                    continue
-                ref = callback_ref(incident_id, link.id)
-                call = self.outbound.record(
-                    tx,
-                    ref=ref,
-                    number=link.number,
-                    purpose=PURPOSE,
-                    resident_id=link.resident_id,
-                    registered=link.resident_id is not None,
-                )
-                link.callback_ref = ref
-                numbers.add(link.number)
-                await tx.session.flush()
-                tx.emit(
-                    "incident.callback",
-                    "incident",
-                    incident_id,
-                    call_id=call.id,
-                    link_id=link.id,
-                    resident_id=link.resident_id,
-                )
-                self.outbound.place(tx, call)
-                placed += 1
-            if any(link.callback_ref is None and not link.callback_outcome for link in links):
-                at = core.now() + timedelta(seconds=config.incident_callback_gap_s)
-                core.fx.after_commit(tx, ScheduleTimer(TimerKey.incident(incident_id), at))
-            else:
-                await self._maybe_done(tx, incident, links)
-        log.info("incident %s: %s callbacks placed", incident_id, placed)
-
-    async def _links(self, tx: Tx, incident_id: int) -> list[IncidentCall]:
-        return list(
-            (
-                await tx.session.execute(
-                    select(IncidentCall)
-                    .where(col(IncidentCall.incident_id) == incident_id)
-                    .order_by(col(IncidentCall.id))
-                    .execution_options(populate_existing=True)
-                )
-            ).scalars()
-        )
-
-    async def _maybe_done(self, tx: Tx, incident: Incident, links: list[IncidentCall]) -> None:
-        if incident.state != im.IncidentState.FIXED or any(not x.callback_outcome for x in links):
-            return
-        state, commands = im.transition(incident.state, im.CallbacksFinished())
-        await self.core.cas(tx, incident, state=state, done_at=self.core.now())
-        told = sum(1 for x in links if x.callback_outcome == "told")
-        tx.emit("incident.callbacks_done", "incident", incident.id, told=told, linked=len(links))
-        await self.core.fx.incident(tx, incident, commands)
-
-    async def _outcome(self, tx: Tx, call: Call, outcome: str) -> None:
-        """A callback ended: its link's outcome (the first one counts), and maybe the end."""
-        link_id = _link_id(call.ref)
-        link = await tx.session.get(IncidentCall, link_id) if link_id is not None else None
-        if link is None or link.callback_outcome:
-            return
-        link.callback_outcome = outcome
-        tx.emit(
-            "incident.callback_ended",
-            "incident",
-            link.incident_id,
-            call_id=call.id,
-            link_id=link.id,
-            outcome=outcome,
-        )
-        await tx.session.flush()
-        incident = await tx.session.get(Incident, link.incident_id, populate_existing=True)
-        if incident is not None:
-            await self._maybe_done(tx, incident, await self._links(tx, incident.id))  # type: ignore[arg-type]
-
-    async def wanted_timers(self) -> dict[TimerKey, datetime]:
-        """For the reconciler: every fixed incident with callers not called back yet needs
-        its `incident:` timer (a crash right after the fix left none)."""
-        async with self.core.store.read() as session:
-            ids = (
-                await session.execute(
-                    select(col(Incident.id))
-                    .join(IncidentCall, col(IncidentCall.incident_id) == Incident.id)
-                    .where(
-                        col(Incident.state) == im.IncidentState.FIXED,
-                        col(IncidentCall.callback_ref).is_(None),
-                        col(IncidentCall.callback_outcome).is_(None),
-                    )
-                    .distinct()
-                )
-            ).scalars()
-            now = self.core.now()
-            return {TimerKey.incident(i): now for i in ids}
-
-    # -- the callback call (purpose "incident") ----------------------------------------------
-    async def _answered(self, tx: Tx, call: Call) -> list[Command]:
-        link_id = _link_id(call.ref)
-        link = await tx.session.get(IncidentCall, link_id) if link_id is not None else None
-        if link is None:
-            return []
-        incident = await tx.session.get(Incident, link.incident_id)
-        if incident is None:
-            return []
-        grid = await tx.session.get(Grid, incident.grid_code)
-        resident = await tx.session.get(Resident, link.resident_id) if link.resident_id else None
-        context = {
-            "incident": incident.category_code,
-            "incident_grid": grid.name if grid is not None else incident.grid_code,
-        }
-        lang = resident.language if resident is not None else "zh-CN"
-        return [PlayFlow(call.ref, "incident_fixed", context, lang)]
-
-    async def told(self, ref: str) -> None:
-        """The callback's flow said it all (the caller heard the news)."""
-        async with self.core.store.tx() as tx:
-            call = await self.core.call_by_ref(tx, ref)
-            if call is not None:
-                await self._outcome(tx, call, "told")
-
-    async def _ended(self, tx: Tx, call: Call) -> None:
-        # answered and hung up before the end of the news still counts as told
-        await self._outcome(tx, call, "told" if call.answered_at else "unanswered")
-
-    async def _failed(self, tx: Tx, call: Call, reason: OriginateFailure) -> None:
-        await self._outcome(tx, call, "failed")
-
-    async def _wanted(self, tx: Tx, call: Call) -> bool:
-        link_id = _link_id(call.ref)
-        link = await tx.session.get(IncidentCall, link_id) if link_id is not None else None
-        return link is not None and not link.callback_outcome

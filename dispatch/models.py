@@ -191,5 +191,9 @@ class IncidentCall(SQLModel, table=True):
     linked_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     #: the callback's call ref, set in the unit of work that records the call (placed once)
     callback_ref: str | None = Field(default=None, max_length=64, unique=True)
-    #: told, unanswered, failed, or same_number (another linked call had that number)
+    #: told, unanswered or failed (after the last try), lost (a restart cut it off: it
+    #: may have rung, so it is not placed again), or same_number (another linked call)
     callback_outcome: str | None = Field(default=None, max_length=16)
+    #: callbacks placed so far; an unanswered one is tried again at `retry_at`
+    attempts: int = 0
+    retry_at: datetime | None = Field(default=None, sa_type=UTCDateTime)

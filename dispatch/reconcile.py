@@ -27,7 +27,7 @@ from dispatch.core import SURVEY_PURPOSES, Core, undialed
 from dispatch.desk import CLOSED_AT_START, Desk
 from dispatch.effects import CancelTimer, ScheduleTimer
 from dispatch.errors import Conflict
-from dispatch.incidents import Incidents
+from dispatch.incident_callbacks import IncidentCallbacks
 from dispatch.line import PhoneLine
 from dispatch.machines import IllegalTransition
 from dispatch.machines import call as cm
@@ -77,7 +77,7 @@ class Reconciler:
         queue: Queue,
         surveys: Surveys,
         line: PhoneLine,
-        incidents: Incidents,
+        incidents: IncidentCallbacks,
     ) -> None:
         self.core = core
         self.incidents = incidents

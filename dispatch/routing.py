@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from dispatch.calls import Calls
 from dispatch.checkins import CheckIns
 from dispatch.desk import Desk
-from dispatch.incidents import Incidents
+from dispatch.incident_callbacks import IncidentCallbacks
 from dispatch.line import PhoneLine
 from dispatch.offers import Offers
 from dispatch.outbound import Outbound
@@ -63,7 +63,7 @@ class Router:
         surveys: Surveys,
         checkins: CheckIns,
         reconciler: Reconciler,
-        incidents: Incidents,
+        incidents: IncidentCallbacks,
     ) -> None:
         self.telephony = telephony
         self.calls = calls

@@ -20,6 +20,7 @@ from dispatch.desk import Desk
 from dispatch.effects import Effects, FollowUps, Reports
 from dispatch.events import Store, Tx
 from dispatch.incident_board import IncidentBoard
+from dispatch.incident_callbacks import IncidentCallbacks
 from dispatch.incidents import Incidents
 from dispatch.line import PhoneLine
 from dispatch.matching import MerchantStats
@@ -79,10 +80,9 @@ class DispatchServices:
         self.tickets = Tickets(core, self.offers)
         self.surveys = Surveys(core, self.outbound)
         self.checkins = CheckIns(core, self.outbound, self.tickets)
-        self.incidents = Incidents(
-            core, tickets=self.tickets, offers=self.offers, outbound=self.outbound
-        )
+        self.incidents = Incidents(core, tickets=self.tickets, offers=self.offers)
         self.incident_board = IncidentBoard(core)
+        self.incident_callbacks = IncidentCallbacks(core, self.outbound)
         self.queue = Queue(core, self.operators, self.tickets)
         self.desk = Desk(core, self.operators, self.queue)
         self.calls = Calls(
@@ -107,7 +107,7 @@ class DispatchServices:
             queue=self.queue,
             surveys=self.surveys,
             line=self.line,
-            incidents=self.incidents,
+            incidents=self.incident_callbacks,
         )
         self.router = Router(
             telephony=telephony,
@@ -121,7 +121,7 @@ class DispatchServices:
             surveys=self.surveys,
             checkins=self.checkins,
             reconciler=self.reconciler,
-            incidents=self.incidents,
+            incidents=self.incident_callbacks,
         )
         self.fx.bind(
             reports=Reports(

@@ -49,6 +49,8 @@ def upgrade() -> None:
     sa.Column('linked_at', registry.db.UTCDateTime(timezone=True), nullable=False),
     sa.Column('callback_ref', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
     sa.Column('callback_outcome', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=True),
+    sa.Column('attempts', sa.Integer(), nullable=False),
+    sa.Column('retry_at', registry.db.UTCDateTime(timezone=True), nullable=True),
     sa.ForeignKeyConstraint(['incident_id'], ['incident.id'], ),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('call_id'),
