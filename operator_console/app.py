@@ -252,6 +252,8 @@ def create_app(
             incident_propose_min=settings.incident_propose_min,
             incident_callback_batch=settings.incident_callback_batch,
             incident_callback_gap_s=settings.incident_callback_gap_s,
+            incident_callback_tries=settings.incident_callback_tries,
+            incident_callback_retry_s=settings.incident_callback_retry_s,
         )
         holder: dict[str, DispatchServices] = {}
 

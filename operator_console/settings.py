@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     #: incidents: callbacks placed at a time after the fix, and the pause between batches
     incident_callback_batch: int = Field(default=2, ge=1, le=50)
     incident_callback_gap_s: float = Field(default=5.0, ge=0)
+    #: incidents: tries of a callback nobody answers, and the wait before the next try
+    incident_callback_tries: int = Field(default=2, ge=1, le=5)
+    incident_callback_retry_s: float = Field(default=1800.0, ge=60)
     flows_dir: Path | None = None
     prompts_dir: Path = Path("var/prompts")
     recorded_prompts_dir: Path | None = None
