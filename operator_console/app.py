@@ -92,6 +92,7 @@ def make_telephony(settings: Settings) -> Telephony:
                 username=settings.asterisk_username,
                 secret=settings.asterisk_secret,
                 dial_template=settings.asterisk_dial_template,
+                desk_template=settings.asterisk_desk_template,
                 caller_id=f'"Yijing" <{settings.hotline_number}>',
                 agi_host=settings.asterisk_agi_host,
                 agi_port=settings.asterisk_agi_port,

@@ -70,6 +70,8 @@ class Settings(BaseSettings):
     asterisk_username: str = "yijing"
     asterisk_secret: str = ""
     asterisk_dial_template: str = "PJSIP/{number}@trunk"
+    #: the operator's desk device a click-to-call rings first ({endpoint}: the operator id)
+    asterisk_desk_template: str = "PJSIP/{endpoint}"
     asterisk_agi_host: str = "127.0.0.1"
     asterisk_agi_port: int = 4573
     #: the prompt build folder as this host sees it (Asterisk reads it as sounds/yijing)
