@@ -45,3 +45,5 @@ class DispatchConfig:
     reconcile_every_s: float = 300.0
     #: call the first emergency contact when the resident never answers the survey
     survey_family: bool = True
+    #: the public emergency number (ambulance) an operator's click-to-call dials
+    emergency_number: str = "120"

@@ -184,6 +184,7 @@ def create_app(
     from operator_console import (
         admin_api,
         api,
+        callouts_api,
         desk_api,
         figures_api,
         merchant_api,
@@ -193,7 +194,7 @@ def create_app(
         ws,
     )
 
-    del desk_api, wallboard_api
+    del callouts_api, desk_api, wallboard_api
 
     app = web.Application(
         middlewares=[error_middleware, request_guard, api.auth_middleware],
@@ -248,6 +249,7 @@ def create_app(
             parallel_offers_urgent=settings.parallel_offers_urgent,
             hotline_menu=settings.hotline_menu,
             queue_announce_s=settings.queue_announce_s,
+            emergency_number=settings.emergency_number,
         )
         holder: dict[str, DispatchServices] = {}
 

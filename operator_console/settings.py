@@ -45,6 +45,8 @@ class Settings(BaseSettings):
     #: false: registered residents go straight to an operator (no keypad menu)
     hotline_menu: bool = True
     queue_announce_s: float = 30.0
+    #: the public emergency number (ambulance) the emergency panel rings
+    emergency_number: str = Field(default="120", pattern=r"^\+?[0-9]{2,20}$")
     flows_dir: Path | None = None
     prompts_dir: Path = Path("var/prompts")
     recorded_prompts_dir: Path | None = None
