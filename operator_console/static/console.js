@@ -20,6 +20,7 @@ async function loadMyState() {
   $('op-reason').textContent = s.state === 'paused' && s.reason ? `(${$('pause-reason').querySelector(`[value="${CSS.escape(s.reason)}"]`)?.textContent || s.reason})` : '';
   // a caller handed to me (a transfer), or my call after a page reload: take it up here
   if (s.state === 'on_call' && s.call_id && state.call?.id !== s.call_id) await adoptCall(s.call_id);
+  document.dispatchEvent(new CustomEvent('yijing:operator', { detail: s }));
 }
 
 async function opState(action) {
@@ -69,6 +70,7 @@ async function answer(c) {
 // The caller of a transfer (or of a reloaded page): the card pops as on answering.
 async function adoptCall(callId) {
   const c = await api('GET', `/calls/${callId}`);
+  if (c.purpose === 'callout') return; // one's own click-to-call: callouts.js has it
   const handedOver = state.live;
   state.call = c; state.previewCallId = c.id;
   showCall(c, handedOver ? T('transferred_in') : '');
@@ -80,6 +82,7 @@ async function adoptCall(callId) {
 
 // The call box: what the call is, and which controls make sense now.
 function showCall(c, note = '') {
+  document.dispatchEvent(new CustomEvent('yijing:call', { detail: c }));
   const mine = c && state.me && c.operator_id === state.me.id;
   const atDesk = Boolean(mine && ['connected', 'on_hold'].includes(c.state));
   const held = atDesk && c.state === 'on_hold';
@@ -164,6 +167,7 @@ async function showCard(residentId, reason, call) {
   box.replaceChildren();
   box.classList.remove('muted');
   state.residentId = residentId || null;
+  document.dispatchEvent(new CustomEvent('yijing:card', { detail: { residentId: state.residentId, reason } }));
   $('card-status').hidden = reason !== 'ring';
   $('card-status').textContent = T('ringing_card');
   $('unknown').hidden = Boolean(residentId);
@@ -405,6 +409,7 @@ await refreshBoard();
 setInterval(tick, 1000);
 state.live = true;
 liveEvents((ev) => {
+  document.dispatchEvent(new CustomEvent('yijing:event', { detail: ev }));
   if (ev.subject === 'call') {
     soon(refreshQueue);
     const current = state.call && String(state.call.id) === ev.subject_id;
