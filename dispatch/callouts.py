@@ -43,7 +43,7 @@ from dispatch.operators import Operators
 from dispatch.outbound import Outbound, Purpose
 from dispatch.queue import Queue
 from dispatch.timer_keys import TICKET_KINDS, TimerKey
-from providers.base import OriginateFailure
+from providers.base import OriginateFailure, TelephonyUnavailable
 from registry import repository as repo
 from registry.catalog import CALLBACK
 from registry.models import EmergencyContact, Grid, Merchant, Resident, ResidentPhone, User
@@ -203,10 +203,14 @@ class Callouts:
 
         Standalone, the operator must be free (available, paused or logged out: they are
         taken on_call); `for_call_id` names the caller they are with, and the callout is a
-        second line. A call back task being dialled by someone already is a `Conflict`.
+        second line. A call back task being dialled by someone already is a `Conflict`;
+        while the phone line is down, `TelephonyUnavailable` (nothing is recorded).
         """
         assert user.id is not None
         core = self.core
+        if not core.health().up:
+            # an operator's call is now or never: it never waits for the line
+            raise TelephonyUnavailable("the phone line is down: nothing can be dialled")
         async with core.store.tx() as tx:
             dial = await self.resolve(tx, kind, target_id)
             status = await self.operators.status(tx, user.id)

@@ -201,6 +201,12 @@ async def test_given_bad_requests_then_404_409_422(harness: Harness) -> None:
     # not answered yet: nothing to wrap up
     body = await h.call("POST", f"/callouts/{first['id']}/wrap-up", json={}, expect=409)
     assert body["error_id"] == "illegal_transition"
+    # the phone line down: 503 at once, nothing recorded for anyone
+    h.pbx.set_link(False)
+    body = await h.call("POST", "/callouts", json={"target": "resident", "id": 2}, as_user="op2",
+                        expect=503)  # fmt: skip
+    assert body["error_id"] == "telephony_unavailable"
+    assert await state(h, "op2") == ("logged_out", None)
 
 
 async def hang_up_in_queue(h: Harness, phone: str) -> int:
