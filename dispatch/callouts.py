@@ -500,6 +500,8 @@ class Callouts:
         return {
             "call_id": call.id,
             "emergency": call.emergency,
+            # the emergency branch adds `Call.emergency_reason` (key, silent, repeat)
+            "reason": getattr(call, "emergency_reason", None),
             "resident": card,
             "steps": steps,
         }

@@ -119,6 +119,7 @@ async function refreshPanel() {
   if (st.panel !== callId) return;
   const panel = $('emergency-panel');
   panel.hidden = false;
+  $('em-h').textContent = p.reason ? `${T('co_emergency_panel')} · ${p.reason}` : T('co_emergency_panel');
   const dl = $('em-card');
   dl.replaceChildren();
   for (const [key, value] of [['co_risk_notes', p.resident.risk_notes], ['medicines', p.resident.medicines],
