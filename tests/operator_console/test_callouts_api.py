@@ -7,13 +7,15 @@ Roles and bad input answer 401/403/404/409/422 in the API's error shape."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
 from sqlmodel import col
 
+from dispatch.models import Call
 from registry.models import EmergencyContact, Grid, Resident, ResidentPhone
-from tests.conftest import Harness, eventually
+from tests.conftest import Harness, eventually, started_harness
 from tests.dispatch.test_hold_transfer import add_operator, names, state
 from tests.dispatch.test_queue import PHONES, press, wait_queued
 
@@ -377,3 +379,28 @@ async def test_given_an_emergency_when_answered_then_the_panel_and_its_checklist
     await h.pbx.party_hangup(out["ref"])
     await call_state(h, out["id"], "ended")
     assert await state(h, "operator") == ("on_call", call["id"])
+
+
+async def test_given_a_callout_ringing_when_the_service_restarts_then_lost_and_the_desk_free(
+    tmp_path: Path, seeded_db_url: str
+) -> None:
+    async with started_harness(tmp_path, seeded_db_url) as h:
+        task = await hang_up_in_queue(h, PHONES[0])
+        call = await h.call("POST", f"/callbacks/{task}/dial", expect=201)
+        await pbx_call(h, call["ref"], "ringing")
+        assert (await state(h, "operator"))[0] == "on_call"
+    # a new process: its PBX knows no such call
+    async with started_harness(tmp_path, seeded_db_url) as h:
+
+        async def lost() -> Any:
+            async with h.services.store.read() as session:
+                row = await session.get(Call, call["id"])
+                return row if row is not None and row.cause == "lost" else None
+
+        row = await eventually(lost)
+        assert row.state.value == "ended"
+        assert (await state(h, "operator"))[0] != "on_call"
+        # the task waits on, its try counted; nobody is dialling it
+        (waiting,) = await h.call("GET", "/callbacks")
+        assert (waiting["ticket_id"], waiting["attempts"], waiting["dialling"]) == (task, 1, None)
+        assert h.pbx.calls == {}  # never placed again on anyone's behalf
