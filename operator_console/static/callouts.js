@@ -42,7 +42,7 @@ function tick() {
 
 // -- one's click-to-call -----------------------------------------------------------------
 function showCallout(c) {
-  if (c && c.parent_call_id) { soon(refreshPanel); return; } // a second line: on the panel
+  if (c && c.parent_call_id && c.parent_call_id === st.panel) { soon(refreshPanel); return; } // on the panel
   st.callout = c;
   const box = $('callout-box');
   box.hidden = !c;
@@ -77,7 +77,16 @@ async function finishCallout() {
 
 async function callResident() {
   if (!st.residentId) return;
-  showCallout(await api('POST', '/callouts', { target: 'resident', id: st.residentId }));
+  await callTarget('resident', st.residentId);
+}
+
+// Any [data-callout-target] button rings that target by id; with a caller at the desk the
+// callout is a second line (the caller stays the operator's call).
+async function callTarget(target, id) {
+  const body = { target, id };
+  const c = st.call;
+  if (c && st.me && c.operator_id === st.me.id && AT_DESK.includes(c.state)) body.for_call_id = c.id;
+  showCallout(await api('POST', '/callouts', body));
 }
 
 // A click-to-call of mine after a page reload: pick it up again.
@@ -168,6 +177,10 @@ function soon(fn) { if (pending.has(fn)) return; pending.add(fn); setTimeout(() 
 $('callout-hangup').addEventListener('click', guard(async () => { if (st.callout) await api('POST', `/calls/${st.callout.id}/hangup`); }));
 $('callout-finish').addEventListener('click', guard(finishCallout));
 $('call-resident').addEventListener('click', guard(callResident));
+document.addEventListener('click', (e) => {
+  const b = e.target.closest?.('[data-callout-target]');
+  if (b) guard(callTarget)(b.dataset.calloutTarget, Number(b.dataset.calloutId));
+});
 document.addEventListener('yijing:call', (e) => onCall(e.detail));
 document.addEventListener('yijing:operator', (e) => guard(adopt)(e.detail));
 document.addEventListener('yijing:card', (e) => {

@@ -297,6 +297,10 @@ async function showTicket() {
     const li = el('li'); li.dataset.state = o.state; li.dataset.merchantId = o.merchant_id;
     const cls = o.state === 'accepted' ? 'tag ok' : ['declined', 'no_answer', 'busy', 'failed', 'expired'].includes(o.state) ? 'tag bad' : 'tag live';
     li.append(el('span', fmtDateTime(o.placed_at), 'muted'), ' ', el('b', o.merchant), ' ', el('span', stateName(o.state), cls));
+    // click-to-call the merchant (by id: callouts.js places it)
+    const ring = el('button', '📞', 'call-merchant'); ring.type = 'button';
+    ring.dataset.calloutTarget = 'merchant'; ring.dataset.calloutId = o.merchant_id; ring.title = T('co_call');
+    li.append(' ', ring);
     return li;
   }));
   $('timeline').replaceChildren(...t.timeline.map((ev) => timelineItem(ev, state.merchants)));
