@@ -185,7 +185,11 @@ class Calls:
             if call is None or call.state in cm.FINAL or call.state == cm.CallState.WRAP_UP:
                 return
             was_held = call.state == cm.CallState.ON_HOLD
-            state, commands = cm.transition(call.state, cm.Hangup(inbound=call.direction == "in"))
+            # an operator wraps up after a caller, and after an answered click-to-call
+            desk_side = call.direction == "in" or (
+                call.state in cm.AT_DESK and self.outbound.wraps_up(call)
+            )
+            state, commands = cm.transition(call.state, cm.Hangup(inbound=desk_side))
             await core.cas(tx, call, state=state, ended_at=core.now(), cause=cause, held_at=None)
             name = "call.abandoned" if state == cm.CallState.ABANDONED else "call.ended"
             extra: dict[str, Any] = {"on_hold": True} if was_held else {}

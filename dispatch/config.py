@@ -55,3 +55,5 @@ class DispatchConfig:
     #: incidents: tries of a callback nobody answers, and the wait before the next one
     incident_callback_tries: int = 2
     incident_callback_retry_s: float = 1800.0
+    #: the public emergency number (ambulance) an operator's click-to-call dials
+    emergency_number: str = "120"

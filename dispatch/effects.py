@@ -23,7 +23,8 @@ incident.StartCallbacks         `ScheduleTimer(incident:<id>)` now, after commit
 ==============================  ==========================================================
 
 Use cases also issue the service-level commands below themselves (`after_commit`), for
-work no machine decides: placing a recorded call, a flow chosen by a feature (the offer
+work no machine decides: placing a recorded call, an operator's click-to-call
+(`CallOut`), a flow chosen by a feature (the offer
 call, the survey), timers, and dropping a merchant's cached record. Nothing else in
 `dispatch/` calls the telephony or timer adapters for a command.
 
@@ -73,6 +74,17 @@ class PlaceCall:
     caller_id: str | None = None
     #: it waited for the phone line: an offer gets its full timeout from now
     waited: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class CallOut:
+    """Click-to-call: ring the operator's desk, then the number (`telephony.call_out`);
+    a refusal ends the call as failed (`Reports.failed`): nobody waits for the line."""
+
+    ref: str
+    operator_id: int
+    number: str
+    caller_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +162,7 @@ class TouchMerchant:
 
 Command = (
     PlaceCall
+    | CallOut
     | PlayFlow
     | Bridge
     | Hold
@@ -357,6 +370,20 @@ class Effects:
         match command:
             case PlaceCall():
                 return await self._place(command)
+            case CallOut(ref=ref, operator_id=operator_id, number=number, caller_id=caller_id):
+                try:
+                    await telephony.call_out(
+                        ref=ref,
+                        desk=f"operator:{operator_id}",
+                        number=number,
+                        caller_id=caller_id,
+                        timeout_s=self.config.ring_timeout_s,
+                    )
+                except TelephonyError as exc:
+                    log.warning("callout %s to %s refused (%s)", ref, mask(number), exc)
+                    await self.reports.failed(ref, OriginateFailure.FAILED)
+                    return False
+                log.info("callout %s: operator %s, then %s", ref, operator_id, mask(number))
             case PlayFlow(ref=ref, flow=flow, context=context, lang=lang):
                 try:
                     await telephony.run_flow(ref, self.flows[flow], context=context, lang=lang)

@@ -50,6 +50,8 @@ class Call(SQLModel, table=True):
     offer_id: int | None = Field(default=None, sa_type=BigId)
     operator_id: int | None = Field(default=None, sa_type=BigId)
     emergency: bool = False
+    #: a click-to-call placed from the desk during this other call (the emergency panel)
+    parent_call_id: int | None = Field(default=None, sa_type=BigId)
     started_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     queued_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     answered_at: datetime | None = Field(default=None, sa_type=UTCDateTime)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from dispatch.callouts import Callouts
 from dispatch.calls import Calls
 from dispatch.checkins import CheckIns
 from dispatch.clock import Clock
@@ -85,6 +86,7 @@ class DispatchServices:
         self.incident_callbacks = IncidentCallbacks(core, self.outbound)
         self.queue = Queue(core, self.operators, self.tickets)
         self.desk = Desk(core, self.operators, self.queue)
+        self.callouts = Callouts(core, self.operators, self.outbound, self.queue)
         self.calls = Calls(
             core,
             queue=self.queue,

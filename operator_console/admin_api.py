@@ -45,6 +45,7 @@ from operator_console.registry_api import (
 from operator_console.ws import revoke
 from registry import repository as repo
 from registry.models import Grid, Merchant, Role, User
+from registry.phones import mask
 from registry.schemas import DbId, GridIn, Strict
 
 log = logging.getLogger(__name__)
@@ -59,21 +60,34 @@ class GridPatch(Strict):
 
     name: str | None = Field(default=None, min_length=1, max_length=64)
     community: str | None = Field(default=None, max_length=64)
+    worker_name: str | None = Field(default=None, max_length=64)
+    worker_phone: str | None = Field(default=None, max_length=32)
     version: str | None = Field(default=None, max_length=32)
 
 
-def grid_public(grid: Grid) -> dict[str, Any]:
-    """A grid with its version."""
-    out = {"code": grid.code, "name": grid.name, "community": grid.community}
-    return out | {"version": version_of(out)}
+def grid_public(grid: Grid, *, full: bool = True) -> dict[str, Any]:
+    """A grid with its version; the grid worker's number masked unless `full` (admins:
+    operators ring the grid worker by the grid's code, never by the number)."""
+    out = {
+        "code": grid.code,
+        "name": grid.name,
+        "community": grid.community,
+        "worker_name": grid.worker_name,
+        "worker_phone": grid.worker_phone,
+    }
+    version = version_of(out)
+    if not full:
+        out["worker_phone"] = mask(grid.worker_phone) if grid.worker_phone else ""
+    return out | {"version": version}
 
 
 @API.route("GET", "/grids", summary="Every grid", roles=("operator",), tag="registry")
 async def list_grids(request: web.Request) -> web.Response:
     """Grids by code."""
-    need(request, *STAFF)
+    user = need(request, *STAFF)
+    full = user.role == Role.ADMIN
     async with services(request).store.read() as session:
-        return ok([grid_public(g) for g in await repo.list_grids(session)])
+        return ok([grid_public(g, full=full) for g in await repo.list_grids(session)])
 
 
 @API.route(
@@ -119,6 +133,10 @@ async def update_grid(request: web.Request) -> web.Response:
             code=code,
             name=patch.name if patch.name is not None else grid.name,
             community=patch.community if patch.community is not None else grid.community,
+            worker_name=patch.worker_name if patch.worker_name is not None else grid.worker_name,
+            worker_phone=(
+                patch.worker_phone if patch.worker_phone is not None else grid.worker_phone
+            ),
         )
         grid = await repo.save_grid(tx.session, data=data, create=False)
         tx.emit("grid.updated", "grid", code, actor=user.username)

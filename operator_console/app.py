@@ -92,6 +92,7 @@ def make_telephony(settings: Settings) -> Telephony:
                 username=settings.asterisk_username,
                 secret=settings.asterisk_secret,
                 dial_template=settings.asterisk_dial_template,
+                desk_template=settings.asterisk_desk_template,
                 caller_id=f'"Yijing" <{settings.hotline_number}>',
                 agi_host=settings.asterisk_agi_host,
                 agi_port=settings.asterisk_agi_port,
@@ -183,6 +184,7 @@ def create_app(
     from operator_console import (
         admin_api,
         api,
+        callouts_api,
         desk_api,
         figures_api,
         incidents_api,
@@ -193,7 +195,7 @@ def create_app(
         ws,
     )
 
-    del desk_api, wallboard_api
+    del callouts_api, desk_api, wallboard_api
 
     app = web.Application(
         middlewares=[error_middleware, request_guard, api.auth_middleware],
@@ -254,6 +256,7 @@ def create_app(
             incident_callback_gap_s=settings.incident_callback_gap_s,
             incident_callback_tries=settings.incident_callback_tries,
             incident_callback_retry_s=settings.incident_callback_retry_s,
+            emergency_number=settings.emergency_number,
         )
         holder: dict[str, DispatchServices] = {}
 

@@ -54,6 +54,8 @@ class Settings(BaseSettings):
     #: incidents: tries of a callback nobody answers, and the wait before the next try
     incident_callback_tries: int = Field(default=2, ge=1, le=5)
     incident_callback_retry_s: float = Field(default=1800.0, ge=60)
+    #: the public emergency number (ambulance) the emergency panel rings
+    emergency_number: str = Field(default="120", pattern=r"^\+?[0-9]{2,20}$")
     flows_dir: Path | None = None
     prompts_dir: Path = Path("var/prompts")
     recorded_prompts_dir: Path | None = None
@@ -79,6 +81,8 @@ class Settings(BaseSettings):
     asterisk_username: str = "yijing"
     asterisk_secret: str = ""
     asterisk_dial_template: str = "PJSIP/{number}@trunk"
+    #: the operator's desk device a click-to-call rings first ({endpoint}: the operator id)
+    asterisk_desk_template: str = "PJSIP/{endpoint}"
     asterisk_agi_host: str = "127.0.0.1"
     asterisk_agi_port: int = 4573
     #: the prompt build folder as this host sees it (Asterisk reads it as sounds/yijing)

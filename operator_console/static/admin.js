@@ -329,6 +329,8 @@ function gridForm(values) {
       { name: 'code', label: 'f_grid_code', required: true, max: 32, readonly: !create, skip: !create, placeholder: 'BG09' },
       { name: 'name', label: 'col_name', required: true, max: 64 },
       { name: 'community', label: 'f_community', max: 64 },
+      { name: 'worker_name', label: 'worker_name', max: 64 },
+      { name: 'worker_phone', label: 'worker_phone', max: 32 },
     ],
     onSubmit: async (data) => {
       const out = create ? await api('POST', '/grids', data) : await api('PATCH', `/grids/${encodeURIComponent(values.code)}`, { ...data, version: values.version });
@@ -552,6 +554,9 @@ async function residentForm(row) {
       { name: 'health_notes', label: 'health', type: 'textarea', max: 2000, wide: true },
       { name: 'conditions', label: 'conditions', max: 500, wide: true },
       { name: 'medicines', label: 'medicines', max: 500, wide: true },
+      { name: 'risk_notes', label: 'risk_notes', max: 500, wide: true },
+      { name: 'key_holder', label: 'key_holder', max: 100 },
+      { name: 'key_safe', label: 'key_safe', max: 200 },
       contactsSpec,
       { name: 'status', label: 'state', type: 'select', options: opts(STATUSES) },
       { name: 'status_reason', label: 'f_status_reason', max: 200, help: 'h_status_reason' },

@@ -114,7 +114,8 @@ const EVENT_ZH = { 'ticket.created': '创建工单', 'ticket.matching': '开始�
   'call.held': '来电保持', 'call.resumed': '恢复通话', 'call.transferred': '来电转接',
   'call.transfer_unanswered': '转接无人接听，回到排队', 'call.transfer_failed': '转接失败',
   'offer.waiting': '等待电话线路恢复', 'offer.resumed': '线路恢复，重新呼叫商家', 'call.deferred': '外呼等待线路',
-  'call.redialed': '线路恢复后外呼', 'call.lost': '线路中断，通话丢失', 'telephony.down': '电话线路中断', 'telephony.up': '电话线路恢复' };
+  'call.redialed': '线路恢复后外呼',
+  'call.callout': '话务员外呼', 'call.callout_placed': '紧急处置外呼', 'emergency.step': '处置步骤', 'callback.attempted': '回电未联系上', 'call.lost': '线路中断，通话丢失', 'telephony.down': '电话线路中断', 'telephony.up': '电话线路恢复' };
 // English reads the event's own name: 'offer.no_answer' -> 'Offer no answer'
 const eventEn = (n) => { const t = n.replace('.', ' ').replaceAll('_', ' '); return t.charAt(0).toUpperCase() + t.slice(1); };
 export const eventName = (n) => (lang() === 'zh-CN' ? EVENT_ZH[n] || n : eventEn(n));

@@ -20,6 +20,7 @@ async function loadMyState() {
   $('op-reason').textContent = s.state === 'paused' && s.reason ? `(${$('pause-reason').querySelector(`[value="${CSS.escape(s.reason)}"]`)?.textContent || s.reason})` : '';
   // a caller handed to me (a transfer), or my call after a page reload: take it up here
   if (s.state === 'on_call' && s.call_id && state.call?.id !== s.call_id) await adoptCall(s.call_id);
+  document.dispatchEvent(new CustomEvent('yijing:operator', { detail: s }));
 }
 
 async function opState(action) {
@@ -69,6 +70,7 @@ async function answer(c) {
 // The caller of a transfer (or of a reloaded page): the card pops as on answering.
 async function adoptCall(callId) {
   const c = await api('GET', `/calls/${callId}`);
+  if (c.purpose === 'callout') return; // one's own click-to-call: callouts.js has it
   const handedOver = state.live;
   state.call = c; state.previewCallId = c.id;
   showCall(c, handedOver ? T('transferred_in') : '');
@@ -80,6 +82,7 @@ async function adoptCall(callId) {
 
 // The call box: what the call is, and which controls make sense now.
 function showCall(c, note = '') {
+  document.dispatchEvent(new CustomEvent('yijing:call', { detail: c }));
   const mine = c && state.me && c.operator_id === state.me.id;
   const atDesk = Boolean(mine && ['connected', 'on_hold'].includes(c.state));
   const held = atDesk && c.state === 'on_hold';
@@ -165,6 +168,7 @@ async function showCard(residentId, reason, call) {
   box.replaceChildren();
   box.classList.remove('muted');
   state.residentId = residentId || null;
+  document.dispatchEvent(new CustomEvent('yijing:card', { detail: { residentId: state.residentId, reason } }));
   $('card-status').hidden = reason !== 'ring';
   $('card-status').textContent = T('ringing_card');
   $('unknown').hidden = Boolean(residentId);
@@ -294,6 +298,10 @@ async function showTicket() {
     const li = el('li'); li.dataset.state = o.state; li.dataset.merchantId = o.merchant_id;
     const cls = o.state === 'accepted' ? 'tag ok' : ['declined', 'no_answer', 'busy', 'failed', 'expired'].includes(o.state) ? 'tag bad' : 'tag live';
     li.append(el('span', fmtDateTime(o.placed_at), 'muted'), ' ', el('b', o.merchant), ' ', el('span', stateName(o.state), cls));
+    // click-to-call the merchant (by id: callouts.js places it)
+    const ring = el('button', '📞', 'call-merchant'); ring.type = 'button';
+    ring.dataset.calloutTarget = 'merchant'; ring.dataset.calloutId = o.merchant_id; ring.title = T('co_call');
+    li.append(' ', ring);
     return li;
   }));
   $('timeline').replaceChildren(...t.timeline.map((ev) => timelineItem(ev, state.merchants)));
