@@ -15,6 +15,7 @@ from sqlmodel import col
 
 from dispatch.clock import LOCAL_TZ
 from dispatch.core import Core
+from dispatch.emergency import Emergency
 from dispatch.machines import call as cm
 from dispatch.machines import operator as opm
 from dispatch.models import Call, Ticket
@@ -41,6 +42,7 @@ class Calls:
         core: Core,
         *,
         queue: Queue,
+        emergency: Emergency,
         operators: Operators,
         tickets: Tickets,
         offers: Offers,
@@ -48,6 +50,7 @@ class Calls:
     ) -> None:
         self.core = core
         self.queue = queue
+        self.emergency = emergency
         self.operators = operators
         self.tickets = tickets
         self.offers = offers
@@ -128,6 +131,12 @@ class Calls:
         if event.outcome == "need":
             repeat = category == event.variables.get("last_category")
             await self.keypad_need(event.ref, category, repeat=repeat)
+            return
+        reason = await self.emergency.reason_for(event.ref, event.outcome)
+        if reason is not None:
+            await self.emergency.start(event.ref, reason, event.variables.get("category"))
+        elif await self.emergency.desk_closed_now():
+            await self.emergency.desk_closed(event.ref)
         else:
             await self.queue.enqueue(event.ref, event.outcome, event.variables.get("category"))
 
@@ -178,7 +187,10 @@ class Calls:
             if call is None or call.state in cm.FINAL or call.state == cm.CallState.WRAP_UP:
                 return
             was_held = call.state == cm.CallState.ON_HOLD
-            state, commands = cm.transition(call.state, cm.Hangup(inbound=call.direction == "in"))
+            state, commands = cm.transition(
+                call.state,
+                cm.Hangup(inbound=call.direction == "in", desk=call.operator_id is not None),
+            )
             await core.cas(tx, call, state=state, ended_at=core.now(), cause=cause, held_at=None)
             name = "call.abandoned" if state == cm.CallState.ABANDONED else "call.ended"
             extra: dict[str, Any] = {"on_hold": True} if was_held else {}
@@ -191,6 +203,7 @@ class Calls:
             abandoned = state == cm.CallState.ABANDONED and call.queued_at is not None
             if abandoned:
                 self.queue.left(tx, call)
+            await self.emergency.caller_left(tx, call)
         log.info("call %s ended (%s)", ref, cause)
         if abandoned:
             # a caller an outage dropped has their callback task already

@@ -45,3 +45,20 @@ class DispatchConfig:
     reconcile_every_s: float = 300.0
     #: call the first emergency contact when the resident never answers the survey
     survey_family: bool = True
+
+    # -- emergencies (dispatch.emergency) ---------------------------------------------------
+    #: an emergency nobody at the console answers in this time goes to the on-call list
+    emergency_answer_s: float = 15.0
+    #: nobody on the on-call list takes it in this time: contacts are rung, 120 offered
+    emergency_oncall_s: float = 60.0
+    #: the number an emergency caller may ask to be connected to (120, the ambulance)
+    emergency_number: str = "120"
+    #: how often an emergency caller hears the holding prompt again
+    emergency_announce_s: float = 10.0
+    #: a caller ringing again this soon after an unanswered call is an emergency
+    emergency_repeat_s: float = 300.0
+    #: residents in these groups are high-risk: a silent call from them is an emergency
+    high_risk_groups: tuple[str, ...] = ("孤寡", "残疾", "高风险")
+    #: the desk's hours (local time): a routine caller with nobody on duty hears when it opens
+    desk_open: time = time(8, 0)
+    desk_close: time = time(20, 0)

@@ -18,10 +18,12 @@ from dispatch.config import DispatchConfig
 from dispatch.core import Core
 from dispatch.desk import Desk
 from dispatch.effects import Effects, FollowUps, Reports
+from dispatch.emergency import Emergency
 from dispatch.events import Store
 from dispatch.line import PhoneLine
 from dispatch.matching import MerchantStats
 from dispatch.offers import Offers
+from dispatch.oncall import OnCall
 from dispatch.operators import Operators
 from dispatch.outbound import Outbound
 from dispatch.queue import Queue
@@ -77,10 +79,15 @@ class DispatchServices:
         self.surveys = Surveys(core, self.outbound)
         self.checkins = CheckIns(core, self.outbound, self.tickets)
         self.queue = Queue(core, self.operators, self.tickets)
-        self.desk = Desk(core, self.operators, self.queue)
+        self.oncall = OnCall(core)
+        self.emergency = Emergency(
+            core, queue=self.queue, operators=self.operators, outbound=self.outbound
+        )
+        self.desk = Desk(core, self.operators, self.queue, self.emergency)
         self.calls = Calls(
             core,
             queue=self.queue,
+            emergency=self.emergency,
             operators=self.operators,
             tickets=self.tickets,
             offers=self.offers,
@@ -104,6 +111,7 @@ class DispatchServices:
             telephony=telephony,
             calls=self.calls,
             queue=self.queue,
+            emergency=self.emergency,
             desk=self.desk,
             outbound=self.outbound,
             line=self.line,
@@ -126,6 +134,8 @@ class DispatchServices:
                 withdraw_other_offers=self.offers.withdraw_other_offers,
                 redispatch=self.offers.redispatch,
                 schedule_survey=self.surveys.schedule,
+                ring_operators=self.emergency.ring_operators,
+                call_responder=self.emergency.call_responder,
             ),
         )
 

@@ -30,6 +30,7 @@ from dispatch.effects import (
     Unhold,
 )
 from dispatch.machines import call as cm
+from dispatch.machines import emergency as em
 from dispatch.machines import offer as om
 from dispatch.machines import operator as opm
 from dispatch.machines import ticket as tm
@@ -168,6 +169,7 @@ def test_given_the_machines_then_every_command_class_is_mapped() -> None:
         *get_args(cm.CallCommand),
         *get_args(om.OfferCommand),
         *get_args(tm.TicketCommand),
+        *get_args(em.EscalationCommand),
         # a union of one is the class itself
         *(get_args(opm.OperatorCommand) or (opm.OperatorCommand,)),
     }
