@@ -488,3 +488,43 @@ class Emergency:
                     )
                 ).scalars()
             )
+
+    async def wanted_timers(self) -> dict[TimerKey, datetime]:
+        """The deadlines open escalations need (the reconciler schedules missing ones) and
+        the holding prompt of every emergency caller still waiting."""
+        config = self.core.config
+        wanted: dict[TimerKey, datetime] = {}
+        async with self.core.store.read() as session:
+            rows = await session.execute(
+                select(EmergencyEscalation, col(Call.state))
+                .join(Call, col(Call.id) == EmergencyEscalation.call_id)
+                .where(col(EmergencyEscalation.stage).in_(list(em.OPEN)))
+            )
+            for row, call_state in rows:
+                key = TimerKey.emergency(row.call_id)
+                if row.stage == em.Stage.OPERATORS:
+                    wanted[key] = row.started_at + timedelta(seconds=config.emergency_answer_s)
+                elif row.stage == em.Stage.ONCALL:
+                    since = row.overflow_at or row.started_at
+                    wanted[key] = since + timedelta(seconds=config.emergency_oncall_s)
+                if call_state == cm.CallState.QUEUED:
+                    wanted[TimerKey.queue(row.call_id)] = self.core.now()
+        return wanted
+
+    async def resume(self, call_id: int) -> bool:
+        """After a restart: an escalation whose current responder's call is over moves on."""
+        async with self.core.store.tx() as tx:
+            row = await self._row(tx, call_id)
+            if row is None or row.stage not in (em.Stage.ONCALL, em.Stage.CONTACTS):
+                return False
+            ref = responder_ref(row.call_id, row.stage, row.step)
+            call = await self.core.call_by_ref(tx, ref)
+            if call is None or call.state not in cm.FINAL:
+                return False
+            log.info("emergency %s: step %s/%s ended meanwhile", call_id, row.stage, row.step)
+            tx.emit(
+                "emergency.responder_failed", "call", call_id, stage=row.stage.value,
+                step=row.step, at_start=True,
+            )  # fmt: skip
+            await self._apply(tx, row, em.ResponderFailed(row.stage, row.step))
+            return True

@@ -26,6 +26,7 @@ from dispatch.calls import Calls
 from dispatch.core import SURVEY_PURPOSES, Core, undialed
 from dispatch.desk import CLOSED_AT_START, Desk
 from dispatch.effects import CancelTimer, ScheduleTimer
+from dispatch.emergency import Emergency
 from dispatch.errors import Conflict
 from dispatch.line import PhoneLine
 from dispatch.machines import IllegalTransition
@@ -47,7 +48,16 @@ log = logging.getLogger(__name__)
 
 #: timer kinds the reconciler owns: it schedules the missing ones and cancels the orphans
 RECONCILED_KINDS = frozenset(
-    {Kind.OFFER, Kind.DEADLINE, Kind.ESCALATE, Kind.CLOSE, Kind.SURVEY, Kind.WRAPUP, Kind.RING}
+    {
+        Kind.OFFER,
+        Kind.DEADLINE,
+        Kind.ESCALATE,
+        Kind.CLOSE,
+        Kind.SURVEY,
+        Kind.WRAPUP,
+        Kind.RING,
+        Kind.EMERGENCY,
+    }
 )
 
 
@@ -62,6 +72,7 @@ class Reconciler:
         live_calls: LiveCalls | None,
         calls: Calls,
         desk: Desk,
+        emergency: Emergency,
         operators: Operators,
         offers: Offers,
         queue: Queue,
@@ -74,6 +85,7 @@ class Reconciler:
         self.live_calls = live_calls
         self.calls = calls
         self.desk = desk
+        self.emergency = emergency
         self.operators = operators
         self.offers = offers
         self.queue = queue
@@ -147,6 +159,7 @@ class Reconciler:
             "lost_calls": 0,
             "closed": 0,
             "dispatched": 0,
+            "emergencies": 0,
             "skipped": 0,
         }
         if startup:
@@ -154,6 +167,7 @@ class Reconciler:
                 ("lost_calls", self._lost_calls),
                 ("closed", self._stale_desks),
                 ("dispatched", self._undispatched),
+                ("emergencies", self._emergencies),
             )
             for count, phase in phases:
                 done, skipped = await phase()
@@ -257,10 +271,23 @@ class Reconciler:
             else:
                 at = since + timedelta(seconds=config.ring_operator_s)
                 wanted[TimerKey.ring(user_id)] = at
+        wanted.update(await self.emergency.wanted_timers())
         for subject, ident, error in bad:
             log.warning("reconciler: %s %s has an unreadable row (%s)", subject, ident, error)
             await self._record_skip(subject, ident, error)
         return wanted, len(bad)
+
+    async def _emergencies(self) -> tuple[int, int]:
+        """Escalations whose responder's call ended while no process listened: the next
+        step (the step's own call is never placed again)."""
+        moved = skipped = 0
+        for row in await self.emergency.open_escalations():
+            ok, done = await self._guarded(
+                "emergency", row.call_id, partial(self.emergency.resume, row.call_id)
+            )
+            moved += bool(done)
+            skipped += not ok
+        return moved, skipped
 
     async def _unfinished_calls(self) -> list[tuple[int, str, str]]:
         """(id, ref, state as stored) of every call not ended, read as plain text."""

@@ -101,6 +101,7 @@ class DispatchServices:
             live_calls=live_calls,
             calls=self.calls,
             desk=self.desk,
+            emergency=self.emergency,
             operators=self.operators,
             offers=self.offers,
             queue=self.queue,

@@ -247,6 +247,11 @@ def create_app(
             parallel_offers_urgent=settings.parallel_offers_urgent,
             hotline_menu=settings.hotline_menu,
             queue_announce_s=settings.queue_announce_s,
+            emergency_answer_s=settings.emergency_answer_s,
+            emergency_oncall_s=settings.emergency_oncall_s,
+            emergency_number=settings.emergency_number,
+            desk_open=settings.desk_open,
+            desk_close=settings.desk_close,
         )
         holder: dict[str, DispatchServices] = {}
 
@@ -310,6 +315,9 @@ def create_app(
             pump = asyncio.create_task(dispatch.router.pump(), name="telephony-pump")
             if scheduler is not None:
                 await stack.enter_async_context(scheduler)
+            await dispatch.oncall.seed(
+                [p.strip() for p in settings.oncall_phones.split(",") if p.strip()]
+            )
             # after a restart: repair lost timers and calls before serving anyone
             await dispatch.reconciler.start()
             app[services_key] = Services(
