@@ -122,6 +122,11 @@ async def statuses(h: Harness) -> dict[int, OperatorStatus]:
         return {s.user_id: s for s in (await session.execute(select(OperatorStatus))).scalars()}
 
 
+async def emergency_figures(h: Harness) -> dict[str, Any]:
+    report = await h.call("GET", "/figures?days=1", as_user="supervisor")
+    return dict(report["emergencies"])
+
+
 async def log_in(h: Harness, *users: str) -> None:
     for user in users:
         await h.call("POST", "/operator/state", as_user=user, json={"action": "login"})
@@ -158,6 +163,12 @@ async def test_given_two_free_operators_when_the_emergency_key_then_both_ring_fi
     await h.timers.advance(20)
     await h.settle()
     assert calls_to(h, ONCALL[0]) == []
+    figures = await emergency_figures(h)
+    assert (figures["emergencies"], figures["answered_15s_rate"], figures["overflows"]) == (
+        1,
+        100.0,
+        0,
+    )
 
 
 async def test_given_no_free_operator_when_the_emergency_key_then_oncall_rung_in_answer_time(
@@ -174,6 +185,7 @@ async def test_given_no_free_operator_when_the_emergency_key_then_oncall_rung_in
     fired = await h.timers.advance(15)
     assert f"emergency:{call['id']}" in fired
     duty = await ringing_to(h, ONCALL[0])
+    h.clock.advance(5)  # the duty phone rings a few seconds
     await take(h, duty)
     await joined(h, ref, duty)
     heard = " ".join(h.pbx.calls[duty].transcript)
@@ -188,6 +200,12 @@ async def test_given_no_free_operator_when_the_emergency_key_then_oncall_rung_in
     names = [e["name"] for e in await timeline(h, call["id"])]
     assert names.index("emergency.overflow") < names.index("emergency.taken")
     assert calls_to(h, ONCALL[1]) == []
+    figures = await emergency_figures(h)
+    assert figures["emergencies"] == figures["taken"] == figures["overflows"] == 1
+    assert figures["answered_15s"] == 0 and figures["time_to_human_median_s"] == 20
+    assert figures["time_to_human_p90_s"] == 20
+    board = await h.call("GET", "/wallboard", as_user="supervisor")
+    assert board["emergencies"]["emergencies"] == 1
     # the caller hangs up after the call: ended, nobody left wrapping up
     await h.pbx.party_hangup(ref)
 
@@ -254,6 +272,7 @@ async def test_given_help_being_called_when_the_caller_presses_1_then_connected_
     assert row.taken_by == "120"
     names = [e["name"] for e in await timeline(h, call["id"])]
     assert {"emergency.dial_120", "emergency.connected_120"} <= set(names)
+    assert (await emergency_figures(h))["connected_120"] == 1
 
 
 async def test_given_a_high_risk_resident_who_says_nothing_then_an_emergency_others_routine(
@@ -297,3 +316,35 @@ async def test_given_an_unanswered_call_when_the_same_number_rings_again_then_an
     await press(h, again, "0")
     call = await eventually(lambda: state(again, "queued"))
     assert (call["emergency"], call["emergency_reason"]) == (True, "repeat")
+
+
+async def test_given_after_hours_and_nobody_on_duty_when_a_routine_call_then_told_and_callback(
+    harness: Harness,
+) -> None:
+    h = harness
+    h.clock.advance(12 * 3600)  # 22:00 in Shanghai: the desk (08:00-20:00) is closed
+    ref = await h.pbx.dial_in(resident_phone(1))
+    await press(h, ref, "0")
+
+    async def callback() -> Any:
+        tickets = await h.call("GET", "/tickets?state=open")
+        return [t for t in tickets if t["category_code"] == "callback"]
+
+    (ticket,) = await eventually(callback)
+    detail = await h.call("GET", f"/calls/{ticket['call_id']}")
+    assert detail["state"] == "ended" and detail["emergency"] is False
+    assert ticket["created_at"] == detail["started_at"]  # first in line in the morning
+    assert "call.after_hours" in [e["name"] for e in detail["timeline"]]
+
+    async def told() -> bool:
+        return any("服务台" in line for line in h.pbx.calls[ref].transcript)
+
+    await eventually(told)
+    assert any("明天早上八点" in line for line in h.pbx.calls[ref].transcript), h.pbx.calls[
+        ref
+    ].transcript
+    # an emergency at the same hour is not sent away: the on-call list is rung at once
+    await add_oncall(h, ONCALL[0])
+    urgent = await h.pbx.dial_in(resident_phone(2))
+    await press(h, urgent, "1")
+    await ringing_to(h, ONCALL[0])
