@@ -59,6 +59,11 @@ class DispatchConfig:
     emergency_repeat_s: float = 300.0
     #: residents in these groups are high-risk: a silent call from them is an emergency
     high_risk_groups: tuple[str, ...] = ("孤寡", "残疾", "高风险")
+    #: an emergency ticket (a clinic, the family doctor): offers at once, short rings and
+    #: a short timeout, so the cascade reaches someone within its minutes
+    parallel_offers_emergency: int = 3
+    emergency_ring_s: float = 15.0
+    emergency_offer_timeout_s: float = 45.0
     #: the desk's hours (local time): a routine caller with nobody on duty hears when it opens
     desk_open: time = time(8, 0)
     desk_close: time = time(20, 0)

@@ -81,6 +81,8 @@ class PlaceCall:
     caller_id: str | None = None
     #: it waited for the phone line: an offer gets its full timeout from now
     waited: bool = False
+    #: how long it rings at most (None: `ring_timeout_s`); emergencies ring short
+    ring_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -501,7 +503,7 @@ class Effects:
                     ref=ref,
                     number=number,
                     caller_id=command.caller_id,
-                    timeout_s=self.config.ring_timeout_s,
+                    timeout_s=command.ring_s or self.config.ring_timeout_s,
                 )
             except TelephonyUnavailable as exc:
                 log.warning("call %s to %s waits for the phone line (%s)", ref, mask(number), exc)

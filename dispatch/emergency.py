@@ -316,7 +316,7 @@ class Emergency:
             "emergency.responder_called", "call", row.call_id, stage=stage, step=step, who=who,
             phone=mask(number), responder_call_id=call.id,
         )  # fmt: skip
-        self.outbound.place(tx, call)
+        self.outbound.place(tx, call, ring_s=self.core.config.emergency_ring_s)
 
     async def _responder(
         self, tx: Tx, row: EmergencyEscalation, stage: str, step: int

@@ -184,6 +184,7 @@ def create_app(
         admin_api,
         api,
         desk_api,
+        emergency_api,
         figures_api,
         merchant_api,
         pages,
@@ -349,6 +350,7 @@ def create_app(
     registry_api.setup(app)
     assert figures_api.REGISTERED  # its routes are on `api.API` once imported
     assert admin_api.REGISTERED
+    assert emergency_api.REGISTERED
     api.API.add_to(app)
     app.router.add_get("/api/v1/openapi.json", api.openapi_doc)
     app.router.add_get("/api/v1/ws", ws.websocket)

@@ -348,3 +348,19 @@ async def test_given_after_hours_and_nobody_on_duty_when_a_routine_call_then_tol
     urgent = await h.pbx.dial_in(resident_phone(2))
     await press(h, urgent, "1")
     await ringing_to(h, ONCALL[0])
+
+
+async def test_given_an_emergency_ticket_when_dispatched_then_parallel_offers_with_short_timeouts(
+    harness: Harness,
+) -> None:
+    h = harness
+    ticket = await h.call(
+        "POST", "/tickets", json={"category": "emergency", "resident_id": 1}, expect=201
+    )
+    deadline = ticket["deadline_at"]
+    assert deadline is not None
+    await h.call("POST", f"/tickets/{ticket['id']}/dispatch", json={})
+    offers = list(await h.services.dispatch.offers.offers(ticket["id"]))
+    width = h.services.dispatch.config.parallel_offers_emergency
+    assert 1 < len(offers) <= width  # the clinics are rung at once, not one by one
+    assert {(o.expires_at - o.placed_at).total_seconds() for o in offers} == {45.0}
