@@ -64,6 +64,7 @@ class DispatchConfig:
     parallel_offers_emergency: int = 3
     emergency_ring_s: float = 15.0
     emergency_offer_timeout_s: float = 45.0
-    #: the desk's hours (local time): a routine caller with nobody on duty hears when it opens
-    desk_open: time = time(8, 0)
-    desk_close: time = time(20, 0)
+    #: the desk's hours (local time): outside them, with nobody on duty, a routine caller
+    #: hears when it opens; open all day unless the root says (`YIJING_DESK_OPEN`/`_CLOSE`)
+    desk_open: time = time(0, 0)
+    desk_close: time = time.max

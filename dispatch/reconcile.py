@@ -159,7 +159,6 @@ class Reconciler:
             "lost_calls": 0,
             "closed": 0,
             "dispatched": 0,
-            "emergencies": 0,
             "skipped": 0,
         }
         if startup:
@@ -171,7 +170,8 @@ class Reconciler:
             )
             for count, phase in phases:
                 done, skipped = await phase()
-                report[count] += done
+                if done or count in report:  # "emergencies" only when some moved on
+                    report[count] = report.get(count, 0) + done
                 report["skipped"] += skipped
         fx = self.core.fx
         keys = await self.timers.keys()

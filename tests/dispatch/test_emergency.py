@@ -7,6 +7,7 @@ clock moves the deadlines, the simulated phones answer and press."""
 
 from __future__ import annotations
 
+from datetime import time
 from typing import Any
 
 from sqlalchemy import select
@@ -322,6 +323,8 @@ async def test_given_after_hours_and_nobody_on_duty_when_a_routine_call_then_tol
     harness: Harness,
 ) -> None:
     h = harness
+    h.services.dispatch.config.desk_open = time(8, 0)
+    h.services.dispatch.config.desk_close = time(20, 0)
     h.clock.advance(12 * 3600)  # 22:00 in Shanghai: the desk (08:00-20:00) is closed
     ref = await h.pbx.dial_in(resident_phone(1))
     await press(h, ref, "0")
