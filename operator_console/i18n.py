@@ -493,6 +493,8 @@ _TEXTS: dict[str, dict[str, str]] = {
         "oncall_phone": "电话",
         "oncall_label": "名称",
         "oncall_add": "添加值班电话",
+        "col_position": "顺序",
+        "oncall_remove_q": "从值班电话中删除 {label}？",
     },
     "en": {
         "app": "Yijing care dispatch",
@@ -1006,6 +1008,8 @@ _TEXTS: dict[str, dict[str, str]] = {
         "oncall_phone": "Phone",
         "oncall_label": "Name",
         "oncall_add": "Add an on-call phone",
+        "col_position": "Order",
+        "oncall_remove_q": "Take {label} off the on-call list?",
     },
 }
 

@@ -49,6 +49,11 @@ async def emergency_call(h: Harness, rid: int = 1) -> tuple[str, dict[str, Any]]
     return ref, await eventually(queued)
 
 
+async def _queued(h: Harness, ref: str) -> Any:
+    calls = [c for c in await h.call("GET", "/calls") if c["ref"] == ref]
+    return calls[0] if calls and calls[0]["state"] == "queued" else None
+
+
 async def escalation(h: Harness, call_id: int) -> EmergencyEscalation:
     async with h.services.store.read() as session:
         row = await session.get(EmergencyEscalation, call_id)
@@ -160,6 +165,12 @@ async def test_given_two_free_operators_when_the_emergency_key_then_both_ring_fi
     row = await escalation(h, call["id"])
     assert row.stage == "taken" and row.taken_by is not None
     assert row.taken_by.startswith("operator:")
+    shown = await h.call("GET", f"/calls/{call['id']}/emergency")
+    assert (shown["stage"], shown["reason"], shown["taken_by"]) == ("taken", "key", row.taken_by)
+    routine = await h.pbx.dial_in(resident_phone(2))
+    await press(h, routine, "0")
+    queued = await eventually(lambda: _queued(h, routine))
+    await h.call("GET", f"/calls/{queued['id']}/emergency", expect=404)
     # taken in time: the answer deadline no longer overflows to the on-call list
     await h.timers.advance(20)
     await h.settle()
