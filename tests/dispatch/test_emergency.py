@@ -196,6 +196,10 @@ async def test_given_no_free_operator_when_the_emergency_key_then_oncall_rung_in
 
     fired = await h.timers.advance(15)
     assert f"emergency:{call['id']}" in fired
+    # meanwhile the caller heard the emergency holding prompt, never their place in a queue
+    assert f"queue:{call['id']}" in fired
+    heard_by_caller = " ".join(h.pbx.calls[ref].transcript)
+    assert "我们正在为您找人" in heard_by_caller and "前面还有" not in heard_by_caller
     duty = await ringing_to(h, ONCALL[0])
     h.clock.advance(5)  # the duty phone rings a few seconds
     await take(h, duty)
