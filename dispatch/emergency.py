@@ -306,9 +306,14 @@ class Emergency:
         """Follow-up of `CallResponder`: record the step's one call and place it."""
         number, who = await self._responder(tx, row, stage, step)
         ref = responder_ref(row.call_id, stage, step)
-        if number is None or await self.core.call_by_ref(tx, ref) is not None:
-            # gone from the registry, or rung already (a restart): the step is spent
+        if await self.core.call_by_ref(tx, ref) is not None:
+            # rung already (a restart): the step is spent, its call's end moves it on
             log.info("emergency %s: step %s/%s not rung again", row.call_id, stage, step)
+            return
+        if number is None:
+            # gone from the list or the registry since the escalation started: the next one
+            tx.emit("emergency.responder_failed", "call", row.call_id, stage=stage, step=step)
+            await self._apply(tx, row, em.ResponderFailed(stage, step))
             return
         call = self.outbound.record(tx, ref=ref, number=number, purpose=PURPOSE)
         await tx.session.flush()

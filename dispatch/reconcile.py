@@ -173,6 +173,13 @@ class Reconciler:
                 if done or count in report:  # "emergencies" only when some moved on
                     report[count] = report.get(count, 0) + done
                 report["skipped"] += skipped
+        else:
+            # a responder's call the backend lost (no report of its end) must not stall an
+            # escalation that has no deadline left (the contacts): checked every round
+            moved, skipped = await self._emergencies()
+            if moved:
+                report["emergencies"] = moved
+            report["skipped"] += skipped
         fx = self.core.fx
         keys = await self.timers.keys()
         wanted, skipped = await self._wanted_timers()

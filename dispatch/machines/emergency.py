@@ -194,10 +194,12 @@ Result = tuple[Escalation, list[EscalationCommand]]
 def _oncall(state: Escalation) -> Result:
     if state.oncall == 0:
         return _contacts(state)
+    # the deadline first: a responder skipped at once (gone from the list) moves the stage
+    # on, and stops the deadline, before the outer commands end
     return replace(state, stage=Stage.ONCALL, step=0), [
         Record("overflow"),
-        CallResponder(Stage.ONCALL, 0),
         StartDeadline(ONCALL_S),
+        CallResponder(Stage.ONCALL, 0),
     ]
 
 
