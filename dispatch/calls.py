@@ -15,6 +15,7 @@ from sqlmodel import col
 
 from dispatch.clock import LOCAL_TZ
 from dispatch.core import Core
+from dispatch.emergency import Emergency
 from dispatch.incidents import Incidents
 from dispatch.machines import call as cm
 from dispatch.machines import operator as opm
@@ -42,6 +43,7 @@ class Calls:
         core: Core,
         *,
         queue: Queue,
+        emergency: Emergency,
         operators: Operators,
         tickets: Tickets,
         offers: Offers,
@@ -51,6 +53,7 @@ class Calls:
         self.core = core
         self.incidents = incidents
         self.queue = queue
+        self.emergency = emergency
         self.operators = operators
         self.tickets = tickets
         self.offers = offers
@@ -133,6 +136,12 @@ class Calls:
         if event.outcome == "need":
             repeat = category == event.variables.get("last_category")
             await self.keypad_need(event.ref, category, repeat=repeat)
+            return
+        reason = await self.emergency.reason_for(event.ref, event.outcome)
+        if reason is not None:
+            await self.emergency.start(event.ref, reason, event.variables.get("category"))
+        elif await self.emergency.desk_closed_now():
+            await self.emergency.desk_closed(event.ref)
         else:
             await self.queue.enqueue(event.ref, event.outcome, event.variables.get("category"))
 
@@ -185,11 +194,14 @@ class Calls:
             if call is None or call.state in cm.FINAL or call.state == cm.CallState.WRAP_UP:
                 return
             was_held = call.state == cm.CallState.ON_HOLD
-            # an operator wraps up after a caller, and after an answered click-to-call
+            # an operator wraps up after a caller, and after an answered click-to-call; a
+            # caller taken away from the desk (on-call phone, contact, 120) has no wrap-up
             desk_side = call.direction == "in" or (
                 call.state in cm.AT_DESK and self.outbound.wraps_up(call)
             )
-            state, commands = cm.transition(call.state, cm.Hangup(inbound=desk_side))
+            state, commands = cm.transition(
+                call.state, cm.Hangup(inbound=desk_side, desk=call.operator_id is not None)
+            )
             await core.cas(tx, call, state=state, ended_at=core.now(), cause=cause, held_at=None)
             name = "call.abandoned" if state == cm.CallState.ABANDONED else "call.ended"
             extra: dict[str, Any] = {"on_hold": True} if was_held else {}
@@ -202,6 +214,7 @@ class Calls:
             abandoned = state == cm.CallState.ABANDONED and call.queued_at is not None
             if abandoned:
                 self.queue.left(tx, call)
+            await self.emergency.caller_left(tx, call)
         log.info("call %s ended (%s)", ref, cause)
         if abandoned:
             # a caller an outage dropped has their callback task already

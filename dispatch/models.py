@@ -14,6 +14,7 @@ from sqlmodel import Field, SQLModel
 
 from dispatch.machines.call import CallState
 from dispatch.machines.incident import IncidentState
+from dispatch.machines.emergency import Stage
 from dispatch.machines.offer import OfferState
 from dispatch.machines.operator import OperatorState
 from dispatch.machines.ticket import TicketState
@@ -52,6 +53,10 @@ class Call(SQLModel, table=True):
     emergency: bool = False
     #: a click-to-call placed from the desk during this other call (the emergency panel)
     parent_call_id: int | None = Field(default=None, sa_type=BigId)
+    #: why the call is an emergency: key (the hotline's emergency key), silent (a
+    #: high-risk resident who said and pressed nothing), repeat (rang again soon after an
+    #: unanswered call); None for a routine call
+    emergency_reason: str | None = Field(default=None, max_length=16)
     started_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     queued_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     answered_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
@@ -199,3 +204,40 @@ class IncidentCall(SQLModel, table=True):
     #: callbacks placed so far; an unanswered one is tried again at `retry_at`
     attempts: int = 0
     retry_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+class EmergencyEscalation(SQLModel, table=True):
+    """One emergency call's escalation (`dispatch.machines.emergency`), one row per call.
+
+    `plan` is fixed when it starts: the on-call phone ids and the resident's emergency
+    contact ids, in the order they are rung. Each (stage, step) has one outbound call
+    (`responder_ref`), so a restart never rings the same step twice.
+    """
+
+    __tablename__ = "emergency_escalation"
+
+    call_id: int = Field(primary_key=True, foreign_key="call.id", sa_type=BigId)
+    call_ref: str = Field(max_length=64)
+    reason: str = Field(max_length=16)
+    stage: Stage = Field(default=Stage.OPERATORS, sa_type=EnumText(Stage), index=True)
+    step: int = 0
+    plan: dict[str, list[int]] = Field(default_factory=dict, sa_column=Column(JSONType))
+    dialled_120: bool = False
+    started_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    overflow_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    #: who took it: "operator:<user id>", "oncall:<id>", "contact:<id>" or "120"
+    taken_by: str | None = Field(default=None, max_length=32)
+    taken_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    ended_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    version: int = 0
+
+
+class OnCallPhone(SQLModel, table=True):
+    """One phone of the on-call list (community duty phone, supervisors' mobiles), rung in
+    `position` order when an emergency overflows."""
+
+    __tablename__ = "oncall_phone"
+
+    id: int | None = Field(default=None, sa_type=BigId, primary_key=True)
+    label: str = Field(default="", max_length=64)
+    phone: str = Field(max_length=32)
+    position: int = 0
+    active: bool = True

@@ -135,10 +135,12 @@ class Outbound:
         tx.session.add(call)
         return call
 
-    def place(self, tx: Tx, call: Call) -> None:
-        """Place a call recorded in `tx` once `tx` has committed."""
+    def place(self, tx: Tx, call: Call, *, ring_s: float | None = None) -> None:
+        """Place a call recorded in `tx` once `tx` has committed (`ring_s`: how long it
+        rings, when not the usual `ring_timeout_s`)."""
         self.core.fx.after_commit(
-            tx, PlaceCall(call.ref, call.number, caller_id=self.caller_id(call.purpose))
+            tx,
+            PlaceCall(call.ref, call.number, caller_id=self.caller_id(call.purpose), ring_s=ring_s),
         )
 
     async def place_call(self, ref: str, number: str) -> None:

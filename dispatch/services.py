@@ -23,10 +23,12 @@ from dispatch.events import Store, Tx
 from dispatch.incident_board import IncidentBoard
 from dispatch.incident_callbacks import IncidentCallbacks
 from dispatch.incidents import Incidents
+from dispatch.emergency import Emergency
 from dispatch.line import PhoneLine
 from dispatch.matching import MerchantStats
 from dispatch.models import Ticket
 from dispatch.offers import Offers
+from dispatch.oncall import OnCall
 from dispatch.operators import Operators
 from dispatch.outbound import Outbound
 from dispatch.queue import Queue
@@ -85,11 +87,16 @@ class DispatchServices:
         self.incident_board = IncidentBoard(core)
         self.incident_callbacks = IncidentCallbacks(core, self.outbound)
         self.queue = Queue(core, self.operators, self.tickets)
-        self.desk = Desk(core, self.operators, self.queue)
         self.callouts = Callouts(core, self.operators, self.outbound, self.queue)
+        self.oncall = OnCall(core)
+        self.emergency = Emergency(
+            core, queue=self.queue, operators=self.operators, outbound=self.outbound
+        )
+        self.desk = Desk(core, self.operators, self.queue, self.emergency)
         self.calls = Calls(
             core,
             queue=self.queue,
+            emergency=self.emergency,
             operators=self.operators,
             tickets=self.tickets,
             offers=self.offers,
@@ -104,6 +111,7 @@ class DispatchServices:
             live_calls=live_calls,
             calls=self.calls,
             desk=self.desk,
+            emergency=self.emergency,
             operators=self.operators,
             offers=self.offers,
             queue=self.queue,
@@ -115,6 +123,7 @@ class DispatchServices:
             telephony=telephony,
             calls=self.calls,
             queue=self.queue,
+            emergency=self.emergency,
             desk=self.desk,
             outbound=self.outbound,
             line=self.line,
@@ -138,6 +147,8 @@ class DispatchServices:
                 withdraw_other_offers=self.offers.withdraw_other_offers,
                 redispatch=self.offers.redispatch,
                 schedule_survey=self._visit_done,
+                ring_operators=self.emergency.ring_operators,
+                call_responder=self.emergency.call_responder,
             ),
         )
 

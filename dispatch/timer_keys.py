@@ -34,6 +34,8 @@ class Kind(enum.StrEnum):
     WRAPUP = "wrapup"
     #: a call offered to an operator rings out (user id)
     RING = "ring"
+    #: an emergency's stage runs out of time (call id)
+    EMERGENCY = "emergency"
     #: the periodic reconciliation ("periodic")
     RECONCILE = "reconcile"
     #: a fixed incident's next batch of callbacks (incident id)
@@ -124,6 +126,9 @@ class TimerKey:
     def incident(cls, incident_id: int | None) -> TimerKey:
         """A fixed incident's next batch of callbacks."""
         return cls.of(Kind.INCIDENT, incident_id)
+    def emergency(cls, call_id: int | None) -> TimerKey:
+        """An emergency's stage deadline (answer time, on-call time)."""
+        return cls.of(Kind.EMERGENCY, call_id)
 
 
 #: the periodic reconciliation's one key

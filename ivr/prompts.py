@@ -135,6 +135,24 @@ CATALOGS: dict[str, dict[str, str]] = {
         "您所在的{incident_grid}燃气故障，已经修好了。",
         "incident.fixed.more": "再听一遍请按 9。",
         "incident.fixed.bye": "如果家里还有问题，请再打热线电话。祝您身体健康，再见。",
+        # emergencies (issue 14): the caller waiting, the responders, after hours
+        "emergency.hold": "请不要挂机。我们正在为您找人，马上就来。",
+        "emergency.help": "请不要挂机。我们正在为您呼叫帮助，正在联系您的家人。"
+        "如果要接通一百二十急救电话，请按 1。再听一遍，请按星号键。",
+        "emergency.dialing_120": "好的。正在为您接通一百二十急救电话，请不要挂机。",
+        "emergency.responder_known": "这里是医敬紧急呼叫。{name:address}正在呼救。"
+        "地址是：{address}。",
+        "emergency.responder_unknown": "这里是医敬紧急呼叫。一位没有登记的来电人正在呼救。"
+        "来电号码是：{number:phone}。",
+        "emergency.why_key": "来电人按了紧急求助键。",
+        "emergency.why_silent": "来电人一直没有出声，也没有按键。",
+        "emergency.why_repeat": "来电人刚才打来没有接通，又打来了。",
+        "emergency.responder_menu": "您能帮忙，请按 1，马上为您接通来电人。再听一遍，请按 9。",
+        "emergency.connecting": "正在为您接通，请稍候。",
+        "emergency.responder_goodbye": "没有收到您的按键，我们会联系下一位。再见。",
+        "desk.closed": "您好，现在话务员不在班。服务台{opens:when}开门。",
+        "desk.callback": "我们已经记下您的来电，开门后第一时间给您回电。"
+        "如有紧急情况，请重新拨打，并按 1。再见。",
     },
     "en": {
         "ivr.no_input": "We did not hear a key.",
@@ -225,6 +243,28 @@ CATALOGS: dict[str, dict[str, str]] = {
         "incident.fixed.more": "To hear it again, press 9.",
         "incident.fixed.bye": "If anything is still wrong at home, please call the hotline "
         "again. Take care, goodbye.",
+        # emergencies (issue 14)
+        "emergency.hold": "Please stay on the line. We are finding someone for you right now.",
+        "emergency.help": "Please stay on the line. We are calling help for you, and your "
+        "family. To be connected to the 120 ambulance line, press 1. To hear this again, "
+        "press star.",
+        "emergency.dialing_120": "Connecting you to the 120 ambulance line now. "
+        "Please stay on the line.",
+        "emergency.responder_known": "This is a Yijing emergency call. {name:address} needs "
+        "help. The address is: {address}.",
+        "emergency.responder_unknown": "This is a Yijing emergency call. An unregistered "
+        "caller needs help. The number is: {number:phone}.",
+        "emergency.why_key": "The caller pressed the emergency key.",
+        "emergency.why_silent": "The caller has said nothing and pressed no key.",
+        "emergency.why_repeat": "The caller rang before, was not answered, and rang again.",
+        "emergency.responder_menu": "If you can help, press 1 to be connected to the caller "
+        "now. To hear this again, press 9.",
+        "emergency.connecting": "Connecting you now, please hold.",
+        "emergency.responder_goodbye": "We did not hear a key; we will call the next person. "
+        "Goodbye.",
+        "desk.closed": "Hello, no operator is on duty now. The desk opens {opens:when}.",
+        "desk.callback": "We have noted your call and will call you back first thing when "
+        "it opens. In an emergency, call again and press 1. Goodbye.",
     },
 }
 

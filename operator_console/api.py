@@ -301,6 +301,7 @@ async def call_public(session: Any, call: Call) -> dict[str, Any]:
         "ticket_id": call.ticket_id,
         "operator_id": call.operator_id,
         "emergency": call.emergency,
+        "emergency_reason": call.emergency_reason,
         "started_at": call.started_at.isoformat(),
         "queued_at": call.queued_at.isoformat() if call.queued_at else None,
         "held_at": call.held_at.isoformat() if call.held_at else None,

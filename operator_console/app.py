@@ -186,6 +186,7 @@ def create_app(
         api,
         callouts_api,
         desk_api,
+        emergency_api,
         figures_api,
         incidents_api,
         merchant_api,
@@ -257,6 +258,10 @@ def create_app(
             incident_callback_tries=settings.incident_callback_tries,
             incident_callback_retry_s=settings.incident_callback_retry_s,
             emergency_number=settings.emergency_number,
+            emergency_answer_s=settings.emergency_answer_s,
+            emergency_oncall_s=settings.emergency_oncall_s,
+            desk_open=settings.desk_open,
+            desk_close=settings.desk_close,
         )
         holder: dict[str, DispatchServices] = {}
 
@@ -320,6 +325,9 @@ def create_app(
             pump = asyncio.create_task(dispatch.router.pump(), name="telephony-pump")
             if scheduler is not None:
                 await stack.enter_async_context(scheduler)
+            await dispatch.oncall.seed(
+                [p.strip() for p in settings.oncall_phones.split(",") if p.strip()]
+            )
             # after a restart: repair lost timers and calls before serving anyone
             await dispatch.reconciler.start()
             app[services_key] = Services(
@@ -352,6 +360,7 @@ def create_app(
     assert figures_api.REGISTERED  # its routes are on `api.API` once imported
     assert admin_api.REGISTERED
     assert incidents_api.REGISTERED
+    assert emergency_api.REGISTERED
     api.API.add_to(app)
     app.router.add_get("/api/v1/openapi.json", api.openapi_doc)
     app.router.add_get("/api/v1/ws", ws.websocket)

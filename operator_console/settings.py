@@ -56,6 +56,18 @@ class Settings(BaseSettings):
     incident_callback_retry_s: float = Field(default=1800.0, ge=60)
     #: the public emergency number (ambulance) the emergency panel rings
     emergency_number: str = Field(default="120", pattern=r"^\+?[0-9]{2,20}$")
+    # Emergencies (issue 14): ring-all, then the on-call list, then contacts and 120
+    #: an emergency nobody at the console answers in this time goes to the on-call list
+    emergency_answer_s: float = Field(default=15.0, gt=0, le=300)
+    #: nobody on call takes it in this time: the resident's contacts are rung, 120 offered
+    emergency_oncall_s: float = Field(default=60.0, gt=0, le=600)
+    #: the emergency number a caller may ask to be connected to
+    #: the on-call list's first entries (comma separated), seeded into an empty list once
+    oncall_phones: str = ""
+    #: the desk's hours (local time): outside them with nobody logged in, a routine caller
+    #: hears when it opens and gets a callback task
+    desk_open: time = time(8, 0)
+    desk_close: time = time(20, 0)
     flows_dir: Path | None = None
     prompts_dir: Path = Path("var/prompts")
     recorded_prompts_dir: Path | None = None

@@ -7,7 +7,8 @@ in Asia/Shanghai. The period figures live in `GET /api/v1/figures` (dispatch).
 from __future__ import annotations
 
 from collections import Counter
-from datetime import datetime, time
+from dataclasses import asdict
+from datetime import datetime, time, timedelta
 from typing import Any
 
 from aiohttp import web
@@ -15,6 +16,7 @@ from sqlalchemy import func, select
 from sqlmodel import col
 
 from dispatch.clock import LOCAL_TZ
+from dispatch.figures import load_emergency_figures
 from dispatch.machines.call import CallState
 from dispatch.machines.incident import ACTIVE as INCIDENT_ACTIVE
 from dispatch.machines.ticket import OPEN, TicketState
@@ -107,6 +109,9 @@ async def wallboard(request: web.Request) -> web.Response:
             )
             or 0
         )
+        emergencies = await load_emergency_figures(
+            session, start=midnight, end=now + timedelta(seconds=1)
+        )
     longest = max(
         ((now - (c.queued_at or c.started_at)).total_seconds() for c in waiting), default=0.0
     )
@@ -118,6 +123,8 @@ async def wallboard(request: web.Request) -> web.Response:
             "at": now.isoformat(),
             "waiting": len(waiting),
             "emergencies_waiting": sum(1 for c in waiting if c.emergency),
+            # today's emergencies: count, time to a human, within 15 s, overflows, 120
+            "emergencies": asdict(emergencies),
             "longest_wait_s": round(longest),
             "operators": [
                 {

@@ -43,6 +43,14 @@ caller's grid is announced before the menu)
 ``login_code`` (context ``code``, the merchant's one-time login code, and ``minutes`` it
 stays valid; the code is never in the event log, so dispatch reads no variable back)
     ``heard``
+``emergency_wait`` (an emergency caller waiting; no context)  ``waiting``
+``emergency_help`` (an emergency caller once help is being called)
+    ``dial_120`` (key 1: connect the emergency number), ``waiting``
+``emergency_responder`` (context ``registered`` yes|no, ``name``, ``sex``, ``address``,
+``number``, ``reason`` key|silent|repeat)
+    ``taken`` (key 1; transfer="stay": the call waits to be joined with the caller),
+    ``no_input``
+``desk_closed`` (context ``opens``, ``today``)  ``callback``
 """
 
 from __future__ import annotations
@@ -68,6 +76,11 @@ OUTCOMES: dict[str, frozenset[str]] = {
     "wellbeing": frozenset({"well", "help"}),
     "queue_wait": frozenset({"callback", "waiting"}),
     "login_code": frozenset({"heard"}),
+    # emergencies (dispatch.emergency)
+    "emergency_wait": frozenset({"waiting"}),
+    "emergency_help": frozenset({"dial_120", "waiting"}),
+    "emergency_responder": frozenset({"taken", "no_input"}),
+    "desk_closed": frozenset({"callback"}),
 }
 
 #: Service catalog codes the hotline can finish a ``need`` with.

@@ -698,6 +698,18 @@ async function loginFailures() {
   }
 }
 
+// -- the on-call list (emergencies): rung in this order; a row's button takes it off --
+async function showOncall() {
+  const rows = await api('GET', '/oncall');
+  $('admin').dataset.available = 'yes';
+  $('admin-body').replaceChildren(table(rows, ['position', 'label', 'phone', 'active'], async (r) => {
+    if (!window.confirm(T('oncall_remove_q', { label: r.label || r.phone }))) return;
+    await api('DELETE', `/oncall/${r.id}`);
+    await showOncall();
+  }, { phone: 'oncall_phone', label: 'oncall_label' }));
+  $('admin-body').dataset.rows = String(rows.length);
+}
+
 // -- import --
 let lastFile = null;
 async function importFile(dryRun) {
@@ -771,6 +783,16 @@ if (section === 'import') {
 } else if (section === 'login-failures') {
   $('lf-filter').addEventListener('submit', (e) => { e.preventDefault(); loginFailures(); });
   await loginFailures();
+} else if (section === 'oncall') {
+  $('oncall-form').addEventListener('submit', (e) => {
+    e.preventDefault();
+    guard(async () => {
+      await api('POST', '/oncall', { phone: $('oncall-phone').value.trim(), label: $('oncall-label').value.trim() });
+      $('oncall-phone').value = ''; $('oncall-label').value = '';
+      await showOncall();
+    })();
+  });
+  await showOncall();
 } else if (section === 'grids') {
   await showGrids();
 } else if (section === 'catalog') {

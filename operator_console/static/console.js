@@ -1,7 +1,7 @@
 // The operator desk: queue with the caller's card before answering, call controls (hold,
 // transfer, hang-up) and wrap-up, need capture, ranking, dispatch, the live offer cascade,
 // the ticket board.
-import { api, el, liveEvents, latestSeq, fmtDateTime, fmtDuration, lang, T, stateName, deadline, notify, timelineItem, groupName, sexName } from './common.js';
+import { api, el, liveEvents, latestSeq, fmtDateTime, fmtDuration, lang, T, stateName, deadline, notify, timelineItem, groupName, sexName, emergencyAlert } from './common.js';
 
 const zh = lang() === 'zh-CN';
 const $ = (id) => document.getElementById(id);
@@ -415,6 +415,8 @@ setInterval(tick, 1000);
 state.live = true;
 liveEvents((ev) => {
   document.dispatchEvent(new CustomEvent('yijing:event', { detail: ev })); // other panels
+  // supervisors hear every emergency at once (operators see it ringing at their desk)
+  if (ev.name === 'alert.emergency' && ['supervisor', 'admin'].includes(state.me?.role)) emergencyAlert(ev);
   if (ev.subject === 'call') {
     soon(refreshQueue);
     const current = state.call && String(state.call.id) === ev.subject_id;

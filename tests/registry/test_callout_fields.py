@@ -1,6 +1,6 @@
 """The emergency panel's registry fields (issue 14): a resident's risk notes, key holder
 and key safe, a grid's worker; the import reads them by their Chinese headers, and
-migration 0012 gives rows already there empty values. SQLite and PostgreSQL."""
+migration 0013_callouts gives rows already there empty values. SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -66,7 +66,7 @@ def _seed_and_read(url: str, stage: str) -> tuple[object, ...] | None:
         engine.dispose()
 
 
-async def test_given_rows_at_0011_when_upgraded_to_0012_then_the_new_fields_are_empty(
+async def test_given_rows_at_0011_when_upgraded_past_0013_callouts_then_the_new_fields_are_empty(
     db_url: str,
 ) -> None:
     await asyncio.to_thread(upgrade, db_url, "0011_login_attempt")

@@ -1,8 +1,8 @@
 """operators call out: a click-to-call remembers the call it was placed from; the
 emergency panel's registry fields (risk notes, key holder, key safe; the grid worker)
 
-Revision ID: 0012
-Revises: 0011_login_attempt
+Revision ID: 0013_callouts
+Revises: 0012_emergency
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ import sqlalchemy as sa
 import sqlmodel.sql.sqltypes
 from alembic import op
 
-revision = "0012"
+revision = "0013_callouts"
 # main's head when this branch was cut (the lead re-chains it after the emergency branch)
-down_revision = "0011_login_attempt"
+down_revision = "0012_emergency"
 branch_labels = None
 depends_on = None
 

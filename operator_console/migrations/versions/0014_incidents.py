@@ -1,7 +1,7 @@
 """incidents: many calls about one outage in a grid, one ticket, one callback round
 
-Revision ID: 0013_incidents
-Revises: 0011_login_attempt (on main; the lead re-chains it after 0011/0012)
+Revision ID: 0014_incidents
+Revises: 0013_callouts
 """
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from alembic import op
 
 import registry.db
 
-revision = '0013_incidents'
-down_revision = '0011_login_attempt'
+revision = '0014_incidents'
+down_revision = '0013_callouts'
 branch_labels = None
 depends_on = None
 
