@@ -58,16 +58,12 @@ from dispatch.clock import Clock
 from dispatch.config import DispatchConfig
 from dispatch.events import Tx
 from dispatch.machines import call as cm
+from dispatch.machines import emergency as em
 from dispatch.machines import incident as im
 from dispatch.machines import offer as om
 from dispatch.machines import operator as opm
 from dispatch.machines import ticket as tm
-from dispatch.models import Call, Incident, Offer, Ticket
-from dispatch.machines import emergency as em
-from dispatch.machines import offer as om
-from dispatch.machines import operator as opm
-from dispatch.machines import ticket as tm
-from dispatch.models import Call, EmergencyEscalation, Offer, Ticket
+from dispatch.models import Call, EmergencyEscalation, Incident, Offer, Ticket
 from dispatch.stats import StatsCache
 from dispatch.timer_keys import TimerKey
 from dispatch.timers import Timers
@@ -389,6 +385,7 @@ class Effects:
                 case im.StartCallbacks():
                     key = TimerKey.incident(incident.id)
                     self.after_commit(tx, ScheduleTimer(key, self.clock.now()))
+
     async def emergency(
         self,
         tx: Tx,

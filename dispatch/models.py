@@ -13,8 +13,8 @@ from sqlalchemy import Column, Index
 from sqlmodel import Field, SQLModel
 
 from dispatch.machines.call import CallState
-from dispatch.machines.incident import IncidentState
 from dispatch.machines.emergency import Stage
+from dispatch.machines.incident import IncidentState
 from dispatch.machines.offer import OfferState
 from dispatch.machines.operator import OperatorState
 from dispatch.machines.ticket import TicketState
@@ -204,6 +204,8 @@ class IncidentCall(SQLModel, table=True):
     #: callbacks placed so far; an unanswered one is tried again at `retry_at`
     attempts: int = 0
     retry_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
 class EmergencyEscalation(SQLModel, table=True):
     """One emergency call's escalation (`dispatch.machines.emergency`), one row per call.
 

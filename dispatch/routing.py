@@ -12,8 +12,8 @@ from collections.abc import Awaitable, Callable
 from dispatch.calls import Calls
 from dispatch.checkins import CheckIns
 from dispatch.desk import Desk
-from dispatch.incident_callbacks import IncidentCallbacks
 from dispatch.emergency import Emergency
+from dispatch.incident_callbacks import IncidentCallbacks
 from dispatch.line import PhoneLine
 from dispatch.offers import Offers
 from dispatch.outbound import Outbound

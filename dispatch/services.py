@@ -19,11 +19,11 @@ from dispatch.config import DispatchConfig
 from dispatch.core import Core
 from dispatch.desk import Desk
 from dispatch.effects import Effects, FollowUps, Reports
+from dispatch.emergency import Emergency
 from dispatch.events import Store, Tx
 from dispatch.incident_board import IncidentBoard
 from dispatch.incident_callbacks import IncidentCallbacks
 from dispatch.incidents import Incidents
-from dispatch.emergency import Emergency
 from dispatch.line import PhoneLine
 from dispatch.matching import MerchantStats
 from dispatch.models import Ticket

@@ -126,6 +126,8 @@ class TimerKey:
     def incident(cls, incident_id: int | None) -> TimerKey:
         """A fixed incident's next batch of callbacks."""
         return cls.of(Kind.INCIDENT, incident_id)
+
+    @classmethod
     def emergency(cls, call_id: int | None) -> TimerKey:
         """An emergency's stage deadline (answer time, on-call time)."""
         return cls.of(Kind.EMERGENCY, call_id)

@@ -30,8 +30,8 @@ from dispatch.effects import (
     Unhold,
 )
 from dispatch.machines import call as cm
-from dispatch.machines import incident as im
 from dispatch.machines import emergency as em
+from dispatch.machines import incident as im
 from dispatch.machines import offer as om
 from dispatch.machines import operator as opm
 from dispatch.machines import ticket as tm
