@@ -14,6 +14,8 @@ from sqlalchemy import select
 from sqlmodel import col
 
 from dispatch.core import Core
+from dispatch.emergency import Emergency
+from dispatch.incidents import Incidents
 from dispatch.machines import call as cm
 from dispatch.machines import operator as opm
 from dispatch.models import Call, Ticket
@@ -41,13 +43,17 @@ class Calls:
         core: Core,
         *,
         queue: Queue,
+        emergency: Emergency,
         operators: Operators,
         tickets: Tickets,
         offers: Offers,
         outbound: Outbound,
+        incidents: Incidents,
     ) -> None:
         self.core = core
+        self.incidents = incidents
         self.queue = queue
+        self.emergency = emergency
         self.operators = operators
         self.tickets = tickets
         self.offers = offers
@@ -117,6 +123,8 @@ class Calls:
                     "birth_year": resident.birth_year or "",
                     "today": core.now().astimezone(LOCAL_TZ).date(),
                     "last_category": last or "",
+                    # incidents: an outage known in the grid is announced before the menu
+                    **await self.incidents.announcement(tx.session, resident.grid_code),
                 }
                 lang = pick_lang(resident.language)
             await core.fx.call(tx, call, commands, context=context, lang=lang)
@@ -128,6 +136,12 @@ class Calls:
         if event.outcome == "need":
             repeat = category == event.variables.get("last_category")
             await self.keypad_need(event.ref, category, repeat=repeat)
+            return
+        reason = await self.emergency.reason_for(event.ref, event.outcome)
+        if reason is not None:
+            await self.emergency.start(event.ref, reason, event.variables.get("category"))
+        elif await self.emergency.desk_closed_now():
+            await self.emergency.desk_closed(event.ref)
         else:
             await self.queue.enqueue(event.ref, event.outcome, event.variables.get("category"))
 
@@ -146,6 +160,8 @@ class Calls:
             await core.cas(tx, call, state=state, ended_at=core.now(), cause="self_served")
             tx.emit("call.self_served", "call", call.id, category=category, repeat=repeat)
             await core.fx.call(tx, call, commands)
+        if await self.incidents.join_keypad(call, category):
+            return  # an outage the utility is on already: the caller is called back
         last = (
             await self.tickets.last_ticket(call.resident_id, category)
             if repeat and call.resident_id is not None
@@ -178,7 +194,14 @@ class Calls:
             if call is None or call.state in cm.FINAL or call.state == cm.CallState.WRAP_UP:
                 return
             was_held = call.state == cm.CallState.ON_HOLD
-            state, commands = cm.transition(call.state, cm.Hangup(inbound=call.direction == "in"))
+            # an operator wraps up after a caller, and after an answered click-to-call; a
+            # caller taken away from the desk (on-call phone, contact, 120) has no wrap-up
+            desk_side = call.direction == "in" or (
+                call.state in cm.AT_DESK and self.outbound.wraps_up(call)
+            )
+            state, commands = cm.transition(
+                call.state, cm.Hangup(inbound=desk_side, desk=call.operator_id is not None)
+            )
             await core.cas(tx, call, state=state, ended_at=core.now(), cause=cause, held_at=None)
             name = "call.abandoned" if state == cm.CallState.ABANDONED else "call.ended"
             extra: dict[str, Any] = {"on_hold": True} if was_held else {}
@@ -191,6 +214,7 @@ class Calls:
             abandoned = state == cm.CallState.ABANDONED and call.queued_at is not None
             if abandoned:
                 self.queue.left(tx, call)
+            await self.emergency.caller_left(tx, call)
         log.info("call %s ended (%s)", ref, cause)
         if abandoned:
             # a caller an outage dropped has their callback task already

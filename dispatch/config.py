@@ -45,3 +45,36 @@ class DispatchConfig:
     reconcile_every_s: float = 300.0
     #: call the first emergency contact when the resident never answers the survey
     survey_family: bool = True
+    #: incidents: how far back calls about one fault in one grid are proposed as one
+    incident_window_s: float = 1800.0
+    #: incidents: how many such calls make a proposal
+    incident_propose_min: int = 3
+    #: incidents: callbacks placed at a time once fixed, and the pause between batches
+    incident_callback_batch: int = 2
+    incident_callback_gap_s: float = 5.0
+    #: incidents: tries of a callback nobody answers, and the wait before the next one
+    incident_callback_tries: int = 2
+    incident_callback_retry_s: float = 1800.0
+
+    # -- emergencies (dispatch.emergency) ---------------------------------------------------
+    #: an emergency nobody at the console answers in this time goes to the on-call list
+    emergency_answer_s: float = 15.0
+    #: nobody on the on-call list takes it in this time: contacts are rung, 120 offered
+    emergency_oncall_s: float = 60.0
+    #: the number an emergency caller may ask to be connected to (120, the ambulance)
+    emergency_number: str = "120"
+    #: how often an emergency caller hears the holding prompt again
+    emergency_announce_s: float = 10.0
+    #: a caller ringing again this soon after an unanswered call is an emergency
+    emergency_repeat_s: float = 300.0
+    #: residents in these groups are high-risk: a silent call from them is an emergency
+    high_risk_groups: tuple[str, ...] = ("孤寡", "残疾", "高风险")
+    #: an emergency ticket (a clinic, the family doctor): offers at once, short rings and
+    #: a short timeout, so the cascade reaches someone within its minutes
+    parallel_offers_emergency: int = 3
+    emergency_ring_s: float = 15.0
+    emergency_offer_timeout_s: float = 45.0
+    #: the desk's hours (local time): outside them, with nobody on duty, a routine caller
+    #: hears when it opens; open all day unless the root says (`YIJING_DESK_OPEN`/`_CLOSE`)
+    desk_open: time = time(0, 0)
+    desk_close: time = time.max

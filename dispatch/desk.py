@@ -18,6 +18,7 @@ from sqlmodel import col
 
 from dispatch.core import Core
 from dispatch.effects import CancelTimer, Hangup
+from dispatch.emergency import Emergency
 from dispatch.errors import Conflict, Invalid
 from dispatch.machines import call as cm
 from dispatch.machines import operator as opm
@@ -51,10 +52,13 @@ def operator_of(peer: str) -> int | None:
 class Desk:
     """What an operator does with their callers."""
 
-    def __init__(self, core: Core, operators: Operators, queue: Queue) -> None:
+    def __init__(
+        self, core: Core, operators: Operators, queue: Queue, emergency: Emergency
+    ) -> None:
         self.core = core
         self.operators = operators
         self.queue = queue
+        self.emergency = emergency
 
     async def set_operator_state(self, user: User, action: str, reason: str = "") -> str:
         """Log in, log out, pause (with a reason) or resume an operator."""
@@ -117,6 +121,8 @@ class Desk:
                 wait_s=(core.now() - (call.queued_at or call.started_at)).total_seconds(),
             )
             await core.fx.call(tx, call, commands)
+            # an emergency is taken: its escalation stops (on-call phones stop ringing)
+            await self.emergency.operator_answered(tx, call, user.id)
         return call
 
     async def hangup_call(self, call_id: int, user: User) -> None:

@@ -19,10 +19,21 @@ ticket.AlertOperators           an `alert.unassigned` event in the unit of work
 ticket.WithdrawOtherOffers      follow-up in the unit of work: the other live offers end
 ticket.ScheduleSurvey           follow-up in the unit of work: survey and close timers
 ticket.Redispatch               follow-up in the unit of work: a new plan, new offers
+incident.StartCallbacks         `ScheduleTimer(incident:<id>)` now, after commit (paced)
+emergency.RingOperators         follow-up in the unit of work: every free operator reserved
+emergency.CallResponder         follow-up in the unit of work: the step's call recorded, placed
+emergency.HangupResponder       `Hangup` of the step's call after commit
+emergency.ConnectResponder      `Connect` of the caller and the step's call after commit
+emergency.TellCaller            `PlayFlow` on the caller after commit
+emergency.StartDeadline         `ScheduleTimer(emergency:<call>)` after commit
+emergency.StopDeadline          `CancelTimer(emergency:<call>)` after commit
+emergency.AlertSupervisor       an `alert.emergency` event in the unit of work
+emergency.Record                an `emergency.<name>` event on the call in the unit of work
 ==============================  ==========================================================
 
 Use cases also issue the service-level commands below themselves (`after_commit`), for
-work no machine decides: placing a recorded call, a flow chosen by a feature (the offer
+work no machine decides: placing a recorded call, an operator's click-to-call
+(`CallOut`), a flow chosen by a feature (the offer
 call, the survey), timers, and dropping a merchant's cached record. Nothing else in
 `dispatch/` calls the telephony or timer adapters for a command.
 
@@ -45,10 +56,12 @@ from typing import Any, assert_never
 
 from dispatch.config import DispatchConfig
 from dispatch.machines import call as cm
+from dispatch.machines import emergency as em
+from dispatch.machines import incident as im
 from dispatch.machines import offer as om
 from dispatch.machines import operator as opm
 from dispatch.machines import ticket as tm
-from dispatch.models import Call, Offer, Ticket
+from dispatch.models import Call, EmergencyEscalation, Incident, Offer, Ticket
 from dispatch.stats import StatsCache
 from dispatch.timer_keys import TimerKey
 from dispatch.timers import Timers
@@ -71,6 +84,19 @@ class PlaceCall:
     caller_id: str | None = None
     #: it waited for the phone line: an offer gets its full timeout from now
     waited: bool = False
+    #: how long it rings at most (None: `ring_timeout_s`); emergencies ring short
+    ring_s: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CallOut:
+    """Click-to-call: ring the operator's desk, then the number (`telephony.call_out`);
+    a refusal ends the call as failed (`Reports.failed`): nobody waits for the line."""
+
+    ref: str
+    operator_id: int
+    number: str
+    caller_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +115,14 @@ class Bridge:
 
     ref: str
     operator_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Connect:
+    """Join two live calls (an emergency caller and the responder who took it)."""
+
+    ref: str
+    peer_ref: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,8 +182,10 @@ class TouchMerchant:
 
 Command = (
     PlaceCall
+    | CallOut
     | PlayFlow
     | Bridge
+    | Connect
     | Hold
     | Unhold
     | Transfer
@@ -173,6 +209,16 @@ MACHINE_COMMANDS: tuple[type, ...] = (
     tm.WithdrawOtherOffers,
     tm.ScheduleSurvey,
     tm.Redispatch,
+    im.StartCallbacks,
+    em.RingOperators,
+    em.CallResponder,
+    em.HangupResponder,
+    em.ConnectResponder,
+    em.TellCaller,
+    em.StartDeadline,
+    em.StopDeadline,
+    em.AlertSupervisor,
+    em.Record,
 )
 
 
@@ -205,6 +251,15 @@ class FollowUps:
     redispatch: Callable[[Tx, Ticket], Awaitable[None]]
     #: the visit is done: the survey call and the end of the survey window (surveys)
     schedule_survey: Callable[[Tx, Ticket], Awaitable[None]]
+    #: an emergency's call goes to every free operator at once (emergency)
+    ring_operators: Callable[[Tx, EmergencyEscalation], Awaitable[None]] | None = None
+    #: ring one responder of an emergency: record and place the step's call (emergency)
+    call_responder: Callable[[Tx, EmergencyEscalation, str, int], Awaitable[None]] | None = None
+
+
+def responder_ref(call_id: int, stage: str, step: int) -> str:
+    """The one outbound call ref of an emergency's step: never two calls for one step."""
+    return f"em-{call_id}-{stage}-{step}"
 
 
 class Effects:
@@ -321,6 +376,59 @@ class Effects:
                 case _:
                     assert_never(command)
 
+    async def incident(
+        self, tx: Tx, incident: Incident, commands: Sequence[im.IncidentCommand]
+    ) -> None:
+        """Carry out an incident transition's commands."""
+        for command in commands:
+            match command:
+                case im.StartCallbacks():
+                    key = TimerKey.incident(incident.id)
+                    self.after_commit(tx, ScheduleTimer(key, self.clock.now()))
+
+    async def emergency(
+        self,
+        tx: Tx,
+        escalation: EmergencyEscalation,
+        commands: Sequence[em.EscalationCommand],
+        **data: Any,
+    ) -> None:
+        """Carry out an emergency escalation's commands (`data`: on its timeline events)."""
+        call_id, ref = escalation.call_id, escalation.call_ref
+        follow = self.follow_ups
+        for command in commands:
+            match command:
+                case em.RingOperators():
+                    assert follow.ring_operators is not None
+                    await follow.ring_operators(tx, escalation)
+                case em.CallResponder(stage=stage, step=step):
+                    assert follow.call_responder is not None
+                    await follow.call_responder(tx, escalation, stage, step)
+                case em.HangupResponder(stage=stage, step=step):
+                    self.after_commit(tx, Hangup(responder_ref(call_id, stage, step)))
+                case em.ConnectResponder(stage=stage, step=step):
+                    self.after_commit(tx, Connect(ref, responder_ref(call_id, stage, step)))
+                case em.TellCaller(flow=flow):
+                    self.after_commit(tx, PlayFlow(ref, flow))
+                case em.StartDeadline(setting=setting):
+                    at = self.clock.now() + timedelta(seconds=getattr(self.config, setting))
+                    self.after_commit(tx, ScheduleTimer(TimerKey.emergency(call_id), at))
+                case em.StopDeadline():
+                    self.after_commit(tx, CancelTimer(TimerKey.emergency(call_id)))
+                case em.AlertSupervisor(why=why):
+                    tx.emit("alert.emergency", "call", call_id, why=why, reason=escalation.reason)
+                case em.Record(name=name):
+                    tx.emit(
+                        "emergency." + name,
+                        "call",
+                        call_id,
+                        stage=escalation.stage.value,
+                        step=escalation.step,
+                        **data,
+                    )
+                case _:
+                    assert_never(command)
+
     # -- service-level commands ------------------------------------------------------------
     def after_commit(self, tx: Tx, *commands: Command) -> None:
         """Carry out `commands`, in order, once `tx` has committed (never if it rolls back)."""
@@ -342,6 +450,20 @@ class Effects:
         match command:
             case PlaceCall():
                 return await self._place(command)
+            case CallOut(ref=ref, operator_id=operator_id, number=number, caller_id=caller_id):
+                try:
+                    await telephony.call_out(
+                        ref=ref,
+                        desk=f"operator:{operator_id}",
+                        number=number,
+                        caller_id=caller_id,
+                        timeout_s=self.config.ring_timeout_s,
+                    )
+                except TelephonyError as exc:
+                    log.warning("callout %s to %s refused (%s)", ref, mask(number), exc)
+                    await self.reports.failed(ref, OriginateFailure.FAILED)
+                    return False
+                log.info("callout %s: operator %s, then %s", ref, operator_id, mask(number))
             case PlayFlow(ref=ref, flow=flow, context=context, lang=lang):
                 try:
                     await telephony.run_flow(ref, self.flows[flow], context=context, lang=lang)
@@ -353,6 +475,12 @@ class Effects:
                     await telephony.bridge(ref, peer=f"operator:{operator_id}")
                 except TelephonyError:
                     log.warning("call %s: bridge to operator %s failed", ref, operator_id)
+                    return False
+            case Connect(ref=ref, peer_ref=peer_ref):
+                try:
+                    await telephony.bridge(ref, peer=peer_ref)
+                except TelephonyError:
+                    log.warning("call %s: could not be joined with call %s", ref, peer_ref)
                     return False
             case Hold(ref=ref, call_id=call_id, actor=actor):
                 try:
@@ -415,7 +543,7 @@ class Effects:
                     ref=ref,
                     number=number,
                     caller_id=command.caller_id,
-                    timeout_s=self.config.ring_timeout_s,
+                    timeout_s=command.ring_s or self.config.ring_timeout_s,
                 )
             except TelephonyUnavailable as exc:
                 log.warning("call %s to %s waits for the phone line (%s)", ref, mask(number), exc)

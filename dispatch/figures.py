@@ -28,6 +28,13 @@ answered within 60 s / 180 s is the share of calls that waited for an operator
 (`call.queued`) and were connected (`call.connected`, its `wait_s`) within that time;
 abandoned share is the share of offered calls that ended as `call.abandoned`.
 
+Emergencies cover the offered calls flagged `emergency.flagged`: time to a human is from
+`call.offered` to `emergency.taken` (an operator answered, an on-call phone or a contact
+pressed 1, or the 120 call was answered), its median and 90th percentile over the taken
+ones; answered within 15 s is the share of emergencies taken that fast; overflows are
+those that reached the on-call list or the contacts (`emergency.overflow` or
+`emergency.help_called`); 120 connections count `emergency.connected_120`.
+
 Rates are percentages rounded to one decimal, None when the denominator is zero.
 """
 
@@ -61,6 +68,15 @@ TICKET_EVENTS = (
     "ticket.no_show",
 )
 CALL_EVENTS = ("call.offered", "call.queued", "call.connected", "call.abandoned")
+EMERGENCY_EVENTS = (
+    "emergency.flagged",
+    "emergency.taken",
+    "emergency.overflow",
+    "emergency.help_called",
+    "emergency.connected_120",
+)
+#: the Chinese hotline standard's answer time for an emergency
+EMERGENCY_ANSWER_S = 15.0
 GROUPINGS = ("day", "category", "grid", "merchant", "month")
 SATISFIED = frozenset({"satisfied", "basically_satisfied"})
 #: the survey's answers, best first (keys 1, 2, 3)
@@ -155,6 +171,20 @@ class CallFigures:
 
 
 @dataclass(slots=True)
+class EmergencyFigures:
+    """The emergency calls of the period."""
+
+    emergencies: int = 0
+    taken: int = 0
+    time_to_human_median_s: float | None = None
+    time_to_human_p90_s: float | None = None
+    answered_15s: int = 0
+    answered_15s_rate: float | None = None
+    overflows: int = 0
+    connected_120: int = 0
+
+
+@dataclass(slots=True)
 class Report:
     """A period's figures: the total, optional groups, and the call centre."""
 
@@ -164,6 +194,7 @@ class Report:
     total: Figures
     groups: list[Figures] = field(default_factory=list)
     calls: CallFigures = field(default_factory=CallFigures)
+    emergencies: EmergencyFigures = field(default_factory=EmergencyFigures)
 
     def public(self) -> dict[str, Any]:
         """JSON shape for the API."""
@@ -174,6 +205,7 @@ class Report:
             "total": asdict(self.total),
             "groups": [asdict(g) for g in self.groups],
             "calls": asdict(self.calls),
+            "emergencies": asdict(self.emergencies),
         }
 
     def csv(self) -> str:
@@ -291,6 +323,42 @@ def call_figures(events: Iterable[Ev], *, start: datetime, end: datetime) -> Cal
     return c
 
 
+def emergency_figures(events: Iterable[Ev], *, start: datetime, end: datetime) -> EmergencyFigures:
+    """The emergency figures of the inbound calls offered in [start, end)."""
+    offered: dict[str, datetime] = {}
+    flagged: set[str] = set()
+    taken: dict[str, float] = {}
+    overflow: set[str] = set()
+    to_120: set[str] = set()
+    for e in events:
+        if e.name == "call.offered":
+            if start <= e.occurred_at < end:
+                offered[e.subject_id] = e.occurred_at
+        elif e.subject_id not in offered:
+            continue
+        elif e.name == "emergency.flagged":
+            flagged.add(e.subject_id)
+        elif e.name == "emergency.taken":
+            seconds = (e.occurred_at - offered[e.subject_id]).total_seconds()
+            taken.setdefault(e.subject_id, seconds)
+        elif e.name in ("emergency.overflow", "emergency.help_called"):
+            overflow.add(e.subject_id)
+        elif e.name == "emergency.connected_120":
+            to_120.add(e.subject_id)
+    waits = [w for k, w in taken.items() if k in flagged]
+    f = EmergencyFigures(
+        emergencies=len(flagged),
+        taken=len(waits),
+        time_to_human_median_s=_median(waits),
+        time_to_human_p90_s=percentile(waits, 90),
+        answered_15s=sum(1 for w in waits if w <= EMERGENCY_ANSWER_S),
+        overflows=len(overflow & flagged),
+        connected_120=len(to_120 & flagged),
+    )
+    f.answered_15s_rate = pct(f.answered_15s, f.emergencies)
+    return f
+
+
 def _group_key(t: TicketFacts, by: str) -> str:
     if by == "day":
         return t.created_at.astimezone(LOCAL_TZ).date().isoformat()
@@ -326,7 +394,8 @@ def report(
     ticket_events: list[Ev] = []
     call_events: list[Ev] = []
     for e in events:
-        (call_events if e.name.startswith("call.") else ticket_events).append(e)
+        is_call = e.name.startswith(("call.", "emergency."))
+        (call_events if is_call else ticket_events).append(e)
     tickets = ticket_facts(ticket_events, start=start, end=end)
     out = Report(start, end, by, total=figures("total", tickets))
     if by is not None:
@@ -339,6 +408,7 @@ def report(
         )
         out.groups = [figures(key, groups.get(key, [])) for key in keys]
     out.calls = call_figures(call_events, start=start, end=end)
+    out.emergencies = emergency_figures(call_events, start=start, end=end)
     return out
 
 
@@ -349,12 +419,27 @@ async def load_report(
     rows = await session.execute(
         select(col(Event.name), col(Event.subject_id), col(Event.occurred_at), col(Event.data))
         .where(
-            col(Event.name).in_([*TICKET_EVENTS, *CALL_EVENTS]),
+            col(Event.name).in_([*TICKET_EVENTS, *CALL_EVENTS, *EMERGENCY_EVENTS]),
             col(Event.occurred_at) >= start,
         )
         .order_by(col(Event.seq))
     )
     return report((Ev(*row) for row in rows), start=start, end=end, by=by)
+
+
+async def load_emergency_figures(
+    session: AsyncSession, *, start: datetime, end: datetime
+) -> EmergencyFigures:
+    """Only the emergency figures of a period (the wallboard's today)."""
+    rows = await session.execute(
+        select(col(Event.name), col(Event.subject_id), col(Event.occurred_at), col(Event.data))
+        .where(
+            col(Event.name).in_(["call.offered", *EMERGENCY_EVENTS]),
+            col(Event.occurred_at) >= start,
+        )
+        .order_by(col(Event.seq))
+    )
+    return emergency_figures((Ev(*row) for row in rows), start=start, end=end)
 
 
 def render_table(rep: Report) -> str:
@@ -391,4 +476,11 @@ def render_table(rep: Report) -> str:
         f"answered within 60 s {pct(c.answered_60s_rate)}, within 180 s "
         f"{pct(c.answered_180s_rate)}; abandoned {pct(c.abandoned_rate)}"
     )
+    m = rep.emergencies
+    if m.emergencies:
+        text += (
+            f"\nemergencies {m.emergencies}: to a human median {m.time_to_human_median_s} s, "
+            f"p90 {m.time_to_human_p90_s} s, within 15 s {pct(m.answered_15s_rate)}; "
+            f"overflows {m.overflows}, connected to 120 {m.connected_120}"
+        )
     return text

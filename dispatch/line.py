@@ -297,6 +297,8 @@ class PhoneLine:
             await core.cas(tx, call, state=state, ended_at=now, cause="lost")
             tx.emit("call.lost", "call", call.id, purpose=call.purpose, ticket_id=call.ticket_id)
             await core.fx.call(tx, call, commands)
+            if not wanted:
+                await self.outbound.lost(tx, call)
             if wanted:
                 replacement = self.outbound.record(
                     tx,

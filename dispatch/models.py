@@ -13,6 +13,8 @@ from sqlalchemy import Column, Index
 from sqlmodel import Field, SQLModel
 
 from dispatch.machines.call import CallState
+from dispatch.machines.emergency import Stage
+from dispatch.machines.incident import IncidentState
 from dispatch.machines.offer import OfferState
 from dispatch.machines.operator import OperatorState
 from dispatch.machines.ticket import TicketState
@@ -34,6 +36,12 @@ class Call(SQLModel, table=True):
     offer_id: int | None = Field(default=None, sa_type=BigId)
     operator_id: int | None = Field(default=None, sa_type=BigId)
     emergency: bool = False
+    #: a click-to-call placed from the desk during this other call (the emergency panel)
+    parent_call_id: int | None = Field(default=None, sa_type=BigId)
+    #: why the call is an emergency: key (the hotline's emergency key), silent (a
+    #: high-risk resident who said and pressed nothing), repeat (rang again soon after an
+    #: unanswered call); None for a routine call
+    emergency_reason: str | None = Field(default=None, max_length=16)
     started_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     queued_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     answered_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
@@ -135,3 +143,88 @@ class Timer(SQLModel, table=True):
 
     key: str = Field(primary_key=True, max_length=128)
     fire_at: datetime = Field(sa_type=UTCDateTime, index=True)
+
+
+# -- incidents: many calls, one outage (dispatch.incidents) ----------------------------------
+class Incident(SQLModel, table=True):
+    """One water, power or gas fault in one grid, many callers: one ticket, one callback round."""
+
+    __table_args__ = (Index("ix_incident_grid_category", "grid_code", "category_code", "state"),)
+
+    id: int | None = Field(default=None, sa_type=BigId, primary_key=True)
+    grid_code: str = Field(foreign_key="grid.code", max_length=32)
+    category_code: str = Field(foreign_key="service_category.code", max_length=32)
+    state: IncidentState = Field(default=IncidentState.OPEN, sa_type=EnumText(IncidentState))
+    #: the one ticket that went to the utility
+    ticket_id: int | None = Field(default=None, sa_type=BigId, index=True)
+    opened_by: str = Field(default="system", max_length=64)
+    opened_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    dispatched_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    fixed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    fixed_by: str | None = Field(default=None, max_length=64)
+    done_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    version: int = 0
+
+
+class IncidentCall(SQLModel, table=True):
+    """A call linked to an incident, and the callback its caller gets once it is fixed."""
+
+    __tablename__ = "incident_call"
+    __table_args__ = (Index("ix_incident_call_incident", "incident_id"),)
+
+    id: int | None = Field(default=None, sa_type=BigId, primary_key=True)
+    incident_id: int = Field(foreign_key="incident.id", sa_type=BigId)
+    #: a call belongs to one incident at most
+    call_id: int = Field(sa_type=BigId, unique=True)
+    resident_id: int | None = Field(default=None, sa_type=BigId)
+    #: the number the caller rang from: where the news goes (never shown to a merchant)
+    number: str = Field(max_length=32)
+    linked_by: str = Field(default="system", max_length=64)
+    linked_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    #: the callback's call ref, set in the unit of work that records the call (placed once)
+    callback_ref: str | None = Field(default=None, max_length=64, unique=True)
+    #: told, unanswered or failed (after the last try), lost (a restart cut it off: it
+    #: may have rung, so it is not placed again), or same_number (another linked call)
+    callback_outcome: str | None = Field(default=None, max_length=16)
+    #: callbacks placed so far; an unanswered one is tried again at `retry_at`
+    attempts: int = 0
+    retry_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class EmergencyEscalation(SQLModel, table=True):
+    """One emergency call's escalation (`dispatch.machines.emergency`), one row per call.
+
+    `plan` is fixed when it starts: the on-call phone ids and the resident's emergency
+    contact ids, in the order they are rung. Each (stage, step) has one outbound call
+    (`responder_ref`), so a restart never rings the same step twice.
+    """
+
+    __tablename__ = "emergency_escalation"
+
+    call_id: int = Field(primary_key=True, foreign_key="call.id", sa_type=BigId)
+    call_ref: str = Field(max_length=64)
+    reason: str = Field(max_length=16)
+    stage: Stage = Field(default=Stage.OPERATORS, sa_type=EnumText(Stage), index=True)
+    step: int = 0
+    plan: dict[str, list[int]] = Field(default_factory=dict, sa_column=Column(JSONType))
+    dialled_120: bool = False
+    started_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    overflow_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    #: who took it: "operator:<user id>", "oncall:<id>", "contact:<id>" or "120"
+    taken_by: str | None = Field(default=None, max_length=32)
+    taken_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    ended_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    version: int = 0
+
+
+class OnCallPhone(SQLModel, table=True):
+    """One phone of the on-call list (community duty phone, supervisors' mobiles), rung in
+    `position` order when an emergency overflows."""
+
+    __tablename__ = "oncall_phone"
+
+    id: int | None = Field(default=None, sa_type=BigId, primary_key=True)
+    label: str = Field(default="", max_length=64)
+    phone: str = Field(max_length=32)
+    position: int = 0
+    active: bool = True

@@ -115,9 +115,18 @@ class Offers:
 
     def _width(self, ticket: Ticket) -> int:
         config = self.core.config
-        if ticket.urgency in ("emergency", "urgent"):
+        if ticket.urgency == "emergency":
+            return max(1, config.parallel_offers_emergency)
+        if ticket.urgency == "urgent":
             return max(1, config.parallel_offers_urgent)
         return max(1, config.parallel_offers)
+
+    def _timeout_s(self, ticket: Ticket) -> float:
+        """How long an offer of this ticket stays open (minutes, not more, for emergencies)."""
+        config = self.core.config
+        if ticket.urgency == "emergency":
+            return min(config.offer_timeout_s, config.emergency_offer_timeout_s)
+        return config.offer_timeout_s
 
     async def fill(self, tx: Tx, ticket: Ticket) -> list[Offer]:
         """Place offers until the ticket has as many live ones as it may; or give up.
@@ -151,7 +160,7 @@ class Offers:
                 call_ref=f"offer-{uuid4().hex[:16]}",
                 phone=merchant.phones[0],
                 placed_at=now,
-                expires_at=now + timedelta(seconds=core.config.offer_timeout_s),
+                expires_at=now + timedelta(seconds=self._timeout_s(ticket)),
             )
             tx.session.add(offer)
             await tx.session.flush()
@@ -175,7 +184,9 @@ class Offers:
             )
             assert offer.expires_at is not None
             core.fx.after_commit(tx, ScheduleTimer(TimerKey.offer(offer.id), offer.expires_at))
-            self.outbound.place(tx, call)
+            # an emergency's responders hear short rings: the next one is tried sooner
+            ring_s = core.config.emergency_ring_s if ticket.urgency == "emergency" else None
+            self.outbound.place(tx, call, ring_s=ring_s)
             placed.append(offer)
         if placed:
             if ticket.state != tm.TicketState.OFFERING:

@@ -68,6 +68,10 @@ class Purpose:
     own_caller_id: bool = True
     #: it never rings in the quiet hours of the night: a waiting one waits for their end
     quiet_hours: bool = False
+    #: the backend lost the call in an outage and it is not placed again
+    lost: Callable[[Tx, Call], Awaitable[None]] = _no_hook
+    #: an operator is on the answered call (a click-to-call): its end starts their wrap-up
+    wraps_up: Callable[[Call], bool] | None = None
 
 
 async def ticket_parts(tx: Tx, ticket_id: int) -> tuple[Ticket, ServiceCategory, Resident | None]:
@@ -131,10 +135,12 @@ class Outbound:
         tx.session.add(call)
         return call
 
-    def place(self, tx: Tx, call: Call) -> None:
-        """Place a call recorded in `tx` once `tx` has committed."""
+    def place(self, tx: Tx, call: Call, *, ring_s: float | None = None) -> None:
+        """Place a call recorded in `tx` once `tx` has committed (`ring_s`: how long it
+        rings, when not the usual `ring_timeout_s`)."""
         self.core.fx.after_commit(
-            tx, PlaceCall(call.ref, call.number, caller_id=self.caller_id(call.purpose))
+            tx,
+            PlaceCall(call.ref, call.number, caller_id=self.caller_id(call.purpose), ring_s=ring_s),
         )
 
     async def place_call(self, ref: str, number: str) -> None:
@@ -152,6 +158,17 @@ class Outbound:
         """Whether a call of this purpose that the backend lost is placed again."""
         handling = self.purposes.get(call.purpose)
         return handling is None or handling.replace_when_lost
+
+    def wraps_up(self, call: Call) -> bool:
+        """Whether the end of this answered outbound call starts its operator's wrap-up."""
+        handling = self.purposes.get(call.purpose)
+        return handling is not None and handling.wraps_up is not None and handling.wraps_up(call)
+
+    async def lost(self, tx: Tx, call: Call) -> None:
+        """The backend lost a call that is not placed again: its purpose hears of it."""
+        handling = self.purposes.get(call.purpose)
+        if handling is not None:
+            await handling.lost(tx, call)
 
     def quiet_hours(self, call: Call) -> bool:
         """Whether calls of this purpose wait out the quiet hours."""

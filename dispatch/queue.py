@@ -115,7 +115,6 @@ class Queue:
         if not waiting:
             return
         core = self.core
-        now = core.now()
         async with core.store.tx() as tx:
             statuses = (
                 (
@@ -136,18 +135,65 @@ class Queue:
                 key=lambda s: s.since,
             )
             for call in waiting:
-                if call.id in offered:
-                    continue
                 if not free:
                     break
-                status = free.pop(0)
-                state, commands = opm.transition(status.state, opm.Reserve())
-                await core.cas(tx, status, state=state, call_id=call.id, since=now)
-                tx.emit("operator.reserved", "operator", status.user_id, call_id=call.id)
-                tx.emit("call.offered_to", "call", call.id, operator_id=status.user_id)
-                await core.fx.operator(tx, status.user_id, commands)
-                at = now + timedelta(seconds=core.config.ring_operator_s)
-                core.fx.after_commit(tx, ScheduleTimer(TimerKey.ring(status.user_id), at))
+                if call.emergency:
+                    # an emergency rings every free operator at once: the first answer wins
+                    while free:
+                        await self._reserve(tx, free.pop(0), call)
+                    continue
+                if call.id in offered:
+                    continue
+                await self._reserve(tx, free.pop(0), call)
+
+    async def _reserve(self, tx: Tx, status: OperatorStatus, call: Call) -> None:
+        """Offer a waiting call to one available operator; it rings out after a while."""
+        core = self.core
+        now = core.now()
+        state, commands = opm.transition(status.state, opm.Reserve())
+        await core.cas(tx, status, state=state, call_id=call.id, since=now)
+        tx.emit("operator.reserved", "operator", status.user_id, call_id=call.id)
+        tx.emit(
+            "call.offered_to", "call", call.id, operator_id=status.user_id,
+            emergency=call.emergency,
+        )  # fmt: skip
+        await core.fx.operator(tx, status.user_id, commands)
+        at = now + timedelta(seconds=core.config.ring_operator_s)
+        core.fx.after_commit(tx, ScheduleTimer(TimerKey.ring(status.user_id), at))
+
+    async def reserve_all(self, tx: Tx, call: Call) -> None:
+        """Offer a waiting (emergency) call to every available operator at once."""
+        free = (
+            (
+                await tx.session.execute(
+                    select(OperatorStatus)
+                    .where(col(OperatorStatus.state) == opm.OperatorState.AVAILABLE)
+                    .order_by(col(OperatorStatus.since))
+                )
+            )
+            .scalars()
+            .all()
+        )
+        for status in free:
+            await self._reserve(tx, status, call)
+
+    async def release_reserved(self, tx: Tx, call: Call) -> None:
+        """Operators being offered a call someone else took stop ringing."""
+        others = (
+            (
+                await tx.session.execute(
+                    select(OperatorStatus).where(
+                        col(OperatorStatus.state) == opm.OperatorState.RESERVED,
+                        col(OperatorStatus.call_id) == call.id,
+                    )
+                )
+            )
+            .scalars()
+            .all()
+        )
+        for other in others:
+            await self.operators.event(tx, other.user_id, opm.Resume())
+            self.core.fx.after_commit(tx, CancelTimer(TimerKey.ring(other.user_id)))
 
     async def rang_out(self, user_id: int) -> None:
         """An offered call was not taken in time: count a miss, pause after too many."""

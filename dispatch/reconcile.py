@@ -26,7 +26,9 @@ from dispatch.calls import Calls
 from dispatch.core import SURVEY_PURPOSES, Core, undialed
 from dispatch.desk import CLOSED_AT_START, Desk
 from dispatch.effects import CancelTimer, ScheduleTimer
+from dispatch.emergency import Emergency
 from dispatch.errors import Conflict
+from dispatch.incident_callbacks import IncidentCallbacks
 from dispatch.line import PhoneLine
 from dispatch.machines import IllegalTransition
 from dispatch.machines import call as cm
@@ -47,7 +49,17 @@ log = logging.getLogger(__name__)
 
 #: timer kinds the reconciler owns: it schedules the missing ones and cancels the orphans
 RECONCILED_KINDS = frozenset(
-    {Kind.OFFER, Kind.DEADLINE, Kind.ESCALATE, Kind.CLOSE, Kind.SURVEY, Kind.WRAPUP, Kind.RING}
+    {
+        Kind.OFFER,
+        Kind.DEADLINE,
+        Kind.ESCALATE,
+        Kind.CLOSE,
+        Kind.SURVEY,
+        Kind.WRAPUP,
+        Kind.RING,
+        Kind.INCIDENT,
+        Kind.EMERGENCY,
+    }
 )
 
 
@@ -62,18 +74,22 @@ class Reconciler:
         live_calls: LiveCalls | None,
         calls: Calls,
         desk: Desk,
+        emergency: Emergency,
         operators: Operators,
         offers: Offers,
         queue: Queue,
         surveys: Surveys,
         line: PhoneLine,
+        incidents: IncidentCallbacks,
     ) -> None:
         self.core = core
+        self.incidents = incidents
         #: read for the keys scheduled now; changes go through `core.fx`
         self.timers = timers
         self.live_calls = live_calls
         self.calls = calls
         self.desk = desk
+        self.emergency = emergency
         self.operators = operators
         self.offers = offers
         self.queue = queue
@@ -139,7 +155,8 @@ class Reconciler:
           offers expire and the cascade moves on (a ref is never placed again), lost survey
           calls count as unanswered, lost callers get a call back; wrap-ups and operator
           states that nobody can finish any more are closed with the reason
-          "closed_at_start"; keypad tickets that never got dispatched are dispatched.
+          "closed_at_start"; keypad tickets that never got dispatched are dispatched;
+        - a fixed incident with callers not called back yet has its `incident:` timer.
         """
         report = {
             "scheduled": 0,
@@ -154,11 +171,20 @@ class Reconciler:
                 ("lost_calls", self._lost_calls),
                 ("closed", self._stale_desks),
                 ("dispatched", self._undispatched),
+                ("emergencies", self._emergencies),
             )
             for count, phase in phases:
                 done, skipped = await phase()
-                report[count] += done
+                if done or count in report:  # "emergencies" only when some moved on
+                    report[count] = report.get(count, 0) + done
                 report["skipped"] += skipped
+        else:
+            # a responder's call the backend lost (no report of its end) must not stall an
+            # escalation that has no deadline left (the contacts): checked every round
+            moved, skipped = await self._emergencies()
+            if moved:
+                report["emergencies"] = moved
+            report["skipped"] += skipped
         fx = self.core.fx
         keys = await self.timers.keys()
         wanted, skipped = await self._wanted_timers()
@@ -257,10 +283,25 @@ class Reconciler:
             else:
                 at = since + timedelta(seconds=config.ring_operator_s)
                 wanted[TimerKey.ring(user_id)] = at
+        # fixed incidents whose callers are not all called back yet
+        wanted.update(await self.incidents.wanted_timers())
+        wanted.update(await self.emergency.wanted_timers())
         for subject, ident, error in bad:
             log.warning("reconciler: %s %s has an unreadable row (%s)", subject, ident, error)
             await self._record_skip(subject, ident, error)
         return wanted, len(bad)
+
+    async def _emergencies(self) -> tuple[int, int]:
+        """Escalations whose responder's call ended while no process listened: the next
+        step (the step's own call is never placed again)."""
+        moved = skipped = 0
+        for row in await self.emergency.open_escalations():
+            ok, done = await self._guarded(
+                "emergency", row.call_id, partial(self.emergency.resume, row.call_id)
+            )
+            moved += bool(done)
+            skipped += not ok
+        return moved, skipped
 
     async def _unfinished_calls(self) -> list[tuple[int, str, str]]:
         """(id, ref, state as stored) of every call not ended, read as plain text."""

@@ -12,6 +12,8 @@ from collections.abc import Awaitable, Callable
 from dispatch.calls import Calls
 from dispatch.checkins import CheckIns
 from dispatch.desk import Desk
+from dispatch.emergency import Emergency
+from dispatch.incident_callbacks import IncidentCallbacks
 from dispatch.line import PhoneLine
 from dispatch.offers import Offers
 from dispatch.outbound import Outbound
@@ -54,6 +56,7 @@ class Router:
         telephony: Telephony,
         calls: Calls,
         queue: Queue,
+        emergency: Emergency,
         desk: Desk,
         outbound: Outbound,
         line: PhoneLine,
@@ -62,6 +65,7 @@ class Router:
         surveys: Surveys,
         checkins: CheckIns,
         reconciler: Reconciler,
+        incidents: IncidentCallbacks,
     ) -> None:
         self.telephony = telephony
         self.calls = calls
@@ -75,6 +79,10 @@ class Router:
             "survey": lambda e: surveys.finished(e.ref, e.outcome, dict(e.variables)),
             "merchant_arrival": lambda e: checkins.finished(e.ref, e.outcome),
             "merchant_completion": lambda e: checkins.finished(e.ref, e.outcome),
+            "incident_fixed": lambda e: incidents.told(e.ref),
+            "emergency_wait": lambda e: emergency.wait_finished(e.ref, e.outcome),
+            "emergency_help": lambda e: emergency.wait_finished(e.ref, e.outcome),
+            "emergency_responder": lambda e: emergency.responder_finished(e.ref, e.outcome),
         }
         #: timer kind -> its handler
         self.timers: dict[Kind, TimerHandler] = {
@@ -84,10 +92,13 @@ class Router:
             Kind.ESCALATE: tickets.on_deadline,
             Kind.SURVEY: lambda k: surveys.start(k.id),
             Kind.CLOSE: lambda k: surveys.window_closed(k.id),
-            Kind.QUEUE: lambda k: queue.announce(k.id),
+            # an emergency caller hears the holding prompt, others their place
+            Kind.QUEUE: lambda k: emergency.announce(k.id),
+            Kind.EMERGENCY: lambda k: emergency.on_deadline(k.id),
             Kind.WRAPUP: lambda k: desk.wrap_up_timeout(k.id),
             Kind.RING: lambda k: queue.rang_out(k.id),
             Kind.RECONCILE: lambda k: reconciler.reconcile(),
+            Kind.INCIDENT: lambda k: incidents.callback_round(k.id),
         }
 
     async def pump(self) -> None:

@@ -11,15 +11,22 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from dispatch.callouts import Callouts
 from dispatch.calls import Calls
 from dispatch.checkins import CheckIns
 from dispatch.config import DispatchConfig
 from dispatch.core import Core
 from dispatch.desk import Desk
 from dispatch.effects import Effects, FollowUps, Reports
+from dispatch.emergency import Emergency
+from dispatch.incident_board import IncidentBoard
+from dispatch.incident_callbacks import IncidentCallbacks
+from dispatch.incidents import Incidents
 from dispatch.line import PhoneLine
 from dispatch.matching import MerchantStats
+from dispatch.models import Ticket
 from dispatch.offers import Offers
+from dispatch.oncall import OnCall
 from dispatch.operators import Operators
 from dispatch.outbound import Outbound
 from dispatch.queue import Queue
@@ -32,7 +39,7 @@ from dispatch.surveys import Surveys
 from dispatch.tickets import Tickets
 from dispatch.timers import Timers
 from eventlog.clock import Clock
-from eventlog.store import Store
+from eventlog.store import Store, Tx
 from ivr.library import FlowLibrary
 from providers.base import LiveCalls, Telephony
 
@@ -76,15 +83,25 @@ class DispatchServices:
         self.tickets = Tickets(core, self.offers)
         self.surveys = Surveys(core, self.outbound)
         self.checkins = CheckIns(core, self.outbound, self.tickets)
+        self.incidents = Incidents(core, tickets=self.tickets, offers=self.offers)
+        self.incident_board = IncidentBoard(core)
+        self.incident_callbacks = IncidentCallbacks(core, self.outbound)
         self.queue = Queue(core, self.operators, self.tickets)
-        self.desk = Desk(core, self.operators, self.queue)
+        self.callouts = Callouts(core, self.operators, self.outbound, self.queue)
+        self.oncall = OnCall(core)
+        self.emergency = Emergency(
+            core, queue=self.queue, operators=self.operators, outbound=self.outbound
+        )
+        self.desk = Desk(core, self.operators, self.queue, self.emergency)
         self.calls = Calls(
             core,
             queue=self.queue,
+            emergency=self.emergency,
             operators=self.operators,
             tickets=self.tickets,
             offers=self.offers,
             outbound=self.outbound,
+            incidents=self.incidents,
         )
         self.line = PhoneLine(core, self.outbound, self.queue)
         self.scorecard = Scorecard(core, self.ranking)
@@ -94,16 +111,19 @@ class DispatchServices:
             live_calls=live_calls,
             calls=self.calls,
             desk=self.desk,
+            emergency=self.emergency,
             operators=self.operators,
             offers=self.offers,
             queue=self.queue,
             surveys=self.surveys,
             line=self.line,
+            incidents=self.incident_callbacks,
         )
         self.router = Router(
             telephony=telephony,
             calls=self.calls,
             queue=self.queue,
+            emergency=self.emergency,
             desk=self.desk,
             outbound=self.outbound,
             line=self.line,
@@ -112,6 +132,7 @@ class DispatchServices:
             surveys=self.surveys,
             checkins=self.checkins,
             reconciler=self.reconciler,
+            incidents=self.incident_callbacks,
         )
         self.fx.bind(
             reports=Reports(
@@ -125,9 +146,19 @@ class DispatchServices:
                 next_candidate=self.offers.next_candidate,
                 withdraw_other_offers=self.offers.withdraw_other_offers,
                 redispatch=self.offers.redispatch,
-                schedule_survey=self.surveys.schedule,
+                schedule_survey=self._visit_done,
+                ring_operators=self.emergency.ring_operators,
+                call_responder=self.emergency.call_responder,
             ),
         )
+
+    async def _visit_done(self, tx: Tx, ticket: Ticket) -> None:
+        """A ticket completed: the survey follows, or, for an incident's ticket, the
+        incident is fixed and its callers are called back instead (one call each)."""
+        if await self.incidents.ticket_completed(tx, ticket):
+            await self.surveys.close_unrated(tx, ticket, reason="incident fixed")
+        else:
+            await self.surveys.schedule(tx, ticket)
 
     @property
     def config(self) -> DispatchConfig:

@@ -20,6 +20,7 @@ from dispatch import deadlines as dl
 from dispatch.core import Core, actor
 from dispatch.effects import CancelTimer, Command, ScheduleTimer
 from dispatch.errors import Invalid
+from dispatch.events import Tx
 from dispatch.machines import ticket as tm
 from dispatch.models import Call, Ticket
 from dispatch.offers import Offers, refuse_operator_task
@@ -173,17 +174,20 @@ class Tickets:
         core = self.core
         async with core.store.tx() as tx:
             ticket = await core.get(tx, Ticket, ticket_id, "ticket")
-            state, commands = tm.transition(ticket.state, tm.Cancel(reason))
-            await core.cas(tx, ticket, state=state, closed_at=core.now())
-            tx.emit(
-                "ticket.cancelled", "ticket", ticket.id, actor=user.username, reason=reason[:200]
-            )
-            await core.fx.ticket(tx, ticket, commands)
-            await self.offers.withdraw_live(tx, ticket)
-            core.fx.after_commit(
-                tx, *(CancelTimer(TimerKey.of(kind, ticket_id)) for kind in TICKET_KINDS)
-            )
+            await self.cancel_in(tx, ticket, actor=user.username, reason=reason)
         return ticket
+
+    async def cancel_in(self, tx: Tx, ticket: Ticket, *, actor: str, reason: str) -> None:
+        """Cancel a ticket inside a unit of work (an incident takes over a caller's own)."""
+        core = self.core
+        state, commands = tm.transition(ticket.state, tm.Cancel(reason))
+        await core.cas(tx, ticket, state=state, closed_at=core.now())
+        tx.emit("ticket.cancelled", "ticket", ticket.id, actor=actor, reason=reason[:200])
+        await core.fx.ticket(tx, ticket, commands)
+        await self.offers.withdraw_live(tx, ticket)
+        core.fx.after_commit(
+            tx, *(CancelTimer(TimerKey.of(kind, ticket.id)) for kind in TICKET_KINDS)
+        )
 
     async def close_follow_up(self, ticket_id: int, *, user: User, note: str) -> Ticket:
         """A supervisor closes the follow-up a "not satisfied" rating opened."""

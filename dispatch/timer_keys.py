@@ -34,8 +34,12 @@ class Kind(enum.StrEnum):
     WRAPUP = "wrapup"
     #: a call offered to an operator rings out (user id)
     RING = "ring"
+    #: an emergency's stage runs out of time (call id)
+    EMERGENCY = "emergency"
     #: the periodic reconciliation ("periodic")
     RECONCILE = "reconcile"
+    #: a fixed incident's next batch of callbacks (incident id)
+    INCIDENT = "incident"
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +121,16 @@ class TimerKey:
     def ring(cls, user_id: int | None) -> TimerKey:
         """A call offered to an operator rings out."""
         return cls.of(Kind.RING, user_id)
+
+    @classmethod
+    def incident(cls, incident_id: int | None) -> TimerKey:
+        """A fixed incident's next batch of callbacks."""
+        return cls.of(Kind.INCIDENT, incident_id)
+
+    @classmethod
+    def emergency(cls, call_id: int | None) -> TimerKey:
+        """An emergency's stage deadline (answer time, on-call time)."""
+        return cls.of(Kind.EMERGENCY, call_id)
 
 
 #: the periodic reconciliation's one key

@@ -114,10 +114,10 @@ def _advance(flow: Flow, run: Run, actions: list[Action]) -> tuple[Run, list[Act
     for _ in range(_MAX_AUTO_STEPS):
         step: Step = flow.step(run.step)
         match step:
-            case Say(prompt=prompt, next=nxt):
+            case Say(prompt=prompt, next=nxt, slow=slow):
                 # Said again (the caller asked to hear it again): say it slower.
                 count = run.visits.get(run.step, 0)
-                actions.append(Play(prompt, slow=count > 0))
+                actions.append(Play(prompt, slow=slow or count > 0))
                 run = replace(run, step=nxt, attempt=0, visits={**run.visits, run.step: count + 1})
             case Set(var=var, value=value, next=nxt):
                 run = replace(run, step=nxt, variables={**run.variables, var: value})

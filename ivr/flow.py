@@ -12,10 +12,12 @@ from dataclasses import dataclass, field
 
 @dataclass(frozen=True, slots=True)
 class Say:
-    """Say a prompt, then go on to `next`."""
+    """Say a prompt, then go on to `next`; `slow`: always the slower rendering (news the
+    caller must not miss, such as an outage announcement)."""
 
     prompt: str
     next: str
+    slow: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,7 +250,8 @@ def keypad_paths(flow: Flow, *, var: str = "category") -> dict[str, str]:
 
     The hotline flow is where keys meet needs ("2" medicine, "5 1" water); the catalog and
     the console show what is derived here, so the two can never disagree. Values set only
-    behind a `Branch` (such as "same as last time") have no fixed keys and are left out.
+    behind a `Branch` (such as "same as last time") have no fixed keys and are left out;
+    a branch is walked by its default.
     """
     found: dict[str, str] = {}
     seen: set[str] = set()
@@ -267,6 +270,9 @@ def keypad_paths(flow: Flow, *, var: str = "category") -> dict[str, str]:
                     following.append((nxt, keys))
                 case Say(next=nxt):
                     following.append((nxt, keys))
+                case Branch(default=default):
+                    # the way with the variable unset (no outage announced, say)
+                    following.append((default, keys))
                 case Ask(choices=choices):
                     following.extend((target, (*keys, d)) for d, target in choices.items())
         frontier = following

@@ -50,7 +50,7 @@ log = logging.getLogger(__name__)
 
 KINDS = ("say", "ask", "set", "branch", "transfer", "hangup")
 _FIELDS: dict[str, dict[str, type | tuple[type, ...]]] = {
-    "say": {"next": str},
+    "say": {"next": str, "slow": bool},
     "ask": {
         "choices": dict,
         "on_fail": str,
@@ -190,7 +190,9 @@ def _step(source: str, flow: str, name: str, raw: Any) -> Step:
             continue
         if key not in fields:
             raise FlowLoadError(source, flow, name, f"{kind} step has unknown field {key!r}")
-        if not isinstance(value, fields[key]) or isinstance(value, bool):
+        if not isinstance(value, fields[key]) or (
+            isinstance(value, bool) and fields[key] is not bool
+        ):
             raise FlowLoadError(source, flow, name, f"field {key!r} has the wrong type")
     for key in _REQUIRED[kind]:
         if key not in raw:
@@ -205,7 +207,7 @@ def _build(kind: str, raw: dict[str, Any]) -> Step:
     head = raw[kind]
     match kind:
         case "say":
-            return Say(_scalar(head), next=_scalar(raw["next"]))
+            return Say(_scalar(head), next=_scalar(raw["next"]), slow=raw.get("slow") is True)
         case "ask":
             extra: dict[str, Any] = {
                 k: raw[k] for k in ("timeout_s", "retries", "max_visits") if k in raw

@@ -120,6 +120,39 @@ CATALOGS: dict[str, dict[str, str]] = {
         "login_code.goodbye": "请不要把验证码告诉任何人。再见。",
         # the operator desk: hold
         "desk.on_hold": "请您稍等，话务员马上回来，请不要挂机。",
+        # incidents: an outage many callers reported (hotline announcement, callback)
+        "hotline.incident.water": "我们已经知道您所在的{incident_grid}停水，正在抢修。"
+        "修好以后，我们会打电话告诉您。",
+        "hotline.incident.electricity": "我们已经知道您所在的{incident_grid}停电，正在抢修。"
+        "修好以后，我们会打电话告诉您。",
+        "hotline.incident.gas": "我们已经知道您所在的{incident_grid}燃气故障，正在抢修。"
+        "修好以后，我们会打电话告诉您。",
+        "incident.fixed.water": "您好，这里是医敬服务热线。"
+        "您所在的{incident_grid}停水，已经修好了。",
+        "incident.fixed.electricity": "您好，这里是医敬服务热线。"
+        "您所在的{incident_grid}停电，已经修好了。",
+        "incident.fixed.gas": "您好，这里是医敬服务热线。"
+        "您所在的{incident_grid}燃气故障，已经修好了。",
+        "incident.fixed.more": "再听一遍请按 9。",
+        "incident.fixed.bye": "如果家里还有问题，请再打热线电话。祝您身体健康，再见。",
+        # emergencies (issue 14): the caller waiting, the responders, after hours
+        "emergency.hold": "请不要挂机。我们正在为您找人，马上就来。",
+        "emergency.help": "请不要挂机。我们正在为您呼叫帮助，正在联系您的家人。"
+        "如果要接通一百二十急救电话，请按 1。再听一遍，请按星号键。",
+        "emergency.dialing_120": "好的。正在为您接通一百二十急救电话，请不要挂机。",
+        "emergency.responder_known": "这里是医敬紧急呼叫。{name:address}正在呼救。"
+        "地址是：{address}。",
+        "emergency.responder_unknown": "这里是医敬紧急呼叫。一位没有登记的来电人正在呼救。"
+        "来电号码是：{number:phone}。",
+        "emergency.why_key": "来电人按了紧急求助键。",
+        "emergency.why_silent": "来电人一直没有出声，也没有按键。",
+        "emergency.why_repeat": "来电人刚才打来没有接通，又打来了。",
+        "emergency.responder_menu": "您能帮忙，请按 1，马上为您接通来电人。再听一遍，请按 9。",
+        "emergency.connecting": "正在为您接通，请稍候。",
+        "emergency.responder_goodbye": "没有收到您的按键，我们会联系下一位。再见。",
+        "desk.closed": "您好，现在话务员不在班。服务台{opens:when}开门。",
+        "desk.callback": "我们已经记下您的来电，开门后第一时间给您回电。"
+        "如有紧急情况，请重新拨打，并按 1。再见。",
     },
     "en": {
         "ivr.no_input": "We did not hear a key.",
@@ -194,6 +227,44 @@ CATALOGS: dict[str, dict[str, str]] = {
         "The code is valid for {minutes:duration}. To hear it again press star or 1.",
         "login_code.goodbye": "Do not tell anyone this code. Goodbye.",
         "desk.on_hold": "Please hold; your operator will be right back. Please stay on the line.",
+        # incidents: an outage many callers reported (hotline announcement, callback)
+        "hotline.incident.water": "We already know the water is cut off in {incident_grid}. "
+        "It is being repaired. We will call you when it is fixed.",
+        "hotline.incident.electricity": "We already know the power is cut off in "
+        "{incident_grid}. It is being repaired. We will call you when it is fixed.",
+        "hotline.incident.gas": "We already know about the gas fault in {incident_grid}. "
+        "It is being repaired. We will call you when it is fixed.",
+        "incident.fixed.water": "Hello, this is the Yijing care hotline. The water cut in "
+        "{incident_grid} has been repaired.",
+        "incident.fixed.electricity": "Hello, this is the Yijing care hotline. The power cut "
+        "in {incident_grid} has been repaired.",
+        "incident.fixed.gas": "Hello, this is the Yijing care hotline. The gas fault in "
+        "{incident_grid} has been repaired.",
+        "incident.fixed.more": "To hear it again, press 9.",
+        "incident.fixed.bye": "If anything is still wrong at home, please call the hotline "
+        "again. Take care, goodbye.",
+        # emergencies (issue 14)
+        "emergency.hold": "Please stay on the line. We are finding someone for you right now.",
+        "emergency.help": "Please stay on the line. We are calling help for you, and your "
+        "family. To be connected to the 120 ambulance line, press 1. To hear this again, "
+        "press star.",
+        "emergency.dialing_120": "Connecting you to the 120 ambulance line now. "
+        "Please stay on the line.",
+        "emergency.responder_known": "This is a Yijing emergency call. {name:address} needs "
+        "help. The address is: {address}.",
+        "emergency.responder_unknown": "This is a Yijing emergency call. An unregistered "
+        "caller needs help. The number is: {number:phone}.",
+        "emergency.why_key": "The caller pressed the emergency key.",
+        "emergency.why_silent": "The caller has said nothing and pressed no key.",
+        "emergency.why_repeat": "The caller rang before, was not answered, and rang again.",
+        "emergency.responder_menu": "If you can help, press 1 to be connected to the caller "
+        "now. To hear this again, press 9.",
+        "emergency.connecting": "Connecting you now, please hold.",
+        "emergency.responder_goodbye": "We did not hear a key; we will call the next person. "
+        "Goodbye.",
+        "desk.closed": "Hello, no operator is on duty now. The desk opens {opens:when}.",
+        "desk.callback": "We have noted your call and will call you back first thing when "
+        "it opens. In an emergency, call again and press 1. Goodbye.",
     },
 }
 

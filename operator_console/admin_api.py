@@ -43,6 +43,7 @@ from operator_console.ws import revoke
 from registry import repository as repo
 from registry import usecases
 from registry.models import Grid, Merchant, Role, User
+from registry.phones import mask
 from registry.schemas import DbId, GridIn, Strict
 
 log = logging.getLogger(__name__)
@@ -57,12 +58,18 @@ class GridPatch(Strict):
 
     name: str | None = Field(default=None, min_length=1, max_length=64)
     community: str | None = Field(default=None, max_length=64)
+    worker_name: str | None = Field(default=None, max_length=64)
+    worker_phone: str | None = Field(default=None, max_length=32)
     version: str | None = Field(default=None, max_length=32)
 
 
-def grid_public(grid: Grid) -> dict[str, Any]:
-    """A grid with its version."""
-    return usecases.grid_record(grid) | {"version": usecases.grid_version(grid)}
+def grid_public(grid: Grid, *, full: bool = True) -> dict[str, Any]:
+    """A grid with its version; the grid worker's number masked unless `full` (admins:
+    operators ring the grid worker by the grid's code, never by the number)."""
+    out = usecases.grid_record(grid)
+    if not full:
+        out["worker_phone"] = mask(grid.worker_phone) if grid.worker_phone else ""
+    return out | {"version": usecases.grid_version(grid)}
 
 
 class GridOut(Model):
@@ -71,6 +78,9 @@ class GridOut(Model):
     code: str
     name: str
     community: str
+    worker_name: str
+    #: in full for admins, masked for everyone else
+    worker_phone: str
     version: str
 
 
@@ -125,8 +135,9 @@ class LoginFailureOut(Model):
 )
 async def list_grids(request: web.Request) -> web.Response:
     """Grids by code."""
+    full = user_of(request).role == Role.ADMIN
     async with services(request).store.read() as session:
-        return ok([grid_public(g) for g in await repo.list_grids(session)])
+        return ok([grid_public(g, full=full) for g in await repo.list_grids(session)])
 
 
 @API.route(
@@ -168,6 +179,8 @@ async def update_grid(request: web.Request) -> web.Response:
             code=code,
             name=patch.name,
             community=patch.community,
+            worker_name=patch.worker_name,
+            worker_phone=patch.worker_phone,
             version=patch.version,
             actor=user.username,
         )

@@ -75,6 +75,7 @@ def make_telephony(settings: Settings) -> Telephony:
                 username=settings.asterisk_username,
                 secret=settings.asterisk_secret,
                 dial_template=settings.asterisk_dial_template,
+                desk_template=settings.asterisk_desk_template,
                 caller_id=f'"Yijing" <{settings.hotline_number}>',
                 agi_host=settings.asterisk_agi_host,
                 agi_port=settings.asterisk_agi_port,
@@ -168,11 +169,14 @@ def create_app(
         admin_api,
         api,
         auth_api,
+        callouts_api,
         calls_api,
         desk_api,
+        emergency_api,
         events_api,
         figures_api,
         import_api,
+        incidents_api,
         merchant_api,
         pages,
         registry_api,
@@ -185,6 +189,7 @@ def create_app(
 
     del access_log_api, admin_api, auth_api, calls_api, desk_api, events_api, figures_api
     del import_api, registry_api, sim_api, tickets_api, wallboard_api
+    del callouts_api, emergency_api, incidents_api
 
     app = web.Application(
         middlewares=[error_middleware, request_guard, api.auth_middleware],
@@ -239,6 +244,17 @@ def create_app(
             parallel_offers_urgent=settings.parallel_offers_urgent,
             hotline_menu=settings.hotline_menu,
             queue_announce_s=settings.queue_announce_s,
+            incident_window_s=settings.incident_window_s,
+            incident_propose_min=settings.incident_propose_min,
+            incident_callback_batch=settings.incident_callback_batch,
+            incident_callback_gap_s=settings.incident_callback_gap_s,
+            incident_callback_tries=settings.incident_callback_tries,
+            incident_callback_retry_s=settings.incident_callback_retry_s,
+            emergency_number=settings.emergency_number,
+            emergency_answer_s=settings.emergency_answer_s,
+            emergency_oncall_s=settings.emergency_oncall_s,
+            desk_open=settings.desk_open,
+            desk_close=settings.desk_close,
         )
         holder: dict[str, DispatchServices] = {}
 
@@ -302,6 +318,9 @@ def create_app(
             pump = asyncio.create_task(dispatch.router.pump(), name="telephony-pump")
             if scheduler is not None:
                 await stack.enter_async_context(scheduler)
+            await dispatch.oncall.seed(
+                [p.strip() for p in settings.oncall_phones.split(",") if p.strip()]
+            )
             # after a restart: repair lost timers and calls before serving anyone
             await dispatch.reconciler.start()
             app[services_key] = Services(

@@ -3,7 +3,8 @@
 Call ids are sequential, so a desk action names any call there is: another operator's
 resident, a merchant's offer call, a survey call. Every desk action on a call (hang up,
 wrap up, hold, resume, transfer) asks `check` first: 403 with the reason otherwise
-(`details.reason`: `outbound_call`, `not_answered`, `another_operator`). The use cases in
+(`details.reason`: `outbound_call`, `not_answered`, `another_operator`). An operator's
+own click-to-call (purpose `callout`) is theirs to hang up and wrap up. The use cases in
 `dispatch` still refuse, with 409, an action that a race made wrong meanwhile.
 """
 
@@ -13,6 +14,7 @@ from typing import Literal
 
 from aiohttp import web
 
+from dispatch.callouts import CALLOUT
 from dispatch.machines.operator import OperatorState
 from dispatch.models import Call, OperatorStatus
 from operator_console.auth import RANKS
@@ -38,7 +40,9 @@ async def check(request: web.Request, call_id: int, user: User, action: Action) 
         status = await session.get(OperatorStatus, user.id) if action == "wrap-up" else None
     if action == "hangup" and _supervisor(user):
         return call
-    if call.direction != "in":
+    # an operator's own click-to-call is theirs to hang up and wrap up, like a caller
+    callout = call.purpose == CALLOUT and action in ("hangup", "wrap-up")
+    if call.direction != "in" and not callout:
         raise Forbidden(
             f"call {call_id} is an outbound {call.purpose} call: no operator is on it "
             "(a supervisor may hang it up)",

@@ -85,6 +85,7 @@ ADMIN_SECTIONS = (
     ("import", "adm_import"),
     ("access-log", "adm_access_log"),
     ("login-failures", "adm_login_failures"),
+    ("oncall", "oncall_list"),
 )
 
 

@@ -45,6 +45,29 @@ class Settings(BaseSettings):
     #: false: registered residents go straight to an operator (no keypad menu)
     hotline_menu: bool = True
     queue_announce_s: float = 30.0
+    #: incidents: calls about one outage in one grid within this window are proposed as one
+    incident_window_s: float = Field(default=1800.0, ge=60)
+    incident_propose_min: int = Field(default=3, ge=2, le=100)
+    #: incidents: callbacks placed at a time after the fix, and the pause between batches
+    incident_callback_batch: int = Field(default=2, ge=1, le=50)
+    incident_callback_gap_s: float = Field(default=5.0, ge=0)
+    #: incidents: tries of a callback nobody answers, and the wait before the next try
+    incident_callback_tries: int = Field(default=2, ge=1, le=5)
+    incident_callback_retry_s: float = Field(default=1800.0, ge=60)
+    #: the public emergency number (ambulance) the emergency panel rings
+    emergency_number: str = Field(default="120", pattern=r"^\+?[0-9]{2,20}$")
+    # Emergencies (issue 14): ring-all, then the on-call list, then contacts and 120
+    #: an emergency nobody at the console answers in this time goes to the on-call list
+    emergency_answer_s: float = Field(default=15.0, gt=0, le=300)
+    #: nobody on call takes it in this time: the resident's contacts are rung, 120 offered
+    emergency_oncall_s: float = Field(default=60.0, gt=0, le=600)
+    #: the emergency number a caller may ask to be connected to
+    #: the on-call list's first entries (comma separated), seeded into an empty list once
+    oncall_phones: str = ""
+    #: the desk's hours (local time): outside them with nobody logged in, a routine caller
+    #: hears when it opens and gets a callback task
+    desk_open: time = time(8, 0)
+    desk_close: time = time(20, 0)
     flows_dir: Path | None = None
     prompts_dir: Path = Path("var/prompts")
     recorded_prompts_dir: Path | None = None
@@ -70,6 +93,8 @@ class Settings(BaseSettings):
     asterisk_username: str = "yijing"
     asterisk_secret: str = ""
     asterisk_dial_template: str = "PJSIP/{number}@trunk"
+    #: the operator's desk device a click-to-call rings first ({endpoint}: the operator id)
+    asterisk_desk_template: str = "PJSIP/{endpoint}"
     asterisk_agi_host: str = "127.0.0.1"
     asterisk_agi_port: int = 4573
     #: the prompt build folder as this host sees it (Asterisk reads it as sounds/yijing)

@@ -7,16 +7,19 @@ in Asia/Shanghai. The period figures live in `GET /api/v1/figures` (dispatch).
 from __future__ import annotations
 
 from collections import Counter
-from datetime import datetime, time
+from dataclasses import asdict
+from datetime import datetime, time, timedelta
 from typing import Any
 
 from aiohttp import web
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlmodel import col
 
+from dispatch.figures import load_emergency_figures
 from dispatch.machines.call import CallState
+from dispatch.machines.incident import ACTIVE as INCIDENT_ACTIVE
 from dispatch.machines.ticket import OPEN, TicketState
-from dispatch.models import Call, OperatorStatus, Ticket
+from dispatch.models import Call, Incident, OperatorStatus, Ticket
 from eventlog.clock import LOCAL_TZ
 from operator_console.api import API, SUPERVISORS, Model, ok, services
 from registry.models import ServiceCategory, User
@@ -85,12 +88,26 @@ class NeedingHuman(Model):
     reason: str | None
 
 
+class EmergenciesToday(Model):
+    """Today's emergency calls: how many, how fast a human took them, overflows, 120."""
+
+    emergencies: int
+    taken: int
+    time_to_human_median_s: float | None
+    time_to_human_p90_s: float | None
+    answered_15s: int
+    answered_15s_rate: float | None
+    overflows: int
+    connected_120: int
+
+
 class WallboardOut(Model):
     """What a wall screen shows now."""
 
     at: datetime
     waiting: int
     emergencies_waiting: int
+    emergencies: EmergenciesToday
     longest_wait_s: int
     operators: list[OperatorNow]
     operators_by_state: dict[str, int]
@@ -100,6 +117,8 @@ class WallboardOut(Model):
     overdue: int
     escalated: int
     unassigned: int
+    #: water, power and gas outages open now (incidents: many callers, one ticket)
+    incidents_open: int
     needing_human: list[NeedingHuman]
 
 
@@ -150,6 +169,16 @@ async def wallboard(request: web.Request) -> web.Response:
             .all()
         )
         categories = {c.code: c for c in (await session.execute(select(ServiceCategory))).scalars()}
+        # incidents: outages open now (many callers, one ticket)
+        outages = int(
+            await session.scalar(
+                select(func.count()).where(col(Incident.state).in_(list(INCIDENT_ACTIVE)))
+            )
+            or 0
+        )
+        emergencies = await load_emergency_figures(
+            session, start=midnight, end=now + timedelta(seconds=1)
+        )
     longest = max(
         ((now - (c.queued_at or c.started_at)).total_seconds() for c in waiting), default=0.0
     )
@@ -161,6 +190,8 @@ async def wallboard(request: web.Request) -> web.Response:
             "at": now.isoformat(),
             "waiting": len(waiting),
             "emergencies_waiting": sum(1 for c in waiting if c.emergency),
+            # today's emergencies: count, time to a human, within 15 s, overflows, 120
+            "emergencies": asdict(emergencies),
             "longest_wait_s": round(longest),
             "operators": [
                 {
@@ -179,6 +210,7 @@ async def wallboard(request: web.Request) -> web.Response:
             "overdue": len(overdue),
             "escalated": sum(1 for t in tickets if t.escalated),
             "unassigned": by_state.get(TicketState.UNASSIGNED.value, 0),
+            "incidents_open": outages,
             "needing_human": [
                 {
                     "id": t.id,

@@ -237,6 +237,29 @@ class Telephony(Protocol):
         """Place an outbound call named `ref`; a second call with the same ref is a no-op."""
         ...
 
+    async def call_out(
+        self,
+        *,
+        ref: str,
+        desk: str,
+        number: str,
+        caller_id: str | None = None,
+        timeout_s: float = 30.0,
+    ) -> None:
+        """Click-to-call: ring the operator endpoint `desk` ("operator:<id>") first, and once
+        it answers dial `number` and connect the two. One call named `ref`, which is the
+        idempotency key as for `originate` (a second call_out with it is a no-op;
+        `TelephonyUnavailable` leaves the ref free).
+
+        What follows, in order: `CallBridged(ref, desk)` when the desk answered (the number
+        is being dialled), `CallRinging(ref)` when the number rings, `CallAnswered(ref)`
+        when it answers (desk and number talk). `OriginateFailed(ref, reason)` when the
+        desk or the number never answered (whether `CallBridged` came first tells which);
+        nothing follows it. `CallEnded(ref, cause)` when either side hangs up after the
+        answer. `hangup(ref)` ends both legs at any point.
+        """
+        ...
+
     async def run_flow(
         self, ref: str, flow: Flow, *, context: Mapping[str, Any], lang: str = "zh-CN"
     ) -> None:

@@ -57,6 +57,9 @@ class Grid(SQLModel, table=True):
     code: str = Field(primary_key=True, max_length=32)
     name: str = Field(max_length=64)
     community: str = Field(max_length=64)
+    #: the grid's 网格员: rung from the operator's emergency panel (never shown to merchants)
+    worker_name: str = Field(default="", max_length=64)
+    worker_phone: str = Field(default="", max_length=32)
 
 
 class ServiceCategory(SQLModel, table=True):
@@ -100,6 +103,11 @@ class ResidentBase(SQLModel):
     health_notes: str = Field(default="", max_length=2000)
     conditions: str = Field(default="", max_length=500)
     medicines: str = Field(default="", max_length=500)
+    #: what an operator must know first in an emergency (falls, oxygen, lives alone, ...)
+    risk_notes: str = Field(default="", max_length=500)
+    #: who holds a key to the home (name and how to reach them), and where a key safe is
+    key_holder: str = Field(default="", max_length=100)
+    key_safe: str = Field(default="", max_length=200)
     #: notes for operators: "ring after 4 pm", "speak slowly", "key with neighbour in 302"
     notes: str = Field(default="", max_length=1000)
     language: str = Field(default="zh-CN", max_length=16)

@@ -798,6 +798,7 @@ async def save_grid(session: AsyncSession, *, data: GridIn, create: bool) -> Gri
         session.add(grid)
     else:
         grid.name, grid.community = data.name, data.community
+        grid.worker_name, grid.worker_phone = data.worker_name, data.worker_phone
     await session.flush()
     return grid
 

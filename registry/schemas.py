@@ -127,6 +127,9 @@ class ResidentIn(Strict):
     health_notes: str = Field(default="", max_length=2000)
     conditions: str = Field(default="", max_length=500)
     medicines: str = Field(default="", max_length=500)
+    risk_notes: str = Field(default="", max_length=500)
+    key_holder: str = Field(default="", max_length=100)
+    key_safe: str = Field(default="", max_length=200)
     notes: str = Field(default="", max_length=1000)
     language: str = Field(default="zh-CN", max_length=16)
     usual_pharmacy_id: DbId | None = None
@@ -271,3 +274,10 @@ class GridIn(Strict):
     code: str = Field(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
     name: str = Field(min_length=1, max_length=64)
     community: str = Field(default="", max_length=64)
+    worker_name: str = Field(default="", max_length=64)
+    worker_phone: str = Field(default="", max_length=32)
+
+    @field_validator("worker_phone")
+    @classmethod
+    def _worker_phone(cls, value: str) -> str:
+        return normalize(value, strict=True) if value else ""

@@ -101,8 +101,14 @@ def category_version(category: ServiceCategory) -> str:
 
 
 def grid_record(grid: Grid) -> dict[str, Any]:
-    """A grid as staff see it."""
-    return {"code": grid.code, "name": grid.name, "community": grid.community}
+    """A grid as an admin sees it (the grid worker's number in full)."""
+    return {
+        "code": grid.code,
+        "name": grid.name,
+        "community": grid.community,
+        "worker_name": grid.worker_name,
+        "worker_phone": grid.worker_phone,
+    }
 
 
 def grid_version(grid: Grid) -> str:
@@ -315,10 +321,12 @@ async def update_grid(
     code: str,
     name: str | None = None,
     community: str | None = None,
+    worker_name: str | None = None,
+    worker_phone: str | None = None,
     version: object = None,
     actor: str,
 ) -> Grid:
-    """Change a grid's name or community (its code stays)."""
+    """Change a grid's name, community or grid worker (its code stays); None keeps a field."""
     async with store.tx() as tx:
         grid = await tx.session.get(Grid, code)
         if grid is None:
@@ -328,6 +336,8 @@ async def update_grid(
             code=code,
             name=name if name is not None else grid.name,
             community=community if community is not None else grid.community,
+            worker_name=worker_name if worker_name is not None else grid.worker_name,
+            worker_phone=worker_phone if worker_phone is not None else grid.worker_phone,
         )
         grid = await repo.save_grid(tx.session, data=data, create=False)
         tx.emit("grid.updated", "grid", code, actor=actor)

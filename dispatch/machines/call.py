@@ -60,9 +60,16 @@ class Answer:
 
 @dataclass(frozen=True, slots=True)
 class Hangup:
-    """Either side hung up."""
+    """Either side hung up; `desk`: the caller was with an operator (who wraps up)."""
 
     inbound: bool
+    desk: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Responded:
+    """Someone away from the desk took a waiting emergency call (an on-call phone, a
+    contact, 120): the backend joins them; no operator, so no wrap-up at the end."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +127,7 @@ CallEvent = (
     | HoldFailed
     | Transfer
     | TransferUnanswered
+    | Responded
 )
 
 
@@ -182,9 +190,11 @@ def transition(state: CallState, event: CallEvent) -> tuple[CallState, list[Call
             return CallState.CONNECTED, [TransferToOperator(operator_id)]
         case CallState.CONNECTED, TransferUnanswered():
             return CallState.QUEUED, []
-        case state, Hangup(inbound=True) if state in AT_DESK:
+        case CallState.QUEUED, Responded():
+            return CallState.CONNECTED, []
+        case state, Hangup(inbound=True, desk=True) if state in AT_DESK:
             return CallState.WRAP_UP, []
-        case state, Hangup(inbound=False) if state in AT_DESK:
+        case state, Hangup() if state in AT_DESK:
             return CallState.ENDED, []
         case state, Hangup(inbound=inbound) if state in WAITING:
             return (CallState.ABANDONED if inbound else CallState.ENDED), []

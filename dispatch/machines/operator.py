@@ -4,7 +4,9 @@ Transfers: the operator who hands a caller on goes to wrap-up as if the call had
 for them; the one who receives it goes on_call. A transfer to a named operator needs
 them `available`; a supervisor (the escalation desk) takes one whenever logged in and
 not busy with another caller (available, paused or wrapping up). One who never picks
-up a transferred caller (`TransferUnanswered`) is available again.
+up a transferred caller (`TransferUnanswered`) is available again. A click-to-call takes
+the operator on_call like an answer (`TakeCall`); one that never reached the number
+(`CallOutUnreached`) leaves them available, one that did ends in wrap-up.
 """
 
 from __future__ import annotations
@@ -85,6 +87,11 @@ class TransferUnanswered:
     """A caller handed to this operator never reached them (their phone did not answer)."""
 
 
+@dataclass(frozen=True, slots=True)
+class CallOutUnreached:
+    """The operator's click-to-call never reached the number: nothing to wrap up."""
+
+
 OperatorEvent = (
     Login
     | Logout
@@ -97,6 +104,7 @@ OperatorEvent = (
     | TransferOut
     | ReceiveTransfer
     | TransferUnanswered
+    | CallOutUnreached
 )
 
 
@@ -131,7 +139,7 @@ def transition(
             return _S.ON_CALL, []
         case ((_S.PAUSED | _S.WRAP_UP), ReceiveTransfer(supervisor=True)):
             return _S.ON_CALL, []
-        case _S.ON_CALL, TransferUnanswered():
+        case _S.ON_CALL, (TransferUnanswered() | CallOutUnreached()):
             return _S.AVAILABLE, []
         case _S.WRAP_UP, WrapUpDone():
             return _S.AVAILABLE, []

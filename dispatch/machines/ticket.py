@@ -3,7 +3,8 @@
 new -> matching -> offering -> accepted -> in_service -> completed -> rated -> closed;
 cancelled from any open state; unassigned when nobody accepts (and back to offering on
 a new dispatch). A no-show sends an accepted ticket back to offering. Escalation is a
-flag with a reason on the ticket, not a state.
+flag with a reason on the ticket, not a state. An operator's task (a call back) never
+meets a merchant: new -> closed once done (`TaskDone`), or cancelled.
 """
 
 from __future__ import annotations
@@ -89,6 +90,11 @@ class Cancel:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class TaskDone:
+    """An operator's task (a call back) is done: the operator reached the caller."""
+
+
 TicketEvent = (
     StartMatching
     | OffersPlaced
@@ -100,6 +106,7 @@ TicketEvent = (
     | Rated
     | Close
     | Cancel
+    | TaskDone
 )
 
 
@@ -153,4 +160,6 @@ def transition(state: TicketState, event: TicketEvent) -> tuple[TicketState, lis
             return _S.CLOSED, []
         case state, Cancel() if state in OPEN:
             return _S.CANCELLED, []
+        case _S.NEW, TaskDone():
+            return _S.CLOSED, []
     raise IllegalTransition("ticket", state, event)

@@ -7,7 +7,8 @@ Outcomes (``Finish.outcome``; ``Finish.variables`` holds the call's context plus
 variables named here; ``Finish.transfer`` is set when the call must go to a queue):
 
 ``hotline`` (registered resident; context ``name``, ``sex``, ``age`` or ``birth_year`` +
-``today``, ``last_category``)
+``today``, ``last_category``; ``incident`` and ``incident_grid`` when an outage in the
+caller's grid is announced before the menu)
     ``emergency``  key 1; transfer="operators" (bridge at once, flag it urgent);
                    variable ``category`` is "emergency"
     ``need``       a confirmed routine need; variable ``category`` is a service catalog
@@ -15,7 +16,8 @@ variables named here; ``Finish.transfer`` is set when the call must go to a queu
                    (or meal, through 9 "same as last time"); the call then hangs up
     ``transfer``   key 0, or no clear input after the retries; transfer="operators"
                    (``category`` may be present but empty: read it only on ``need``)
-``hotline_no_menu`` ("no menu" mode)  ``transfer`` to "operators"
+``hotline_no_menu`` ("no menu" mode; context as ``hotline``, the outage announced too)
+    ``transfer`` to "operators"
 ``hotline_unknown`` (unregistered caller)  ``transfer`` to "operators"
 ``status`` (context ``order_status`` matching|offering|accepted|in_service, ``category``,
 ``merchant_kind``, ``eta`` minutes)
@@ -36,9 +38,19 @@ variables named here; ``Finish.transfer`` is set when the call must go to a queu
 ``wellbeing`` (context as ``hotline``)
     ``well``; ``help`` with variable ``reason``: ``asked`` (key 2, transfer="operators")
     or ``no_answer`` (no clear key; no transfer). Both start the emergency-contact cascade.
+``incident_fixed`` (context ``incident``: water, electricity or gas; ``incident_grid``)
+    ``told``
 ``login_code`` (context ``code``, the merchant's one-time login code, and ``minutes`` it
 stays valid; the code is never in the event log, so dispatch reads no variable back)
     ``heard``
+``emergency_wait`` (an emergency caller waiting; no context)  ``waiting``
+``emergency_help`` (an emergency caller once help is being called)
+    ``dial_120`` (key 1: connect the emergency number), ``waiting``
+``emergency_responder`` (context ``registered`` yes|no, ``name``, ``sex``, ``address``,
+``number``, ``reason`` key|silent|repeat)
+    ``taken`` (key 1; transfer="stay": the call waits to be joined with the caller),
+    ``no_input``
+``desk_closed`` (context ``opens``, ``today``)  ``callback``
 """
 
 from __future__ import annotations
@@ -57,12 +69,18 @@ OUTCOMES: dict[str, frozenset[str]] = {
     "merchant_offer": frozenset({"accepted", "declined", "no_input"}),
     "merchant_accepted": frozenset({"told"}),
     "merchant_taken": frozenset({"taken"}),
+    "incident_fixed": frozenset({"told"}),
     "merchant_arrival": frozenset({"arrived", "not_yet", "no_input", "transfer"}),
     "merchant_completion": frozenset({"completed", "not_completed", "no_input", "transfer"}),
     "survey": frozenset({"rated", "no_input"}),
     "wellbeing": frozenset({"well", "help"}),
     "queue_wait": frozenset({"callback", "waiting"}),
     "login_code": frozenset({"heard"}),
+    # emergencies (dispatch.emergency)
+    "emergency_wait": frozenset({"waiting"}),
+    "emergency_help": frozenset({"dial_120", "waiting"}),
+    "emergency_responder": frozenset({"taken", "no_input"}),
+    "desk_closed": frozenset({"callback"}),
 }
 
 #: Service catalog codes the hotline can finish a ``need`` with.

@@ -312,6 +312,8 @@ function gridForm(values) {
       { name: 'code', label: 'f_grid_code', required: true, max: 32, readonly: !create, skip: !create, placeholder: 'BG09' },
       { name: 'name', label: 'col_name', required: true, max: 64 },
       { name: 'community', label: 'f_community', max: 64 },
+      { name: 'worker_name', label: 'worker_name', max: 64 },
+      { name: 'worker_phone', label: 'worker_phone', max: 32 },
     ],
     onSubmit: async (data) => {
       const out = create ? await api('POST', '/grids', data) : await api('PATCH', `/grids/${encodeURIComponent(values.code)}`, { ...data, version: values.version });
@@ -535,6 +537,9 @@ async function residentForm(row) {
       { name: 'health_notes', label: 'health', type: 'textarea', max: 2000, wide: true },
       { name: 'conditions', label: 'conditions', max: 500, wide: true },
       { name: 'medicines', label: 'medicines', max: 500, wide: true },
+      { name: 'risk_notes', label: 'risk_notes', max: 500, wide: true },
+      { name: 'key_holder', label: 'key_holder', max: 100 },
+      { name: 'key_safe', label: 'key_safe', max: 200 },
       contactsSpec,
       { name: 'status', label: 'state', type: 'select', options: opts(STATUSES) },
       { name: 'status_reason', label: 'f_status_reason', max: 200, help: 'h_status_reason' },
@@ -676,6 +681,18 @@ async function loginFailures() {
   }
 }
 
+// -- the on-call list (emergencies): rung in this order; a row's button takes it off --
+async function showOncall() {
+  const rows = await api('GET', '/oncall');
+  $('admin').dataset.available = 'yes';
+  $('admin-body').replaceChildren(table(rows, ['position', 'label', 'phone', 'active'], async (r) => {
+    if (!window.confirm(T('oncall_remove_q', { label: r.label || r.phone }))) return;
+    await api('DELETE', `/oncall/${r.id}`);
+    await showOncall();
+  }, { phone: 'oncall_phone', label: 'oncall_label' }));
+  $('admin-body').dataset.rows = String(rows.length);
+}
+
 // -- import --
 let lastFile = null;
 async function importFile(dryRun) {
@@ -749,6 +766,16 @@ if (section === 'import') {
 } else if (section === 'login-failures') {
   $('lf-filter').addEventListener('submit', (e) => { e.preventDefault(); loginFailures(); });
   await loginFailures();
+} else if (section === 'oncall') {
+  $('oncall-form').addEventListener('submit', (e) => {
+    e.preventDefault();
+    guard(async () => {
+      await api('POST', '/oncall', { phone: $('oncall-phone').value.trim(), label: $('oncall-label').value.trim() });
+      $('oncall-phone').value = ''; $('oncall-label').value = '';
+      await showOncall();
+    })();
+  });
+  await showOncall();
 } else if (section === 'grids') {
   await showGrids();
 } else if (section === 'catalog') {

@@ -141,7 +141,13 @@ const EVENT_ZH = { 'ticket.created': '创建工单', 'ticket.matching': '开始�
   'call.held': '来电保持', 'call.resumed': '恢复通话', 'call.transferred': '来电转接',
   'call.transfer_unanswered': '转接无人接听，回到排队', 'call.transfer_failed': '转接失败',
   'offer.waiting': '等待电话线路恢复', 'offer.resumed': '线路恢复，重新呼叫商家', 'call.deferred': '外呼等待线路',
-  'call.redialed': '线路恢复后外呼', 'call.lost': '线路中断，通话丢失', 'telephony.down': '电话线路中断', 'telephony.up': '电话线路恢复' };
+  'call.redialed': '线路恢复后外呼', 'call.lost': '线路中断，通话丢失', 'telephony.down': '电话线路中断', 'telephony.up': '电话线路恢复',
+  // emergency (issue 14): the escalation's steps on the call's timeline
+  'emergency.flagged': '紧急来电', 'emergency.ringing_all': '呼叫全部话务员', 'emergency.after_hours': '无人值班，直接呼叫值班电话',
+  'emergency.overflow': '超时未接，转值班电话', 'emergency.responder_called': '呼叫', 'emergency.responder_failed': '未接通',
+  'emergency.help_called': '呼叫紧急联系人', 'emergency.exhausted': '无人接听', 'emergency.dial_120': '来电人要求接通 120',
+  'emergency.connected_120': '已接通 120', 'emergency.taken': '已有人接听', 'emergency.caller_left': '来电人挂机', 'alert.emergency': '紧急提醒',
+  'call.callout': '话务员外呼', 'call.callout_placed': '紧急处置外呼', 'emergency.step': '处置步骤', 'callback.attempted': '回电未联系上' };
 // English reads the event's own name: 'offer.no_answer' -> 'Offer no answer'
 const eventEn = (n) => { const t = n.replace('.', ' ').replaceAll('_', ' '); return t.charAt(0).toUpperCase() + t.slice(1); };
 export const eventName = (n) => (lang() === 'zh-CN' ? EVENT_ZH[n] || n : eventEn(n));
@@ -158,6 +164,33 @@ export function timelineItem(ev, merchants = {}) {
 }
 
 // A calm message in the corner instead of a blocking alert().
+// The emergency alarm: three short high beeps (Web Audio; no sound file, nothing inline).
+// Browsers start audio only after a first click on the page, which every console has had.
+let audio = null;
+export function alarm() {
+  try {
+    audio = audio || new AudioContext();
+    const t0 = audio.currentTime;
+    for (let i = 0; i < 3; i += 1) {
+      const osc = audio.createOscillator(), gain = audio.createGain();
+      osc.frequency.value = 880;
+      gain.gain.setValueAtTime(0.3, t0 + i * 0.35);
+      gain.gain.setValueAtTime(0, t0 + i * 0.35 + 0.2);
+      osc.connect(gain).connect(audio.destination);
+      osc.start(t0 + i * 0.35);
+      osc.stop(t0 + i * 0.35 + 0.22);
+    }
+    document.body.dataset.alarms = String(Number(document.body.dataset.alarms || 0) + 1);
+  } catch (err) { console.warn('alarm', err); }
+}
+
+// An `alert.emergency` event: a toast and the alarm (console and wallboard).
+export function emergencyAlert(ev) {
+  const why = T(`emergency_why_${ev.data?.why || 'emergency_call'}`);
+  notify(T('emergency_alert', { id: ev.subject_id, why }), 'error');
+  alarm();
+}
+
 export function notify(message, level = 'error') {
   let box = document.getElementById('toast');
   if (!box) { box = el('div', null, 'toast'); box.id = 'toast'; box.setAttribute('role', 'alert'); document.body.append(box); }

@@ -1,7 +1,7 @@
 // The operator desk: queue with the caller's card before answering, call controls (hold,
 // transfer, hang-up) and wrap-up, need capture, ranking, dispatch, the live offer cascade,
 // the ticket board.
-import { api, el, liveEvents, latestSeq, fmtDateTime, fmtDuration, lang, T, stateName, deadline, notify, timelineItem, groupName, sexName } from './common.js';
+import { api, el, liveEvents, latestSeq, fmtDateTime, fmtDuration, lang, T, stateName, deadline, notify, timelineItem, groupName, sexName, emergencyAlert } from './common.js';
 
 const zh = lang() === 'zh-CN';
 const $ = (id) => document.getElementById(id);
@@ -20,6 +20,7 @@ async function loadMyState() {
   $('op-reason').textContent = s.state === 'paused' && s.reason ? `(${$('pause-reason').querySelector(`[value="${CSS.escape(s.reason)}"]`)?.textContent || s.reason})` : '';
   // a caller handed to me (a transfer), or my call after a page reload: take it up here
   if (s.state === 'on_call' && s.call_id && state.call?.id !== s.call_id) await adoptCall(s.call_id);
+  document.dispatchEvent(new CustomEvent('yijing:operator', { detail: s }));
 }
 
 async function opState(action) {
@@ -69,6 +70,7 @@ async function answer(c) {
 // The caller of a transfer (or of a reloaded page): the card pops as on answering.
 async function adoptCall(callId) {
   const c = await api('GET', `/calls/${callId}`);
+  if (c.purpose === 'callout') return; // one's own click-to-call: callouts.js has it
   const handedOver = state.live;
   state.call = c; state.previewCallId = c.id;
   showCall(c, handedOver ? T('transferred_in') : '');
@@ -80,6 +82,7 @@ async function adoptCall(callId) {
 
 // The call box: what the call is, and which controls make sense now.
 function showCall(c, note = '') {
+  document.dispatchEvent(new CustomEvent('yijing:call', { detail: c }));
   const mine = c && state.me && c.operator_id === state.me.id;
   const atDesk = Boolean(mine && ['connected', 'on_hold'].includes(c.state));
   const held = atDesk && c.state === 'on_hold';
@@ -96,6 +99,7 @@ function showCall(c, note = '') {
   else if (!mine && ['connected', 'on_hold'].includes(c.state)) tag = el('span', T('transferred_out'), 'tag');
   else tag = el('span', stateName(c.state), c.state === 'connected' ? 'tag ok' : held ? 'tag live' : 'tag');
   const box = $('call-now');
+  box.dataset.callId = c ? c.id : ''; // the incidents panel links the call on the desk
   if (!c) { box.replaceChildren(el('span', '—', 'muted')); return; }
   box.dataset.state = c.state;
   box.replaceChildren(el('b', `${T('calls')} #${c.id}`), ' ', el('span', c.resident_name || T('unregistered')), ' ', tag);
@@ -164,6 +168,7 @@ async function showCard(residentId, reason, call) {
   box.replaceChildren();
   box.classList.remove('muted');
   state.residentId = residentId || null;
+  document.dispatchEvent(new CustomEvent('yijing:card', { detail: { residentId: state.residentId, reason } }));
   $('card-status').hidden = reason !== 'ring';
   $('card-status').textContent = T('ringing_card');
   $('unknown').hidden = Boolean(residentId);
@@ -293,6 +298,10 @@ async function showTicket() {
     const li = el('li'); li.dataset.state = o.state; li.dataset.merchantId = o.merchant_id;
     const cls = o.state === 'accepted' ? 'tag ok' : ['declined', 'no_answer', 'busy', 'failed', 'expired'].includes(o.state) ? 'tag bad' : 'tag live';
     li.append(el('span', fmtDateTime(o.placed_at), 'muted'), ' ', el('b', o.merchant), ' ', el('span', stateName(o.state), cls));
+    // click-to-call the merchant (by id: callouts.js places it)
+    const ring = el('button', '📞', 'call-merchant'); ring.type = 'button';
+    ring.dataset.calloutTarget = 'merchant'; ring.dataset.calloutId = o.merchant_id; ring.title = T('co_call');
+    li.append(' ', ring);
     return li;
   }));
   $('timeline').replaceChildren(...t.timeline.map((ev) => timelineItem(ev, state.merchants)));
@@ -405,6 +414,9 @@ await refreshBoard();
 setInterval(tick, 1000);
 state.live = true;
 liveEvents((ev) => {
+  document.dispatchEvent(new CustomEvent('yijing:event', { detail: ev })); // other panels
+  // supervisors hear every emergency at once (operators see it ringing at their desk)
+  if (ev.name === 'alert.emergency' && ['supervisor', 'admin'].includes(state.me?.role)) emergencyAlert(ev);
   if (ev.subject === 'call') {
     soon(refreshQueue);
     const current = state.call && String(state.call.id) === ev.subject_id;

@@ -1,7 +1,7 @@
 // The supervisor wallboard: the live summary redrawn on every event; the period figures
 // (GET /api/v1/figures) as totals and charts by day, category and grid, redrawn when a
 // ticket event changes them; a merchant search that opens a scorecard page.
-import { api, el, lang, liveEvents, latestSeq, T, stateName, fmtDuration, notify } from './common.js';
+import { api, el, lang, liveEvents, latestSeq, T, stateName, fmtDuration, notify, emergencyAlert } from './common.js';
 import { barChart } from './charts.js';
 import { periodPicker, periodQuery } from './period.js';
 import { merchantSearch } from './merchant_search.js';
@@ -16,6 +16,11 @@ async function refresh() {
   $('w-waiting').textContent = summary.waiting;
   $('w-emergencies').textContent = summary.emergencies_waiting ? `⚠ ${summary.emergencies_waiting}` : '';
   $('tile-waiting').classList.toggle('alarm', summary.emergencies_waiting > 0);
+  const em = summary.emergencies || {};
+  $('w-em-count').textContent = em.emergencies ?? 0;
+  $('w-em-human').textContent = em.taken ? `${fmtDuration(em.time_to_human_median_s)} / ${fmtDuration(em.time_to_human_p90_s)}` : '—';
+  $('w-em-15s').textContent = em.answered_15s_rate === null || em.answered_15s_rate === undefined ? '—' : `${em.answered_15s_rate.toFixed(1)}%`;
+  $('w-em-overflow').textContent = `${T('emergency_overflows')} ${em.overflows ?? 0} · ${T('emergency_120')} ${em.connected_120 ?? 0}`;
   $('w-60').textContent = pct(summary.today.within_60s);
   $('w-180').textContent = pct(summary.today.within_180s);
   $('w-offered').textContent = T('share_of', { n: summary.today.offered });
@@ -25,6 +30,9 @@ async function refresh() {
   $('w-overdue').textContent = summary.overdue;
   $('tile-overdue').classList.toggle('alarm', summary.overdue > 0);
   $('w-human').textContent = `${summary.escalated} / ${summary.unassigned}`;
+  // incidents: outages open now (many callers, one ticket), under the tickets needing a human
+  $('w-incidents').textContent = `${T('inc_wall')} ${summary.incidents_open ?? 0}`;
+  $('w-incidents').hidden = !summary.incidents_open;
   $('tile-human').classList.toggle('alarm', summary.needing_human.length > 0);
   $('w-operators').replaceChildren(...summary.operators.map((o) => {
     const li = el('li'); li.dataset.state = o.state;
@@ -141,7 +149,8 @@ await loadFigures();
 setInterval(tick, 1000);
 setInterval(() => soon(refresh), 15000);
 liveEvents((ev) => {
-  if (['call', 'ticket', 'operator'].includes(ev.subject)) soon(refresh);
+  if (ev.name === 'alert.emergency') emergencyAlert(ev);
+  if (['call', 'ticket', 'operator', 'incident'].includes(ev.subject)) soon(refresh);
   if (FIGURE_EVENTS.has(ev.name)) soon(loadFigures, 1000);
 }, { since: await latestSeq(), onReconnect: () => { soon(refresh); soon(loadFigures); } });
 document.body.dataset.ready = '1';

@@ -18,6 +18,11 @@ class AsteriskConfig:
     dial_template: str = "PJSIP/{number}@trunk"
     #: CallerID shown on outbound calls (the hotline number, never a resident's).
     caller_id: str = '"Yijing" <12349>'
+    #: the operator's own device, rung first by a click-to-call (``{endpoint}`` is the
+    #: id of ``operator:<id>``): ``PJSIP/{endpoint}``, ``SIP/desk{endpoint}``
+    desk_template: str = "PJSIP/{endpoint}"
+    #: where a click-to-call's answered desk leg dials the number (extensions.conf)
+    callout_context: str = "yijing-callout"
     hotline_contexts: tuple[str, ...] = ("yijing-hotline",)
     outbound_context: str = "yijing-outbound"
     operators_context: str = "yijing-operators"

@@ -55,6 +55,7 @@ from panoramisk.message import Message as PanoramiskMessage
 
 from ivr.flow import Flow
 from providers.asterisk.agi import FlowServer
+from providers.asterisk.callout import CalloutTracker
 from providers.asterisk.config import AsteriskConfig
 from providers.asterisk.correlate import (
     HELD_FOR_VAR,
@@ -209,6 +210,8 @@ class AsteriskTelephony:
         #: ref -> the operator endpoint a transfer is ringing, until its Dial ends
         self._transfers: dict[str, str] = {}
         self._releases: set[asyncio.Task[None]] = set()
+        #: click-to-calls: the desk's leg seen as the port promises (`callout`)
+        self._callouts = CalloutTracker()
 
     # -- lifecycle -------------------------------------------------------------------
     async def __aenter__(self) -> AsteriskTelephony:
@@ -306,6 +309,60 @@ class AsteriskTelephony:
             log.warning("originate %s refused: %s", ref, resp.get("Message", ""))
             self.correlator.calls.pop(ref, None)
             self._emit(OriginateFailed(ref, OriginateFailure.FAILED))
+
+    async def call_out(
+        self,
+        *,
+        ref: str,
+        desk: str,
+        number: str,
+        caller_id: str | None = None,
+        timeout_s: float = 30.0,
+    ) -> None:
+        """Ring the operator's device, then dial `number` from the dialplan (one Originate,
+        placed at most once per ref); see `providers.asterisk.callout`."""
+        if not _REF_RE.match(ref):
+            raise TelephonyError(f"unusable ref {ref!r}")
+        if not _NUMBER_RE.match(number):
+            raise TelephonyError(f"unusable number for {ref}")
+        endpoint = self._endpoint(ref, desk)
+        if ref in self._placed:
+            log.info("call_out %s ignored: already placed", ref)
+            return
+        self._require_up()
+        self._placed.add(ref)
+        self.correlator.originate_sent(ref)
+        self._callouts.placed(ref, desk)
+        ring_s = str(max(1, round(timeout_s)))
+        action: dict[str, Any] = {
+            "Action": "Originate",
+            "ActionID": ORIGINATE_PREFIX + ref,
+            "Channel": self.config.desk_template.format(endpoint=endpoint),
+            "Context": self.config.callout_context,
+            "Exten": "s",
+            "Priority": "1",
+            "CallerID": caller_id or self.config.caller_id,
+            "Timeout": str(int(timeout_s * 1000)),
+            "Variable": [
+                f"{self.config.ref_var}={ref}",
+                f"YIJING_CALLOUT_DIAL={self.config.dial_template.format(number=number)}",
+                f"YIJING_CALLOUT_RING_S={ring_s}",
+            ],
+            "Async": "true",
+        }
+        try:
+            resp = await self._send(action, as_list=False)
+        except (ActionFailed, LinkDown) as exc:
+            log.warning("call_out %s: outcome unknown (%s)", ref, exc)
+            self.correlator.unknown_originates.add(ref)
+            return
+        if not resp.success:
+            log.warning("call_out %s refused: %s", ref, resp.get("Message", ""))
+            self.correlator.calls.pop(ref, None)
+            self._callouts.calls.pop(ref, None)
+            self._emit(OriginateFailed(ref, OriginateFailure.FAILED))
+        else:
+            log.info("call_out %s: ringing operator %s", ref, endpoint)
 
     async def run_flow(
         self, ref: str, flow: Flow, *, context: Mapping[str, Any], lang: str = "zh-CN"
@@ -497,7 +554,7 @@ class AsteriskTelephony:
             raise ActionFailed(f"{action['Action']} for {ref} refused: {message}")
 
     async def _send(
-        self, action: dict[str, str], *, as_list: bool | None = None, login: bool = False
+        self, action: dict[str, Any], *, as_list: bool | None = None, login: bool = False
     ) -> Any:
         manager = self._manager
         if manager is None or (not self._up and not login):
@@ -520,7 +577,14 @@ class AsteriskTelephony:
     def _on_message(self, msg: Message) -> None:
         if msg.get("Event") == "DialEnd" and self._transfers:
             self._transfer_dial_ended(msg)
-        events = self.correlator.feed(msg)
+        dialled: list[TelephonyEvent] = []
+        if msg.get("Event") in ("DialState", "DialEnd") and self._callouts.calls:
+            chan = self.correlator.channels.get(msg.get("Uniqueid", ""))
+            if chan is not None and chan.ref is not None:
+                dialled = self._callouts.dial_message(chan.ref, msg)
+        events = dialled + [
+            out for event in self.correlator.feed(msg) for out in self._callouts.rewrite(event)
+        ]
         if self.correlator.held_legs:
             # operator legs a resync found waiting on hold (after a Yijing restart)
             for ref, leg in self.correlator.held_legs.items():

@@ -9,6 +9,9 @@ and accepted here is what a real PBX says and accepts. It also receives text mes
 Operator endpoints answer at once, unless a test or the simulator scripts a desk
 (`script_desk`): a transfer to a desk scripted "no_answer", "busy" or "fail" holds the
 caller while it rings, then reports `TransferFailed` and leaves the caller waiting.
+A click-to-call (`call_out`) rings the desk the same way (state `desk_ringing`), then
+the number, whose phone is played like any outbound call's (`answer`, `reject`,
+`party_hangup`, or a `script` for the number); once answered it is bridged to the desk.
 
 An outage can be simulated (`set_link(False)`, also from the simulator page): the link
 reports `BackendStatus(up=False)`, every command raises `TelephonyUnavailable` and the
@@ -197,7 +200,7 @@ class MemoryPBX:
             for call in self.calls.values():
                 if call.state == "ended":
                     continue
-                answered = call.direction == "in" or call.state != "ringing"
+                answered = call.direction == "in" or call.state not in ("ringing", "desk_ringing")
                 if answered:
                     self._dropped.append(CallEnded(call.ref, EndCause.FAILED))
                 else:
@@ -230,9 +233,62 @@ class MemoryPBX:
             return
         self.placed.add(ref)
         call = SimCall(ref=ref, direction="out", number=number, state="ringing")
+        self.calls[ref] = call
+        self._ring(call, timeout_s)
+
+    async def call_out(
+        self,
+        *,
+        ref: str,
+        desk: str,
+        number: str,
+        caller_id: str | None = None,
+        timeout_s: float = 30.0,
+    ) -> None:
+        """Ring the operator's desk, then `number`; the same ref is never placed twice.
+
+        The simulator's desks answer at once unless scripted (`script_desk`): "no_answer"
+        rings for `ring_timeout_s`, "busy" and "fail" give up after `answer_after_s`.
+        """
+        self._require_link(f"call_out {ref}")
+        if ref in self.placed:
+            log.info("call_out %s ignored: already placed", ref)
+            return
+        self.placed.add(ref)
+        call = SimCall(ref=ref, direction="out", number=number, state="desk_ringing", peer=desk)
+        self.calls[ref] = call
+        script = self.desks.get(desk)
+        if script is None or script.action == "answer":
+            delay = script.answer_after_s if script is not None else 0.0
+            call.timer = self._later(delay, self._desk_answered, ref, timeout_s)
+            return
+        reasons = {"busy": OriginateFailure.BUSY, "fail": OriginateFailure.FAILED}
+        reason = reasons.get(script.action, OriginateFailure.NO_ANSWER)
+        delay = self.ring_timeout_s if script.action == "no_answer" else script.answer_after_s
+        call.timer = self._later(delay, self._desk_unanswered, ref, reason)
+
+    def _desk_answered(self, ref: str, timeout_s: float) -> None:
+        call = self.calls.get(ref)
+        if call is None or call.state != "desk_ringing" or call.peer is None:
+            return
+        call.timer = None
+        call.state = "ringing"
+        self._emit(CallBridged(ref, call.peer))
+        self._ring(call, timeout_s)
+
+    def _desk_unanswered(self, ref: str, reason: OriginateFailure) -> None:
+        call = self.calls.get(ref)
+        if call is None or call.state != "desk_ringing":
+            return
+        call.timer = None
+        self._emit(OriginateFailed(ref, reason))
+        self._end(call, EndCause(reason.value), emit=False)
+
+    def _ring(self, call: SimCall, timeout_s: float) -> None:
+        """The far end of an outbound call rings, and does what its script says."""
+        ref, number = call.ref, call.number
         template = self.scripts.get(number)
         call.script = dataclasses.replace(template) if template else None
-        self.calls[ref] = call
         self._emit(CallRinging(ref))
         timeout = min(timeout_s, self.ring_timeout_s)
         call.timer = self._later(timeout, self._ring_timeout, ref)
@@ -370,6 +426,8 @@ class MemoryPBX:
     async def party_hangup(self, ref: str) -> None:
         """The far end hangs up."""
         call = self._live(ref)
+        if call.state == "desk_ringing":
+            raise UnknownCall(f"{ref} is not dialled yet (the operator's desk rings)")
         if call.state == "ringing":
             self._fail_now(ref, OriginateFailure.NO_ANSWER)
         else:
@@ -420,7 +478,8 @@ class MemoryPBX:
         if call is None or call.state != "ringing":
             return
         self._cancel_timer(call)
-        call.state = "answered"
+        # a click-to-call's far end talks with the operator's desk at once
+        call.state = "bridged" if call.peer is not None else "answered"
         self._emit(CallAnswered(ref))
 
     def _fail_now(self, ref: str, reason: OriginateFailure) -> None:

@@ -80,6 +80,7 @@ from providers.base import (
     UnknownCall,
 )
 from providers.twilio import twiml
+from providers.twilio.callout import NUMBER_EVENTS, Callout
 from providers.twilio.config import TwilioConfig
 from providers.twilio.http import AiohttpTwilioClient
 from providers.twilio.status import Progress, advance
@@ -143,6 +144,8 @@ class _Call:
     operators: int = 0
     held: bool = False
     unhold_on_answer: str | None = None
+    #: a click-to-call: this call is the operator's desk leg, which dials the number
+    callout: Callout | None = None
 
     @property
     def ended(self) -> bool:
@@ -226,12 +229,35 @@ class TwilioTelephony:
         if ref in self._calls:
             log.info("originate %s ignored: already placed", ref)
             return
+        await self._create(_Call(ref=ref, outbound=True), number, caller_id, timeout_s)
+
+    async def call_out(
+        self,
+        *,
+        ref: str,
+        desk: str,
+        number: str,
+        caller_id: str | None = None,
+        timeout_s: float = 30.0,
+    ) -> None:
+        """Ring the operator's endpoint over REST; once answered its TwiML dials `number`
+        (see `providers.twilio.callout`). A ref is never placed twice."""
+        if ref in self._calls:
+            log.info("call_out %s ignored: already placed", ref)
+            return
+        ring_s = max(1, round(timeout_s))
+        call = _Call(ref=ref, outbound=True, callout=Callout(desk, number, ring_s))
+        # the desk sees the platform number calling, as for any call the hotline places
+        await self._create(call, self.participant_address(desk), None, timeout_s)
+
+    async def _create(self, call: _Call, to: str, caller_id: str | None, timeout_s: float) -> None:
+        """Place `call` over REST (`Calls.create`); its ref is taken before the request."""
+        ref = call.ref
         client = self._rest()
-        call = _Call(ref=ref, outbound=True)
         self._calls[ref] = call  # before the first await: a concurrent twin sees it
         try:
             created = await client.calls.create_async(
-                to=number,
+                to=to,
                 from_=caller_id or self.config.from_number,
                 url=self.url("voice", ref=ref),
                 method="POST",
@@ -466,6 +492,17 @@ class TwilioTelephony:
             if call.sid is None and sid:
                 self._learn_sid(call, sid)
             self._progress(call, "in-progress")
+            if call.callout is not None and call.mode == "wait" and not call.hangup:
+                # the operator picked up: their leg dials the number
+                call.mode = "bridged"
+                return twiml.callout(
+                    call.callout.number,
+                    caller_id=self.config.from_number,
+                    action_url=self.url("dial", ref=call.ref),
+                    status_url=self.url("callout", ref=call.ref),
+                    events=NUMBER_EVENTS,
+                    ring_s=call.callout.ring_s,
+                )
         document = self._next_document(call)
         if document is None and self.config.handoff_wait_s > 0 and self._open:
             call.changed.clear()
@@ -514,6 +551,21 @@ class TwilioTelephony:
             return
         call.seen.add(key)
         self._progress(call, status, sip_code=params.get("SipResponseCode", ""))
+
+    def on_callout(self, params: Mapping[str, str], ref: str | None) -> None:
+        """A click-to-call's `<Number>` progress: the number rings, answers or fails."""
+        call = self._find(ref, "")
+        if call is None or call.callout is None:
+            log.info("callout status for unknown call %s ignored", ref)
+            return
+        status = params.get("CallStatus", "")
+        key = f"number:{params.get('CallSid', '')}:{status}"
+        if key in call.seen:
+            return
+        call.seen.add(key)
+        sip_code = params.get("SipResponseCode", "")
+        for event in call.callout.number_status(call.ref, status, sip_code=sip_code):
+            self._emit(event)
 
     def on_hold(self, params: Mapping[str, str], ref: str | None) -> str:
         """A conference's hold URL: the hold prompt, again and again, while held."""
@@ -576,6 +628,12 @@ class TwilioTelephony:
         if call is None:
             return twiml.hangup()
         outcome = params.get("DialCallStatus", "")
+        if call.callout is not None:
+            # a click-to-call's Dial of the number is over: so is the desk's leg
+            for event in call.callout.dial_ended(call.ref, outcome):
+                self._emit(event)
+            call.mode = "done"
+            return twiml.hangup()
         if outcome == "completed" or call.hangup:
             call.mode = "done"
             return twiml.hangup()
@@ -649,6 +707,8 @@ class TwilioTelephony:
         call.progress, events = advance(
             call.progress, status, ref=call.ref, outbound=call.outbound, sip_code=sip_code
         )
+        if call.callout is not None:
+            events = call.callout.desk_events(call.ref, events)
         for event in events:
             self._emit(event)
         if events:

@@ -217,3 +217,19 @@ def dial(target: DialTarget, *, caller_id: str, action_url: str, wait_url: str =
         node.number(target.address)
     response.append(node)
     return response.to_xml()
+
+
+def callout(
+    number: str, *, caller_id: str, action_url: str, status_url: str, events: str, ring_s: int
+) -> str:
+    """A click-to-call's answered desk leg dials the number; it sees the platform number."""
+    response = VoiceResponse()
+    node = Dial(caller_id=caller_id, action=action_url, method="POST", timeout=ring_s)
+    node.number(
+        number,
+        status_callback=status_url,
+        status_callback_event=events,
+        status_callback_method="POST",
+    )
+    response.append(node)
+    return response.to_xml()

@@ -10,6 +10,7 @@ Routes (all POST, form-encoded, signed by Twilio):
     /hold     a held caller's conference hold URL                         -> TwiML
     /participant  an operator's conference leg answered or ended          -> 204
     /status   status callbacks                                            -> 204
+    /callout  a click-to-call's <Number> rang, answered or failed         -> 204
 
 Every request's `X-Twilio-Signature` is checked before anything else, against the
 configured public URL + route + query (not the URL the request arrived on, which differs
@@ -58,6 +59,7 @@ def webhook_app(adapter: TwilioTelephony) -> web.Application:
     app.router.add_post("/hold", _hold, name="hold")
     app.router.add_post("/participant", _participant, name="participant")
     app.router.add_post("/status", _status, name="status")
+    app.router.add_post("/callout", _callout, name="callout")
     return app
 
 
@@ -142,6 +144,12 @@ async def _dial(request: web.Request) -> web.Response:
 async def _status(request: web.Request) -> web.Response:
     params, ref = await _params(request)
     request.app[ADAPTER].on_status(params, ref)
+    return web.Response(status=204)
+
+
+async def _callout(request: web.Request) -> web.Response:
+    params, ref = await _params(request)
+    request.app[ADAPTER].on_callout(params, ref)
     return web.Response(status=204)
 
 

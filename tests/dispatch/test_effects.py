@@ -29,10 +29,12 @@ from dispatch.effects import (
     Unhold,
 )
 from dispatch.machines import call as cm
+from dispatch.machines import emergency as em
+from dispatch.machines import incident as im
 from dispatch.machines import offer as om
 from dispatch.machines import operator as opm
 from dispatch.machines import ticket as tm
-from dispatch.models import Call, Offer, Ticket
+from dispatch.models import Call, EmergencyEscalation, Offer, Ticket
 from dispatch.timer_keys import TimerKey
 from dispatch.timers import ManualTimers
 from eventlog.clock import ManualClock
@@ -153,6 +155,8 @@ def rig() -> Rig:
             withdraw_other_offers=r.record("withdraw_other_offers"),
             redispatch=r.record("redispatch"),
             schedule_survey=r.record("schedule_survey"),
+            ring_operators=r.record("ring_operators"),
+            call_responder=r.record("call_responder"),
         ),
     )
     return r
@@ -168,8 +172,10 @@ def test_given_the_machines_then_every_command_class_is_mapped() -> None:
         *get_args(cm.CallCommand),
         *get_args(om.OfferCommand),
         *get_args(tm.TicketCommand),
+        *get_args(em.EscalationCommand),
         # a union of one is the class itself
         *(get_args(opm.OperatorCommand) or (opm.OperatorCommand,)),
+        *(get_args(im.IncidentCommand) or (im.IncidentCommand,)),
     }
     assert declared == set(MACHINE_COMMANDS)
 
@@ -317,3 +323,35 @@ async def test_given_a_flow_or_bridge_refused_then_only_logged(rig: Rig) -> None
     for command in (PlayFlow("sim-7", "hotline"), Bridge("sim-7", 1), Unhold("sim-7")):
         assert not await rig.fx.run(command)
     assert rig.reported == []
+
+
+async def test_given_emergency_commands_then_pbx_and_timers_after_commit_follow_ups_in_the_tx(
+    rig: Rig,
+) -> None:
+    tx = FakeTx()
+    row = EmergencyEscalation(call_id=7, call_ref="sim-7", reason="key")
+    commands: list[em.EscalationCommand] = [
+        em.RingOperators(),
+        em.AlertSupervisor("emergency_call"),
+        em.StartDeadline(em.ANSWER_S),
+        em.CallResponder(em.Stage.ONCALL, 0),
+        em.HangupResponder(em.Stage.ONCALL, 0),
+        em.ConnectResponder(em.Stage.CONTACTS, 1),
+        em.TellCaller(em.HELP_FLOW),
+        em.Record("taken"),
+        em.StopDeadline(),
+    ]
+    await rig.fx.emergency(tx, row, commands, by="contact:3")  # type: ignore[arg-type]
+    # follow-ups and events happen in the unit of work, before the commit
+    assert [r[0] for r in rig.reported] == ["ring_operators", "call_responder"]
+    assert rig.reported[1][3:] == ("oncall", 0)
+    assert [e[0] for e in tx.events] == ["alert.emergency", "emergency.taken"]
+    assert tx.events[1][3]["by"] == "contact:3"
+    assert rig.telephony.log == [] and await rig.timers.keys() == set()
+    await tx.commit()
+    assert rig.telephony.log == [
+        ("hangup", "em-7-oncall-0"),
+        ("bridge", "sim-7", "em-7-contacts-1"),
+        ("run_flow", "sim-7", "emergency_help", {}, "zh-CN"),
+    ]
+    assert await rig.timers.keys() == set()  # scheduled, then cancelled, in order

@@ -25,6 +25,7 @@ TICKET_EVENTS: list[tm.TicketEvent] = [
     tm.Rated("satisfied"),
     tm.Close(),
     tm.Cancel("resident cancelled"),
+    tm.TaskDone(),
 ]
 
 #: (state, event type) -> (next state, command types)
@@ -45,6 +46,7 @@ TICKET_TABLE: dict[tuple[T, type], tuple[T, list[type]]] = {
     (T.RATED, tm.Close): (T.CLOSED, []),
     (T.COMPLETED, tm.Close): (T.CLOSED, []),
     **{(s, tm.Cancel): (T.CANCELLED, []) for s in tm.OPEN},
+    (T.NEW, tm.TaskDone): (T.CLOSED, []),
 }
 
 

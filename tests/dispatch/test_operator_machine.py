@@ -7,6 +7,7 @@ import pytest
 from dispatch.machines import IllegalTransition
 from dispatch.machines.operator import (
     CallFinished,
+    CallOutUnreached,
     Login,
     Logout,
     OperatorEvent,
@@ -27,7 +28,7 @@ S = OperatorState
 EVENTS: list[OperatorEvent] = [
     Login(), Logout(), Pause("lunch"), Resume(), Reserve(), TakeCall(), CallFinished(),
     WrapUpDone(), TransferOut(), ReceiveTransfer(), ReceiveTransfer(supervisor=True),
-    TransferUnanswered(),
+    TransferUnanswered(), CallOutUnreached(),
 ]  # fmt: skip
 
 ALLOWED: dict[tuple[OperatorState, OperatorEvent], tuple[OperatorState, list[object]]] = {
@@ -54,6 +55,7 @@ ALLOWED: dict[tuple[OperatorState, OperatorEvent], tuple[OperatorState, list[obj
     (S.ON_CALL, TransferOut()): (S.WRAP_UP, [StartWrapUpTimer()]),
     (S.AVAILABLE, ReceiveTransfer()): (S.ON_CALL, []),
     (S.ON_CALL, TransferUnanswered()): (S.AVAILABLE, []),
+    (S.ON_CALL, CallOutUnreached()): (S.AVAILABLE, []),
     (S.AVAILABLE, ReceiveTransfer(supervisor=True)): (S.ON_CALL, []),
     (S.PAUSED, ReceiveTransfer(supervisor=True)): (S.ON_CALL, []),
     (S.WRAP_UP, ReceiveTransfer(supervisor=True)): (S.ON_CALL, []),

@@ -52,8 +52,11 @@ async def test_given_keys_out_of_order_when_due_then_they_fire_in_time_order(
         await timers.schedule_many(
             [(f"k{i}", base + timedelta(milliseconds=(7 * i) % 50)) for i in range(50)]
         )
-        await timers.schedule("late", soon(0.3))
-        await timers.schedule("early", soon(0.15))
+        # both due times from one reading of the clock: "early" is written after "late"
+        # yet is due a second before it, however long the writes take on a loaded machine
+        late = soon(2.0)
+        await timers.schedule("late", late)
+        await timers.schedule("early", late - timedelta(seconds=1))
         await eventually(lambda: _count(rec, 52))
         expected = sorted(range(50), key=lambda i: (7 * i) % 50)
         assert rec.fired == [f"k{i}" for i in expected] + ["early", "late"]

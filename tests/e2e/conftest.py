@@ -89,6 +89,9 @@ class Server:
             # the survey must ring now whatever the hour on the test machine
             "YIJING_QUIET_START": "23:59:59.999999",
             "YIJING_QUIET_END": "00:00",
+            # the desk is open all day: routine calls queue at any hour of the test run
+            "YIJING_DESK_OPEN": "00:00",
+            "YIJING_DESK_CLOSE": "23:59:59.999999",
         }
         if self.database_url:
             env["YIJING_DATABASE_URL"] = self.database_url

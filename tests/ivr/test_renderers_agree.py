@@ -49,6 +49,13 @@ ACCEPTED = {"order_status": "accepted", "merchant_kind": "药店", "eta": 30}
 IN_SERVICE = {"order_status": "in_service", "merchant_kind": "药店"}
 #: Per-call sound files for Asterisk (prompts with an order's details in them).
 RECORDED = {"offer.intro": "yijing/dyn/t42/offer.intro", "offer.accepted": "yijing/dyn/t42/ok"}
+OUTAGE: dict[str, Any] = {"incident": "water", "incident_grid": "第一网格"}
+RESPONDER: dict[str, Any] = {
+    "registered": "no",
+    "address": "白公路 3 号楼 2 单元",
+    "number": "+862354000001",
+    "reason": "key",
+}
 VISIT: dict[str, Any] = {"category": "水管维修", "address": "白公路 3 号楼 2 单元"}
 
 
@@ -91,6 +98,19 @@ CASES = [
     Case("queue_wait", {"position": 3}),
     Case("login_code", {"code": "204913", "minutes": 10}),
     Case("login_code", {"code": "204913", "minutes": 10}, lang="en"),
+    # incidents: the outage announced before the menu, and the callback once it is fixed
+    Case("hotline", {**RESIDENT, **OUTAGE}, label="outage"),
+    Case("hotline", {**RESIDENT, **OUTAGE, "incident": "gas"}, lang="en", label="outage"),
+    Case("hotline_no_menu", {**RESIDENT, **OUTAGE, "incident": "electricity"}, label="outage"),
+    Case("incident_fixed", OUTAGE),
+    Case("incident_fixed", {**OUTAGE, "incident": "electricity"}, lang="en"),
+    # emergencies (issue 14)
+    Case("emergency_wait", {}),
+    Case("emergency_help", {}),
+    Case("emergency_help", {}, lang="en"),
+    Case("emergency_responder", {**RESPONDER, "registered": "yes", "name": "王秀英", "sex": "女"}),
+    Case("emergency_responder", {**RESPONDER, "reason": "silent"}, label="unregistered"),
+    Case("desk_closed", {"opens": datetime(2025, 3, 13, 0, 0, tzinfo=UTC), "today": "2025-03-12"}),
 ]
 
 

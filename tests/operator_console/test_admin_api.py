@@ -505,3 +505,27 @@ async def test_given_a_resident_found_by_search_when_an_admin_renames_its_grid_t
     await h.call("PATCH", f"/grids/{hit['grid_code']}", as_user="demo", json={"name": "新名网格"})
     again = {r["id"]: r for r in await h.call("GET", "/residents?q=7")}
     assert again[hit["id"]]["grid_name"] == "新名网格"
+async def test_given_a_grid_worker_when_saved_then_admins_see_the_number_operators_masked(
+    harness: Harness,
+) -> None:
+    h = harness
+    code = (await h.call("GET", "/residents/1?reason=edit", as_user="demo"))["grid_code"]
+    listed = {g["code"]: g for g in await h.call("GET", "/grids", as_user="demo")}
+    version = listed[code]["version"]
+    saved = await h.call(
+        "PATCH",
+        f"/grids/{code}",
+        as_user="demo",
+        json={"worker_name": "网格员小李", "worker_phone": "139 0000 9999", "version": version},
+    )
+    assert (saved["worker_name"], saved["worker_phone"]) == ("网格员小李", "+8613900009999")
+    bad = await h.call(
+        "PATCH", f"/grids/{code}", as_user="demo", json={"worker_phone": "12"}, expect=422
+    )
+    assert fields(bad) == ["worker_phone"]
+    seen = {g["code"]: g for g in await h.call("GET", "/grids", as_user="operator")}
+    assert seen[code]["worker_name"] == "网格员小李"
+    assert "13900009999" not in seen[code]["worker_phone"]
+    # an operator rings the grid worker by the resident's id, never by the number
+    call = await h.call("POST", "/callouts", json={"target": "grid_worker", "id": 1}, expect=201)
+    assert "13900009999" not in str(call)

@@ -153,3 +153,39 @@ async def test_given_shared_numbers_at_0008_when_upgraded_then_each_number_keeps
     # and the database refuses a second holder from now on
     with pytest.raises(IntegrityError):
         await asyncio.to_thread(_add_phone, db_url, 3, "+862354000001")
+
+
+def _calls_at_0011(url: str) -> None:
+    engine = create_engine(sync_url(url))
+    try:
+        with engine.begin() as conn:
+            for i, emergency in ((1, True), (2, False)):
+                conn.execute(
+                    text(
+                        "INSERT INTO call (id, ref, direction, purpose, state, number, "
+                        "registered, emergency, started_at, version) VALUES (:id, :ref, 'in', "
+                        "'hotline', 'ended', '', false, :em, CURRENT_TIMESTAMP, 0)"
+                    ),
+                    {"id": i, "ref": f"sim-{i}", "em": emergency},
+                )
+    finally:
+        engine.dispose()
+
+
+def _reasons(url: str) -> list[tuple[int, str | None]]:
+    engine = create_engine(sync_url(url))
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(text("SELECT id, emergency_reason FROM call ORDER BY id"))
+            return [(int(i), r) for i, r in rows]
+    finally:
+        engine.dispose()
+
+
+async def test_given_emergency_calls_at_0011_when_upgraded_then_their_reason_is_the_key(
+    db_url: str,
+) -> None:
+    await asyncio.to_thread(upgrade, db_url, "0011_login_attempt")
+    await asyncio.to_thread(_calls_at_0011, db_url)
+    await asyncio.to_thread(upgrade, db_url)
+    assert await asyncio.to_thread(_reasons, db_url) == [(1, "key"), (2, None)]
