@@ -34,15 +34,16 @@ from sqlmodel import col
 from dispatch.core import Core, actor
 from dispatch.effects import CallOut, CancelTimer, Command
 from dispatch.errors import Conflict, Invalid
-from dispatch.events import Tx
 from dispatch.machines import call as cm
 from dispatch.machines import operator as opm
 from dispatch.machines import ticket as tm
-from dispatch.models import Call, Event, Ticket
+from dispatch.models import Call, Ticket
 from dispatch.operators import Operators
 from dispatch.outbound import Outbound, Purpose
 from dispatch.queue import Queue
 from dispatch.timer_keys import TICKET_KINDS, TimerKey
+from eventlog.models import Event
+from eventlog.store import Tx
 from providers.base import OriginateFailure, TelephonyUnavailable
 from registry import repository as repo
 from registry.catalog import CALLBACK

@@ -26,7 +26,6 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlmodel import col
 
-from dispatch.clock import LOCAL_TZ
 from dispatch.core import Core
 from dispatch.effects import (
     CancelTimer,
@@ -36,15 +35,17 @@ from dispatch.effects import (
     ScheduleTimer,
     responder_ref,
 )
-from dispatch.events import Tx
 from dispatch.machines import call as cm
 from dispatch.machines import emergency as em
 from dispatch.machines import operator as opm
-from dispatch.models import Call, EmergencyEscalation, Event, OnCallPhone, OperatorStatus
+from dispatch.models import Call, EmergencyEscalation, OnCallPhone, OperatorStatus
 from dispatch.operators import Operators
 from dispatch.outbound import Outbound, Purpose
 from dispatch.queue import Queue
 from dispatch.timer_keys import TimerKey
+from eventlog.clock import LOCAL_TZ
+from eventlog.models import Event
+from eventlog.store import Tx
 from ivr.prompts import pick_lang
 from providers.base import OriginateFailure
 from registry.models import EmergencyContact, Resident

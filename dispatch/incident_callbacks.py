@@ -18,11 +18,11 @@ from sqlmodel import col
 
 from dispatch.core import Core, quiet_until
 from dispatch.effects import Command, PlayFlow, ScheduleTimer
-from dispatch.events import Tx
 from dispatch.machines import incident as im
 from dispatch.models import Call, Incident, IncidentCall
 from dispatch.outbound import Outbound, Purpose
 from dispatch.timer_keys import TimerKey
+from eventlog.store import Tx
 from providers.base import OriginateFailure
 from registry.models import Grid, Resident
 

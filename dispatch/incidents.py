@@ -22,13 +22,13 @@ from sqlmodel import col
 
 from dispatch.core import Core, actor
 from dispatch.errors import Conflict, Invalid
-from dispatch.events import Tx
 from dispatch.machines import IllegalTransition
 from dispatch.machines import incident as im
 from dispatch.machines import ticket as tm
 from dispatch.models import Call, Incident, IncidentCall, Ticket
 from dispatch.offers import Offers
 from dispatch.tickets import Tickets
+from eventlog.store import Tx
 from registry import repository as repo
 from registry.models import Grid, Resident, User
 

@@ -20,11 +20,11 @@ from dispatch import deadlines as dl
 from dispatch.core import Core, actor
 from dispatch.effects import CancelTimer, Command, ScheduleTimer
 from dispatch.errors import Invalid
-from dispatch.events import Tx
 from dispatch.machines import ticket as tm
 from dispatch.models import Call, Ticket
 from dispatch.offers import Offers, refuse_operator_task
 from dispatch.timer_keys import TICKET_KINDS, Kind, TimerKey
+from eventlog.store import Tx
 from registry import repository as repo
 from registry.catalog import OPERATOR_TASKS
 from registry.models import User

@@ -15,9 +15,9 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient, TestServer
 
-from dispatch.clock import ManualClock, SystemClock
 from dispatch.config import DispatchConfig
 from dispatch.timers import ManualTimers, Timers
+from eventlog.clock import ManualClock, SystemClock
 from operator_console.app import create_app, services_key
 from tests.conftest import MORNING, eventually, make_settings
 from tests.dispatch.test_incidents import GRID_PHONES

@@ -15,9 +15,9 @@ from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import select
 from sqlmodel import col
 
-from dispatch.clock import ManualClock
 from dispatch.config import DispatchConfig
 from dispatch.timers import ManualTimers
+from eventlog.clock import ManualClock
 from operator_console.app import create_app
 from providers.asterisk.config import AsteriskConfig
 from providers.asterisk.telephony import AsteriskTelephony

@@ -10,8 +10,8 @@ from pathlib import Path
 
 from aiohttp.test_utils import TestClient, TestServer
 
-from dispatch.clock import ManualClock
 from dispatch.timers import ManualTimers
+from eventlog.clock import ManualClock
 from ivr.prompts import render
 from operator_console.app import create_app
 from providers.asterisk.config import AsteriskConfig

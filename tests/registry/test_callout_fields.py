@@ -9,8 +9,8 @@ import asyncio
 from sqlalchemy import create_engine, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from eventlog.db import sync_url
 from operator_console.migrate import upgrade
-from registry.db import sync_url
 from registry.importing import import_residents
 from registry.models import Resident
 

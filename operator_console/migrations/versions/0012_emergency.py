@@ -9,7 +9,7 @@ import sqlalchemy as sa
 import sqlmodel.sql.sqltypes
 from alembic import op
 
-import registry.db
+import eventlog.db
 
 revision = '0012_emergency'
 down_revision = '0011_login_attempt'
@@ -34,11 +34,11 @@ def upgrade() -> None:
     sa.Column('step', sa.Integer(), nullable=False),
     sa.Column('plan', sa.JSON().with_variant(sa.JSON(none_as_null=True), 'postgresql'), nullable=True),
     sa.Column('dialled_120', sa.Boolean(), nullable=False),
-    sa.Column('started_at', registry.db.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('overflow_at', registry.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('started_at', eventlog.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('overflow_at', eventlog.db.UTCDateTime(timezone=True), nullable=True),
     sa.Column('taken_by', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=True),
-    sa.Column('taken_at', registry.db.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('ended_at', registry.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('taken_at', eventlog.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('ended_at', eventlog.db.UTCDateTime(timezone=True), nullable=True),
     sa.Column('version', sa.Integer(), nullable=False),
     sa.ForeignKeyConstraint(['call_id'], ['call.id'], ),
     sa.PrimaryKeyConstraint('call_id')

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 import sqlmodel.sql.sqltypes
 from alembic import op
 
-import registry.db
+import eventlog.db
 
 revision = '0014_incidents'
 down_revision = '0013_callouts'
@@ -25,11 +25,11 @@ def upgrade() -> None:
     sa.Column('state', sa.String(length=32), nullable=False),
     sa.Column('ticket_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
     sa.Column('opened_by', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
-    sa.Column('opened_at', registry.db.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('dispatched_at', registry.db.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('fixed_at', registry.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('opened_at', eventlog.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('dispatched_at', eventlog.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('fixed_at', eventlog.db.UTCDateTime(timezone=True), nullable=True),
     sa.Column('fixed_by', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
-    sa.Column('done_at', registry.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('done_at', eventlog.db.UTCDateTime(timezone=True), nullable=True),
     sa.Column('version', sa.Integer(), nullable=False),
     sa.ForeignKeyConstraint(['category_code'], ['service_category.code'], ),
     sa.ForeignKeyConstraint(['grid_code'], ['grid.code'], ),
@@ -46,11 +46,11 @@ def upgrade() -> None:
     sa.Column('resident_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
     sa.Column('number', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
     sa.Column('linked_by', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
-    sa.Column('linked_at', registry.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('linked_at', eventlog.db.UTCDateTime(timezone=True), nullable=False),
     sa.Column('callback_ref', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
     sa.Column('callback_outcome', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=True),
     sa.Column('attempts', sa.Integer(), nullable=False),
-    sa.Column('retry_at', registry.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('retry_at', eventlog.db.UTCDateTime(timezone=True), nullable=True),
     sa.ForeignKeyConstraint(['incident_id'], ['incident.id'], ),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('call_id'),
