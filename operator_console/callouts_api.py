@@ -10,6 +10,7 @@ not call out (403); only the operator on a call (or a supervisor) sees its panel
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Literal
 
 from aiohttp import web
@@ -20,17 +21,18 @@ from dispatch.models import Call
 from operator_console import call_access
 from operator_console.api import (
     API,
-    STAFF,
+    OPERATORS,
+    Model,
     Strict,
     body,
-    call_public,
     int_param,
-    need,
     ok,
     services,
+    user_of,
 )
 from operator_console.auth import RANKS
 from operator_console.errors import Forbidden
+from operator_console.views import CallOut, EventOut, call_public
 from registry.models import Role, User
 from registry.repository import NotFound
 from registry.schemas import DbId
@@ -61,6 +63,80 @@ class StepBody(Strict):
     note: str = Field(default="", max_length=200)
 
 
+class CalloutOut(CallOut):
+    """A callout: the call record, and the caller's call it was placed from, if any."""
+
+    parent_call_id: int | None
+
+
+class CalloutDetail(CalloutOut):
+    """A callout and its timeline."""
+
+    timeline: list[EventOut]
+
+
+class CalloutWrappedUp(Model):
+    """A callout's wrap-up: the call back task's state after it (None: no task)."""
+
+    ok: bool
+    task_state: str | None
+
+
+class CallbackTask(Model):
+    """An open call back task on the list (the number masked)."""
+
+    ticket_id: int
+    resident_id: int | None
+    resident_name: str | None
+    number: str | None
+    reason: str
+    created_at: datetime
+    waiting_s: int
+    attempts: int
+    #: the operator dialling it now, if anyone
+    dialling: int | None
+    emergency: bool
+
+
+class ChecklistStep(Model):
+    """One step of the emergency checklist, with who ticked it when and its callouts."""
+
+    step: str
+    kind: str
+    target_id: int | None
+    label: str
+    relation: str | None = None
+    contact_kind: str | None = None
+    position: int | None = None
+    done: bool
+    done_by: str | None
+    done_at: datetime | None
+    note: str
+    callouts: list[int | None]
+
+
+class PanelResident(Model):
+    """What the panel shows of the resident (empty for an unregistered caller)."""
+
+    resident_id: int | None = None
+    name: str | None = None
+    risk_notes: str | None = None
+    medicines: str | None = None
+    conditions: str | None = None
+    key_holder: str | None = None
+    key_safe: str | None = None
+
+
+class EmergencyPanel(Model):
+    """The emergency panel of a call."""
+
+    call_id: int
+    emergency: bool
+    reason: str | None
+    resident: PanelResident
+    steps: list[ChecklistStep]
+
+
 async def _view(request: web.Request, call: Call) -> dict[str, Any]:
     async with services(request).store.read() as session:
         fresh = await session.get(Call, call.id)
@@ -75,13 +151,15 @@ async def _view(request: web.Request, call: Call) -> dict[str, Any]:
     "/callouts",
     summary="Click-to-call by id: the operator's desk rings first, then the number "
     "(409 if the operator is busy or the task is being dialled; 404 unknown id)",
-    roles=("operator",),
+    roles=OPERATORS,
+    response=CalloutOut,
+    status=201,
     body=CalloutBody,
     tag="calls",
 )
 async def call_out(request: web.Request) -> web.Response:
     """Start a click-to-call; the number is looked up here, never sent by the console."""
-    user = need(request, *STAFF)
+    user = user_of(request)
     data = await body(request, CalloutBody)
     call = await services(request).dispatch.callouts.start(
         user, kind=data.target, target_id=data.id, for_call_id=data.for_call_id
@@ -104,12 +182,13 @@ async def _own_callout(request: web.Request, user: User) -> Call:
     "GET",
     "/callouts/{call_id}",
     summary="One's callout with its timeline (a supervisor: anyone's)",
-    roles=("operator",),
+    roles=OPERATORS,
+    response=CalloutDetail,
     tag="calls",
 )
 async def callout_detail(request: web.Request) -> web.Response:
     """A callout and its events."""
-    user = need(request, *STAFF)
+    user = user_of(request)
     call = await _own_callout(request, user)
     data = await _view(request, call)
     assert call.id is not None
@@ -122,13 +201,14 @@ async def callout_detail(request: web.Request) -> web.Response:
     "/callouts/{call_id}/wrap-up",
     summary="Finish a callout's after-call work; a call back's outcome `reached` closes "
     "its task, any other re-queues it",
-    roles=("operator",),
+    roles=OPERATORS,
+    response=CalloutWrappedUp,
     body=CalloutWrapUpBody,
     tag="calls",
 )
 async def callout_wrap_up(request: web.Request) -> web.Response:
     """Wrap up one's own answered callout."""
-    user = need(request, *STAFF)
+    user = user_of(request)
     data = await body(request, CalloutWrapUpBody)
     call = await _own_callout(request, user)
     assert call.id is not None
@@ -143,12 +223,12 @@ async def callout_wrap_up(request: web.Request) -> web.Response:
     "GET",
     "/callbacks",
     summary="Open call back tasks, the longest waiting first (numbers masked)",
-    roles=("operator",),
+    roles=OPERATORS,
+    response=list[CallbackTask],
     tag="calls",
 )
 async def callbacks(request: web.Request) -> web.Response:
     """The call back list."""
-    need(request, *STAFF)
     return ok(await services(request).dispatch.callouts.callback_list())
 
 
@@ -156,12 +236,14 @@ async def callbacks(request: web.Request) -> web.Response:
     "POST",
     "/callbacks/{ticket_id}/dial",
     summary="Answer a call back task: click-to-call its caller (409 if being dialled)",
-    roles=("operator",),
+    roles=OPERATORS,
+    response=CalloutOut,
+    status=201,
     tag="calls",
 )
 async def dial_callback(request: web.Request) -> web.Response:
     """Ring the caller of a call back task."""
-    user = need(request, *STAFF)
+    user = user_of(request)
     ticket_id = int_param(request, "ticket_id")
     call = await services(request).dispatch.callouts.start(
         user, kind="callback", target_id=ticket_id
@@ -186,12 +268,13 @@ async def _panel_call(request: web.Request, user: User) -> int:
     "/calls/{call_id}/emergency-panel",
     summary="The emergency panel: risk notes, medicines, key holder / key safe, and the "
     "checklist (120, each contact in order, the grid worker) with who ticked what when",
-    roles=("operator",),
+    roles=OPERATORS,
+    response=EmergencyPanel,
     tag="calls",
 )
 async def emergency_panel(request: web.Request) -> web.Response:
     """The panel of one's call."""
-    user = need(request, *STAFF)
+    user = user_of(request)
     call_id = await _panel_call(request, user)
     return ok(await services(request).dispatch.callouts.checklist(call_id))
 
@@ -200,13 +283,14 @@ async def emergency_panel(request: web.Request) -> web.Response:
     "POST",
     "/calls/{call_id}/emergency-panel/steps",
     summary="Tick (or untick) a checklist step; stored with who and when on the timeline",
-    roles=("operator",),
+    roles=OPERATORS,
+    response=EmergencyPanel,
     body=StepBody,
     tag="calls",
 )
 async def tick_step(request: web.Request) -> web.Response:
     """Tick a step."""
-    user = need(request, *STAFF)
+    user = user_of(request)
     data = await body(request, StepBody)
     call_id = await _panel_call(request, user)
     panel = await services(request).dispatch.callouts.tick(

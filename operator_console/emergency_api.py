@@ -8,15 +8,27 @@ supervisors and in full to admins (who typed them).
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from aiohttp import web
 from pydantic import Field
 
 from dispatch.models import EmergencyEscalation, OnCallPhone
-from operator_console.api import API, STAFF, SUPERVISORS, Strict, body, int_param, need, ok
+from operator_console.api import (
+    ADMINS,
+    API,
+    OPERATORS,
+    SUPERVISORS,
+    Done,
+    Model,
+    Strict,
+    body,
+    int_param,
+    ok,
+    user_of,
+)
 from operator_console.api import services as app_services
-from operator_console.registry_api import ADMINS
 from registry import repository as repo
 from registry.models import Role, User
 from registry.phones import mask
@@ -40,6 +52,32 @@ class OnCallPatch(Strict):
     active: bool | None = None
 
 
+class OnCallOut(Model):
+    """An on-call phone (the number in full for admins, masked for supervisors)."""
+
+    id: int
+    label: str
+    phone: str
+    position: int
+    active: bool
+
+
+class EscalationOut(Model):
+    """Where an emergency call's escalation stands (counts, never the numbers)."""
+
+    call_id: int
+    reason: str
+    stage: str
+    step: int
+    oncall_count: int
+    contact_count: int
+    dialled_120: bool
+    started_at: datetime
+    overflow_at: datetime | None
+    taken_by: str | None
+    taken_at: datetime | None
+
+
 def oncall_public(row: OnCallPhone, user: User) -> dict[str, Any]:
     """An on-call phone on the API (the full number only for admins)."""
     return {
@@ -55,12 +93,13 @@ def oncall_public(row: OnCallPhone, user: User) -> dict[str, Any]:
     "GET",
     "/oncall",
     summary="The on-call list, in the order an emergency rings it",
-    roles=("supervisor",),
+    roles=SUPERVISORS,
+    response=list[OnCallOut],
     tag="emergency",
 )
 async def list_oncall(request: web.Request) -> web.Response:
     """The on-call phones."""
-    user = need(request, *SUPERVISORS)
+    user = user_of(request)
     rows = await app_services(request).dispatch.oncall.phones()
     return ok([oncall_public(r, user) for r in rows])
 
@@ -69,13 +108,15 @@ async def list_oncall(request: web.Request) -> web.Response:
     "POST",
     "/oncall",
     summary="Add a phone at the end of the on-call list",
-    roles=("admin",),
+    roles=ADMINS,
+    response=OnCallOut,
+    status=201,
     body=OnCallIn,
     tag="emergency",
 )
 async def add_oncall(request: web.Request) -> web.Response:
     """A new on-call phone."""
-    user = need(request, *ADMINS)
+    user = user_of(request)
     data = await body(request, OnCallIn)
     row = await app_services(request).dispatch.oncall.add(
         phone=data.phone, label=data.label, actor=user.username
@@ -87,13 +128,14 @@ async def add_oncall(request: web.Request) -> web.Response:
     "PATCH",
     "/oncall/{oncall_id}",
     summary="Rename, move or switch off an on-call phone",
-    roles=("admin",),
+    roles=ADMINS,
+    response=OnCallOut,
     body=OnCallPatch,
     tag="emergency",
 )
 async def update_oncall(request: web.Request) -> web.Response:
     """Change an on-call phone."""
-    user = need(request, *ADMINS)
+    user = user_of(request)
     data = await body(request, OnCallPatch)
     row = await app_services(request).dispatch.oncall.update(
         int_param(request, "oncall_id"),
@@ -109,12 +151,13 @@ async def update_oncall(request: web.Request) -> web.Response:
     "DELETE",
     "/oncall/{oncall_id}",
     summary="Take a phone off the on-call list",
-    roles=("admin",),
+    roles=ADMINS,
+    response=Done,
     tag="emergency",
 )
 async def remove_oncall(request: web.Request) -> web.Response:
     """Remove an on-call phone."""
-    user = need(request, *ADMINS)
+    user = user_of(request)
     await app_services(request).dispatch.oncall.remove(
         int_param(request, "oncall_id"), actor=user.username
     )
@@ -125,12 +168,12 @@ async def remove_oncall(request: web.Request) -> web.Response:
     "GET",
     "/calls/{call_id}/emergency",
     summary="An emergency call's escalation: stage, who was rung, who took it",
-    roles=("operator",),
+    roles=OPERATORS,
+    response=EscalationOut,
     tag="emergency",
 )
 async def call_emergency(request: web.Request) -> web.Response:
     """Where an emergency call's escalation stands (404 for a routine call)."""
-    need(request, *STAFF)
     call_id = int_param(request, "call_id")
     async with app_services(request).store.read() as session:
         row = await session.get(EmergencyEscalation, call_id)

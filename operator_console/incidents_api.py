@@ -7,13 +7,25 @@ a caller or a number, and may report it fixed.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Literal
 
 from aiohttp import web
 from pydantic import Field
 
 from dispatch.services import DispatchServices
-from operator_console.api import API, STAFF, Strict, body, int_param, need, ok, services
+from operator_console.api import (
+    API,
+    OPERATORS,
+    OPERATORS_AND_MERCHANTS,
+    Model,
+    Strict,
+    body,
+    int_param,
+    ok,
+    services,
+    user_of,
+)
 from operator_console.errors import Forbidden
 from registry.models import Role
 from registry.schemas import DbId
@@ -38,6 +50,77 @@ class LinkBody(Strict):
     call_id: DbId
 
 
+class IncidentOut(Model):
+    """An incident: where, what, how many callers, and where its callbacks stand."""
+
+    id: int
+    grid_code: str
+    grid_name: str
+    category: str
+    state: str
+    ticket_id: int | None
+    linked: int
+    affected: int
+    #: callbacks by outcome (told, unanswered, failed, lost, placed, pending, ...)
+    callbacks: dict[str, int]
+    opened_by: str
+    opened_at: datetime | None
+    dispatched_at: datetime | None
+    fixed_at: datetime | None
+    done_at: datetime | None
+
+
+class LinkedCall(Model):
+    """A call linked to an incident (the number masked) and its callback."""
+
+    call_id: int
+    resident_id: int | None
+    resident_name: str
+    number: str
+    linked_by: str
+    linked_at: datetime | None
+    callback: str | None
+
+
+class IncidentDetail(IncidentOut):
+    """An incident with its linked calls."""
+
+    calls: list[LinkedCall]
+
+
+class IncidentTicket(Model):
+    """The utility's ticket as its merchant sees it."""
+
+    id: int | None
+    state: str
+    description: str
+    deadline_at: datetime | None
+
+
+class MerchantIncident(Model):
+    """What the utility holding the ticket sees: no caller, no number."""
+
+    id: int
+    grid_name: str
+    category: str
+    state: str
+    affected: int
+    ticket: IncidentTicket
+
+
+class Proposal(Model):
+    """Calls about one fault in one grid, not linked yet: link them as one incident (or
+    into the open one)."""
+
+    grid_code: str
+    grid_name: str
+    category: str
+    calls: int
+    call_ids: list[int]
+    minutes: int
+    incident_id: int | None
+
+
 def _dispatch(request: web.Request) -> DispatchServices:
     dispatch: DispatchServices = services(request).dispatch
     return dispatch
@@ -47,12 +130,12 @@ def _dispatch(request: web.Request) -> DispatchServices:
     "GET",
     "/incidents",
     summary="Incidents, newest first (?active=1 open or dispatched only, ?grid=CODE)",
-    roles=("operator",),
+    roles=OPERATORS,
+    response=list[IncidentOut],
     tag="incidents",
 )
 async def incidents(request: web.Request) -> web.Response:
     """The incident list."""
-    need(request, *STAFF)
     active = request.query.get("active", "") in ("1", "true")
     grid = request.query.get("grid") or None
     board = _dispatch(request).incident_board
@@ -63,12 +146,12 @@ async def incidents(request: web.Request) -> web.Response:
     "GET",
     "/incidents/proposals",
     summary="Grids with several recent calls about one water, power or gas fault, not linked",
-    roles=("operator",),
+    roles=OPERATORS,
+    response=list[Proposal],
     tag="incidents",
 )
 async def proposals(request: web.Request) -> web.Response:
     """The service's proposals: link these calls as one incident."""
-    need(request, *STAFF)
     return ok(await _dispatch(request).incident_board.proposals())
 
 
@@ -76,13 +159,15 @@ async def proposals(request: web.Request) -> web.Response:
     "POST",
     "/incidents",
     summary="Open an incident with its first calls (409 when the grid has one open already)",
-    roles=("operator",),
+    roles=OPERATORS,
+    response=IncidentDetail,
+    status=201,
     body=IncidentBody,
     tag="incidents",
 )
 async def open_incident(request: web.Request) -> web.Response:
     """Open."""
-    user = need(request, *STAFF)
+    user = user_of(request)
     data = await body(request, IncidentBody)
     incident = await _dispatch(request).incidents.open(
         user=user, category=data.category, call_ids=data.call_ids, grid_code=data.grid_code
@@ -95,12 +180,13 @@ async def open_incident(request: web.Request) -> web.Response:
     "GET",
     "/incidents/{incident_id}",
     summary="One incident: linked calls (numbers masked) and callbacks; a merchant: its ticket",
-    roles=("operator", "merchant"),
+    roles=OPERATORS_AND_MERCHANTS,
+    response=IncidentDetail | MerchantIncident,
     tag="incidents",
 )
 async def incident(request: web.Request) -> web.Response:
     """Detail."""
-    user = need(request, *STAFF, Role.MERCHANT)
+    user = user_of(request)
     incident_id = int_param(request, "incident_id")
     board = _dispatch(request).incident_board
     if user.role == Role.MERCHANT:
@@ -114,13 +200,14 @@ async def incident(request: web.Request) -> web.Response:
     "POST",
     "/incidents/{incident_id}/calls",
     summary="Link a call to the incident (409 when linked already or the incident is fixed)",
-    roles=("operator",),
+    roles=OPERATORS,
+    response=IncidentDetail,
     body=LinkBody,
     tag="incidents",
 )
 async def link(request: web.Request) -> web.Response:
     """Link one call."""
-    user = need(request, *STAFF)
+    user = user_of(request)
     data = await body(request, LinkBody)
     incident_id = int_param(request, "incident_id")
     await _dispatch(request).incidents.link(incident_id, data.call_id, user=user)
@@ -131,12 +218,13 @@ async def link(request: web.Request) -> web.Response:
     "POST",
     "/incidents/{incident_id}/dispatch",
     summary="One ticket to the utility with the count of affected residents (409 if sent)",
-    roles=("operator",),
+    roles=OPERATORS,
+    response=IncidentDetail,
     tag="incidents",
 )
 async def dispatch(request: web.Request) -> web.Response:
     """Dispatch."""
-    user = need(request, *STAFF)
+    user = user_of(request)
     incident_id = int_param(request, "incident_id")
     await _dispatch(request).incidents.dispatch(incident_id, user=user)
     return ok(await _dispatch(request).incident_board.incident(incident_id))
@@ -146,12 +234,13 @@ async def dispatch(request: web.Request) -> web.Response:
     "POST",
     "/incidents/{incident_id}/fixed",
     summary="The fault is repaired: every linked caller is called back (409 if fixed already)",
-    roles=("operator", "merchant"),
+    roles=OPERATORS_AND_MERCHANTS,
+    response=IncidentDetail | MerchantIncident,
     tag="incidents",
 )
 async def fixed(request: web.Request) -> web.Response:
     """Fixed."""
-    user = need(request, *STAFF, Role.MERCHANT)
+    user = user_of(request)
     incident_id = int_param(request, "incident_id")
     await _dispatch(request).incidents.fixed(incident_id, user=user)
     board = _dispatch(request).incident_board

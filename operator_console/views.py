@@ -71,6 +71,7 @@ async def call_public(session: AsyncSession, call: Call) -> dict[str, Any]:
         "ticket_id": call.ticket_id,
         "operator_id": call.operator_id,
         "emergency": call.emergency,
+        "emergency_reason": call.emergency_reason,
         "started_at": call.started_at.isoformat(),
         "queued_at": call.queued_at.isoformat() if call.queued_at else None,
         "held_at": call.held_at.isoformat() if call.held_at else None,
@@ -153,6 +154,8 @@ class CallOut(Model):
     ticket_id: int | None
     operator_id: int | None
     emergency: bool
+    #: key, silent or repeat (why the call is an emergency); None for a routine call
+    emergency_reason: str | None
     started_at: datetime
     queued_at: datetime | None
     held_at: datetime | None

@@ -505,6 +505,8 @@ async def test_given_a_resident_found_by_search_when_an_admin_renames_its_grid_t
     await h.call("PATCH", f"/grids/{hit['grid_code']}", as_user="demo", json={"name": "新名网格"})
     again = {r["id"]: r for r in await h.call("GET", "/residents?q=7")}
     assert again[hit["id"]]["grid_name"] == "新名网格"
+
+
 async def test_given_a_grid_worker_when_saved_then_admins_see_the_number_operators_masked(
     harness: Harness,
 ) -> None:
