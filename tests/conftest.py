@@ -19,6 +19,7 @@ from typing import Any
 import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from argon2 import PasswordHasher
 
 from dispatch.config import DispatchConfig
 from dispatch.timers import ManualTimers
@@ -63,34 +64,80 @@ async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
     await _pg_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-class SeededTemplates:
-    """One migrated, demo-seeded database per backend, built once per test session.
+class TemplateDatabases:
+    """Migrated template databases per backend and recipe, each built once per test session.
 
-    Every app test used to migrate and seed its own database (about 2 s each on
-    PostgreSQL); copying a template file or `CREATE DATABASE ... TEMPLATE` is cheap,
-    and each test still gets a database of its own.
+    Migrating (about 1 s of CPU, several seconds of wall time on PostgreSQL) and seeding
+    per test was most of the suite's database time; copying a template file or
+    `CREATE DATABASE ... TEMPLATE` is cheap, and each test still gets a database of its own.
+    Recipes: ``migrated`` (the schema, empty), ``seeded`` (the demo community and logins,
+    as the app seeds it), ``registry`` (a 60-resident community and an admin, for the
+    registry tests).
     """
+
+    RECIPES = ("migrated", "seeded", "registry")
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
-        self.pg_name = f"yijing_tpl_{uuid.uuid4().hex[:12]}"
-        self._built: dict[str, str] = {}
+        token = uuid.uuid4().hex[:12]
+        self.pg_names = {recipe: f"yijing_tpl_{recipe[:4]}_{token}" for recipe in self.RECIPES}
+        self._built: dict[tuple[str, str], str] = {}
 
-    def built(self, kind: str) -> bool:
+    @property
+    def pg_name(self) -> str:
+        """The seeded PostgreSQL template's name (kept for older callers)."""
+        return self.pg_names["seeded"]
+
+    def built(self, kind: str, recipe: str = "seeded") -> bool:
         """Whether this session built that template."""
-        return kind in self._built
+        return (kind, recipe) in self._built
 
-    async def url(self, kind: str) -> str:
-        """The template's URL, building it on first use."""
-        if kind not in self._built:
+    async def url(self, kind: str, recipe: str = "seeded") -> str:
+        """The template's URL (`kind`: sqlite or postgresql), building it on first use."""
+        if (kind, recipe) not in self._built:
             if kind == "sqlite":
-                url = f"sqlite+aiosqlite:///{self.folder / 'template.db'}"
+                url = f"sqlite+aiosqlite:///{self.folder / f'template-{recipe}.db'}"
             else:
-                await _pg_execute(f'CREATE DATABASE "{self.pg_name}"')
-                url = f"{_PG_BASE}/{self.pg_name}"
-            await _migrate_and_seed(url, self.folder)
-            self._built[kind] = url
-        return self._built[kind]
+                await _pg_execute(f'CREATE DATABASE "{self.pg_names[recipe]}"')
+                url = f"{_PG_BASE}/{self.pg_names[recipe]}"
+            await _RECIPES[recipe](url, self.folder)
+            self._built[kind, recipe] = url
+        return self._built[kind, recipe]
+
+    @contextlib.asynccontextmanager
+    async def copy(self, kind: str, recipe: str, folder: Path) -> AsyncIterator[str]:
+        """A database of its own made from a template: a file in `folder`, or a new
+        PostgreSQL database (dropped afterwards)."""
+        template = await self.url(kind, recipe)
+        if kind == "sqlite":
+            copy = folder / "test.db"
+            await asyncio.to_thread(
+                shutil.copyfile, template.removeprefix("sqlite+aiosqlite:///"), copy
+            )
+            yield f"sqlite+aiosqlite:///{copy}"
+            return
+        name = f"yijing_t_{uuid.uuid4().hex[:12]}"
+        await _pg_execute(f'CREATE DATABASE "{name}" TEMPLATE "{self.pg_names[recipe]}"')
+        try:
+            yield f"{_PG_BASE}/{name}"
+        finally:
+            await _pg_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    async def drop(self) -> None:
+        """Drop the PostgreSQL templates this session built."""
+        for kind, recipe in self._built:
+            if kind == "postgresql":
+                await _pg_execute(f'DROP DATABASE IF EXISTS "{self.pg_names[recipe]}" WITH (FORCE)')
+
+
+#: the old name of `TemplateDatabases`
+SeededTemplates = TemplateDatabases
+
+
+async def _migrate(url: str, folder: Path) -> None:
+    from operator_console.migrate import upgrade
+
+    await asyncio.to_thread(upgrade, url)
 
 
 async def _migrate_and_seed(url: str, folder: Path) -> None:
@@ -99,9 +146,8 @@ async def _migrate_and_seed(url: str, folder: Path) -> None:
     from eventlog.db import make_engine, make_sessionmaker
     from eventlog.store import Store
     from operator_console.app import seed_demo
-    from operator_console.migrate import upgrade
 
-    await asyncio.to_thread(upgrade, url)
+    await _migrate(url, folder)
     engine = make_engine(url)
     try:
         store = Store(make_sessionmaker(engine), EventBus(), SystemClock())
@@ -110,30 +156,83 @@ async def _migrate_and_seed(url: str, folder: Path) -> None:
         await engine.dispose()
 
 
+async def _migrate_and_add_registry(url: str, folder: Path) -> None:
+    from eventlog.db import make_engine, make_sessionmaker
+    from registry import repository as repo
+    from registry.demo import generate
+    from registry.models import Role, User
+
+    await _migrate(url, folder)
+    engine = make_engine(url)
+    try:
+        async with make_sessionmaker(engine)() as session:
+            await repo.add_community(session, community=generate(residents=60))
+            session.add(User(username="admin", password_hash="x", role=Role.ADMIN))
+            await session.commit()
+    finally:
+        await engine.dispose()
+
+
+_RECIPES: dict[str, Callable[[str, Path], Awaitable[None]]] = {
+    "migrated": _migrate,
+    "seeded": _migrate_and_seed,
+    "registry": _migrate_and_add_registry,
+}
+
+
+#: argon2 at its cheapest for the test session (about 1 ms a hash instead of 0.15 s of CPU
+#: and 64 MiB): app tests log in several times each, and hashing was minutes of the suite's
+#: CPU. The code path is the production one (argon2 reads the cost from each stored hash;
+#: the hashing lanes, threads and throttles are unchanged); only the cost is lower, as
+#: Django's test settings do with their password hasher.
+TEST_HASHER = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def cheap_password_hashes() -> Iterator[None]:
+    """Every hash this test process makes (demo logins, new users, the dummy) is cheap."""
+    from operator_console import auth
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(auth, "_hasher", TEST_HASHER)
+        auth._dummy_hash.cache_clear()
+        yield
+    auth._dummy_hash.cache_clear()
+
+
 @pytest.fixture(scope="session")
-def seeded_templates(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeededTemplates]:
-    """The session's seeded template databases (the PostgreSQL one is dropped at the end)."""
-    templates = SeededTemplates(tmp_path_factory.mktemp("templates"))
+def seeded_templates(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TemplateDatabases]:
+    """The session's template databases (the PostgreSQL ones are dropped at the end)."""
+    templates = TemplateDatabases(tmp_path_factory.mktemp("templates"))
     yield templates
-    if "postgresql" in templates._built:
-        asyncio.run(_pg_execute(f'DROP DATABASE IF EXISTS "{templates.pg_name}" WITH (FORCE)'))
+    asyncio.run(templates.drop())
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 async def seeded_db_url(
-    request: pytest.FixtureRequest, tmp_path: Path, seeded_templates: SeededTemplates
+    request: pytest.FixtureRequest, tmp_path: Path, seeded_templates: TemplateDatabases
 ) -> AsyncIterator[str]:
     """A database of this test's own, already migrated and holding the demo community."""
-    template = await seeded_templates.url(request.param)
-    if request.param == "sqlite":
-        copy = tmp_path / "test.db"
-        shutil.copyfile(template.removeprefix("sqlite+aiosqlite:///"), copy)
-        yield f"sqlite+aiosqlite:///{copy}"
-        return
-    name = f"yijing_t_{uuid.uuid4().hex[:12]}"
-    await _pg_execute(f'CREATE DATABASE "{name}" TEMPLATE "{seeded_templates.pg_name}"')
-    yield f"{_PG_BASE}/{name}"
-    await _pg_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    async with seeded_templates.copy(request.param, "seeded", tmp_path) as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def migrated_db_url(
+    request: pytest.FixtureRequest, tmp_path: Path, seeded_templates: TemplateDatabases
+) -> AsyncIterator[str]:
+    """A database of this test's own with the schema at the latest revision, and no rows."""
+    async with seeded_templates.copy(request.param, "migrated", tmp_path) as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def registry_db_url(
+    request: pytest.FixtureRequest, tmp_path: Path, seeded_templates: TemplateDatabases
+) -> AsyncIterator[str]:
+    """A database of this test's own, migrated, with 60 demo residents and an admin (id 1)."""
+    async with seeded_templates.copy(request.param, "registry", tmp_path) as url:
+        yield url
 
 
 async def eventually(

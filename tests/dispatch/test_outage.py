@@ -249,11 +249,11 @@ async def test_given_the_line_down_then_check_in_and_survey_calls_wait_and_ring_
 
 
 async def test_given_an_offer_waiting_for_the_line_when_restarted_then_placed_not_lost(
-    tmp_path: Path, db_url: str
+    tmp_path: Path, seeded_db_url: str
 ) -> None:
     morning = next_morning()
     down = RecordingPBX([])
-    async with app_on(tmp_path, db_url, down, clock=morning) as one:
+    async with app_on(tmp_path, seeded_db_url, down, clock=morning) as one:
         down.set_link(False)
         ticket = await api(
             one, "POST", "/tickets", json={"category": "groceries", "resident_id": 1}
@@ -269,7 +269,7 @@ async def test_given_an_offer_waiting_for_the_line_when_restarted_then_placed_no
         await eventually(deferred)
     assert down.log == []  # never rang in the first life
     up = RecordingPBX([])
-    async with app_on(tmp_path, db_url, up, clock=morning) as two:
+    async with app_on(tmp_path, seeded_db_url, up, clock=morning) as two:
         services = two.app[services_key]  # type: ignore[index]
         await eventually(lambda: _placed(up, offer.call_ref))
         detail = await api(two, "GET", f"/tickets/{ticket['id']}")

@@ -57,11 +57,11 @@ class RecordingPBX(MemoryPBX):
 
 @asynccontextmanager
 async def app_on(
-    tmp_path: Path, db_url: str, pbx: MemoryPBX, clock: SystemClock | None = None
+    tmp_path: Path, seeded_db_url: str, pbx: MemoryPBX, clock: SystemClock | None = None
 ) -> AsyncIterator[TestClient[Any, Any]]:
     """One process's life: the app with the real scheduler on the database."""
     app = create_app(
-        make_settings(tmp_path, db_url),
+        make_settings(tmp_path, seeded_db_url),
         telephony=pbx,
         clock=clock,
         dispatch_config=DispatchConfig(match_seed=7, offer_timeout_s=600, parallel_offers=1),
@@ -87,11 +87,11 @@ async def api(client: TestClient[Any, Any], method: str, path: str, **kw: Any) -
 
 
 async def test_given_an_offer_ringing_when_the_process_dies_then_the_next_start_moves_on_once(
-    tmp_path: Path, db_url: str
+    tmp_path: Path, seeded_db_url: str
 ) -> None:
     called: list[str] = []
     morning = next_morning()
-    async with app_on(tmp_path, db_url, RecordingPBX(called), clock=morning) as one:
+    async with app_on(tmp_path, seeded_db_url, RecordingPBX(called), clock=morning) as one:
         ticket = await api(
             one, "POST", "/tickets", json={"category": "groceries", "resident_id": 1}
         )
@@ -101,7 +101,7 @@ async def test_given_an_offer_ringing_when_the_process_dies_then_the_next_start_
         first = (await api(one, "GET", f"/tickets/{ticket['id']}"))["offers"][0]
         assert {f"deadline:{ticket['id']}", f"offer:{first['id']}"} <= keys
         # killed between the offer call and the merchant's answer (or accept and write)
-    async with app_on(tmp_path, db_url, RecordingPBX(called), clock=morning) as two:
+    async with app_on(tmp_path, seeded_db_url, RecordingPBX(called), clock=morning) as two:
         services = two.app[services_key]  # type: ignore[index]
 
         async def moved_on() -> Any:
@@ -125,17 +125,17 @@ async def _has_call(client: TestClient[Any, Any]) -> bool:
 
 
 async def test_given_a_deadline_due_while_down_when_started_then_it_fires_exactly_once(
-    tmp_path: Path, db_url: str
+    tmp_path: Path, seeded_db_url: str
 ) -> None:
     # the first life runs 60 minutes minus 2 s behind: the medicine deadline is 2 s away
     behind = ShiftedClock(-timedelta(minutes=60) + timedelta(seconds=2))
-    async with app_on(tmp_path, db_url, RecordingPBX([]), clock=behind) as one:
+    async with app_on(tmp_path, seeded_db_url, RecordingPBX([]), clock=behind) as one:
         ticket = await api(one, "POST", "/tickets", json={"category": "medicine", "resident_id": 1})
         other = await api(one, "POST", "/tickets", json={"category": "groceries", "resident_id": 2})
         # a crash between the commit and the scheduling: the second ticket has no timer
         await one.app[services_key].timers.cancel(f"deadline:{other['id']}")  # type: ignore[index]
     await asyncio.sleep(2.5)
-    async with app_on(tmp_path, db_url, RecordingPBX([])) as two:
+    async with app_on(tmp_path, seeded_db_url, RecordingPBX([])) as two:
         services = two.app[services_key]  # type: ignore[index]
 
         async def escalated() -> Any:

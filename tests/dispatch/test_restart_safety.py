@@ -35,13 +35,13 @@ CONFIG = DispatchConfig(match_seed=7, offer_timeout_s=600, parallel_offers=1, wr
 
 @asynccontextmanager
 async def life(
-    tmp_path: Path, db_url: str, *, morning: bool = False, **config: Any
+    tmp_path: Path, seeded_db_url: str, *, morning: bool = False, **config: Any
 ) -> AsyncIterator[TestClient[Any, Any]]:
     """One process's life on the database, with the real scheduler; `morning` moves the
     clock to the next 10:00 in Shanghai (merchants open), at the price of timers that fall
     due that far ahead in real time."""
     app = create_app(
-        make_settings(tmp_path, db_url),
+        make_settings(tmp_path, seeded_db_url),
         telephony=MemoryPBX(time_scale=1.0, ring_timeout_s=300),
         clock=next_morning() if morning else None,
         dispatch_config=replace(CONFIG, **config),
@@ -105,9 +105,9 @@ async def wrapping_up(client: TestClient[Any, Any]) -> int:
 
 
 async def test_given_a_wrap_up_nobody_finishes_when_its_timer_fires_then_the_call_ends_too(
-    tmp_path: Path, db_url: str
+    tmp_path: Path, seeded_db_url: str
 ) -> None:
-    async with life(tmp_path, db_url) as one:
+    async with life(tmp_path, seeded_db_url) as one:
         call_id = await answered_then_hung_up(one)
 
         async def ended() -> bool:
@@ -125,16 +125,16 @@ async def test_given_a_wrap_up_nobody_finishes_when_its_timer_fires_then_the_cal
 
 
 async def test_given_a_call_left_in_wrap_up_when_the_service_starts_again_then_it_is_closed(
-    tmp_path: Path, db_url: str
+    tmp_path: Path, seeded_db_url: str
 ) -> None:
     # the old code: the wrap-up timer freed the operator but left the call in wrap_up,
     # and the next start tried to hang it up and died
-    async with life(tmp_path, db_url, wrap_up_s=3600) as one:
+    async with life(tmp_path, seeded_db_url, wrap_up_s=3600) as one:
         call_id = await wrapping_up(one)
         # as the old wrap-up timer left things: operator free, call still wrapping up
         async with services(one).store.tx() as tx:
             await tx.session.execute(update(OperatorStatus).values(state="available", call_id=None))
-    async with life(tmp_path, db_url) as two:
+    async with life(tmp_path, seeded_db_url) as two:
         assert (await call_row(two, call_id)).state == cm.CallState.ENDED
         names = await call_names(two, call_id)
         assert names[-1] == "call.wrapped_up"
@@ -149,12 +149,12 @@ async def test_given_a_call_left_in_wrap_up_when_the_service_starts_again_then_i
 
 
 async def test_given_an_operator_still_wrapping_up_when_restarted_then_the_timer_still_ends_it(
-    tmp_path: Path, db_url: str
+    tmp_path: Path, seeded_db_url: str
 ) -> None:
-    async with life(tmp_path, db_url, wrap_up_s=3600) as one:
+    async with life(tmp_path, seeded_db_url, wrap_up_s=3600) as one:
         call_id = await wrapping_up(one)
         await services(one).timers.cancel("wrapup:2")  # the crash lost the timer too
-    async with life(tmp_path, db_url, wrap_up_s=0.3) as two:
+    async with life(tmp_path, seeded_db_url, wrap_up_s=0.3) as two:
 
         async def ended() -> bool:
             return (await call_row(two, call_id)).state == cm.CallState.ENDED
@@ -172,9 +172,9 @@ async def test_given_an_operator_still_wrapping_up_when_restarted_then_the_timer
     "damage", ["call_of_a_missing_offer", "call_in_an_unknown_state", "ticket_in_an_unknown_state"]
 )
 async def test_given_a_bad_row_when_starting_then_it_is_logged_and_skipped_not_fatal(
-    tmp_path: Path, db_url: str, damage: str
+    tmp_path: Path, seeded_db_url: str, damage: str
 ) -> None:
-    async with life(tmp_path, db_url) as one:
+    async with life(tmp_path, seeded_db_url) as one:
         ticket = await api(one, "POST", "/tickets", json={"category": "medicine", "resident_id": 1})
         now = services(one).clock.now()
         async with services(one).store.tx() as tx:
@@ -213,7 +213,7 @@ async def test_given_a_bad_row_when_starting_then_it_is_logged_and_skipped_not_f
                     text("UPDATE ticket SET state = 'sleeping' WHERE id = :id"),
                     {"id": ticket["id"]},
                 )
-    async with life(tmp_path, db_url) as two:
+    async with life(tmp_path, seeded_db_url) as two:
         resp = await two.get("/healthz")
         assert resp.status == 200
         # the good row was still repaired: the lost caller ended and got a call back
@@ -240,11 +240,11 @@ async def test_given_a_bad_row_when_starting_then_it_is_logged_and_skipped_not_f
 
 
 async def test_given_a_kept_database_when_calls_come_in_after_a_restart_then_refs_never_clash(
-    tmp_path: Path, db_url: str
+    tmp_path: Path, seeded_db_url: str
 ) -> None:
     refs: list[str] = []
     for _ in range(2):
-        async with life(tmp_path, db_url) as app:
+        async with life(tmp_path, seeded_db_url) as app:
             pbx: MemoryPBX = services(app).telephony
             ref = await pbx.dial_in(PHONES[0])
             refs.append(ref)
@@ -276,9 +276,9 @@ def test_given_two_simulators_then_their_refs_differ() -> None:
 
 
 async def test_given_a_running_process_when_a_second_starts_on_its_database_then_it_refuses(
-    tmp_path: Path, db_url: str
+    tmp_path: Path, seeded_db_url: str
 ) -> None:
-    async with life(tmp_path, db_url, morning=True) as one:
+    async with life(tmp_path, seeded_db_url, morning=True) as one:
         ticket = await api(one, "POST", "/tickets", json={"category": "medicine", "resident_id": 1})
         await api(one, "POST", f"/tickets/{ticket['id']}/dispatch", json={})
         pbx: MemoryPBX = services(one).telephony
@@ -287,10 +287,14 @@ async def test_given_a_running_process_when_a_second_starts_on_its_database_then
             return any(c["direction"] == "out" for c in pbx.snapshot())
 
         await eventually(ringing)
-        await asyncio.sleep(0.2)
-        before = (await api(one, "GET", f"/tickets/{ticket['id']}"))["offers"]
+
+        async def offers_ringing() -> Any:
+            offers = (await api(one, "GET", f"/tickets/{ticket['id']}"))["offers"]
+            return offers if offers and {o["state"] for o in offers} == {"ringing"} else None
+
+        before = await eventually(offers_ringing)
         second = create_app(
-            make_settings(tmp_path / "second", db_url),
+            make_settings(tmp_path / "second", seeded_db_url),
             telephony=MemoryPBX(),
             dispatch_config=CONFIG,
         )
@@ -303,7 +307,7 @@ async def test_given_a_running_process_when_a_second_starts_on_its_database_then
         assert detail["offers"] == before
         assert {o["state"] for o in before} == {"ringing"}
     # once the first has stopped, the database is free again
-    async with life(tmp_path, db_url) as three:
+    async with life(tmp_path, seeded_db_url) as three:
         assert (await three.get("/healthz")).status == 200
 
 
@@ -320,9 +324,9 @@ async def _callback_tickets(client: TestClient[Any, Any]) -> list[Ticket]:
 
 
 async def test_given_callback_tickets_when_restarting_then_they_never_go_to_merchants(
-    tmp_path: Path, db_url: str
+    tmp_path: Path, seeded_db_url: str
 ) -> None:
-    async with life(tmp_path, db_url) as one:
+    async with life(tmp_path, seeded_db_url) as one:
         pbx: MemoryPBX = services(one).telephony
         ref = await pbx.dial_in(PHONES[0])
 
@@ -340,8 +344,8 @@ async def test_given_callback_tickets_when_restarting_then_they_never_go_to_merc
         await eventually(queued)
         await pbx.party_hangup(ref)  # hung up while waiting: a callback task
         await eventually(lambda: _callback_tickets(one))
-    async with life(tmp_path, db_url) as two:
-        await asyncio.sleep(0.3)
+    async with life(tmp_path, seeded_db_url) as two:
+        # the start-up repair is part of the start: what it would have dispatched, it has
         (ticket,) = await _callback_tickets(two)
         assert ticket.state == "new"  # waiting for an operator, not "unassigned"
         events = [e["name"] for e in await services(two).store.events_for("ticket", ticket.id)]
@@ -430,13 +434,16 @@ async def test_given_a_merchant_presses_1_when_the_accept_cannot_commit_then_no_
     ref = await _answered_offer(h)
     offers = h.services.dispatch.offers
 
+    crashed = asyncio.Event()
+
     async def crash(*args: Any, **kw: Any) -> None:
+        crashed.set()
         raise RuntimeError("the process died while committing the accept")
 
     offers._accept = crash  # type: ignore[method-assign]
     await h.pbx.press(ref, "1")
-    await h.settle()
-    await asyncio.sleep(0.1)
+    await asyncio.wait_for(crashed.wait(), 5)
+    await h.settle()  # the pump finishes the press (the crash is logged, nothing said)
     transcript = h.pbx.calls[ref].transcript
     code_word = (await h.call("GET", f"/tickets/{tid}"))["code_word"]
     assert not any(code_word in line or "暗号" in line for line in transcript), transcript

@@ -30,11 +30,11 @@ class Recorder:
 
 
 @asynccontextmanager
-async def timers_on(db_url: str, handler: Recorder) -> AsyncIterator[SchedulerTimers]:
+async def timers_on(migrated_db_url: str, handler: Recorder) -> AsyncIterator[SchedulerTimers]:
     """One process's life: the timers on the (migrated) database."""
-    await asyncio.to_thread(upgrade, db_url)
+    await asyncio.to_thread(upgrade, migrated_db_url)
     async with SchedulerTimers(
-        sync_url=sync_url(db_url), handler=handler, name="test", resolution=0.1
+        sync_url=sync_url(migrated_db_url), handler=handler, name="test", resolution=0.1
     ) as timers:
         yield timers
 
@@ -44,10 +44,10 @@ def soon(seconds: float) -> datetime:
 
 
 async def test_given_keys_out_of_order_when_due_then_they_fire_in_time_order(
-    db_url: str,
+    migrated_db_url: str,
 ) -> None:
     rec = Recorder()
-    async with timers_on(db_url, rec) as timers:
+    async with timers_on(migrated_db_url, rec) as timers:
         base = datetime.now(UTC) - timedelta(seconds=5)
         await timers.schedule_many(
             [(f"k{i}", base + timedelta(milliseconds=(7 * i) % 50)) for i in range(50)]
@@ -68,10 +68,10 @@ async def _count(rec: Recorder, n: int) -> bool:
 
 
 async def test_given_cancelled_and_moved_keys_when_time_passes_then_only_live_ones_fire(
-    db_url: str,
+    migrated_db_url: str,
 ) -> None:
     rec = Recorder()
-    async with timers_on(db_url, rec) as timers:
+    async with timers_on(migrated_db_url, rec) as timers:
         await timers.schedule("gone", soon(0.2))
         await timers.cancel("gone")
         await timers.cancel("never-scheduled")  # ignored
@@ -87,7 +87,7 @@ async def test_given_cancelled_and_moved_keys_when_time_passes_then_only_live_on
 
 
 async def test_given_a_failing_handler_when_a_batch_fires_then_the_others_still_fire(
-    db_url: str,
+    migrated_db_url: str,
 ) -> None:
     rec = Recorder()
 
@@ -96,7 +96,7 @@ async def test_given_a_failing_handler_when_a_batch_fires_then_the_others_still_
         if key == "bad":
             raise RuntimeError("boom")
 
-    async with timers_on(db_url, handler) as timers:  # type: ignore[arg-type]
+    async with timers_on(migrated_db_url, handler) as timers:  # type: ignore[arg-type]
         past = datetime.now(UTC) - timedelta(seconds=1)
         await timers.schedule_many(
             [("a", past), ("bad", past + timedelta(milliseconds=1)), ("c", soon(0))]
@@ -106,7 +106,7 @@ async def test_given_a_failing_handler_when_a_batch_fires_then_the_others_still_
 
 
 async def test_given_a_key_rescheduled_by_its_own_firing_when_fired_then_it_is_kept(
-    db_url: str,
+    migrated_db_url: str,
 ) -> None:
     rec = Recorder()
     holder: list[SchedulerTimers] = []
@@ -116,7 +116,7 @@ async def test_given_a_key_rescheduled_by_its_own_firing_when_fired_then_it_is_k
         if rec.fired.count(key) == 1:
             await holder[0].schedule(key, soon(0.2))
 
-    async with timers_on(db_url, handler) as timers:  # type: ignore[arg-type]
+    async with timers_on(migrated_db_url, handler) as timers:  # type: ignore[arg-type]
         holder.append(timers)
         await timers.schedule("again", soon(0.05))
         await eventually(lambda: _count(rec, 1))
@@ -128,10 +128,10 @@ async def test_given_a_key_rescheduled_by_its_own_firing_when_fired_then_it_is_k
 
 
 async def test_given_deadlines_due_while_down_when_restarted_then_each_fires_once(
-    db_url: str,
+    migrated_db_url: str,
 ) -> None:
     first = Recorder()
-    async with timers_on(db_url, first) as timers:
+    async with timers_on(migrated_db_url, first) as timers:
         await timers.schedule("due-while-down", soon(0.4))
         await timers.schedule("tomorrow", soon(86400))
         await timers.schedule("moved", soon(0.4))
@@ -139,7 +139,7 @@ async def test_given_deadlines_due_while_down_when_restarted_then_each_fires_onc
     assert first.fired == []
     await asyncio.sleep(0.6)
     second = Recorder()
-    async with timers_on(db_url, second) as timers:
+    async with timers_on(migrated_db_url, second) as timers:
         await eventually(lambda: _count(second, 1))
         await asyncio.sleep(0.4)  # a second firing would show by now
         assert second.fired == ["due-while-down"]
@@ -147,7 +147,7 @@ async def test_given_deadlines_due_while_down_when_restarted_then_each_fires_onc
         await timers.schedule("next-life", soon(0.3))
     await asyncio.sleep(0.5)
     third = Recorder()
-    async with timers_on(db_url, third) as timers:
+    async with timers_on(migrated_db_url, third) as timers:
         await eventually(lambda: _count(third, 1))
         await asyncio.sleep(0.3)
         assert third.fired == ["next-life"]
@@ -155,12 +155,12 @@ async def test_given_deadlines_due_while_down_when_restarted_then_each_fires_onc
 
 
 async def test_given_the_loop_busy_in_a_transaction_when_a_bucket_falls_due_then_no_deadlock(
-    db_url: str,
+    migrated_db_url: str,
 ) -> None:
     """The scheduler's job store works in its own thread: a unit of work holding SQLite's
     write lock on the loop never waits for it, nor it for the loop."""
     rec = Recorder()
-    async with timers_on(db_url, rec) as timers:
+    async with timers_on(migrated_db_url, rec) as timers:
         await timers.schedule("soon", soon(0.3))
         # APScheduler's own jobs are rebuilt from the timer table: none is stored beside it
         assert all(j.id.startswith("bucket:") for j in timers.scheduler.get_jobs())
@@ -169,11 +169,11 @@ async def test_given_the_loop_busy_in_a_transaction_when_a_bucket_falls_due_then
 
 
 async def test_given_10k_deadlines_when_they_fall_due_then_each_fires_once_in_order(
-    db_url: str,
+    migrated_db_url: str,
 ) -> None:
     rec = Recorder()
     n = 10_000
-    async with timers_on(db_url, rec) as timers:
+    async with timers_on(migrated_db_url, rec) as timers:
         start = time.time() + 1.5
         due = {f"d{i}": start + 2.0 * i / n for i in range(n)}
         await timers.schedule_many(

@@ -1,10 +1,17 @@
 """Browser tests: the real `yijing run` server in a subprocess, driven by Playwright's sync
-API through Debian's chromium. SQLite only (the API tests cover PostgreSQL)."""
+API through Debian's chromium. SQLite only (the API tests cover PostgreSQL).
+
+A server starts on a copy of the session's migrated, demo-seeded template database
+(tests/conftest.py), as a server restarted on its data would: migrating and seeding in
+every server's first start was most of a browser test's set-up.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -12,13 +19,14 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import psycopg
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
 
-from tests.conftest import PG_ADMIN
+from tests.conftest import DEMO_PASSWORD, PG_ADMIN, TemplateDatabases
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = [
@@ -31,7 +39,8 @@ ARGS = [
     "--disable-sync",
     "--disable-quic",
 ]
-PASSWORD = "e2e-demo-pass"
+#: the seeded template's demo password
+PASSWORD = DEMO_PASSWORD
 ROOT = Path(__file__).resolve().parents[2]
 SHOTS = ROOT / "test-output" / "screenshots"
 DESK = {"width": 1366, "height": 768}
@@ -136,8 +145,9 @@ class Server:
 
 
 @contextlib.contextmanager
-def postgres_database() -> Iterator[str]:
-    """A new, empty PostgreSQL database for one server; dropped afterwards."""
+def postgres_database(template: str | None = None) -> Iterator[str]:
+    """A new PostgreSQL database for one server (empty, or a copy of `template`); dropped
+    afterwards."""
     name = f"yijing_e2e_{uuid.uuid4().hex[:10]}"
     admin = PG_ADMIN.replace("postgresql+asyncpg://", "postgresql://")
     try:
@@ -145,7 +155,8 @@ def postgres_database() -> Iterator[str]:
     except psycopg.OperationalError as exc:  # pragma: no cover - environment
         pytest.fail(f"PostgreSQL at {admin} is required for this test: {exc}")
     with conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
+        copy_of = f' TEMPLATE "{template}"' if template else ""
+        conn.execute(f'CREATE DATABASE "{name}"{copy_of}')
     base = admin.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
     try:
         yield f"{base}/{name}"
@@ -154,13 +165,30 @@ def postgres_database() -> Iterator[str]:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+def _template(templates: TemplateDatabases, kind: str) -> str:
+    """The seeded template's URL, built in a thread of its own: Playwright's sync API keeps
+    an event loop running in this one."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, templates.url(kind, "seeded")).result()
+
+
 @pytest.fixture
-def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Server]:
-    """A fresh demo server for one test: SQLite unless the test asks for "postgresql"."""
+def server(
+    request: pytest.FixtureRequest, tmp_path: Path, seeded_templates: TemplateDatabases
+) -> Iterator[Server]:
+    """A demo server of its own for one test (on a copy of the seeded template): SQLite
+    unless the test asks for "postgresql"."""
     backend = getattr(request, "param", "sqlite")
+    template = _template(seeded_templates, backend)
     with contextlib.ExitStack() as stack:
-        url = stack.enter_context(postgres_database()) if backend == "postgresql" else ""
-        srv = Server(tmp_path / "data", url)
+        data_dir = tmp_path / "data"
+        data_dir.mkdir(parents=True)
+        if backend == "postgresql":
+            url = stack.enter_context(postgres_database(seeded_templates.pg_names["seeded"]))
+        else:
+            url = ""
+            shutil.copyfile(template.removeprefix("sqlite+aiosqlite:///"), data_dir / "yijing.db")
+        srv = Server(data_dir, url)
         srv.start()
         stack.callback(srv.stop)
         yield srv

@@ -383,7 +383,12 @@ def test_given_the_desk_when_the_server_goes_away_then_a_banner_shows_and_it_cat
     expect(desk.locator("#offline")).to_be_visible()
     expect(desk.locator("#offline")).to_contain_text("连接已断开")
     shot(desk, "14-offline-banner")
-    time.sleep(6)  # the page backs off; its next try is seconds away
+    # the page backs off (tries after 0.5, 1, 2, 4 s...): once its third try is made (and
+    # refused at once), its next one is 4 s away, time for what follows to happen while it
+    # is offline
+    for _ in range(3):
+        with desk.expect_websocket(timeout=20_000):
+            pass
     server.start()
 
     # something happens while the page is still offline

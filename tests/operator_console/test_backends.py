@@ -22,15 +22,15 @@ async def health(client: TestClient[Any, Any]) -> tuple[int, dict[str, Any]]:
     return resp.status, await resp.json()
 
 
-@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("seeded_db_url", ["sqlite"], indirect=True)
 @pytest.mark.parametrize(("secret", "up"), [("s3cret", True), ("wrong", False)])
 async def test_given_asterisk_settings_when_the_app_starts_then_healthz_shows_the_ami_link(
-    tmp_path: Path, db_url: str, secret: str, up: bool
+    tmp_path: Path, seeded_db_url: str, secret: str, up: bool
 ) -> None:
     ami = await FakeAMI(secret="s3cret").start()
     settings = make_settings(
         tmp_path,
-        db_url,
+        seeded_db_url,
         telephony="asterisk",
         asterisk_port=ami.port,
         asterisk_secret=secret,
@@ -62,14 +62,14 @@ def test_given_twilio_without_credentials_when_configuring_then_a_clear_error() 
         Settings(telephony="twilio")
 
 
-@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("seeded_db_url", ["sqlite"], indirect=True)
 async def test_given_twilio_settings_when_the_app_starts_then_signed_webhooks_are_mounted(
-    tmp_path: Path, db_url: str
+    tmp_path: Path, seeded_db_url: str
 ) -> None:
     async with FakeTwilioApi() as api:  # the REST peer on loopback: no real network
         settings = make_settings(
             tmp_path,
-            db_url,
+            seeded_db_url,
             telephony="twilio",
             twilio_account_sid=ACCOUNT,
             twilio_auth_token=TOKEN,
@@ -88,10 +88,10 @@ async def test_given_twilio_settings_when_the_app_starts_then_signed_webhooks_ar
             await client.close()
 
 
-@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("seeded_db_url", ["sqlite"], indirect=True)
 @pytest.mark.parametrize("texts", [True, False])
 async def test_given_twilio_when_a_merchant_asks_for_a_text_then_messages_or_a_call_go_out(
-    tmp_path: Path, db_url: str, texts: bool
+    tmp_path: Path, seeded_db_url: str, texts: bool
 ) -> None:
     import re
 
@@ -100,7 +100,7 @@ async def test_given_twilio_when_a_merchant_asks_for_a_text_then_messages_or_a_c
     async with FakeTwilioApi() as api:
         settings = make_settings(
             tmp_path,
-            db_url,
+            seeded_db_url,
             telephony="twilio",
             public_url="https://care.example.org",
             twilio_account_sid=ACCOUNT,

@@ -115,10 +115,10 @@ async def test_given_uploads_when_dry_run_bad_and_real_then_only_real_runs_leave
 
 
 async def test_given_unknown_grids_when_a_file_is_imported_then_no_row_and_no_entry_is_kept(
-    db_url: str,
+    migrated_db_url: str,
 ) -> None:
-    await asyncio.to_thread(upgrade, db_url)
-    engine = make_engine(db_url)
+    await asyncio.to_thread(upgrade, migrated_db_url)
+    engine = make_engine(migrated_db_url)
     try:
         sessions = make_sessionmaker(engine)
         store = Store(sessions, EventBus(), SystemClock())

@@ -30,6 +30,28 @@ async def attempt(
     return resp.status, await resp.json(), resp.headers
 
 
+async def until(predicate: Any) -> Any:
+    """Poll a plain condition until it holds."""
+
+    async def check() -> object:
+        return predicate()
+
+    return await eventually(check)
+
+
+def unpaced(h: Harness) -> Harness:
+    """Take the rate of password checks for new addresses (`others_per_s`, 4 a second past
+    a burst of 8) out of the way of a test of the per-account and per-client throttles,
+    which makes more attempts than that in a row: with the test session's cheap hashes
+    they come faster than argon2's production cost once spaced them (and Busy, 503, is not
+    what these tests are about; the last test of this file is)."""
+    from operator_console.api import password_login_key
+
+    logins = h.client.app[password_login_key]  # type: ignore[index]
+    logins.limits = dataclasses.replace(logins.limits, others_per_s=1000.0)
+    return h
+
+
 @pytest.fixture
 async def proxied(tmp_path: Path, seeded_db_url: str) -> AsyncIterator[Harness]:
     """The app behind a trusted proxy (clients told apart by X-Forwarded-For), small limits."""
@@ -42,7 +64,7 @@ async def proxied(tmp_path: Path, seeded_db_url: str) -> AsyncIterator[Harness]:
 async def test_given_wrong_passwords_up_to_the_limit_when_the_right_one_comes_then_429(
     harness: Harness,
 ) -> None:
-    h = harness
+    h = unpaced(harness)
     for _ in range(10):
         status, body, _ = await attempt(h, "operator", "wrong-password")
         assert status == 401, body
@@ -74,7 +96,7 @@ async def test_given_a_right_password_then_earlier_failures_stop_counting(
 async def test_given_one_client_trying_many_names_then_that_client_is_throttled(
     proxied: Harness,
 ) -> None:
-    h = proxied
+    h = unpaced(proxied)
     for name in ("a1", "a2", "a3", "a4"):
         assert (await attempt(h, name, "guess", "198.51.100.9"))[0] == 401
     status, body, headers = await attempt(h, "supervisor", DEMO_PASSWORD, "198.51.100.9")
@@ -240,7 +262,8 @@ async def test_given_a_flood_from_new_addresses_then_a_known_address_still_logs_
 
     monkeypatch.setattr(auth, "verify_password", slow)
     flood = [asyncio.create_task(attempt(h, f"bot{i}", "guess", f"10.8.0.{i}")) for i in range(6)]
-    await asyncio.sleep(0.1)
+    # two are in the lane (its bound), the four turned away have their answer
+    await until(lambda: sum(t.done() for t in flood) >= 4)
 
     status, body, _ = await attempt(h, "supervisor", DEMO_PASSWORD, "198.51.100.30")
 

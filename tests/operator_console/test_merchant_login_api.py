@@ -32,13 +32,13 @@ _HEARD |= {"五": "5", "六": "6", "七": "7", "八": "8", "九": "9"}
 
 
 @pytest.fixture
-async def harness(tmp_path: Path, db_url: str) -> AsyncIterator[Harness]:
+async def harness(tmp_path: Path, seeded_db_url: str) -> AsyncIterator[Harness]:
     """The usual test app, behind a (trusted) proxy: each test names its client's address."""
     clock = ManualClock(MORNING)
     timers = ManualTimers(clock)
     pbx = MemoryPBX(time_scale=1.0)
     app = create_app(
-        make_settings(tmp_path, db_url, trust_proxy=True),
+        make_settings(tmp_path, seeded_db_url, trust_proxy=True),
         telephony=pbx,
         clock=clock,
         timers=timers,

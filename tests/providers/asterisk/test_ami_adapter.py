@@ -181,7 +181,8 @@ async def test_given_link_drops_during_originate_then_it_is_never_placed_twice(
         await eventually(lambda: ami.connections == 2 and tel.health().up)
         await tel.originate(ref="offer-1", number="8001")  # a retry by dispatch: no-op
         await eventually(lambda: rec.of(OriginateFailed))
-        await asyncio.sleep(0.1)
+        # a round trip on the link: whatever the adapter sent before has reached the fake
+        await tel.queue_status()
         originates = ami.named("Originate")
         assert len(originates) == 1
         assert originates[0]["Variable"] == ["YIJING_REF=offer-1"]
