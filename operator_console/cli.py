@@ -211,10 +211,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     # one record, one line: nothing a request sends can start a line of its own
     configure(logging.INFO)
-    logging.getLogger("alembic").setLevel(logging.WARNING)
-    # aiosqlite logs each statement with its parameters (names, addresses) at DEBUG
-    logging.getLogger("aiosqlite").setLevel(logging.INFO)
-    settings = Settings()
+    try:
+        settings = Settings.from_environment()
+    except ValueError as exc:
+        print(f"yijing: {exc}", file=sys.stderr)
+        return 2
     if args.command == "run":
         return _run(settings)
     if args.command == "db":
