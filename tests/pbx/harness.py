@@ -337,14 +337,33 @@ class Press:
     after_ms: int
 
 
-def _presses(folder: Path, steps: Sequence[Press]) -> str:
+_BYE_OK = """<send><![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:]
+[last_Call-ID:]
+[last_CSeq:]
+Content-Length: 0
+
+]]></send>"""
+
+
+def _presses(folder: Path, steps: Sequence[Press], *, then_wait_ms: int) -> str:
+    """The key presses, each after its pause; a BYE from the far end is taken at any
+    time (SIPp would abort the call on a BYE during a plain pause), then answered."""
     xml = []
     for n, step in enumerate(steps):
-        pcap = dtmf_pcap(
-            folder / f"press{n}_{'star' if step.digit == '*' else step.digit}.pcap", step.digit, n
+        name = "star" if step.digit == "*" else "hash" if step.digit == "#" else step.digit
+        pcap = dtmf_pcap(folder / f"press{n}_{name}.pcap", step.digit, n)
+        xml.append(
+            f'<recv request="BYE" timeout="{step.after_ms}" ontimeout="{n + 1}" next="99"/>'
         )
-        xml.append(f'<pause milliseconds="{step.after_ms}"/>')
+        xml.append(f'<label id="{n + 1}"/>')
         xml.append(f'<nop><action><exec play_pcap_audio="{pcap}"/></action></nop>')
+    xml.append(f'<recv request="BYE" timeout="{then_wait_ms}"/>')
+    xml.append('<label id="99"/>')
+    xml.append(_BYE_OK)
     return "\n".join(xml)
 
 
@@ -359,6 +378,11 @@ def resident_scenario(
     The caller ID comes from the injection file's first field."""
     folder.mkdir(parents=True, exist_ok=True)
     if hang_up_after_ms is not None:
+        presses = "\n".join(
+            f'<pause milliseconds="{p.after_ms}"/>\n<nop><action><exec play_pcap_audio="'
+            f'{dtmf_pcap(folder / f"press{n}.pcap", p.digit, n)}"/></action></nop>'
+            for n, p in enumerate(steps)
+        )
         ending = f"""<pause milliseconds="{hang_up_after_ms}"/>
 <send retrans="500"><![CDATA[
 BYE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
@@ -373,17 +397,7 @@ Content-Length: 0
 ]]></send>
 <recv response="200" crlf="true"/>"""
     else:
-        ending = f"""<recv request="BYE" timeout="{wait_bye_ms}"/>
-<send><![CDATA[
-SIP/2.0 200 OK
-[last_Via:]
-[last_From:]
-[last_To:]
-[last_Call-ID:]
-[last_CSeq:]
-Content-Length: 0
-
-]]></send>"""
+        presses, ending = _presses(folder, steps, then_wait_ms=wait_bye_ms), ""
     xml = f"""<?xml version="1.0" encoding="UTF-8"?>
 <scenario name="resident">
 <send retrans="500"><![CDATA[
@@ -414,7 +428,7 @@ Max-Forwards: 70
 Content-Length: 0
 
 ]]></send>
-{_presses(folder, steps)}
+{presses}
 {ending}
 </scenario>
 """
@@ -461,9 +475,7 @@ Content-Length: 0
         body = f"""<pause milliseconds="{answer_after_ms}"/>
 {ok}
 <recv request="ACK" crlf="true"/>
-{_presses(folder, steps)}
-<recv request="BYE" timeout="{wait_bye_ms}"/>
-{reply}"""
+{_presses(folder, steps, then_wait_ms=wait_bye_ms)}"""
     else:
         body = f"""<recv request="CANCEL" timeout="{wait_bye_ms}"/>
 {reply}
