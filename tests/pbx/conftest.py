@@ -83,7 +83,7 @@ async def yijing(
         folder=tmp_path / "yijing",
         db_url=f"sqlite+aiosqlite:///{db}",
         settings={
-            "YIJING_OFFER_TIMEOUT_S": "30",
+            "YIJING_OFFER_TIMEOUT_S": "60",
             "YIJING_RING_TIMEOUT_S": "10",
             "YIJING_QUEUE_ANNOUNCE_S": "30",
         },

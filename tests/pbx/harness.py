@@ -176,7 +176,10 @@ class Pbx:
         (etc / "modules.conf").write_text(
             "[modules]\nautoload = no\n" + "".join(f"load => {m}.so\n" for m in _MODULES)
         )
-        (etc / "logger.conf").write_text("[logfiles]\nmessages => notice,warning,error\n")
+        (etc / "logger.conf").write_text(
+            "[logfiles]\nmessages => notice,warning,error\n"
+            "full => notice,warning,error,dtmf,verbose\n"
+        )
         desks = "".join(f"[{i}](desk)\n" for i in DESK_IDS)
         (etc / "sip.conf").write_text(
             "[general]\n"
@@ -356,9 +359,7 @@ def _presses(folder: Path, steps: Sequence[Press], *, then_wait_ms: int) -> str:
     for n, step in enumerate(steps):
         name = "star" if step.digit == "*" else "hash" if step.digit == "#" else step.digit
         pcap = dtmf_pcap(folder / f"press{n}_{name}.pcap", step.digit, n)
-        xml.append(
-            f'<recv request="BYE" timeout="{step.after_ms}" ontimeout="{n + 1}" next="99"/>'
-        )
+        xml.append(f'<recv request="BYE" timeout="{step.after_ms}" ontimeout="{n + 1}" next="99"/>')
         xml.append(f'<label id="{n + 1}"/>')
         xml.append(f'<nop><action><exec play_pcap_audio="{pcap}"/></action></nop>')
     xml.append(f'<recv request="BYE" timeout="{then_wait_ms}"/>')
