@@ -8,7 +8,9 @@ project's machines it always runs.
 from __future__ import annotations
 
 import contextlib
+import json
 import shutil
+import sqlite3
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -61,6 +63,15 @@ def pbx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pbx]:
         server.stop()
 
 
+def around_the_clock(db: Path) -> None:
+    """Every demo merchant open day and night: the tier runs on the real clock, at any
+    hour CI happens to start it, and a cascade needs more than the one all-night pharmacy."""
+    hours = json.dumps({str(day): [["00:00", "23:59"]] for day in range(7)})
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        conn.execute("UPDATE merchant SET hours = ?, holidays = '{}'", (hours,))
+        conn.commit()
+
+
 @pytest.fixture
 async def desk(pbx: Pbx, tmp_path: Path) -> AsyncIterator[SippRun]:
     """Every operator's desk phone: answers each call at once and keeps it up."""
@@ -78,6 +89,7 @@ async def yijing(
     template = await seeded_templates.url("sqlite")
     db = tmp_path / "yijing.db"
     shutil.copyfile(template.removeprefix("sqlite+aiosqlite:///"), db)
+    around_the_clock(db)
     app = Yijing(
         pbx=pbx,
         folder=tmp_path / "yijing",

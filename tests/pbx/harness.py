@@ -737,9 +737,14 @@ class Yijing:
             return body
 
     async def events(self, since: int = 0) -> list[dict[str, Any]]:
-        """The event log from `since`."""
-        body = await self.api("GET", f"/events?since={since}", as_user="supervisor")
-        return list(body["events"] if isinstance(body, dict) else body)
+        """The event log after `since`, every page of it."""
+        out: list[dict[str, Any]] = []
+        while True:
+            page = await self.api("GET", f"/events?since={since}", as_user="supervisor")
+            out += page
+            if len(page) < 1000:
+                return out
+            since = int(page[-1]["seq"])
 
     @contextlib.asynccontextmanager
     async def stream(self, as_user: str = "operator") -> AsyncIterator[list[tuple[float, Any]]]:
