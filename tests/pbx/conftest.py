@@ -28,8 +28,6 @@ from tests.pbx.harness import (
     sipp,
 )
 
-_SKIPPED: list[str] = []
-
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark the tier's tests, so `-m asterisk` / `-m "not asterisk"` select them."""
@@ -39,18 +37,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.asterisk)
 
 
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    """Never skipped silently: the reason stands in the summary."""
-    if _SKIPPED:
-        terminalreporter.write_line(f"asterisk tier SKIPPED: {_SKIPPED[0]}", yellow=True)
-
-
 @pytest.fixture(scope="session")
 def pbx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pbx]:
     """The session's Asterisk, configured as INSTALL.md says, on loopback ports of its own."""
     home, reason = find_asterisk()
     if home is None:
-        _SKIPPED.append(reason)
         pytest.skip(f"asterisk tier: {reason}")
     run = tmp_path_factory.mktemp("asterisk")
     prompts = prompt_build(run / "prompts")

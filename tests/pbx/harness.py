@@ -519,6 +519,8 @@ class SippRun:
 
     process: asyncio.subprocess.Process
     log: Path
+    #: SIPp's message trace (`trace=True`): every message with the time it was sent
+    trace: Path
 
     async def wait(self, within: float = 180.0) -> int:
         """Its exit code (0: every call went through its scenario)."""
@@ -549,11 +551,13 @@ async def sipp(
     rate: float = 1.0,
     service: str = "12349",
     limit: int = 200,
+    trace: bool = False,
 ) -> SippRun:
     """Start SIPp: a UAC calling `target` (one call per caller, their numbers as caller
     IDs) or, without a target, a UAS answering on `port` until stopped."""
     folder = scenario.parent
     log = folder / f"{scenario.stem}-{port}.log"
+    messages = folder / f"{scenario.stem}-{port}.messages"
     argv = [
         "sipp",
         "-sf",
@@ -578,6 +582,8 @@ async def sipp(
         "-l",
         str(limit),
     ]
+    if trace:
+        argv += ["-trace_msg", "-message_file", str(messages)]
     if target is not None:
         inf = folder / f"{scenario.stem}-{port}.csv"
         inf.write_text("SEQUENTIAL\n" + "".join(f"{c};\n" for c in callers))
@@ -590,7 +596,7 @@ async def sipp(
         stderr=asyncio.subprocess.DEVNULL,
         cwd=folder,
     )
-    return SippRun(proc, log)
+    return SippRun(proc, log, messages)
 
 
 # -- Yijing -------------------------------------------------------------------------------
@@ -748,7 +754,7 @@ class Yijing:
 
     @contextlib.asynccontextmanager
     async def stream(self, as_user: str = "operator") -> AsyncIterator[list[tuple[float, Any]]]:
-        """The WebSocket feed, as (arrival time.monotonic(), event) pairs."""
+        """The WebSocket feed, as (arrival time.time(), event) pairs."""
         assert self.session is not None
         if as_user not in self.tokens:
             await self.login(as_user)
@@ -760,7 +766,7 @@ class Yijing:
         async def read() -> None:
             async for msg in ws:
                 if msg.type == aiohttp.WSMsgType.TEXT:
-                    received.append((time.monotonic(), json.loads(msg.data)))
+                    received.append((time.time(), json.loads(msg.data)))
 
         reader = asyncio.create_task(read())
         try:
