@@ -37,7 +37,13 @@ from dispatch.models import Call, Offer, Ticket
 from dispatch.timer_keys import TimerKey
 from dispatch.timers import ManualTimers
 from ivr.library import FlowLibrary
-from providers.base import Health, OriginateFailure, TelephonyError, TelephonyUnavailable
+from providers.base import (
+    Health,
+    OriginateFailure,
+    TelephonyError,
+    TelephonyUnavailable,
+    UnknownCall,
+)
 from tests.conftest import MORNING
 
 
@@ -147,6 +153,7 @@ def rig() -> Rig:
             failed=r.record("failed"),
             hold_failed=r.record("hold_failed"),
             transfer_failed=r.record("transfer_failed"),
+            bridge_failed=r.record("bridge_failed"),
         ),
         follow_ups=FollowUps(
             next_candidate=r.record("next_candidate"),
@@ -317,3 +324,17 @@ async def test_given_a_flow_or_bridge_refused_then_only_logged(rig: Rig) -> None
     for command in (PlayFlow("sim-7", "hotline"), Bridge("sim-7", 1), Unhold("sim-7")):
         assert not await rig.fx.run(command)
     assert rig.reported == []
+
+
+@pytest.mark.parametrize(
+    ("error", "gone"), [(UnknownCall("sim-7"), True), (TelephonyError("refused"), False)]
+)
+async def test_given_an_answer_the_pbx_cannot_bridge_then_it_is_undone_and_raised(
+    rig: Rig, error: TelephonyError, gone: bool
+) -> None:
+    # an answer that reached nobody is no answer (on Asterisk: a caller who hung up while
+    # Yijing was down was answered "connected" and the operator stuck on the call)
+    rig.telephony.fail["bridge"] = error
+    with pytest.raises(TelephonyError):
+        await rig.fx.run(Bridge("sim-7", 1, 7))
+    assert rig.reported == [("bridge_failed", 7, 1, gone)]
