@@ -20,6 +20,7 @@ def summarize(terminalreporter: Any) -> None:
             continue
         longrepr = report.longrepr
         reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
+        reason = reason.removeprefix("Skipped: ").removeprefix("asterisk tier: ")
         if reason not in reasons:
             reasons.append(reason)
     for reason in reasons:
