@@ -19,7 +19,8 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/yijing run
 
-## system packages (chromium, fonts, espeak-ng, sox) and local services (PostgreSQL)
+## system packages (chromium, fonts, espeak-ng, sox, SIPp), local services (PostgreSQL) and
+## the test tier's Asterisk 20 (built once into /var/cache/yijing/asterisk-20 or ~/.cache)
 system:
 	bash scripts/ensure-system.sh
 

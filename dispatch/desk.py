@@ -27,6 +27,7 @@ from dispatch.operators import Operators
 from dispatch.queue import Queue
 from dispatch.timer_keys import TimerKey
 from eventlog.store import Tx
+from providers.base import UnknownCall
 from registry import repository as repo
 from registry.models import Role, User
 
@@ -78,7 +79,18 @@ class Desk:
         return status.state.value
 
     async def answer_call(self, call_id: int, user: User) -> Call:
-        """An operator takes a waiting call; a second operator gets `IllegalTransition`."""
+        """An operator takes a waiting call; a second operator gets `IllegalTransition`.
+
+        Only a caller the PBX connects counts as answered: a caller it no longer has is a
+        `Conflict` (the call ends, see `bridge_failed`), a bridge it refuses raises the
+        `TelephonyError` (the caller waits again).
+        """
+        try:
+            return await self._answer(call_id, user)
+        except UnknownCall:
+            raise Conflict(f"call {call_id}: the caller is no longer on the line") from None
+
+    async def _answer(self, call_id: int, user: User) -> Call:
         assert user.id is not None
         core = self.core
         async with core.store.tx() as tx:
@@ -169,6 +181,42 @@ class Desk:
             await core.cas(tx, call, state=state, held_at=None)
             tx.emit("call.hold_failed", "call", call.id, actor=actor)
             await core.fx.call(tx, call, commands)
+
+    async def bridge_failed(self, call_id: int, operator_id: int, gone: bool) -> None:
+        """The PBX could not connect an answered caller to the operator.
+
+        `gone`: the PBX has no such call (the caller hung up while nobody saw it, e.g.
+        while Yijing was down): the call ends (cause `lost`) as a hang-up at the desk
+        would, and the caller, who had waited, gets a call back. Otherwise the caller is
+        still there: back to the front of the queue, the operator free again.
+        """
+        core = self.core
+        async with core.store.tx() as tx:
+            call = await core.get(tx, Call, call_id, "call")
+            if call.state != cm.CallState.CONNECTED or call.operator_id != operator_id:
+                return  # something else happened to it meanwhile (its hang-up came)
+            status = await self.operators.status(tx, operator_id)
+            mine = status.state == opm.OperatorState.ON_CALL and status.call_id == call.id
+            tx.emit("call.bridge_failed", "call", call.id, operator_id=operator_id, gone=gone)
+            if gone:
+                state, commands = cm.transition(call.state, cm.Hangup(inbound=True))
+                await core.cas(tx, call, state=state, ended_at=core.now(), cause="lost")
+                tx.emit("call.ended", "call", call.id, cause="lost", ticket_id=call.ticket_id)
+                await core.fx.call(tx, call, commands)
+                if mine:
+                    await self.operators.event(tx, operator_id, opm.CallFinished(), call)
+            else:
+                state, commands = cm.transition(call.state, cm.TransferUnanswered())
+                await core.cas(tx, call, state=state, operator_id=None)
+                await core.fx.call(tx, call, commands)
+                if mine:
+                    await self.operators.event(tx, operator_id, opm.TransferUnanswered())
+                self.queue.announce_later(tx, call)
+        log.warning("call %s: not connected to operator %s (gone: %s)", call.ref, operator_id, gone)
+        if gone:
+            await self.queue.callback_once(call, "caller gone before the answer")
+        else:
+            await self.queue.distribute()
 
     async def resume_call(self, call_id: int, user: User) -> Call:
         """The operator takes their caller back from hold."""

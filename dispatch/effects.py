@@ -8,7 +8,7 @@ Each command class maps to exactly one thing:
 machine command                 carried out as
 ==============================  ==========================================================
 call.RunFlow                    `PlayFlow` after commit (telephony.run_flow)
-call.BridgeToOperator           `Bridge` after commit (telephony.bridge)
+call.BridgeToOperator           `Bridge` after commit (telephony.bridge; failed: undone, raised)
 call.HoldCaller                 `Hold` after commit (telephony.hold; refused: undone, raised)
 call.UnholdCaller               `Unhold` after commit (telephony.unhold)
 call.TransferToOperator         `Transfer` after commit (telephony.transfer)
@@ -68,7 +68,13 @@ from dispatch.timers import Timers
 from eventlog.clock import Clock
 from eventlog.store import Tx
 from ivr.library import FlowLibrary
-from providers.base import OriginateFailure, Telephony, TelephonyError, TelephonyUnavailable
+from providers.base import (
+    OriginateFailure,
+    Telephony,
+    TelephonyError,
+    TelephonyUnavailable,
+    UnknownCall,
+)
 from registry.phones import mask
 
 log = logging.getLogger(__name__)
@@ -111,10 +117,11 @@ class PlayFlow:
 
 @dataclass(frozen=True, slots=True)
 class Bridge:
-    """Connect a call to an operator's endpoint."""
+    """Connect a call to an operator's endpoint (`call_id`: an answer that reports back)."""
 
     ref: str
     operator_id: int
+    call_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,6 +244,9 @@ class Reports:
     hold_failed: Callable[[int, str], Awaitable[None]]
     #: the PBX could not transfer the call (id) to the operator (id)
     transfer_failed: Callable[[int, int], Awaitable[None]]
+    #: the PBX could not connect the answered call (id) to the operator (id); `gone`:
+    #: it has no such call any more (the caller hung up while nobody was watching)
+    bridge_failed: Callable[[int, int, bool], Awaitable[None]]
 
 
 @dataclass(slots=True)
@@ -318,7 +328,7 @@ class Effects:
                 case cm.RunFlow(flow=flow):
                     self.after_commit(tx, PlayFlow(call.ref, flow, dict(context or {}), lang))
                 case cm.BridgeToOperator(operator_id=operator_id):
-                    self.after_commit(tx, Bridge(call.ref, operator_id))
+                    self.after_commit(tx, Bridge(call.ref, operator_id, call.id))
                 case cm.HoldCaller():
                     self.after_commit(tx, Hold(call.ref, call.id, actor))
                 case cm.UnholdCaller():
@@ -470,12 +480,18 @@ class Effects:
                 except TelephonyError:
                     log.warning("call %s: flow %s could not start", ref, flow)
                     return False
-            case Bridge(ref=ref, operator_id=operator_id):
+            case Bridge(ref=ref, operator_id=operator_id, call_id=call_id):
                 try:
                     await telephony.bridge(ref, peer=f"operator:{operator_id}")
-                except TelephonyError:
+                except TelephonyError as exc:
                     log.warning("call %s: bridge to operator %s failed", ref, operator_id)
-                    return False
+                    if call_id is None:
+                        return False
+                    # an answer that reached nobody is no answer: undone, and said so
+                    await self.reports.bridge_failed(
+                        call_id, operator_id, isinstance(exc, UnknownCall)
+                    )
+                    raise
             case Connect(ref=ref, peer_ref=peer_ref):
                 try:
                     await telephony.bridge(ref, peer=peer_ref)

@@ -95,6 +95,8 @@ class Reconciler:
         self.queue = queue
         self.surveys = surveys
         self.line = line
+        #: the start-up check and a reconnect's may run at once: one at a time
+        self._lost_lock = asyncio.Lock()
 
     async def start(self) -> dict[str, int]:
         """At process start: repair what a crash left behind, then reconcile periodically.
@@ -111,6 +113,21 @@ class Reconciler:
         # calls that waited for the phone line when the last process stopped
         if self.core.health().up:
             await self._guarded("dispatch", "resume_outbound", self.line.resume_outbound)
+        return report
+
+    async def after_reconnect(self) -> dict[str, int]:
+        """The backend is (back) up and has resynced: end the calls it no longer has.
+
+        Calls that ended while nobody watched (Yijing down, the link down, the PBX
+        restarted) are otherwise never closed: a caller who hung up in the menu would stay
+        `ivr`, a queued one would be offered to an operator. Run on every
+        `BackendStatus(up=True)`, not only at start.
+        """
+        closed, skipped = await self._lost_calls()
+        report = {"lost_calls": closed, "skipped": skipped}
+        if closed or skipped:
+            async with self.core.store.tx() as tx:
+                tx.emit("system.reconciled", "system", "dispatch", startup=False, counts=report)
         return report
 
     async def _record_skip(self, subject: str, subject_id: object, exc: BaseException) -> None:
@@ -323,8 +340,12 @@ class Reconciler:
         """
         if self.live_calls is None:
             return 0, 0
+        async with self._lost_lock:
+            return await self._lost_calls_now(self.live_calls)
+
+    async def _lost_calls_now(self, live_calls: LiveCalls) -> tuple[int, int]:
         try:
-            live = await self.live_calls.live_calls()
+            live = await live_calls.live_calls()
         except TelephonyError as exc:
             log.warning("reconciler: the backend cannot tell its live calls (%s); skipped", exc)
             return 0, 0

@@ -72,6 +72,7 @@ class Router:
         self.outbound = outbound
         self.line = line
         self.desk = desk
+        self.reconciler = reconciler
         #: flow name -> what its outcome means (flows starting with "hotline": `calls`)
         self.flows: dict[str, FlowHandler] = {
             "queue_wait": lambda e: queue.wait_finished(e.ref, e.outcome),
@@ -141,6 +142,8 @@ class Router:
                 await self.outbound.failed(ref, reason)
             case BackendStatus(up=up, detail=detail):
                 await self.line.status(up, detail)
+                if up:
+                    await self.reconciler.after_reconnect()
 
     async def on_flow_finished(self, event: FlowFinished) -> None:
         """An IVR flow ended: its outcome goes to the feature that started it."""

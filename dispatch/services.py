@@ -141,6 +141,7 @@ class DispatchServices:
                 failed=self.outbound.failed,
                 hold_failed=self.desk.hold_failed,
                 transfer_failed=self.desk.transfer_failed,
+                bridge_failed=self.desk.bridge_failed,
             ),
             follow_ups=FollowUps(
                 next_candidate=self.offers.next_candidate,

@@ -80,6 +80,8 @@ def make_telephony(settings: Settings) -> Telephony:
                 agi_host=settings.asterisk_agi_host,
                 agi_port=settings.asterisk_agi_port,
                 sounds_dir=settings.asterisk_sounds_dir,
+                action_timeout_s=settings.asterisk_action_timeout_s,
+                ping_interval_s=settings.asterisk_ping_interval_s,
             )
         )
     if settings.telephony == "twilio":

@@ -168,6 +168,42 @@ async def _report(settings: Settings, start: str, end: str, by: str | None, as_c
     return 0
 
 
+def _asterisk_conf(settings: Settings, args: argparse.Namespace) -> int:
+    """Write the dialplan, AMI, hold-music and RTP files and link the prompt build."""
+    from operator_console.settings import is_placeholder
+    from providers.asterisk.install import INCLUDES, InstallOptions, install
+
+    if is_placeholder(settings.asterisk_secret):
+        print("yijing: set YIJING_ASTERISK_SECRET to a real secret first", file=sys.stderr)
+        return 2
+    options = InstallOptions(
+        ami_secret=settings.asterisk_secret,
+        ami_username=settings.asterisk_username,
+        ami_port=settings.asterisk_port,
+        agi_host=settings.asterisk_agi_host,
+        agi_port=settings.asterisk_agi_port,
+        hotline_cid=settings.hotline_number,
+        operator_tech=args.operator_tech,
+        dialout_tech=args.dialout_tech,
+        trunk=args.trunk,
+    )
+    prompts = Path(settings.asterisk_sounds_dir or settings.prompts_dir)
+    try:
+        written = install(
+            options, etc_dir=args.etc_dir, sounds_dir=args.sounds, prompts_dir=prompts
+        )
+    except (OSError, ValueError) as exc:
+        print(f"yijing: {exc}", file=sys.stderr)
+        return 2
+    for path in written:
+        print(path)
+    for name, line in INCLUDES.items():
+        print(f"add to {args.etc_dir / name}: {line}")
+    if not (prompts / "manifest.json").exists():
+        print(f"{prompts} has no prompt build yet: run `yijing prompts build`")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `yijing` console script."""
     parser = argparse.ArgumentParser(prog="yijing", description="医敬 Yijing care dispatch")
@@ -184,6 +220,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     user.add_argument("--merchant-id", type=int, default=None)
     user.add_argument("--password", default=None, help="prompted for when omitted")
     sub.add_parser("ami-decode", help="print the call events in a raw AMI capture", add_help=False)
+    conf = sub.add_parser(
+        "asterisk-conf", help="write Yijing's Asterisk configuration (INSTALL.md) from YIJING_*"
+    )
+    conf.add_argument("etc_dir", type=Path, help="Asterisk's configuration folder")
+    conf.add_argument(
+        "--sounds", type=Path, default=Path("/var/lib/asterisk/sounds"), help="Asterisk's sounds"
+    )
+    conf.add_argument("--operator-tech", default="PJSIP", help="operators' endpoints: PJSIP or SIP")
+    conf.add_argument("--dialout-tech", default="PJSIP", help="the trunk's technology")
+    conf.add_argument("--trunk", default="trunk", help="the carrier endpoint (or peer) name")
     prompts = sub.add_parser("prompts", help="IVR prompt audio")
     prompts.add_argument("action", choices=["build"])
     prompts.add_argument("--out", default=None, help="output folder (YIJING_PROMPTS_DIR)")
@@ -219,14 +265,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     # one record, one line: nothing a request sends can start a line of its own
     configure(logging.INFO)
-    logging.getLogger("alembic").setLevel(logging.WARNING)
-    # aiosqlite logs each statement with its parameters (names, addresses) at DEBUG
-    logging.getLogger("aiosqlite").setLevel(logging.INFO)
-    settings = Settings()
+    try:
+        settings = Settings.from_environment()
+    except ValueError as exc:
+        print(f"yijing: {exc}", file=sys.stderr)
+        return 2
     if args.command == "run":
         return _run(settings)
     if args.command == "db":
         return _db_upgrade(settings)
+    if args.command == "asterisk-conf":
+        return _asterisk_conf(settings, args)
     if args.command == "prompts":
         from ivr.audio import build_prompts
 

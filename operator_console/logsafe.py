@@ -58,6 +58,17 @@ def _indent(text: str) -> str:
     return "\n".join("    | " + line for line in text.splitlines())
 
 
+#: libraries whose INFO lines are noise or carry personal data, and the level they log at
+QUIET_LOGGERS = {
+    "alembic": logging.WARNING,
+    # each statement with its parameters (names, addresses) at DEBUG
+    "aiosqlite": logging.INFO,
+    # "Added job", "Running job", "executed successfully" for every timer: a line or
+    # three per offer, survey and reconcile, which drowned the call lines on a real PBX
+    "apscheduler": logging.WARNING,
+}
+
+
 def configure(level: int = logging.INFO) -> None:
     """Log to stderr through `SafeFormatter` (the `yijing` command's logging)."""
     handler = logging.StreamHandler()
@@ -65,3 +76,5 @@ def configure(level: int = logging.INFO) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    for name, quiet in QUIET_LOGGERS.items():
+        logging.getLogger(name).setLevel(max(level, quiet))

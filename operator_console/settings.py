@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import difflib
+import os
 from datetime import time
 from pathlib import Path
 from typing import Literal
@@ -10,6 +12,19 @@ from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PLACEHOLDER_SECRETS = {"", "change-me", "changeme", "secret"}
+
+#: `YIJING_` variables that are not settings of the process but are allowed next to them
+#: (the test suite's PostgreSQL); every field of `Settings` is known by itself
+OTHER_VARIABLES: frozenset[str] = frozenset({"YIJING_TEST_PG"})
+
+
+def is_placeholder(secret: str) -> bool:
+    """Whether a secret is empty or one of the placeholders the examples use (any case)."""
+    return secret.strip().lower() in PLACEHOLDER_SECRETS
+
+
+class UnknownVariables(ValueError):
+    """`YIJING_` variables in the environment that nothing reads (a typo, a stale doc)."""
 
 
 class Settings(BaseSettings):
@@ -97,6 +112,9 @@ class Settings(BaseSettings):
     asterisk_desk_template: str = "PJSIP/{endpoint}"
     asterisk_agi_host: str = "127.0.0.1"
     asterisk_agi_port: int = 4573
+    #: how long an AMI action may go unanswered, and how often the link is pinged
+    asterisk_action_timeout_s: float = Field(default=5.0, gt=0)
+    asterisk_ping_interval_s: float = Field(default=10.0, gt=0)
     #: the prompt build folder as this host sees it (Asterisk reads it as sounds/yijing)
     asterisk_sounds_dir: str = ""
 
@@ -114,6 +132,28 @@ class Settings(BaseSettings):
     #: the number that sends texts, when not `twilio_from_number`
     twilio_sms_from: str | None = None
 
+    @classmethod
+    def known_variables(cls) -> frozenset[str]:
+        """Every `YIJING_` variable the process reads."""
+        return frozenset("YIJING_" + name.upper() for name in cls.model_fields) | OTHER_VARIABLES
+
+    @classmethod
+    def from_environment(cls) -> Settings:
+        """The settings of the `yijing` command: the environment's `YIJING_` variables,
+        refusing any it does not know (ignored silently, a misspelt secret or timeout would
+        leave a default in force that nobody chose)."""
+        known = cls.known_variables()
+        unknown = sorted(
+            k for k in os.environ if k.upper().startswith("YIJING_") and k.upper() not in known
+        )
+        if unknown:
+            hints = []
+            for name in unknown:
+                close = difflib.get_close_matches(name.upper(), known, n=1)
+                hints.append(f"{name} (did you mean {close[0]}?)" if close else name)
+            raise UnknownVariables("unknown configuration variables: " + ", ".join(hints))
+        return cls()
+
     @model_validator(mode="after")
     def _defaults(self) -> Settings:
         if not self.database_url:
@@ -125,7 +165,7 @@ class Settings(BaseSettings):
         self.public_url = self.public_url.rstrip("/")
         if "secure_cookies" not in self.model_fields_set:
             self.secure_cookies = self.public_url.lower().startswith("https://")
-        if self.environment == "production" and self.secret_key in PLACEHOLDER_SECRETS:
+        if self.environment == "production" and is_placeholder(self.secret_key):
             raise ValueError("YIJING_SECRET_KEY must be set to a real secret in production")
         if self.environment == "production" and self.telephony == "memory":
             # the memory PBX is the demo's simulated phone network: its simulator reads out
@@ -138,7 +178,7 @@ class Settings(BaseSettings):
             missing = [
                 name
                 for name in ("twilio_account_sid", "twilio_auth_token", "twilio_from_number")
-                if getattr(self, name) in PLACEHOLDER_SECRETS
+                if is_placeholder(getattr(self, name))
             ]
             if missing:
                 raise ValueError(
@@ -147,7 +187,7 @@ class Settings(BaseSettings):
                 )
             if not self.twilio_public_url:
                 self.twilio_public_url = self.public_url.rstrip("/") + "/twilio"
-        if self.telephony == "asterisk" and self.asterisk_secret in PLACEHOLDER_SECRETS:
+        if self.telephony == "asterisk" and is_placeholder(self.asterisk_secret):
             raise ValueError("YIJING_TELEPHONY=asterisk needs YIJING_ASTERISK_SECRET")
         return self
 

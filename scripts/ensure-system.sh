@@ -21,3 +21,6 @@ if ! pg_up; then
   for _ in $(seq 1 30); do pg_up && break; sleep 1; done
   pg_up || { echo "PostgreSQL did not start on 127.0.0.1:5432" >&2; exit 1; }
 fi
+
+# the real-PBX test tier's Asterisk 20 (built once, cached outside the work tree) and SIPp
+bash "$(dirname "$0")/ensure-asterisk.sh"

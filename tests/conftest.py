@@ -52,6 +52,13 @@ async def _pg_execute(sql: str) -> None:
         await admin.close()
 
 
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The real-PBX tier's skip reason and figures (from the workers' reports)."""
+    from tests.pbx.summary import summarize
+
+    summarize(terminalreporter)
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
     """A fresh, empty database URL: a SQLite file or a new PostgreSQL database."""

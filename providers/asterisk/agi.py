@@ -56,10 +56,17 @@ log = logging.getLogger(__name__)
 
 _REF_RE = re.compile(r"^[A-Za-z0-9_.:/-]{1,80}$")
 _SAFE_ARG = re.compile(r"^[A-Za-z0-9_.:/@-]{1,200}$")
+_CLASS_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+#: the second AGI argument of a caller waiting for an operator (``[yijing-hold]``)
+WAIT_ARG = "wait"
 
 
 class AgiHangup(Exception):
     """The channel went away (or the socket did) while a flow was running."""
+
+
+class AgiAppError(AgiHangup):
+    """``200 result=-1``: a hangup, or (STREAM FILE) a file Asterisk cannot open."""
 
 
 @dataclass(slots=True)
@@ -79,6 +86,9 @@ class Session:
     channel: str
     request: Request
     asked: asyncio.Future[FlowRequest] = field(default_factory=asyncio.Future)
+    #: the music-on-hold class of a caller waiting for an operator (``[yijing-hold]``):
+    #: it plays whenever no flow does
+    wait_class: str | None = None
 
 
 class FlowServer:
@@ -165,11 +175,20 @@ class FlowServer:
                 return
             request = Request(app=None, headers=headers, reader=reader, writer=writer)
             session = Session(ref=ref, channel=headers.get("agi_channel", ""), request=request)
+            if headers.get("agi_arg_2") == WAIT_ARG:
+                music = headers.get("agi_arg_3") or "default"
+                session.wait_class = music if _CLASS_RE.match(music) else "default"
             self.sessions[ref] = session
             for waiter in self._waiters.pop(ref, []):
                 if not waiter.done():
                     waiter.set_result(session)
             log.info("AGI session for %s on %s", ref, session.channel)
+            if session.wait_class is not None:
+                try:
+                    await self._music(session, True)
+                except AgiHangup as exc:
+                    log.info("waiting call %s went away: %s", ref, exc)
+                    return
             if not await self._next_flow(session, reader, None):
                 log.info("AGI session for %s ended before any flow", ref)
                 return
@@ -220,12 +239,72 @@ class FlowServer:
             raise AgiHangup(f"no AGI reply to {command.split(' ', 2)[:2]}") from None
         except (ConnectionError, ValueError, asyncio.IncompleteReadError) as exc:
             raise AgiHangup(f"AGI socket closed ({type(exc).__name__})") from None
+        if result.get("error") == "AGIAppError":
+            raise AgiAppError(command.split(" ", 1)[0])
         if "error" in result:
             raise AgiHangup(str(result.get("error")))
         try:
             return int(result["result"][0])
         except (KeyError, ValueError, IndexError, TypeError):
             raise AgiHangup(f"unreadable AGI reply {result!r}") from None
+
+    async def _music(self, session: Session, on: bool) -> None:
+        """Music on hold under a waiting caller while no flow plays (and off for one)."""
+        command = f"SET MUSIC ON {session.wait_class}" if on else "SET MUSIC OFF"
+        await self._command(session, command, self.config.action_timeout_s)
+
+    async def _stream(
+        self, session: Session, sound: str, escape: str, action: engine.Play, req: FlowRequest
+    ) -> int:
+        """STREAM FILE one sound: the key that cut it short, 0 when it played out.
+
+        Asterisk answers ``200 result=-1`` both for a hangup and for a file it cannot
+        open; only a hangup ends the flow. A missing file is logged and the prompt is
+        spoken from its text instead (the same voice as the build) when the build folder
+        is known, else skipped: a caller is never hung up for a missing file.
+        """
+        try:
+            return await self._command(
+                session, f'STREAM FILE {sound} "{escape}"', self.config.agi_play_timeout_s
+            )
+        except AgiAppError:
+            pass
+        await self._alive(session)
+        log.warning("call %s: sound file %s missing: prompt %s", session.ref, sound, action.prompt)
+        if not self.config.sounds_dir or sound.startswith(f"{self.config.prompt_dir}/dyn/"):
+            return 0
+        from ivr.audio import speak_to_file
+
+        text = render(action.prompt, req.lang, req.context)
+        try:
+            rel = await asyncio.to_thread(
+                speak_to_file,
+                self.config.sounds_dir,
+                text,
+                pick_lang(req.lang),
+                prompt=action.prompt,
+            )
+        except Exception as exc:  # no TTS here: the caller still gets the next step
+            log.warning("call %s: prompt %s not spoken (%s)", session.ref, action.prompt, exc)
+            return 0
+        spoken = f"{self.config.prompt_dir}/{rel.removesuffix('.wav')}"
+        if not _SAFE_ARG.match(spoken):
+            return 0
+        try:
+            return await self._command(
+                session, f'STREAM FILE {spoken} "{escape}"', self.config.agi_play_timeout_s
+            )
+        except AgiAppError:
+            await self._alive(session)
+            log.warning("call %s: spoken prompt %s unplayable", session.ref, action.prompt)
+            return 0
+
+    async def _alive(self, session: Session) -> None:
+        """Raise `AgiHangup` unless the channel is still there."""
+        try:
+            await self._command(session, "CHANNEL STATUS", self.config.action_timeout_s)
+        except AgiAppError:
+            raise AgiHangup("channel gone") from None
 
     def _sound(self, prompt: str, lang: str, context: Mapping[str, Any], *, slow: bool) -> str:
         audio = context.get("prompt_audio")
@@ -266,6 +345,8 @@ class FlowServer:
         """Play a flow on the channel; True when it finished with `STAY` (the channel
         waits here for the next flow)."""
         flow, ref, cfg = req.flow, session.ref, self.config
+        if session.wait_class is not None:
+            await self._music(session, False)
         variables = {k: str(v) for k, v in req.context.items() if not isinstance(v, Mapping)}
         run, actions = engine.start(flow, variables)
         while True:
@@ -278,9 +359,7 @@ class FlowServer:
                     escape = "".join(sorted(nxt.digits)) if isinstance(nxt, engine.Collect) else ""
                     code = 0
                     for sound in await self._sounds(action, req):
-                        code = await self._command(
-                            session, f'STREAM FILE {sound} "{escape}"', cfg.agi_play_timeout_s
-                        )
+                        code = await self._stream(session, sound, escape, action, req)
                         if code != 0:
                             break
                     if code > 0:

@@ -49,6 +49,11 @@ class AsteriskConfig:
     #: `prompt_dir`. When set, templates play as their built fragments plus the dynamic
     #: values (category, address, name, ...) synthesised at call time into `dyn/`.
     sounds_dir: str = ""
+    #: An Originate that fails without a reason (OriginateResponse Reason 0) is held back
+    #: this long: Asterisk shutting down hangs up ringing calls that way before it says
+    #: so (refusals "Asterisk is shutting down", then the Shutdown event); within the
+    #: window such a call is reported lost (an outage), after it failed (the far end).
+    originate_failure_grace_s: float = 3.0
     action_timeout_s: float = 5.0
     connect_timeout_s: float = 5.0
     ping_interval_s: float = 10.0

@@ -91,6 +91,7 @@ HANGUP_CAUSES: dict[str, EndCause] = {
 }
 
 _UNKNOWN_VALUES = ("", "<unknown>")
+_FINISHED_KEPT = 10_000
 
 
 def end_cause(cause: str | None) -> EndCause:
@@ -159,6 +160,9 @@ class Correlator:
         self.by_linkedid: dict[str, str] = {}  # Linkedid -> ref
         self.bridges: dict[str, list[str]] = {}  # BridgeUniqueid -> uniqueids
         self.unknown_originates: set[str] = set()
+        #: refs of calls that ended, newest last: a leg that outlives its call (a Local
+        #: channel's ``;2`` half inherits YIJING_REF) must not bring the ref back to life
+        self.finished: dict[str, None] = {}
         self._snapshot: list[Message] | None = None
         self._held: list[Message] = []
         self._handlers = {
@@ -312,6 +316,8 @@ class Correlator:
             self._bind_outbound(chan, msg["Value"], out)
 
     def _bind_outbound(self, chan: Channel, ref: str, out: list[TelephonyEvent]) -> None:
+        if ref in self.finished and ref not in self.calls:
+            return  # a leg of a call that is over
         call = self.calls.get(ref)
         if call is None:
             call = self.calls[ref] = Call(ref=ref, direction="out")
@@ -457,6 +463,9 @@ class Correlator:
 
     def _forget(self, call: Call) -> None:
         self.calls.pop(call.ref, None)
+        self.finished[call.ref] = None
+        if len(self.finished) > _FINISHED_KEPT:
+            del self.finished[next(iter(self.finished))]
         if call.linkedid is not None and self.by_linkedid.get(call.linkedid) == call.ref:
             del self.by_linkedid[call.linkedid]
 

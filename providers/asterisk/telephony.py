@@ -156,9 +156,10 @@ class _Manager(Manager):  # type: ignore[misc]
 class _Protocol(AMIProtocol):  # type: ignore[misc]
     """panoramisk's protocol with our parser: each message goes to the sink, then to panoramisk."""
 
-    def __init__(self, sink: Callable[[Message], None]) -> None:
+    def __init__(self, sink: Callable[[Message], None], on_shutdown: Callable[[], None]) -> None:
         super().__init__()
         self._sink = sink
+        self._on_shutdown = on_shutdown
         self._parser = FrameParser()
 
     def data_received(self, data: bytes) -> None:
@@ -172,6 +173,7 @@ class _Protocol(AMIProtocol):  # type: ignore[misc]
                 log.exception("AMI message %s not handled", msg.get("Event") or msg.get("Response"))
             if msg.get("Event") == "Shutdown":
                 log.warning("Asterisk is shutting down")
+                self._on_shutdown()
                 self.transport.close()
         if self._parser.version is not None:
             self.version: str | None = self._parser.version
@@ -212,6 +214,8 @@ class AsteriskTelephony:
         self._releases: set[asyncio.Task[None]] = set()
         #: click-to-calls: the desk's leg seen as the port promises (`callout`)
         self._callouts = CalloutTracker()
+        #: ref -> the pending report of an Originate that failed without a reason
+        self._doubtful: dict[str, asyncio.TimerHandle] = {}
 
     # -- lifecycle -------------------------------------------------------------------
     async def __aenter__(self) -> AsteriskTelephony:
@@ -231,6 +235,9 @@ class AsteriskTelephony:
 
     async def __aexit__(self, *exc: object) -> None:
         self._closing = True
+        for handle in self._doubtful.values():
+            handle.cancel()
+        self._doubtful.clear()
         for task in list(self._releases):
             task.cancel()
         if self._supervisor is not None:
@@ -306,8 +313,14 @@ class AsteriskTelephony:
             self.correlator.unknown_originates.add(ref)
             return
         if not resp.success:
-            log.warning("originate %s refused: %s", ref, resp.get("Message", ""))
+            message = resp.get("Message", "")
+            log.warning("originate %s refused: %s", ref, message)
             self.correlator.calls.pop(ref, None)
+            if "shutting down" in message.lower():
+                # an outage, not the merchant's failure: nothing was placed, the ref is free
+                self._placed.discard(ref)
+                self._outage("Asterisk is shutting down")
+                raise LinkDown(f"originate {ref}: Asterisk is shutting down")
             self._emit(OriginateFailed(ref, OriginateFailure.FAILED))
 
     async def call_out(
@@ -591,6 +604,13 @@ class AsteriskTelephony:
                 self._held.setdefault(ref, leg)
             self.correlator.held_legs.clear()
         for event in events:
+            if (
+                isinstance(event, OriginateFailed)
+                and event.reason == OriginateFailure.FAILED
+                and self.config.originate_failure_grace_s > 0
+            ):
+                self._hold_failure(event.ref)
+                continue
             self._emit(event)
             if isinstance(event, CallEnded):
                 self._transfers.pop(event.ref, None)
@@ -599,6 +619,30 @@ class AsteriskTelephony:
                 task = asyncio.get_running_loop().create_task(self._release_leg(event.ref, leg))
                 self._releases.add(task)
                 task.add_done_callback(self._releases.discard)
+
+    def _hold_failure(self, ref: str) -> None:
+        """Report a reasonless Originate failure only once no outage explains it."""
+        if ref in self._doubtful:
+            return
+        loop = asyncio.get_running_loop()
+        self._doubtful[ref] = loop.call_later(
+            self.config.originate_failure_grace_s, self._release_failure, ref
+        )
+
+    def _release_failure(self, ref: str) -> None:
+        if self._doubtful.pop(ref, None) is not None:
+            self._emit(OriginateFailed(ref, OriginateFailure.FAILED))
+
+    def _outage(self, detail: str) -> None:
+        """The PBX is going away: calls that just failed for no reason were lost with it,
+        and nothing is sent until the link is back (and resynced)."""
+        for ref, handle in list(self._doubtful.items()):
+            handle.cancel()
+            del self._doubtful[ref]
+            log.warning("originate %s: lost with the PBX (%s)", ref, detail)
+            self._emit(OriginateFailed(ref, OriginateFailure.LOST))
+        if self._up:
+            self._set_status(False, detail)
 
     def _transfer_dial_ended(self, msg: Message) -> None:
         """The caller's Dial of a transfer's operator ended: answered, or never reached."""
@@ -617,6 +661,10 @@ class AsteriskTelephony:
             )
             self._emit(TransferFailed(ref, OPERATOR_PREFIX + endpoint))
 
+    def _shutdown_seen(self) -> None:
+        self._lost_detail = "Asterisk is shutting down"
+        self._outage(self._lost_detail)
+
     def _set_status(self, up: bool, detail: str) -> None:
         changed = up != self._up or detail != self._detail
         self._up, self._detail = up, detail
@@ -631,6 +679,8 @@ class AsteriskTelephony:
                 future.set_exception(LinkDown("AMI link lost"))
 
     def _drop_link(self) -> None:
+        if not self._closing:
+            self._outage(self._lost_detail or "connection lost")
         protocol, self._protocol = self._protocol, None
         if protocol is not None and not protocol.closed:
             protocol.closed = True
@@ -693,7 +743,9 @@ class AsteriskTelephony:
                 log=log,
             )
         _, protocol = await asyncio.wait_for(
-            loop.create_connection(lambda: _Protocol(self._on_message), cfg.host, cfg.port),
+            loop.create_connection(
+                lambda: _Protocol(self._on_message, self._shutdown_seen), cfg.host, cfg.port
+            ),
             cfg.connect_timeout_s,
         )
         self.connections += 1

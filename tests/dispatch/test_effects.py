@@ -39,7 +39,13 @@ from dispatch.timer_keys import TimerKey
 from dispatch.timers import ManualTimers
 from eventlog.clock import ManualClock
 from ivr.library import FlowLibrary
-from providers.base import Health, OriginateFailure, TelephonyError, TelephonyUnavailable
+from providers.base import (
+    Health,
+    OriginateFailure,
+    TelephonyError,
+    TelephonyUnavailable,
+    UnknownCall,
+)
 from tests.conftest import MORNING
 
 
@@ -149,6 +155,7 @@ def rig() -> Rig:
             failed=r.record("failed"),
             hold_failed=r.record("hold_failed"),
             transfer_failed=r.record("transfer_failed"),
+            bridge_failed=r.record("bridge_failed"),
         ),
         follow_ups=FollowUps(
             next_candidate=r.record("next_candidate"),
@@ -355,3 +362,17 @@ async def test_given_emergency_commands_then_pbx_and_timers_after_commit_follow_
         ("run_flow", "sim-7", "emergency_help", {}, "zh-CN"),
     ]
     assert await rig.timers.keys() == set()  # scheduled, then cancelled, in order
+
+
+@pytest.mark.parametrize(
+    ("error", "gone"), [(UnknownCall("sim-7"), True), (TelephonyError("refused"), False)]
+)
+async def test_given_an_answer_the_pbx_cannot_bridge_then_it_is_undone_and_raised(
+    rig: Rig, error: TelephonyError, gone: bool
+) -> None:
+    # an answer that reached nobody is no answer (on Asterisk: a caller who hung up while
+    # Yijing was down was answered "connected" and the operator stuck on the call)
+    rig.telephony.fail["bridge"] = error
+    with pytest.raises(TelephonyError):
+        await rig.fx.run(Bridge("sim-7", 1, 7))
+    assert rig.reported == [("bridge_failed", 7, 1, gone)]
