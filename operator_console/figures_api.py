@@ -34,7 +34,7 @@ from operator_console.api import (
     whole_number,
 )
 from operator_console.errors import FieldInvalid
-from operator_console.views import TicketOut, ticket_public
+from operator_console.views import EmergenciesToday, TicketOut, ticket_public
 from registry.models import Grid, Merchant, Role, ServiceCategory
 
 #: set once the routes below are on `API`
@@ -131,6 +131,8 @@ class FiguresOut(Model):
     total: Figures
     groups: list[GroupFigures]
     calls: CallFigures
+    #: emergency calls: count, time to a human (median, p90), within 15 s, overflows, 120
+    emergencies: EmergenciesToday
     first_day: date
     last_day: date
 

@@ -44,7 +44,7 @@ class IncidentBody(Strict):
     grid_code: str | None = Field(default=None, min_length=1, max_length=32)
 
 
-class LinkBody(Strict):
+class IncidentLinkBody(Strict):
     """One more call about the incident."""
 
     call_id: DbId
@@ -202,13 +202,13 @@ async def incident(request: web.Request) -> web.Response:
     summary="Link a call to the incident (409 when linked already or the incident is fixed)",
     roles=OPERATORS,
     response=IncidentDetail,
-    body=LinkBody,
+    body=IncidentLinkBody,
     tag="incidents",
 )
 async def link(request: web.Request) -> web.Response:
     """Link one call."""
     user = user_of(request)
-    data = await body(request, LinkBody)
+    data = await body(request, IncidentLinkBody)
     incident_id = int_param(request, "incident_id")
     await _dispatch(request).incidents.link(incident_id, data.call_id, user=user)
     return ok(await _dispatch(request).incident_board.incident(incident_id))

@@ -173,3 +173,17 @@ class EventOut(Model):
     occurred_at: datetime
     actor: str
     data: dict[str, Any]
+
+
+class EmergenciesToday(Model):
+    """A period's emergency calls (today's on the wallboard): how many, how fast a human
+    took them, overflows, 120."""
+
+    emergencies: int
+    taken: int
+    time_to_human_median_s: float | None
+    time_to_human_p90_s: float | None
+    answered_15s: int
+    answered_15s_rate: float | None
+    overflows: int
+    connected_120: int

@@ -22,6 +22,7 @@ from dispatch.machines.ticket import OPEN, TicketState
 from dispatch.models import Call, Incident, OperatorStatus, Ticket
 from eventlog.clock import LOCAL_TZ
 from operator_console.api import API, SUPERVISORS, Model, ok, services
+from operator_console.views import EmergenciesToday
 from registry.models import ServiceCategory, User
 
 WAITING = (CallState.QUEUED,)
@@ -86,19 +87,6 @@ class NeedingHuman(Model):
     category_en: str
     escalated: bool
     reason: str | None
-
-
-class EmergenciesToday(Model):
-    """Today's emergency calls: how many, how fast a human took them, overflows, 120."""
-
-    emergencies: int
-    taken: int
-    time_to_human_median_s: float | None
-    time_to_human_p90_s: float | None
-    answered_15s: int
-    answered_15s_rate: float | None
-    overflows: int
-    connected_120: int
 
 
 class WallboardOut(Model):
