@@ -208,7 +208,8 @@ def test_given_english_when_staff_pages_open_at_1366_then_each_fits_and_reads_en
         """() => [...document.querySelectorAll('#wall > .tile:not(.wall-full)')]
             .map((t) => t.getBoundingClientRect().bottom)"""
     )
-    assert len(bottoms) == 12 and max(bottoms) <= DESK["height"], bottoms
+    # 13 tiles: today's emergencies (issue 14) joined the 12 of before
+    assert len(bottoms) == 13 and max(bottoms) <= DESK["height"], bottoms
     assert not problems, "\n".join(problems)
     assert pages.errors == []
 

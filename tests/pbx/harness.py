@@ -642,6 +642,10 @@ class Yijing:
             YIJING_PROMPTS_DIR=str(self.pbx.prompts_dir),
             YIJING_ASTERISK_PING_INTERVAL_S="2",
             YIJING_ASTERISK_ACTION_TIMEOUT_S="5",
+            # the desk is open all day: the tier runs on the real clock at any hour, and
+            # out of hours a routine caller is told when it opens instead of queueing
+            YIJING_DESK_OPEN="00:00",
+            YIJING_DESK_CLOSE="23:59:59.999999",
         )
         env.update(self.settings)
         return env
