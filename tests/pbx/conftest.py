@@ -26,7 +26,15 @@ from tests.pbx.harness import (
     find_asterisk,
     prompt_build,
     sipp,
+    stop_leftover_sipp,
 )
+
+
+@pytest.fixture(autouse=True)
+async def no_sipp_left_running() -> AsyncIterator[None]:
+    """Each test's SIPp processes end (and are reaped) inside that test's event loop."""
+    yield
+    await stop_leftover_sipp()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -529,11 +529,13 @@ class SippRun:
     async def stop(self) -> None:
         """End it now."""
         if self.process.returncode is None:
-            self.process.send_signal(signal.SIGUSR1)  # SIPp: quit at once
+            with contextlib.suppress(ProcessLookupError):  # exited, not yet reaped
+                self.process.send_signal(signal.SIGUSR1)  # SIPp: quit at once
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.process.wait(), 5)
         if self.process.returncode is None:
-            self.process.kill()
+            with contextlib.suppress(ProcessLookupError):
+                self.process.kill()
             await self.process.wait()
 
     def stats(self) -> str:
@@ -596,7 +598,21 @@ async def sipp(
         stderr=asyncio.subprocess.DEVNULL,
         cwd=folder,
     )
-    return SippRun(proc, log, messages)
+    run = SippRun(proc, log, messages)
+    STARTED.append(run)
+    return run
+
+
+#: every SIPp started in this worker; `stop_leftover_sipp` ends, after each test, the ones a
+#: test left running (a phone still waiting when an assertion failed or the test was done):
+#: otherwise the process outlives its event loop and the next test fails on the warning
+STARTED: list[SippRun] = []
+
+
+async def stop_leftover_sipp() -> None:
+    """Stop and reap every SIPp this worker started that is still running."""
+    while STARTED:
+        await STARTED.pop().stop()
 
 
 # -- Yijing -------------------------------------------------------------------------------
