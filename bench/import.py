@@ -182,6 +182,20 @@ async def bench(url: str, label: str, sizes: list[int], folder: Path) -> list[fl
     }
     log_path = Path(os.environ.get("BENCH_LOG_DIR", folder)) / f"server-{label}.log"
     with log_path.open("wb") as server_log:
+        # the deploy step: on PostgreSQL `yijing run` only checks the revision
+        upgraded = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "operator_console.cli",
+            "db",
+            "upgrade",
+            cwd=ROOT,
+            env=env,
+            stdout=server_log,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        if await upgraded.wait() != 0:
+            raise RuntimeError("yijing db upgrade failed; see its log")
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",

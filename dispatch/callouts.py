@@ -53,8 +53,17 @@ from registry.phones import mask
 log = logging.getLogger(__name__)
 
 CALLOUT = "callout"
-#: what a click-to-call may ring, each by its id
-TARGETS = ("resident", "contact", "merchant", "grid_worker", "emergency", "callback")
+#: what a click-to-call may ring, each by its id (`resident_phone`: one of a resident's
+#: phones by its row id, for a resident with a landline and a mobile)
+TARGETS = (
+    "resident",
+    "resident_phone",
+    "contact",
+    "merchant",
+    "grid_worker",
+    "emergency",
+    "callback",
+)
 #: the wrap-up outcome of a call back that closes its task
 REACHED = "reached"
 #: the operator states from which a standalone click-to-call may start
@@ -125,6 +134,14 @@ class Callouts:
                 await self._resident_number(tx, target_id),
                 resident.name,
                 resident_id=target_id,
+            )
+        if kind == "resident_phone":
+            phone = await session.get(ResidentPhone, target_id)
+            if phone is None:
+                raise repo.NotFound("resident phone", target_id)
+            resident = await repo.get_resident(session, resident_id=phone.resident_id)
+            return Dial(
+                kind, target_id, _usable(phone.number, kind), resident.name, phone.resident_id
             )
         if kind == "contact":
             contact = await session.get(EmergencyContact, target_id)

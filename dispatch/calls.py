@@ -10,29 +10,34 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlmodel import col
 
 from dispatch.core import Core
 from dispatch.emergency import Emergency
+from dispatch.errors import Conflict, ConsentRequired
 from dispatch.incidents import Incidents
 from dispatch.machines import call as cm
 from dispatch.machines import operator as opm
-from dispatch.models import Call, Ticket
+from dispatch.models import Call
 from dispatch.offers import Offers
 from dispatch.operators import Operators
 from dispatch.outbound import Outbound
 from dispatch.queue import Queue
-from dispatch.tickets import Tickets
+from dispatch.status import OrderStatus
+from dispatch.tickets import LAST_CATEGORY, Tickets
 from eventlog.clock import LOCAL_TZ
 from ivr.flow import keypad_paths
 from ivr.prompts import pick_lang
 from providers.base import CallOffered, FlowFinished
 from registry import repository as repo
-from registry.catalog import OPERATOR_TASKS
+from registry.models import User
 from registry.phones import mask, try_normalize
 
 log = logging.getLogger(__name__)
+
+#: the queue outcome of a caller whose menu died with a restart of ours (`Calls.waiting`)
+MENU_LOST = "menu_lost"
 
 
 class Calls:
@@ -49,8 +54,10 @@ class Calls:
         offers: Offers,
         outbound: Outbound,
         incidents: Incidents,
+        status: OrderStatus,
     ) -> None:
         self.core = core
+        self.status = status
         self.incidents = incidents
         self.queue = queue
         self.emergency = emergency
@@ -91,8 +98,6 @@ class Calls:
                 flow = "hotline_unknown"
             else:
                 flow = "hotline" if core.config.hotline_menu else "hotline_no_menu"
-            state, commands = cm.transition(call.state, cm.StartIvr(flow))
-            call.state = state
             tx.emit(
                 "call.offered",
                 "call",
@@ -106,27 +111,30 @@ class Calls:
             context: dict[str, Any] = {}
             lang = "zh-CN"
             if resident is not None:
+                assert resident.id is not None
                 last = (
-                    await tx.session.execute(
-                        select(col(Ticket.category_code))
-                        .where(
-                            col(Ticket.resident_id) == resident.id,
-                            col(Ticket.category_code).not_in(OPERATOR_TASKS),
-                        )
-                        .order_by(col(Ticket.id).desc())
-                        .limit(1)
-                    )
-                ).scalar()
+                    (await tx.session.execute(self.tickets.last_order_query(resident.id)))
+                    .scalars()
+                    .first()
+                )
                 context = {
                     "name": resident.name,
                     "sex": resident.sex,
                     "birth_year": resident.birth_year or "",
                     "today": core.now().astimezone(LOCAL_TZ).date(),
-                    "last_category": last or "",
+                    LAST_CATEGORY: last.category_code if last is not None else "",
                     # incidents: an outage known in the grid is announced before the menu
                     **await self.incidents.announcement(tx.session, resident.grid_code),
                 }
                 lang = pick_lang(resident.language)
+                if flow == "hotline":
+                    # an open order: its status first (then 1 is the menu, 0 an operator)
+                    order = await self.status.context(tx.session, resident)
+                    if order:
+                        flow = "status"
+                        context.update(order)
+            state, commands = cm.transition(call.state, cm.StartIvr(flow))
+            call.state = state
             await core.fx.call(tx, call, commands, context=context, lang=lang)
         log.info("call %s offered (registered=%s)", event.ref, call.registered)
 
@@ -134,19 +142,41 @@ class Calls:
         """The hotline menu ended: a keypad order, or the caller waits for an operator."""
         category = event.variables.get("category", "")
         if event.outcome == "need":
-            repeat = category == event.variables.get("last_category")
+            repeat = category == event.variables.get(LAST_CATEGORY)
             await self.keypad_need(event.ref, category, repeat=repeat)
             return
-        reason = await self.emergency.reason_for(event.ref, event.outcome)
+        await self.to_operator(event.ref, event.outcome, event.variables.get("category"))
+
+    async def to_operator(self, ref: str, outcome: str, category: str | None = None) -> None:
+        """A menu ended with the caller for an operator: an emergency, the desk closed
+        (they hear when it opens), or the queue."""
+        reason = await self.emergency.reason_for(ref, outcome)
         if reason is not None:
-            await self.emergency.start(event.ref, reason, event.variables.get("category"))
+            await self.emergency.start(ref, reason, category)
         elif await self.emergency.desk_closed_now():
-            await self.emergency.desk_closed(event.ref)
+            await self.emergency.desk_closed(ref)
         else:
-            await self.queue.enqueue(event.ref, event.outcome, event.variables.get("category"))
+            await self.queue.enqueue(ref, outcome, category)
+
+    async def waiting(self, ref: str) -> None:
+        """The PBX holds a caller for an operator (`CallWaiting`). Still in the menu by our
+        records: the menu died with a restart of ours and the caller stayed on; they are
+        a caller who wants an operator now (never left in music nobody watches). A call
+        queued or further on already changes nothing."""
+        async with self.core.store.read() as session:
+            call = (
+                await session.execute(select(Call).where(col(Call.ref) == ref))
+            ).scalar_one_or_none()
+        if call is None or call.direction != "in" or call.state != cm.CallState.IVR:
+            return
+        await self.call_event(ref, "call.menu_lost")
+        log.info("call %s: the menu was cut off; the caller waits for an operator", ref)
+        # its own outcome: a menu we cut off is not a caller who stayed silent in it
+        await self.to_operator(ref, MENU_LOST, None)
 
     async def keypad_need(self, ref: str, category: str, *, repeat: bool = False) -> None:
-        """A routine need taken by the keypad menu: a ticket, dispatched automatically.
+        """A routine need taken by the keypad menu: a ticket, dispatched automatically
+        (unless its category asks for the resident's consent: then a call back asks it).
 
         The same category as the resident's last order ("9, same as last time") repeats
         that order: its description, and its merchant first in line.
@@ -156,10 +186,7 @@ class Calls:
             call = await core.call_by_ref(tx, ref)
             if call is None or call.state != cm.CallState.IVR:
                 return
-            state, commands = cm.transition(call.state, cm.SelfServed())
-            await core.cas(tx, call, state=state, ended_at=core.now(), cause="self_served")
-            tx.emit("call.self_served", "call", call.id, category=category, repeat=repeat)
-            await core.fx.call(tx, call, commands)
+            await core.self_served(tx, call, category=category, repeat=repeat)
         if await self.incidents.join_keypad(call, category):
             return  # an outage the utility is on already: the caller is called back
         last = (
@@ -174,7 +201,32 @@ class Calls:
                 user=None, category=category, resident_id=call.resident_id, call_id=call.id
             )
         assert ticket.id is not None
-        await self.offers.dispatch(ticket.id, user=None)
+        if await self.incidents.late_ticket(call.id):
+            return  # linked to an outage while its ticket was being made: the outage has it
+        try:
+            await self.offers.dispatch(ticket.id, user=None)
+        except ConsentRequired:
+            # a self-paid need waits for the resident's consent: an operator rings back,
+            # records it on the ticket and dispatches
+            async with core.store.tx() as tx:
+                tx.emit("ticket.awaiting_consent", "ticket", ticket.id, call_id=call.id)
+            await self.queue.callback_once(call, "the resident's consent to the price")
+
+    async def identify(self, call_id: int, resident_id: int, *, user: User) -> None:
+        """An unknown caller was registered at the desk: the call is theirs from now on
+        (`Conflict` when the call knew its caller already)."""
+        async with self.core.store.tx() as tx:
+            known = await tx.session.execute(
+                update(Call)
+                .where(col(Call.id) == call_id, col(Call.resident_id).is_(None))
+                .values(resident_id=resident_id, registered=True)
+            )
+            if known.rowcount != 1:  # type: ignore[attr-defined]
+                raise Conflict(f"call {call_id}: the caller is registered already")
+            tx.emit(
+                "call.identified", "call", call_id, actor=user.username, resident_id=resident_id
+            )
+        log.info("call %s: caller registered as resident %s", call_id, resident_id)
 
     async def call_event(self, ref: str, name: str, **data: Any) -> None:
         """Put something the backend said about a call on its timeline."""

@@ -55,6 +55,19 @@ class DispatchConfig:
     #: incidents: tries of a callback nobody answers, and the wait before the next one
     incident_callback_tries: int = 2
     incident_callback_retry_s: float = 1800.0
+    #: a merchant's acceptance is told to the resident by a short call (dispatch.notify);
+    #: off unless the root turns it on (`YIJING_TELL_RESIDENT`, on by default there)
+    tell_resident: bool = False
+    #: tries of that call when nobody answers, and the wait before the next one
+    tell_resident_tries: int = 2
+    tell_resident_retry_s: float = 600.0
+
+    # -- wellbeing calls (dispatch.wellbeing) ---------------------------------------------
+    #: tries of a resident's wellbeing call, and the pause after one nobody answered
+    wellbeing_tries: int = 3
+    wellbeing_retry_s: float = 300.0
+    #: a care-circle contact who said they would go and see is called back after this
+    wellbeing_report_s: float = 1800.0
 
     # -- emergencies (dispatch.emergency) ---------------------------------------------------
     #: an emergency nobody at the console answers in this time goes to the on-call list

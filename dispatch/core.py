@@ -110,3 +110,11 @@ class Core:
         return (
             (await tx.session.execute(select(Call).where(col(Call.ref) == ref))).scalars().first()
         )
+
+    async def self_served(self, tx: Tx, call: Call, **data: Any) -> None:
+        """The caller got what they called for by keypad: the call ends served, not
+        abandoned (calling again soon is no emergency)."""
+        state, commands = cm.transition(call.state, cm.SelfServed())
+        await self.cas(tx, call, state=state, ended_at=self.now(), cause="self_served")
+        tx.emit("call.self_served", "call", call.id, **data)
+        await self.fx.call(tx, call, commands)

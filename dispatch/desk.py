@@ -4,8 +4,9 @@ and resume, transfer to a colleague or the supervisor desk, and wrap up.
 Each use case is one unit of work; the PBX is told after the commit (`dispatch.effects`).
 A wrap-up ends when the operator says so, when its timer runs out (the call ends with
 disposition `wrap_up_timeout`), or when a supervisor wrapping up takes a transferred
-caller (`transferred_in`). A transfer nobody answers puts the caller back at the front of
-the queue with their first answer kept.
+caller (`transferred_in`), or when its operator logs out (`signed_off`). Logging out of
+the console signs the desk off; with a caller at the desk it is refused. A transfer nobody
+answers puts the caller back at the front of the queue with their first answer kept.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from sqlmodel import col
 from dispatch.core import Core
 from dispatch.effects import CancelTimer, Hangup
 from dispatch.emergency import Emergency
-from dispatch.errors import Conflict, Invalid
+from dispatch.errors import Conflict, Invalid, OnCall
 from dispatch.machines import call as cm
 from dispatch.machines import operator as opm
 from dispatch.models import Call, OperatorStatus
@@ -42,6 +43,8 @@ TRANSFERRED_IN = "transferred_in"
 #: why a wrap-up was finished by the service rather than by its operator
 WRAP_UP_TIMEOUT = "wrap_up_timeout"
 CLOSED_AT_START = "closed_at_start"
+#: a wrap-up its operator left by logging out of the console
+SIGNED_OFF = "signed_off"
 
 
 def operator_of(peer: str) -> int | None:
@@ -75,8 +78,31 @@ class Desk:
         assert user.id is not None
         async with self.core.store.tx() as tx:
             status = await self.operators.event(tx, user.id, events[action])
+        return status.state.value  # one freed is offered the next caller (`when_free`)
+
+    async def sign_off(self, user: User) -> None:
+        """The operator logs out of the console: their desk signs off, so no caller is
+        reserved to it and the wallboard stops counting it free. A wrap-up in progress
+        ends (`signed_off`); `OnCall` while a caller is at the desk (hang up or transfer
+        first: a caller is never left with a desk nobody watches)."""
+        assert user.id is not None
+        core = self.core
+        async with core.store.tx() as tx:
+            status = await tx.session.get(OperatorStatus, user.id, populate_existing=True)
+            if status is None or status.state == opm.OperatorState.LOGGED_OUT:
+                return
+            if status.state == opm.OperatorState.ON_CALL:
+                raise OnCall(status.call_id or 0)
+            if status.state == opm.OperatorState.WRAP_UP:
+                core.fx.after_commit(tx, CancelTimer(TimerKey.wrapup(user.id)))
+                await self.finish_wrap_up(
+                    tx, user.id, status, disposition=SIGNED_OFF, actor=user.username
+                )
+            elif status.state == opm.OperatorState.RESERVED:
+                core.fx.after_commit(tx, CancelTimer(TimerKey.ring(user.id)))
+            await self.operators.event(tx, user.id, opm.Logout())
+        log.info("operator %s signed off at logout", user.id)
         await self.queue.distribute()
-        return status.state.value
 
     async def answer_call(self, call_id: int, user: User) -> Call:
         """An operator takes a waiting call; a second operator gets `IllegalTransition`.
@@ -320,11 +346,14 @@ class Desk:
         *,
         to_user_id: int | None = None,
         to_role: str | None = None,
+        note: str = "",
     ) -> Call:
         """Hand the caller to an available operator or a supervisor; the sender wraps up.
 
         The call stays connected (it is not answered again: waits and answer figures keep
-        the first answer); a refused target changes nothing.
+        the first answer); a refused target changes nothing. The sender's `note` ("wants
+        her daughter called first") rides on the `call.transferred` event, which is what
+        the receiving desk reads along with the call's resident and ticket.
         """
         assert user.id is not None
         if (to_user_id is None) == (to_role is None):
@@ -353,11 +382,14 @@ class Desk:
                 call.id,
                 actor=user.username,
                 from_operator_id=user.id,
+                from_operator=user.display_name or user.username,
                 to_operator_id=target.id,
                 to_operator=target.username,
                 to=to_role or "operator",
                 held_s=held_s,
                 ticket_id=call.ticket_id,
+                resident_id=call.resident_id,
+                note=note.strip()[:200],
             )
             await core.fx.call(tx, call, commands)
         log.info("call %s transferred from operator %s to %s", call.ref, user.id, target.id)
@@ -498,4 +530,3 @@ class Desk:
             if status is None or status.state != opm.OperatorState.WRAP_UP:
                 return
             await self.finish_wrap_up(tx, user_id, status, disposition=WRAP_UP_TIMEOUT)
-        await self.queue.distribute()

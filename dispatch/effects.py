@@ -214,6 +214,7 @@ MACHINE_COMMANDS: tuple[type, ...] = (
     opm.StartWrapUpTimer,
     tm.AlertOperators,
     tm.WithdrawOtherOffers,
+    tm.TellResident,
     tm.ScheduleSurvey,
     tm.Redispatch,
     im.StartCallbacks,
@@ -261,6 +262,8 @@ class FollowUps:
     redispatch: Callable[[Tx, Ticket], Awaitable[None]]
     #: the visit is done: the survey call and the end of the survey window (surveys)
     schedule_survey: Callable[[Tx, Ticket], Awaitable[None]]
+    #: a merchant accepted: the resident is told who comes, by when, the code word (notify)
+    tell_resident: Callable[[Tx, Ticket], Awaitable[None]] | None = None
     #: an emergency's call goes to every free operator at once (emergency)
     ring_operators: Callable[[Tx, EmergencyEscalation], Awaitable[None]] | None = None
     #: ring one responder of an emergency: record and place the step's call (emergency)
@@ -379,6 +382,9 @@ class Effects:
                     tx.emit("alert.unassigned", "ticket", ticket.id, reason=reason)
                 case tm.WithdrawOtherOffers():
                     await self.follow_ups.withdraw_other_offers(tx, ticket)
+                case tm.TellResident():
+                    if self.follow_ups.tell_resident is not None:
+                        await self.follow_ups.tell_resident(tx, ticket)
                 case tm.ScheduleSurvey():
                     await self.follow_ups.schedule_survey(tx, ticket)
                 case tm.Redispatch():

@@ -204,14 +204,18 @@ class Emergency:
 
     # -- starting ------------------------------------------------------------------------------
     async def start(self, ref: str, reason: str, category: str | None = None) -> bool:
-        """Flag a call waiting in the menu an emergency and start its escalation."""
+        """Flag a call waiting in the menu an emergency and start its escalation (or an
+        answered outbound call whose far end asked for help: `dispatch.wellbeing`)."""
         core = self.core
         async with core.store.tx() as tx:
             call = await core.call_by_ref(tx, ref)
-            if call is None or call.state not in (cm.CallState.IVR, cm.CallState.RINGING):
+            # an answered outbound call whose far end asks for help (a wellbeing call)
+            asked = call is not None and call.direction == "out"
+            waiting = (cm.CallState.IVR, cm.CallState.RINGING)
+            if call is None or call.state not in ((cm.CallState.CONNECTED,) if asked else waiting):
                 return False
             assert call.id is not None
-            state, commands = cm.transition(call.state, cm.Enqueue())
+            state, commands = cm.transition(call.state, cm.AskOperator() if asked else cm.Enqueue())
             await core.cas(
                 tx, call, state=state, queued_at=core.now(), emergency=True, emergency_reason=reason
             )

@@ -21,7 +21,7 @@ them is read from every later event, so a ticket received on 31 December and clo
 - deadlines met: solved tickets whose merchant arrived (or, without an arrival report,
   completed) at or before the deadline the ticket was created with; rate over solved.
 - escalated: tickets with at least one `ticket.escalated`; to_supervisor: those that
-  reached the supervisor. no_shows: `ticket.no_show` events.
+  reached the supervisor. no_shows: `ticket.no_show`s; disputed, overturned: `dispute.*`.
 
 Call-centre figures cover inbound hotline calls offered (`call.offered`) in the period:
 answered within 60 s / 180 s is the share of calls that waited for an operator
@@ -34,6 +34,14 @@ pressed 1, or the 120 call was answered), its median and 90th percentile over th
 ones; answered within 15 s is the share of emergencies taken that fast; overflows are
 those that reached the on-call list or the contacts (`emergency.overflow` or
 `emergency.help_called`); 120 connections count `emergency.connected_120`.
+
+Wellbeing calls (`dispatch.wellbeing`) cover the rounds due (`wellbeing.due`) on the
+period's local days, per day and in all: checked in (a key on the call, or a hotline
+call in the window: `checked_in_by_hotline`), away, asked for help on the call, missed
+(every try failed: the care circle was alerted), taken by a contact (and by what kind of
+contact: family, neighbour, grid_worker, ...), escalated to the operators; the time from
+the missed check-in to a human contact is from `wellbeing.missed` to `wellbeing.taken`
+(a contact pressed 1), its median and 90th percentile.
 
 Rates are percentages rounded to one decimal, None when the denominator is zero.
 """
@@ -56,6 +64,8 @@ from sqlmodel import col
 from eventlog.clock import LOCAL_TZ
 from eventlog.models import Event
 
+#: a merchant's dispute of a rating or no-show, and an overturned one (it stops counting)
+DISPUTE_EVENTS = ("dispute.opened", "dispute.overturned")
 TICKET_EVENTS = (
     "ticket.created",
     "ticket.accepted",
@@ -66,6 +76,7 @@ TICKET_EVENTS = (
     "ticket.cancelled",
     "ticket.escalated",
     "ticket.no_show",
+    *DISPUTE_EVENTS,
 )
 CALL_EVENTS = ("call.offered", "call.queued", "call.connected", "call.abandoned")
 EMERGENCY_EVENTS = (
@@ -74,6 +85,15 @@ EMERGENCY_EVENTS = (
     "emergency.overflow",
     "emergency.help_called",
     "emergency.connected_120",
+)
+WELLBEING_EVENTS = (
+    "wellbeing.due",
+    "wellbeing.checked_in",
+    "wellbeing.away",
+    "wellbeing.help",
+    "wellbeing.missed",
+    "wellbeing.taken",
+    "wellbeing.escalated",
 )
 #: the Chinese hotline standard's answer time for an emergency
 EMERGENCY_ANSWER_S = 15.0
@@ -110,6 +130,8 @@ class TicketFacts:
     rating: str | None = None
     escalation: int = 0
     no_shows: int = 0
+    disputed: int = 0
+    overturned: int = 0
 
 
 def pct(part: int, whole: int) -> float | None:
@@ -154,6 +176,8 @@ class Figures:
     escalated: int = 0
     to_supervisor: int = 0
     no_shows: int = 0
+    disputed: int = 0
+    overturned: int = 0
 
 
 @dataclass(slots=True)
@@ -185,6 +209,33 @@ class EmergencyFigures:
 
 
 @dataclass(slots=True)
+class WellbeingFigures:
+    """One local day's wellbeing rounds (or the period's, `key` "total")."""
+
+    key: str
+    due: int = 0
+    checked_in: int = 0
+    checked_in_by_hotline: int = 0
+    away: int = 0
+    asked_help: int = 0
+    missed: int = 0
+    taken: int = 0
+    #: contact kind -> rounds a contact of that kind took
+    taken_by: dict[str, int] = field(default_factory=dict)
+    escalated: int = 0
+    missed_to_human_median_s: float | None = None
+    missed_to_human_p90_s: float | None = None
+
+
+@dataclass(slots=True)
+class WellbeingReport:
+    """The wellbeing rounds of a period: in all, and per local day."""
+
+    total: WellbeingFigures = field(default_factory=lambda: WellbeingFigures("total"))
+    days: list[WellbeingFigures] = field(default_factory=list)
+
+
+@dataclass(slots=True)
 class Report:
     """A period's figures: the total, optional groups, and the call centre."""
 
@@ -195,6 +246,7 @@ class Report:
     groups: list[Figures] = field(default_factory=list)
     calls: CallFigures = field(default_factory=CallFigures)
     emergencies: EmergencyFigures = field(default_factory=EmergencyFigures)
+    wellbeing: WellbeingReport = field(default_factory=WellbeingReport)
 
     def public(self) -> dict[str, Any]:
         """JSON shape for the API."""
@@ -206,6 +258,7 @@ class Report:
             "groups": [asdict(g) for g in self.groups],
             "calls": asdict(self.calls),
             "emergencies": asdict(self.emergencies),
+            "wellbeing": asdict(self.wellbeing),
         }
 
     def csv(self) -> str:
@@ -256,6 +309,12 @@ def ticket_facts(events: Iterable[Ev], *, start: datetime, end: datetime) -> lis
             case "ticket.no_show":
                 t.no_shows += 1
                 t.merchant_id = None
+            case "dispute.opened":
+                t.disputed += 1
+            case "dispute.overturned":  # the rating or no-show stops counting (it stays logged)
+                t.overturned += 1
+                t.rating = None if e.data.get("kind") == "rating" else t.rating
+                t.no_shows -= e.data.get("kind") == "no_show" and t.no_shows > 0
     return list(facts.values())
 
 
@@ -273,6 +332,7 @@ def figures(key: str, tickets: Iterable[TicketFacts]) -> Figures:
         f.escalated += t.escalation > 0
         f.to_supervisor += t.escalation > 1
         f.no_shows += t.no_shows
+        f.disputed, f.overturned = f.disputed + t.disputed, f.overturned + t.overturned
         if not t.closed:
             continue
         f.closed += 1
@@ -359,6 +419,56 @@ def emergency_figures(events: Iterable[Ev], *, start: datetime, end: datetime) -
     return f
 
 
+def wellbeing_figures(events: Iterable[Ev], *, start: datetime, end: datetime) -> WellbeingReport:
+    """The wellbeing rounds due on the local days of [start, end) (events in seq order)."""
+    days = local_days(start, end)
+    day_of: dict[str, str] = {}
+    missed: dict[str, datetime] = {}
+    out = {d: WellbeingFigures(d) for d in days}
+    waits: dict[str, list[float]] = defaultdict(list)
+    for e in events:
+        rnd = str(e.data.get("round_id"))
+        if e.name == "wellbeing.due":
+            if e.data.get("day") in out:
+                day_of[rnd] = str(e.data["day"])
+                out[day_of[rnd]].due += 1
+            continue
+        if rnd not in day_of:
+            continue
+        f = out[day_of[rnd]]
+        if e.name == "wellbeing.checked_in":
+            f.checked_in += 1
+            f.checked_in_by_hotline += e.data.get("via") == "hotline"
+        elif e.name == "wellbeing.away":
+            f.away += 1
+        elif e.name == "wellbeing.help":
+            f.asked_help += 1
+        elif e.name == "wellbeing.missed":
+            f.missed += 1
+            missed[rnd] = e.occurred_at
+        elif e.name == "wellbeing.taken":
+            f.taken += 1
+            kind = str(e.data.get("kind") or "-")
+            f.taken_by[kind] = f.taken_by.get(kind, 0) + 1
+            if rnd in missed:
+                waits[f.key].append((e.occurred_at - missed[rnd]).total_seconds())
+        elif e.name == "wellbeing.escalated":
+            f.escalated += 1
+    total = WellbeingFigures("total")
+    for f in out.values():
+        f.missed_to_human_median_s = _median(waits[f.key])
+        f.missed_to_human_p90_s = percentile(waits[f.key], 90)
+        for name in ("due", "checked_in", "checked_in_by_hotline", "away", "asked_help",
+                     "missed", "taken", "escalated"):  # fmt: skip
+            setattr(total, name, getattr(total, name) + getattr(f, name))
+        for kind, n in f.taken_by.items():
+            total.taken_by[kind] = total.taken_by.get(kind, 0) + n
+    every = [w for ws in waits.values() for w in ws]
+    total.missed_to_human_median_s = _median(every)
+    total.missed_to_human_p90_s = percentile(every, 90)
+    return WellbeingReport(total=total, days=[out[d] for d in days])
+
+
 def _group_key(t: TicketFacts, by: str) -> str:
     if by == "day":
         return t.created_at.astimezone(LOCAL_TZ).date().isoformat()
@@ -393,9 +503,13 @@ def report(
         raise ValueError(f"by must be one of {', '.join(GROUPINGS)}")
     ticket_events: list[Ev] = []
     call_events: list[Ev] = []
+    wellbeing_events: list[Ev] = []
     for e in events:
         is_call = e.name.startswith(("call.", "emergency."))
-        (call_events if is_call else ticket_events).append(e)
+        if e.name.startswith("wellbeing."):
+            wellbeing_events.append(e)
+        else:
+            (call_events if is_call else ticket_events).append(e)
     tickets = ticket_facts(ticket_events, start=start, end=end)
     out = Report(start, end, by, total=figures("total", tickets))
     if by is not None:
@@ -409,6 +523,7 @@ def report(
         out.groups = [figures(key, groups.get(key, [])) for key in keys]
     out.calls = call_figures(call_events, start=start, end=end)
     out.emergencies = emergency_figures(call_events, start=start, end=end)
+    out.wellbeing = wellbeing_figures(wellbeing_events, start=start, end=end)
     return out
 
 
@@ -419,7 +534,9 @@ async def load_report(
     rows = await session.execute(
         select(col(Event.name), col(Event.subject_id), col(Event.occurred_at), col(Event.data))
         .where(
-            col(Event.name).in_([*TICKET_EVENTS, *CALL_EVENTS, *EMERGENCY_EVENTS]),
+            col(Event.name).in_(
+                [*TICKET_EVENTS, *CALL_EVENTS, *EMERGENCY_EVENTS, *WELLBEING_EVENTS]
+            ),
             col(Event.occurred_at) >= start,
         )
         .order_by(col(Event.seq))
@@ -440,47 +557,3 @@ async def load_emergency_figures(
         .order_by(col(Event.seq))
     )
     return emergency_figures((Ev(*row) for row in rows), start=start, end=end)
-
-
-def render_table(rep: Report) -> str:
-    """A plain-text table for the CLI."""
-    rows = [*rep.groups, rep.total]
-    head = ["", "受理", "办结", "办结率", "解决率", "评价率", "满意率", "按时率", "升级", "爽约"]
-
-    def pct(v: float | None) -> str:
-        return "-" if v is None else f"{v:.1f}%"
-
-    lines = [head]
-    for r in rows:
-        lines.append(
-            [
-                r.key,
-                str(r.received),
-                str(r.closed),
-                pct(r.closure_rate),
-                pct(r.solved_rate),
-                pct(r.rated_rate),
-                pct(r.satisfied_rate),
-                pct(r.deadlines_met_rate),
-                str(r.escalated),
-                str(r.no_shows),
-            ]
-        )
-    widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
-    text = "\n".join(
-        "  ".join(c.rjust(w) for c, w in zip(line, widths, strict=True)) for line in lines
-    )
-    c = rep.calls
-    text += (
-        f"\n\ncalls offered {c.offered}, waited for an operator {c.queued}; "
-        f"answered within 60 s {pct(c.answered_60s_rate)}, within 180 s "
-        f"{pct(c.answered_180s_rate)}; abandoned {pct(c.abandoned_rate)}"
-    )
-    m = rep.emergencies
-    if m.emergencies:
-        text += (
-            f"\nemergencies {m.emergencies}: to a human median {m.time_to_human_median_s} s, "
-            f"p90 {m.time_to_human_p90_s} s, within 15 s {pct(m.answered_15s_rate)}; "
-            f"overflows {m.overflows}, connected to 120 {m.connected_120}"
-        )
-    return text

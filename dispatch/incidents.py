@@ -202,8 +202,10 @@ class Incidents:
     # -- later callers -----------------------------------------------------------------------
     async def announcement(self, session: Any, grid_code: str) -> dict[str, str]:
         """What the hotline announces to a caller of this grid before the menu (variables
-        `incident`, `incident_grid`), or nothing when no outage is open there."""
-        incident = (
+        `incident`, `incident_grid`), or nothing when no outage is open there; with
+        `incident_<category>` = "open" for every fault open there, which a keypad report
+        joins (`join_keypad`), so the flow tells the caller what will happen."""
+        incidents = (
             (
                 await session.execute(
                     select(Incident)
@@ -215,14 +217,15 @@ class Incidents:
                 )
             )
             .scalars()
-            .first()
+            .all()
         )
-        if incident is None:
+        if not incidents:
             return {}
         grid = await session.get(Grid, grid_code)
         return {
-            "incident": incident.category_code,
+            "incident": incidents[0].category_code,
             "incident_grid": grid.name if grid is not None else grid_code,
+            **{f"incident_{i.category_code}": "open" for i in incidents},
         }
 
     async def join_keypad(self, call: Call, category: str) -> bool:
@@ -239,6 +242,21 @@ class Incidents:
                 await self._link(tx, incident, call, user=None)
             except Conflict:
                 return True  # linked already (a retried report of the same call)
+        return True
+
+    async def late_ticket(self, call_id: int | None) -> bool:
+        """A keypad order's ticket made after its call was linked to an incident (an
+        operator linked it between the keypad's check and the ticket): the incident takes
+        it over as a link would have (adopted, or cancelled as merged); True when it did."""
+        async with self.core.store.tx() as tx:
+            link = await tx.session.scalar(
+                select(IncidentCall).where(col(IncidentCall.call_id) == call_id)
+            )
+            if link is None:
+                return False
+            incident = await self.core.get(tx, Incident, link.incident_id, "incident")
+            call = await self.core.get(tx, Call, link.call_id, "call")
+            await self._take_over_ticket(tx, incident, call, user=None)
         return True
 
     # -- the one ticket --------------------------------------------------------------------

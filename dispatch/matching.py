@@ -98,6 +98,8 @@ class Candidate:
     reasons: list[str] = field(default_factory=list)
     #: the same reasons as codes with their figures, for a page in another language
     why: list[dict[str, object]] = field(default_factory=list)
+    #: the merchant's price note for the category (`dispatch.prices.price_public`)
+    price: dict[str, object] | None = None
 
     def note(self, code: str, text: str, **params: object) -> None:
         """Add a reason: the zh-CN words and the code (`why_<code>` in the console's words)."""
@@ -119,6 +121,7 @@ class Candidate:
             "opens_at": self.opens_at,
             "reasons": self.reasons,
             "why": self.why,
+            "price": self.price,
         }
 
 

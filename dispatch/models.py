@@ -7,7 +7,7 @@ so two operators or two merchants racing on one subject get a clear refusal.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime, time
 
 from sqlalchemy import Column, Index
 from sqlmodel import Field, SQLModel
@@ -23,6 +23,13 @@ from eventlog.db import BigId, EnumText, JSONType, UTCDateTime, utcnow
 
 class Call(SQLModel, table=True):
     """A phone call, inbound (hotline) or outbound (offer, survey, callback)."""
+
+    # the queue, the call list and the lost-call check read the unfinished calls by state
+    # (a few live ones among every call ever made); the figures read a period by start
+    __table_args__ = (
+        Index("ix_call_direction_state", "direction", "state"),
+        Index("ix_call_started_at", "started_at"),
+    )
 
     id: int | None = Field(default=None, sa_type=BigId, primary_key=True)
     ref: str = Field(unique=True, max_length=64)
@@ -90,6 +97,14 @@ class Ticket(SQLModel, table=True):
     rating: str | None = Field(default=None, max_length=32)
     survey_attempts: int = 0
     created_by: str = Field(default="system", max_length=64)
+    #: the operator who looks after the ticket now (the desk that made it, or whom it was
+    #: reassigned to); None for one the hotline or a job made until someone takes it
+    assigned_to: int | None = Field(default=None, sa_type=BigId)
+    #: the category asked for the resident's consent when the ticket was made: it is not
+    #: dispatched until `consented_at` is set (who consented: `consent_by`)
+    needs_consent: bool = False
+    consent_by: str | None = Field(default=None, max_length=64)
+    consented_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     accepted_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     arrived_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
@@ -228,3 +243,138 @@ class OnCallPhone(SQLModel, table=True):
     phone: str = Field(max_length=32)
     position: int = 0
     active: bool = True
+
+
+class Campaign(SQLModel, table=True):
+    """An outbound round to many residents (a notice to grids, with an optional question):
+    paced, retried, never in the quiet hours, each recipient called once per try."""
+
+    id: int | None = Field(default=None, sa_type=BigId, primary_key=True)
+    kind: str = Field(default="notice", max_length=16)
+    title: str = Field(max_length=64)
+    #: what the voice reads at call time
+    text: str = Field(max_length=500)
+    #: the yes/no question after it ("1 yes, 2 no"), empty for none
+    question: str = Field(default="", max_length=200)
+    grid_codes: list[str] = Field(default_factory=list, sa_type=JSONType)
+    groups: list[str] = Field(default_factory=list, sa_type=JSONType)
+    #: running, done or cancelled
+    state: str = Field(default="running", max_length=16)
+    #: calls placed per round, seconds between rounds, tries per recipient, wait before one
+    batch: int = 10
+    gap_s: float = 30.0
+    tries: int = 2
+    retry_s: float = 1800.0
+    created_by: str = Field(default="system", max_length=64)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    done_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class CampaignCall(SQLModel, table=True):
+    """One recipient of a campaign: their tries and what came of them."""
+
+    __tablename__ = "campaign_call"
+    __table_args__ = (
+        Index("ix_campaign_call_campaign", "campaign_id"),
+        Index("ix_campaign_call_resident", "resident_id"),
+    )
+
+    id: int | None = Field(default=None, sa_type=BigId, primary_key=True)
+    campaign_id: int = Field(foreign_key="campaign.id", sa_type=BigId)
+    resident_id: int = Field(sa_type=BigId)
+    number: str = Field(max_length=32)
+    #: the current try's call ref, set in the unit of work that records the call
+    ref: str | None = Field(default=None, max_length=64, unique=True)
+    attempts: int = 0
+    retry_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    #: heard, unanswered or failed (after the last try), lost (cut off by a restart: it may
+    #: have rung, not placed again), no_phone
+    outcome: str | None = Field(default=None, max_length=16)
+    #: the key's meaning when the notice asked: yes, no
+    answer: str | None = Field(default=None, max_length=16)
+    finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class WellbeingPlan(SQLModel, table=True):
+    """A resident's daily wellbeing call (`dispatch.wellbeing`): on which days, in which
+    window, in which language, and the periods they are away (no call then)."""
+
+    __tablename__ = "wellbeing_plan"
+
+    resident_id: int = Field(primary_key=True, foreign_key="resident.id", sa_type=BigId)
+    enabled: bool = True
+    #: ISO weekdays the call is due (1 Monday .. 7 Sunday)
+    days: list[int] = Field(default_factory=list, sa_column=Column(JSONType))
+    #: a hotline call from the resident in the window is their check-in; at its end,
+    #: without one, the service calls (local time)
+    window_start: time = time(9, 0)
+    window_end: time = time(10, 0)
+    #: the call's language; None: the resident's own
+    language: str | None = Field(default=None, max_length=16)
+    #: [{"from": "YYYY-MM-DD", "until": "YYYY-MM-DD", "reason": "..."}], local days included
+    away: list[dict[str, str]] = Field(default_factory=list, sa_column=Column(JSONType))
+    updated_by: str = Field(default="system", max_length=64)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    version: int = 0
+
+
+class WellbeingRound(SQLModel, table=True):
+    """One resident's wellbeing check on one day: the tries, then the care circle.
+
+    `call_ref` is the call under way (set in the unit of work that records it, cleared by
+    its outcome), so a restart never places it twice; `contacts` is fixed when the care
+    circle is alerted, in cascade order.
+    """
+
+    __tablename__ = "wellbeing_round"
+    __table_args__ = (Index("ux_wellbeing_round_day", "resident_id", "day", unique=True),)
+
+    id: int | None = Field(default=None, sa_type=BigId, primary_key=True)
+    resident_id: int = Field(foreign_key="resident.id", sa_type=BigId)
+    day: date
+    #: calling, checked_in, away, operator, alerting, taken, closed
+    state: str = Field(default="calling", max_length=16)
+    #: checked_in: key or hotline; closed: well, help, unreached, no_report
+    outcome: str | None = Field(default=None, max_length=16)
+    due_at: datetime = Field(sa_type=UTCDateTime)
+    attempts: int = 0
+    call_ref: str | None = Field(default=None, max_length=64, unique=True)
+    #: the next try (or the report call) is due then
+    retry_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    #: the last try failed: the care circle is alerted
+    missed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    contacts: list[int] = Field(default_factory=list, sa_column=Column(JSONType))
+    contact_step: int = 0
+    taken_by: int | None = Field(default=None, sa_type=BigId)
+    taken_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    report_tries: int = 0
+    #: the operator task opened when nobody took it or help is needed
+    ticket_id: int | None = Field(default=None, sa_type=BigId)
+    closed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    version: int = 0
+
+
+class Dispute(SQLModel, table=True):
+    """A merchant's objection to a rating or a no-show on one of their tickets, and the
+    supervisor's decision on it. One per ticket, kind and merchant: a decision is final."""
+
+    __table_args__ = (
+        Index("ux_dispute_ticket_kind_merchant", "ticket_id", "kind", "merchant_id", unique=True),
+        # the supervisor's list reads the open ones; the scorecard a merchant's
+        Index("ix_dispute_state", "state"),
+        Index("ix_dispute_merchant", "merchant_id"),
+    )
+
+    id: int | None = Field(default=None, sa_type=BigId, primary_key=True)
+    ticket_id: int = Field(foreign_key="ticket.id", sa_type=BigId)
+    merchant_id: int = Field(foreign_key="merchant.id", sa_type=BigId)
+    #: "rating" or "no_show"
+    kind: str = Field(max_length=16)
+    #: "open", "upheld" (the rating or no-show stands) or "overturned" (it stops counting)
+    state: str = Field(default="open", max_length=16)
+    reason: str = Field(max_length=300)
+    opened_by: int | None = Field(default=None, sa_type=BigId)
+    opened_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    decided_by: int | None = Field(default=None, sa_type=BigId)
+    decided_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    note: str = Field(default="", max_length=300)

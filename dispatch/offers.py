@@ -22,12 +22,13 @@ from sqlmodel import col
 
 from dispatch.core import Core, actor, undialed
 from dispatch.effects import CancelTimer, Command, Hangup, PlayFlow, ScheduleTimer, TouchMerchant
-from dispatch.errors import Invalid, OperatorTask
+from dispatch.errors import ConsentRequired, Invalid, OperatorTask
 from dispatch.machines import IllegalTransition
 from dispatch.machines import offer as om
 from dispatch.machines import ticket as tm
 from dispatch.models import Call, Offer, Ticket
 from dispatch.outbound import Outbound, Purpose, ticket_parts
+from dispatch.prices import spoken_price
 from dispatch.ranking import Ranking
 from dispatch.timer_keys import TimerKey
 from eventlog.store import Tx
@@ -80,11 +81,14 @@ class Offers:
     async def dispatch(
         self, ticket_id: int, *, user: User | None, merchant_ids: Sequence[int] | None = None
     ) -> Ticket:
-        """Start (or restart) the offer cascade, along the ranking or the operator's pick."""
+        """Start (or restart) the offer cascade, along the ranking or the operator's pick;
+        `ConsentRequired` while the category asks for a consent not recorded yet."""
         core = self.core
         async with core.store.tx() as tx:
             ticket = await core.get(tx, Ticket, ticket_id, "ticket")
             refuse_operator_task(ticket)
+            if ticket.needs_consent and ticket.consented_at is None:
+                raise ConsentRequired(ticket_id)
             if ticket.state == tm.TicketState.OFFERING:
                 raise IllegalTransition("ticket", ticket.state, tm.StartMatching())
             state, commands = tm.transition(ticket.state, tm.StartMatching())
@@ -465,6 +469,8 @@ class Offers:
             "address": resident.address if resident else "",
             "deadline": ticket.deadline_at or "",
             "code_word": ticket.code_word,
+            # who pays and how much, as the merchant's price note says
+            **await spoken_price(tx.session, offer.merchant_id, category.code),
         }
         return [PlayFlow(call.ref, "merchant_offer", context)]
 

@@ -2,10 +2,15 @@
 place their machine is applied to their `OperatorStatus` row.
 
 The desk (`dispatch.desk`) and the queue (`dispatch.queue`) decide what happens to an
-operator; this module writes it, with its event and its commands.
+operator; this module writes it, with its event and its commands. Whatever frees an
+operator (a wrap-up by hand or by timer, a resume, a login, a call someone else answered)
+runs the hook the queue registers (`when_free`) once after that unit of work commits, so a
+waiting caller is offered to them at once, whichever path freed them.
 """
 
 from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
 
 from dispatch.core import Core
 from dispatch.machines import operator as opm
@@ -18,6 +23,11 @@ class Operators:
 
     def __init__(self, core: Core) -> None:
         self.core = core
+        self._freed: Callable[[], Awaitable[object]] | None = None
+
+    def when_free(self, hook: Callable[[], Awaitable[object]]) -> None:
+        """Run `hook` after any unit of work that made an operator available."""
+        self._freed = hook
 
     async def status(self, tx: Tx, user_id: int) -> OperatorStatus:
         """An operator's status row, made (logged out) on first use."""
@@ -33,6 +43,7 @@ class Operators:
     ) -> OperatorStatus:
         """Apply an event to an operator; `call`: the call they take (on_call)."""
         status = await self.status(tx, user_id)
+        was = status.state
         state, commands = opm.transition(status.state, event)
         reason = event.reason if isinstance(event, opm.Pause) else None
         call_id = (
@@ -44,5 +55,8 @@ class Operators:
             tx, status, state=state, reason=reason, since=self.core.now(), call_id=call_id
         )
         tx.emit("operator." + state.value, "operator", user_id, reason=reason)
+        freed = state == opm.OperatorState.AVAILABLE and was != opm.OperatorState.AVAILABLE
+        if freed and self._freed is not None and self._freed not in tx.after:
+            tx.after_commit(self._freed)
         await self.core.fx.operator(tx, user_id, commands)
         return status

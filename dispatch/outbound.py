@@ -2,8 +2,10 @@
 feature whose purpose they have.
 
 Every outbound call has a purpose: `offer` (dispatch.offers), `survey` and
-`survey_family` (dispatch.surveys), `arrival` and `completion` (dispatch.checkins), and
-purposes of other packages (the merchant login code, `serve_flows`). The feature registers
+`survey_family` (dispatch.surveys), `arrival` and `completion` (dispatch.checkins),
+`wellbeing` (dispatch.wellbeing: the resident's tries, the care circle, the report),
+`told` (dispatch.notify), `campaign` (dispatch.campaigns: notices), and purposes of
+other packages (the merchant login code, `serve_flows`). The feature registers
 a `Purpose`: what the call says once answered, whether it is still wanted after waiting
 for the phone line, and what a call that rang, ended or failed without a decision means
 for it. This module routes the backend's reports on outbound calls to it. Waiting for

@@ -14,7 +14,7 @@ import asyncio
 import logging
 from datetime import timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlmodel import col
 
 from dispatch.core import Core
@@ -40,6 +40,8 @@ class Queue:
         self.operators = operators
         self.tickets = tickets
         self._callback_lock = asyncio.Lock()
+        # an operator freed by any path is offered the next waiting caller at once
+        operators.when_free(self.distribute)
 
     async def queue(self) -> list[Call]:
         """Waiting hotline calls: emergencies first, then longest waiting."""
@@ -48,7 +50,12 @@ class Queue:
                 (
                     await session.execute(
                         select(Call).where(
-                            col(Call.direction) == "in",
+                            # an outbound call waits here too once its far end asked for
+                            # an operator (a wellbeing call's 2 or 0)
+                            or_(
+                                col(Call.direction) == "in",
+                                col(Call.state) == cm.CallState.QUEUED,
+                            ),
                             col(Call.state).in_(
                                 [
                                     cm.CallState.QUEUED,

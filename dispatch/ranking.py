@@ -15,13 +15,14 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import exists, func, select
 from sqlmodel import col
 
 from dispatch.core import ACTIVE_TICKET_STATES, Core
 from dispatch.machines import offer as om
 from dispatch.matching import Candidate, MatchIndex, MerchantStats, Need, rank
-from dispatch.models import Offer, Ticket
+from dispatch.models import Dispute, Offer, Ticket
+from dispatch.prices import price_notes, price_public
 from dispatch.stats import StatsCache
 from registry import models as registry_models
 from registry import repository as repo
@@ -132,6 +133,26 @@ class Ranking:
                 last = last.replace(tzinfo=since.tzinfo)
             if last is not None and (row["last"] is None or last > row["last"]):
                 row["last"] = last
+        # so does an overturned no-show (the offer was still taken: offers, accepted stay)
+        overturned_rows = await session.execute(
+            select(col(Offer.merchant_id), func.count())
+            .join(
+                Dispute,
+                (col(Dispute.ticket_id) == col(Offer.ticket_id))
+                & (col(Dispute.merchant_id) == col(Offer.merchant_id)),
+            )
+            .where(
+                col(Offer.merchant_id).in_(list(ids)),
+                *offer_period,
+                col(Offer.state) == om.OfferState.NO_SHOW,
+                col(Dispute.kind) == "no_show",
+                col(Dispute.state) == "overturned",
+            )
+            .group_by(col(Offer.merchant_id))
+        )
+        for merchant_id, n in overturned_rows:
+            if merchant_id in acc:
+                acc[merchant_id]["no_shows"] = max(0, acc[merchant_id]["no_shows"] - n)
         ratings: dict[int, tuple[int, int]] = {}
         by_rating: dict[int, dict[str, int]] = {}
         rating_rows = await session.execute(
@@ -140,6 +161,13 @@ class Ranking:
                 col(Ticket.merchant_id).in_(list(ids)),
                 *rated_period,
                 col(Ticket.rating).is_not(None),
+                # a rating a supervisor overturned on the merchant's dispute stops counting
+                ~exists().where(
+                    col(Dispute.ticket_id) == col(Ticket.id),
+                    col(Dispute.merchant_id) == col(Ticket.merchant_id),
+                    col(Dispute.kind) == "rating",
+                    col(Dispute.state) == "overturned",
+                ),
             )
             .group_by(col(Ticket.merchant_id), col(Ticket.rating))
         )
@@ -232,9 +260,15 @@ class Ranking:
         )
 
     async def candidates(self, ticket_id: int) -> list[Candidate]:
-        """The ranked merchants for a ticket, with the reasons for each."""
+        """The ranked merchants for a ticket, with the reasons and price note of each."""
         async with self.core.store.read() as session:
             ticket = await session.get(Ticket, ticket_id)
             if ticket is None:
                 raise repo.NotFound("ticket", ticket_id)
-            return await self.rank(session, ticket)
+            ranked = await self.rank(session, ticket)
+            notes = await price_notes(
+                session, ticket.category_code, (c.merchant_id for c in ranked)
+            )
+            for c in ranked:
+                c.price = price_public(notes.get(c.merchant_id))
+            return ranked

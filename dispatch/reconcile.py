@@ -18,11 +18,12 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from functools import partial
 
-from sqlalchemy import String, cast, select
+from sqlalchemy import String, cast, or_, select
 from sqlmodel import col
 
 from dispatch import deadlines as dl
 from dispatch.calls import Calls
+from dispatch.campaigns import Campaigns
 from dispatch.core import SURVEY_PURPOSES, Core, undialed
 from dispatch.desk import CLOSED_AT_START, Desk
 from dispatch.effects import CancelTimer, ScheduleTimer
@@ -42,6 +43,7 @@ from dispatch.queue import Queue
 from dispatch.surveys import Surveys
 from dispatch.timer_keys import RECONCILE_PERIODIC, Kind, TimerKey
 from dispatch.timers import Timers
+from dispatch.wellbeing import Wellbeing
 from providers.base import LiveCalls, TelephonyError
 from registry.catalog import OPERATOR_TASKS
 
@@ -59,6 +61,7 @@ RECONCILED_KINDS = frozenset(
         Kind.RING,
         Kind.INCIDENT,
         Kind.EMERGENCY,
+        Kind.WELLBEING,
     }
 )
 
@@ -81,9 +84,13 @@ class Reconciler:
         surveys: Surveys,
         line: PhoneLine,
         incidents: IncidentCallbacks,
+        campaigns: Campaigns,
+        wellbeing: Wellbeing,
     ) -> None:
         self.core = core
         self.incidents = incidents
+        self.campaigns = campaigns
+        self.wellbeing = wellbeing
         #: read for the keys scheduled now; changes go through `core.fx`
         self.timers = timers
         self.live_calls = live_calls
@@ -173,7 +180,8 @@ class Reconciler:
           calls count as unanswered, lost callers get a call back; wrap-ups and operator
           states that nobody can finish any more are closed with the reason
           "closed_at_start"; keypad tickets that never got dispatched are dispatched;
-        - a fixed incident with callers not called back yet has its `incident:` timer.
+        - a fixed incident with callers not called back yet has its `incident:` timer;
+        - every resident with wellbeing calls on has their `wellbeing:` timer.
         """
         report = {
             "scheduled": 0,
@@ -302,7 +310,11 @@ class Reconciler:
                 wanted[TimerKey.ring(user_id)] = at
         # fixed incidents whose callers are not all called back yet
         wanted.update(await self.incidents.wanted_timers())
+        # running campaigns with recipients not called yet
+        wanted.update(await self.campaigns.wanted_timers())
         wanted.update(await self.emergency.wanted_timers())
+        # every resident with wellbeing calls on has their one timer
+        wanted.update(await self.wellbeing.wanted_timers())
         for subject, ident, error in bad:
             log.warning("reconciler: %s %s has an unreadable row (%s)", subject, ident, error)
             await self._record_skip(subject, ident, error)
@@ -459,6 +471,11 @@ class Reconciler:
                             col(Ticket.state) == tm.TicketState.NEW,
                             col(Ticket.created_by) == "system",
                             col(Ticket.category_code).not_in(OPERATOR_TASKS),
+                            # one waiting for the resident's consent waits for an operator
+                            or_(
+                                col(Ticket.needs_consent).is_(False),
+                                col(Ticket.consented_at).is_not(None),
+                            ),
                         )
                     )
                 )

@@ -10,18 +10,22 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from dispatch.calls import Calls
+from dispatch.campaigns import Campaigns
 from dispatch.checkins import CheckIns
 from dispatch.desk import Desk
 from dispatch.emergency import Emergency
 from dispatch.incident_callbacks import IncidentCallbacks
 from dispatch.line import PhoneLine
+from dispatch.notify import Notify
 from dispatch.offers import Offers
 from dispatch.outbound import Outbound
 from dispatch.queue import Queue
 from dispatch.reconcile import Reconciler
+from dispatch.status import OrderStatus
 from dispatch.surveys import Surveys
 from dispatch.tickets import Tickets
 from dispatch.timer_keys import Kind, TimerKey
+from dispatch.wellbeing import Wellbeing
 from providers.base import (
     BackendStatus,
     CallAnswered,
@@ -31,6 +35,7 @@ from providers.base import (
     CallOffered,
     CallRinging,
     CallUnheld,
+    CallWaiting,
     DigitPressed,
     FlowFinished,
     OriginateFailed,
@@ -66,6 +71,10 @@ class Router:
         checkins: CheckIns,
         reconciler: Reconciler,
         incidents: IncidentCallbacks,
+        campaigns: Campaigns,
+        wellbeing: Wellbeing,
+        notify: Notify,
+        status: OrderStatus,
     ) -> None:
         self.telephony = telephony
         self.calls = calls
@@ -81,9 +90,17 @@ class Router:
             "merchant_arrival": lambda e: checkins.finished(e.ref, e.outcome),
             "merchant_completion": lambda e: checkins.finished(e.ref, e.outcome),
             "incident_fixed": lambda e: incidents.told(e.ref),
+            "notice": lambda e: campaigns.finished(e.ref, e.outcome),
+            "resident_told": lambda e: notify.finished(e.ref, e.outcome),
+            # a caller with an open order: 0 (or a cancel that came too late) is an operator
+            "status": self._or_operator(status.finished),
+            "status_cancelled": self._or_operator(status.cancelled_told),
             "emergency_wait": lambda e: emergency.wait_finished(e.ref, e.outcome),
             "emergency_help": lambda e: emergency.wait_finished(e.ref, e.outcome),
             "emergency_responder": lambda e: emergency.responder_finished(e.ref, e.outcome),
+            "wellbeing": lambda e: wellbeing.finished(e.ref, e.outcome, dict(e.variables)),
+            "wellbeing_contact": lambda e: wellbeing.contact_finished(e.ref, e.outcome),
+            "wellbeing_report": lambda e: wellbeing.report_finished(e.ref, e.outcome),
         }
         #: timer kind -> its handler
         self.timers: dict[Kind, TimerHandler] = {
@@ -100,7 +117,22 @@ class Router:
             Kind.RING: lambda k: queue.rang_out(k.id),
             Kind.RECONCILE: lambda k: reconciler.reconcile(),
             Kind.INCIDENT: lambda k: incidents.callback_round(k.id),
+            Kind.CAMPAIGN: lambda k: campaigns.round(k.id),
+            Kind.WELLBEING: lambda k: wellbeing.tick(k.id),
+            Kind.TOLD: lambda k: notify.start(k.id),
         }
+
+    def _or_operator(self, handler: FlowHandler) -> FlowHandler:
+        """A flow's outcome for `handler`, but `transfer` takes the caller to an operator
+        and `emergency` (key 1, as in the hotline menu) is an emergency."""
+
+        async def route(event: FlowFinished) -> object:
+            if event.outcome not in ("transfer", "emergency"):
+                return await handler(event)
+            await self.calls.to_operator(event.ref, event.outcome, event.variables.get("category"))
+            return None
+
+        return route
 
     async def pump(self) -> None:
         """Consume telephony events until the backend closes; one bad event never stops it."""
@@ -132,6 +164,8 @@ class Router:
             case CallHeld(ref=ref) | CallUnheld(ref=ref):
                 # the desk's own `call.held` / `call.resumed` events already say it
                 log.info("call %s: backend reports %s", ref, type(event).__name__)
+            case CallWaiting(ref=ref):
+                await self.calls.waiting(ref)
             case TransferFailed(ref=ref, peer=peer):
                 await self.desk.transfer_unanswered(ref, peer)
             case CallEnded(ref=ref, cause=cause):

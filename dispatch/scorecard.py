@@ -1,12 +1,17 @@
 """A merchant's scorecard (a read model): offers and acceptance, ratings, time from
-acceptance to arrival, no-shows and recent orders over a period."""
+acceptance to arrival, no-shows, disputes and recent orders over a period.
+
+A rating or no-show a supervisor overturned on the merchant's dispute does not count
+(`Ranking.merchant_stats` leaves it out); the card says how many were disputed and
+overturned. It never says who rated: a merchant reads their own card.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlmodel import col
 
 from dispatch.core import Core
@@ -14,7 +19,7 @@ from dispatch.figures import RATINGS, pct, percentile
 from dispatch.machines import offer as om
 from dispatch.machines import ticket as tm
 from dispatch.matching import MerchantStats
-from dispatch.models import Offer, Ticket
+from dispatch.models import Dispute, Offer, Ticket
 from dispatch.ranking import Ranking
 from registry import models as registry_models
 from registry import repository as repo
@@ -73,6 +78,27 @@ class Scorecard:
                 )
             ).all()
             grid = await session.get(registry_models.Grid, merchant.grid_code)
+            opened = [col(Dispute.merchant_id) == merchant_id, col(Dispute.opened_at) >= start]
+            if end is not None:
+                opened.append(col(Dispute.opened_at) < end)
+            by_state = dict(
+                (
+                    await session.execute(
+                        select(col(Dispute.state), func.count())
+                        .where(*opened)
+                        .group_by(col(Dispute.state))
+                    )
+                ).all()
+            )
+            disputes = {
+                (d.ticket_id, d.kind): d.state
+                for d in (
+                    await session.execute(
+                        # a merchant's disputes are few: read them all, not an IN of offers
+                        select(Dispute).where(col(Dispute.merchant_id) == merchant_id)
+                    )
+                ).scalars()
+            }
         arrive_s: list[float] = []
         orders: list[dict[str, Any]] = []
         no_show_tickets: list[dict[str, Any]] = []
@@ -96,6 +122,7 @@ class Scorecard:
                         "arrived_at": arrived.isoformat() if mine and arrived else None,
                         "state": "no_show" if no_show else tm.TicketState(tstate).value,
                         "rating": rating if mine else None,
+                        "dispute": disputes.get((tid, "no_show" if no_show else "rating")),
                     }
                 )
         counts = dict(stats.ratings)
@@ -117,6 +144,11 @@ class Scorecard:
             "satisfied_rate": pct(stats.satisfied, stats.rated),
             "ratings": {r: counts.get(r, 0) for r in RATINGS},
             "no_shows": stats.no_shows,
+            # disputes opened in the period, and how they stand now
+            "disputed": sum(by_state.values()),
+            "disputes_open": by_state.get("open", 0),
+            "upheld": by_state.get("upheld", 0),
+            "overturned": by_state.get("overturned", 0),
             "time_to_arrive": {
                 "visits": len(arrive_s),
                 "median_s": percentile(arrive_s, 50),

@@ -13,10 +13,12 @@ from typing import Any
 
 from dispatch.callouts import Callouts
 from dispatch.calls import Calls
+from dispatch.campaigns import Campaigns
 from dispatch.checkins import CheckIns
 from dispatch.config import DispatchConfig
 from dispatch.core import Core
 from dispatch.desk import Desk
+from dispatch.disputes import Disputes
 from dispatch.effects import Effects, FollowUps, Reports
 from dispatch.emergency import Emergency
 from dispatch.incident_board import IncidentBoard
@@ -25,6 +27,7 @@ from dispatch.incidents import Incidents
 from dispatch.line import PhoneLine
 from dispatch.matching import MerchantStats
 from dispatch.models import Ticket
+from dispatch.notify import Notify
 from dispatch.offers import Offers
 from dispatch.oncall import OnCall
 from dispatch.operators import Operators
@@ -35,9 +38,11 @@ from dispatch.reconcile import Reconciler
 from dispatch.routing import Router
 from dispatch.scorecard import Scorecard
 from dispatch.stats import StatsCache
+from dispatch.status import OrderStatus
 from dispatch.surveys import Surveys
 from dispatch.tickets import Tickets
 from dispatch.timers import Timers
+from dispatch.wellbeing import Wellbeing
 from eventlog.clock import Clock
 from eventlog.store import Store, Tx
 from ivr.library import FlowLibrary
@@ -65,6 +70,7 @@ class DispatchServices:
             return await self.ranking.merchant_stats(session, ids)
 
         stats = StatsCache(fetch_stats, clock=clock, ttl_s=config.stats_ttl_s)
+        store.bus.listen(stats.follow, subjects=("ticket",))
         self.fx = Effects(
             telephony=telephony, timers=timers, flows=flows, clock=clock, config=config, stats=stats
         )
@@ -86,13 +92,19 @@ class DispatchServices:
         self.incidents = Incidents(core, tickets=self.tickets, offers=self.offers)
         self.incident_board = IncidentBoard(core)
         self.incident_callbacks = IncidentCallbacks(core, self.outbound)
+        self.campaigns = Campaigns(core, self.outbound)
         self.queue = Queue(core, self.operators, self.tickets)
+        self.notify = Notify(core, self.outbound, self.queue)
         self.callouts = Callouts(core, self.operators, self.outbound, self.queue)
         self.oncall = OnCall(core)
         self.emergency = Emergency(
             core, queue=self.queue, operators=self.operators, outbound=self.outbound
         )
         self.desk = Desk(core, self.operators, self.queue, self.emergency)
+        self.wellbeing = Wellbeing(
+            core, outbound=self.outbound, tickets=self.tickets, emergency=self.emergency
+        )
+        self.status = OrderStatus(core, self.tickets)
         self.calls = Calls(
             core,
             queue=self.queue,
@@ -102,9 +114,11 @@ class DispatchServices:
             offers=self.offers,
             outbound=self.outbound,
             incidents=self.incidents,
+            status=self.status,
         )
         self.line = PhoneLine(core, self.outbound, self.queue)
         self.scorecard = Scorecard(core, self.ranking)
+        self.disputes = Disputes(core)
         self.reconciler = Reconciler(
             core,
             timers=timers,
@@ -118,6 +132,8 @@ class DispatchServices:
             surveys=self.surveys,
             line=self.line,
             incidents=self.incident_callbacks,
+            campaigns=self.campaigns,
+            wellbeing=self.wellbeing,
         )
         self.router = Router(
             telephony=telephony,
@@ -133,6 +149,10 @@ class DispatchServices:
             checkins=self.checkins,
             reconciler=self.reconciler,
             incidents=self.incident_callbacks,
+            campaigns=self.campaigns,
+            wellbeing=self.wellbeing,
+            notify=self.notify,
+            status=self.status,
         )
         self.fx.bind(
             reports=Reports(
@@ -148,6 +168,7 @@ class DispatchServices:
                 withdraw_other_offers=self.offers.withdraw_other_offers,
                 redispatch=self.offers.redispatch,
                 schedule_survey=self._visit_done,
+                tell_resident=self.notify.accepted,
                 ring_operators=self.emergency.ring_operators,
                 call_responder=self.emergency.call_responder,
             ),

@@ -5,8 +5,10 @@ over `stats_window_days`. Reading them from the database on every ranking costs 
 grouped queries (10-40 ms among 100,000 merchants); the ranking itself takes about 3 ms.
 So the records are cached per merchant and dropped when something about that merchant
 changes: a `TouchMerchant` command (`dispatch.effects`) calls `touch` after a commit that
-placed or decided one of its offers or rated one of its tickets. A record is also read
-again after `ttl_s`, which moves the window forward.
+placed or decided one of its offers, rated one of its tickets or overturned a rating or
+no-show of it on a dispute, and `follow` does the same for those events from the log
+(what another process on the database committed). A record is also read again after
+`ttl_s`, which moves the window forward.
 
 A read that started before a `touch` may return the older record; it is used for that
 one ranking but never kept, so a later ranking always sees the committed change.
@@ -14,7 +16,7 @@ one ranking but never kept, so a later ranking always sees the committed change.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -42,6 +44,15 @@ class StatsCache:
             return
         self._entries.pop(merchant_id, None)
         self._generation[merchant_id] = self._generation.get(merchant_id, 0) + 1
+
+    def follow(self, event: Mapping[str, Any]) -> None:
+        """A bus listener: an offer decided or a ticket rated by any process (with several
+        processes on one database, the other's `touch` never reaches this one)."""
+        name = event["name"]
+        if name.startswith("offer.") or name in ("ticket.rated", "dispute.overturned"):
+            merchant_id = event["data"].get("merchant_id")
+            if isinstance(merchant_id, int):
+                self.touch(merchant_id)
 
     async def get(self, session: Any, ids: Sequence[int]) -> dict[int, MerchantStats]:
         """The records of these merchants; those without any history are left out."""

@@ -40,6 +40,12 @@ class Kind(enum.StrEnum):
     RECONCILE = "reconcile"
     #: a fixed incident's next batch of callbacks (incident id)
     INCIDENT = "incident"
+    #: a campaign's next round of calls (campaign id)
+    CAMPAIGN = "campaign"
+    #: a resident's wellbeing call: the day's round, its next try, a contact's report (resident id)
+    WELLBEING = "wellbeing"
+    #: the (next) call telling the resident who accepted their order (ticket id)
+    TOLD = "told"
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +134,21 @@ class TimerKey:
         return cls.of(Kind.INCIDENT, incident_id)
 
     @classmethod
+    def campaign(cls, campaign_id: int | None) -> TimerKey:
+        """A campaign's next round of calls."""
+        return cls.of(Kind.CAMPAIGN, campaign_id)
+
+    @classmethod
+    def wellbeing(cls, resident_id: int | None) -> TimerKey:
+        """A resident's next wellbeing step (the day's call, a retry, a contact's report)."""
+        return cls.of(Kind.WELLBEING, resident_id)
+
+    @classmethod
+    def told(cls, ticket_id: int | None) -> TimerKey:
+        """The (next) call telling the resident who accepted their order."""
+        return cls.of(Kind.TOLD, ticket_id)
+
+    @classmethod
     def emergency(cls, call_id: int | None) -> TimerKey:
         """An emergency's stage deadline (answer time, on-call time)."""
         return cls.of(Kind.EMERGENCY, call_id)
@@ -137,4 +158,4 @@ class TimerKey:
 RECONCILE_PERIODIC = TimerKey(Kind.RECONCILE, "periodic")
 
 #: every timer of a ticket (cancelled together when it is cancelled)
-TICKET_KINDS = (Kind.DEADLINE, Kind.ESCALATE, Kind.SURVEY, Kind.CLOSE)
+TICKET_KINDS = (Kind.DEADLINE, Kind.ESCALATE, Kind.SURVEY, Kind.CLOSE, Kind.TOLD)

@@ -4,6 +4,9 @@ and to listeners called as the events are published (caches that follow changes)
 Listeners run synchronously in `publish`, which `Store.tx` calls right after the commit,
 before the unit of work returns: the next read by anyone in this process already finds
 the cache that followed the change. They must be quick and must not do I/O.
+
+The store publishes in seq order, each event once, including the events other processes
+commit (`eventlog.relay`, PostgreSQL): listeners and subscribers see the log's order.
 """
 
 from __future__ import annotations

@@ -77,10 +77,14 @@ CATALOGS: dict[str, dict[str, str]] = {
         },
         # order status
         "status.matching": "您的{category}订单正在联系商家，请您耐心等待。",
-        "status.accepted": "{merchant_kind}已接单，预计{eta:duration}内到达。",
-        "status.in_service": "{merchant_kind}已经上门为您服务。",
+        "status.accepted": "您的{category}订单已由{merchant}接单，预计{deadline:time}前到。",
+        "status.in_service": "您的{category}订单，{merchant}已经上门为您服务。",
         "status.none": "您现在没有正在办理的订单。",
-        "status.menu": "再听一遍请按 9，有其他需要请按 1，找话务员请按 0。",
+        "status.menu": "有紧急情况请按 1。再听一遍请按 9，取消这个订单请按 2，"
+        "有其他需要请按 3，找话务员请按 0。",
+        "status.cancel_confirm": "您要取消{category}订单吗？确认取消请按 1，不取消请按 2。",
+        "status.cancelled": "好的，您的{category}订单已经取消。祝您身体健康，再见。",
+        "status.cancel_failed": "这个订单现在已经不能取消了，正在为您转接话务员，请稍候。",
         "status.goodbye": "祝您身体健康，再见。",
         # merchant offer
         "offer.intro": "您好，这里是医敬服务平台，有一个新的上门服务订单。"
@@ -91,6 +95,20 @@ CATALOGS: dict[str, dict[str, str]] = {
         "offer.declined": "好的，已为您记录不接单。再见。",
         "offer.taken": "抱歉，这一单已经交给其他商家了，您不用上门。谢谢您，再见。",
         "offer.no_input": "没有收到您的选择，订单将转给其他商家。再见。",
+        # who pays: the offer call and the resident's call (dispatch.prices)
+        "price.subsidised": "这是补贴服务。",
+        "price.subsidised_yuan": "这是补贴服务，个人自付{price_yuan:num}元。",
+        "price.self_paid": "这是自费服务，需要个人付费。",
+        "price.self_paid_yuan": "这是自费服务，费用{price_yuan:num}元。",
+        "price.free": "这是免费服务，不用付钱。",
+        # the resident told who accepted their order (dispatch.notify)
+        "told.accepted": "您好，这里是医敬服务热线。您的{category}订单已由{merchant}接单，"
+        "预计{deadline:time}前到。",
+        "told.code_word": "上门的人会对您说暗号：{code_word:code}。"
+        "再说一遍，暗号是：{code_word:code}。暗号对不上，请不要开门。",
+        "told.more": "再听一遍请按 9，找话务员请按 0。",
+        "told.bye": "祝您身体健康，再见。",
+        "told.operator": "好的，话务员会尽快给您回电话。再见。",
         # merchant arrival and completion
         "arrival.intro": "您好，这里是医敬服务平台。关于{category}订单，地址：{address}。",
         "arrival.menu": "已经到达请按 1，还没有到请按 2，遇到问题找话务员请按 0。",
@@ -109,10 +127,23 @@ CATALOGS: dict[str, dict[str, str]] = {
         "survey.no_input": "没有收到您的评价，我们稍后再联系您。再见。",
         # wellbeing check
         "wellbeing.intro": "{name:address}您好，这里是医敬社区关爱电话，问问您今天好不好。",
-        "wellbeing.menu": "按 1 表示一切安好，按 2 需要帮助。",
+        "wellbeing.menu": "一切安好，请按 1。需要帮助，请按 2。想找人说说话，请按 0。"
+        "再听一遍，请按 9。",
         "wellbeing.well": "知道您一切安好，我们就放心了。祝您身体健康，再见。",
         "wellbeing.help": "马上为您转接话务员，请不要挂机。",
-        "wellbeing.no_answer": "没有收到您的回答，我们会请您的家人或网格员来看看您。再见。",
+        "wellbeing.no_answer": "没有收到您的回答，我们过几分钟再打给您。"
+        "如果一直联系不上您，我们会请您的家人或网格员来看看您。再见。",
+        "wellbeing.contact_intro": "您好，这里是医敬社区关爱电话。{name:address}今天没有接听"
+        "我们的关爱电话，我们很担心。地址是：{address}。",
+        "wellbeing.contact_menu": "您能去看看，请按 1。再听一遍，请按 9。",
+        "wellbeing.contact_taken": "谢谢您。{minutes:duration}以后我们再打给您，"
+        "请告诉我们老人的情况。再见。",
+        "wellbeing.contact_goodbye": "好的，我们会联系其他人。再见。",
+        "wellbeing.report_intro": "您好，这里是医敬社区关爱电话。您答应去看看{name:address}。",
+        "wellbeing.report_menu": "一切安好，请按 1。需要帮助，请按 2。再听一遍，请按 9。",
+        "wellbeing.report_well": "太好了，谢谢您。再见。",
+        "wellbeing.report_help": "好的，我们马上通知话务员，话务员会尽快联系您。再见。",
+        "wellbeing.report_goodbye": "没有收到您的回答，我们稍后再打给您。再见。",
         # merchant login code by phone call
         "login_code.intro": "您好，这里是医敬服务平台。您正在登录商家接单页面。",
         "login_code.code": "您的验证码是：{code:digits}。再说一遍：{code:digits}。"
@@ -127,6 +158,15 @@ CATALOGS: dict[str, dict[str, str]] = {
         "修好以后，我们会打电话告诉您。",
         "hotline.incident.gas": "我们已经知道您所在的{incident_grid}燃气故障，正在抢修。"
         "修好以后，我们会打电话告诉您。",
+        # notices (an outbound campaign): the text is the notice's own, read at call time
+        "notice.greeting": "{name:address}您好，这里是医敬服务热线，现在为您播报社区通知。",
+        "notice.body": "{notice}",
+        "notice.question": "{question}同意或参加请按 1，不参加请按 2，再听一遍请按 9。",
+        "notice.more": "再听一遍请按 9。",
+        "notice.thanks": "好的，已经为您记下了。谢谢，再见。",
+        "notice.bye": "谢谢您收听，祝您身体健康，再见。",
+        "hotline.incident_joined": "好的，已经为您登记。这次故障我们已经通知抢修，"
+        "修好以后会打电话告诉您，请保持电话畅通。再见。",
         "incident.fixed.water": "您好，这里是医敬服务热线。"
         "您所在的{incident_grid}停水，已经修好了。",
         "incident.fixed.electricity": "您好，这里是医敬服务热线。"
@@ -178,11 +218,17 @@ CATALOGS: dict[str, dict[str, str]] = {
         },
         "status.matching": "We are finding a provider for your {category} order. "
         "Thank you for waiting.",
-        "status.accepted": "The {merchant_kind} accepted your order and expects to arrive "
-        "within {eta:duration}.",
-        "status.in_service": "The {merchant_kind} is with you now.",
+        "status.accepted": "Your {category} order was accepted by {merchant}, expected by "
+        "{deadline:time}.",
+        "status.in_service": "For your {category} order, {merchant} is with you now.",
         "status.none": "You have no open order.",
-        "status.menu": "To hear it again press 9, for something else press 1, an operator press 0.",
+        "status.menu": "For an emergency press 1. To hear it again press 9, to cancel this "
+        "order press 2, for something else press 3, an operator press 0.",
+        "status.cancel_confirm": "Cancel your {category} order? To cancel press 1, "
+        "to keep it press 2.",
+        "status.cancelled": "Your {category} order is cancelled. Take care, goodbye.",
+        "status.cancel_failed": "This order can no longer be cancelled. Connecting you to an "
+        "operator, please hold.",
         "status.goodbye": "Take care. Goodbye.",
         "offer.intro": "Hello, this is the Yijing care platform with a new home visit order. "
         "Service: {category}. Details: {description}. Address: {address}. "
@@ -194,6 +240,19 @@ CATALOGS: dict[str, dict[str, str]] = {
         "offer.taken": "Sorry, this order has gone to another merchant; no visit is "
         "needed. Thank you, goodbye.",
         "offer.no_input": "We did not get your choice; the order goes to another merchant.",
+        "price.subsidised": "This service is subsidised.",
+        "price.subsidised_yuan": "This service is subsidised; the share to pay is "
+        "{price_yuan:num} yuan.",
+        "price.self_paid": "This service is self-paid.",
+        "price.self_paid_yuan": "This service is self-paid: {price_yuan:num} yuan.",
+        "price.free": "This service is free; nothing to pay.",
+        "told.accepted": "Hello, this is the Yijing care hotline. Your {category} order was "
+        "accepted by {merchant}, expected by {deadline:time}.",
+        "told.code_word": "The person at your door will say the code word {code_word:code}. "
+        "Again, the code word is {code_word:code}. If it does not match, do not open the door.",
+        "told.more": "To hear it again press 9, an operator press 0.",
+        "told.bye": "Take care. Goodbye.",
+        "told.operator": "An operator will call you back soon. Goodbye.",
         "arrival.intro": "Hello, this is the Yijing care platform about the {category} order "
         "at {address}.",
         "arrival.menu": "If you have arrived press 1, not yet press 2, "
@@ -216,11 +275,28 @@ CATALOGS: dict[str, dict[str, str]] = {
         "survey.no_input": "We did not get your rating; we will call again later. Goodbye.",
         "wellbeing.intro": "Hello {name:address}, this is the Yijing community care call, "
         "checking how you are today.",
-        "wellbeing.menu": "Press 1 if all is well, press 2 if you need help.",
+        "wellbeing.menu": "If all is well, press 1. If you need help, press 2. To talk to "
+        "someone, press 0. To hear this again, press 9.",
         "wellbeing.well": "Glad to hear all is well. Take care, goodbye.",
         "wellbeing.help": "Connecting you to an operator now. Please stay on the line.",
-        "wellbeing.no_answer": "We did not hear from you, so we will ask your family or "
-        "grid worker to check on you. Goodbye.",
+        "wellbeing.no_answer": "We did not hear from you; we will call again in a few "
+        "minutes. If we cannot reach you, we will ask your family or grid worker to check "
+        "on you. Goodbye.",
+        "wellbeing.contact_intro": "Hello, this is the Yijing community care call. "
+        "{name:address} did not answer today's care calls and we are worried. The address "
+        "is {address}.",
+        "wellbeing.contact_menu": "If you can go and see, press 1. To hear this again, press 9.",
+        "wellbeing.contact_taken": "Thank you. We will call you back in {minutes:duration} "
+        "to hear how they are. Goodbye.",
+        "wellbeing.contact_goodbye": "All right, we will ask someone else. Goodbye.",
+        "wellbeing.report_intro": "Hello, this is the Yijing community care call. You said "
+        "you would go and see {name:address}.",
+        "wellbeing.report_menu": "If all is well, press 1. If they need help, press 2. To "
+        "hear this again, press 9.",
+        "wellbeing.report_well": "Good news, thank you. Goodbye.",
+        "wellbeing.report_help": "We are telling an operator now; they will contact you "
+        "soon. Goodbye.",
+        "wellbeing.report_goodbye": "We did not hear from you; we will call again later. Goodbye.",
         "login_code.intro": "Hello, this is the Yijing care platform. You asked to log in to "
         "the merchant page.",
         "login_code.code": "Your login code is {code:digits}. Again: {code:digits}. "
@@ -234,6 +310,18 @@ CATALOGS: dict[str, dict[str, str]] = {
         "{incident_grid}. It is being repaired. We will call you when it is fixed.",
         "hotline.incident.gas": "We already know about the gas fault in {incident_grid}. "
         "It is being repaired. We will call you when it is fixed.",
+        # notices (an outbound campaign): the text is the notice's own, read at call time
+        "notice.greeting": "Hello {name:address}, this is the Yijing care hotline with a "
+        "notice from your community.",
+        "notice.body": "{notice}",
+        "notice.question": "{question} For yes, press 1. For no, press 2. To hear it again, "
+        "press 9.",
+        "notice.more": "To hear it again, press 9.",
+        "notice.thanks": "Thank you, your answer is recorded. Goodbye.",
+        "notice.bye": "Thank you for listening. Take care, goodbye.",
+        "hotline.incident_joined": "Thank you, your report is recorded. The repair team "
+        "knows about this fault; we will call you when it is fixed. Please keep your phone "
+        "on. Goodbye.",
         "incident.fixed.water": "Hello, this is the Yijing care hotline. The water cut in "
         "{incident_grid} has been repaired.",
         "incident.fixed.electricity": "Hello, this is the Yijing care hotline. The power cut "

@@ -9,36 +9,47 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import secrets
+import signal
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import aiohttp_jinja2
 import jinja2
 from aiohttp import web
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlmodel import col
 
 from dispatch.config import DispatchConfig
 from dispatch.services import DispatchServices
 from dispatch.timers import ManualTimers, SchedulerTimers, Timers
 from eventlog.bus import EventBus
 from eventlog.clock import Clock, SystemClock
+from eventlog.commands import CHANNEL as COMMANDS_CHANNEL
+from eventlog.commands import CommandQueue
+from eventlog.commands import serve as serve_commands
 from eventlog.db import make_engine, make_sessionmaker, sync_url
-from eventlog.store import Store
+from eventlog.models import Event
+from eventlog.relay import relay as relay_events
+from eventlog.store import Store, event_public
 from ivr.library import FlowLibrary
 from operator_console import auth
 from operator_console.context import Services, services_key
 from operator_console.errors import error_middleware
-from operator_console.instance import instance_lock
+from operator_console.instance import Ownership, instance_lock
 from operator_console.merchant_login import LoginPolicy, MerchantLogin
-from operator_console.migrate import upgrade
+from operator_console.migrate import prepare
 from operator_console.password_login import LoginLimits, PasswordLogin
 from operator_console.security import request_guard, security_headers
 from operator_console.settings import Settings
 from providers.base import LiveCalls, Messaging, Simulator, Telephony
 from providers.memory import MemoryPBX
+from providers.relay import Executor, RelayTelephony, RelayTimers
 from registry import repository as repo
 from registry.demo import generate
 from registry.models import Role, User
@@ -173,6 +184,7 @@ def create_app(
         auth_api,
         callouts_api,
         calls_api,
+        campaigns_api,
         desk_api,
         emergency_api,
         events_api,
@@ -180,18 +192,21 @@ def create_app(
         import_api,
         incidents_api,
         merchant_api,
+        open_data_api,
         pages,
         registry_api,
         resident_search,
         sim_api,
         tickets_api,
         wallboard_api,
+        wellbeing_api,
         ws,
     )
 
     del access_log_api, admin_api, auth_api, calls_api, desk_api, events_api, figures_api
     del import_api, registry_api, sim_api, tickets_api, wallboard_api
-    del callouts_api, emergency_api, incidents_api
+    del callouts_api, emergency_api, incidents_api, open_data_api, campaigns_api
+    del wellbeing_api
 
     app = web.Application(
         middlewares=[error_middleware, request_guard, api.auth_middleware],
@@ -219,20 +234,31 @@ def create_app(
         engine = make_engine(settings.database_url)
         async with contextlib.AsyncExitStack() as owner:
             owner.push_async_callback(engine.dispose)
-            # before anything else touches the database: one process per database
-            await owner.enter_async_context(instance_lock(engine, settings.database_url))
-            await asyncio.to_thread(upgrade, settings.database_url)
-            await owner.enter_async_context(_serve(app, settings, engine))
+            # before anything else touches the database: who owns the calls
+            ownership = await owner.enter_async_context(
+                instance_lock(
+                    engine,
+                    settings.database_url,
+                    standby=may_stand_by(settings, telephony),
+                    poll_s=settings.takeover_poll_s,
+                    on_lost=_stop_process,
+                )
+            )
+            # migrated by the owner (`auto`) or once per deploy by `yijing db upgrade`
+            # (`check`); a standby only checks, whatever the mode
+            mode = settings.migrate if ownership.owner else "check"
+            await asyncio.to_thread(prepare, settings.database_url, mode)
+            await owner.enter_async_context(_serve(app, settings, engine, ownership))
             yield
 
     @contextlib.asynccontextmanager
     async def _serve(
-        app: web.Application, settings: Settings, engine: AsyncEngine
+        app: web.Application, settings: Settings, engine: AsyncEngine, ownership: Ownership
     ) -> AsyncIterator[None]:
         the_clock = clock or SystemClock()
         bus = EventBus()
         store = Store(make_sessionmaker(engine), bus, the_clock)
-        if settings.seed_demo:
+        if settings.seed_demo and ownership.owner:
             password = await seed_demo(store, settings)
             if password and announce:
                 announce(password)
@@ -252,6 +278,11 @@ def create_app(
             incident_callback_gap_s=settings.incident_callback_gap_s,
             incident_callback_tries=settings.incident_callback_tries,
             incident_callback_retry_s=settings.incident_callback_retry_s,
+            wellbeing_tries=settings.wellbeing_tries,
+            wellbeing_retry_s=settings.wellbeing_retry_s,
+            wellbeing_report_s=settings.wellbeing_report_s,
+            tell_resident=settings.tell_resident,
+            tell_resident_retry_s=settings.tell_resident_retry_s,
             emergency_number=settings.emergency_number,
             emergency_answer_s=settings.emergency_answer_s,
             emergency_oncall_s=settings.emergency_oncall_s,
@@ -264,39 +295,56 @@ def create_app(
             await holder["d"].router.on_timer(key)
 
         async with contextlib.AsyncExitStack() as stack:
-            await stack.enter_async_context(backend)
+            # every process's bus carries every process's events, in the log's order
+            follower = await stack.enter_async_context(relay_events(store, engine))
             if timers is None:
                 scheduler = SchedulerTimers(
                     sync_url=sync_url(settings.database_url),
                     handler=fire,
                     guard=store.write_lock,
                 )
-                the_timers: Timers = scheduler
-
-                def scheduler_up() -> bool:
-                    return scheduler.running
+                local_timers: Timers = scheduler
             else:
                 scheduler = None
-                the_timers = timers
+                local_timers = timers
+            # several processes: the ports go through the owner until this one owns them
+            relay = None
+            the_telephony: Telephony = backend
+            the_timers: Timers = local_timers
+            if may_stand_by(settings, telephony):
+                queue = CommandQueue(engine, me=ownership.holder)
+                relay = Relay(
+                    queue,
+                    RelayTelephony(queue, backend=backend.name, timeout_s=settings.relay_timeout_s),
+                    RelayTimers(queue, timeout_s=settings.relay_timeout_s),
+                )
+                the_telephony, the_timers = relay.telephony, relay.timers
+                # the owner's link status, as its telephony.* events say
+                stack.callback(bus.listen(relay.telephony.follow, subjects=["system"]))
+                await _last_line_status(store, relay.telephony)
 
-                def scheduler_up() -> bool:
-                    return True
+            def scheduler_up() -> bool:
+                if not ownership.owner:
+                    return True  # the owner runs the timers
+                return scheduler.running if scheduler is not None else True
 
+            flows = FlowLibrary(settings.flows_dir)
             dispatch = DispatchServices(
-                flows=FlowLibrary(settings.flows_dir),
+                flows=flows,
                 store=store,
-                telephony=backend,
+                telephony=the_telephony,
                 timers=the_timers,
                 clock=the_clock,
                 config=config,
-                live_calls=live_calls_of(backend),
+                live_calls=live_calls_of(backend) if relay is None else relay.telephony,
             )
             holder["d"] = dispatch
             login = MerchantLogin(
                 outbound=dispatch.outbound,
                 secret=settings.secret_key,
                 public_url=settings.public_url,
-                messaging=messaging_of(settings, backend),
+                messaging=messaging_of(settings, backend) if ownership.owner else None,
+                forward=None if relay is None else partial(_hand_login_to_owner, relay, ownership),
                 policy=LoginPolicy(
                     code_ttl_s=settings.merchant_code_ttl_s,
                     window_s=settings.merchant_login_window_s,
@@ -315,27 +363,60 @@ def create_app(
                     per_client=settings.login_per_client,
                 ),
             )
-            if isinstance(the_timers, ManualTimers) and the_timers.handler is None:
-                the_timers.handler = fire  # a test's manual timers fire into this app
-            pump = asyncio.create_task(dispatch.router.pump(), name="telephony-pump")
-            if scheduler is not None:
-                await stack.enter_async_context(scheduler)
-            await dispatch.oncall.seed(
-                [p.strip() for p in settings.oncall_phones.split(",") if p.strip()]
-            )
-            # after a restart: repair lost timers and calls before serving anyone
-            await dispatch.reconciler.start()
+            if isinstance(local_timers, ManualTimers) and local_timers.handler is None:
+                local_timers.handler = fire  # a test's manual timers fire into this app
+
+            @contextlib.asynccontextmanager
+            async def own() -> AsyncIterator[None]:
+                """What only the owner runs: the PBX link, its event pump, the timers, the
+                start-up repairs and the commands standbys send."""
+                async with contextlib.AsyncExitStack() as owned:
+                    await owned.enter_async_context(backend)
+                    if relay is not None:
+                        relay.telephony.attach(backend)
+                        relay.timers.attach(local_timers)
+                    pump = asyncio.create_task(dispatch.router.pump(), name="telephony-pump")
+                    owned.push_async_callback(_cancel, pump)
+                    if scheduler is not None:
+                        await owned.enter_async_context(scheduler)
+                    await dispatch.oncall.seed(
+                        [p.strip() for p in settings.oncall_phones.split(",") if p.strip()]
+                    )
+                    # after a restart or a takeover: repair lost timers and calls first
+                    await dispatch.reconciler.start()
+                    if relay is not None:
+                        executor = Executor(
+                            backend,
+                            local_timers,
+                            flows.get,
+                            handlers={"login": partial(_login_handler, login)},
+                        )
+                        woken = asyncio.Event()
+                        if follower is not None:  # a standby's NOTIFY wakes the owner
+                            await follower.wake_on(COMMANDS_CHANNEL, woken)
+                        server = asyncio.create_task(
+                            serve_commands(relay.queue, executor, poll_s=0.5, wake=woken),
+                            name="commands",
+                        )
+                        owned.push_async_callback(_cancel, server)
+                    yield
+
+            if ownership.owner:
+                await stack.enter_async_context(own())
+            else:
+                stack.push_async_callback(_cancel, asyncio.create_task(_take_over(ownership, own)))
             app[services_key] = Services(
                 settings,
                 engine,
                 store,
                 bus,
                 the_clock,
-                backend,
+                the_telephony,
                 the_timers,
                 dispatch,
                 scheduler_up,
                 simulator_of(backend),
+                ownership,
             )
             try:
                 yield
@@ -345,9 +426,6 @@ def create_app(
                     await ws_conn.close(code=1001, message=b"server shutdown")
                 await login.aclose()
                 bus.close()
-                pump.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await pump
 
     app.cleanup_ctx.append(resources)
     app.on_shutdown.append(end_live_streams)
@@ -361,6 +439,85 @@ def create_app(
     return app
 
 
+def may_stand_by(settings: Settings, telephony: Telephony | None) -> bool:
+    """Whether a second process on this database serves as a standby instead of refusing:
+    PostgreSQL with a PBX both can reach (Asterisk). The memory PBX lives inside one
+    process; Twilio's call state does too, for now."""
+    return (
+        telephony is None
+        and settings.telephony == "asterisk"
+        and settings.database_url.startswith("postgresql")
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Relay:
+    """A process's ports while it may stand by: the command table and the two relays."""
+
+    queue: CommandQueue
+    telephony: RelayTelephony
+    timers: RelayTimers
+
+
+async def _last_line_status(store: Store, relay: RelayTelephony) -> None:
+    """A standby starts from the owner's last reported link status."""
+    async with store.read() as session:
+        last = (
+            await session.execute(
+                select(Event)
+                .where(col(Event.name).in_(["telephony.up", "telephony.down"]))
+                .order_by(col(Event.seq).desc())
+                .limit(1)
+            )
+        ).scalar_one_or_none()
+    if last is not None:
+        relay.follow(event_public(last))
+
+
+async def _hand_login_to_owner(
+    relay: Relay, ownership: Ownership, delivery: dict[str, Any]
+) -> bool:
+    """A standby's merchant login code is read out by the owner, whose PBX link answers
+    the call (the code never leaves memory otherwise; the command row's copy is wiped)."""
+    if ownership.owner:
+        return False
+    await relay.queue.call("login", "deliver", delivery, timeout_s=relay.telephony.timeout_s)
+    return True
+
+
+async def _login_handler(login: MerchantLogin, method: str, args: dict[str, Any]) -> None:
+    if method != "deliver":
+        raise ValueError(f"unknown login command {method}")
+    await login.take(args)
+
+
+async def _take_over(
+    ownership: Ownership, own: Callable[[], contextlib.AbstractAsyncContextManager[None]]
+) -> None:
+    """A standby's wait: once it holds the lock, it runs the owner's part until stopped."""
+    await ownership.became_owner.wait()
+    try:
+        async with own():
+            log.warning("took over the PBX link, the timers and the commands")
+            await asyncio.Event().wait()  # until the app stops (cancelled)
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("taking over failed: stopping this process")
+        _stop_process()
+
+
+async def _cancel(task: asyncio.Task[Any]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+def _stop_process() -> None:
+    """End this process as its signal handler would (a graceful shutdown)."""
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
 async def end_live_streams(app: web.Application) -> None:
     """End every WebSocket stream before the server waits for open handlers to finish.
 
@@ -372,7 +529,8 @@ async def end_live_streams(app: web.Application) -> None:
 
 
 async def healthz(request: web.Request) -> web.Response:
-    """Database, telephony and scheduler status; 503 when one is down."""
+    """Database, telephony and scheduler status; 503 when one is down. With several
+    processes, `role` says whether this one owns the PBX link and `owner` which does."""
     services = request.app[services_key]
     checks: dict[str, Any] = {}
     try:
@@ -385,6 +543,8 @@ async def healthz(request: web.Request) -> web.Response:
     checks["telephony"] = {"up": health.up, "backend": health.backend, "detail": health.detail}
     checks["scheduler"] = {"up": services.scheduler_up()}
     ok = all(c["up"] for c in checks.values())
+    own = services.ownership
     return web.json_response(
-        {"status": "ok" if ok else "down", "checks": checks}, status=200 if ok else 503
+        {"status": "ok" if ok else "down", "role": own.role, "owner": own.holder, "checks": checks},
+        status=200 if ok else 503,
     )

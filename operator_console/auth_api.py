@@ -22,7 +22,7 @@ from operator_console.api import (
     user_of,
 )
 from operator_console.settings import Settings
-from registry.models import User
+from registry.models import Role, User
 
 
 class LoginBody(Strict):
@@ -95,15 +95,19 @@ def session_response(settings: Settings, user: User, token: str, csrf: str) -> w
 @API.route(
     "POST",
     "/logout",
-    summary="End the session",
+    summary="End the session and sign the desk off (409 on_call while a caller is at it)",
     tag="auth",
     roles=LOGGED_IN,
     response=Done,
 )
 async def logout(request: web.Request) -> web.Response:
-    """Log out."""
+    """Log out; a staff member's desk signs off first (409 `on_call` with a caller at it:
+    the session stays)."""
     from operator_console.ws import revoke
 
+    user = user_of(request)
+    if user.role != Role.MERCHANT:
+        await services(request).dispatch.desk.sign_off(user)
     revoke(request.app, token=request[TOKEN])  # its streams first, then the session
     async with services(request).store.read() as session:
         await auth.logout(session, token=request[TOKEN])

@@ -2,10 +2,11 @@
 
 Call ids are sequential, so a desk action names any call there is: another operator's
 resident, a merchant's offer call, a survey call. Every desk action on a call (hang up,
-wrap up, hold, resume, transfer) asks `check` first: 403 with the reason otherwise
-(`details.reason`: `outbound_call`, `not_answered`, `another_operator`). An operator's
-own click-to-call (purpose `callout`) is theirs to hang up and wrap up. The use cases in
-`dispatch` still refuse, with 409, an action that a race made wrong meanwhile.
+wrap up, hold, resume, transfer, quick register of the caller) asks `check` first: 403
+with the reason otherwise (`details.reason`: `outbound_call`, `not_answered`,
+`another_operator`). An operator's own click-to-call (purpose `callout`) is theirs to hang
+up and wrap up. The use cases in `dispatch` still refuse, with 409, an action that a race
+made wrong meanwhile.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from operator_console.errors import Forbidden
 from registry.models import Role, User
 from registry.repository import NotFound
 
-Action = Literal["hangup", "wrap-up", "hold", "unhold", "transfer"]
+Action = Literal["hangup", "wrap-up", "hold", "unhold", "transfer", "register"]
 
 
 def _supervisor(user: User) -> bool:

@@ -3,8 +3,9 @@ the emergency panel of a call (its card and checklist). The use cases are
 `dispatch.callouts`.
 
 Numbers are never taken from the console and never shown: a callout names who is rung by
-kind and id (`resident`, `contact`, `merchant`, `grid_worker` by resident id, `emergency`,
-`callback` by task id), and what comes back carries masked numbers only. Merchants may
+kind and id (`resident`, `resident_phone` by the phone's id, `contact`, `merchant`,
+`grid_worker` by resident id, `emergency`, `callback` by task id), and what comes back
+carries masked numbers only. Merchants may
 not call out (403); only the operator on a call (or a supervisor) sees its panel.
 """
 
@@ -15,6 +16,8 @@ from typing import Any, Literal
 
 from aiohttp import web
 from pydantic import Field
+from sqlalchemy import select
+from sqlmodel import col
 
 from dispatch.callouts import CALLOUT, TARGETS
 from dispatch.models import Call
@@ -33,11 +36,14 @@ from operator_console.api import (
 from operator_console.auth import RANKS
 from operator_console.errors import Forbidden
 from operator_console.views import CallOut, EventOut, call_public
-from registry.models import Role, User
+from registry.models import ResidentPhone, Role, User
+from registry.phones import mask
 from registry.repository import NotFound
 from registry.schemas import DbId
 
-Target = Literal["resident", "contact", "merchant", "grid_worker", "emergency", "callback"]
+Target = Literal[
+    "resident", "resident_phone", "contact", "merchant", "grid_worker", "emergency", "callback"
+]
 assert set(Target.__args__) == set(TARGETS)  # type: ignore[attr-defined]
 
 
@@ -96,6 +102,14 @@ class CallbackTask(Model):
     #: the operator dialling it now, if anyone
     dialling: int | None
     emergency: bool
+
+
+class RingablePhone(Model):
+    """One of a resident's phones as a click-to-call target (`resident_phone` by `id`)."""
+
+    id: int
+    kind: str
+    masked: str
 
 
 class ChecklistStep(Model):
@@ -165,6 +179,26 @@ async def call_out(request: web.Request) -> web.Response:
         user, kind=data.target, target_id=data.id, for_call_id=data.for_call_id
     )
     return ok(await _view(request, call), status=201)
+
+
+@API.route(
+    "GET",
+    "/residents/{resident_id}/phones",
+    summary="A resident's phones to ring by id (masked; mobile first)",
+    roles=OPERATORS,
+    response=list[RingablePhone],
+    tag="calls",
+)
+async def resident_phones(request: web.Request) -> web.Response:
+    """One click-to-call button per phone: its id, its kind and the masked number."""
+    stmt = (
+        select(ResidentPhone)
+        .where(col(ResidentPhone.resident_id) == int_param(request, "resident_id"))
+        .order_by(col(ResidentPhone.kind) != "mobile", col(ResidentPhone.id))
+    )
+    async with services(request).store.read() as session:
+        phones = (await session.execute(stmt)).scalars().all()
+    return ok([{"id": p.id, "kind": p.kind, "masked": mask(p.number)} for p in phones])
 
 
 async def _own_callout(request: web.Request, user: User) -> Call:

@@ -22,7 +22,7 @@ from operator_console.api import (
     services,
     user_of,
 )
-from operator_console.views import CallOut, EventOut, call_public
+from operator_console.views import CallOut, EventOut, call_public, calls_public
 from registry import repository as repo
 
 
@@ -78,7 +78,7 @@ async def calls(request: web.Request) -> web.Response:
             .scalars()
             .all()
         )
-        out = [await call_public(session, c) for c in [*waiting, *busy]]
+        out = await calls_public(session, [*waiting, *busy])
     return ok(out)
 
 

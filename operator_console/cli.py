@@ -18,6 +18,7 @@ from operator_console.settings import Settings
 def _run(settings: Settings) -> int:
     from operator_console.app import create_app
     from operator_console.instance import AlreadyRunning
+    from operator_console.migrate import SchemaMismatch
 
     def announce(password: str) -> None:
         print("=" * 64)
@@ -32,19 +33,51 @@ def _run(settings: Settings) -> int:
     print(f"Serving on http://{settings.host}:{settings.port} (Ctrl-C to stop)", flush=True)
     try:
         web.run_app(app, host=settings.host, port=settings.port, print=None, access_log=None)
-    except AlreadyRunning as exc:
+    except (AlreadyRunning, SchemaMismatch) as exc:
         print(f"yijing: {exc}", file=sys.stderr)
         return 1
     return 0
 
 
 def _db_upgrade(settings: Settings) -> int:
-    from operator_console.migrate import upgrade
+    """Migrate to this Yijing's head, saying from which revision to which."""
+    from operator_console.migrate import schema_state, upgrade
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    before = schema_state(settings.database_url)
+    if before.status == "ahead":
+        print(f"yijing: {before.message}", file=sys.stderr)
+        return 1
+    if before.ok:
+        print(f"{before.message}: nothing to do")
+        return 0
     upgrade(settings.database_url)
-    print("database is at the latest revision")
-    return 0
+    after = schema_state(settings.database_url)
+    start = ", ".join(before.current) or "an empty database"
+    print(f"database upgraded from {start} to {', '.join(after.current)}")
+    return 0 if after.ok else 1
+
+
+def _db_check(settings: Settings) -> int:
+    """Say where the database is; exit 0 only when a process may start on it unmigrated."""
+    from operator_console.migrate import schema_state
+
+    state = schema_state(settings.database_url)
+    print(state.message, file=sys.stdout if state.ok else sys.stderr)
+    return 0 if state.ok else 1
+
+
+def _schema_refused(settings: Settings) -> int | None:
+    """An admin command's schema step, as `yijing run` takes it (YIJING_MIGRATE): None when
+    the database is ready, else the exit status after saying why."""
+    from operator_console.migrate import SchemaMismatch, prepare
+
+    try:
+        prepare(settings.database_url, settings.migrate)
+    except SchemaMismatch as exc:
+        print(f"yijing: {exc}", file=sys.stderr)
+        return 1
+    return None
 
 
 async def _user_add(
@@ -55,12 +88,10 @@ async def _user_add(
     from eventlog.db import engine_context, make_sessionmaker
     from eventlog.store import Store
     from operator_console import auth
-    from operator_console.migrate import upgrade
     from registry import repository as repo
     from registry import usecases
     from registry.models import Role
 
-    await asyncio.to_thread(upgrade, settings.database_url)
     hashed = await asyncio.to_thread(auth.hash_password, password)
     async with engine_context(settings.database_url) as engine:
         store = Store(make_sessionmaker(engine), EventBus(), SystemClock())
@@ -86,7 +117,6 @@ async def _import(settings: Settings, kind: str, path: Path, dry_run: bool) -> i
     from eventlog.clock import SystemClock
     from eventlog.db import engine_context, make_sessionmaker
     from eventlog.store import Store
-    from operator_console.migrate import upgrade
     from registry.usecases import run_import
 
     try:
@@ -94,7 +124,6 @@ async def _import(settings: Settings, kind: str, path: Path, dry_run: bool) -> i
     except OSError as exc:
         print(f"cannot read {path}: {exc.strerror}", file=sys.stderr)
         return 2
-    await asyncio.to_thread(upgrade, settings.database_url)
     async with engine_context(settings.database_url) as engine:
         store = Store(make_sessionmaker(engine), EventBus(), SystemClock())
         report, import_id = await run_import(
@@ -118,14 +147,12 @@ async def _import(settings: Settings, kind: str, path: Path, dry_run: bool) -> i
 
 async def _export(settings: Settings, kind: str, path: Path, full_id_numbers: bool) -> int:
     from eventlog.db import engine_context, make_sessionmaker
-    from operator_console.migrate import upgrade
     from registry import exporting
 
     fmt = path.suffix.lower().lstrip(".")
     if fmt not in ("csv", "xlsx"):
         print("the file name must end in .csv or .xlsx", file=sys.stderr)
         return 2
-    await asyncio.to_thread(upgrade, settings.database_url)
     async with (
         engine_context(settings.database_url) as engine,
         make_sessionmaker(engine)() as session,
@@ -144,17 +171,16 @@ async def _export(settings: Settings, kind: str, path: Path, full_id_numbers: bo
 
 async def _report(settings: Settings, start: str, end: str, by: str | None, as_csv: bool) -> int:
     from dispatch.errors import Invalid
-    from dispatch.figures import load_report, render_table
+    from dispatch.figures import load_report
+    from dispatch.figures_table import render_table
     from eventlog.db import engine_context, make_sessionmaker
     from operator_console.figures_api import period
-    from operator_console.migrate import upgrade
 
     try:
         lo, hi = period(start, end)
     except Invalid as exc:
         print(exc, file=sys.stderr)
         return 2
-    await asyncio.to_thread(upgrade, settings.database_url)
     async with (
         engine_context(settings.database_url) as engine,
         make_sessionmaker(engine)() as session,
@@ -210,7 +236,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("run", help="serve the console and API")
     db = sub.add_parser("db", help="database tasks")
-    db.add_argument("action", choices=["upgrade"])
+    db.add_argument("action", choices=["upgrade", "check"])
     user = sub.add_parser("user", help="console logins")
     user.add_argument("action", choices=["add"])
     user.add_argument("username")
@@ -273,7 +299,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "run":
         return _run(settings)
     if args.command == "db":
-        return _db_upgrade(settings)
+        from sqlalchemy.exc import OperationalError
+
+        try:
+            return _db_upgrade(settings) if args.action == "upgrade" else _db_check(settings)
+        except OperationalError as exc:
+            print(f"yijing: cannot reach the database: {exc.orig or exc}", file=sys.stderr)
+            return 1
+    if args.command in ("user", "import", "export", "report"):
+        refused = _schema_refused(settings)
+        if refused is not None:
+            return refused
     if args.command == "asterisk-conf":
         return _asterisk_conf(settings, args)
     if args.command == "prompts":

@@ -8,7 +8,7 @@ a handler into `dispatch`.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -18,6 +18,7 @@ from dispatch.timers import Timers
 from eventlog.bus import EventBus
 from eventlog.clock import Clock
 from eventlog.store import Store
+from operator_console.instance import Ownership
 from operator_console.settings import Settings
 from providers.base import Simulator, Telephony
 
@@ -37,6 +38,8 @@ class Services:
     scheduler_up: Callable[[], bool]
     #: the phone simulator when the backend is one (the memory PBX), else None
     simulator: Simulator | None = None
+    #: whether this process owns the PBX link (several processes on one PostgreSQL)
+    ownership: Ownership = field(default_factory=Ownership)
 
 
 services_key = web.AppKey("services", Services)

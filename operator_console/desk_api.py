@@ -3,13 +3,15 @@ and holding and transferring a caller."""
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Any, Literal, Self
 
 from aiohttp import web
-from pydantic import model_validator
+from pydantic import Field, model_validator
 from sqlalchemy import select
 from sqlmodel import col
 
+from dispatch.machines.operator import OperatorState
 from dispatch.machines.ticket import OPEN, TicketState
 from dispatch.models import Call, OperatorStatus, Ticket
 from operator_console import call_access
@@ -51,6 +53,14 @@ class MyStateOut(Model):
     state: str
     reason: str | None
     call_id: int | None
+    #: when the state began (the desk's time in state)
+    since: datetime | None = None
+    #: reserved: when the call offered to the operator rings out and goes to the next one
+    #: (the desk counts down to it); None in any other state
+    offer_expires_at: datetime | None = None
+    #: the server's clock when it answered, so a page counts down with its own clock's
+    #: offset taken out
+    at: datetime
 
 
 class TargetOut(Model):
@@ -88,7 +98,12 @@ async def board(request: web.Request) -> web.Response:
     if scope in ("open", "mine"):
         stmt = stmt.where(col(Ticket.state).in_(list(OPEN)))
     if scope == "mine":
-        stmt = stmt.where(col(Ticket.created_by) == user.username)
+        # mine: what I look after (made at my desk, or handed to me); an older ticket
+        # with no assignee is its maker's
+        stmt = stmt.where(
+            (col(Ticket.assigned_to) == user.id)
+            | (col(Ticket.assigned_to).is_(None) & (col(Ticket.created_by) == user.username))
+        )
     if state := q.get("state"):
         if state not in TicketState.__members__.values():
             raise FieldInvalid(f"unknown state {state!r}", "state")
@@ -133,13 +148,30 @@ async def board(request: web.Request) -> web.Response:
     response=MyStateOut,
 )
 async def my_state(request: web.Request) -> web.Response:
-    """One's own state and pause reason (logged_out until first login)."""
+    """One's own state and pause reason (logged_out until first login); a call offered to
+    one (reserved) with the moment it rings out: the queue's `ring:` timer, due
+    `ring_operator_s` after the reservation."""
     user = user_of(request)
-    async with services(request).store.read() as session:
+    svc = services(request)
+    now = svc.clock.now().isoformat()
+    async with svc.store.read() as session:
         status = await session.get(OperatorStatus, user.id)
     if status is None:
-        return ok({"state": "logged_out", "reason": None, "call_id": None})
-    return ok({"state": status.state.value, "reason": status.reason, "call_id": status.call_id})
+        return ok({"state": "logged_out", "reason": None, "call_id": None, "at": now})
+    expires = None
+    if status.state == OperatorState.RESERVED:
+        ring_s = svc.dispatch.core.config.ring_operator_s
+        expires = (status.since + timedelta(seconds=ring_s)).isoformat()
+    return ok(
+        {
+            "state": status.state.value,
+            "reason": status.reason,
+            "call_id": status.call_id,
+            "since": status.since.isoformat(),
+            "offer_expires_at": expires,
+            "at": now,
+        }
+    )
 
 
 # -- hold and transfer ------------------------------------------------------------------
@@ -148,6 +180,8 @@ class TransferBody(Strict):
 
     to_user_id: DbId | None = None
     to: Literal["supervisor"] | None = None
+    #: what the receiving desk should know first (shown with the caller's card)
+    note: str = Field(default="", max_length=200)
 
     @model_validator(mode="after")
     def _one_target(self) -> Self:
@@ -214,7 +248,7 @@ async def transfer(request: web.Request) -> web.Response:
     call_id = int_param(request, "call_id")
     await call_access.check(request, call_id, user, "transfer")
     await services(request).dispatch.desk.transfer_call(
-        call_id, user, to_user_id=data.to_user_id, to_role=data.to
+        call_id, user, to_user_id=data.to_user_id, to_role=data.to, note=data.note
     )
     return await _call_view(request, call_id)
 

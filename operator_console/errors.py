@@ -3,7 +3,8 @@
 Exception tree mapped here:
   registry.repository.NotFound            -> 404 not_found
   dispatch.machines.IllegalTransition     -> 409 illegal_transition
-  dispatch.errors.Conflict                -> 409 conflict
+  dispatch.errors.Conflict                -> 409 conflict (a subclass names its own:
+                                             TicketExists -> ticket_exists, OnCall -> on_call)
   dispatch.errors.Invalid, ValidationError  -> 422 invalid_input (an Invalid subclass
                                              names its own: OperatorTask -> operator_task)
   FieldInvalid (an Invalid)               -> 422 invalid_input, naming the field
@@ -172,7 +173,11 @@ async def error_middleware(
     except NotFound as exc:
         return error_response(404, "not_found", str(exc))
     except (IllegalTransition, Conflict) as exc:
-        error_id = "illegal_transition" if isinstance(exc, IllegalTransition) else "conflict"
+        error_id = (
+            "illegal_transition"
+            if isinstance(exc, IllegalTransition)
+            else getattr(exc, "error_id", "conflict")
+        )
         return error_response(409, error_id, str(exc), getattr(exc, "details", None))
     except ValidationError as exc:
         return error_response(

@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 from sqlmodel import col
 
 from eventlog.models import Event
+from eventlog.store import Store
 from operator_console.api import API, OPERATORS, Model, ok, query_int, services
 from operator_console.views import EventOut
 
@@ -38,6 +39,31 @@ async def events(request: web.Request) -> web.Response:
     return ok(await services(request).store.events_since(since))
 
 
+class LatestOut(Model):
+    """The newest event's `seq` (0 for an empty log): where a page starts live."""
+
+    seq: int
+
+
+async def newest_seq(store: Store) -> int:
+    """The highest `seq` in the event log now."""
+    async with store.read() as session:
+        return int((await session.execute(select(func.max(col(Event.seq))))).scalar() or 0)
+
+
+@API.route(
+    "GET",
+    "/events/latest",
+    summary="The newest event's seq: a page's live stream starts after it",
+    roles=OPERATORS,
+    tag="events",
+    response=LatestOut,
+)
+async def latest(request: web.Request) -> web.Response:
+    """One number, however long the log (never the log itself)."""
+    return ok({"seq": await newest_seq(services(request).store)})
+
+
 @API.route(
     "GET",
     "/telephony",
@@ -54,8 +80,8 @@ async def telephony_status(request: web.Request) -> web.Response:
     stream never disagree.
     """
     svc = services(request)
+    seq = await newest_seq(svc.store)
     async with svc.store.read() as session:
-        seq = (await session.execute(select(func.max(col(Event.seq))))).scalar() or 0
         last = (
             (
                 await session.execute(

@@ -16,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from dispatch.figures import GROUPINGS, CallFigures, Figures, load_report
+from dispatch.figures import GROUPINGS, CallFigures, Figures, WellbeingReport, load_report
 from eventlog.clock import LOCAL_TZ
 from operator_console.api import (
     API,
@@ -133,6 +133,9 @@ class FiguresOut(Model):
     calls: CallFigures
     #: emergency calls: count, time to a human (median, p90), within 15 s, overflows, 120
     emergencies: EmergenciesToday
+    #: wellbeing rounds in all and per local day: due, checked in, away, care-circle
+    #: alerts, taken by whom, time from the missed check-in to a human
+    wellbeing: WellbeingReport
     first_day: date
     last_day: date
 
@@ -162,6 +165,11 @@ class MerchantRecordOut(OpenModel):
     satisfied_rate: float | None
     ratings: dict[str, int]
     no_shows: int
+    #: disputes the merchant opened in the period, open, upheld and overturned now
+    disputed: int
+    disputes_open: int
+    upheld: int
+    overturned: int
 
 
 @API.route(

@@ -1,8 +1,9 @@
-"""The merchant's side of the API: log in by a one-time code or link, and their own orders.
+"""The merchant's side of the API: log in by a one-time code or link, their own orders,
+and disputes of a rating or no-show (the merchant opens one, a supervisor decides it).
 
 The login use case (making, delivering and checking codes and links, the rate limits) is
 `operator_console.merchant_login`; here are its routes and the session it opens.
-Merchants see what, where and when; never a resident's phone.
+Merchants see what, where and when; never a resident's phone, nor who rated a visit.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
+from dispatch.disputes import STATES as DISPUTE_STATES
+from dispatch.disputes import dispute_public
 from dispatch.machines.offer import LIVE as LIVE_OFFERS
 from dispatch.machines.ticket import OPEN
 from dispatch.models import Offer, Ticket
@@ -27,6 +30,7 @@ from operator_console.api import (
     API,
     MERCHANTS,
     PUBLIC,
+    SUPERVISORS,
     Model,
     Strict,
     body,
@@ -36,7 +40,7 @@ from operator_console.api import (
     user_of,
 )
 from operator_console.auth_api import SessionOut, session_response
-from operator_console.errors import Unauthorized, error_response
+from operator_console.errors import FieldInvalid, Unauthorized, error_response
 from operator_console.merchant_login import Channel, LoginRefused, MerchantLogin, RateLimited
 from operator_console.security import client_address
 from operator_console.sim_api import sim_user
@@ -334,3 +338,167 @@ async def sim_messages(request: web.Request) -> web.Response:
     simulator = services(request).simulator
     assert simulator is not None
     return ok([{"ref": t.ref, "to": mask(t.number), "text": t.text} for t in simulator.texts])
+
+
+class DisputeBody(Strict):
+    """A merchant's objection to a rating or a no-show of one of their tickets."""
+
+    kind: Literal["rating", "no_show"]
+    reason: str = Field(min_length=1, max_length=300)
+
+
+class DecisionBody(Strict):
+    """The supervisor's note on upholding or overturning a dispute."""
+
+    note: str = Field(min_length=1, max_length=300)
+
+
+class DisputeOut(Model):
+    """A dispute as the merchant who opened it sees it."""
+
+    id: int
+    ticket_id: int
+    kind: str
+    state: str
+    reason: str
+    opened_at: datetime
+    decided_at: datetime | None
+    note: str
+
+
+class DisputeDetailOut(DisputeOut):
+    """A dispute as a supervisor sees it: the merchant, and the rating and who gave it."""
+
+    merchant_id: int
+    merchant: str
+    category: str
+    rating: str | None
+    rated_by: str | None
+
+
+class RatedOut(Model):
+    """One of the merchant's ratings or no-shows: never who rated, only the day."""
+
+    ticket_id: int
+    kind: str
+    category: str
+    category_zh: str
+    category_en: str
+    rating: str | None
+    day: str | None
+    dispute: DisputeOut | None
+
+
+def _text(value: str, field: str) -> str:
+    text = value.strip()
+    if not text:
+        raise FieldInvalid(f"{field} must not be blank", field, code="blank")
+    return text
+
+
+@API.route(
+    "GET",
+    "/merchant/ratings",
+    summary="The logged-in merchant's recent ratings and no-shows, with their disputes "
+    "(never who rated)",
+    roles=MERCHANTS,
+    tag="merchant",
+    response=list[RatedOut],
+)
+async def my_ratings(request: web.Request) -> web.Response:
+    """What the merchant may dispute, newest first."""
+    _, merchant_id = _merchant(request)
+    return ok(await services(request).dispatch.disputes.disputable(merchant_id))
+
+
+@API.route(
+    "POST",
+    "/merchant/tickets/{ticket_id}/disputes",
+    summary="Dispute a rating or a no-show of one of the merchant's tickets (404 not theirs; "
+    "409 nothing to dispute or disputed already)",
+    roles=MERCHANTS,
+    body=DisputeBody,
+    tag="merchant",
+    response=DisputeOut,
+    status=201,
+)
+async def open_dispute(request: web.Request) -> web.Response:
+    """One dispute per ticket and kind; a supervisor decides it."""
+    user, _ = _merchant(request)
+    data = await body(request, DisputeBody)
+    dispute = await services(request).dispatch.disputes.open(
+        int_param(request, "ticket_id"),
+        user=user,
+        kind=data.kind,
+        reason=_text(data.reason, "reason"),
+    )
+    return ok(dispute_public(dispute), status=201)
+
+
+@API.route(
+    "GET",
+    "/disputes",
+    summary="Merchants' disputes of ratings and no-shows, oldest first "
+    "(?state=open|upheld|overturned|all, open by default; &merchant_id=)",
+    roles=SUPERVISORS,
+    tag="merchant",
+    query={"state": "open, upheld, overturned or all", "merchant_id": "one merchant's"},
+    response=list[DisputeDetailOut],
+)
+async def list_disputes(request: web.Request) -> web.Response:
+    """The supervisor's list."""
+    state: str | None = request.query.get("state", "open")
+    if state == "all":
+        state = None
+    elif state not in DISPUTE_STATES:
+        raise FieldInvalid(f"unknown state {state!r}", "state")
+    merchant_id = None
+    if "merchant_id" in request.query:
+        raw = request.query["merchant_id"]
+        if not raw.isdigit() or len(raw) > 18:
+            raise FieldInvalid("merchant_id must be a whole number", "merchant_id")
+        merchant_id = int(raw)
+    return ok(
+        await services(request).dispatch.disputes.listing(state=state, merchant_id=merchant_id)
+    )
+
+
+async def _decide(request: web.Request, *, overturn: bool) -> web.Response:
+    user = user_of(request)
+    data = await body(request, DecisionBody)
+    dispute = await services(request).dispatch.disputes.decide(
+        int_param(request, "dispute_id"),
+        user=user,
+        overturn=overturn,
+        note=_text(data.note, "note"),
+    )
+    return ok(dispute_public(dispute))
+
+
+@API.route(
+    "POST",
+    "/disputes/{dispute_id}/uphold",
+    summary="Uphold a dispute: the rating or no-show stands (409 decided already)",
+    roles=SUPERVISORS,
+    body=DecisionBody,
+    tag="merchant",
+    response=DisputeOut,
+)
+async def uphold_dispute(request: web.Request) -> web.Response:
+    """The rating or no-show keeps counting."""
+    return await _decide(request, overturn=False)
+
+
+@API.route(
+    "POST",
+    "/disputes/{dispute_id}/overturn",
+    summary="Overturn a dispute: the rating or no-show stops counting in the scorecard, "
+    "the ranking and the figures (409 decided already)",
+    roles=SUPERVISORS,
+    body=DecisionBody,
+    tag="merchant",
+    response=DisputeOut,
+)
+async def overturn_dispute(request: web.Request) -> web.Response:
+    """The original stays in the event log."""
+    return await _decide(request, overturn=True)

@@ -35,6 +35,7 @@ import logging
 import math
 import re
 import secrets
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
@@ -127,6 +128,32 @@ class _Delivery:
     def ref(self) -> str:
         return f"login-{self.code_id}"
 
+    def payload(self) -> dict[str, Any]:
+        """As JSON, to hand the delivery to the process that owns the PBX link."""
+        return {
+            "code_id": self.code_id,
+            "merchant_id": self.merchant_id,
+            "channel": self.channel.value,
+            "number": self.number,
+            "code": self.code,
+            "token": self.token,
+            "lang": self.lang,
+            "expires_at": self.expires_at.isoformat(),
+        }
+
+    @classmethod
+    def from_payload(cls, data: Mapping[str, Any]) -> _Delivery:
+        return cls(
+            int(data["code_id"]),
+            int(data["merchant_id"]),
+            Channel(data["channel"]),
+            str(data["number"]),
+            str(data["code"]),
+            str(data["token"]),
+            str(data["lang"]),
+            datetime.fromisoformat(data["expires_at"]),
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class _Waiting:
@@ -148,8 +175,12 @@ class MerchantLogin:
         public_url: str,
         messaging: Messaging | None = None,
         policy: LoginPolicy | None = None,
+        forward: Callable[[dict[str, Any]], Awaitable[bool]] | None = None,
     ) -> None:
         self.outbound = outbound
+        #: on a standby process: hands a delivery to the owner (True when it did); the code
+        #: must be read out by the process whose PBX link answers the call
+        self.forward = forward
         self.store = outbound.core.store
         self.clock = outbound.core.clock
         self.messaging = messaging
@@ -371,8 +402,14 @@ class MerchantLogin:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    async def take(self, payload: Mapping[str, Any]) -> None:
+        """The owner's side of `forward`: deliver a code a standby made."""
+        await self._start(_Delivery.from_payload(payload))
+
     async def _deliver(self, d: _Delivery) -> None:
         try:
+            if self.forward is not None and await self.forward(d.payload()):
+                return
             if d.channel == Channel.SMS and self.messaging is not None:
                 try:
                     await self.messaging.send_text(

@@ -1,5 +1,6 @@
-"""Server-rendered pages: login, the operator desk, a ticket, the phone simulator, the
-supervisor wallboard, the admin pages and the merchant's phone page.
+"""Server-rendered pages: login, the operator desk, a ticket, a new ticket without a call,
+the phone simulator, the supervisor wallboard, the admin pages and the merchant's phone
+page.
 
 Pages carry no data of their own; small JavaScript modules fill them from the API and
 the WebSocket. zh-CN is the default; `?lang=en` switches and is remembered in a cookie.
@@ -14,7 +15,7 @@ import aiohttp_jinja2
 from aiohttp import web
 
 from operator_console import auth
-from operator_console.api import CSRF, current_user
+from operator_console.api import CSRF, current_user, services
 from operator_console.errors import Unauthorized
 from operator_console.i18n import LANGS, texts
 from operator_console.sim_api import sim_user, simulator_allowed
@@ -64,13 +65,25 @@ def _remember_lang(request: web.Request, response: web.StreamResponse) -> web.St
     return response
 
 
+def _error_page(request: web.Request, status: int, title: str, message: str) -> web.HTTPException:
+    """A page that says what went wrong in the page's language (never the API's JSON)."""
+    html = aiohttp_jinja2.render_string(
+        "error.html", request, {"status": status, "title": title, "message": message}
+    )
+    error = web.HTTPForbidden if status == 403 else web.HTTPNotFound
+    return error(text=html, content_type="text/html")
+
+
 def _staff(request: web.Request, role: auth.Role = auth.Role.OPERATOR) -> None:
     user = current_user(request)
     if user is None:
         raise Unauthorized()
     if user.role == auth.Role.MERCHANT:
         raise web.HTTPFound("/merchant")
-    auth.require(user, role)
+    if not auth.role_allows(user.role, (role,)):
+        t = texts(page_lang(request))
+        words = {"role": t[f"role_{role.value}"], "who": t.get(f"role_{user.role.value}", "")}
+        raise _error_page(request, 403, t["forbidden_title"], t["forbidden_page"].format(**words))
 
 
 #: admin sections, in menu order: (slug, i18n key)
@@ -108,7 +121,20 @@ async def ticket_page(request: web.Request) -> web.StreamResponse:
     ticket_id = request.match_info["ticket_id"]
     if not _ID.fullmatch(ticket_id):
         raise web.HTTPNotFound()
+    try:
+        await services(request).dispatch.tickets.get_ticket(int(ticket_id))
+    except NotFound as exc:
+        t = texts(page_lang(request))
+        message = t["ticket_not_found"].format(id=ticket_id)
+        raise _error_page(request, 404, t["not_found_title"], message) from exc
     response = aiohttp_jinja2.render_template("ticket.html", request, {"ticket_id": ticket_id})
+    return _remember_lang(request, response)
+
+
+async def new_ticket_page(request: web.Request) -> web.StreamResponse:
+    """A ticket without a live call (a family member at the door, another phone line)."""
+    _staff(request)
+    response = aiohttp_jinja2.render_template("ticket_new.html", request, {})
     return _remember_lang(request, response)
 
 
@@ -154,9 +180,13 @@ async def admin_page(request: web.Request) -> web.StreamResponse:
     return _remember_lang(request, response)
 
 
+async def favicon(request: web.Request) -> web.StreamResponse:
+    """Browsers ask for /favicon.ico on their own: the icon of the static files."""
+    raise web.HTTPMovedPermanently("/static/favicon.svg")
+
+
 async def merchant_page(request: web.Request) -> web.StreamResponse:
     """The merchant's phone page: a code login (or a one-time link's), then their orders."""
-    from operator_console.api import services
     from operator_console.merchant_api import login_service
 
     link = request.path == "/merchant/login"
@@ -173,6 +203,35 @@ async def merchant_page(request: web.Request) -> web.StreamResponse:
     return _remember_lang(request, response)
 
 
+async def notices_page(request: web.Request) -> web.StreamResponse:
+    """Notices to grids for supervisors: write, send, watch the progress."""
+    _staff(request, auth.Role.SUPERVISOR)
+    response = aiohttp_jinja2.render_template("notices.html", request, {})
+    return _remember_lang(request, response)
+
+
+async def open_data_page(request: web.Request) -> web.StreamResponse:
+    """The open-data table for anyone (no login): the last 12 months per grid."""
+    from dataclasses import asdict
+
+    from dispatch import open_data
+    from operator_console.app import services_key
+    from operator_console.open_data_api import months_of
+
+    start, end = months_of(request)
+    async with request.app[services_key].store.read() as session:
+        rows = await open_data.load(session, start=start, end=end)
+    words = texts(page_lang(request))
+    zh = page_lang(request) == "zh-CN"
+    fields = [
+        {"name": name, "label": words[f"od_{name}"], "definition": zh_def if zh else en_def}
+        for name, (zh_def, en_def) in open_data.FIELDS.items()
+    ]
+    context = {"rows": [asdict(r) for r in rows], "fields": fields}
+    response = aiohttp_jinja2.render_template("open_data.html", request, context)
+    return _remember_lang(request, response)
+
+
 def add_routes(app: web.Application) -> None:
     """Register the pages."""
     app.router.add_get("/wallboard", wallboard_page)
@@ -183,5 +242,9 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/merchant/login", merchant_page)
     app.router.add_get("/", console_page)
     app.router.add_get("/login", login_page)
+    app.router.add_get("/tickets/new", new_ticket_page)
     app.router.add_get("/tickets/{ticket_id}", ticket_page)
     app.router.add_get("/simulator", simulator_page)
+    app.router.add_get("/open-data", open_data_page)
+    app.router.add_get("/notices", notices_page)
+    app.router.add_get("/favicon.ico", favicon)

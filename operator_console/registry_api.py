@@ -26,10 +26,12 @@ from sqlmodel import col
 
 from dispatch.errors import Conflict
 from dispatch.models import Ticket
+from operator_console import call_access
 from operator_console.api import (
     ADMINS,
     API,
     OPERATORS,
+    Strict,
     body,
     int_param,
     ok,
@@ -211,6 +213,42 @@ async def create_resident(request: web.Request) -> web.Response:
     # one phone, one resident: 409 when a number is another active resident's
     async with registry_errors():
         saved = await usecases.create_resident(services(request).store, data=data, user=user)
+    return ok(saved.card, status=201)
+
+
+class QuickRegister(Strict):
+    """An unknown caller registered at the desk: the number is the call's, never sent."""
+
+    name: str = Field(min_length=1, max_length=64)
+    address: str = Field(default="", max_length=200)
+    grid_code: str = Field(min_length=1, max_length=32)
+
+
+@API.route(
+    "POST",
+    "/calls/{call_id}/register",
+    summary="Quick register the unknown caller of one's call with the call's number "
+    "(409: the caller is known, or the number is taken)",
+    roles=OPERATORS,
+    body=QuickRegister,
+    tag="registry",
+    response=ResidentCard,
+    status=201,
+)
+async def quick_register(request: web.Request) -> web.Response:
+    """Register the caller on the operator's call and tie the call to them."""
+    user = user_of(request)
+    call_id = int_param(request, "call_id")
+    given = await body(request, QuickRegister)
+    call = await call_access.check(request, call_id, user, "register")
+    if call.resident_id is not None:
+        raise Conflict(f"call {call_id}: the caller is registered already")
+    data = ResidentIn.model_validate(
+        given.model_dump() | {"phones": [{"number": call.number, "kind": "other"}]}
+    )
+    async with registry_errors():
+        saved = await usecases.create_resident(services(request).store, data=data, user=user)
+    await services(request).dispatch.calls.identify(call_id, saved.resident_id, user=user)
     return ok(saved.card, status=201)
 
 

@@ -22,6 +22,8 @@ class CategoryOut(Model):
     sort_order: int
     text_zh: str
     text_en: str
+    #: the resident's consent to the price is recorded before a ticket is dispatched
+    needs_consent: bool = False
     keypad: list[str] | str | None
     version: str | None = None
 

@@ -39,6 +39,10 @@ class Settings(BaseSettings):
     public_url: str = ""
     data_dir: Path = Path("var")
     database_url: str = ""
+    #: `auto`: migrate the database at start (SQLite's default: the embedded single
+    #: process); `check`: refuse to start unless `yijing db upgrade` brought it to this
+    #: Yijing's revision (PostgreSQL's default: several processes, migrated once per deploy)
+    migrate: Literal["auto", "check"] = "auto"
     secret_key: str = ""
     #: by default on exactly when the public URL is https
     secure_cookies: bool = False
@@ -69,6 +73,15 @@ class Settings(BaseSettings):
     #: incidents: tries of a callback nobody answers, and the wait before the next try
     incident_callback_tries: int = Field(default=2, ge=1, le=5)
     incident_callback_retry_s: float = Field(default=1800.0, ge=60)
+    #: wellbeing calls: tries of the day's call and the pause between them; a contact who
+    #: went to see is called back after `wellbeing_report_s` to report
+    wellbeing_tries: int = Field(default=3, ge=1, le=10)
+    wellbeing_retry_s: float = Field(default=300.0, ge=60, le=3600)
+    wellbeing_report_s: float = Field(default=1800.0, ge=300, le=6 * 3600)
+    #: a merchant's acceptance is told to the resident by a short call (who, by when, the
+    #: code word); a call nobody answers is tried once more after the retry wait
+    tell_resident: bool = True
+    tell_resident_retry_s: float = Field(default=600.0, ge=60)
     #: the public emergency number (ambulance) the emergency panel rings
     emergency_number: str = Field(default="120", pattern=r"^\+?[0-9]{2,20}$")
     # Emergencies (issue 14): ring-all, then the on-call list, then contacts and 120
@@ -88,6 +101,11 @@ class Settings(BaseSettings):
     recorded_prompts_dir: Path | None = None
     #: behind a reverse proxy: the client address is the last X-Forwarded-For entry
     trust_proxy: bool = False
+    #: several processes on one PostgreSQL (Asterisk): how often a standby tries to take
+    #: over and the owner checks its lock; how long a standby waits for the owner to carry
+    #: out one adapter call before the call counts as "line unavailable"
+    takeover_poll_s: float = Field(default=1.0, gt=0, le=30)
+    relay_timeout_s: float = Field(default=10.0, gt=0, le=120)
 
     # Merchant login codes (read out by a phone call, or sent as a text where possible)
     merchant_code_ttl_s: int = Field(default=600, ge=60, le=3600)
@@ -158,6 +176,8 @@ class Settings(BaseSettings):
     def _defaults(self) -> Settings:
         if not self.database_url:
             self.database_url = f"sqlite+aiosqlite:///{self.data_dir / 'yijing.db'}"
+        if "migrate" not in self.model_fields_set:
+            self.migrate = "auto" if self.is_sqlite else "check"
         if not self.public_url:
             host = "127.0.0.1" if self.host in ("", "0.0.0.0", "::") else self.host
             host = f"[{host}]" if ":" in host else host

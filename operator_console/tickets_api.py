@@ -1,6 +1,6 @@
 """Tickets (工单) and offers: record a need, list and read tickets, the ranking, dispatch,
-arrival, completion, cancel, and accepting an offer. Merchants see only their own tickets,
-never a resident's phone."""
+arrival, completion, cancel, a note, reassigning, and accepting an offer. Merchants see
+only their own tickets, never a resident's phone, and never note or reassign."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlmodel import col
 
 from dispatch.machines.ticket import OPEN, TicketState
-from dispatch.models import Ticket
+from dispatch.models import OperatorStatus, Ticket
 from operator_console.api import (
     API,
     OPERATORS,
@@ -35,7 +35,7 @@ from operator_console.views import (
     offer_public,
     ticket_public,
 )
-from registry.models import Merchant, Resident, Role
+from registry.models import Merchant, Resident, Role, User
 from registry.schemas import DbId
 
 
@@ -60,6 +60,41 @@ class CancelBody(Strict):
     reason: str = Field(min_length=1, max_length=200)
 
 
+class NoteBody(Strict):
+    """A note for the ticket's timeline."""
+
+    text: str = Field(min_length=1, max_length=500)
+
+
+class ConsentBody(Strict):
+    """Who consented to the price: the resident, or the family member named."""
+
+    who: str = Field(min_length=1, max_length=64)
+
+
+class AssignBody(Strict):
+    """Whom the ticket goes to."""
+
+    user_id: DbId
+
+
+class NoteOut(Model):
+    """The note as recorded."""
+
+    ticket_id: int
+    note: str
+    actor: str
+
+
+class AssigneeOut(Model):
+    """Someone a ticket can be handed to, and their desk's state now."""
+
+    user_id: int
+    name: str
+    role: str
+    state: str
+
+
 class OfferWithMerchant(OfferOut):
     """An offer and the merchant's name."""
 
@@ -71,6 +106,14 @@ class TicketDetail(TicketOut):
 
     offers: list[OfferWithMerchant]
     timeline: list[EventOut]
+
+
+class PriceOut(Model):
+    """A merchant's price note for the category: who pays, the resident's share, a text."""
+
+    kind: str | None = Field(description="subsidised, self_paid, free (None: not stated)")
+    yuan: int | None
+    note: str
 
 
 class CandidateOut(Model):
@@ -88,6 +131,7 @@ class CandidateOut(Model):
     opens_at: str | None
     reasons: list[str]
     why: list[Any]
+    price: PriceOut | None = None
 
 
 class TicketStateOut(Model):
@@ -208,7 +252,8 @@ async def candidates(request: web.Request) -> web.Response:
 @API.route(
     "POST",
     "/tickets/{ticket_id}/dispatch",
-    summary="Start the offer cascade",
+    summary="Start the offer cascade (409 consent_required: the category asks for the "
+    "resident's consent first)",
     roles=OPERATORS,
     body=DispatchBody,
     tag="tickets",
@@ -282,6 +327,97 @@ async def cancel(request: web.Request) -> web.Response:
         int_param(request, "ticket_id"), user=user, reason=data.reason
     )
     return ok(ticket_public(ticket))
+
+
+@API.route(
+    "POST",
+    "/tickets/{ticket_id}/notes",
+    summary="Add a note to the ticket's timeline",
+    roles=OPERATORS,
+    body=NoteBody,
+    tag="tickets",
+    response=NoteOut,
+    status=201,
+)
+async def add_note(request: web.Request) -> web.Response:
+    """A note (an event on the ticket, shown on its page)."""
+    user = user_of(request)
+    data = await body(request, NoteBody)
+    note = await services(request).dispatch.tickets.add_note(
+        int_param(request, "ticket_id"), user=user, text=data.text.strip() or data.text
+    )
+    return ok(note, status=201)
+
+
+@API.route(
+    "POST",
+    "/tickets/{ticket_id}/consent",
+    summary="Record the resident's consent to the price (a category that asks for it is "
+    "dispatched only after; 409 closed)",
+    roles=OPERATORS,
+    body=ConsentBody,
+    tag="tickets",
+    response=TicketOut,
+)
+async def consent(request: web.Request) -> web.Response:
+    """Consent, as the operator heard it (`ticket.consented` on the timeline)."""
+    user = user_of(request)
+    data = await body(request, ConsentBody)
+    ticket = await services(request).dispatch.tickets.consent(
+        int_param(request, "ticket_id"), user=user, who=data.who.strip() or data.who
+    )
+    return ok(ticket_public(ticket))
+
+
+@API.route(
+    "POST",
+    "/tickets/{ticket_id}/assign",
+    summary="Hand an open ticket to another operator (409 closed or theirs already; "
+    "422 not an active operator)",
+    roles=OPERATORS,
+    body=AssignBody,
+    tag="tickets",
+    response=TicketOut,
+)
+async def assign(request: web.Request) -> web.Response:
+    """Reassign."""
+    user = user_of(request)
+    data = await body(request, AssignBody)
+    ticket = await services(request).dispatch.tickets.assign(
+        int_param(request, "ticket_id"), user=user, to_user_id=data.user_id
+    )
+    return ok(ticket_public(ticket))
+
+
+@API.route(
+    "GET",
+    "/assignees",
+    summary="Whom a ticket can be handed to: active operators and supervisors",
+    roles=OPERATORS,
+    tag="tickets",
+    response=list[AssigneeOut],
+)
+async def assignees(request: web.Request) -> web.Response:
+    """Active staff with their desk's state (logged out when they have no state row)."""
+    stmt = (
+        select(User, OperatorStatus)
+        .outerjoin(OperatorStatus, col(OperatorStatus.user_id) == User.id)
+        .where(col(User.active), col(User.role) != Role.MERCHANT)
+        .order_by(col(User.id))
+    )
+    async with services(request).store.read() as session:
+        rows = (await session.execute(stmt)).all()
+    return ok(
+        [
+            {
+                "user_id": u.id,
+                "name": u.display_name or u.username,
+                "role": u.role.value,
+                "state": status.state.value if status is not None else "logged_out",
+            }
+            for u, status in rows
+        ]
+    )
 
 
 @API.route(

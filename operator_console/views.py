@@ -3,14 +3,18 @@ figures routes), with the response models that document it."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 from pydantic import Field
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from dispatch.models import Call, Offer, Ticket
 from eventlog.clock import LOCAL_TZ
+from eventlog.models import Event
 from operator_console.openapi import Model
 from registry.models import Resident
 from registry.phones import mask
@@ -57,8 +61,47 @@ def offer_public(offer: Offer) -> dict[str, Any]:
     }
 
 
-async def call_public(session: AsyncSession, call: Call) -> dict[str, Any]:
-    """A call on the API, with a short resident summary for the queue."""
+#: what a caller did in the menu before the desk: the keys pressed, and how it ended
+MENU_EVENTS = ("call.digit", "call.queued")
+
+
+async def menu_paths(
+    session: AsyncSession, call_ids: Sequence[int]
+) -> dict[int, tuple[list[str], str | None]]:
+    """Each call's menu path before it reached the queue: its keys (`call.digit`) up to the
+    first `call.queued`, and that event's outcome (transfer, emergency, menu_lost...).
+    Keys pressed later (the queue's call-back offer) are no part of the way in."""
+    paths: dict[int, tuple[list[str], str | None]] = {i: ([], None) for i in call_ids}
+    if not call_ids:
+        return paths
+    rows = await session.execute(
+        select(col(Event.subject_id), col(Event.name), col(Event.data))
+        .where(
+            col(Event.subject) == "call",
+            col(Event.subject_id).in_([str(i) for i in call_ids]),
+            col(Event.name).in_(MENU_EVENTS),
+        )
+        .order_by(col(Event.seq))
+    )
+    for subject_id, name, data in rows:
+        keys, outcome = paths[int(subject_id)]
+        if outcome is not None:
+            continue
+        if name == "call.queued":
+            paths[int(subject_id)] = (keys, str(data.get("outcome") or "transfer"))
+        elif isinstance(data.get("digit"), str):
+            keys.append(data["digit"])
+    return paths
+
+
+async def call_public(
+    session: AsyncSession, call: Call, menu: tuple[list[str], str | None] | None = None
+) -> dict[str, Any]:
+    """A call on the API, with a short resident summary for the queue and its menu path
+    (`menu`: read already for many calls at once)."""
+    assert call.id is not None
+    if menu is None:
+        menu = (await menu_paths(session, [call.id]))[call.id]
     data: dict[str, Any] = {
         "id": call.id,
         "ref": call.ref,
@@ -74,7 +117,10 @@ async def call_public(session: AsyncSession, call: Call) -> dict[str, Any]:
         "emergency_reason": call.emergency_reason,
         "started_at": call.started_at.isoformat(),
         "queued_at": call.queued_at.isoformat() if call.queued_at else None,
+        "answered_at": call.answered_at.isoformat() if call.answered_at else None,
         "held_at": call.held_at.isoformat() if call.held_at else None,
+        "menu_keys": menu[0],
+        "menu_outcome": menu[1],
     }
     if call.resident_id is not None:
         resident = await session.get(Resident, call.resident_id)
@@ -82,6 +128,23 @@ async def call_public(session: AsyncSession, call: Call) -> dict[str, Any]:
             data["resident_name"] = resident.name
             data["resident_status"] = resident.status.value
     return data
+
+
+async def calls_public(session: AsyncSession, calls: Sequence[Call]) -> list[dict[str, Any]]:
+    """Many calls on the API: their residents and menu paths read in one query each, not
+    one per call."""
+    ids = {c.resident_id for c in calls if c.resident_id is not None}
+    # held here, so the session's identity map (weak) keeps them: `call_public`'s
+    # `session.get` then finds each one without a query
+    residents = (
+        (await session.execute(select(Resident).where(col(Resident.id).in_(ids)))).scalars().all()
+        if ids
+        else []
+    )
+    menus = await menu_paths(session, [c.id for c in calls if c.id is not None])
+    out = [await call_public(session, c, menus.get(c.id or 0)) for c in calls]
+    del residents
+    return out
 
 
 # -- response models (what the functions above answer) --
@@ -108,6 +171,10 @@ class TicketOut(Model):
     rating: str | None
     survey_attempts: int
     created_by: str
+    assigned_to: int | None = None
+    needs_consent: bool = False
+    consent_by: str | None = None
+    consented_at: datetime | None = None
     created_at: datetime
     accepted_at: datetime | None
     arrived_at: datetime | None
@@ -158,7 +225,14 @@ class CallOut(Model):
     emergency_reason: str | None
     started_at: datetime
     queued_at: datetime | None
+    #: when an operator took the call (the desk's talk time runs from here)
+    answered_at: datetime | None = None
     held_at: datetime | None
+    #: the keys the caller pressed in the menu before the queue, in order
+    menu_keys: list[str] = Field(default_factory=list)
+    #: how the menu ended: transfer (0 or no choice), emergency, menu_lost...; None while
+    #: the caller is still in the menu or never went through one
+    menu_outcome: str | None = None
     resident_name: str | None = None
     resident_status: str | None = None
 

@@ -152,6 +152,15 @@ class TransferFailed:
 
 
 @dataclass(frozen=True, slots=True)
+class CallWaiting:
+    """The PBX holds the caller for an operator with no flow of ours on the call (the
+    dialplan's fallback, reported each time its hold asks us in): after a flow that asked
+    for an operator, and after a menu cut off by our own restart, which nobody else reports."""
+
+    ref: str
+
+
+@dataclass(frozen=True, slots=True)
 class CallEnded:
     """A call hung up."""
 
@@ -186,6 +195,7 @@ TelephonyEvent = (
     | CallHeld
     | CallUnheld
     | TransferFailed
+    | CallWaiting
     | CallEnded
     | OriginateFailed
     | BackendStatus

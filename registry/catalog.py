@@ -11,6 +11,9 @@ CALLBACK = "callback"
 #: as last time", never dispatched by the service on its own
 OPERATOR_TASKS = frozenset({CALLBACK})
 
+#: `needs_consent`: the self-paid services a resident pays for in full, ordered at
+#: leisure (home repair, meal delivery): the resident agrees to the price before dispatch.
+#: Never an emergency or urgent category: a consent must not hold up help that hurries.
 _DEFAULTS: list[dict[str, object]] = [
     # not a merchant service: an operator calls back a caller who hung up in the queue
     dict(
@@ -93,6 +96,7 @@ _DEFAULTS: list[dict[str, object]] = [
         deadline_minutes=240,
         merchant_kinds=["shop"],
         sort_order=7,
+        needs_consent=True,
     ),
     dict(
         code="meal",
@@ -102,6 +106,7 @@ _DEFAULTS: list[dict[str, object]] = [
         deadline_minutes=90,
         merchant_kinds=["supermarket", "shop"],
         sort_order=8,
+        needs_consent=True,
     ),
 ]
 

@@ -16,6 +16,7 @@ from registry.models import (
     Grid,
     Merchant,
     MerchantService,
+    PriceKind,
     Resident,
     ResidentPhone,
     ServiceCategory,
@@ -147,7 +148,16 @@ def generate(*, seed: int = 2026, residents: int = 300) -> DemoCommunity:
                 MerchantService(
                     merchant_id=merchant_id,
                     category_code=c,
-                    price_note="政府补贴" if c in ("medicine", "doctor") else "自费",
+                    # the note words who pays as a merchants file would (an export
+                    # imports again unchanged)
+                    price_note={"medicine": "政府补贴 自付5元", "doctor": "政府补贴"}.get(
+                        c, "自费"
+                    ),
+                    price_kind=PriceKind.SUBSIDISED
+                    if c in ("medicine", "doctor")
+                    else PriceKind.SELF_PAID,
+                    # a delivery's share the resident pays: said on the calls
+                    price_yuan=5 if c == "medicine" else None,
                 )
                 for c in categories
             )

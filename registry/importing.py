@@ -55,6 +55,7 @@ from registry.models import (
     EmergencyContact,
     Grid,
     Merchant,
+    PriceKind,
     RegistryRevision,
     Resident,
     ResidentPhone,
@@ -1250,6 +1251,21 @@ def _split_semicolons(text: str) -> list[str]:
     return [p.strip() for p in re.split(r"[;；\n]+", text) if p.strip()]
 
 
+#: the words of a price note that say who pays ("medicine:政府补贴 自付5元")
+PRICE_WORDS = {"补贴": PriceKind.SUBSIDISED, "自费": PriceKind.SELF_PAID, "免费": PriceKind.FREE}
+
+
+def price_of(note: str) -> dict[str, Any]:
+    """Who pays and the amount, as a file's price note words them: the first of 补贴, 自费,
+    免费 in the note, and the first "<n>元"; nothing said is None."""
+    found = sorted((note.find(word), kind) for word, kind in PRICE_WORDS.items() if word in note)
+    amount = re.search(r"(\d+)\s*元", note)
+    return {
+        "price_kind": found[0][1] if found else None,
+        "price_yuan": int(amount.group(1)) if amount else None,
+    }
+
+
 def _merchant_values(
     line: int, cells: list[str], cols: dict[str, int], lookups: _Lookups, errors: list[RowError]
 ) -> dict[str, Any]:
@@ -1291,7 +1307,7 @@ def _merchant_values(
             if code is None:
                 errors.append(RowError(line, "unknown_category", f"unknown service {cat!r}"))
                 continue
-            services.append({"category": code, "price_note": note.strip()})
+            services.append({"category": code, "price_note": note.strip(), **price_of(note)})
         values["services"] = services
     try:
         if "hours" in raw:

@@ -25,6 +25,14 @@ class Urgency(enum.StrEnum):
     ROUTINE = "routine"
 
 
+class PriceKind(enum.StrEnum):
+    """Who pays for a merchant's service: said on the offer call and to the resident."""
+
+    SUBSIDISED = "subsidised"
+    SELF_PAID = "self_paid"
+    FREE = "free"
+
+
 class ResidentStatus(enum.StrEnum):
     """Where a resident stands with the service."""
 
@@ -77,6 +85,8 @@ class ServiceCategory(SQLModel, table=True):
     #: what an operator reads or a prompt says for the category (falls back to the name)
     text_zh: str = Field(default="", max_length=200)
     text_en: str = Field(default="", max_length=200)
+    #: the resident's consent (to pay, typically) is on the ticket before it is dispatched
+    needs_consent: bool = False
 
 
 class ResidentBase(SQLModel):
@@ -253,13 +263,16 @@ class ContractChange(SQLModel, table=True):
 
 
 class MerchantService(SQLModel, table=True):
-    """A catalog category a merchant takes, with its price note."""
+    """A catalog category a merchant takes, with its price note: who pays (`price_kind`,
+    None when not stated), the resident's share in whole yuan, and a short text."""
 
     __tablename__ = "merchant_service"
 
     merchant_id: int = Field(foreign_key="merchant.id", primary_key=True, sa_type=BigId)
     category_code: str = Field(foreign_key="service_category.code", primary_key=True)
     price_note: str = Field(default="", max_length=100)
+    price_kind: PriceKind | None = Field(default=None, sa_type=EnumText(PriceKind))
+    price_yuan: int | None = None
 
 
 class User(SQLModel, table=True):

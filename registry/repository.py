@@ -226,6 +226,7 @@ async def resident_card(
     card["phones"] = [{"number": p.number, "kind": p.kind} for p in phones]
     card["contacts"] = [
         {
+            "id": c.id,
             "name": c.name,
             "relation": c.relation,
             "kind": c.kind,
@@ -621,7 +622,13 @@ async def merchant_input(session: AsyncSession, *, merchant: Merchant) -> Mercha
             "hours": merchant.hours or {},
             "holidays": merchant.holidays or {},
             "services": [
-                {"category": s.category_code, "price_note": s.price_note} for s in services
+                {
+                    "category": s.category_code,
+                    "price_note": s.price_note,
+                    "price_kind": s.price_kind,
+                    "price_yuan": s.price_yuan,
+                }
+                for s in services
             ],
         }
     )
@@ -689,7 +696,11 @@ async def save_merchant(
         )
         session.add_all(
             MerchantService(
-                merchant_id=merchant.id, category_code=s.category, price_note=s.price_note
+                merchant_id=merchant.id,
+                category_code=s.category,
+                price_note=s.price_note,
+                price_kind=s.price_kind,
+                price_yuan=s.price_yuan,
             )
             for s in data.services
         )

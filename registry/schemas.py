@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from registry.models import ContractStatus, ResidentStatus, Urgency
+from registry.models import ContractStatus, PriceKind, ResidentStatus, Urgency
 from registry.phones import normalize
 
 GROUPS = ("孤寡", "空巢", "残疾")
@@ -184,6 +184,9 @@ class ServiceIn(Strict):
 
     category: str = Field(min_length=1, max_length=32)
     price_note: str = Field(default="", max_length=100)
+    #: who pays (None: not stated); the resident's share in whole yuan, if known
+    price_kind: PriceKind | None = None
+    price_yuan: int | None = Field(default=None, ge=0, le=100_000)
 
 
 class MerchantIn(Strict):
@@ -266,6 +269,7 @@ class CategoryIn(Strict):
     sort_order: int = Field(default=0, ge=0, le=1000)
     text_zh: str = Field(default="", max_length=200)
     text_en: str = Field(default="", max_length=200)
+    needs_consent: bool = False
 
 
 class GridIn(Strict):

@@ -348,6 +348,22 @@ async def started_harness(tmp_path: Path, db_url: str, **settings: Any) -> Async
     client = TestClient(TestServer(app, host="127.0.0.1"))
     await client.start_server()
     try:
-        yield Harness(client, pbx, clock, timers, {})
+        h = Harness(client, pbx, clock, timers, {})
+        # settled: the pump has written the backend's `telephony.up` (it does so on its own
+        # a moment after start), so no test reads that startup event as its own doing
+        await eventually(lambda: telephony_up(h))
+        yield h
     finally:
         await client.close()
+
+
+async def telephony_up(h: Harness) -> bool:
+    """Whether the backend's `telephony.up` is in the log."""
+    from sqlalchemy import func, select
+    from sqlmodel import col
+
+    from eventlog.models import Event
+
+    async with h.services.store.read() as session:
+        count = await session.scalar(select(func.count()).where(col(Event.name) == "telephony.up"))
+    return bool(count)

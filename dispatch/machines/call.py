@@ -114,6 +114,12 @@ class TransferUnanswered:
     """The operator a caller was transferred to never answered: the caller waits again."""
 
 
+@dataclass(frozen=True, slots=True)
+class AskOperator:
+    """The far end of an answered outbound call asked for an operator (a wellbeing call's
+    2 or 0): it waits in the queue like a caller."""
+
+
 CallEvent = (
     StartIvr
     | Enqueue
@@ -128,6 +134,7 @@ CallEvent = (
     | Transfer
     | TransferUnanswered
     | Responded
+    | AskOperator
 )
 
 
@@ -189,6 +196,8 @@ def transition(state: CallState, event: CallEvent) -> tuple[CallState, list[Call
         case state, Transfer(operator_id=operator_id) if state in AT_DESK:
             return CallState.CONNECTED, [TransferToOperator(operator_id)]
         case CallState.CONNECTED, TransferUnanswered():
+            return CallState.QUEUED, []
+        case CallState.CONNECTED, AskOperator():
             return CallState.QUEUED, []
         case CallState.QUEUED, Responded():
             return CallState.CONNECTED, []

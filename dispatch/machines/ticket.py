@@ -123,6 +123,11 @@ class WithdrawOtherOffers:
 
 
 @dataclass(frozen=True, slots=True)
+class TellResident:
+    """A merchant accepted: tell the resident who is coming, by when, and the code word."""
+
+
+@dataclass(frozen=True, slots=True)
 class ScheduleSurvey:
     """Call the resident for a rating."""
 
@@ -132,7 +137,7 @@ class Redispatch:
     """Offer the ticket again to the next candidates."""
 
 
-TicketCommand = AlertOperators | WithdrawOtherOffers | ScheduleSurvey | Redispatch
+TicketCommand = AlertOperators | WithdrawOtherOffers | TellResident | ScheduleSurvey | Redispatch
 
 _S = TicketState
 
@@ -147,7 +152,7 @@ def transition(state: TicketState, event: TicketEvent) -> tuple[TicketState, lis
         case ((_S.MATCHING | _S.OFFERING), NobodyAvailable()):
             return _S.UNASSIGNED, [AlertOperators("nobody accepted")]
         case _S.OFFERING, MerchantAccepted():
-            return _S.ACCEPTED, [WithdrawOtherOffers()]
+            return _S.ACCEPTED, [WithdrawOtherOffers(), TellResident()]
         case _S.ACCEPTED, Arrived():
             return _S.IN_SERVICE, []
         case ((_S.ACCEPTED | _S.IN_SERVICE), Completed()):

@@ -19,15 +19,23 @@ caller's grid is announced before the menu)
 ``hotline_no_menu`` ("no menu" mode; context as ``hotline``, the outage announced too)
     ``transfer`` to "operators"
 ``hotline_unknown`` (unregistered caller)  ``transfer`` to "operators"
-``status`` (context ``order_status`` matching|offering|accepted|in_service, ``category``,
-``merchant_kind``, ``eta`` minutes)
-    ``heard`` (no more keys), ``menu`` (key 1: run ``hotline`` next), ``transfer`` (key 0)
+``status`` (a registered resident with an open order; context as ``hotline`` plus
+``order_status`` new|matching|offering|unassigned|accepted|in_service, ``order`` (the
+ticket id, never spoken), ``category`` (the catalog name), ``merchant``, ``deadline``)
+    ``menu`` (key 1, or no open order: transfer="stay", run ``hotline`` next),
+    ``cancel`` (2 then 1: transfer="stay", for ``status_cancelled``), ``transfer`` (key 0,
+    or no clear key after the retries, as in ``hotline``)
+``status_cancelled`` (context ``cancelled`` yes|no, ``category``)
+    ``told``, ``transfer`` (it could not be cancelled: to "operators")
 ``merchant_offer`` (context ``category``, ``description``, ``address``, ``deadline``,
 ``code_word``; never the resident's phone)
     ``accepted`` (transfer="stay": the call waits on the line for ``merchant_accepted``
     or ``merchant_taken``), ``declined``, ``no_input``
 ``merchant_accepted`` (context ``code_word``)  ``told``
 ``merchant_taken``  ``taken``
+``resident_told`` (context ``merchant``, the shop's name; ``category``; ``deadline`` +
+``today``; ``code_word``: said to the resident, never their number to anyone)
+    ``heard`` (no more keys), ``operator`` (key 0: an operator calls back)
 ``merchant_arrival`` (context ``category``, ``address``)
     ``arrived``, ``not_yet``, ``no_input``, ``transfer`` (key 0, to "operators")
 ``merchant_completion`` (context ``category``, ``address``)
@@ -35,9 +43,16 @@ caller's grid is announced before the menu)
 ``survey`` (context ``category``)
     ``rated`` with variable ``rating`` in satisfied | basically_satisfied | not_satisfied;
     ``no_input``
+``notice`` (context ``name``, ``notice``, ``question``, ``asks`` question|none)
+    ``answer_yes`` (key 1), ``answer_no`` (key 2), ``heard`` (no question or no key)
 ``wellbeing`` (context as ``hotline``)
-    ``well``; ``help`` with variable ``reason``: ``asked`` (key 2, transfer="operators")
-    or ``no_answer`` (no clear key; no transfer). Both start the emergency-contact cascade.
+    ``well``; ``help`` with variable ``reason``: ``asked`` (key 2) or ``talk`` (key 0),
+    both transfer="operators" (the call waits first in the queue), or ``no_answer`` (no
+    clear key; no transfer: the service tries again, then the care circle)
+``wellbeing_contact`` (context ``name``, ``sex``, ``address``, ``minutes`` until the
+report call)  ``taken`` (key 1, "I will go and see"), ``no_input``
+``wellbeing_report`` (context ``name``, ``sex``)  ``well`` (key 1), ``help`` (key 2),
+``no_input``
 ``incident_fixed`` (context ``incident``: water, electricity or gas; ``incident_grid``)
     ``told``
 ``login_code`` (context ``code``, the merchant's one-time login code, and ``minutes`` it
@@ -65,15 +80,19 @@ OUTCOMES: dict[str, frozenset[str]] = {
     "hotline": frozenset({"emergency", "need", "transfer"}),
     "hotline_no_menu": frozenset({"transfer"}),
     "hotline_unknown": frozenset({"transfer"}),
-    "status": frozenset({"heard", "menu", "transfer"}),
+    "status": frozenset({"menu", "cancel", "emergency", "transfer"}),
+    "status_cancelled": frozenset({"told", "transfer"}),
     "merchant_offer": frozenset({"accepted", "declined", "no_input"}),
     "merchant_accepted": frozenset({"told"}),
     "merchant_taken": frozenset({"taken"}),
+    "resident_told": frozenset({"heard", "operator"}),
     "incident_fixed": frozenset({"told"}),
     "merchant_arrival": frozenset({"arrived", "not_yet", "no_input", "transfer"}),
     "merchant_completion": frozenset({"completed", "not_completed", "no_input", "transfer"}),
     "survey": frozenset({"rated", "no_input"}),
     "wellbeing": frozenset({"well", "help"}),
+    "wellbeing_contact": frozenset({"taken", "no_input"}),
+    "wellbeing_report": frozenset({"well", "help", "no_input"}),
     "queue_wait": frozenset({"callback", "waiting"}),
     "login_code": frozenset({"heard"}),
     # emergencies (dispatch.emergency)
@@ -81,6 +100,8 @@ OUTCOMES: dict[str, frozenset[str]] = {
     "emergency_help": frozenset({"dial_120", "waiting"}),
     "emergency_responder": frozenset({"taken", "no_input"}),
     "desk_closed": frozenset({"callback"}),
+    # notices (dispatch.campaigns)
+    "notice": frozenset({"answer_yes", "answer_no", "heard"}),
 }
 
 #: Service catalog codes the hotline can finish a ``need`` with.
@@ -113,6 +134,7 @@ STATUS = BUILTIN["status"]
 MERCHANT_OFFER = BUILTIN["merchant_offer"]
 MERCHANT_ACCEPTED = BUILTIN["merchant_accepted"]
 MERCHANT_TAKEN = BUILTIN["merchant_taken"]
+RESIDENT_TOLD = BUILTIN["resident_told"]
 MERCHANT_ARRIVAL = BUILTIN["merchant_arrival"]
 MERCHANT_COMPLETION = BUILTIN["merchant_completion"]
 SURVEY = BUILTIN["survey"]

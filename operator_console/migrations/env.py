@@ -7,6 +7,7 @@ from sqlalchemy import create_engine, pool
 from sqlmodel import SQLModel
 
 import dispatch.models  # noqa: F401  (imported for their tables)
+import eventlog.commands
 import eventlog.models  # noqa: F401
 import operator_console.models  # noqa: F401
 import registry.models  # noqa: F401

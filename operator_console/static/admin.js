@@ -346,6 +346,8 @@ async function categoryForm(row) {
       { name: 'merchant_kinds', label: 'f_merchant_kinds', type: 'csv', placeholder: 'pharmacy, shop' },
       { name: 'text_zh', label: 'f_text_zh', max: 200, wide: true },
       { name: 'text_en', label: 'f_text_en', max: 200, wide: true },
+      // a self-paid service: the resident agrees to the price before it is dispatched
+      { name: 'needs_consent', label: 'f_needs_consent', type: 'checkbox', help: 'h_needs_consent' },
     ],
     onSubmit: async (data) => {
       data.code = create ? data.code : values.code;
@@ -403,15 +405,25 @@ function servicesEditor(cats) {
   return (spec, value) => {
     const wrap = el('fieldset', null, 'field wide services'); wrap.dataset.field = spec.name;
     wrap.append(el('legend', T('f_services')));
-    const have = Object.fromEntries((value || []).map((s) => [s.category, s.price_note]));
+    const have = Object.fromEntries((value || []).map((s) => [s.category, s]));
     const rows = cats.map((c) => {
       const l = el('label', null, 'inline service'); const box = el('input'); box.type = 'checkbox'; box.value = c.code; box.checked = c.code in have;
-      const note = el('input'); note.placeholder = T('f_price_note'); note.value = have[c.code] || ''; note.setAttribute('aria-label', `${catName(c)} ${T('f_price_note')}`);
-      l.append(box, ' ', catName(c)); wrap.append(el('div', null, 'service-row')); wrap.lastChild.append(l, note);
-      return { box, note, code: c.code };
+      const was = have[c.code] || {};
+      const note = el('input'); note.placeholder = T('f_price_note'); note.value = was.price_note || ''; note.setAttribute('aria-label', `${catName(c)} ${T('f_price_note')}`);
+      // who pays and the resident's share in yuan: said on the offer call and to the resident
+      const kind = el('select'); kind.setAttribute('aria-label', `${catName(c)} ${T('f_price_kind')}`);
+      for (const k of ['', 'subsidised', 'self_paid', 'free']) { const o = el('option', k ? T(`price_${k}`) : '—'); o.value = k; kind.append(o); }
+      kind.value = was.price_kind || '';
+      const yuan = el('input'); yuan.type = 'number'; yuan.min = '0'; yuan.max = '100000'; yuan.step = '1'; yuan.className = 'yuan';
+      yuan.placeholder = T('f_price_yuan'); yuan.value = was.price_yuan ?? ''; yuan.setAttribute('aria-label', `${catName(c)} ${T('f_price_yuan')}`);
+      l.append(box, ' ', catName(c)); wrap.append(el('div', null, 'service-row')); wrap.lastChild.append(l, kind, yuan, note);
+      return { box, note, kind, yuan, code: c.code };
     });
     const error = el('div', null, 'field-error'); error.setAttribute('role', 'alert'); wrap.append(error);
-    const read = () => rows.filter((r) => r.box.checked).map((r) => ({ category: r.code, price_note: r.note.value.trim() }));
+    const read = () => rows.filter((r) => r.box.checked).map((r) => ({
+      category: r.code, price_note: r.note.value.trim(), price_kind: r.kind.value || null,
+      price_yuan: r.yuan.value === '' ? null : Number(r.yuan.value),
+    }));
     const check = () => { const long = rows.find((r) => r.note.value.trim().length > 100); return long ? T('too_long', { max: 100, n: long.note.value.trim().length }) : ''; };
     return { name: spec.name, node: wrap, error, read, check };
   };

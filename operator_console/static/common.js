@@ -94,12 +94,17 @@ export function liveEvents(onEvent, { since = 0, onReconnect } = {}) {
 
 // The highest seq in the log now, so a page starts live from here.
 export async function latestSeq() {
-  const events = await api('GET', '/events?since=0');
-  return events.reduce((m, e) => Math.max(m, e.seq), 0);
+  return (await api('GET', '/events/latest')).seq;
 }
 
 const logout = document.getElementById('logout');
-if (logout) logout.addEventListener('click', async () => { await api('POST', '/logout'); location.href = location.pathname === '/merchant' ? '/merchant' : '/login'; });
+// A page may hold the logout back (the desk, with a caller on the line): `yijing:logout`
+// is cancelable. The server signs the desk off, or refuses while a caller is at it.
+if (logout) logout.addEventListener('click', async () => {
+  if (!document.dispatchEvent(new CustomEvent('yijing:logout', { cancelable: true }))) return;
+  try { await api('POST', '/logout'); } catch (err) { notify(err.message); return; }
+  location.href = location.pathname === '/merchant' ? '/merchant' : '/login';
+});
 
 for (const b of document.querySelectorAll('.sizes button')) {
   b.addEventListener('click', () => { document.documentElement.dataset.size = b.dataset.size; localStorage.setItem('yijing-size', b.dataset.size); });
@@ -138,7 +143,8 @@ const EVENT_ZH = { 'ticket.created': '创建工单', 'ticket.matching': '开始�
   'offer.answered': '商家接通', 'offer.accepted': '商家接单', 'offer.declined': '商家拒单', 'offer.no_answer': '商家未接', 'offer.busy': '商家占线', 'offer.failed': '呼叫失败',
   'offer.expired': '派单超时', 'offer.withdrawn': '撤回派单', 'ticket.accepted': '已接单', 'ticket.arrived': '已上门', 'ticket.completed': '服务完成', 'survey.calling': '回访外呼',
   'survey.retry': '回访重试', 'ticket.rated': '已评价', 'ticket.closed': '已办结', 'ticket.cancelled': '已取消', 'ticket.unassigned': '无人接单', 'ticket.escalated': '已升级',
-  'call.held': '来电保持', 'call.resumed': '恢复通话', 'call.transferred': '来电转接',
+  'ticket.note': '备注', 'ticket.assigned': '转派给',
+  'call.identified': '登记来电老人', 'call.held': '来电保持', 'call.resumed': '恢复通话', 'call.transferred': '来电转接',
   'call.transfer_unanswered': '转接无人接听，回到排队', 'call.transfer_failed': '转接失败',
   'offer.waiting': '等待电话线路恢复', 'offer.resumed': '线路恢复，重新呼叫商家', 'call.deferred': '外呼等待线路',
   'call.redialed': '线路恢复后外呼', 'call.lost': '线路中断，通话丢失', 'telephony.down': '电话线路中断', 'telephony.up': '电话线路恢复',
@@ -147,7 +153,21 @@ const EVENT_ZH = { 'ticket.created': '创建工单', 'ticket.matching': '开始�
   'emergency.overflow': '超时未接，转值班电话', 'emergency.responder_called': '呼叫', 'emergency.responder_failed': '未接通',
   'emergency.help_called': '呼叫紧急联系人', 'emergency.exhausted': '无人接听', 'emergency.dial_120': '来电人要求接通 120',
   'emergency.connected_120': '已接通 120', 'emergency.taken': '已有人接听', 'emergency.caller_left': '来电人挂机', 'alert.emergency': '紧急提醒',
-  'call.callout': '话务员外呼', 'call.callout_placed': '紧急处置外呼', 'emergency.step': '处置步骤', 'callback.attempted': '回电未联系上' };
+  'call.callout': '话务员外呼', 'call.callout_placed': '紧急处置外呼', 'emergency.step': '处置步骤', 'callback.attempted': '回电未联系上',
+  // the resident told who is coming (issue 16), the menu cut off by a restart (issue 19)
+  'resident.calling': '致电老人告知接单', 'resident.told': '已告知老人接单商家', 'resident.heard': '老人已听完告知',
+  'resident.hung_up': '老人中途挂断', 'resident.told_retry': '告知未接通，稍后重拨', 'resident.told_later': '夜间免打扰，早上再告知',
+  'resident.not_reached': '告知未能联系上老人', 'resident.not_told': '无需再告知', 'call.order_cancel': '老人来电取消订单',
+  'call.menu_lost': '菜单中断，转人工排队',
+  // price and consent (issue 16)
+  'ticket.consented': '老人已同意费用', 'ticket.awaiting_consent': '自费服务，等待老人同意费用',
+  // wellbeing calls (issue 15)
+  'wellbeing.due': '到时关怀呼叫', 'wellbeing.calling': '关怀呼叫', 'wellbeing.checked_in': '已报平安', 'wellbeing.away': '外出不呼叫',
+  'wellbeing.unanswered': '关怀呼叫未接', 'wellbeing.retry': '关怀呼叫重拨', 'wellbeing.missed': '未报平安', 'wellbeing.help': '老人求助',
+  'wellbeing.contact_called': '呼叫亲友', 'wellbeing.contact_declined': '亲友未接手', 'wellbeing.taken': '亲友接手查看',
+  'wellbeing.report_called': '回访亲友', 'wellbeing.reported': '亲友已回报', 'wellbeing.report_missed': '亲友未回报',
+  'wellbeing.escalated': '转话务员紧急处理', 'wellbeing.closed': '关怀结束', 'wellbeing.no_phone': '无可拨号码',
+  'wellbeing.hung_up_waiting': '老人等待中挂机', 'wellbeing.plan_set': '设置关怀呼叫' };
 // English reads the event's own name: 'offer.no_answer' -> 'Offer no answer'
 const eventEn = (n) => { const t = n.replace('.', ' ').replaceAll('_', ' '); return t.charAt(0).toUpperCase() + t.slice(1); };
 export const eventName = (n) => (lang() === 'zh-CN' ? EVENT_ZH[n] || n : eventEn(n));
@@ -158,7 +178,8 @@ export function timelineItem(ev, merchants = {}) {
   li.dataset.name = ev.name;
   const d = ev.data || {};
   const who = d.merchant || merchants[d.merchant_id] || '';
-  const extra = [who, d.rating ? stateName(d.rating) : '', d.reason || '', d.disposition || ''].filter(Boolean).join(' ');
+  // a note (a ticket's, a transfer's) and whom a ticket or caller went to
+  const extra = [who, d.rating ? stateName(d.rating) : '', d.reason || '', d.disposition || '', d.to_operator || '', d.who || '', d.note || ''].filter(Boolean).join(' ');
   li.append(el('span', fmtTime(ev.occurred_at), 'muted'), ' ', el('b', eventName(ev.name)), ' ', el('span', extra), ' ', el('span', ev.actor && ev.actor !== 'system' ? `(${ev.actor})` : '', 'muted'));
   return li;
 }

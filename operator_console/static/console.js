@@ -1,13 +1,20 @@
 // The operator desk: queue with the caller's card before answering, call controls (hold,
 // transfer, hang-up) and wrap-up, need capture, ranking, dispatch, the live offer cascade,
-// the ticket board.
+// the ticket board; a call offered to me rings (ring.js), the waits and talk time tick.
 import { api, el, liveEvents, latestSeq, fmtDateTime, fmtDuration, lang, T, stateName, deadline, notify, timelineItem, groupName, sexName, emergencyAlert } from './common.js';
+import { ringFor, stopRinging, ringingCall } from './ring.js';
 
 const zh = lang() === 'zh-CN';
 const $ = (id) => document.getElementById(id);
 const state = {
   me: null, call: null, previewCallId: null, residentId: null, category: null, ticket: null,
-  catalog: [], board: [], scope: 'open', merchants: {}, heldAt: null, live: false,
+  catalog: [], board: [], scope: 'open', merchants: {}, heldAt: null,
+  // the call the need panel is about, and whether it was handed to me by a colleague
+  contextCallId: null, transferredIn: null, creating: false,
+  // what the colleague who handed the caller to me said: { callId, from, note }
+  handover: null,
+  // the live calls as last listed; the server's clock minus this page's (the timers)
+  calls: [], skew: 0,
 };
 const catName = (c) => (zh ? c.name_zh : c.name_en);
 const guard = (fn) => async (...args) => { try { await fn(...args); } catch (err) { notify(err.message); } };
@@ -15,11 +22,22 @@ const guard = (fn) => async (...args) => { try { await fn(...args); } catch (err
 // -- operator state --------------------------------------------------------------------
 async function loadMyState() {
   const s = await api('GET', '/operator/state');
+  state.skew = Date.parse(s.at) - Date.now();
+  // a call offered to me rings; any other state (answered, taken by someone else, rung
+  // out) stops it
+  if (s.state === 'reserved' && s.call_id) {
+    // a new offer: the call as it is now (the list may have it from before the menu ended)
+    ringFor(s, ringingCall() === s.call_id ? null : await api('GET', `/calls/${s.call_id}`));
+  } else stopRinging();
+  markOffered();
   $('op-state').textContent = stateName(s.state);
   $('op-state').dataset.state = s.state;
   $('op-reason').textContent = s.state === 'paused' && s.reason ? `(${$('pause-reason').querySelector(`[value="${CSS.escape(s.reason)}"]`)?.textContent || s.reason})` : '';
-  // a caller handed to me (a transfer), or my call after a page reload: take it up here
-  if (s.state === 'on_call' && s.call_id && state.call?.id !== s.call_id) await adoptCall(s.call_id);
+  // a caller handed to me (a transfer), or my call after a page reload (on the line or in
+  // wrap-up): take it up here
+  if (['on_call', 'wrap_up'].includes(s.state) && s.call_id && state.call?.id !== s.call_id) await adoptCall(s.call_id);
+  // my call ended without my wrap-up here (its timer, another tab): the desk moves on
+  else if (!s.call_id && state.call && ['available', 'paused', 'logged_out'].includes(s.state)) await dropEndedCall();
   document.dispatchEvent(new CustomEvent('yijing:operator', { detail: s }));
 }
 
@@ -35,20 +53,27 @@ const WAITING = ['ringing', 'ivr', 'queued'];
 
 async function refreshQueue() {
   const calls = await api('GET', '/calls');
+  state.calls = calls;
   const list = $('queue');
   list.replaceChildren();
   for (const c of calls) {
     const li = el('li', null, c.emergency ? 'emergency' : ''); li.dataset.callId = c.id; li.dataset.state = c.state;
+    // an emergency is marked in words and a border too, never by its colour alone
+    if (c.emergency) li.append(el('span', T('emergency_mark'), 'tag bad em-mark'), ' ');
     li.append(el('b', c.resident_name || T('unregistered')), ' ', el('span', c.number, 'muted'), ' ',
       el('span', stateName(c.state), 'tag' + (c.emergency ? ' bad' : '')));
     if (WAITING.includes(c.state)) {
+      li.append(' ', sinceTag('wait_time', c.queued_at || c.started_at, 'wait muted'));
       const b = el('button', `${T('answer')} (F2)`, 'primary answer'); b.type = 'button';
       b.addEventListener('click', guard(() => answer(c)));
       li.append(' ', b);
     }
+    const menu = menuText(c);
+    if (menu) li.append(el('div', menu, 'menu muted small'));
     list.append(li);
   }
   $('queue-empty').hidden = calls.length > 0;
+  markOffered();
   // the card pops on ring: preview the first waiting caller while no call is taken
   const first = calls.find((c) => WAITING.includes(c.state));
   if (!state.call && first && first.id !== state.previewCallId) {
@@ -57,31 +82,77 @@ async function refreshQueue() {
   }
 }
 
+// A ticking "label m:ss" since a moment of the server's (redrawn by `tick`).
+function sinceTag(label, iso, cls) {
+  const tag = el('span', null, cls); tag.dataset.since = iso || ''; tag.dataset.label = label;
+  tickSince(tag);
+  return tag;
+}
+
+function tickSince(tag) {
+  if (!tag.dataset.since) { tag.textContent = ''; return; }
+  const s = (Date.now() + state.skew - Date.parse(tag.dataset.since)) / 1000;
+  tag.textContent = `${T(tag.dataset.label)} ${fmtDuration(s)}`;
+}
+
+// The way the caller came through the menu: "菜单: 0 人工" (the keys pressed, then where
+// the menu sent them); nothing while they are still in it.
+function menuText(c) {
+  const keys = c.menu_keys || [];
+  if (!c.menu_outcome && !keys.length) return '';
+  const key = `menu_out_${c.menu_outcome}`;
+  const where = !c.menu_outcome ? '' : !keys.length && c.menu_outcome === 'transfer' ? T('menu_direct') : T(key) !== key ? T(key) : '';
+  return `${T('menu_path')}: ${[keys.join(' '), where].filter(Boolean).join(' ')}`;
+}
+
+// The caller ringing at my desk stands out in the queue too.
+function markOffered() {
+  for (const li of $('queue').children) li.classList.toggle('offered', Number(li.dataset.callId) === ringingCall());
+}
+
 async function answer(c) {
+  if (ringingCall() === c.id) stopRinging();
   state.call = await api('POST', `/calls/${c.id}/answer`);
   state.previewCallId = c.id;
   showCall(state.call);
+  await deskContext(state.call);
   if (c.resident_id !== state.residentId || !c.resident_id) await showCard(c.resident_id, 'call', c);
   $('card-status').hidden = true;
   await refreshQueue();
   loadMyState();
 }
 
-// The caller of a transfer (or of a reloaded page): the card pops as on answering.
+// The caller of a transfer (or of a reloaded page, or of my other tab): the card pops as on
+// answering, the need panel shows the call's ticket. Whether a colleague handed the caller
+// to me is read from the call's timeline (its latest answer or transfer), never guessed
+// from timing: a direct answer is no transfer.
 async function adoptCall(callId) {
   const c = await api('GET', `/calls/${callId}`);
   if (c.purpose === 'callout') return; // one's own click-to-call: callouts.js has it
-  const handedOver = state.live;
+  const took = (c.timeline || []).filter((ev) => ['call.connected', 'call.transferred'].includes(ev.name)).pop();
+  if (took?.name === 'call.transferred' && took.data?.to_operator_id === state.me?.id) { state.transferredIn = c.id; handedOver(c.id, took); }
   state.call = c; state.previewCallId = c.id;
-  showCall(c, handedOver ? T('transferred_in') : '');
+  showCall(c);
+  await deskContext(c);
   await showCard(c.resident_id, 'call', c);
   $('card-status').hidden = true;
-  if (handedOver) notify(`${T('transferred_in')} #${c.id} ${c.resident_name || ''}`, 'info');
   soon(refreshQueue);
 }
 
+// The sender's note of a transfer to me (from its `call.transferred` event).
+function handedOver(callId, ev) {
+  state.handover = { callId: Number(callId), from: ev.data?.from_operator || ev.actor || '', note: ev.data?.note || '' };
+}
+
+// A call I held is over (wrap-up timed out, wrapped up in another tab): clear the desk.
+async function dropEndedCall() {
+  const c = await api('GET', `/calls/${state.call.id}`);
+  if (['ended', 'abandoned'].includes(c.state) || c.operator_id !== state.me?.id) leaveCall();
+}
+
 // The call box: what the call is, and which controls make sense now.
-function showCall(c, note = '') {
+function showCall(c) {
+  const note = c && state.transferredIn === c.id ? T('transferred_in') : '';
   document.dispatchEvent(new CustomEvent('yijing:call', { detail: c }));
   const mine = c && state.me && c.operator_id === state.me.id;
   const atDesk = Boolean(mine && ['connected', 'on_hold'].includes(c.state));
@@ -90,7 +161,7 @@ function showCall(c, note = '') {
   $('hold').disabled = !atDesk;
   $('hold').textContent = held ? $('hold').dataset.resume : $('hold').dataset.hold;
   $('hold').classList.toggle('primary', held);
-  $('transfer').disabled = !atDesk; $('transfer-to').disabled = !atDesk;
+  $('transfer').disabled = !atDesk; $('transfer-to').disabled = !atDesk; $('transfer-note').disabled = !atDesk;
   $('wrapup').disabled = !c || atDesk;
   state.heldAt = held && c.held_at ? new Date(c.held_at) : null;
   $('hold-time').hidden = !held;
@@ -100,10 +171,24 @@ function showCall(c, note = '') {
   else tag = el('span', stateName(c.state), c.state === 'connected' ? 'tag ok' : held ? 'tag live' : 'tag');
   const box = $('call-now');
   box.dataset.callId = c ? c.id : ''; // the incidents panel links the call on the desk
+  const talk = $('talk-time');
+  talk.hidden = !atDesk || !c.answered_at;
+  talk.dataset.since = atDesk && c.answered_at ? c.answered_at : ''; talk.dataset.label = 'talk_time';
+  tickSince(talk);
+  const menu = c ? menuText(c) : '';
+  $('call-menu').textContent = menu; $('call-menu').hidden = !menu;
+  box.classList.toggle('emergency', Boolean(c?.emergency));
   if (!c) { box.replaceChildren(el('span', '—', 'muted')); return; }
   box.dataset.state = c.state;
   box.replaceChildren(el('b', `${T('calls')} #${c.id}`), ' ', el('span', c.resident_name || T('unregistered')), ' ', tag);
+  if (c.emergency) box.prepend(el('span', T('emergency_mark'), 'tag bad em-mark'), ' ');
   if (note) box.append(' ', el('span', note, 'tag live'));
+  const h = c && state.handover?.callId === c.id ? state.handover : null;
+  if (h && mine) {
+    const ctx = el('div', null, 'handover'); ctx.id = 'transfer-context';
+    ctx.append(el('span', T('transfer_from', { name: h.from }), 'muted'), ' ', el('b', h.note || '—'));
+    box.append(ctx);
+  }
   if (atDesk) soon(loadTargets);
   tick();
 }
@@ -137,7 +222,9 @@ async function transfer() {
   const pick = $('transfer-to').value;
   const body = pick === 'supervisor' ? { to: 'supervisor' } : { to_user_id: Number(pick.slice(5)) };
   const name = $('transfer-to').selectedOptions[0]?.textContent.split(' · ')[0] || '';
+  if ($('transfer-note').value.trim()) body.note = $('transfer-note').value.trim();
   state.call = await api('POST', `/calls/${state.call.id}/transfer`, body);
+  $('transfer-note').value = '';
   showCall(state.call);
   notify(T('transfer_done', { name }), 'info');
   await loadMyState();
@@ -150,11 +237,19 @@ async function hangup() {
 async function wrapUp() {
   if (!state.call || $('wrapup').disabled) return;
   await api('POST', `/calls/${state.call.id}/wrap-up`, { disposition: $('disposition').value });
-  state.call = null; state.previewCallId = null;
-  showCall(null);
-  $('wrapup').disabled = true;
+  leaveCall();
   await loadMyState();
   await refreshQueue();
+}
+
+// The call is done with: the call box and the need panel are cleared, so the next caller's
+// card never stands beside this caller's ticket. The card stays until the next caller's
+// pops (the operator may still ring this resident back from it).
+function leaveCall() {
+  state.call = null; state.previewCallId = null; state.transferredIn = null; state.handover = null;
+  showCall(null);
+  $('wrapup').disabled = true;
+  deskContext(null);
 }
 
 // -- the resident card -----------------------------------------------------------------
@@ -172,14 +267,17 @@ async function showCard(residentId, reason, call) {
   $('card-status').hidden = reason !== 'ring';
   $('card-status').textContent = T('ringing_card');
   $('unknown').hidden = Boolean(residentId);
+  if (!residentId) guard(loadGrids)();
   $('search-results').replaceChildren();
   if (!residentId) {
     box.append(el('p', `${T('unregistered')} ${call?.number || ''}`, 'error'));
     return;
   }
-  const [r, open] = await Promise.all([
+  const [r, open, care] = await Promise.all([
     api('GET', `/residents/${residentId}?reason=${reason}${call ? `&ref=call-${call.id}` : ''}`),
     api('GET', `/board?scope=open&resident_id=${residentId}`),
+    // the daily care call is a side line of the card: the card shows without it
+    api('GET', `/residents/${residentId}/wellbeing`).catch(() => null),
   ]);
   const age = r.birth_year ? new Date().getFullYear() - r.birth_year : '';
   const head = el('h3', null, 'resident-name');
@@ -196,9 +294,17 @@ async function showCard(residentId, reason, call) {
   field(dl, T('medicines'), r.medicines);
   field(dl, T('notes'), r.notes, r.notes ? 'note' : '');
   const contacts = el('dd');
-  for (const x of r.contacts || []) contacts.append(el('div', `${x.relation} ${x.name} ${x.phone}${x.when_to_call ? (zh ? `（${x.when_to_call}）` : ` (${x.when_to_call})`) : ''}`));
+  for (const x of r.contacts || []) {
+    const row = el('div', `${x.relation} ${x.name} ${x.phone}${x.when_to_call ? (zh ? `（${x.when_to_call}）` : ` (${x.when_to_call})`) : ''}`, 'contact');
+    // click-to-call the contact, by id (callouts.js places it; a second line with a caller)
+    const ring = el('button', '📞', 'call-contact'); ring.type = 'button';
+    ring.dataset.calloutTarget = 'contact'; ring.dataset.calloutId = x.id; ring.title = T('co_call');
+    row.append(' ', ring);
+    contacts.append(row);
+  }
   if (!(r.contacts || []).length) contacts.textContent = '—';
   dl.append(el('dt', T('contacts')), contacts);
+  if (care) field(dl, T('wellbeing'), careLine(care));
   const openDd = el('dd');
   for (const t of open) openDd.append(ticketLink(t, `${t.category_zh && zh ? t.category_zh : t.category_en || t.category_code} ${stateName(t.state)}`));
   if (!open.length) openDd.textContent = '—';
@@ -208,6 +314,19 @@ async function showCard(residentId, reason, call) {
   if (!(r.recent_tickets || []).length) recent.textContent = '—';
   dl.append(el('dt', T('recent_tickets')), recent);
   box.append(dl);
+}
+
+// The daily care call in one line: when, away until, how today's round stands.
+function careLine(care) {
+  if (!care.enabled) return T('wb_off');
+  const days = care.days.length === 7 ? T('wb_daily') : care.days.map((d) => T(`wb_d${d}`)).join(zh ? '、' : ', ');
+  const parts = [`${days} ${care.window_start}–${care.window_end}`];
+  const today = new Date().toLocaleDateString('sv-SE', { timeZone: 'Asia/Shanghai' });
+  const away = care.away.find((a) => a.from <= today && today <= a.until);
+  if (away) parts.push(T('wb_away', { until: away.until }));
+  const round = care.rounds[0];
+  if (round && round.day === today) parts.push(T('wb_today', { state: T(`wb_s_${round.state}`) }));
+  return parts.join(' · ');
 }
 
 function categoryLabel(code) {
@@ -237,15 +356,27 @@ async function search(e) {
   if (!rows.length) $('search-results').append(el('li', '—', 'muted'));
 }
 
+// Quick register of the unknown caller on my call: the number is the call's (the server
+// takes it from the call, the page never sends one), the operator picks the grid.
+async function loadGrids() {
+  const sel = $('reg-grid');
+  if (sel.options.length > 1) return;
+  for (const g of await api('GET', '/grids')) { const o = el('option', `${g.code} ${g.name || ''}`.trim()); o.value = g.code; sel.append(o); }
+}
+
 async function register(e) {
   e.preventDefault();
   const msg = $('register-msg');
+  if (!state.call || state.call.resident_id) { msg.textContent = T('register_answer_first'); return; }
   try {
-    const r = await api('POST', '/residents', { name: $('reg-name').value, address: $('reg-address').value, phone: state.call?.number });
+    const r = await api('POST', `/calls/${state.call.id}/register`, { name: $('reg-name').value, address: $('reg-address').value, grid_code: $('reg-grid').value });
     msg.textContent = '';
+    $('register-form').reset();
+    notify(T('registered_caller', { name: r.name }), 'info');
     await showCard(r.id, 'register');
+    await refreshCall();
   } catch (err) {
-    msg.textContent = err.missing ? T('register_na') : err.message;
+    msg.textContent = err.message;
   }
 }
 
@@ -257,17 +388,54 @@ async function loadCatalog() {
   for (const c of state.catalog) {
     const b = el('button', catName(c), c.urgency === 'emergency' ? 'cat emergency' : 'cat');
     b.type = 'button'; b.dataset.code = c.code;
-    b.addEventListener('click', () => {
-      state.category = c.code;
-      for (const x of box.children) x.classList.toggle('selected', x === b);
-      $('create-ticket').disabled = false;
-    });
+    b.addEventListener('click', () => { if (!callHasTicket()) pickCategory(c.code); });
     box.append(b);
   }
   for (const sel of [$('f-category')]) for (const c of state.catalog) { const o = el('option', catName(c)); o.value = c.code; sel.append(o); }
 }
 
+function pickCategory(code) {
+  state.category = code;
+  for (const x of $('categories').children) x.classList.toggle('selected', x.dataset.code === code);
+  needControls();
+}
+
+// The call at the desk has its ticket: one call, one ticket (the server refuses a second).
+const callHasTicket = () => Boolean(state.call && state.ticket && state.ticket.call_id === state.call.id);
+
+function needControls() {
+  const made = callHasTicket();
+  $('create-ticket').disabled = made || state.creating || !state.category;
+  $('create-ticket').title = made ? T('ticket_made') : '';
+  for (const id of ['description', 'urgency', 'preferred']) $(id).disabled = made;
+}
+
+// The need panel follows the call at the desk: its ticket, need text and category come from
+// the server (the call's ticket), so a reload or a language switch keeps them, and another
+// call starts on an empty panel.
+async function deskContext(call) {
+  const callId = call ? call.id : null;
+  // the same call again (an event raced the answer): keep what the operator typed
+  if (callId !== null && state.contextCallId === callId && (state.ticket || !call.ticket_id)) return;
+  state.contextCallId = callId;
+  state.ticket = null; state.category = null; state.creating = false;
+  for (const x of $('categories').children) x.classList.remove('selected');
+  $('description').value = ''; $('urgency').value = ''; $('preferred').value = '';
+  const box = $('current-ticket');
+  box.replaceChildren('—'); box.classList.add('muted'); delete box.dataset.state;
+  for (const id of ['candidates', 'offers', 'timeline']) $(id).replaceChildren();
+  for (const id of ['dispatch', 'dispatch-selected', 'complete']) $(id).disabled = true;
+  $('consent-row').hidden = true;
+  needControls();
+  if (call?.ticket_id) {
+    state.ticket = { id: call.ticket_id };
+    await showTicket();
+    await showCandidates();
+  }
+}
+
 async function createTicket() {
+  if ($('create-ticket').disabled) return;
   // the API has no urgency or preferred-time fields yet: they lead the description
   const prefix = [];
   if ($('urgency').value) prefix.push(`【${$('urgency').selectedOptions[0].textContent}】`);
@@ -275,8 +443,22 @@ async function createTicket() {
   const body = { category: state.category, description: (prefix.join('') + ' ' + $('description').value).trim() };
   if (state.call) body.call_id = state.call.id;
   if (state.residentId) body.resident_id = state.residentId;
-  state.ticket = await api('POST', '/tickets', body);
-  $('description').value = ''; $('urgency').value = ''; $('preferred').value = '';
+  state.creating = true; needControls();
+  try {
+    state.ticket = await api('POST', '/tickets', body);
+  } catch (err) {
+    // the call has its ticket already (another tab, a click that raced): show that one
+    if (err.data?.error_id === 'ticket_exists') state.ticket = { id: err.data.details.ticket_id };
+    else throw err;
+    notify(err.message, 'info');
+  } finally {
+    state.creating = false;
+  }
+  if (!state.call) { // no call (a walk-in): the next need starts from a fresh pick
+    state.category = null; $('description').value = '';
+    for (const x of $('categories').children) x.classList.remove('selected');
+  }
+  $('urgency').value = ''; $('preferred').value = '';
   await showTicket();
   await showCandidates();
   refreshBoard();
@@ -285,6 +467,13 @@ async function createTicket() {
 async function showTicket() {
   const t = await api('GET', `/tickets/${state.ticket.id}`);
   state.ticket = t;
+  // the call's ticket: its category stays picked and its need text shown
+  if (state.call && t.call_id === state.call.id) {
+    state.category = t.category_code;
+    for (const x of $('categories').children) x.classList.toggle('selected', x.dataset.code === t.category_code);
+    $('description').value = t.description;
+  }
+  needControls();
   for (const o of t.offers) state.merchants[o.merchant_id] = o.merchant;
   const box = $('current-ticket');
   box.replaceChildren();
@@ -305,7 +494,12 @@ async function showTicket() {
     return li;
   }));
   $('timeline').replaceChildren(...t.timeline.map((ev) => timelineItem(ev, state.merchants)));
-  const canDispatch = ['new', 'unassigned'].includes(t.state);
+  // a self-paid category: the resident's consent to the price comes before 派单
+  const waitsConsent = t.needs_consent && !t.consented_at;
+  $('consent-row').hidden = !t.needs_consent;
+  $('consent').disabled = !waitsConsent;
+  $('consent-state').textContent = t.consented_at ? `${T('consented')} ${t.consent_by || ''} ${fmtDateTime(t.consented_at)}` : T('consent_needed');
+  const canDispatch = ['new', 'unassigned'].includes(t.state) && !waitsConsent;
   $('dispatch').disabled = !canDispatch;
   $('dispatch-selected').disabled = !canDispatch;
   $('complete').disabled = !['accepted', 'in_service'].includes(t.state);
@@ -323,10 +517,26 @@ async function showCandidates() {
     const box = el('input'); box.type = 'checkbox'; box.value = c.merchant_id; box.disabled = !c.eligible; box.className = 'pick';
     label.append(box, ' ', el('b', c.name));
     const why = c.why ? c.why.map((w) => T(`rank_${w.code}`, w)) : c.reasons;
-    li.append(label, ' ', el('span', why.join(' · '), 'muted small'));
+    li.append(label, ' ');
+    if (c.price) li.append(priceTag(c.price), ' ');
+    li.append(el('span', why.join(' · '), 'muted small'));
     ol.append(li);
   }
   if (!list.some((c) => c.eligible)) ol.append(el('li', zh ? '没有可派的商家，工单将等待人工处理' : 'No merchant can take this now', 'error'));
+}
+
+// A merchant's price note: 补贴 · 自付 5 元 · the note's own text.
+function priceTag(p) {
+  const parts = [p.kind ? T(`price_${p.kind}`) : '', p.yuan != null ? T('price_yuan', { yuan: p.yuan }) : '', p.note || ''];
+  return el('span', parts.filter(Boolean).join(' · '), 'tag price');
+}
+
+async function recordConsent() {
+  if (!state.ticket) return;
+  const who = $('consent-who').value.trim();
+  if (!who) { notify(T('consent_who'), 'info'); return; }
+  await api('POST', `/tickets/${state.ticket.id}/consent`, { who });
+  await showTicket();
 }
 
 async function dispatch(selectedOnly) {
@@ -361,6 +571,7 @@ async function refreshBoard() {
 
 // Countdowns turn amber then red; redrawn every second without asking the server.
 function tick() {
+  for (const tag of document.querySelectorAll('#queue [data-since], #talk-time')) tickSince(tag);
   if (state.heldAt) $('hold-time').textContent = `${T('hold_time')} ${fmtDuration((Date.now() - state.heldAt) / 1000)}`;
   for (const td of document.querySelectorAll('td.due')) {
     const d = deadline(td.dataset.deadline, Number(td.dataset.total) || undefined);
@@ -381,6 +592,7 @@ for (const id of ['f-state', 'f-category', 'f-grid']) $(id).addEventListener('ch
 $('create-ticket').addEventListener('click', guard(createTicket));
 $('dispatch').addEventListener('click', guard(() => dispatch(false)));
 $('dispatch-selected').addEventListener('click', guard(() => dispatch(true)));
+$('consent').addEventListener('click', guard(recordConsent));
 $('complete').addEventListener('click', guard(async () => { await api('POST', `/tickets/${state.ticket.id}/complete`); await showTicket(); }));
 $('hangup').addEventListener('click', guard(hangup));
 $('hold').addEventListener('click', guard(toggleHold));
@@ -388,14 +600,27 @@ $('transfer').addEventListener('click', guard(transfer));
 $('transfer-to').addEventListener('focus', guard(loadTargets));
 $('wrapup').addEventListener('click', guard(wrapUp));
 $('op-login').addEventListener('click', guard(() => opState('available')));
+$('ring-answer').addEventListener('click', guard(async () => {
+  const id = ringingCall();
+  if (id) await answer(state.calls.find((c) => c.id === id) || await api('GET', `/calls/${id}`));
+}));
 $('op-pause').addEventListener('click', guard(() => opState('pause')));
 $('search-form').addEventListener('submit', guard(search));
 $('register-form').addEventListener('submit', guard(register));
+// logging out mid-call: warned, and kept at the desk (the server refuses it too)
+document.addEventListener('yijing:logout', (e) => {
+  const c = state.call;
+  if (c && c.operator_id === state.me?.id && ['connected', 'on_hold'].includes(c.state)) {
+    e.preventDefault();
+    notify(T('logout_on_call', { id: c.id }));
+  }
+});
 
 // Keyboard: F2 answers the first waiting call, F4 dispatches, F6 holds or resumes,
 // F7 transfers to the chosen colleague, F8 wraps up.
 document.addEventListener('keydown', (e) => {
-  if (e.key === 'F2') { document.querySelector('#queue .answer')?.click(); e.preventDefault(); }
+  // F2: the call ringing for me first, else the first waiting one
+  if (e.key === 'F2') { (ringingCall() ? $('ring-answer') : document.querySelector('#queue .answer'))?.click(); e.preventDefault(); }
   if (e.key === 'F4') { $('dispatch').click(); e.preventDefault(); }
   if (e.key === 'F6') { $('hold').click(); e.preventDefault(); }
   if (e.key === 'F7') { $('transfer').click(); e.preventDefault(); }
@@ -412,19 +637,25 @@ await loadMyState();
 await refreshQueue();
 await refreshBoard();
 setInterval(tick, 1000);
-state.live = true;
 liveEvents((ev) => {
   document.dispatchEvent(new CustomEvent('yijing:event', { detail: ev })); // other panels
   // supervisors hear every emergency at once (operators see it ringing at their desk)
   if (ev.name === 'alert.emergency' && ['supervisor', 'admin'].includes(state.me?.role)) emergencyAlert(ev);
   if (ev.subject === 'call') {
     soon(refreshQueue);
+    // a colleague handed a caller to me: say so once, here and in my other tabs
+    if (ev.name === 'call.transferred' && ev.data?.to_operator_id === state.me?.id) {
+      state.transferredIn = Number(ev.subject_id);
+      handedOver(ev.subject_id, ev);
+      notify(`${T('transferred_in')} #${ev.subject_id}${ev.data?.note ? ` · ${ev.data.note}` : ''}`, 'info');
+      if (state.call?.id === state.transferredIn) showCall(state.call);
+    }
     const current = state.call && String(state.call.id) === ev.subject_id;
     if (ev.name === 'call.transfer_unanswered' && (current || ev.data?.to_operator_id === state.me?.id)) {
       // the caller never reached the new desk and waits in the queue again: the desk that
       // did not answer lets go of the call; the one that handed it on still wraps it up
       notify(T('transfer_unanswered', { id: ev.subject_id }), 'info');
-      if (ev.data?.to_operator_id === state.me?.id && current) { state.call = null; state.previewCallId = null; showCall(null); }
+      if (ev.data?.to_operator_id === state.me?.id && current) leaveCall();
     }
     if (state.call && String(state.call.id) === ev.subject_id) soon(refreshCall);
   }

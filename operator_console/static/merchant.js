@@ -1,7 +1,8 @@
 // The merchant's phone page: log in with a code read out by a phone call (or sent by text
 // where the phone system can), or with the one-time link from that text; then see offers
-// to accept or decline and own orders to mark arrived and done. Polls: merchants have no
-// access to the staff event stream.
+// to accept or decline and own orders to mark arrived and done, and their ratings and
+// no-shows to dispute (the ticket and the day only, never who rated). Polls: merchants
+// have no access to the staff event stream.
 import { api, el, T, lang, stateName, deadline, notify } from './common.js';
 
 const $ = (id) => document.getElementById(id);
@@ -104,6 +105,44 @@ async function refresh() {
   if (!data.orders.length) $('orders').append(el('p', T('no_orders'), 'muted'));
 }
 
+function ratedCard(r) {
+  const node = $('rated-tpl').content.firstElementChild.cloneNode(true);
+  node.dataset.ticketId = r.ticket_id; node.dataset.kind = r.kind;
+  node.querySelector('.what').textContent = `#${r.ticket_id} ${zh ? r.category_zh : r.category_en} · ${r.day || ''}`;
+  node.querySelector('.answer').textContent = r.kind === 'rating' ? stateName(r.rating) : T('dispute_kind_no_show');
+  const state = node.querySelector('.dispute-state');
+  if (r.dispute) {
+    state.textContent = T(`dispute_${r.dispute.state}`) + (r.dispute.note ? ` · ${r.dispute.note}` : '');
+    node.dataset.dispute = r.dispute.state;
+    return node;
+  }
+  // a form opened by the button, kept open across the page's polling (see refreshRatings)
+  const form = node.querySelector('.dispute-form');
+  const b = el('button', T('dispute'), 'dispute'); b.type = 'button';
+  b.addEventListener('click', () => { form.hidden = false; b.hidden = true; form.reason.focus(); });
+  node.querySelector('.actions').append(b);
+  form.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    const send = form.querySelector('button'); send.disabled = true;
+    try {
+      await api('POST', `/merchant/tickets/${r.ticket_id}/disputes`, { kind: r.kind, reason: form.reason.value });
+      await refreshRatings(true);
+    } catch (err) { notify(err.message); send.disabled = false; }
+  });
+  return node;
+}
+
+async function refreshRatings(force = false) {
+  // a merchant typing a reason keeps their words: no redraw while a form is open
+  if (!force && [...document.querySelectorAll('.dispute-form')].some((f) => !f.hidden)) return;
+  const items = await api('GET', '/merchant/ratings');
+  $('ratings').replaceChildren(...items.map(ratedCard));
+  if (!items.length) $('ratings').append(el('p', T('no_ratings'), 'muted'));
+}
+
 if ($('merchant-login')) login();
-else { await refresh(); setInterval(() => refresh().catch(() => {}), 4000); }
+else {
+  await refresh(); await refreshRatings();
+  setInterval(() => { refresh().catch(() => {}); refreshRatings().catch(() => {}); }, 4000);
+}
 document.body.dataset.ready = '1';

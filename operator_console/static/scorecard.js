@@ -1,6 +1,7 @@
 // One merchant's scorecard over a period (GET /api/v1/merchants/{id}/record): acceptance,
 // time from acceptance to arrival (median and 90th percentile), no-shows, the ratings and
-// the recent orders. Reloads when a ticket event may have changed it.
+// the recent orders; the merchant's open disputes of a rating or no-show, to uphold or
+// overturn with a note. Reloads when a ticket event may have changed it.
 import { api, el, lang, liveEvents, latestSeq, T, stateName, fmtDateTime, fmtDuration, notify } from './common.js';
 import { barChart } from './charts.js';
 import { periodPicker, periodQuery } from './period.js';
@@ -22,8 +23,40 @@ function orderRow(o) {
   const state = el('td');
   state.append(el('span', o.state === 'no_show' ? T('no_show') : stateName(o.state), o.state === 'no_show' ? 'tag bad' : 'tag'));
   tr.append(td, el('td', categories[o.category] || o.category), el('td', fmtDateTime(o.placed_at)),
-    el('td', o.arrived_at ? fmtDateTime(o.arrived_at) : '—'), state, el('td', o.rating ? stateName(o.rating) : '—'));
+    el('td', o.arrived_at ? fmtDateTime(o.arrived_at) : '—'), state, ratingCell(o));
   return tr;
+}
+
+function ratingCell(o) {
+  const td = el('td', o.rating ? stateName(o.rating) : '—');
+  if (o.dispute) { td.append(' ', el('span', T(`dispute_${o.dispute}`), `tag dispute ${o.dispute}`)); }
+  return td;
+}
+
+function disputeItem(d) {
+  const li = el('li'); li.dataset.disputeId = d.id;
+  const what = d.kind === 'rating' ? `${T('dispute_kind_rating')} ${stateName(d.rating)}` : T('dispute_kind_no_show');
+  const link = el('a', `#${d.ticket_id}`); link.href = `/tickets/${d.ticket_id}`;
+  li.append(link, ` ${what} · `, el('span', d.reason, 'reason'));
+  const note = el('input'); note.maxLength = 300; note.placeholder = T('dispute_note'); note.setAttribute('aria-label', T('dispute_note'));
+  li.append(' ', note);
+  for (const [how, cls] of [['uphold', 'uphold'], ['overturn', 'overturn danger']]) {
+    const b = el('button', T(how), cls); b.type = 'button';
+    b.addEventListener('click', async () => {
+      b.disabled = true;
+      try { await api('POST', `/disputes/${d.id}/${how}`, { note: note.value }); await load(); }
+      catch (err) { notify(err.message); b.disabled = false; }
+    });
+    li.append(' ', b);
+  }
+  return li;
+}
+
+async function loadDisputes(r) {
+  $('sc-disputed').textContent = T('disputed_n', { n: r.disputed, m: r.overturned });
+  const open = await api('GET', `/disputes?merchant_id=${merchantId}`);
+  $('sc-disputes').replaceChildren(...open.map(disputeItem));
+  if (!open.length) $('sc-disputes').append(el('li', T('no_disputes'), 'muted'));
 }
 
 async function load() {
@@ -58,6 +91,7 @@ async function load() {
   const body = $('sc-orders').querySelector('tbody');
   body.replaceChildren(...r.recent_orders.map(orderRow));
   if (!r.recent_orders.length) { const tr = el('tr'); const td = el('td', T('no_orders_period'), 'muted'); td.colSpan = 6; tr.append(td); body.append(tr); }
+  await loadDisputes(r);
   $('scorecard').dataset.loads = String(Number($('scorecard').dataset.loads || 0) + 1);
 }
 

@@ -1,8 +1,11 @@
-// One ticket: its fields, the offer cascade and the full timeline, kept live.
+// One ticket: its fields, the offer cascade and the full timeline, kept live; and what an
+// operator does about it from here: ring the resident (one button per phone), dispatch
+// again, add a note, hand it to a colleague, cancel it with a reason.
 import { api, el, liveEvents, latestSeq, fmtDateTime, lang, T, stateName, deadline, timelineItem, notify } from './common.js';
 
 const $ = (id) => document.getElementById(id);
 const id = $('ticket').dataset.ticketId;
+const FINAL = ['closed', 'cancelled'];
 
 // the category's name in the page's language (the ticket carries only its code)
 const catalog = await api('GET', '/catalog').catch(() => []);
@@ -10,9 +13,15 @@ const catName = (code) => {
   const c = catalog.find((x) => x.code === code);
   return c ? (lang() === 'zh-CN' ? c.name_zh : c.name_en) : code;
 };
+// whom a ticket can be handed to (and the names of who looks after one)
+const people = await api('GET', '/assignees').catch(() => []);
+const personName = (userId) => people.find((p) => p.user_id === userId)?.name || '';
+let ticket = null;
+let phonesFor = null;
 
 async function load() {
   const t = await api('GET', `/tickets/${id}`);
+  ticket = t;
   const merchants = Object.fromEntries(t.offers.map((o) => [o.merchant_id, o.merchant]));
   $('ticket-state').textContent = stateName(t.state);
   $('ticket').dataset.state = t.state;
@@ -20,7 +29,8 @@ async function load() {
   const rows = [
     [T('category'), catName(t.category_code)], [T('description'), t.description], [T('urgency'), stateName(t.urgency)],
     [T('deadline'), `${t.deadline_local || ''} ${['closed', 'cancelled', 'rated'].includes(t.state) ? '' : d.text}`],
-    [T('merchant'), merchants[t.merchant_id] || ''], [T('code_word'), t.code_word], [T('created'), fmtDateTime(t.created_at)],
+    [T('merchant'), merchants[t.merchant_id] || ''], [T('tk_assignee'), personName(t.assigned_to)],
+    [T('code_word'), t.code_word], [T('created'), fmtDateTime(t.created_at)],
     [T('rating'), t.rating ? stateName(t.rating) : ''], [T('escalated'), t.escalated ? (t.escalation_reason || '⚠') : ''],
   ];
   $('ticket-fields').replaceChildren(...rows.flatMap(([k, v]) => [el('dt', k), el('dd', v || '—')]));
@@ -30,7 +40,75 @@ async function load() {
     return li;
   }));
   $('timeline').replaceChildren(...t.timeline.map((ev) => timelineItem(ev, merchants)));
+  controls(t);
+  if (t.resident_id && phonesFor !== t.resident_id) await loadPhones(t.resident_id);
 }
+
+// What can be done now: dispatch again only when nobody has it; a closed ticket takes notes.
+function controls(t) {
+  const open = !FINAL.includes(t.state);
+  $('tk-redispatch').disabled = !['new', 'unassigned'].includes(t.state);
+  $('tk-cancel').disabled = !open;
+  $('tk-assign').disabled = !open;
+  $('tk-cancel-reason').disabled = !open;
+  $('tk-assign-to').disabled = !open;
+  const sel = $('tk-assign-to');
+  const keep = sel.value;
+  sel.replaceChildren(...people.filter((p) => p.user_id !== t.assigned_to).map((p) => {
+    const o = el('option', `${p.name} · ${stateName(p.state)}`); o.value = p.user_id; return o;
+  }));
+  if ([...sel.options].some((o) => o.value === keep)) sel.value = keep;
+  if (!open) say(T('tk_closed'));
+}
+
+// One click-to-call button per phone of the resident (by the phone's id: no number leaves
+// the server; the operator's desk phone rings first, the outcome is recorded on the desk).
+async function loadPhones(residentId) {
+  phonesFor = residentId;
+  const phones = await api('GET', `/residents/${residentId}/phones`);
+  const box = $('tk-phones');
+  box.replaceChildren(...phones.map((p) => {
+    const b = el('button', `📞 ${T('tk_call')} · ${T(`pk_${p.kind}`)} ${p.masked}`, 'call-phone'); b.type = 'button';
+    b.dataset.phoneId = p.id;
+    b.addEventListener('click', act(async () => {
+      await api('POST', '/callouts', { target: 'resident_phone', id: p.id });
+      say(T('tk_calling'));
+    }));
+    return b;
+  }));
+  if (!phones.length) box.append(el('span', T('tk_no_phone'), 'muted'));
+}
+
+function say(text) { $('tk-msg').textContent = text; }
+// An action's error in the page's words, beside the buttons and in the corner.
+const act = (fn) => async (e) => {
+  e?.preventDefault?.();
+  try { await fn(); } catch (err) { say(err.message); notify(err.message); }
+};
+
+$('tk-redispatch').addEventListener('click', act(async () => {
+  await api('POST', `/tickets/${id}/dispatch`, {});
+  say(T('tk_dispatched'));
+  await load();
+}));
+$('tk-note-form').addEventListener('submit', act(async () => {
+  await api('POST', `/tickets/${id}/notes`, { text: $('tk-note').value });
+  $('tk-note').value = '';
+  say(T('tk_noted'));
+  await load();
+}));
+$('tk-assign-form').addEventListener('submit', act(async () => {
+  const userId = Number($('tk-assign-to').value);
+  await api('POST', `/tickets/${id}/assign`, { user_id: userId });
+  say(T('tk_reassigned', { name: personName(userId) }));
+  await load();
+}));
+$('tk-cancel-form').addEventListener('submit', act(async () => {
+  await api('POST', `/tickets/${id}/cancel`, { reason: $('tk-cancel-reason').value });
+  $('tk-cancel-reason').value = '';
+  await load();
+  say(T('tk_cancelled'));
+}));
 
 await load();
 liveEvents((ev) => { if (ev.subject === 'ticket' && ev.subject_id === id) load().catch((e) => notify(e.message)); }, { since: await latestSeq(), onReconnect: load });

@@ -37,6 +37,9 @@ async function refresh() {
   $('w-operators').replaceChildren(...summary.operators.map((o) => {
     const li = el('li'); li.dataset.state = o.state;
     li.append(el('b', o.name), ' ', el('span', stateName(o.state), o.state === 'available' ? 'tag ok' : o.state === 'paused' ? 'tag live' : 'tag'), ' ', el('span', o.reason || '', 'muted'));
+    // time in state: since the operator's last change, on the server's clock
+    const since = el('span', null, 'in-state muted small'); since.dataset.since = o.since;
+    li.append(' ', since);
     return li;
   }));
   if (!summary.operators.length) $('w-operators').append(el('li', '—', 'muted'));
@@ -61,6 +64,10 @@ function tick() {
   const longest = summary.waiting ? summary.longest_wait_s + (Date.now() - fetchedAt) / 1000 : 0;
   $('w-longest').textContent = summary.waiting ? fmtDuration(longest) : '—';
   $('tile-longest').classList.toggle('alarm', longest > 60);
+  const serverNow = Date.parse(summary.at) + (Date.now() - fetchedAt);
+  for (const tag of document.querySelectorAll('#w-operators .in-state')) {
+    tag.textContent = T('time_in_state', { t: fmtDuration((serverNow - Date.parse(tag.dataset.since)) / 1000) });
+  }
 }
 
 // -- period figures: totals and charts from GET /api/v1/figures ------------------------

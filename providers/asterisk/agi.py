@@ -50,7 +50,13 @@ from ivr.flow import STAY, Flow
 from ivr.prompts import pick_lang, render
 from providers.asterisk.config import AsteriskConfig
 from providers.asterisk.correlate import INBOUND_REF_PREFIX
-from providers.base import FlowFinished, PromptPlayed, TelephonyEvent, UnknownCall
+from providers.base import (
+    CallWaiting,
+    FlowFinished,
+    PromptPlayed,
+    TelephonyEvent,
+    UnknownCall,
+)
 
 log = logging.getLogger(__name__)
 
@@ -189,13 +195,15 @@ class FlowServer:
                 except AgiHangup as exc:
                     log.info("waiting call %s went away: %s", ref, exc)
                     return
+                # the only word that a menu cut off by our restart left the caller here
+                self._emit(CallWaiting(ref))
             if not await self._next_flow(session, reader, None):
                 log.info("AGI session for %s ended before any flow", ref)
                 return
             try:
                 # a flow that finishes with STAY keeps the channel here for the next one
+                # (`_drive` has made the fresh `asked` it may come in on)
                 while await self._drive(session, session.asked.result()):
-                    session.asked = asyncio.get_running_loop().create_future()
                     if not await self._next_flow(session, reader, self.config.agi_stay_s):
                         if not session.asked.done():
                             log.info("no next flow for %s: hanging up", ref)
@@ -373,6 +381,11 @@ class FlowServer:
                     pressed = chr(code) if code > 0 else None
                     break
                 else:
+                    if action.transfer == STAY:
+                        # the next flow may be started as soon as this outcome is known,
+                        # before the PBX has answered what follows: it must find the
+                        # channel free for it (else the merchant's code word was lost)
+                        session.asked = asyncio.get_running_loop().create_future()
                     self._emit(FlowFinished(ref, flow.name, action.outcome, action.variables))
                     log.info("flow %s on %s finished: %s", flow.name, ref, action.outcome)
                     if action.transfer == STAY:

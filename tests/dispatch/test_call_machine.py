@@ -7,6 +7,7 @@ import pytest
 from dispatch.machines import IllegalTransition
 from dispatch.machines.call import (
     Answer,
+    AskOperator,
     BridgeToOperator,
     CallEvent,
     CallState,
@@ -52,6 +53,8 @@ ALLOWED: list[tuple[CallState, CallEvent, CallState, list[object]]] = [
     (S.CONNECTED, TransferUnanswered(), S.QUEUED, []),
     (S.ON_HOLD, Hangup(inbound=True), S.WRAP_UP, []),
     (S.ON_HOLD, Hangup(inbound=False), S.ENDED, []),
+    # an answered outbound call asks for an operator (a wellbeing call's 2 or 0)
+    (S.CONNECTED, AskOperator(), S.QUEUED, []),
 ]
 
 
@@ -65,7 +68,7 @@ def test_given_state_when_event_then_next_state_and_commands(
 EVENTS: list[CallEvent] = [
     StartIvr("hotline"), Enqueue(), SelfServed(), Answer(7), Answer(None),
     Hangup(inbound=True), Hangup(inbound=False), WrapUpDone(), Hold(), Unhold(), Transfer(9),
-    TransferUnanswered(),
+    TransferUnanswered(), AskOperator(),
 ]  # fmt: skip
 
 

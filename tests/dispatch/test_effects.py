@@ -162,6 +162,7 @@ def rig() -> Rig:
             withdraw_other_offers=r.record("withdraw_other_offers"),
             redispatch=r.record("redispatch"),
             schedule_survey=r.record("schedule_survey"),
+            tell_resident=r.record("tell_resident"),
             ring_operators=r.record("ring_operators"),
             call_responder=r.record("call_responder"),
         ),
@@ -245,6 +246,7 @@ async def test_given_ticket_commands_then_alert_in_the_tx_and_follow_ups_to_thei
     commands: list[tm.TicketCommand] = [
         tm.AlertOperators("nobody accepted"),
         tm.WithdrawOtherOffers(),
+        tm.TellResident(),
         tm.ScheduleSurvey(),
         tm.Redispatch(),
     ]
@@ -252,6 +254,7 @@ async def test_given_ticket_commands_then_alert_in_the_tx_and_follow_ups_to_thei
     assert tx.events == [("alert.unassigned", "ticket", "5", {"reason": "nobody accepted"})]
     assert rig.reported == [
         ("withdraw_other_offers", tx, TICKET),
+        ("tell_resident", tx, TICKET),
         ("schedule_survey", tx, TICKET),
         ("redispatch", tx, TICKET),
     ]

@@ -181,11 +181,15 @@ async def test_given_a_call_when_transferred_to_the_supervisor_then_hands_change
     (moved_ev,) = [e for e in events if e["name"] == "call.transferred"]
     assert moved_ev["data"] | {"held_s": None} == {
         "from_operator_id": me.id,
+        "from_operator": "话务员小李",
         "to_operator_id": boss.id,
         "to_operator": "supervisor",
         "to": "supervisor",
         "held_s": None,
         "ticket_id": None,
+        # what the receiving desk is told: who the caller is, and the sender's note
+        "resident_id": row.resident_id,
+        "note": "",
     }
     # answered once: the 60 s figure counts the first answer's wait, the transfer adds none
     assert [e["name"] for e in events].count("call.connected") == 1

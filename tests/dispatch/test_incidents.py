@@ -214,7 +214,6 @@ async def test_given_an_open_incident_when_a_grid_caller_keys_the_same_fault_the
         json={"category": "water", "call_ids": [await call_id(h, first)]},
         expect=201,
     )
-    tickets_before = len(await h.call("GET", "/tickets"))
     later = await keypad_water(h, GRID_PHONES[1])
 
     async def joined() -> Any:
@@ -222,8 +221,24 @@ async def test_given_an_open_incident_when_a_grid_caller_keys_the_same_fault_the
         return detail if detail["linked"] == 2 else None
 
     detail = await eventually(joined)
-    assert await call_id(h, later) in [c["call_id"] for c in detail["calls"]]
-    assert len(await h.call("GET", "/tickets")) == tickets_before  # no ticket of its own
+    later_id = await call_id(h, later)
+    assert later_id in [c["call_id"] for c in detail["calls"]]
+    # no ticket of its own (counted by call: the first caller's keypad ticket may be taken
+    # over by the incident meanwhile, which changed a count of open tickets under load)
+    every = await h.call("GET", "/tickets?state=all")
+    assert [t["id"] for t in every if t["call_id"] == later_id] == []
+    # what the caller was told is what happened: joined to the outage, called back once
+    # it is fixed; not "a merchant will call you back", which nobody would
+    heard = h.pbx.calls[later]
+    joined_words = render("hotline.incident_joined", heard.lang, {})
+    assert joined_words in heard.transcript
+    assert render("hotline.need_taken", heard.lang, {}) not in heard.transcript
+    # a caller of the same grid keying another utility gets a ticket and hears so
+    gas = await h.pbx.dial_in(GRID_PHONES[2])
+    for digit in "531":
+        await press_when_asked(h, gas, digit)
+    assert render("hotline.need_taken", heard.lang, {}) in h.pbx.calls[gas].transcript
+    assert joined_words not in h.pbx.calls[gas].transcript
 
 
 async def test_given_an_incident_fixed_by_the_operator_without_a_ticket_then_callbacks(
@@ -255,3 +270,37 @@ async def test_given_no_menu_mode_when_a_grid_caller_rings_then_the_outage_comes
     news = render("hotline.incident.gas", heard.lang, {"incident_grid": "第一网格"})
     to_operator = render("hotline.to_operator", heard.lang, {})
     assert heard.transcript.index(news) < heard.transcript.index(to_operator)
+
+
+async def test_given_a_call_linked_while_its_keypad_ticket_is_made_then_the_outage_has_it(
+    harness: Harness, monkeypatch: Any
+) -> None:
+    """The operator links a caller to a new incident in the instant between the keypad's
+    "is there an outage?" check and the caller's own ticket: that ticket is the incident's
+    too (cancelled as merged), never a second order to the utility."""
+    h = harness
+    incidents = h.services.dispatch.incidents
+    checked = incidents.join_keypad
+
+    async def operator_links_meanwhile(call: Any, category: str) -> bool:
+        joined = await checked(call, category)  # no outage yet: False
+        await h.call(
+            "POST", "/incidents", json={"category": "water", "call_ids": [call.id]}, expect=201
+        )
+        return joined
+
+    monkeypatch.setattr(incidents, "join_keypad", operator_links_meanwhile)
+    ref = await keypad_water(h, GRID_PHONES[0])
+    cid = await call_id(h, ref)
+
+    async def settled() -> Any:
+        tickets = [t for t in await h.call("GET", "/tickets?state=all") if t["call_id"] == cid]
+        return tickets if tickets and tickets[0]["state"] == "cancelled" else None
+
+    [ticket] = await eventually(settled)
+    assert "merged into incident" in str(await h.call("GET", f"/tickets/{ticket['id']}"))
+    open_water = [
+        t for t in await h.call("GET", "/tickets?state=open") if t["category_code"] == "water"
+    ]
+    assert open_water == []  # nothing dispatched on its own; the incident sends its one
+    assert await offer_calls(h) == 0

@@ -37,7 +37,7 @@ TICKET_TABLE: dict[tuple[T, type], tuple[T, list[type]]] = {
     (T.UNASSIGNED, tm.OffersPlaced): (T.OFFERING, []),
     (T.MATCHING, tm.NobodyAvailable): (T.UNASSIGNED, [tm.AlertOperators]),
     (T.OFFERING, tm.NobodyAvailable): (T.UNASSIGNED, [tm.AlertOperators]),
-    (T.OFFERING, tm.MerchantAccepted): (T.ACCEPTED, [tm.WithdrawOtherOffers]),
+    (T.OFFERING, tm.MerchantAccepted): (T.ACCEPTED, [tm.WithdrawOtherOffers, tm.TellResident]),
     (T.ACCEPTED, tm.Arrived): (T.IN_SERVICE, []),
     (T.ACCEPTED, tm.Completed): (T.COMPLETED, [tm.ScheduleSurvey]),
     (T.IN_SERVICE, tm.Completed): (T.COMPLETED, [tm.ScheduleSurvey]),

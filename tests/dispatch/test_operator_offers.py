@@ -72,3 +72,45 @@ async def test_given_an_operator_who_lets_offered_calls_ring_then_paused_after_t
         else:
             assert state["state"] in ("available", "reserved")
     assert (await h.call("GET", f"/calls/{call['id']}"))["state"] == "queued"
+
+
+async def test_given_callers_waiting_when_an_operator_wraps_up_by_hand_then_the_next_is_offered(
+    harness: Harness,
+) -> None:
+    """The wrap-up button frees the operator, and the longest waiting caller is offered to
+    them at once (not only when the wrap-up timer runs out or another call comes)."""
+    h = harness
+    await h.call("POST", "/operator/state", json={"action": "login"})
+    refs = [await h.pbx.dial_in(phone) for phone in PHONES[:2]]
+    for ref in refs:
+        await press(h, ref, "0")
+    first, second = await wait_queued(h, 2)
+    offered = await state_is(h, "operator", "reserved")
+    await h.call("POST", f"/calls/{offered['call_id']}/answer")
+    await h.call("POST", f"/calls/{offered['call_id']}/hangup")
+    await state_is(h, "operator", "wrap_up")
+    await h.call("POST", f"/calls/{offered['call_id']}/wrap-up", json={"disposition": "done"})
+    nxt = await state_is(h, "operator", "reserved")
+    assert nxt["call_id"] in {first["id"], second["id"]} - {offered["call_id"]}
+
+
+async def test_given_an_emergency_ringing_two_desks_when_one_answers_then_the_other_gets_the_next(
+    harness: Harness,
+) -> None:
+    """Ring-all frees the desks that lost the race: the one that did not answer is offered
+    the routine caller still waiting, at once."""
+    h = harness
+    routine = await h.pbx.dial_in(PHONES[0])
+    await press(h, routine, "0")
+    await wait_queued(h, 1)
+    urgent = await h.pbx.dial_in(PHONES[1])
+    await press(h, urgent, "1")
+    emergency, waiting = await wait_queued(h, 2)
+    assert emergency["emergency"] and not waiting["emergency"]
+    for user in ("operator", "supervisor"):
+        await h.call("POST", "/operator/state", json={"action": "login"}, as_user=user)
+    for user in ("operator", "supervisor"):
+        assert (await state_is(h, user, "reserved"))["call_id"] == emergency["id"]
+    await h.call("POST", f"/calls/{emergency['id']}/answer")
+    nxt = await state_is(h, "supervisor", "reserved")
+    assert nxt["call_id"] == waiting["id"]

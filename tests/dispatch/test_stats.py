@@ -52,6 +52,29 @@ async def test_given_a_touched_merchant_when_ranked_then_only_it_is_read_again()
     assert records.asked == [[1, 2], [1]]
 
 
+async def test_given_another_process_decided_an_offer_when_its_event_arrives_then_read_again() -> (
+    None
+):
+    cache, records, _ = make()
+    await cache.get(None, [1, 2])
+    records.rows[1] = MerchantStats(offers=5, accepted=3)
+    # what the event log brings from another process: an offer decided, a rating
+    cache.follow({"name": "offer.declined", "subject": "ticket", "data": {"merchant_id": 1}})
+    cache.follow({"name": "ticket.note", "subject": "ticket", "data": {"merchant_id": 2}})
+    assert (await cache.get(None, [1, 2]))[1].offers == 5
+    assert records.asked == [[1, 2], [1]]  # merchant 2 untouched: a note is no record
+    cache.follow({"name": "ticket.rated", "subject": "ticket", "data": {"merchant_id": 2}})
+    await cache.get(None, [1, 2])
+    assert records.asked == [[1, 2], [1], [2]]
+    # a supervisor overturned a rating or no-show of merchant 1 on its dispute
+    cache.follow({"name": "dispute.opened", "subject": "ticket", "data": {"merchant_id": 1}})
+    await cache.get(None, [1, 2])
+    assert records.asked == [[1, 2], [1], [2]]  # an open dispute changes no record
+    cache.follow({"name": "dispute.overturned", "subject": "ticket", "data": {"merchant_id": 1}})
+    await cache.get(None, [1, 2])
+    assert records.asked == [[1, 2], [1], [2], [1]]
+
+
 async def test_given_an_old_record_when_the_ttl_passes_then_it_is_read_again() -> None:
     cache, records, clock = make()
     await cache.get(None, [1])

@@ -21,6 +21,7 @@ from tests.conftest import Harness
         ("queue:44", TimerKey.queue(44)),
         ("wrapup:2", TimerKey.wrapup(2)),
         ("ring:2", TimerKey.ring(2)),
+        ("wellbeing:5", TimerKey.wellbeing(5)),
         ("reconcile:periodic", RECONCILE_PERIODIC),
     ],
 )

@@ -101,6 +101,9 @@ class Server:
             # the desk is open all day: routine calls queue at any hour of the test run
             "YIJING_DESK_OPEN": "00:00",
             "YIJING_DESK_CLOSE": "23:59:59.999999",
+            # the browser tour takes the resident's next ringing call for the survey: the
+            # call telling them who accepted (tests/dispatch/test_told.py) stays off here
+            "YIJING_TELL_RESIDENT": "false",
         }
         if self.database_url:
             env["YIJING_DATABASE_URL"] = self.database_url

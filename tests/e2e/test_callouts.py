@@ -150,3 +150,37 @@ def test_given_a_caller_who_hung_up_waiting_then_the_call_back_list_dials_them(
     expect(desk.locator("#callbacks li")).to_have_count(0)
     expect(desk.locator("#callbacks-empty")).to_be_visible()
     assert pages.errors == []
+
+
+def test_given_a_caller_at_the_desk_when_a_contact_is_clicked_then_it_rings_as_a_second_line(
+    pages: Pages,
+) -> None:
+    sim = simulator(pages)
+    card = staff_api(sim, "GET", "/residents/1?reason=edit")["body"]
+    first = card["contacts"][0]
+    desk = pages.open()
+    login(desk, "operator")
+    desk.wait_for_selector("body[data-callouts='1']")
+    sim.fill("#dial-number", RESIDENT_1_PHONE)
+    sim.click("#dial")
+    press(sim_call(sim, number=RESIDENT_1_PHONE, direction="in"), "0")
+    answer = desk.locator("#queue li[data-state='queued'] .answer").first
+    expect(answer).to_be_enabled()
+    answer.click()
+    expect(desk.locator("#call-now")).to_have_attribute("data-state", "connected", timeout=15_000)
+
+    # every contact on the card has its 📞, in the cascade's order
+    rings = desk.locator("#card .contact button.call-contact")
+    expect(rings).to_have_count(len(card["contacts"]))
+    expect(desk.locator("#card .contact").first).to_contain_text(first["name"])
+    rings.first.click()
+    expect(desk.locator("#callout-box")).to_be_visible()
+    number = desk.locator("#callout-now b").inner_text().rsplit("#", 1)[1]
+    callout = staff_api(desk, "GET", f"/callouts/{number}")["body"]
+    [placed] = [e["data"] for e in callout["timeline"] if e["name"] == "call.callout"]
+    assert (placed["target"], placed["target_id"]) == ("contact", first["id"])
+    assert first["phone"] not in str(callout)  # the number stays behind the id
+    # the contact's phone rings; the caller stays the operator's call
+    sim_call(sim, number=first["phone"], direction="out", state="ringing")
+    expect(desk.locator("#call-now")).to_have_attribute("data-state", "connected")
+    assert pages.errors == []

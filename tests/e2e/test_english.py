@@ -192,6 +192,10 @@ def test_given_english_when_staff_pages_open_at_1366_then_each_fits_and_reads_en
     expect(ticket.locator("#ticket-fields")).to_contain_text("Medicine delivery")
     expect(ticket.locator("#timeline li b").first).to_have_text("Ticket created")
     problems += audit(ticket, data, "ticket")
+    ticket.goto("/tickets/new?lang=en")
+    ticket.wait_for_selector("body[data-ready='1']")
+    expect(ticket.locator("#wk-h")).to_have_text(EN["wk_title"])
+    problems += audit(ticket, data, "walk-in")
 
     board = data.watch(pages.open())
     login(board, "supervisor")

@@ -158,14 +158,16 @@ def test_the_manifest_gives_backends_a_playlist_with_dynamic_parts_in_words(
 ) -> None:
     out, _ = first_build
     manifest = json.loads((out / audio.MANIFEST).read_text(encoding="utf-8"))
-    items = audio.playlist(
-        manifest, "status.accepted", "zh-CN", {"merchant_kind": "药店", "eta": 30}
-    )
+    order = {"category": "送药", "merchant": "和平药房", "deadline": "10:00"}
+    items = audio.playlist(manifest, "status.accepted", "zh-CN", order)
     assert items == [
-        audio.SpeakText("药店", "zh-CN"),
-        audio.AudioFile("zh-CN/status.accepted.part1.wav"),
-        audio.SpeakText("三十分钟", "zh-CN"),
-        audio.AudioFile("zh-CN/status.accepted.part3.wav"),
+        audio.AudioFile("zh-CN/status.accepted.part0.wav"),
+        audio.SpeakText("送药", "zh-CN"),
+        audio.AudioFile("zh-CN/status.accepted.part2.wav"),
+        audio.SpeakText("和平药房", "zh-CN"),
+        audio.AudioFile("zh-CN/status.accepted.part4.wav"),
+        audio.SpeakText("上午十点", "zh-CN"),
+        audio.AudioFile("zh-CN/status.accepted.part6.wav"),
     ]
     slow = audio.playlist(manifest, "survey.thanks", "en", slow=True)
     assert slow == [audio.AudioFile("en/survey.thanks.slow.wav")]

@@ -29,11 +29,21 @@ RESIDENT = {"name": "王秀英", "sex": "女", "age": "82"}
 CONTEXTS: dict[str, list[dict[str, str]]] = {
     "hotline": [
         RESIDENT,
+        {**RESIDENT, "incident": "water", "incident_water": "open"},
         {**RESIDENT, "last_category": "medicine"},
         {**RESIDENT, "last_category": "meal"},
         {**RESIDENT, "last_category": "bogus"},
     ],
     "status": [{"order_status": s} for s in ("matching", "offering", "accepted", "in_service", "")],
+    "status_cancelled": [{"cancelled": "yes"}, {"cancelled": "no"}],
+    "notice": [{**RESIDENT, "asks": "question"}, {**RESIDENT, "asks": "none"}],
+    **{
+        name: [
+            {"price": p, "price_yuan": "5"}
+            for p in ("subsidised", "subsidised_yuan", "self_paid", "self_paid_yuan", "free", "")
+        ]
+        for name in ("merchant_offer", "resident_told")
+    },
 }
 
 
@@ -220,11 +230,12 @@ def test_unregistered_and_no_menu_callers_go_straight_to_an_operator(flow: objec
 # -- status ---------------------------------------------------------------------------
 
 
-def test_a_resident_with_an_accepted_order_hears_the_eta() -> None:
+def test_a_resident_with_an_accepted_order_hears_who_and_when_then_silence_is_an_operator() -> None:
     call = drive(STATUS, [None, None, None], {"order_status": "accepted"})
     assert call.prompts[:3] == ["hotline.greeting_known", "status.accepted", "status.menu"]
-    assert call.finish is not None and call.finish.outcome == "heard"
-    assert call.prompts[-1] == "status.goodbye"
+    # as in the hotline menu: no clear key ends with an operator
+    assert call.finish is not None and call.finish.outcome == "transfer"
+    assert call.finish.transfer == "operators"
 
 
 def test_status_9_repeats_the_status_slower_and_0_is_an_operator() -> None:
@@ -233,10 +244,26 @@ def test_status_9_repeats_the_status_slower_and_0_is_an_operator() -> None:
     assert call.finish is not None and call.finish.transfer == "operators"
 
 
-def test_status_without_an_open_order_says_so_and_1_asks_for_the_menu() -> None:
-    call = drive(STATUS, ["1"], {})
+def test_status_without_an_open_order_says_so_and_goes_on_to_the_menu() -> None:
+    call = drive(STATUS, [], {})
     assert "status.none" in call.prompts
     assert call.finish is not None and call.finish.outcome == "menu"
+    assert call.finish.transfer == "stay"  # the call stays for the hotline menu
+
+
+def test_status_3_is_the_normal_menu_and_2_then_1_cancels_and_2_then_2_keeps_it() -> None:
+    menu = drive(STATUS, ["3"], {"order_status": "accepted"})
+    assert menu.finish is not None and (menu.finish.outcome, menu.finish.transfer) == (
+        "menu",
+        "stay",
+    )
+    cancel = drive(STATUS, ["2", "1"], {"order_status": "accepted", "order": "7"})
+    assert cancel.prompts[-1] == "status.cancel_confirm"
+    assert cancel.finish is not None and cancel.finish.outcome == "cancel"
+    assert cancel.finish.variables["order"] == "7"
+    kept = drive(STATUS, ["2", "2", "3"], {"order_status": "accepted"})
+    assert kept.prompts.count("status.accepted") == 2
+    assert kept.finish is not None and kept.finish.outcome == "menu"
 
 
 # -- merchants -------------------------------------------------------------------------
@@ -348,6 +375,19 @@ def test_wellbeing_2_asks_for_help_and_reaches_an_operator() -> None:
     assert call.finish.variables["reason"] == "asked"
 
 
+def test_wellbeing_0_talks_to_someone_and_reaches_an_operator() -> None:
+    call = drive(WELLBEING, ["0"], RESIDENT)
+    assert call.finish is not None
+    assert (call.finish.outcome, call.finish.transfer) == ("help", "operators")
+    assert call.finish.variables["reason"] == "talk"
+
+
+def test_wellbeing_9_hears_it_again_then_1_is_well() -> None:
+    call = drive(WELLBEING, ["9", "1"], RESIDENT)
+    assert call.finish is not None and call.finish.outcome == "well"
+    assert call.prompts.count("wellbeing.menu") == 2
+
+
 @pytest.mark.parametrize("keys", [[None, None, None], ["5", None, "8"]])
 def test_wellbeing_silence_means_help_without_transfer(keys: list[str | None]) -> None:
     call = drive(WELLBEING, keys, RESIDENT)
@@ -421,3 +461,48 @@ def test_a_finished_run_refuses_more_input() -> None:
     assert call.run is not None
     with pytest.raises(FlowError, match="already finished"):
         engine.on_digit(MERCHANT_OFFER, call.run, "1")
+
+
+# -- the resident told who accepted ------------------------------------------------------
+
+
+def test_the_resident_told_hears_who_by_when_and_the_code_word_slowly_and_9_repeats() -> None:
+    flow = BUILTIN["resident_told"]
+    call = drive(flow, ["9", None], {"merchant": "和平药房", "code_word": "4827"})
+    assert call.played[:3] == [
+        ("told.accepted", True),
+        ("told.code_word", True),
+        ("told.more", False),
+    ]
+    assert call.played[3:5] == [("told.accepted", True), ("told.code_word", True)]
+    assert call.finish is not None and call.finish.outcome == "heard"
+
+
+def test_given_a_subsidised_price_when_offered_or_told_then_it_is_said_after_the_order() -> None:
+    context = {"price": "subsidised_yuan", "price_yuan": "5"}
+    offer = drive(MERCHANT_OFFER, ["2"], context)
+    assert offer.prompts[:3] == ["offer.intro", "price.subsidised_yuan", "offer.menu"]
+    told = drive(BUILTIN["resident_told"], [None], {"merchant": "和平药房", **context})
+    # slowly, like the rest of the news
+    assert told.played[:3] == [
+        ("told.accepted", True),
+        ("price.subsidised_yuan", True),
+        ("told.code_word", True),
+    ]
+
+
+def test_given_no_price_note_when_offered_then_nothing_about_price_is_said() -> None:
+    assert "price" not in " ".join(drive(MERCHANT_OFFER, ["2"], {"price": ""}).prompts)
+
+
+def test_the_resident_told_asks_for_an_operator_with_0() -> None:
+    call = drive(BUILTIN["resident_told"], ["0"], {"merchant": "和平药房"})
+    assert call.finish is not None and call.finish.outcome == "operator"
+    assert call.prompts[-1] == "told.operator"
+
+
+def test_status_1_is_an_emergency_as_everywhere_on_the_hotline() -> None:
+    call = drive(STATUS, ["1"], {"order_status": "accepted"})
+    assert call.finish is not None
+    assert (call.finish.outcome, call.finish.transfer) == ("emergency", "operators")
+    assert call.finish.variables["category"] == "emergency"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 
 import pytest
 
@@ -64,10 +64,12 @@ def test_a_registered_resident_is_greeted_by_a_respectful_form_of_address() -> N
     assert render("hotline.greeting_known", "en", man).startswith("Hello Mr Li,")
 
 
-def test_status_eta_is_spoken_in_words() -> None:
-    text = render("status.accepted", "zh-CN", {"merchant_kind": "药店", "eta": 30})
-    assert text == "药店已接单，预计三十分钟内到达。"
-    assert "1 hour 30 minutes" in render("status.accepted", "en", {"eta": timedelta(minutes=90)})
+def test_status_says_who_accepted_and_by_when_in_words() -> None:
+    order = {"category": "送药", "merchant": "和平药房", "deadline": "10:00"}
+    text = render("status.accepted", "zh-CN", order)
+    assert text == "您的送药订单已由和平药房接单，预计上午十点前到。"
+    english = render("status.accepted", "en", {**order, "category": "medicine"})
+    assert "medicine order" in english and "和平药房" in english and "10 AM" in english
 
 
 def test_the_offer_speaks_deadline_as_a_time_and_the_code_word_digit_by_digit() -> None:
@@ -105,7 +107,7 @@ def test_merchant_prompts_never_carry_the_residents_phone() -> None:
 
 
 def test_missing_values_read_as_empty_and_render_field_speaks_one_value() -> None:
-    assert render("status.accepted", "zh-CN") == "已接单，预计内到达。"
+    assert render("status.accepted", "zh-CN") == "您的订单已由接单，预计前到。"
     assert render_field("phone", "phone", "zh-CN", {"phone": "12349"}) == "幺二三四，九"
     assert render_field("n", "count", "zh-CN", {"n": 2}) == "两"
     assert render_field("n", "num", "en", {"n": 2}) == "2"

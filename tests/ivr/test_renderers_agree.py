@@ -44,9 +44,15 @@ ORDER: dict[str, Any] = {
     "deadline": datetime(2025, 3, 12, 7, 30, tzinfo=UTC),
     "code_word": "4827",
 }
-OFFERING = {"order_status": "offering", "category": "送药"}
-ACCEPTED = {"order_status": "accepted", "merchant_kind": "药店", "eta": 30}
-IN_SERVICE = {"order_status": "in_service", "merchant_kind": "药店"}
+OFFERING = {"order_status": "offering", "category": "送药", "order": "7"}
+ACCEPTED = {
+    "order_status": "accepted",
+    "category": "送药",
+    "merchant": "和平药房",
+    "deadline": datetime(2025, 3, 12, 2, 0, tzinfo=UTC),
+    "order": "7",
+}
+IN_SERVICE = {"order_status": "in_service", "category": "送药", "merchant": "和平药房"}
 #: Per-call sound files for Asterisk (prompts with an order's details in them).
 RECORDED = {"offer.intro": "yijing/dyn/t42/offer.intro", "offer.accepted": "yijing/dyn/t42/ok"}
 OUTAGE: dict[str, Any] = {"incident": "water", "incident_grid": "第一网格"}
@@ -73,6 +79,8 @@ class Case:
         return "-".join(part for part in (self.flow, self.label, self.lang) if part)
 
 
+NOTICE = {"notice": "本周六上午九点，社区活动室有健康讲座。", "question": "您参加吗？"}
+
 CASES = [
     Case("hotline", RESIDENT),
     Case("hotline", {**RESIDENT, "last_category": ""}, label="no_last"),
@@ -82,12 +90,24 @@ CASES = [
     Case("status", {**RESIDENT, **ACCEPTED}, label="accepted"),
     Case("status", {**RESIDENT, **IN_SERVICE}, label="in_service"),
     Case("status", RESIDENT, lang="zh", label="none"),
+    Case("status_cancelled", {"cancelled": "yes", "category": "送药"}),
+    Case("status_cancelled", {"cancelled": "no", "category": "送药"}, label="failed"),
     Case("merchant_offer", ORDER),
     Case("merchant_offer", ORDER, lang="en"),
     Case("merchant_offer", {**ORDER, "prompt_audio": RECORDED}, label="prompt_audio"),
     Case("merchant_accepted", ORDER),
     Case("merchant_accepted", {**ORDER, "prompt_audio": RECORDED}, label="prompt_audio"),
     Case("merchant_taken", {}),
+    # the resident told who accepted their order (dispatch.notify)
+    Case("resident_told", {**ORDER, "merchant": "和平药房", "today": TODAY}),
+    Case("resident_told", {**ORDER, "merchant": "Heping Pharmacy", "today": TODAY}, lang="en"),
+    # who pays (dispatch.prices): each sentence the offer call and the resident's call say
+    *(
+        Case(flow, {**ORDER, "merchant": "和平药房", "price": price, "price_yuan": 5}, lang, price)
+        for flow in ("merchant_offer", "resident_told")
+        for price in ("subsidised", "subsidised_yuan", "self_paid", "self_paid_yuan", "free")
+        for lang in ("zh-CN", "en")
+    ),
     Case("merchant_taken", {}, lang="en"),
     Case("merchant_arrival", VISIT),
     Case("merchant_completion", VISIT),
@@ -95,6 +115,11 @@ CASES = [
     # the survey call passes the resident's language as stored
     Case("survey", {"category": "water delivery"}, lang="en-GB"),
     Case("wellbeing", RESIDENT),
+    Case("wellbeing", RESIDENT, lang="en"),
+    Case("wellbeing_contact", {**RESIDENT, "address": "幸福路 12 号 3 单元 302", "minutes": 30}),
+    Case("wellbeing_contact", {**RESIDENT, "address": "12 Xingfu Rd", "minutes": 30}, lang="en"),
+    Case("wellbeing_report", RESIDENT),
+    Case("wellbeing_report", RESIDENT, lang="en"),
     Case("queue_wait", {"position": 3}),
     Case("login_code", {"code": "204913", "minutes": 10}),
     Case("login_code", {"code": "204913", "minutes": 10}, lang="en"),
@@ -111,6 +136,11 @@ CASES = [
     Case("emergency_responder", {**RESPONDER, "registered": "yes", "name": "王秀英", "sex": "女"}),
     Case("emergency_responder", {**RESPONDER, "reason": "silent"}, label="unregistered"),
     Case("desk_closed", {"opens": datetime(2025, 3, 13, 0, 0, tzinfo=UTC), "today": "2025-03-12"}),
+    # a keypad report of the outage the grid has open joins it (the caller is told so)
+    Case("hotline", {**RESIDENT, **OUTAGE, "incident_water": "open"}, label="joins"),
+    # notices (an outbound campaign), with and without their question
+    Case("notice", {**RESIDENT, **NOTICE, "asks": "question"}, label="question"),
+    Case("notice", {**RESIDENT, **NOTICE, "asks": "none"}, lang="en", label="plain"),
 ]
 
 

@@ -21,6 +21,9 @@ async def test_given_the_cli_when_it_adds_logins_then_each_has_its_event_and_a_t
 ) -> None:
     monkeypatch.setenv("YIJING_DATABASE_URL", db_url)
     monkeypatch.setenv("YIJING_DATA_DIR", str(tmp_path))
+    # the deploy step first: on PostgreSQL the other commands only check the revision
+    assert await asyncio.to_thread(main, ["db", "upgrade"]) == 0
+    capfd.readouterr()
     password = "a-long-password"
     add = ["user", "add", "xiaowang", "--role", "supervisor", "--password", password]
     assert await asyncio.to_thread(main, add) == 0

@@ -139,4 +139,4 @@ async def test_the_desk_routes_are_in_the_openapi_document(harness: Harness) -> 
         assert "post" in paths[f"/api/v1/calls/{{call_id}}/{route}"]
     assert "get" in paths["/api/v1/transfer-targets"]
     schema = doc["components"]["schemas"]["TransferBody"]
-    assert set(schema["properties"]) == {"to_user_id", "to"}
+    assert set(schema["properties"]) == {"to_user_id", "to", "note"}

@@ -4,6 +4,7 @@ it, 422 for bad input; a merchant sees its own incident's ticket and never a num
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from tests.conftest import Harness
@@ -152,3 +153,38 @@ async def test_given_the_utility_holds_the_ticket_then_it_sees_only_that_and_may
     await ticket_state(h, incident["ticket_id"], "closed")
     staff_view = await h.call("GET", f"/incidents/{incident['id']}")
     assert all("+86" not in c["number"] or "*" in c["number"] for c in staff_view["calls"])
+
+
+async def test_given_two_operators_at_once_then_one_wins_and_the_other_gets_409(
+    harness: Harness,
+) -> None:
+    """Two desks click the same proposal, or link the same call, in the same instant: one
+    wins, the other is told so (409), never a 500, and nothing is linked twice."""
+    h = harness
+    ids = [await call_id(h, await keypad_water(h, p)) for p in GRID_PHONES[:2]]
+    both = [
+        h.call(
+            "POST",
+            "/incidents",
+            json={"category": "water", "call_ids": ids},
+            expect=None,
+        )
+        for _ in range(2)
+    ]
+    answers = await asyncio.gather(*both)
+    assert sorted(a.get("error_id", "made") for a in answers) == ["conflict", "made"], answers
+    [incident] = await h.call("GET", "/incidents")
+    late = await call_id(h, await keypad_water(h, GRID_PHONES[2]))
+    twice = [
+        h.call(
+            "POST",
+            f"/incidents/{incident['id']}/calls",
+            json={"call_id": late},
+            expect=None,
+        )
+        for _ in range(2)
+    ]
+    answers = await asyncio.gather(*twice)
+    assert sorted(a.get("error_id", "linked") for a in answers) == ["conflict", "linked"], answers
+    detail = await h.call("GET", f"/incidents/{incident['id']}")
+    assert sorted(c["call_id"] for c in detail["calls"]) == sorted([*ids, late])

@@ -226,6 +226,8 @@ async def test_given_no_merchant_can_serve_when_dispatching_then_the_ticket_wait
     ranked = await h.call("GET", f"/tickets/{ticket['id']}/candidates")
     assert ranked and not any(c["eligible"] for c in ranked)
     assert any("开门" in " ".join(c["reasons"]) for c in ranked)
+    # a self-paid repair: the resident's consent comes first
+    await h.call("POST", f"/tickets/{ticket['id']}/consent", json={"who": "老人本人"})
     await h.call("POST", f"/tickets/{ticket['id']}/dispatch", json={})
     detail = await ticket_state(h, ticket["id"], "unassigned")
     assert "alert.unassigned" in [e["name"] for e in detail["timeline"]]

@@ -16,22 +16,12 @@ from sqlmodel import col
 from eventlog.models import Event
 from operator_console import ws as ws_module
 from operator_console.models import LoginSession
-from tests.conftest import Harness, eventually
+from tests.conftest import Harness
 
 
 async def stream(h: Harness, token: str) -> ClientWebSocketResponse:
-    """An open live stream for a session, from the newest event on: after the backend's
-    `telephony.up`, which the pump writes on its own a moment after the app starts (a
-    stream opened before it received it as a text, and the test took it for a leak)."""
-
-    async def started() -> int:
-        async with h.services.store.read() as session:
-            return int(
-                await session.scalar(select(func.count()).where(col(Event.name) == "telephony.up"))
-                or 0
-            )
-
-    await eventually(started)
+    """An open live stream for a session, from the newest event on (the harness is
+    settled: the backend's `telephony.up` is in the log before the test starts)."""
     async with h.services.store.read() as session:
         newest = (await session.execute(select(func.max(col(Event.seq))))).scalar() or 0
     ws = await h.client.ws_connect(

@@ -662,6 +662,9 @@ class Yijing:
             # out of hours a routine caller is told when it opens instead of queueing
             YIJING_DESK_OPEN="00:00",
             YIJING_DESK_CLOSE="23:59:59.999999",
+            # the tier's resident phones answer the survey: the call telling the resident
+            # who accepted (tests/dispatch/test_told.py, on the memory PBX) stays off
+            YIJING_TELL_RESIDENT="false",
         )
         env.update(self.settings)
         return env

@@ -65,9 +65,13 @@ async def call_state(app: Yijing, call_id: int, *states: str, within: float = 30
 
 
 async def event_named(
-    app: Yijing, name: str, *, within: float = 30, subject_id: Any = None, **data: Any
+    app: Yijing, name: str, *, within: float = 60, subject_id: Any = None, **data: Any
 ) -> dict[str, Any]:
-    """Wait for an event of that name whose data has those values."""
+    """Wait for an event of that name whose data has those values.
+
+    60 s: a merchant's offer call now says who pays before its menu, and the slow voice
+    takes about 30 s from the answer to a decline even on a quiet machine (the bound of
+    30 s failed once in CI by a second). A bound, not a speed claim."""
 
     async def check() -> Any:
         for event in await app.events():

@@ -103,3 +103,54 @@ async def test_given_an_offer_ringing_when_asterisk_restarts_then_no_merchant_fa
         e for e in meanwhile if e["name"] in ("offer.failed", "offer.busy", "offer.no_answer")
     ]
     assert failures == [], failures
+
+
+async def test_given_a_caller_queued_when_asterisk_restarts_then_lost_and_called_back(
+    pbx: Pbx, yijing: Yijing, tmp_path: Path
+) -> None:
+    caller = await call_in(pbx, tmp_path / "r", [Press("0", 1500)] + [Press("0", 2500)] * 6)
+    call = await a_call(yijing, "queued")
+    pbx.restart()
+    # the restart hung the caller up: nobody can answer them, and they are called back
+    await call_state(yijing, call["id"], *FINAL, within=60)
+    assert await eventually(lambda: callback_for(yijing, call["id"]), what="a callback")
+    refused = await yijing.api("POST", f"/calls/{call['id']}/answer", expect=409)
+    assert refused["error_id"]
+    await caller.stop()
+
+    async def back_up() -> bool:
+        status = await yijing.api("GET", "/telephony")
+        return bool(status["up"])
+
+    await eventually(back_up, within=60, what="the AMI link back")
+    # and the hotline takes the next caller as before
+    await call_in(pbx, tmp_path / "next", [Press("0", 1500)] + [Press("0", 2500)] * 6)
+    await eventually(
+        lambda: _queued_other(yijing, call["id"]), within=60, what="the next caller queued"
+    )
+
+
+async def _queued_other(app: Yijing, before: int) -> Any:
+    return next(
+        (c for c in await app.api("GET", "/calls") if c["state"] == "queued" and c["id"] != before),
+        None,
+    )
+
+
+async def test_given_yijing_killed_in_the_menu_when_back_then_the_caller_waits_with_announcements(
+    pbx: Pbx, yijing: Yijing, tmp_path: Path
+) -> None:
+    """Cut off from the menu by a crash, the caller stays on (music); once Yijing is back
+    they are an ordinary waiting caller: an operator may answer, the place announcement
+    and its call-back offer play (its 1 is the proof)."""
+    await yijing.stop()
+    yijing.settings["YIJING_QUEUE_ANNOUNCE_S"] = "3"
+    await yijing.start()
+    # no key in the menu (Yijing dies first); 1s from 12 s on, heard only by an announcement
+    caller = await call_in(pbx, tmp_path / "r", [Press("1", 12000)] + [Press("1", 2000)] * 40)
+    call = await a_call(yijing, "ivr")
+    yijing.kill()
+    await yijing.start()
+    await event_named(yijing, "call.callback_requested", subject_id=call["id"], within=120)
+    await call_state(yijing, call["id"], "callback", "ended", "abandoned")
+    assert await caller.wait(60) == 0, caller.stats()

@@ -216,12 +216,16 @@ async def test_given_a_merchants_file_when_imported_twice_then_hours_services_co
         assert m.service_grids == ["BG01", "BG02"]
         services = (
             await session.execute(
-                select(MerchantService.category_code, MerchantService.price_note).where(
-                    MerchantService.merchant_id == m.id
-                )
+                select(
+                    MerchantService.category_code,
+                    MerchantService.price_note,
+                    MerchantService.price_kind,
+                    MerchantService.price_yuan,
+                ).where(MerchantService.merchant_id == m.id)
             )
         ).all()
-        assert [tuple(s) for s in services] == [("medicine", "政府补贴")]
+        # the note's words say who pays (issue 16)
+        assert [tuple(s) for s in services] == [("medicine", "政府补贴", "subsidised", None)]
         history = (
             (
                 await session.execute(
@@ -403,3 +407,12 @@ async def test_given_a_resident_reimported_with_their_own_phone_then_it_is_no_co
         assert "notes" in report.changes[0].fields
     async with sessions() as session:
         assert await _holders(session, PHONE_OF_1) == [1]
+
+
+def test_given_price_notes_when_read_from_a_file_then_who_pays_and_the_amount_are_found() -> None:
+    from registry.importing import price_of
+
+    assert price_of("政府补贴 自付5元") == {"price_kind": "subsidised", "price_yuan": 5}
+    assert price_of("自费 30 元") == {"price_kind": "self_paid", "price_yuan": 30}
+    assert price_of("送药免费") == {"price_kind": "free", "price_yuan": None}
+    assert price_of("上门时说明") == {"price_kind": None, "price_yuan": None}

@@ -189,3 +189,40 @@ async def test_given_emergency_calls_at_0011_when_upgraded_then_their_reason_is_
     await asyncio.to_thread(_calls_at_0011, db_url)
     await asyncio.to_thread(upgrade, db_url)
     assert await asyncio.to_thread(_reasons, db_url) == [(1, "key"), (2, None)]
+
+
+def _seed_categories(url: str) -> None:
+    """At 0021: the default catalog's repair and medicine, as a community holds them."""
+    engine = create_engine(sync_url(url))
+    try:
+        with engine.begin() as conn:
+            for code in ("repair", "medicine"):
+                conn.execute(
+                    text(
+                        "INSERT INTO service_category (code, name_zh, name_en, urgency, "
+                        "deadline_minutes, merchant_kinds, sort_order, text_zh, text_en) "
+                        "VALUES (:code, :code, :code, 'routine', 60, '[]', 0, '', '')"
+                    ),
+                    {"code": code},
+                )
+    finally:
+        engine.dispose()
+
+
+def _consent_flags(url: str) -> dict[str, bool]:
+    engine = create_engine(sync_url(url))
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(text("SELECT code, needs_consent FROM service_category"))
+            return {code: bool(flag) for code, flag in rows}
+    finally:
+        engine.dispose()
+
+
+async def test_given_the_default_catalog_at_0021_when_upgraded_then_self_paid_repair_asks_consent(
+    db_url: str,
+) -> None:
+    await asyncio.to_thread(upgrade, db_url, "0021_ticket_assignee")
+    await asyncio.to_thread(_seed_categories, db_url)
+    await asyncio.to_thread(upgrade, db_url)
+    assert await asyncio.to_thread(_consent_flags, db_url) == {"repair": True, "medicine": False}

@@ -18,8 +18,17 @@ from tests.providers.asterisk.fake_ami import FakeAMI
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "asterisk"
 
 
-async def eventually(check: Callable[[], object], within: float = 3.0) -> None:
-    """Poll `check` until it is truthy; fail with its last value after `timeout`."""
+#: how long a check may take on a loaded CI machine (a bound, not a speed claim: a check
+#: that passes returns at once). Every delay of the adapter under test is set well below it
+#: in `config`, so no test races a timer of its own configuration.
+WAIT_S = 15.0
+
+#: the adapter's grace before a reasonless Originate failure is reported (see `config`)
+GRACE_S = 0.3
+
+
+async def eventually(check: Callable[[], object], within: float = WAIT_S) -> None:
+    """Poll `check` until it is truthy; fail with its last value after `within` seconds."""
     deadline = asyncio.get_running_loop().time() + within
     while True:
         value = check()
@@ -79,6 +88,7 @@ def config(ami: FakeAMI) -> AsteriskConfig:
         backoff_initial_s=0.02,
         backoff_max_s=0.1,
         startup_wait_s=2.0,
+        originate_failure_grace_s=GRACE_S,
     )
 
 

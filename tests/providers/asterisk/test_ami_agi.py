@@ -197,3 +197,35 @@ async def test_given_a_login_call_when_the_code_plays_then_each_digit_is_its_own
         texts = [e.text for e in rec.of(PromptPlayed)]  # type: ignore[attr-defined]
         assert "二，零，四，九，幺，三" in texts[1]
         await agi.close()
+
+
+async def test_given_an_accept_when_the_next_flow_comes_before_the_pbx_answers_then_it_plays(
+    ami: FakeAMI, config: AsteriskConfig
+) -> None:
+    # The service starts the code word's flow as soon as it has committed the acceptance
+    # that `FlowFinished` reported; Asterisk may not have answered the STAY's SET VARIABLE
+    # yet (a loaded PBX). The channel must take the next flow all the same.
+    async with running(config) as (tel, rec):
+        agi = FakeAgiChannel(tel.agi_port, ref="offer-7", channel="PJSIP/trunk-07", uniqueid="7.1")
+        await agi.connect()
+        await eventually(lambda: "offer-7" in tel._agi.sessions)  # type: ignore[union-attr]
+
+        def reply(command: str) -> str:
+            if "offer.menu" in command:
+                return "200 result=49 endpos=4000"
+            return "200 result=0 endpos=8000" if command.startswith("STREAM") else "200 result=1"
+
+        await tel.run_flow("offer-7", MERCHANT_OFFER, context=CONTEXT, lang="zh-CN")
+        await asyncio.wait_for(agi.serve(reply, limit=2), 5)  # the SET VARIABLE waits
+        await eventually(lambda: rec.of(FlowFinished))
+        await tel.run_flow("offer-7", MERCHANT_ACCEPTED, context={"code_word": "4827"})
+        await asyncio.wait_for(agi.serve(reply), 5)  # the PBX answers the STAY now
+        await asyncio.wait_for(agi.serve(reply), 5)
+        assert agi.commands == [
+            'STREAM FILE yijing/zh-CN/offer.intro ""',
+            'STREAM FILE yijing/zh-CN/offer.menu "129"',
+            "SET VARIABLE YIJING_TRANSFER stay",
+            'STREAM FILE yijing/zh-CN/offer.accepted ""',
+            "HANGUP",
+        ]
+        await agi.close()

@@ -4,6 +4,8 @@ reported lost. The adapter through panoramisk against the fake AMI server on 127
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from providers.asterisk.config import AsteriskConfig
@@ -14,8 +16,8 @@ from providers.base import (
     OriginateFailure,
     TelephonyUnavailable,
 )
-from tests.providers.asterisk.conftest import eventually, running
-from tests.providers.asterisk.fake_ami import FakeAMI, channel_event
+from tests.providers.asterisk.conftest import GRACE_S, WAIT_S, eventually, running
+from tests.providers.asterisk.fake_ami import FakeAMI, channel_event, frame
 
 
 async def test_given_asterisk_gone_when_originating_then_unavailable_and_placed_once_when_back(
@@ -61,3 +63,38 @@ async def test_given_a_ringing_offer_call_when_it_vanishes_during_an_outage_then
         # nobody saw whether the merchant was reached: lost, not failed
         assert rec.of(OriginateFailed) == [OriginateFailed("offer-7", OriginateFailure.LOST)]
         assert len(ami.named("Originate")) == 1
+
+
+async def test_given_a_reasonless_originate_failure_then_failed_only_after_the_grace(
+    ami: FakeAMI, config: AsteriskConfig
+) -> None:
+    async with running(config) as (tel, rec):
+        await tel.originate(ref="offer-9", number="13900000009")
+        sent = asyncio.get_running_loop().time()
+        await ami.send(
+            frame(Event="OriginateResponse", ActionID="yijing-originate/offer-9",
+                  Response="Failure", Channel="PJSIP/13900000009@trunk", Reason="0",
+                  Uniqueid="<unknown>")
+        )  # fmt: skip
+        await eventually(lambda: rec.of(OriginateFailed))
+        # held back for the grace in case the PBX is going away, then the far end's failure
+        assert asyncio.get_running_loop().time() - sent >= GRACE_S
+        assert rec.of(OriginateFailed) == [OriginateFailed("offer-9", OriginateFailure.FAILED)]
+
+
+async def test_given_a_reasonless_failure_then_asterisk_shuts_down_within_the_grace_then_lost(
+    ami: FakeAMI, config: AsteriskConfig
+) -> None:
+    # a long grace, so the Shutdown surely comes inside it however loaded the machine is
+    async with running(config, originate_failure_grace_s=WAIT_S) as (tel, rec):
+        await tel.originate(ref="offer-9", number="13900000009")
+        await ami.send(
+            frame(Event="OriginateResponse", ActionID="yijing-originate/offer-9",
+                  Response="Failure", Channel="PJSIP/13900000009@trunk", Reason="0",
+                  Uniqueid="<unknown>")
+            + frame(Event="Shutdown", Privilege="system,all", Shutdown="Cleanly",
+                    Restart="True")
+        )  # fmt: skip
+        await eventually(lambda: rec.of(OriginateFailed))
+        # lost with the PBX, not the merchant's failure: dispatch places it again later
+        assert rec.of(OriginateFailed) == [OriginateFailed("offer-9", OriginateFailure.LOST)]
