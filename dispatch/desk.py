@@ -277,7 +277,7 @@ class Desk:
                     select(OperatorStatus, User)
                     .join(User, col(User.id) == OperatorStatus.user_id)
                     .where(col(User.active), col(OperatorStatus.user_id) != user.id)
-                    .order_by(col(OperatorStatus.since))
+                    .order_by(col(OperatorStatus.since), col(OperatorStatus.user_id))
                 )
             ).all()
         operators = [

@@ -139,7 +139,7 @@ class Queue:
             offered = {s.call_id for s in statuses if s.state == opm.OperatorState.RESERVED}
             free = sorted(
                 (s for s in statuses if s.state == opm.OperatorState.AVAILABLE),
-                key=lambda s: s.since,
+                key=lambda s: (s.since, s.user_id),  # ties (one instant) in a stable order
             )
             for call in waiting:
                 if not free:
@@ -175,7 +175,7 @@ class Queue:
                 await tx.session.execute(
                     select(OperatorStatus)
                     .where(col(OperatorStatus.state) == opm.OperatorState.AVAILABLE)
-                    .order_by(col(OperatorStatus.since))
+                    .order_by(col(OperatorStatus.since), col(OperatorStatus.user_id))
                 )
             )
             .scalars()

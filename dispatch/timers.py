@@ -39,6 +39,8 @@ from eventlog.clock import ManualClock
 log = logging.getLogger(__name__)
 
 FireHandler = Callable[[str], Awaitable[None]]
+#: how long `ManualTimers.advance` waits for the app to be quiet before it gives up
+QUIET_WAIT_S = 30.0
 _T = TypeVar("_T")
 _TIMER: Table = Timer.__table__  # type: ignore[attr-defined]
 #: each running `SchedulerTimers` by scheduler name, for the bucket jobs (APScheduler
@@ -356,6 +358,9 @@ class ManualTimers:
     def __init__(self, clock: ManualClock, handler: FireHandler | None = None) -> None:
         self.clock = clock
         self.handler = handler
+        #: awaited before the clock moves: the app's units of work finish their
+        #: after-commit part (timers they schedule) so none lands just after an advance
+        self.before: Callable[[], Awaitable[None]] | None = None
         self.pending: dict[str, datetime] = {}
 
     async def schedule(self, key: str, at: datetime) -> None:
@@ -372,6 +377,8 @@ class ManualTimers:
 
     async def advance(self, seconds: float) -> list[str]:
         """Move the clock and fire what fell due, in time order; returns the fired keys."""
+        if self.before is not None:
+            await asyncio.wait_for(self.before(), QUIET_WAIT_S)
         self.clock.advance(seconds)
         fired: list[str] = []
         while True:

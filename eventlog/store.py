@@ -120,11 +120,24 @@ class Store:
         #: the highest seq published on the bus (None: not known yet, see `_publish`)
         self._published: int | None = None
         self._publishing = asyncio.Lock()
+        #: units of work begun and not yet through their after-commit work
+        self._open = 0
+        self._quiet = asyncio.Event()
+        self._quiet.set()
 
     @property
     def write_lock(self) -> asyncio.Lock:
         """Held for the whole of every unit of work (in this process)."""
         return self._write
+
+    async def quiet(self) -> None:
+        """Return once no unit of work is open or still running its after-commit work.
+
+        A reader can see a commit before its after-commit work (a timer scheduled, a call
+        placed) has run; waiting here first is how a test, or a clean stop, sees both.
+        """
+        while self._open:
+            await self._quiet.wait()
 
     @property
     def published_seq(self) -> int | None:
@@ -147,6 +160,22 @@ class Store:
         (of this process, or on PostgreSQL of another); an exception from it gives up
         waiting (nothing was begun, the session not rolled back).
         """
+        self._open += 1
+        self._quiet.clear()
+        try:
+            async with self._unit(waiting, session) as tx:
+                yield tx
+        finally:
+            self._open -= 1
+            if not self._open:
+                self._quiet.set()
+
+    @asynccontextmanager
+    async def _unit(
+        self,
+        waiting: Callable[[], Awaitable[None]] | None,
+        session: AsyncSession | None,
+    ) -> AsyncIterator[Tx]:
         await self._acquire(waiting)
         try:
             async with contextlib.AsyncExitStack() as stack:

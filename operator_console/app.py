@@ -365,6 +365,9 @@ def create_app(
             )
             if isinstance(local_timers, ManualTimers) and local_timers.handler is None:
                 local_timers.handler = fire  # a test's manual timers fire into this app
+                # and first let this app's committed work finish its after-commit part (a
+                # ring timer is scheduled just after the reservation a test can already see)
+                local_timers.before = store.quiet
 
             @contextlib.asynccontextmanager
             async def own() -> AsyncIterator[None]:

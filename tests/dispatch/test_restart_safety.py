@@ -159,7 +159,7 @@ async def test_given_an_operator_still_wrapping_up_when_restarted_then_the_timer
         async def ended() -> bool:
             return (await call_row(two, call_id)).state == cm.CallState.ENDED
 
-        await eventually(ended, within=10)
+        await eventually(ended)
         wrapped = [
             e["data"]
             for e in await services(two).store.events_for("call", call_id)
