@@ -11,7 +11,9 @@ What the port promises on a relay:
 - the errors are the port's: a refusal on the owner is raised here as the same class
   (`UnknownCall`, `TelephonyUnavailable`, ...); no owner within `timeout_s` is
   `TelephonyUnavailable` (the command was withdrawn: the ref stays free, as the port says);
-  an owner that took the command and did not finish is `TelephonyError` (outcome unknown);
+  an owner that took the command and did not finish is `TelephonyError` (outcome unknown),
+  except for placing a call: a maybe-placed call is taken as placed, never sent again, and
+  the reconciler ends it as lost if the PBX does not have it (`_place`);
 - `events()` yields nothing on a standby: the owner's pump consumes the PBX's events;
 - `health()` is the owner's link as the last `telephony.up` / `telephony.down` event in
   the log says (`follow`), or "no owner" before any.
@@ -116,6 +118,22 @@ class RelayTelephony:
         except (CommandFailed, NoAnswer) as exc:
             _raise(exc)
 
+    async def _place(self, method: str, **args: Any) -> None:
+        """Originate or call out through the owner. An owner that took the command and did
+        not finish in time may well have placed the call: that is no failure of the far
+        end (a failure would move an offer on to the next merchant while the first one's
+        phone rings). As on the adapters themselves, a maybe-placed call is never sent
+        again: the owner's resync and the reconciler decide (a call the PBX does not have
+        ends as lost, and is replaced then)."""
+        try:
+            await self.queue.call("telephony", method, args, timeout_s=self.timeout_s)
+        except NoAnswer as exc:
+            if not exc.claimed:
+                _raise(exc)
+            log.warning("%s %s: the owner took it, outcome unknown", method, args.get("ref"))
+        except CommandFailed as exc:
+            _raise(exc)
+
     async def originate(
         self, *, ref: str, number: str, caller_id: str | None = None, timeout_s: float = 30.0
     ) -> None:
@@ -123,8 +141,8 @@ class RelayTelephony:
             return await self.local.originate(
                 ref=ref, number=number, caller_id=caller_id, timeout_s=timeout_s
             )
-        await self._call("originate", ref=ref, number=number, caller_id=caller_id,
-                         timeout_s=timeout_s)  # fmt: skip
+        await self._place("originate", ref=ref, number=number, caller_id=caller_id,
+                          timeout_s=timeout_s)  # fmt: skip
 
     async def call_out(
         self,
@@ -139,8 +157,8 @@ class RelayTelephony:
             return await self.local.call_out(
                 ref=ref, desk=desk, number=number, caller_id=caller_id, timeout_s=timeout_s
             )
-        await self._call("call_out", ref=ref, desk=desk, number=number, caller_id=caller_id,
-                         timeout_s=timeout_s)  # fmt: skip
+        await self._place("call_out", ref=ref, desk=desk, number=number, caller_id=caller_id,
+                          timeout_s=timeout_s)  # fmt: skip
 
     async def run_flow(
         self, ref: str, flow: Flow, *, context: Mapping[str, Any], lang: str = "zh-CN"

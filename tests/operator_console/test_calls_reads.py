@@ -46,8 +46,16 @@ async def test_given_more_callers_waiting_when_listing_calls_then_no_more_statem
         for phone in phones:
             await press(h, await h.pbx.dial_in(phone), "0")
         waiting = len(await wait_queued(h, 1 if len(phones) == 1 else len(PHONES)))
-        with statements(h) as seen:
-            listed = await h.call("GET", "/calls")
-        assert len(listed) == waiting and all(c["resident_name"] for c in listed)
-        counts.append(len(seen))
+        # the fewest of three listings: other work of the app's that happens to run during
+        # one (the queue offering the new callers, an announcement's timer, on a loaded
+        # box) only ever adds statements, never takes the request's own away
+        runs = []
+        for _ in range(3):
+            await h.services.store.quiet()
+            await h.settle()
+            with statements(h) as seen:
+                listed = await h.call("GET", "/calls")
+            assert len(listed) == waiting and all(c["resident_name"] for c in listed)
+            runs.append(len(seen))
+        counts.append(min(runs))
     assert counts[0] == counts[1], counts

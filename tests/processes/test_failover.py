@@ -152,6 +152,14 @@ async def two_processes(
         standing = await until(second_stands_by)
         assert standing["owner"] == (await first.health() or {})["owner"]
         yield first, second
+    except BaseException:
+        # what each process said, in the failure's report (a run on a loaded box is not
+        # repeated at will)
+        for process in (first, second):
+            if process.log.exists():
+                tail = process.log.read_text(errors="replace").splitlines()[-60:]
+                print(f"--- {process.name} server.log (last lines)", *tail, sep="\n")
+        raise
     finally:
         for process in (second, first):
             await process.stop()

@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
@@ -21,6 +22,7 @@ from ivr.library import FlowLibrary
 from providers.base import TelephonyUnavailable, UnknownCall
 from providers.memory import MemoryPBX
 from providers.relay import Executor, RelayTelephony, RelayTimers
+from tests.conftest import eventually
 
 
 @contextlib.asynccontextmanager
@@ -106,3 +108,60 @@ async def test_given_no_owner_then_line_unavailable_and_once_attached_direct(
         assert await commands(tel) == 1  # only the withdrawn one went through the table
     finally:
         await engine.dispose()
+
+
+class SlowPBX(MemoryPBX):
+    """The owner's PBX, stalled in `originate` until released (a loaded box, a slow AMI)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = asyncio.Event()
+        self.taken = asyncio.Event()
+
+    async def originate(self, **kw: Any) -> None:
+        self.taken.set()
+        await self.release.wait()
+        await super().originate(**kw)
+
+    async def call_out(self, **kw: Any) -> None:
+        self.taken.set()
+        await self.release.wait()
+        await super().call_out(**kw)
+
+
+@pytest.mark.parametrize("migrated_db_url", ["postgresql"], indirect=True)
+@pytest.mark.parametrize("method", ["originate", "call_out"])
+async def test_given_an_owner_slow_to_finish_a_placed_call_then_no_failure_and_placed_once(
+    migrated_db_url: str, method: str
+) -> None:
+    """Outcome unknown is not a failure of the merchant's phone: a failure would move the
+    offer on (a second merchant called while the first one's phone rings, seen in CI on a
+    box at load 11). The standby takes it as placed; the owner places it once."""
+    engines = make_engine(migrated_db_url), make_engine(migrated_db_url)
+    pbx = SlowPBX()
+    timers = ManualTimers(ManualClock(datetime(2026, 12, 3, 9, tzinfo=UTC)))
+    executor = Executor(pbx, timers, FlowLibrary(None).get)
+    tel = RelayTelephony(CommandQueue(engines[0], me="standby"), backend="memory", timeout_s=0.2)
+    async with pbx:
+        owner = CommandQueue(engines[1], me="owner")
+        task = asyncio.create_task(serve(owner, executor, poll_s=0.01))
+        try:
+            args: dict[str, Any] = {"ref": "offer-9", "number": "13900000009"}
+            if method == "call_out":
+                args["desk"] = "operator:2"
+            await asyncio.wait_for(getattr(tel, method)(**args), 15)  # no TelephonyError
+            assert pbx.taken.is_set()
+            assert await commands(tel) == 1
+            pbx.release.set()
+
+            async def placed() -> list[str]:
+                return [c["ref"] for c in pbx.snapshot() if c["direction"] == "out"]
+
+            assert await eventually(placed) in (["offer-9"], ["offer-9", "offer-9:desk"])
+        finally:
+            pbx.release.set()
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            for engine in engines:
+                await engine.dispose()
