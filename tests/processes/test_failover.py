@@ -133,6 +133,9 @@ async def two_processes(
         "YIJING_DESK_CLOSE": "23:59:59.999999",
         "YIJING_TELL_RESIDENT": "false",
         "YIJING_SURVEY_DELAY_S": "1",
+        # one merchant at a time, at any hour: medicine is urgent (two offers at once) and
+        # how many pharmacies are open to match depends on the time of day
+        "YIJING_PARALLEL_OFFERS_URGENT": "1",
     }
     first, second = Process("first", tmp, env), Process("second", tmp, env)
     try:
