@@ -116,7 +116,7 @@ class AwayByKeypad:
             away = periods_back(plan.away, today)
         await self.wellbeing.set_plan(
             call.resident_id,
-            actor="resident:keypad",
+            actor="resident",
             note=(f"wellbeing.{event.outcome}_by_keypad", data),
             away=away,
         )
