@@ -26,6 +26,7 @@ from dispatch.outbound import Outbound
 from dispatch.queue import Queue
 from dispatch.status import OrderStatus
 from dispatch.tickets import LAST_CATEGORY, Tickets
+from dispatch.wellbeing_away import AwayByKeypad
 from eventlog.clock import LOCAL_TZ
 from ivr.flow import keypad_paths
 from ivr.prompts import pick_lang
@@ -55,9 +56,11 @@ class Calls:
         outbound: Outbound,
         incidents: Incidents,
         status: OrderStatus,
+        away: AwayByKeypad,
     ) -> None:
         self.core = core
         self.status = status
+        self.away = away
         self.incidents = incidents
         self.queue = queue
         self.emergency = emergency
@@ -125,6 +128,8 @@ class Calls:
                     LAST_CATEGORY: last.category_code if last is not None else "",
                     # incidents: an outage known in the grid is announced before the menu
                     **await self.incidents.announcement(tx.session, resident.grid_code),
+                    # daily care calls: 7 says away for some days, or back home
+                    **await self.away.context(tx.session, resident.id),
                 }
                 lang = pick_lang(resident.language)
                 if flow == "hotline":
@@ -141,6 +146,8 @@ class Calls:
     async def hotline_finished(self, event: FlowFinished) -> None:
         """The hotline menu ended: a keypad order, or the caller waits for an operator."""
         category = event.variables.get("category", "")
+        if await self.away.finished(event):
+            return
         if event.outcome == "need":
             repeat = category == event.variables.get(LAST_CATEGORY)
             await self.keypad_need(event.ref, category, repeat=repeat)

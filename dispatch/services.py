@@ -43,6 +43,7 @@ from dispatch.surveys import Surveys
 from dispatch.tickets import Tickets
 from dispatch.timers import Timers
 from dispatch.wellbeing import Wellbeing
+from dispatch.wellbeing_away import AwayByKeypad
 from eventlog.clock import Clock
 from eventlog.store import Store, Tx
 from ivr.library import FlowLibrary
@@ -115,6 +116,7 @@ class DispatchServices:
             outbound=self.outbound,
             incidents=self.incidents,
             status=self.status,
+            away=AwayByKeypad(core, self.wellbeing),
         )
         self.line = PhoneLine(core, self.outbound, self.queue)
         self.scorecard = Scorecard(core, self.ranking)

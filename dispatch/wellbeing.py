@@ -104,9 +104,17 @@ class Wellbeing:
         async with self.core.store.read() as session:
             return await session.get(WellbeingPlan, resident_id)
 
-    async def set_plan(self, resident_id: int, *, actor: str, **values: Any) -> WellbeingPlan:
+    async def set_plan(
+        self,
+        resident_id: int,
+        *,
+        actor: str,
+        note: tuple[str, dict[str, Any]] | None = None,
+        **values: Any,
+    ) -> WellbeingPlan:
         """Write a resident's plan (on or off, days, window, language, away periods); the
-        next round is scheduled (or, switched off, its timer cancelled)."""
+        next round is scheduled (or, switched off, its timer cancelled). `note` is one more
+        event on the resident's timeline, in the same unit of work (why it changed)."""
         core = self.core
         end = values.get("window_end")
         if end is not None and quiet_until(core.config, datetime.combine(
@@ -130,6 +138,8 @@ class Wellbeing:
                 days=plan.days, window=[plan.window_start.isoformat(), plan.window_end.isoformat()],
                 away=len(plan.away),
             )  # fmt: skip
+            if note is not None:
+                tx.emit(note[0], "resident", resident_id, actor=actor, **note[1])
             key = TimerKey.wellbeing(resident_id)
             rnd = await self._current(tx, resident_id)
             at = self._next_at(plan, rnd)

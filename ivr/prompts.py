@@ -39,6 +39,19 @@ SPOKEN_FORMS = frozenset(
     {"address", "time", "when", "date", "duration", "num", "count", "code", "phone", "digits"}
 )
 
+_MENU_ZH = (
+    "有紧急情况请按 1。送药请按 2，买菜购物请按 3，请医生上门请按 4，"
+    "水、电、燃气有问题请按 5，家里东西要修理请按 6。和上次一样请按 9，找话务员请按 0。"
+)
+_MENU_EN = (
+    "For an emergency press 1. Medicine press 2, groceries press 3, "
+    "a doctor's visit press 4, water, electricity or gas press 5, a home repair press 6. "
+    "The same as last time press 9, an operator press 0."
+)
+#: the days of an away period said back (hotline key 7), 1 to 9
+_DAYS_ZH = dict(enumerate("一两三四五六七八九", start=1))
+_DAYS_EN = {1: "one day", **{n: f"{w} days" for n, w in enumerate(
+    ["two", "three", "four", "five", "six", "seven", "eight", "nine"], start=2)}}  # fmt: skip
 _CONFIRM_ZH = "您要的是：{what}。确认请按 1，重选请按 2。"
 _CONFIRM_EN = "You asked for: {what}. To confirm press 1, to choose again press 2."
 _NEEDS = {
@@ -60,10 +73,23 @@ CATALOGS: dict[str, dict[str, str]] = {
         # resident hotline
         "hotline.greeting_known": "{name:address}您好，这里是医敬服务热线。",
         "hotline.greeting_unknown": "您好，这里是医敬服务热线。",
-        "hotline.menu": "有紧急情况请按 1。送药请按 2，买菜购物请按 3，请医生上门请按 4，"
-        "水、电、燃气有问题请按 5，家里东西要修理请按 6。和上次一样请按 9，找话务员请按 0。",
+        "hotline.menu": _MENU_ZH,
         "hotline.utility_menu": "水管有问题请按 1，电有问题请按 2，燃气有问题请按 3，"
         "找话务员请按 0。",
+        # daily care calls: away by keypad (ivr/flows/hotline.yaml, dispatch/wellbeing_away.py)
+        "hotline.menu_care": _MENU_ZH + "出门或住院、这几天不用给您打关爱电话，请按 7。",
+        "hotline.menu_back": _MENU_ZH + "您已经回家、要恢复每天的关爱电话，请按 7。",
+        "hotline.away.days": "您要出门几天？请按 1 到 9，按几就是几天，从今天算起。"
+        "更长的时间请按 0，话务员为您登记。",
+        **{
+            f"hotline.away.confirm.{n}": f"您要出门{_DAYS_ZH[n]}天，这几天我们不给您打关爱电话。"
+            "确认请按 1，重新选择请按 2。"
+            for n in range(1, 10)
+        },
+        "hotline.away.taken": "好的，已经为您记下了。回家以后，请您打热线按 7 告诉我们。"
+        "有急事随时打热线。祝您平安，再见。",
+        "hotline.away.back": "您回家了吗？确认回家、恢复每天的关爱电话请按 1，回到菜单请按 2。",
+        "hotline.away.back_taken": "好的，欢迎您回家。我们会照常每天给您打关爱电话。再见。",
         "hotline.emergency": "马上为您转接话务员，请不要挂机。",
         "hotline.to_operator": "正在为您转接话务员，请稍候。",
         "queue.position": "您前面还有{position:num}位来电，请稍候。",
@@ -199,11 +225,26 @@ CATALOGS: dict[str, dict[str, str]] = {
         "ivr.wrong_key": "That key is not one of the choices.",
         "hotline.greeting_known": "Hello {name:address}, this is the Yijing care hotline.",
         "hotline.greeting_unknown": "Hello, this is the Yijing care hotline.",
-        "hotline.menu": "For an emergency press 1. Medicine press 2, groceries press 3, "
-        "a doctor's visit press 4, water, electricity or gas press 5, a home repair press 6. "
-        "The same as last time press 9, an operator press 0.",
+        "hotline.menu": _MENU_EN,
         "hotline.utility_menu": "Water press 1, electricity press 2, gas press 3, "
         "an operator press 0.",
+        "hotline.menu_care": _MENU_EN + " If you are away or in hospital and need no care "
+        "call for a few days, press 7.",
+        "hotline.menu_back": _MENU_EN + " If you are back home and want your daily care call "
+        "again, press 7.",
+        "hotline.away.days": "For how many days will you be away? Press 1 to 9, one key for "
+        "each day, counting today. For longer, press 0 and an operator will note it.",
+        **{
+            f"hotline.away.confirm.{n}": f"You will be away for {_DAYS_EN[n]}, and we will not "
+            "make your care call then. To confirm press 1, to choose again press 2."
+            for n in range(1, 10)
+        },
+        "hotline.away.taken": "Thank you, it is noted. When you are back home, please call "
+        "the hotline and press 7. For anything urgent, call us at any time. Goodbye.",
+        "hotline.away.back": "Are you back home? To confirm and have your daily care call "
+        "again press 1, to go back to the menu press 2.",
+        "hotline.away.back_taken": "Thank you, welcome home. Your daily care call goes on "
+        "as before. Goodbye.",
         "hotline.emergency": "Connecting you to an operator now. Please stay on the line.",
         "hotline.to_operator": "Connecting you to an operator, please hold.",
         "queue.position": "There are {position:num} callers ahead of you. Please hold.",

@@ -8,7 +8,8 @@ variables named here; ``Finish.transfer`` is set when the call must go to a queu
 
 ``hotline`` (registered resident; context ``name``, ``sex``, ``age`` or ``birth_year`` +
 ``today``, ``last_category``; ``incident`` and ``incident_grid`` when an outage in the
-caller's grid is announced before the menu)
+caller's grid is announced before the menu; ``wellbeing`` care|away for a resident with
+daily care calls)
     ``emergency``  key 1; transfer="operators" (bridge at once, flag it urgent);
                    variable ``category`` is "emergency"
     ``need``       a confirmed routine need; variable ``category`` is a service catalog
@@ -16,6 +17,10 @@ caller's grid is announced before the menu)
                    (or meal, through 9 "same as last time"); the call then hangs up
     ``transfer``   key 0, or no clear input after the retries; transfer="operators"
                    (``category`` may be present but empty: read it only on ``need``)
+    ``away``       key 7 with ``wellbeing`` "care" (a resident with daily care calls):
+                   variable ``away_days`` "1".."9", days from today with no care call;
+                   the call then hangs up
+    ``back``       key 7 with ``wellbeing`` "away": the away period ends today; hangs up
 ``hotline_no_menu`` ("no menu" mode; context as ``hotline``, the outage announced too)
     ``transfer`` to "operators"
 ``hotline_unknown`` (unregistered caller)  ``transfer`` to "operators"
@@ -77,7 +82,7 @@ from ivr.library import parse_flow
 
 #: Every outcome each built-in flow may finish with; overrides must stay inside these.
 OUTCOMES: dict[str, frozenset[str]] = {
-    "hotline": frozenset({"emergency", "need", "transfer"}),
+    "hotline": frozenset({"emergency", "need", "transfer", "away", "back"}),
     "hotline_no_menu": frozenset({"transfer"}),
     "hotline_unknown": frozenset({"transfer"}),
     "status": frozenset({"menu", "cancel", "emergency", "transfer"}),

@@ -167,10 +167,15 @@ const EVENT_ZH = { 'ticket.created': '创建工单', 'ticket.matching': '开始�
   'wellbeing.contact_called': '呼叫亲友', 'wellbeing.contact_declined': '亲友未接手', 'wellbeing.taken': '亲友接手查看',
   'wellbeing.report_called': '回访亲友', 'wellbeing.reported': '亲友已回报', 'wellbeing.report_missed': '亲友未回报',
   'wellbeing.escalated': '转话务员紧急处理', 'wellbeing.closed': '关怀结束', 'wellbeing.no_phone': '无可拨号码',
-  'wellbeing.hung_up_waiting': '老人等待中挂机', 'wellbeing.plan_set': '设置关怀呼叫' };
+  'wellbeing.hung_up_waiting': '老人等待中挂机', 'wellbeing.plan_set': '设置关怀呼叫',
+  'wellbeing.away_by_keypad': '老人按键登记外出', 'wellbeing.back_by_keypad': '老人按键登记回家' };
 // English reads the event's own name: 'offer.no_answer' -> 'Offer no answer'
 const eventEn = (n) => { const t = n.replace('.', ' ').replaceAll('_', ' '); return t.charAt(0).toUpperCase() + t.slice(1); };
 export const eventName = (n) => (lang() === 'zh-CN' ? EVENT_ZH[n] || n : eventEn(n));
+
+// Who acted, in the page's language: the resident or a merchant by phone, else a username.
+const ACTOR_ZH = { resident: '老人本人', merchant: '商家' };
+const actorName = (a) => (lang() === 'zh-CN' ? ACTOR_ZH[a] || a : a);
 
 // One timeline row: time, what happened, and who or what it is about.
 export function timelineItem(ev, merchants = {}) {
@@ -180,7 +185,7 @@ export function timelineItem(ev, merchants = {}) {
   const who = d.merchant || merchants[d.merchant_id] || '';
   // a note (a ticket's, a transfer's) and whom a ticket or caller went to
   const extra = [who, d.rating ? stateName(d.rating) : '', d.reason || '', d.disposition || '', d.to_operator || '', d.who || '', d.note || ''].filter(Boolean).join(' ');
-  li.append(el('span', fmtTime(ev.occurred_at), 'muted'), ' ', el('b', eventName(ev.name)), ' ', el('span', extra), ' ', el('span', ev.actor && ev.actor !== 'system' ? `(${ev.actor})` : '', 'muted'));
+  li.append(el('span', fmtTime(ev.occurred_at), 'muted'), ' ', el('b', eventName(ev.name)), ' ', el('span', extra), ' ', el('span', ev.actor && ev.actor !== 'system' ? `(${actorName(ev.actor)})` : '', 'muted'));
   return li;
 }
 

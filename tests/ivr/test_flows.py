@@ -33,6 +33,8 @@ CONTEXTS: dict[str, list[dict[str, str]]] = {
         {**RESIDENT, "last_category": "medicine"},
         {**RESIDENT, "last_category": "meal"},
         {**RESIDENT, "last_category": "bogus"},
+        {**RESIDENT, "wellbeing": "care"},
+        {**RESIDENT, "wellbeing": "away"},
     ],
     "status": [{"order_status": s} for s in ("matching", "offering", "accepted", "in_service", "")],
     "status_cancelled": [{"cancelled": "yes"}, {"cancelled": "no"}],
@@ -225,6 +227,55 @@ def test_unregistered_and_no_menu_callers_go_straight_to_an_operator(flow: objec
     assert call.finish is not None
     assert (call.finish.outcome, call.finish.transfer) == ("transfer", "operators")
     assert call.prompts[-1] == "hotline.to_operator"
+
+
+@pytest.mark.parametrize("days", [str(n) for n in range(1, 10)])
+def test_given_care_calls_when_7_then_days_are_read_back_and_away_finishes(days: str) -> None:
+    call = drive(HOTLINE, ["7", days, "1"], {**RESIDENT, "wellbeing": "care"})
+    assert call.prompts == [
+        "hotline.greeting_known",
+        "hotline.menu_care",
+        "hotline.away.days",
+        f"hotline.away.confirm.{days}",
+        "hotline.away.taken",
+    ]
+    assert call.finish is not None and call.finish.transfer is None
+    assert (call.finish.outcome, call.finish.variables["away_days"]) == ("away", days)
+
+
+def test_given_care_calls_when_the_read_back_is_wrong_then_the_days_are_asked_again() -> None:
+    call = drive(HOTLINE, ["7", "3", "2", "5", "1"], {**RESIDENT, "wellbeing": "care"})
+    assert call.finish is not None and call.finish.variables["away_days"] == "5"
+
+
+def test_given_care_calls_when_longer_than_9_days_then_0_is_an_operator() -> None:
+    call = drive(HOTLINE, ["7", "0"], {**RESIDENT, "wellbeing": "care"})
+    assert call.finish is not None
+    assert (call.finish.outcome, call.finish.transfer) == ("transfer", "operators")
+
+
+def test_given_away_when_7_and_1_then_back() -> None:
+    call = drive(HOTLINE, ["7", "1"], {**RESIDENT, "wellbeing": "away"})
+    assert call.prompts[1:] == ["hotline.menu_back", "hotline.away.back", "hotline.away.back_taken"]
+    assert call.finish is not None and call.finish.outcome == "back"
+
+
+def test_given_away_when_7_then_2_then_the_plain_menu_takes_a_need() -> None:
+    call = drive(HOTLINE, ["7", "2", "2", "1"], {**RESIDENT, "wellbeing": "away"})
+    assert call.prompts[3] == "hotline.menu"
+    assert call.finish is not None and call.finish.variables["category"] == "medicine"
+
+
+@pytest.mark.parametrize("wellbeing", ["care", "away"])
+def test_given_care_calls_then_every_other_key_is_the_plain_menus(wellbeing: str) -> None:
+    context = {**RESIDENT, "wellbeing": wellbeing}
+    for pressed in (["1"], ["2", "1"], ["5", "3", "1"], ["0"]):
+        plain, care = drive(HOTLINE, pressed, RESIDENT), drive(HOTLINE, pressed, context)
+        assert care.finish is not None and plain.finish is not None
+        assert (care.finish.outcome, care.finish.variables.get("category")) == (
+            plain.finish.outcome,
+            plain.finish.variables.get("category"),
+        )
 
 
 # -- status ---------------------------------------------------------------------------

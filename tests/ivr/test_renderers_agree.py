@@ -84,6 +84,9 @@ NOTICE = {"notice": "本周六上午九点，社区活动室有健康讲座。",
 CASES = [
     Case("hotline", RESIDENT),
     Case("hotline", {**RESIDENT, "last_category": ""}, label="no_last"),
+    # daily care calls: key 7 (away for some days, or back home)
+    Case("hotline", {**RESIDENT, "wellbeing": "care"}, label="care"),
+    Case("hotline", {**RESIDENT, "wellbeing": "away"}, lang="en", label="away"),
     Case("hotline_no_menu", RESIDENT),
     Case("hotline_unknown"),
     Case("status", {**RESIDENT, **OFFERING}, label="offering"),
