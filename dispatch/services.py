@@ -25,6 +25,7 @@ from dispatch.incident_board import IncidentBoard
 from dispatch.incident_callbacks import IncidentCallbacks
 from dispatch.incidents import Incidents
 from dispatch.line import PhoneLine
+from dispatch.masked import Masked
 from dispatch.matching import MerchantStats
 from dispatch.models import Ticket
 from dispatch.notify import Notify
@@ -104,7 +105,8 @@ class DispatchServices:
         self.wellbeing = Wellbeing(
             core, outbound=self.outbound, tickets=self.tickets, emergency=self.emergency
         )
-        self.status = OrderStatus(core, self.tickets)
+        self.masked = Masked(core, self.outbound)
+        self.status = OrderStatus(core, self.tickets, self.masked)
         self.calls = Calls(
             core,
             queue=self.queue,
@@ -115,6 +117,7 @@ class DispatchServices:
             outbound=self.outbound,
             incidents=self.incidents,
             status=self.status,
+            masked=self.masked,
         )
         self.line = PhoneLine(core, self.outbound, self.queue)
         self.scorecard = Scorecard(core, self.ranking)
@@ -153,6 +156,7 @@ class DispatchServices:
             wellbeing=self.wellbeing,
             notify=self.notify,
             status=self.status,
+            masked=self.masked,
         )
         self.fx.bind(
             reports=Reports(

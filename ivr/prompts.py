@@ -86,6 +86,14 @@ CATALOGS: dict[str, dict[str, str]] = {
         "status.cancelled": "好的，您的{category}订单已经取消。祝您身体健康，再见。",
         "status.cancel_failed": "这个订单现在已经不能取消了，正在为您转接话务员，请稍候。",
         "status.goodbye": "祝您身体健康，再见。",
+        "status.menu_merchant": "有紧急情况请按 1。再听一遍请按 9，和商家通话请按 4，"
+        "取消这个订单请按 2，有其他需要请按 3，找话务员请按 0。",
+        # masked calls (the merchant and the resident, through the hotline)
+        "masked.calling_merchant": "正在为您接通商家，请不要挂机。",
+        "masked.calling_resident": "您好，这里是医敬服务平台。正在为您接通下单的老人，"
+        "请不要挂机。",
+        "masked.unreached": "对不起，对方现在没有接听。",
+        "masked.unreached_menu": "找话务员请按 0，不需要请挂机。",
         # merchant offer
         "offer.intro": "您好，这里是医敬服务平台，有一个新的上门服务订单。"
         "服务：{category}。内容：{description}。地址：{address}。请在{deadline:time}前到达。",
@@ -230,6 +238,14 @@ CATALOGS: dict[str, dict[str, str]] = {
         "status.cancel_failed": "This order can no longer be cancelled. Connecting you to an "
         "operator, please hold.",
         "status.goodbye": "Take care. Goodbye.",
+        "status.menu_merchant": "For an emergency press 1. To hear it again press 9, to talk "
+        "to the provider press 4, to cancel this order press 2, for something else press 3, "
+        "an operator press 0.",
+        "masked.calling_merchant": "Connecting you to the provider. Please stay on the line.",
+        "masked.calling_resident": "Hello, this is the Yijing care platform. Connecting you to "
+        "the resident who placed the order. Please stay on the line.",
+        "masked.unreached": "Sorry, there is no answer right now.",
+        "masked.unreached_menu": "For an operator press 0, or hang up if you need nothing more.",
         "offer.intro": "Hello, this is the Yijing care platform with a new home visit order. "
         "Service: {category}. Details: {description}. Address: {address}. "
         "Please arrive before {deadline:time}.",

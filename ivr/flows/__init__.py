@@ -22,9 +22,10 @@ caller's grid is announced before the menu)
 ``status`` (a registered resident with an open order; context as ``hotline`` plus
 ``order_status`` new|matching|offering|unassigned|accepted|in_service, ``order`` (the
 ticket id, never spoken), ``category`` (the catalog name), ``merchant``, ``deadline``)
-    ``menu`` (key 1, or no open order: transfer="stay", run ``hotline`` next),
-    ``cancel`` (2 then 1: transfer="stay", for ``status_cancelled``), ``transfer`` (key 0,
-    or no clear key after the retries, as in ``hotline``)
+    ``menu`` (key 3, or no open order: transfer="stay", run ``hotline`` next),
+    ``cancel`` (2 then 1: transfer="stay", for ``status_cancelled``), ``connect`` (key 4,
+    accepted or in service: transfer="stay", the merchant is rung and joined), ``transfer``
+    (key 0, or no clear key after the retries, as in ``hotline``)
 ``status_cancelled`` (context ``cancelled`` yes|no, ``category``)
     ``told``, ``transfer`` (it could not be cancelled: to "operators")
 ``merchant_offer`` (context ``category``, ``description``, ``address``, ``deadline``,
@@ -66,6 +67,10 @@ stays valid; the code is never in the event log, so dispatch reads no variable b
     ``taken`` (key 1; transfer="stay": the call waits to be joined with the caller),
     ``no_input``
 ``desk_closed`` (context ``opens``, ``today``)  ``callback``
+``masked_wait`` (a merchant waiting to be joined with the resident; no context)
+    ``waiting`` (transfer="stay")
+``masked_unreached`` (context ``side`` resident|merchant)  ``transfer`` (the resident's
+key 0, to "operators"), ``goodbye``
 """
 
 from __future__ import annotations
@@ -80,7 +85,7 @@ OUTCOMES: dict[str, frozenset[str]] = {
     "hotline": frozenset({"emergency", "need", "transfer"}),
     "hotline_no_menu": frozenset({"transfer"}),
     "hotline_unknown": frozenset({"transfer"}),
-    "status": frozenset({"menu", "cancel", "emergency", "transfer"}),
+    "status": frozenset({"menu", "cancel", "connect", "emergency", "transfer"}),
     "status_cancelled": frozenset({"told", "transfer"}),
     "merchant_offer": frozenset({"accepted", "declined", "no_input"}),
     "merchant_accepted": frozenset({"told"}),
@@ -100,6 +105,9 @@ OUTCOMES: dict[str, frozenset[str]] = {
     "emergency_help": frozenset({"dial_120", "waiting"}),
     "emergency_responder": frozenset({"taken", "no_input"}),
     "desk_closed": frozenset({"callback"}),
+    # masked calls between merchant and resident (dispatch.masked)
+    "masked_wait": frozenset({"waiting"}),
+    "masked_unreached": frozenset({"transfer", "goodbye"}),
     # notices (dispatch.campaigns)
     "notice": frozenset({"answer_yes", "answer_no", "heard"}),
 }
