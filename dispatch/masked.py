@@ -297,7 +297,7 @@ class Masked:
             self.core.fx.after_commit(tx, self._sorry(waiting, side=side))
 
     async def _ended(self, tx: Tx, call: Call) -> None:
-        merchant, resident = await self._legs(tx, call)
+        merchant, _ = await self._legs(tx, call)
         if merchant is not None:
             await self._leg_ended(
                 tx, merchant, ended=call, side="merchant" if call is merchant else "resident"
@@ -338,7 +338,7 @@ class Masked:
     async def _close(self, tx: Tx, merchant: Call, name: str, **data: Any) -> bool:
         """Put the masked call's end on the ticket's timeline once; False when it was."""
         said = await tx.session.execute(
-            select(Event.data).where(
+            select(col(Event.data)).where(
                 col(Event.subject) == "ticket",
                 col(Event.subject_id) == str(merchant.ticket_id),
                 col(Event.name).in_(_CLOSING),

@@ -90,8 +90,7 @@ CATALOGS: dict[str, dict[str, str]] = {
         "取消这个订单请按 2，有其他需要请按 3，找话务员请按 0。",
         # masked calls (the merchant and the resident, through the hotline)
         "masked.calling_merchant": "正在为您接通商家，请不要挂机。",
-        "masked.calling_resident": "您好，这里是医敬服务平台。正在为您接通下单的老人，"
-        "请不要挂机。",
+        "masked.calling_resident": "您好，这里是医敬服务平台。正在为您接通下单的老人，请不要挂机。",
         "masked.unreached": "对不起，对方现在没有接听。",
         "masked.unreached_menu": "找话务员请按 0，不需要请挂机。",
         # merchant offer

@@ -177,7 +177,7 @@ async def test_given_an_order_not_open_or_not_theirs_when_connecting_then_refuse
             "POST", f"/merchant/orders/{tid}/connect", as_user=other, json={}, expect=404
         )
         assert refused["error_id"] == "not_found"
-    await h.call("POST", f"/merchant/orders/999999/connect", as_user=shop, json={}, expect=404)
+    await h.call("POST", "/merchant/orders/999999/connect", as_user=shop, json={}, expect=404)
     # once the visit is done the order is not open: 409 with its state
     await h.call("POST", f"/tickets/{tid}/complete", as_user=shop, json={})
     await ticket_state(h, tid, "completed")
