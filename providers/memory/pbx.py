@@ -119,7 +119,6 @@ class SimCall:
             "waiting_for": sorted(self.waiting_digits),
             "transcript": self.transcript[-12:],
             "cause": self.cause,
-            "caller_id": self.caller_id,
         }
 
 
