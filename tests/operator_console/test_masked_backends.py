@@ -3,11 +3,13 @@
 phone is originated first with the hotline's caller ID, then the resident's, and the
 resident's channel is sent into the masked bridge context to meet the merchant's; on
 Twilio (the loopback REST API and signed webhooks) both legs are created from the platform
-number and meet in one conference. Either side hanging up hangs up the other. No number
-is in anything the merchant receives, nor in any event."""
+number and meet in one conference. And the resident presses 4 on the hotline: the merchant
+is rung from the hotline and joined with the caller. Either side hanging up hangs up the
+other. No number is in anything the merchant receives, nor in any event."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -25,7 +27,7 @@ from tests.dispatch.test_masked import (
 )
 from tests.operator_console.test_callout_backends import app_on, up
 from tests.operator_console.test_whole_path import ticket_state
-from tests.providers.asterisk.fake_ami import FakeAMI, channel_event, frame
+from tests.providers.asterisk.fake_ami import FakeAgiChannel, FakeAMI, channel_event, frame
 from tests.providers.twilio.twilio_fakes import (
     ACCOUNT,
     PLATFORM,
@@ -252,3 +254,159 @@ async def test_given_twilio_when_the_merchant_connects_then_both_created_and_met
         assert leaks(started, digits) == [] and leaks(orders, digits) == []
         assert leaks([e.data for e in await masked_events(h, tid)], digits) == []
         assert json.dumps(started)  # the answer is plain JSON
+
+
+async def test_given_asterisk_when_the_resident_presses_4_then_the_merchant_meets_their_channel(
+    tmp_path: Path, seeded_db_url: str
+) -> None:
+    """Through the hotline: the status menu over FastAGI, 4, the merchant originated with
+    the hotline's caller ID, and the resident's own channel (whose caller ID is their real
+    number) is the one sent into the masked bridge, which puts the hotline's on it."""
+    ami = await FakeAMI().start()
+    config = AsteriskConfig(
+        host="127.0.0.1", port=ami.port, username="yijing", secret="s3cret",
+        dial_template="PJSIP/{number}@trunk", agi_host="127.0.0.1", agi_port=0,
+        agi_wait_s=0.2, action_timeout_s=0.5, connect_timeout_s=0.5,
+        backoff_initial_s=0.02, backoff_max_s=0.1, startup_wait_s=2.0,
+    )  # fmt: skip
+    tel = AsteriskTelephony(config)
+    try:
+        async with app_on(tmp_path, seeded_db_url, tel) as h:
+            await up(h)
+            tid = await accepted(h)
+            _, shop_phone = await merchant_login(h, tid)
+            digits = await resident_digits(h)
+            caller, uid = "PJSIP/trunk-00000031", "920.1"
+            await ami.send(
+                channel_event("Newchannel", caller, uid, CallerIDNum="02354000001",
+                              Context="yijing-hotline", Exten="12349")
+            )  # fmt: skip
+            agi = FakeAgiChannel(tel.agi_port, ref=f"ast-{uid}", channel=caller, uniqueid=uid)
+            await agi.connect()
+
+            def reply(command: str) -> str:
+                if "status.menu_merchant" in command:
+                    return "200 result=52 endpos=4000"  # '4' pressed during the menu
+                return (
+                    "200 result=0 endpos=8000" if command.startswith("STREAM") else "200 result=1"
+                )
+
+            await asyncio.wait_for(agi.serve(reply), 10)
+            assert 'STREAM FILE yijing/zh-CN/masked.calling_merchant ""' in agi.commands
+            assert agi.commands[-1] == "SET VARIABLE YIJING_TRANSFER stay"
+
+            def to_shop() -> list[dict[str, list[str]]]:
+                return [
+                    a for a in ami.named("Originate")
+                    if shop_phone in a["Channel"][0] and "YIJING_REF=mk-" in a["Variable"][0]
+                ]  # fmt: skip
+
+            await eventually(lambda: _true(to_shop()))
+            (placed,) = to_shop()
+            assert placed["CallerID"] == ['"Yijing" <12349>']
+            assert leaks(placed, digits) == []
+            ref = placed["Variable"][0].removeprefix("YIJING_REF=")
+            merchant, m_uid = "PJSIP/trunk-00000032", "920.2"
+            var = {"ChanVariable": f"YIJING_REF={ref}", "Context": "yijing-outbound"}
+            await ami.send(
+                channel_event("Newchannel", merchant, m_uid, ChannelState="0", **var)
+                + frame(Event="OriginateResponse", ActionID=f"yijing-originate/{ref}",
+                        Response="Success", Channel=merchant, Reason="4", Uniqueid=m_uid)
+            )  # fmt: skip
+
+            async def redirected() -> Any:
+                return [r for r in ami.named("Redirect") if r["Channel"] == [caller]]
+
+            (redirect,) = await eventually(redirected)
+            assert redirect["Context"] == ["yijing-bridge"]
+            setvar = [s for s in ami.named("Setvar") if s["Channel"] == [caller]]
+            assert setvar[-1]["Value"] == [merchant]
+            await timeline_has(h, tid, "masked.connected")
+            # the merchant hangs up: the resident's channel is hung up
+            await ami.send(channel_event("Hangup", merchant, m_uid, Cause="16"))
+
+            async def caller_hung_up() -> Any:
+                return [a for a in ami.named("Hangup") if a["Channel"] == [caller]]
+
+            await eventually(caller_hung_up)
+            detail = await timeline_has(h, tid, "masked.ended")
+            masked = [e for e in detail["timeline"] if e["name"].startswith("masked.")]
+            assert [e["name"] for e in masked] == [
+                "masked.started",
+                "masked.connected",
+                "masked.ended",
+            ]
+            assert masked[0]["data"]["initiated_by"] == "resident"
+            assert leaks([e.data for e in await masked_events(h, tid)], digits) == []
+            await agi.close()
+    finally:
+        await ami.close()
+
+
+async def test_given_twilio_when_the_resident_presses_4_then_the_merchant_joins_their_conference(
+    tmp_path: Path, seeded_db_url: str
+) -> None:
+    async with (
+        FakeTwilioApi() as api,
+        app_on(
+            tmp_path,
+            seeded_db_url,
+            telephony="twilio",
+            public_url="https://care.example.org",
+            twilio_account_sid=ACCOUNT,
+            twilio_auth_token=TOKEN,
+            twilio_from_number=PLATFORM,
+            twilio_api_base_url=api.url,
+        ) as h,
+    ):
+        twilio = TwilioSide(h.client)
+        await up(h)
+        tid = await accepted(h)
+        _, shop_phone = await merchant_login(h, tid)
+        digits = await resident_digits(h)
+        hold = await twilio.voice("CA-RESIDENT", From="+862354000001", To="12349")
+
+        async def menu() -> Any:
+            doc = hold if hold.gather() is not None else await twilio.follow(hold, "CA-RESIDENT")
+            return doc if doc.gather() is not None else None
+
+        waiting = await twilio.gather(await eventually(menu), "CA-RESIDENT", "4")
+        assert any("正在为您接通商家" in s for s in waiting.said())
+
+        def masked_calls() -> list[tuple[str, Any]]:
+            return [
+                (api.sids_created[i], r)
+                for i, r in enumerate(api.calls_created())
+                if r.form["To"] == shop_phone and "ref=mk-" in r.form["Url"]
+            ]
+
+        await eventually(lambda: _true(masked_calls()))
+        ((m_sid, created),) = masked_calls()
+        assert created.form["From"] == PLATFORM
+        ref = created.form["Url"].rsplit("ref=", 1)[1]
+        m_doc = await follow_until(twilio, await twilio.voice(m_sid, ref=ref), m_sid, "Dial")
+        r_doc = await follow_until(twilio, waiting, "CA-RESIDENT", "Dial")
+        rooms = []
+        for doc in (m_doc, r_doc):
+            dial = doc.root.find("Dial")
+            assert dial is not None and dial.get("callerId") == PLATFORM
+            conference = dial.find("Conference")
+            assert conference is not None
+            rooms.append((conference.text or "").strip())
+        assert rooms[0] == rooms[1] and ref in rooms[0]
+        assert leaks([m_doc.xml, created.form], digits) == []
+        await timeline_has(h, tid, "masked.connected")
+        # the resident hangs up: the merchant's call is completed over REST
+        assert await twilio.status("CA-RESIDENT", "completed") == 204
+
+        async def merchant_completed() -> Any:
+            return [
+                u for u in api.calls_updated()
+                if m_sid in u.path and u.form.get("Status") == "completed"
+            ]  # fmt: skip
+
+        await eventually(merchant_completed)
+        detail = await timeline_has(h, tid, "masked.ended")
+        masked = [e for e in detail["timeline"] if e["name"].startswith("masked.")]
+        assert [e["name"] for e in masked] == ["masked.started", "masked.connected", "masked.ended"]
+        assert masked[2]["data"]["hung_up_by"] == "resident"
