@@ -162,12 +162,17 @@ class Masked:
 
     async def caller_left(self, tx: Tx, call: Call) -> None:
         """A hotline call ended: the merchant it was being joined with is hung up."""
+        # among the few live outbound calls (ix_call_direction_state), not every call ever
         found = await tx.session.execute(
-            select(Call).where(col(Call.purpose) == MASKED, col(Call.parent_call_id) == call.id)
+            select(Call).where(
+                col(Call.direction) == "out",
+                col(Call.state).not_in(list(cm.FINAL)),
+                col(Call.purpose) == MASKED,
+                col(Call.parent_call_id) == call.id,
+            )
         )
         for leg in found.scalars().all():
-            if leg.state not in cm.FINAL:
-                await self._leg_ended(tx, leg, ended=call, side="resident")
+            await self._leg_ended(tx, leg, ended=call, side="resident")
 
     # -- the rules -------------------------------------------------------------------------
     async def _may_connect(self, tx: Tx, ticket: Ticket) -> None:
