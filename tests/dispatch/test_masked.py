@@ -17,6 +17,7 @@ from dispatch.models import Call
 from eventlog.models import Event
 from ivr.prompts import render
 from operator_console import auth
+from providers.base import OriginateFailure
 from registry.models import Merchant, ResidentPhone, Role, User
 from tests.conftest import DEMO_PASSWORD, Harness, eventually
 from tests.dispatch.test_cascade import names
@@ -178,6 +179,10 @@ async def test_given_an_order_not_open_or_not_theirs_when_connecting_then_refuse
         )
         assert refused["error_id"] == "not_found"
     await h.call("POST", "/merchant/orders/999999/connect", as_user=shop, json={}, expect=404)
+    # at the door (in service) it may be asked: "I am at the gate"
+    await h.call("POST", f"/tickets/{tid}/arrive", as_user=shop, json={})
+    await ticket_state(h, tid, "in_service")
+    await h.call("POST", f"/merchant/orders/{tid}/connect", as_user=shop, json={}, expect=201)
     # once the visit is done the order is not open: 409 with its state
     await h.call("POST", f"/tickets/{tid}/complete", as_user=shop, json={})
     await ticket_state(h, tid, "completed")
@@ -186,7 +191,7 @@ async def test_given_an_order_not_open_or_not_theirs_when_connecting_then_refuse
     )
     assert closed["error_id"] == "order_not_open"
     assert closed["details"] == {"ticket_id": tid, "state": "completed"}
-    assert "masked.started" not in names(await h.call("GET", f"/tickets/{tid}"))
+    assert names(await h.call("GET", f"/tickets/{tid}")).count("masked.started") == 1
 
 
 async def test_given_unanswered_masked_calls_when_asked_again_and_again_then_rate_limited(
@@ -287,3 +292,47 @@ async def test_given_the_merchant_never_answers_when_the_resident_pressed_4_then
     detail = await timeline_has(h, tid, "masked.failed")
     failed = [e for e in detail["timeline"] if e["name"] == "masked.failed"]
     assert failed[0]["data"]["reason"] == "merchant_unreached"
+
+
+async def test_given_the_merchant_waits_when_the_resident_never_answers_then_told_and_hung_up(
+    harness: Harness,
+) -> None:
+    h = harness
+    tid, _ = await accepted_from_console(h)
+    shop, shop_phone = await merchant_login(h, tid)
+    await h.call("POST", f"/merchant/orders/{tid}/connect", as_user=shop, json={}, expect=201)
+    first = await ringing_to(h, shop_phone)
+    await h.pbx.answer(first["ref"])
+    second = await ringing_out(h, exclude={first["ref"]})
+    await h.pbx.reject(second["ref"], OriginateFailure.NO_ANSWER)
+    # the merchant hears that nobody answered, and the call ends
+    await pbx_state(h, first["ref"], "ended")
+    transcript = h.pbx.calls[first["ref"]].transcript
+    assert render("masked.unreached", "zh-CN") in transcript
+    assert render("masked.unreached_menu", "zh-CN") not in transcript  # no operator menu
+    detail = await timeline_has(h, tid, "masked.failed")
+    masked = [e for e in detail["timeline"] if e["name"].startswith("masked.")]
+    assert [e["name"] for e in masked] == ["masked.started", "masked.failed"]
+    assert masked[1]["data"]["reason"] == "resident_unreached"
+
+
+async def test_given_the_resident_rings_when_the_merchant_hangs_up_then_the_resident_leg_ends(
+    harness: Harness,
+) -> None:
+    h = harness
+    tid, _ = await accepted_from_console(h)
+    shop, shop_phone = await merchant_login(h, tid)
+    await h.call("POST", f"/merchant/orders/{tid}/connect", as_user=shop, json={}, expect=201)
+    first = await ringing_to(h, shop_phone)
+    await h.pbx.answer(first["ref"])
+    second = await ringing_out(h, exclude={first["ref"]})
+    await h.pbx.party_hangup(first["ref"])
+    await pbx_state(h, second["ref"], "ended")
+    detail = await timeline_has(h, tid, "masked.failed")
+    masked = [e for e in detail["timeline"] if e["name"].startswith("masked.")]
+    assert [e["name"] for e in masked] == ["masked.started", "masked.failed"]
+    assert masked[1]["data"] == {
+        "masked_id": masked[0]["data"]["masked_id"],
+        "reason": "hung_up",
+        "hung_up_by": "merchant",
+    }
