@@ -244,9 +244,10 @@ class Calls:
         core = self.core
         async with core.store.tx() as tx:
             call = await core.call_by_ref(tx, ref)
-            if call is not None and call.direction == "in" and self.masked is not None:
-                # a caller joined with a merchant is served by our records before hanging up
-                await self.masked.caller_left(tx, call)
+            if call is not None and self.masked is not None:
+                # a masked call's leg that hangs on this call goes with it (a caller joined
+                # with a merchant is served by our records before hanging up)
+                await self.masked.parent_ended(tx, call)
             # in wrap-up the caller has hung up already: a late or second report of the
             # hang-up (a restart's lost-call check, the operator's leg) changes nothing
             if call is None or call.state in cm.FINAL or call.state == cm.CallState.WRAP_UP:

@@ -151,6 +151,32 @@ class Masked:
             if started is None:
                 core.fx.after_commit(tx, self._sorry(caller, side="resident"))
 
+    async def merchant_on_call(self, event: FlowFinished) -> None:
+        """The merchant pressed 4 on their arrival check-in call ("I am at the gate", on
+        the line): the resident is rung and joined with that call."""
+        core = self.core
+        async with core.store.tx() as tx:
+            call = await core.call_by_ref(tx, event.ref)
+            if call is None or call.state in cm.FINAL or call.ticket_id is None:
+                return
+            ticket = await tx.session.get(Ticket, call.ticket_id, populate_existing=True)
+            leg: Call | None = None
+            try:
+                if ticket is None:
+                    raise repo.NotFound("ticket", call.ticket_id)
+                if not core.health().up:
+                    raise TelephonyUnavailable("the phone line is down")
+                await self._may_connect(tx, ticket)
+                leg = await self._resident_leg(tx, ticket, merchant=call)
+                if leg is not None:
+                    self._started(tx, ticket, call, who="merchant", initiated_by="merchant")
+            except (repo.NotFound, Conflict, TelephonyUnavailable) as exc:
+                log.info(
+                    "call %s: resident of ticket %s not rung (%s)", event.ref, call.ticket_id, exc
+                )
+            if leg is None:
+                core.fx.after_commit(tx, self._sorry(call, side="merchant"))
+
     async def unreached_told(self, event: FlowFinished) -> None:
         """A resident heard the merchant could not be reached and needs nothing more."""
         if event.outcome != "goodbye":
@@ -160,8 +186,11 @@ class Masked:
             if call is not None and call.direction == "in" and call.state == cm.CallState.IVR:
                 await self.core.self_served(tx, call, flow="masked_unreached")
 
-    async def caller_left(self, tx: Tx, call: Call) -> None:
-        """A hotline call ended: the merchant it was being joined with is hung up."""
+    async def parent_ended(self, tx: Tx, call: Call) -> None:
+        """A call ended that a masked leg hangs on (a hotline caller waiting for their
+        merchant, a merchant's check-in call waiting for the resident): the leg goes too."""
+        if call.purpose == MASKED:
+            return  # its own purpose hook says it (`_ended`)
         # among the few live outbound calls (ix_call_direction_state), not every call ever
         found = await tx.session.execute(
             select(Call).where(
@@ -172,32 +201,41 @@ class Masked:
             )
         )
         for leg in found.scalars().all():
-            await self._leg_ended(tx, leg, ended=call, side="resident")
+            if leg.resident_id is None:  # the merchant rung for a hotline caller
+                await self._leg_ended(tx, leg, ended=call, side="resident")
+            else:  # the resident rung for a merchant on their check-in call
+                await self._leg_ended(tx, call, ended=call, side="merchant")
 
     # -- the rules -------------------------------------------------------------------------
     async def _may_connect(self, tx: Tx, ticket: Ticket) -> None:
         assert ticket.id is not None
         if ticket.state not in SERVED or ticket.merchant_id is None:
             raise OrderNotOpen(ticket.id, ticket.state.value)
-        legs = (
-            (
-                await tx.session.execute(
-                    select(Call).where(
-                        col(Call.purpose) == MASKED,
-                        col(Call.ticket_id) == ticket.id,
-                        col(Call.resident_id).is_(None),
-                    )
-                )
+        live = await tx.session.execute(
+            select(col(Call.id)).where(
+                col(Call.direction) == "out",
+                col(Call.state).not_in(list(cm.FINAL)),
+                col(Call.purpose) == MASKED,
+                col(Call.ticket_id) == ticket.id,
             )
-            .scalars()
-            .all()
         )
-        if any(leg.state not in cm.FINAL for leg in legs):
+        if live.first() is not None:
             raise MaskedBusy(ticket.id)
         since = self.core.now() - timedelta(hours=1)
-        recent = sorted(leg.started_at for leg in legs if leg.started_at > since)
-        if len(recent) >= self.core.config.masked_per_hour:
-            wait = recent[-self.core.config.masked_per_hour] - since
+        started = await tx.session.execute(
+            select(col(Event.occurred_at))
+            .where(
+                col(Event.subject) == "ticket",
+                col(Event.subject_id) == str(ticket.id),
+                col(Event.name) == "masked.started",
+                col(Event.occurred_at) > since,
+            )
+            .order_by(col(Event.occurred_at))
+        )
+        recent = list(started.scalars())
+        limit = self.core.config.masked_per_hour
+        if len(recent) >= limit:
+            wait = recent[-limit] - since
             raise MaskedLimit(ticket.id, max(1, int(wait.total_seconds()) + 1))
 
     # -- placing the legs ------------------------------------------------------------------
@@ -218,6 +256,25 @@ class Masked:
         ring_s = self.core.config.masked_ring_s if parent is not None else None
         self.outbound.place(tx, call, ring_s=ring_s)
         return call
+
+    async def _resident_leg(self, tx: Tx, ticket: Ticket, *, merchant: Call) -> Call | None:
+        """Ring the resident for a merchant on the line; None when they have no phone."""
+        number = await self._resident_number(tx, ticket.resident_id)
+        if not number:
+            return None
+        leg = self.outbound.record(
+            tx,
+            ref=f"{merchant.ref}-r"[:64],
+            number=number,
+            purpose=MASKED,
+            resident_id=ticket.resident_id,
+            registered=True,
+            ticket_id=ticket.id,
+            parent_call_id=merchant.id,
+        )
+        await tx.session.flush()
+        self.outbound.place(tx, leg, ring_s=self.core.config.masked_ring_s)
+        return leg
 
     def _started(self, tx: Tx, ticket: Ticket, call: Call, *, who: str, initiated_by: str) -> None:
         tx.emit(
@@ -254,22 +311,9 @@ class Masked:
         if call is merchant and merchant.parent_call_id is None:
             # the merchant asked and picked up: now the resident's phone
             ticket = await tx.session.get(Ticket, call.ticket_id)
-            number = await self._resident_number(tx, ticket.resident_id if ticket else None)
-            if ticket is None or not number:
+            if ticket is None or await self._resident_leg(tx, ticket, merchant=call) is None:
                 await self._close(tx, merchant, "masked.failed", reason="no_resident_phone")
                 return [Hangup(call.ref)]
-            leg = self.outbound.record(
-                tx,
-                ref=f"{merchant.ref}-r",
-                number=number,
-                purpose=MASKED,
-                resident_id=ticket.resident_id,
-                registered=True,
-                ticket_id=ticket.id,
-                parent_call_id=merchant.id,
-            )
-            await tx.session.flush()
-            self.outbound.place(tx, leg, ring_s=self.core.config.masked_ring_s)
             return [PlayFlow(call.ref, "masked_wait", {}, "zh-CN")]
         # the second leg answered: join them, the resident's leg masked
         assert resident is not None
@@ -329,7 +373,22 @@ class Masked:
         """(the merchant's leg, the resident's leg) of the masked call `call` belongs to."""
         session = tx.session
         if call.purpose != MASKED:
-            return None, None
+            # a call a masked leg hangs on: a hotline caller (the resident) or a merchant's
+            # check-in call
+            child = (
+                (
+                    await session.execute(
+                        select(Call)
+                        .where(col(Call.purpose) == MASKED, col(Call.parent_call_id) == call.id)
+                        .order_by(col(Call.id).desc())
+                    )
+                )
+                .scalars()
+                .first()
+            )
+            if child is None:
+                return None, None
+            return (child, call) if child.resident_id is None else (call, child)
         if call.resident_id is None:  # the merchant's leg
             if call.parent_call_id is not None:
                 return call, await session.get(Call, call.parent_call_id)

@@ -89,7 +89,12 @@ class Router:
             "queue_wait": lambda e: queue.wait_finished(e.ref, e.outcome),
             "merchant_offer": lambda e: offers.decided(e.ref, e.outcome),
             "survey": lambda e: surveys.finished(e.ref, e.outcome, dict(e.variables)),
-            "merchant_arrival": lambda e: checkins.finished(e.ref, e.outcome),
+            # 4 on the arrival check-in: the merchant at the gate talks to the resident
+            "merchant_arrival": lambda e: (
+                masked.merchant_on_call(e)
+                if e.outcome == "connect"
+                else checkins.finished(e.ref, e.outcome)
+            ),
             "merchant_completion": lambda e: checkins.finished(e.ref, e.outcome),
             "incident_fixed": lambda e: incidents.told(e.ref),
             "notice": lambda e: campaigns.finished(e.ref, e.outcome),

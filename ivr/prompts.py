@@ -118,7 +118,8 @@ CATALOGS: dict[str, dict[str, str]] = {
         "told.operator": "好的，话务员会尽快给您回电话。再见。",
         # merchant arrival and completion
         "arrival.intro": "您好，这里是医敬服务平台。关于{category}订单，地址：{address}。",
-        "arrival.menu": "已经到达请按 1，还没有到请按 2，遇到问题找话务员请按 0。",
+        "arrival.menu": "已经到达请按 1，还没有到请按 2，要和老人通话请按 4，"
+        "遇到问题找话务员请按 0。",
         "arrival.arrived": "好的，已记录您已到达。请对老人说暗号。再见。",
         "arrival.not_yet": "好的，请尽快上门。再见。",
         "arrival.no_input": "没有收到您的选择，话务员稍后会联系您。再见。",
@@ -271,7 +272,7 @@ CATALOGS: dict[str, dict[str, str]] = {
         "arrival.intro": "Hello, this is the Yijing care platform about the {category} order "
         "at {address}.",
         "arrival.menu": "If you have arrived press 1, not yet press 2, "
-        "for a problem press 0 for an operator.",
+        "to talk to the resident press 4, for a problem press 0 for an operator.",
         "arrival.arrived": "Noted, you have arrived. Please say the code word. Goodbye.",
         "arrival.not_yet": "Please get there as soon as you can. Goodbye.",
         "arrival.no_input": "We did not get your choice; an operator will call you. Goodbye.",

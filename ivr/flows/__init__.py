@@ -38,7 +38,8 @@ ticket id, never spoken), ``category`` (the catalog name), ``merchant``, ``deadl
 ``today``; ``code_word``: said to the resident, never their number to anyone)
     ``heard`` (no more keys), ``operator`` (key 0: an operator calls back)
 ``merchant_arrival`` (context ``category``, ``address``)
-    ``arrived``, ``not_yet``, ``no_input``, ``transfer`` (key 0, to "operators")
+    ``arrived``, ``not_yet``, ``no_input``, ``transfer`` (key 0, to "operators"),
+    ``connect`` (key 4: transfer="stay", the resident is rung and joined: a masked call)
 ``merchant_completion`` (context ``category``, ``address``)
     ``completed``, ``not_completed``, ``no_input``, ``transfer`` (key 0)
 ``survey`` (context ``category``)
@@ -92,7 +93,7 @@ OUTCOMES: dict[str, frozenset[str]] = {
     "merchant_taken": frozenset({"taken"}),
     "resident_told": frozenset({"heard", "operator"}),
     "incident_fixed": frozenset({"told"}),
-    "merchant_arrival": frozenset({"arrived", "not_yet", "no_input", "transfer"}),
+    "merchant_arrival": frozenset({"arrived", "not_yet", "connect", "no_input", "transfer"}),
     "merchant_completion": frozenset({"completed", "not_completed", "no_input", "transfer"}),
     "survey": frozenset({"rated", "no_input"}),
     "wellbeing": frozenset({"well", "help"}),

@@ -336,3 +336,42 @@ async def test_given_the_resident_rings_when_the_merchant_hangs_up_then_the_resi
         "reason": "hung_up",
         "hung_up_by": "merchant",
     }
+
+
+async def test_given_an_arrival_check_in_when_the_merchant_presses_4_then_joined_with_the_resident(
+    harness: Harness,
+) -> None:
+    """ "I am at the gate" by keypad: on the service's arrival call the merchant presses 4,
+    stays on the line, and the resident is rung and joined with that very call."""
+    h = harness
+    tid, _ = await accepted_from_console(h)
+    _, shop_phone = await merchant_login(h, tid)
+    digits = await resident_digits(h)
+    placed = await h.call("POST", f"/tickets/{tid}/check-in", json={"kind": "arrival"}, expect=202)
+    ref = placed["call_ref"]
+    await h.pbx.answer(ref)
+    await press_when_asked(h, ref, "4")
+
+    async def heard_connecting() -> bool:
+        return render("masked.calling_resident", "zh-CN") in h.pbx.calls[ref].transcript
+
+    await eventually(heard_connecting)
+    resident = await ringing_out(h, exclude={ref})
+    assert resident["number"].removeprefix("+86").lstrip("0") in digits
+    assert h.pbx.calls[resident["ref"]].caller_id == HOTLINE
+    await h.pbx.answer(resident["ref"])
+    await pbx_state(h, resident["ref"], "bridged")
+    assert h.pbx.calls[resident["ref"]].peer == ref and h.pbx.calls[ref].peer == resident["ref"]
+    await timeline_has(h, tid, "masked.connected")
+    # the merchant hangs up their check-in call: the resident's leg goes too
+    await h.pbx.party_hangup(ref)
+    await pbx_state(h, resident["ref"], "ended")
+    detail = await timeline_has(h, tid, "masked.ended")
+    masked = [e for e in detail["timeline"] if e["name"].startswith("masked.")]
+    assert [e["name"] for e in masked] == ["masked.started", "masked.connected", "masked.ended"]
+    assert masked[0]["data"]["initiated_by"] == "merchant"
+    assert masked[2]["data"]["hung_up_by"] == "merchant"
+    assert detail["state"] == "accepted"  # 4 is not "arrived"
+    events = await masked_events(h, tid)
+    assert leaks([e.data for e in events if e.name.startswith("masked.")], digits) == []
+    assert h.pbx.calls[ref].number == shop_phone
