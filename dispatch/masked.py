@@ -371,33 +371,25 @@ class Masked:
     # -- helpers ---------------------------------------------------------------------------
     async def _legs(self, tx: Tx, call: Call) -> tuple[Call | None, Call | None]:
         """(the merchant's leg, the resident's leg) of the masked call `call` belongs to."""
-        session = tx.session
         if call.purpose != MASKED:
             # a call a masked leg hangs on: a hotline caller (the resident) or a merchant's
             # check-in call
-            child = (
-                (
-                    await session.execute(
-                        select(Call)
-                        .where(col(Call.purpose) == MASKED, col(Call.parent_call_id) == call.id)
-                        .order_by(col(Call.id).desc())
-                    )
-                )
-                .scalars()
-                .first()
-            )
+            child = await self._child(tx, call)
             if child is None:
                 return None, None
             return (child, call) if child.resident_id is None else (call, child)
-        if call.resident_id is None:  # the merchant's leg
-            if call.parent_call_id is not None:
-                return call, await session.get(Call, call.parent_call_id)
-            child = await session.execute(
-                select(Call).where(col(Call.purpose) == MASKED, col(Call.parent_call_id) == call.id)
-            )
-            return call, child.scalars().first()
-        parent = await session.get(Call, call.parent_call_id) if call.parent_call_id else None
-        return parent, call
+        parent = await tx.session.get(Call, call.parent_call_id) if call.parent_call_id else None
+        if call.resident_id is not None:  # the resident's leg
+            return parent, call
+        return call, parent if parent is not None else await self._child(tx, call)
+
+    async def _child(self, tx: Tx, call: Call) -> Call | None:
+        found = await tx.session.execute(
+            select(Call)
+            .where(col(Call.purpose) == MASKED, col(Call.parent_call_id) == call.id)
+            .order_by(col(Call.id).desc())
+        )
+        return found.scalars().first()
 
     async def _close(self, tx: Tx, merchant: Call, name: str, **data: Any) -> bool:
         """Put the masked call's end on the ticket's timeline once; False when it was."""
