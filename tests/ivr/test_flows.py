@@ -347,7 +347,9 @@ def test_offer_9_replays_the_order_slower() -> None:
         (MERCHANT_ARRIVAL, ["1"], "arrived"),
         (MERCHANT_ARRIVAL, ["2"], "not_yet"),
         (MERCHANT_ARRIVAL, ["9", "1"], "arrived"),
-        (MERCHANT_ARRIVAL, [None, "4", None], "no_input"),
+        (MERCHANT_ARRIVAL, [None, "5", None], "no_input"),
+        # "I am at the gate": 4 talks to the resident (a masked call), on the line
+        (MERCHANT_ARRIVAL, ["4"], "connect"),
         (MERCHANT_COMPLETION, ["1"], "completed"),
         (MERCHANT_COMPLETION, ["2"], "not_completed"),
         (MERCHANT_COMPLETION, [None, None, None], "no_input"),
