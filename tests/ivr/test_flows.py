@@ -348,8 +348,6 @@ def test_offer_9_replays_the_order_slower() -> None:
         (MERCHANT_ARRIVAL, ["2"], "not_yet"),
         (MERCHANT_ARRIVAL, ["9", "1"], "arrived"),
         (MERCHANT_ARRIVAL, [None, "5", None], "no_input"),
-        # "I am at the gate": 4 talks to the resident (a masked call), on the line
-        (MERCHANT_ARRIVAL, ["4"], "connect"),
         (MERCHANT_COMPLETION, ["1"], "completed"),
         (MERCHANT_COMPLETION, ["2"], "not_completed"),
         (MERCHANT_COMPLETION, [None, None, None], "no_input"),
@@ -361,6 +359,13 @@ def test_merchant_arrival_and_completion(
     call = drive(flow, keys)  # type: ignore[arg-type]
     assert call.finish is not None and call.finish.outcome == outcome
     assert call.finish.transfer is None
+
+
+def test_a_merchant_at_the_gate_presses_4_and_stays_on_the_line_for_the_resident() -> None:
+    call = drive(MERCHANT_ARRIVAL, ["4"])
+    assert call.prompts[-1] == "masked.calling_resident"
+    assert call.finish is not None
+    assert (call.finish.outcome, call.finish.transfer) == ("connect", "stay")
 
 
 @pytest.mark.parametrize("flow", [MERCHANT_ARRIVAL, MERCHANT_COMPLETION])
