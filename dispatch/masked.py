@@ -1,18 +1,21 @@
 """Masked calls: the merchant and the resident of an open order talk through the service,
 and neither ever sees the other's number (issue 16).
 
-Two ways in, one call shape. The merchant asks from their phone page ("I am at the gate"):
-the service rings the merchant's registered phone first (`masked_wait`: "connecting you to
-the resident"), then the resident's, and joins the two when the resident answers. Or the
-resident presses 4 in the status menu of the hotline: the service rings the accepted
-merchant and joins them with the waiting caller. Every leg the service places shows the
-hotline's caller ID; the join is the port's `bridge` of two calls (memory PBX: the calls'
-peers; Asterisk: the masked bridge context, which sets the hotline's caller ID on the
-resident's channel first; Twilio: a conference named by both calls).
+Three ways in, one call shape. The merchant asks from their phone page ("I am at the
+gate"): the service rings the merchant's registered phone first (`masked_wait`:
+"connecting you to the resident"), then the resident's, and joins the two when the
+resident answers. The merchant presses 4 on the service's arrival check-in call: the
+resident is rung and joined with that call. Or the resident presses 4 in the status menu
+of the hotline: the accepted merchant is rung and joined with the waiting caller. Every
+leg the service places shows the hotline's caller ID; the join is the port's `bridge` of
+two calls (memory PBX: the calls' peers; Asterisk: the masked bridge context, which sets
+the hotline's caller ID on the resident's channel first; Twilio: a conference named by
+both calls). Either side hanging up hangs up the other.
 
-The legs are calls of purpose `masked`: the merchant's leg is the masked call (its id is
-`masked_id` on the timeline); the resident's leg is its child (`parent_call_id`), or, when
-the resident rang in, the hotline call is the merchant leg's parent. The ticket's
+The legs the service places for it are calls of purpose `masked`. The merchant's leg is
+the masked call (its id is `masked_id` on the timeline): a `masked` call, or the check-in
+call the merchant pressed 4 on; the resident's leg is its child (`parent_call_id`), or,
+when the resident rang in, the hotline call is the merchant leg's parent. The ticket's
 timeline has `masked.started` (who asked: `initiated_by` merchant | resident),
 `masked.connected`, then `masked.ended` (`hung_up_by`) or `masked.failed` (`reason`);
 never a number. Only while the order is being served (accepted, in service), one at a
