@@ -107,7 +107,7 @@ class Masked:
             ),
         )
 
-    # -- the two ways in ------------------------------------------------------------------
+    # -- the three ways in ----------------------------------------------------------------
     async def merchant_to_resident(self, ticket_id: int, *, user: User) -> Call:
         """The merchant (page) asks to talk to the resident: their phone rings first.
 
