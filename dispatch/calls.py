@@ -19,6 +19,7 @@ from dispatch.errors import Conflict, ConsentRequired
 from dispatch.incidents import Incidents
 from dispatch.machines import call as cm
 from dispatch.machines import operator as opm
+from dispatch.masked import Masked
 from dispatch.models import Call
 from dispatch.offers import Offers
 from dispatch.operators import Operators
@@ -57,10 +58,12 @@ class Calls:
         incidents: Incidents,
         status: OrderStatus,
         away: AwayByKeypad,
+        masked: Masked | None = None,
     ) -> None:
         self.core = core
         self.status = status
         self.away = away
+        self.masked = masked
         self.incidents = incidents
         self.queue = queue
         self.emergency = emergency
@@ -248,6 +251,10 @@ class Calls:
         core = self.core
         async with core.store.tx() as tx:
             call = await core.call_by_ref(tx, ref)
+            if call is not None and self.masked is not None:
+                # a masked call's leg that hangs on this call goes with it (a caller joined
+                # with a merchant is served by our records before hanging up)
+                await self.masked.parent_ended(tx, call)
             # in wrap-up the caller has hung up already: a late or second report of the
             # hang-up (a restart's lost-call check, the operator's leg) changes nothing
             if call is None or call.state in cm.FINAL or call.state == cm.CallState.WRAP_UP:

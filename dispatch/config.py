@@ -61,6 +61,12 @@ class DispatchConfig:
     #: tries of that call when nobody answers, and the wait before the next one
     tell_resident_tries: int = 2
     tell_resident_retry_s: float = 600.0
+    #: masked calls between a merchant and the resident of an open order (dispatch.masked):
+    #: how many one ticket may have within an hour, whoever asks
+    masked_per_hour: int = 4
+    #: how long the second leg rings: the first one waits on the line meanwhile, and
+    #: Asterisk hangs up a channel left waiting for its next flow after `agi_stay_s` (20 s)
+    masked_ring_s: float = 18.0
 
     # -- wellbeing calls (dispatch.wellbeing) ---------------------------------------------
     #: tries of a resident's wellbeing call, and the pause after one nobody answered

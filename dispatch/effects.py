@@ -126,7 +126,8 @@ class Bridge:
 
 @dataclass(frozen=True, slots=True)
 class Connect:
-    """Join two live calls (an emergency caller and the responder who took it)."""
+    """Join two live calls (an emergency caller and the responder who took it; the two
+    legs of a masked call, the resident's as `ref`: `dispatch.masked`)."""
 
     ref: str
     peer_ref: str

@@ -16,6 +16,7 @@ from dispatch.desk import Desk
 from dispatch.emergency import Emergency
 from dispatch.incident_callbacks import IncidentCallbacks
 from dispatch.line import PhoneLine
+from dispatch.masked import Masked
 from dispatch.notify import Notify
 from dispatch.offers import Offers
 from dispatch.outbound import Outbound
@@ -75,6 +76,7 @@ class Router:
         wellbeing: Wellbeing,
         notify: Notify,
         status: OrderStatus,
+        masked: Masked,
     ) -> None:
         self.telephony = telephony
         self.calls = calls
@@ -87,7 +89,12 @@ class Router:
             "queue_wait": lambda e: queue.wait_finished(e.ref, e.outcome),
             "merchant_offer": lambda e: offers.decided(e.ref, e.outcome),
             "survey": lambda e: surveys.finished(e.ref, e.outcome, dict(e.variables)),
-            "merchant_arrival": lambda e: checkins.finished(e.ref, e.outcome),
+            # 4 on the arrival check-in: the merchant at the gate talks to the resident
+            "merchant_arrival": lambda e: (
+                masked.merchant_on_call(e)
+                if e.outcome == "connect"
+                else checkins.finished(e.ref, e.outcome)
+            ),
             "merchant_completion": lambda e: checkins.finished(e.ref, e.outcome),
             "incident_fixed": lambda e: incidents.told(e.ref),
             "notice": lambda e: campaigns.finished(e.ref, e.outcome),
@@ -95,6 +102,8 @@ class Router:
             # a caller with an open order: 0 (or a cancel that came too late) is an operator
             "status": self._or_operator(status.finished),
             "status_cancelled": self._or_operator(status.cancelled_told),
+            # the merchant of a masked call never answered: 0 is an operator
+            "masked_unreached": self._or_operator(masked.unreached_told),
             "emergency_wait": lambda e: emergency.wait_finished(e.ref, e.outcome),
             "emergency_help": lambda e: emergency.wait_finished(e.ref, e.outcome),
             "emergency_responder": lambda e: emergency.responder_finished(e.ref, e.outcome),

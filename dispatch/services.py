@@ -25,6 +25,7 @@ from dispatch.incident_board import IncidentBoard
 from dispatch.incident_callbacks import IncidentCallbacks
 from dispatch.incidents import Incidents
 from dispatch.line import PhoneLine
+from dispatch.masked import Masked
 from dispatch.matching import MerchantStats
 from dispatch.models import Ticket
 from dispatch.notify import Notify
@@ -105,7 +106,8 @@ class DispatchServices:
         self.wellbeing = Wellbeing(
             core, outbound=self.outbound, tickets=self.tickets, emergency=self.emergency
         )
-        self.status = OrderStatus(core, self.tickets)
+        self.masked = Masked(core, self.outbound)
+        self.status = OrderStatus(core, self.tickets, self.masked)
         self.calls = Calls(
             core,
             queue=self.queue,
@@ -117,6 +119,7 @@ class DispatchServices:
             incidents=self.incidents,
             status=self.status,
             away=AwayByKeypad(core, self.wellbeing),
+            masked=self.masked,
         )
         self.line = PhoneLine(core, self.outbound, self.queue)
         self.scorecard = Scorecard(core, self.ranking)
@@ -155,6 +158,7 @@ class DispatchServices:
             wellbeing=self.wellbeing,
             notify=self.notify,
             status=self.status,
+            masked=self.masked,
         )
         self.fx.bind(
             reports=Reports(

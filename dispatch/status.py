@@ -1,7 +1,8 @@
 """A resident with an open order who phones the hotline hears where it stands first
 (flow `status`): "您的送药订单已由和平药房接单，预计十点前到". 9 hears it again, 2 then 1
-cancels the order (the ticket's usual cancel: its live offers are withdrawn), 1 goes on
-to the normal menu (`hotline`), 0 (or no clear key, as in the menu) to an operator
+cancels the order (the ticket's usual cancel: its live offers are withdrawn), 3 goes on
+to the normal menu (`hotline`), 4 (an accepted order, or one in service) is a masked call
+with the merchant (`dispatch.masked`), 0 (or no clear key, as in the menu) to an operator
 (`Calls.to_operator`). What is said is what the ticket says: its category, the accepted
 merchant's name, its deadline.
 """
@@ -20,6 +21,7 @@ from dispatch.effects import PlayFlow
 from dispatch.machines import IllegalTransition
 from dispatch.machines import call as cm
 from dispatch.machines import ticket as tm
+from dispatch.masked import Masked
 from dispatch.models import Call, Ticket
 from dispatch.tickets import Tickets
 from eventlog.clock import LOCAL_TZ
@@ -49,9 +51,10 @@ ORDER_KEYS = frozenset({"order_status", "order", "category", "merchant", "deadli
 class OrderStatus:
     """The status of a caller's open order, and what they do about it by keypad."""
 
-    def __init__(self, core: Core, tickets: Tickets) -> None:
+    def __init__(self, core: Core, tickets: Tickets, masked: Masked | None = None) -> None:
         self.core = core
         self.tickets = tickets
+        self.masked = masked
 
     async def context(self, session: AsyncSession, resident: Resident) -> dict[str, Any]:
         """The `status` flow's order context for the resident's latest open order, or {}."""
@@ -90,6 +93,8 @@ class OrderStatus:
             await self._menu(event)
         elif event.outcome == "cancel":
             await self._cancel(event)
+        elif event.outcome == "connect" and self.masked is not None:
+            await self.masked.resident_to_merchant(event)
 
     async def cancelled_told(self, event: FlowFinished) -> None:
         """The caller heard their order is cancelled: the call served itself."""

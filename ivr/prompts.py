@@ -112,6 +112,13 @@ CATALOGS: dict[str, dict[str, str]] = {
         "status.cancelled": "好的，您的{category}订单已经取消。祝您身体健康，再见。",
         "status.cancel_failed": "这个订单现在已经不能取消了，正在为您转接话务员，请稍候。",
         "status.goodbye": "祝您身体健康，再见。",
+        "status.menu_merchant": "有紧急情况请按 1。再听一遍请按 9，和商家通话请按 4，"
+        "取消这个订单请按 2，有其他需要请按 3，找话务员请按 0。",
+        # masked calls (the merchant and the resident, through the hotline)
+        "masked.calling_merchant": "正在为您接通商家，请不要挂机。",
+        "masked.calling_resident": "您好，这里是医敬服务平台。正在为您接通下单的老人，请不要挂机。",
+        "masked.unreached": "对不起，对方现在没有接听。",
+        "masked.unreached_menu": "找话务员请按 0，不需要请挂机。",
         # merchant offer
         "offer.intro": "您好，这里是医敬服务平台，有一个新的上门服务订单。"
         "服务：{category}。内容：{description}。地址：{address}。请在{deadline:time}前到达。",
@@ -137,7 +144,8 @@ CATALOGS: dict[str, dict[str, str]] = {
         "told.operator": "好的，话务员会尽快给您回电话。再见。",
         # merchant arrival and completion
         "arrival.intro": "您好，这里是医敬服务平台。关于{category}订单，地址：{address}。",
-        "arrival.menu": "已经到达请按 1，还没有到请按 2，遇到问题找话务员请按 0。",
+        "arrival.menu": "已经到达请按 1，还没有到请按 2，要和老人通话请按 4，"
+        "遇到问题找话务员请按 0。",
         "arrival.arrived": "好的，已记录您已到达。请对老人说暗号。再见。",
         "arrival.not_yet": "好的，请尽快上门。再见。",
         "arrival.no_input": "没有收到您的选择，话务员稍后会联系您。再见。",
@@ -271,6 +279,14 @@ CATALOGS: dict[str, dict[str, str]] = {
         "status.cancel_failed": "This order can no longer be cancelled. Connecting you to an "
         "operator, please hold.",
         "status.goodbye": "Take care. Goodbye.",
+        "status.menu_merchant": "For an emergency press 1. To hear it again press 9, to talk "
+        "to the provider press 4, to cancel this order press 2, for something else press 3, "
+        "an operator press 0.",
+        "masked.calling_merchant": "Connecting you to the provider. Please stay on the line.",
+        "masked.calling_resident": "Hello, this is the Yijing care platform. Connecting you to "
+        "the resident who placed the order. Please stay on the line.",
+        "masked.unreached": "Sorry, there is no answer right now.",
+        "masked.unreached_menu": "For an operator press 0, or hang up if you need nothing more.",
         "offer.intro": "Hello, this is the Yijing care platform with a new home visit order. "
         "Service: {category}. Details: {description}. Address: {address}. "
         "Please arrive before {deadline:time}.",
@@ -297,7 +313,7 @@ CATALOGS: dict[str, dict[str, str]] = {
         "arrival.intro": "Hello, this is the Yijing care platform about the {category} order "
         "at {address}.",
         "arrival.menu": "If you have arrived press 1, not yet press 2, "
-        "for a problem press 0 for an operator.",
+        "to talk to the resident press 4, for a problem press 0 for an operator.",
         "arrival.arrived": "Noted, you have arrived. Please say the code word. Goodbye.",
         "arrival.not_yet": "Please get there as soon as you can. Goodbye.",
         "arrival.no_input": "We did not get your choice; an operator will call you. Goodbye.",

@@ -55,6 +55,8 @@ _TEXTS: dict[str, dict[str, str]] = {
         "tickets": "工单",
         "timeline": "处理记录",
         "complete": "标记完成",
+        "mc_connect": "打电话给老人",
+        "mc_connecting": "马上给您的手机打电话，接听后为您接通老人。双方都只看到热线号码。",
         "arrive": "已到达",
         "cancel": "取消工单",
         "state": "状态",
@@ -738,6 +740,9 @@ _TEXTS: dict[str, dict[str, str]] = {
         "e_ticket_closed": "工单已结束，不能再转派",
         "e_already_assigned": "工单已经由 {name} 负责",
         "e_consent_required": "这项服务要先记录老人同意费用，才能派单",
+        "e_order_not_open": "这个订单现在不在服务中，不能再接通老人",
+        "e_masked_busy": "正在为这个订单通话，请先挂断再试",
+        "e_masked_limit": "这个订单这一小时打的电话太多了，请稍后再试",
         "e_not_assignable": "只能转给在岗的话务员或班长",
         # the desk under pressure (issue 18): ringing, timers, the menu path
         "ring_title": "来电",
@@ -828,6 +833,9 @@ _TEXTS: dict[str, dict[str, str]] = {
         "tickets": "Tickets",
         "timeline": "Timeline",
         "complete": "Mark done",
+        "mc_connect": "Call the resident",
+        "mc_connecting": "We are calling your phone now; answer and we connect you to the "
+        "resident. Both of you see only the hotline number.",
         "arrive": "Arrived",
         "cancel": "Cancel ticket",
         "state": "State",
@@ -1541,6 +1549,9 @@ _TEXTS: dict[str, dict[str, str]] = {
         "e_ticket_closed": "The ticket is closed: it cannot be handed on",
         "e_already_assigned": "{name} looks after this ticket already",
         "e_consent_required": "Record the resident's consent to the price before dispatch",
+        "e_order_not_open": "This order is not being served: the resident cannot be called",
+        "e_masked_busy": "A call for this order is under way: hang up first",
+        "e_masked_limit": "This order had enough calls this hour; try again later",
         "e_not_assignable": "Only an active operator or supervisor can take a ticket",
         # the desk under pressure (issue 18): ringing, timers, the menu path
         "ring_title": "Call",

@@ -27,9 +27,10 @@ daily care calls)
 ``status`` (a registered resident with an open order; context as ``hotline`` plus
 ``order_status`` new|matching|offering|unassigned|accepted|in_service, ``order`` (the
 ticket id, never spoken), ``category`` (the catalog name), ``merchant``, ``deadline``)
-    ``menu`` (key 1, or no open order: transfer="stay", run ``hotline`` next),
-    ``cancel`` (2 then 1: transfer="stay", for ``status_cancelled``), ``transfer`` (key 0,
-    or no clear key after the retries, as in ``hotline``)
+    ``menu`` (key 3, or no open order: transfer="stay", run ``hotline`` next),
+    ``cancel`` (2 then 1: transfer="stay", for ``status_cancelled``), ``connect`` (key 4,
+    accepted or in service: transfer="stay", the merchant is rung and joined), ``transfer``
+    (key 0, or no clear key after the retries, as in ``hotline``)
 ``status_cancelled`` (context ``cancelled`` yes|no, ``category``)
     ``told``, ``transfer`` (it could not be cancelled: to "operators")
 ``merchant_offer`` (context ``category``, ``description``, ``address``, ``deadline``,
@@ -42,7 +43,8 @@ ticket id, never spoken), ``category`` (the catalog name), ``merchant``, ``deadl
 ``today``; ``code_word``: said to the resident, never their number to anyone)
     ``heard`` (no more keys), ``operator`` (key 0: an operator calls back)
 ``merchant_arrival`` (context ``category``, ``address``)
-    ``arrived``, ``not_yet``, ``no_input``, ``transfer`` (key 0, to "operators")
+    ``arrived``, ``not_yet``, ``no_input``, ``transfer`` (key 0, to "operators"),
+    ``connect`` (key 4: transfer="stay", the resident is rung and joined: a masked call)
 ``merchant_completion`` (context ``category``, ``address``)
     ``completed``, ``not_completed``, ``no_input``, ``transfer`` (key 0)
 ``survey`` (context ``category``)
@@ -71,6 +73,10 @@ stays valid; the code is never in the event log, so dispatch reads no variable b
     ``taken`` (key 1; transfer="stay": the call waits to be joined with the caller),
     ``no_input``
 ``desk_closed`` (context ``opens``, ``today``)  ``callback``
+``masked_wait`` (a merchant waiting to be joined with the resident; no context)
+    ``waiting`` (transfer="stay")
+``masked_unreached`` (context ``side`` resident|merchant)  ``transfer`` (the resident's
+key 0, to "operators"), ``goodbye``
 """
 
 from __future__ import annotations
@@ -85,14 +91,14 @@ OUTCOMES: dict[str, frozenset[str]] = {
     "hotline": frozenset({"emergency", "need", "transfer", "away", "back"}),
     "hotline_no_menu": frozenset({"transfer"}),
     "hotline_unknown": frozenset({"transfer"}),
-    "status": frozenset({"menu", "cancel", "emergency", "transfer"}),
+    "status": frozenset({"menu", "cancel", "connect", "emergency", "transfer"}),
     "status_cancelled": frozenset({"told", "transfer"}),
     "merchant_offer": frozenset({"accepted", "declined", "no_input"}),
     "merchant_accepted": frozenset({"told"}),
     "merchant_taken": frozenset({"taken"}),
     "resident_told": frozenset({"heard", "operator"}),
     "incident_fixed": frozenset({"told"}),
-    "merchant_arrival": frozenset({"arrived", "not_yet", "no_input", "transfer"}),
+    "merchant_arrival": frozenset({"arrived", "not_yet", "connect", "no_input", "transfer"}),
     "merchant_completion": frozenset({"completed", "not_completed", "no_input", "transfer"}),
     "survey": frozenset({"rated", "no_input"}),
     "wellbeing": frozenset({"well", "help"}),
@@ -105,6 +111,9 @@ OUTCOMES: dict[str, frozenset[str]] = {
     "emergency_help": frozenset({"dial_120", "waiting"}),
     "emergency_responder": frozenset({"taken", "no_input"}),
     "desk_closed": frozenset({"callback"}),
+    # masked calls between merchant and resident (dispatch.masked)
+    "masked_wait": frozenset({"waiting"}),
+    "masked_unreached": frozenset({"transfer", "goodbye"}),
     # notices (dispatch.campaigns)
     "notice": frozenset({"answer_yes", "answer_no", "heard"}),
 }

@@ -161,6 +161,8 @@ const EVENT_ZH = { 'ticket.created': '创建工单', 'ticket.matching': '开始�
   'call.menu_lost': '菜单中断，转人工排队',
   // price and consent (issue 16)
   'ticket.consented': '老人已同意费用', 'ticket.awaiting_consent': '自费服务，等待老人同意费用',
+  // masked calls between merchant and resident (issue 16): ids only, never a number
+  'masked.started': '发起隐号通话', 'masked.connected': '商家与老人已接通', 'masked.ended': '隐号通话结束', 'masked.failed': '隐号通话未接通',
   // wellbeing calls (issue 15)
   'wellbeing.due': '到时关怀呼叫', 'wellbeing.calling': '关怀呼叫', 'wellbeing.checked_in': '已报平安', 'wellbeing.away': '外出不呼叫',
   'wellbeing.unanswered': '关怀呼叫未接', 'wellbeing.retry': '关怀呼叫重拨', 'wellbeing.missed': '未报平安', 'wellbeing.help': '老人求助',

@@ -1,6 +1,7 @@
 // The merchant's phone page: log in with a code read out by a phone call (or sent by text
 // where the phone system can), or with the one-time link from that text; then see offers
-// to accept or decline and own orders to mark arrived and done, and their ratings and
+// to accept or decline and own orders to mark arrived and done or to call the resident
+// through the hotline (a masked call: neither sees the other's number), and their ratings and
 // no-shows to dispute (the ticket and the day only, never who rated). Polls: merchants
 // have no access to the staff event stream.
 import { api, el, T, lang, stateName, deadline, notify } from './common.js';
@@ -101,6 +102,11 @@ async function refresh() {
   $('orders').replaceChildren(...data.orders.map((o) => card(o, [
     ...(o.state === 'accepted' ? [[T('arrive'), 'primary arrive', () => api('POST', `/tickets/${o.ticket_id}/arrive`)]] : []),
     ...(['accepted', 'in_service'].includes(o.state) ? [[T('complete'), 'complete', () => api('POST', `/tickets/${o.ticket_id}/complete`)]] : []),
+    // a masked call: the service rings this phone, then the resident; no number is shown
+    ...(['accepted', 'in_service'].includes(o.state) ? [[T('mc_connect'), 'connect', async () => {
+      await api('POST', `/merchant/orders/${o.ticket_id}/connect`, {});
+      notify(T('mc_connecting'), 'info');
+    }]] : []),
   ])));
   if (!data.orders.length) $('orders').append(el('p', T('no_orders'), 'muted'));
 }

@@ -104,6 +104,8 @@ class SimCall:
     script: Script | None = None
     timer: asyncio.TimerHandle | None = None
     cause: str | None = None
+    #: the number the called phone sees calling (outbound: the hotline unless told)
+    caller_id: str | None = None
 
     def public(self) -> dict[str, Any]:
         """A JSON-ready view for the simulator page."""
@@ -232,7 +234,10 @@ class MemoryPBX:
             log.info("originate %s ignored: already placed", ref)
             return
         self.placed.add(ref)
-        call = SimCall(ref=ref, direction="out", number=number, state="ringing")
+        call = SimCall(
+            ref=ref, direction="out", number=number, state="ringing",
+            caller_id=caller_id or self.hotline,
+        )  # fmt: skip
         self.calls[ref] = call
         self._ring(call, timeout_s)
 
@@ -255,7 +260,10 @@ class MemoryPBX:
             log.info("call_out %s ignored: already placed", ref)
             return
         self.placed.add(ref)
-        call = SimCall(ref=ref, direction="out", number=number, state="desk_ringing", peer=desk)
+        call = SimCall(
+            ref=ref, direction="out", number=number, state="desk_ringing", peer=desk,
+            caller_id=caller_id or self.hotline,
+        )  # fmt: skip
         self.calls[ref] = call
         script = self.desks.get(desk)
         if script is None or script.action == "answer":

@@ -38,6 +38,7 @@ CONTEXTS: dict[str, list[dict[str, str]]] = {
     ],
     "status": [{"order_status": s} for s in ("matching", "offering", "accepted", "in_service", "")],
     "status_cancelled": [{"cancelled": "yes"}, {"cancelled": "no"}],
+    "masked_unreached": [{"side": "resident"}, {"side": "merchant"}],
     "notice": [{**RESIDENT, "asks": "question"}, {**RESIDENT, "asks": "none"}],
     **{
         name: [
@@ -283,7 +284,11 @@ def test_given_care_calls_then_every_other_key_is_the_plain_menus(wellbeing: str
 
 def test_a_resident_with_an_accepted_order_hears_who_and_when_then_silence_is_an_operator() -> None:
     call = drive(STATUS, [None, None, None], {"order_status": "accepted"})
-    assert call.prompts[:3] == ["hotline.greeting_known", "status.accepted", "status.menu"]
+    assert call.prompts[:3] == [
+        "hotline.greeting_known",
+        "status.accepted",
+        "status.menu_merchant",
+    ]
     # as in the hotline menu: no clear key ends with an operator
     assert call.finish is not None and call.finish.outcome == "transfer"
     assert call.finish.transfer == "operators"
@@ -315,6 +320,31 @@ def test_status_3_is_the_normal_menu_and_2_then_1_cancels_and_2_then_2_keeps_it(
     kept = drive(STATUS, ["2", "2", "3"], {"order_status": "accepted"})
     assert kept.prompts.count("status.accepted") == 2
     assert kept.finish is not None and kept.finish.outcome == "menu"
+
+
+def test_status_4_with_an_accepted_order_connects_to_the_merchant_and_stays_on_the_line() -> None:
+    for state in ("accepted", "in_service"):
+        call = drive(STATUS, ["4"], {"order_status": state, "order": "7"})
+        assert call.prompts[-1] == "masked.calling_merchant"
+        assert call.finish is not None
+        assert (call.finish.outcome, call.finish.transfer) == ("connect", "stay")
+        assert call.finish.variables["order"] == "7"
+    # no merchant yet: 4 is no key of that menu (the status is said again, slower)
+    waiting = drive(STATUS, ["4", "0"], {"order_status": "matching"})
+    assert "status.menu_merchant" not in waiting.prompts
+    assert waiting.finish is not None and waiting.finish.outcome == "transfer"
+
+
+def test_masked_unreached_offers_the_resident_an_operator_and_tells_the_merchant_goodbye() -> None:
+    resident = drive(BUILTIN["masked_unreached"], ["0"], {"side": "resident"})
+    assert resident.prompts[:2] == ["masked.unreached", "masked.unreached_menu"]
+    assert resident.finish is not None and resident.finish.transfer == "operators"
+    merchant = drive(BUILTIN["masked_unreached"], [], {"side": "merchant"})
+    assert merchant.prompts == ["masked.unreached", "status.goodbye"]
+    assert merchant.finish is not None and merchant.finish.outcome == "goodbye"
+    wait = drive(BUILTIN["masked_wait"], [], {})
+    assert wait.prompts == ["masked.calling_resident"]
+    assert wait.finish is not None and wait.finish.transfer == "stay"
 
 
 # -- merchants -------------------------------------------------------------------------
@@ -368,7 +398,7 @@ def test_offer_9_replays_the_order_slower() -> None:
         (MERCHANT_ARRIVAL, ["1"], "arrived"),
         (MERCHANT_ARRIVAL, ["2"], "not_yet"),
         (MERCHANT_ARRIVAL, ["9", "1"], "arrived"),
-        (MERCHANT_ARRIVAL, [None, "4", None], "no_input"),
+        (MERCHANT_ARRIVAL, [None, "5", None], "no_input"),
         (MERCHANT_COMPLETION, ["1"], "completed"),
         (MERCHANT_COMPLETION, ["2"], "not_completed"),
         (MERCHANT_COMPLETION, [None, None, None], "no_input"),
@@ -380,6 +410,13 @@ def test_merchant_arrival_and_completion(
     call = drive(flow, keys)  # type: ignore[arg-type]
     assert call.finish is not None and call.finish.outcome == outcome
     assert call.finish.transfer is None
+
+
+def test_a_merchant_at_the_gate_presses_4_and_stays_on_the_line_for_the_resident() -> None:
+    call = drive(MERCHANT_ARRIVAL, ["4"])
+    assert call.prompts[-1] == "masked.calling_resident"
+    assert call.finish is not None
+    assert (call.finish.outcome, call.finish.transfer) == ("connect", "stay")
 
 
 @pytest.mark.parametrize("flow", [MERCHANT_ARRIVAL, MERCHANT_COMPLETION])
