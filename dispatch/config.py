@@ -61,6 +61,9 @@ class DispatchConfig:
     #: tries of that call when nobody answers, and the wait before the next one
     tell_resident_tries: int = 2
     tell_resident_retry_s: float = 600.0
+    #: the resident's contacts are told what they chose to hear (dispatch.family); off
+    #: unless the root turns it on (`YIJING_TELL_FAMILY`, on by default there)
+    tell_family: bool = False
 
     # -- wellbeing calls (dispatch.wellbeing) ---------------------------------------------
     #: tries of a resident's wellbeing call, and the pause after one nobody answered

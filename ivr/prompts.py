@@ -109,6 +109,21 @@ CATALOGS: dict[str, dict[str, str]] = {
         "told.more": "再听一遍请按 9，找话务员请按 0。",
         "told.bye": "祝您身体健康，再见。",
         "told.operator": "好的，话务员会尽快给您回电话。再见。",
+        # a family contact told what they chose to hear (dispatch.family)
+        "family.accepted": "您好，这里是医敬服务热线。{resident}的{category}订单"
+        "已由{merchant}接单，预计{deadline:time}前上门。",
+        "family.arrived": "您好，这里是医敬服务热线。{resident}的{category}订单，"
+        "{merchant}已于{at:time}上门。",
+        "family.completed": "您好，这里是医敬服务热线。{resident}的{category}订单，"
+        "{merchant}已于{at:time}完成服务。",
+        "family.late": "您好，这里是医敬服务热线。{resident}的{category}订单已经超时，"
+        "原定{deadline:time}前完成，话务员正在跟进。",
+        "family.no_show": "您好，这里是医敬服务热线。{resident}的{category}订单，"
+        "商家没有按时上门，我们正在另找商家。",
+        "family.emergency": "您好，这里是医敬服务热线。{resident}在{at:time}拨打了紧急求助电话，"
+        "话务员正在处理。",
+        "family.more": "再听一遍请按 9。",
+        "family.bye": "谢谢您，再见。",
         # merchant arrival and completion
         "arrival.intro": "您好，这里是医敬服务平台。关于{category}订单，地址：{address}。",
         "arrival.menu": "已经到达请按 1，还没有到请按 2，遇到问题找话务员请按 0。",
@@ -253,6 +268,20 @@ CATALOGS: dict[str, dict[str, str]] = {
         "told.more": "To hear it again press 9, an operator press 0.",
         "told.bye": "Take care. Goodbye.",
         "told.operator": "An operator will call you back soon. Goodbye.",
+        "family.accepted": "Hello, this is the Yijing care hotline. {resident}'s {category} "
+        "order was accepted by {merchant}, expected by {deadline:time}.",
+        "family.arrived": "Hello, this is the Yijing care hotline. For {resident}'s {category} "
+        "order, {merchant} arrived at {at:time}.",
+        "family.completed": "Hello, this is the Yijing care hotline. For {resident}'s {category} "
+        "order, {merchant} completed the visit at {at:time}.",
+        "family.late": "Hello, this is the Yijing care hotline. {resident}'s {category} order "
+        "is late; it was due by {deadline:time}. An operator is following it up.",
+        "family.no_show": "Hello, this is the Yijing care hotline. For {resident}'s {category} "
+        "order, the shop did not come in time; we are finding another.",
+        "family.emergency": "Hello, this is the Yijing care hotline. {resident} called for "
+        "emergency help at {at:time}; an operator is on it.",
+        "family.more": "To hear it again press 9.",
+        "family.bye": "Thank you. Goodbye.",
         "arrival.intro": "Hello, this is the Yijing care platform about the {category} order "
         "at {address}.",
         "arrival.menu": "If you have arrived press 1, not yet press 2, "

@@ -572,7 +572,8 @@ _TEXTS: dict[str, dict[str, str]] = {
         "e_unknown_merchant": "没有这个商家",
         "e_unknown_category": "没有这个服务类别",
         "e_unknown_group": "没有这个类别（可选：孤寡、空巢、残疾）",
-        "e_unknown_notify_event": "没有这种告知事项（可选：接单、上门、完成、超时、未上门、紧急求助）",
+        "e_unknown_notify_event": "没有这种告知事项"
+        "（可选：接单、上门、完成、超时、未上门、紧急求助）",
         "e_unknown_notify_channel": "告知方式只能是短信或电话",
         "e_phone_listed_twice": "同一个号码填了两次",
         "e_phone_taken": "这个号码已登记在老人 #{id} 名下：一个号码只属于一位老人",

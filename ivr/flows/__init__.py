@@ -36,6 +36,9 @@ ticket id, never spoken), ``category`` (the catalog name), ``merchant``, ``deadl
 ``resident_told`` (context ``merchant``, the shop's name; ``category``; ``deadline`` +
 ``today``; ``code_word``: said to the resident, never their number to anyone)
     ``heard`` (no more keys), ``operator`` (key 0: an operator calls back)
+``family_told`` (context ``about``: accepted, arrived, completed, late, no_show or
+emergency; ``resident``, ``category``, ``merchant``, ``deadline``, ``at`` + ``today``;
+never the merchant's phone)  ``heard`` (9 hears it again)
 ``merchant_arrival`` (context ``category``, ``address``)
     ``arrived``, ``not_yet``, ``no_input``, ``transfer`` (key 0, to "operators")
 ``merchant_completion`` (context ``category``, ``address``)
@@ -86,6 +89,7 @@ OUTCOMES: dict[str, frozenset[str]] = {
     "merchant_accepted": frozenset({"told"}),
     "merchant_taken": frozenset({"taken"}),
     "resident_told": frozenset({"heard", "operator"}),
+    "family_told": frozenset({"heard"}),
     "incident_fixed": frozenset({"told"}),
     "merchant_arrival": frozenset({"arrived", "not_yet", "no_input", "transfer"}),
     "merchant_completion": frozenset({"completed", "not_completed", "no_input", "transfer"}),

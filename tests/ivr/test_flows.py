@@ -37,6 +37,10 @@ CONTEXTS: dict[str, list[dict[str, str]]] = {
     "status": [{"order_status": s} for s in ("matching", "offering", "accepted", "in_service", "")],
     "status_cancelled": [{"cancelled": "yes"}, {"cancelled": "no"}],
     "notice": [{**RESIDENT, "asks": "question"}, {**RESIDENT, "asks": "none"}],
+    "family_told": [
+        {"about": a}
+        for a in ("accepted", "arrived", "completed", "late", "no_show", "emergency", "")
+    ],
     **{
         name: [
             {"price": p, "price_yuan": "5"}
@@ -506,3 +510,16 @@ def test_status_1_is_an_emergency_as_everywhere_on_the_hotline() -> None:
     assert call.finish is not None
     assert (call.finish.outcome, call.finish.transfer) == ("emergency", "operators")
     assert call.finish.variables["category"] == "emergency"
+
+
+def test_given_a_family_contact_told_when_they_press_9_then_they_hear_it_again_slowly() -> None:
+    context = {"about": "no_show", "resident": "王秀英", "category": "送药"}
+    call = drive(BUILTIN["family_told"], ["9", None], context)
+    assert call.played == [
+        ("family.no_show", True),
+        ("family.more", False),
+        ("family.no_show", True),
+        ("family.more", True),  # asked again: slower
+        ("family.bye", False),
+    ]
+    assert call.finish is not None and call.finish.outcome == "heard"

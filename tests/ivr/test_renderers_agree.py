@@ -101,6 +101,24 @@ CASES = [
     # the resident told who accepted their order (dispatch.notify)
     Case("resident_told", {**ORDER, "merchant": "和平药房", "today": TODAY}),
     Case("resident_told", {**ORDER, "merchant": "Heping Pharmacy", "today": TODAY}, lang="en"),
+    # a family contact told what they chose (dispatch.family)
+    *(
+        Case(
+            "family_told",
+            {
+                **ORDER,
+                "about": about,
+                "resident": "王秀英",
+                "merchant": "和平药房",
+                "at": "2025-03-12T10:05:00+08:00",
+                "today": TODAY,
+            },
+            lang,
+            about,
+        )
+        for about in ("accepted", "arrived", "completed", "late", "no_show", "emergency")
+        for lang in ("zh-CN", "en")
+    ),
     # who pays (dispatch.prices): each sentence the offer call and the resident's call say
     *(
         Case(flow, {**ORDER, "merchant": "和平药房", "price": price, "price_yuan": 5}, lang, price)
