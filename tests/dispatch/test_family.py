@@ -1,0 +1,242 @@
+"""The family is told: each contact hears about the events they chose, by text or a short
+call, not at night (emergencies at once); the ticket's timeline says who was told what,
+and a restart never tells anyone twice."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, time, timedelta
+from pathlib import Path
+from typing import Any
+
+from eventlog.clock import LOCAL_TZ
+from tests.conftest import Harness, eventually, started_harness
+from tests.dispatch.test_cascade import names
+from tests.dispatch.test_emergency import emergency_call
+from tests.dispatch.test_told import accepted_from_console, merchant_of, timeline_has
+from tests.operator_console.test_whole_path import ticket_state, waiting_for_keys
+
+SON = "+8613800001111"
+DAUGHTER = "+8613800002222"
+
+
+def contact(
+    name: str, phone: str, events: list[str], by: str = "text", **kw: Any
+) -> dict[str, Any]:
+    return {
+        "name": name,
+        "relation": name[-1],
+        "phones": [phone],
+        "notify_events": events,
+        "notify_by": by,
+        **kw,
+    }
+
+
+async def family(h: Harness, *contacts: dict[str, Any], rid: int = 1) -> list[dict[str, Any]]:
+    """Give resident `rid` these contacts (through the API) and turn the notices on."""
+    h.services.dispatch.config.tell_family = True
+    card = await h.call("PATCH", f"/residents/{rid}", json={"contacts": list(contacts)})
+    return list(card["contacts"])
+
+
+def texts_to(h: Harness, number: str) -> list[str]:
+    return [t.text for t in h.pbx.texts if t.number == number]
+
+
+async def texted(h: Harness, number: str, n: int = 1) -> list[str]:
+    async def check() -> Any:
+        got = texts_to(h, number)
+        return got if len(got) >= n else None
+
+    return list(await eventually(check))
+
+
+async def timeline(h: Harness, tid: int) -> list[dict[str, Any]]:
+    return list((await h.call("GET", f"/tickets/{tid}"))["timeline"])
+
+
+def family_events(events: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
+    return [e["data"] for e in events if e["name"] == name]
+
+
+def night_until(h: Harness, end: datetime) -> None:
+    """Quiet hours from 21:00 until `end` (local): whatever happens before it is night."""
+    config = h.services.dispatch.config
+    config.quiet_start = time(21, 0)
+    config.quiet_end = end.astimezone(LOCAL_TZ).time().replace(second=0, microsecond=0)
+
+
+async def test_given_a_contact_who_chose_accepted_by_text_when_accepted_then_texted_the_shop(
+    harness: Harness,
+) -> None:
+    h = harness
+    son, daughter = await family(
+        h, contact("李儿子", SON, ["accepted"]), contact("李女儿", DAUGHTER, ["late"])
+    )
+    tid, _ = await accepted_from_console(h)
+    detail = await ticket_state(h, tid, "accepted")
+    await h.timers.advance(0)
+    [text] = await texted(h, SON)
+    assert merchant_of(detail) in text and "接单" in text
+    assert not re.search(r"\d{7,}", text.replace(" ", "")), text  # no phone number at all
+    merchant = await h.call("GET", f"/merchants/{detail['merchant_id']}")
+    assert all(p[-8:] not in text for p in merchant["phones"])
+    # the daughter chose only late orders: nothing
+    assert texts_to(h, DAUGHTER) == []
+    told = await timeline_has(h, tid, "family.told")
+    [event] = family_events(told["timeline"], "family.told")
+    assert event["contact_id"] == son["id"] and event["about"] == "accepted"
+    assert event["by"] == "text" and event["who"] == "子"
+    about = {
+        e["data"].get("contact_id") for e in told["timeline"] if e["name"].startswith("family")
+    }
+    assert about == {son["id"]} and daughter["id"] not in about
+
+
+async def test_given_a_no_show_at_night_when_the_morning_comes_then_the_contact_is_texted_then(
+    harness: Harness,
+) -> None:
+    h = harness
+    await family(h, contact("李儿子", SON, ["no_show"]))
+    tid, _ = await accepted_from_console(h)
+    detail = await ticket_state(h, tid, "accepted")
+    deadline = datetime.fromisoformat(detail["deadline_at"])
+    night_until(h, deadline + timedelta(hours=1))
+    await h.timers.advance((deadline - h.clock.now()).total_seconds() + 1)
+    events = (await timeline_has(h, tid, "family.deferred"))["timeline"]
+    assert "ticket.no_show" in [e["name"] for e in events]
+    [deferred] = family_events(events, "family.deferred")
+    assert deferred["about"] == "no_show"
+    await h.timers.advance(1800)
+    assert texts_to(h, SON) == []  # still night
+    await h.timers.advance(1800)
+    [text] = await texted(h, SON)
+    assert "未按时上门" in text
+    await timeline_has(h, tid, "family.told")
+
+
+async def test_given_a_contact_who_chose_late_when_a_no_show_then_told_once_about_it(
+    harness: Harness,
+) -> None:
+    h = harness
+    await family(h, contact("李儿子", SON, ["late", "no_show"], notify_quiet=False))
+    tid, _ = await accepted_from_console(h)
+    detail = await ticket_state(h, tid, "accepted")
+    deadline = datetime.fromisoformat(detail["deadline_at"])
+    await h.timers.advance((deadline - h.clock.now()).total_seconds() + 1)
+    await h.timers.advance(0)
+    await texted(h, SON)
+    await timeline_has(h, tid, "family.told")
+    events = await timeline(h, tid)
+    assert [e["about"] for e in family_events(events, "family.due")] == ["no_show"]
+    assert len(texts_to(h, SON)) == 1
+
+
+async def test_given_an_emergency_at_night_when_flagged_then_the_contact_is_texted_at_once(
+    harness: Harness,
+) -> None:
+    h = harness
+    await family(h, contact("李儿子", SON, ["emergency"]))
+    night_until(h, h.clock.now() + timedelta(hours=2))
+    _, call = await emergency_call(h)
+
+    async def due() -> Any:
+        events = (await h.call("GET", f"/calls/{call['id']}"))["timeline"]
+        return events if "family.due" in [e["name"] for e in events] else None
+
+    events = await eventually(due)
+    assert "family.deferred" not in [e["name"] for e in events]
+    await h.timers.advance(0)
+    [text] = await texted(h, SON)
+    assert "紧急求助" in text
+
+
+async def test_given_a_contact_told_by_call_when_accepted_then_a_slow_call_says_the_shop(
+    harness: Harness,
+) -> None:
+    h = harness
+    await family(h, contact("李儿子", SON, ["accepted"], by="call"))
+    tid, seen = await accepted_from_console(h)
+    detail = await ticket_state(h, tid, "accepted")
+    await h.timers.advance(0)
+
+    async def ringing() -> Any:
+        return next(
+            (c for c in h.pbx.snapshot() if c["number"] == SON and c["state"] == "ringing"), None
+        )
+
+    call = await eventually(ringing)
+    await timeline_has(h, tid, "family.calling")
+    await h.pbx.answer(call["ref"])
+    await waiting_for_keys(h, call["ref"])
+    spoken = " ".join(h.pbx.calls[call["ref"]].transcript)
+    assert merchant_of(detail) in spoken
+    assert texts_to(h, SON) == []
+    told = await timeline_has(h, tid, "family.told")
+    [event] = family_events(told["timeline"], "family.told")
+    assert event["by"] == "call" and event["about"] == "accepted"
+
+
+async def test_given_a_text_the_carrier_refuses_when_told_then_the_contact_is_called_instead(
+    harness: Harness,
+) -> None:
+    h = harness
+    h.pbx.landlines.add(SON)
+    await family(h, contact("李儿子", SON, ["accepted"]))
+    tid, _ = await accepted_from_console(h)
+    await ticket_state(h, tid, "accepted")
+    await h.timers.advance(0)
+
+    async def ringing() -> Any:
+        return next((c for c in h.pbx.snapshot() if c["number"] == SON), None)
+
+    await eventually(ringing)
+    names_now = names(await timeline_has(h, tid, "family.calling"))
+    assert "family.texting" in names_now and "family.told" not in names_now
+
+
+async def test_given_a_notice_delivered_when_the_app_restarts_and_its_timer_fires_again_then_once(
+    tmp_path: Path, seeded_db_url: str
+) -> None:
+    async with started_harness(tmp_path, seeded_db_url) as one:
+        await family(one, contact("李儿子", SON, ["accepted"]))
+        tid, _ = await accepted_from_console(one)
+        await ticket_state(one, tid, "accepted")
+        await one.timers.advance(0)
+        await texted(one, SON)
+        await timeline_has(one, tid, "family.told")
+    # a new process with a PBX that remembers nothing; the persisted timer fires again
+    async with started_harness(tmp_path, seeded_db_url) as two:
+        two.services.dispatch.config.tell_family = True
+        await two.services.dispatch.router.on_timer(f"family:{tid}")
+        await two.settle()
+        assert texts_to(two, SON) == []
+        events = await timeline(two, tid)
+        assert len(family_events(events, "family.told")) == 1
+        assert len(family_events(events, "family.texting")) == 1
+
+
+async def test_given_unknown_notice_preferences_when_saved_then_422_with_a_clear_message(
+    harness: Harness,
+) -> None:
+    h = harness
+    bad = await h.call(
+        "PATCH",
+        "/residents/1",
+        json={"contacts": [contact("李儿子", SON, ["accepted", "birthday"])]},
+        expect=422,
+    )
+    assert "birthday" in str(bad) and "no_show" in str(bad)
+    bad = await h.call(
+        "PATCH",
+        "/residents/1",
+        json={"contacts": [contact("李儿子", SON, ["accepted"], by="pigeon")]},
+        expect=422,
+    )
+    assert "pigeon" in str(bad)
+    [saved] = await family(h, contact("李儿子", SON, ["emergency", "accepted"], notify_quiet=False))
+    assert saved["notify_events"] == ["accepted", "emergency"]
+    assert saved["notify_by"] == "text" and saved["notify_quiet"] is False
+    card = await h.call("GET", "/residents/1?reason=check")
+    assert card["contacts"][0]["notify_events"] == ["accepted", "emergency"]
