@@ -9,12 +9,25 @@ from datetime import datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
-from eventlog.clock import LOCAL_TZ
-from tests.conftest import Harness, eventually, started_harness
+from aiohttp.test_utils import TestClient, TestServer
+
+from dispatch.config import DispatchConfig
+from dispatch.timers import ManualTimers
+from eventlog.clock import LOCAL_TZ, ManualClock
+from operator_console.app import create_app
+from tests.conftest import (
+    DEMO_PASSWORD,
+    MORNING,
+    Harness,
+    eventually,
+    make_settings,
+    started_harness,
+)
 from tests.dispatch.test_cascade import names
 from tests.dispatch.test_emergency import emergency_call
 from tests.dispatch.test_told import accepted_from_console, merchant_of, timeline_has
 from tests.operator_console.test_whole_path import ticket_state, waiting_for_keys
+from tests.providers.twilio.twilio_fakes import ACCOUNT, TOKEN, FakeTwilioApi
 
 SON = "+8613800001111"
 DAUGHTER = "+8613800002222"
@@ -157,7 +170,7 @@ async def test_given_a_contact_told_by_call_when_accepted_then_a_slow_call_says_
 ) -> None:
     h = harness
     await family(h, contact("李儿子", SON, ["accepted"], by="call"))
-    tid, seen = await accepted_from_console(h)
+    tid, _ = await accepted_from_console(h)
     detail = await ticket_state(h, tid, "accepted")
     await h.timers.advance(0)
 
@@ -240,3 +253,65 @@ async def test_given_unknown_notice_preferences_when_saved_then_422_with_a_clear
     assert saved["notify_by"] == "text" and saved["notify_quiet"] is False
     card = await h.call("GET", "/residents/1?reason=check")
     assert card["contacts"][0]["notify_events"] == ["accepted", "emergency"]
+
+
+async def test_given_twilio_when_a_contact_is_told_by_text_then_it_goes_through_messages_api(
+    tmp_path: Path, seeded_db_url: str
+) -> None:
+    async with FakeTwilioApi() as api:  # Twilio's REST API on loopback
+        clock = ManualClock(MORNING)
+        timers = ManualTimers(clock)
+        settings = make_settings(
+            tmp_path,
+            seeded_db_url,
+            telephony="twilio",
+            public_url="https://care.example.org",
+            twilio_account_sid=ACCOUNT,
+            twilio_auth_token=TOKEN,
+            twilio_from_number="+862312349000",
+            twilio_api_base_url=api.url,
+            twilio_sms=True,
+        )
+        app = create_app(
+            settings,
+            clock=clock,
+            timers=timers,
+            dispatch_config=DispatchConfig(match_seed=7, tell_family=True),
+        )
+        client = TestClient(TestServer(app, host="127.0.0.1"))
+        await client.start_server()
+        try:
+            resp = await client.post(
+                "/api/v1/login", json={"username": "operator", "password": DEMO_PASSWORD}
+            )
+            auth = {"Authorization": f"Bearer {(await resp.json())['token']}"}
+
+            async def call(method: str, path: str, **kw: Any) -> Any:
+                resp = await client.request(method, "/api/v1" + path, headers=auth, **kw)
+                assert resp.status < 300, await resp.text()
+                return await resp.json()
+
+            await call(
+                "PATCH", "/residents/1", json={"contacts": [contact("李儿子", SON, ["accepted"])]}
+            )
+            ticket = await call("POST", "/tickets", json={"category": "medicine", "resident_id": 1})
+            await call("POST", f"/tickets/{ticket['id']}/dispatch", json={})
+
+            async def offer() -> Any:
+                offers = (await call("GET", f"/tickets/{ticket['id']}"))["offers"]
+                return offers[0] if offers else None
+
+            first = await eventually(offer)
+            await call("POST", f"/offers/{first['id']}/accept")
+            await timers.advance(0)
+
+            async def sent() -> Any:
+                return api.messages_sent() or None
+
+            (message,) = await eventually(sent)
+            detail = await call("GET", f"/tickets/{ticket['id']}")
+            assert message.form["To"] == SON
+            assert merchant_of(detail) in message.form["Body"]
+            assert "family.told" in names(detail)
+        finally:
+            await client.close()
