@@ -192,7 +192,10 @@ function rowsEditor({ columns, ordered, empty }) {
       const rm = el('button', '✕', 'small remove'); rm.type = 'button'; rm.title = T('remove_row');
       rm.addEventListener('click', () => { rows.splice(rows.indexOf(row), 1); node.remove(); renumber(); });
       tools.append(rm);
-      node.append(pos, ...fields.map((f) => f.input), tools);
+      // a checkbox says what it is next to it (a placeholder cannot)
+      const shown = fields.map((f) => (f.c.type === 'checkbox' ? el('label', null, 'row-check') : f.input));
+      fields.forEach((f, i) => { if (shown[i] !== f.input) shown[i].append(f.input, T(f.c.label)); });
+      node.append(pos, ...shown, tools);
       rows.push(row); body.append(node); renumber();
     };
     add.addEventListener('click', () => addRow(empty));

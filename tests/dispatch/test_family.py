@@ -315,3 +315,24 @@ async def test_given_twilio_when_a_contact_is_told_by_text_then_it_goes_through_
             assert "family.told" in names(detail)
         finally:
             await client.close()
+
+
+async def test_given_a_backend_that_cannot_text_when_a_contact_chose_text_then_they_are_called(
+    harness: Harness,
+) -> None:
+    h = harness
+    h.services.dispatch.family.messaging = None  # as on Asterisk: no Messaging capability
+    await family(h, contact("李儿子", SON, ["accepted"]))
+    tid, _ = await accepted_from_console(h)
+    await ticket_state(h, tid, "accepted")
+    await h.timers.advance(0)
+
+    async def ringing() -> Any:
+        return next((c for c in h.pbx.snapshot() if c["number"] == SON), None)
+
+    await eventually(ringing)
+    calling = family_events(
+        (await timeline_has(h, tid, "family.calling"))["timeline"], "family.calling"
+    )
+    assert [c["by"] for c in calling] == ["call"]
+    assert texts_to(h, SON) == []
