@@ -31,6 +31,7 @@ from sqlmodel import col
 
 from dispatch.core import Core, quiet_until
 from dispatch.effects import Command, Hangup, PlayFlow, ScheduleTimer
+from dispatch.machines import ticket as tm
 from dispatch.models import Call, Ticket
 from dispatch.outbound import Outbound, Purpose
 from dispatch.timer_keys import Kind, TimerKey
@@ -49,7 +50,9 @@ PURPOSE = "family"
 #: who hears an event besides those who chose it: a no-show is a late order too
 AUDIENCE = {"no_show": frozenset({"no_show", "late"})}
 #: a notice is open until one of these names it
-CLAIMED = frozenset({"family.texting", "family.calling"})
+CLAIMED = frozenset({"family.texting", "family.calling", "family.not_reached", "family.not_told"})
+#: a ticket whose visit is over: a late notice kept for the morning is not sent
+DONE = frozenset({tm.TicketState.COMPLETED, tm.TicketState.RATED, tm.TicketState.CLOSED} | tm.FINAL)
 #: the call ref of a notice: fam-<t|c><subject id>-<contact id>-<event>-<n>
 REF = re.compile(r"^fam-([tc])(\d+)-(\d+)-([a-z_]+)-(\d+)$")
 
@@ -221,6 +224,12 @@ class Family:
         if contact is None:
             tx.emit("family.not_reached", subject, subject_id, reason="contact removed", **base)
             return None
+        if data.get("until") and data.get("about") in ("late", "no_show"):
+            ticket = await tx.session.get(Ticket, subject_id, populate_existing=True)
+            if ticket is not None and ticket.state in DONE:
+                # the night's bad news is old news by the morning: the visit is over
+                tx.emit("family.not_told", subject, subject_id, state=ticket.state.value, **base)
+                return None
         if data.get("by") == "text" and self.messaging is not None:
             tx.emit("family.texting", subject, subject_id, by="text", **base)
             text = await self._message(tx, subject, subject_id, notice)

@@ -161,7 +161,8 @@ const EVENT_ZH = { 'ticket.created': '创建工单', 'ticket.matching': '开始�
   'call.menu_lost': '菜单中断，转人工排队',
   // the family told (issue 16): each contact as their preferences say
   'family.told': '已告知家属', 'family.calling': '致电家属', 'family.deferred': '夜间免打扰，早上告知家属',
-  'family.not_reached': '未能告知家属', 'family.heard': '家属已听完告知',
+  'family.due': '待告知家属', 'family.texting': '发短信告知家属', 'family.not_reached': '未能告知家属',
+  'family.heard': '家属已听完告知', 'family.not_told': '订单已结束，不再告知家属',
   // price and consent (issue 16)
   'ticket.consented': '老人已同意费用', 'ticket.awaiting_consent': '自费服务，等待老人同意费用',
   // wellbeing calls (issue 15)

@@ -129,6 +129,26 @@ async def test_given_a_no_show_at_night_when_the_morning_comes_then_the_contact_
     await timeline_has(h, tid, "family.told")
 
 
+async def test_given_a_no_show_at_night_when_cancelled_before_morning_then_no_old_news_sent(
+    harness: Harness,
+) -> None:
+    h = harness
+    await family(h, contact("李儿子", SON, ["no_show"]))
+    tid, _ = await accepted_from_console(h)
+    detail = await ticket_state(h, tid, "accepted")
+    deadline = datetime.fromisoformat(detail["deadline_at"])
+    night_until(h, deadline + timedelta(hours=1))
+    await h.timers.advance((deadline - h.clock.now()).total_seconds() + 1)
+    await timeline_has(h, tid, "family.deferred")
+    await h.call("POST", f"/tickets/{tid}/cancel", json={"reason": "家属自己送去了"})
+    await h.timers.advance(3600)
+    [skipped] = family_events(
+        (await timeline_has(h, tid, "family.not_told"))["timeline"], "family.not_told"
+    )
+    assert skipped["about"] == "no_show" and skipped["state"] == "cancelled"
+    assert texts_to(h, SON) == []
+
+
 async def test_given_a_contact_who_chose_late_when_a_no_show_then_told_once_about_it(
     harness: Harness,
 ) -> None:
