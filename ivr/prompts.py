@@ -80,6 +80,10 @@ CATALOGS: dict[str, dict[str, str]] = {
         "status.accepted": "您的{category}订单已由{merchant}接单，预计{deadline:time}前到。",
         "status.in_service": "您的{category}订单，{merchant}已经上门为您服务。",
         "status.none": "您现在没有正在办理的订单。",
+        "status.consent": "您的{category}订单是自费服务，需要您个人付费。"
+        "您同意以后，我们才为您派单。",
+        "status.consent_ask": "同意付费请按 1，不同意请按 2，再听一遍请按 9，找话务员请按 0。",
+        "status.consented": "好的，已经为您派单。商家接单后会给您回电话。再见。",
         "status.menu": "有紧急情况请按 1。再听一遍请按 9，取消这个订单请按 2，"
         "有其他需要请按 3，找话务员请按 0。",
         "status.cancel_confirm": "您要取消{category}订单吗？确认取消请按 1，不取消请按 2。",
@@ -237,6 +241,12 @@ CATALOGS: dict[str, dict[str, str]] = {
         "{deadline:time}.",
         "status.in_service": "For your {category} order, {merchant} is with you now.",
         "status.none": "You have no open order.",
+        "status.consent": "Your {category} order is a self-paid service: you pay for it. "
+        "We send someone once you agree.",
+        "status.consent_ask": "To agree to pay press 1, if not press 2, to hear it again "
+        "press 9, an operator press 0.",
+        "status.consented": "Thank you, we are sending someone now. We will call you once "
+        "a provider accepts. Goodbye.",
         "status.menu": "For an emergency press 1. To hear it again press 9, to cancel this "
         "order press 2, for something else press 3, an operator press 0.",
         "status.cancel_confirm": "Cancel your {category} order? To cancel press 1, "

@@ -20,11 +20,13 @@ caller's grid is announced before the menu)
     ``transfer`` to "operators"
 ``hotline_unknown`` (unregistered caller)  ``transfer`` to "operators"
 ``status`` (a registered resident with an open order; context as ``hotline`` plus
-``order_status`` new|matching|offering|unassigned|accepted|in_service, ``order`` (the
-ticket id, never spoken), ``category`` (the catalog name), ``merchant``, ``deadline``)
+``order_status`` new|matching|offering|unassigned|accepted|in_service|awaiting_consent,
+``order`` (the ticket id, never spoken), ``category`` (the catalog name), ``merchant``,
+``deadline``)
     ``menu`` (key 1, or no open order: transfer="stay", run ``hotline`` next),
-    ``cancel`` (2 then 1: transfer="stay", for ``status_cancelled``), ``transfer`` (key 0,
-    or no clear key after the retries, as in ``hotline``)
+    ``cancel`` (2 then 1: transfer="stay", for ``status_cancelled``), ``consent``
+    (awaiting_consent, then 1: the resident agrees to pay; the call hangs up),
+    ``transfer`` (key 0, or no clear key after the retries, as in ``hotline``)
 ``status_cancelled`` (context ``cancelled`` yes|no, ``category``)
     ``told``, ``transfer`` (it could not be cancelled: to "operators")
 ``merchant_offer`` (context ``category``, ``description``, ``address``, ``deadline``,
@@ -83,7 +85,7 @@ OUTCOMES: dict[str, frozenset[str]] = {
     "hotline": frozenset({"emergency", "need", "transfer"}),
     "hotline_no_menu": frozenset({"transfer"}),
     "hotline_unknown": frozenset({"transfer"}),
-    "status": frozenset({"menu", "cancel", "emergency", "transfer"}),
+    "status": frozenset({"menu", "cancel", "consent", "emergency", "transfer"}),
     "status_cancelled": frozenset({"told", "transfer"}),
     "merchant_offer": frozenset({"accepted", "declined", "no_input"}),
     "merchant_accepted": frozenset({"told"}),

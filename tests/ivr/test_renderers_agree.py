@@ -53,6 +53,8 @@ ACCEPTED = {
     "order": "7",
 }
 IN_SERVICE = {"order_status": "in_service", "category": "送药", "merchant": "和平药房"}
+#: an order waiting for the resident's consent to pay (dispatch.status)
+CONSENT = {"order_status": "awaiting_consent", "category": "维修", "order": "8"}
 #: Per-call sound files for Asterisk (prompts with an order's details in them).
 RECORDED = {"offer.intro": "yijing/dyn/t42/offer.intro", "offer.accepted": "yijing/dyn/t42/ok"}
 OUTAGE: dict[str, Any] = {"incident": "water", "incident_grid": "第一网格"}
@@ -90,6 +92,8 @@ CASES = [
     Case("status", {**RESIDENT, **ACCEPTED}, label="accepted"),
     Case("status", {**RESIDENT, **IN_SERVICE}, label="in_service"),
     Case("status", RESIDENT, lang="zh", label="none"),
+    Case("status", {**RESIDENT, **CONSENT}, label="consent"),
+    Case("status", {**RESIDENT, **CONSENT, "category": "home repair"}, lang="en", label="consent"),
     Case("status_cancelled", {"cancelled": "yes", "category": "送药"}),
     Case("status_cancelled", {"cancelled": "no", "category": "送药"}, label="failed"),
     Case("merchant_offer", ORDER),
