@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -47,6 +47,8 @@ log = logging.getLogger(__name__)
 
 #: the purpose of the calls that tell a contact
 PURPOSE = "family"
+#: how far back the reconciler looks for notices not delivered yet
+LOOK_BACK = timedelta(days=2)
 #: who hears an event besides those who chose it: a no-show is a late order too
 AUDIENCE = {"no_show": frozenset({"no_show", "late"})}
 #: a notice is open until one of these names it
@@ -374,6 +376,31 @@ class Family:
 
     async def _wanted(self, tx: Tx, call: Call) -> bool:
         return True  # what happened stays true while the line was down
+
+    async def wanted_timers(self) -> dict[TimerKey, datetime]:
+        """The reconciler's view: every subject with a notice not claimed yet (of the last
+        `LOOK_BACK`; a night is shorter) has its timer, at its earliest notice."""
+        since = self.core.now() - LOOK_BACK
+        async with self.core.store.read() as session:
+            rows = await session.execute(
+                select(Event)
+                .where(
+                    col(Event.name).in_(["family.due", "family.deferred", *CLAIMED]),
+                    col(Event.occurred_at) >= since,
+                )
+                .order_by(col(Event.seq))
+            )
+            events = list(rows.scalars())
+        claimed = {e.data.get("notice") for e in events if e.name in CLAIMED}
+        wanted: dict[TimerKey, datetime] = {}
+        for e in events:
+            if e.name in CLAIMED or e.data.get("notice") in claimed or e.subject_id == "None":
+                continue
+            until = e.data.get("until")
+            at = datetime.fromisoformat(until) if until else e.occurred_at
+            key = self._key(e.subject, int(e.subject_id))
+            wanted[key] = min(at, wanted.get(key, at))
+        return wanted
 
     # -- reads -----------------------------------------------------------------------------------
     async def _events(self, tx: Tx, subject: str, subject_id: int) -> list[Event]:

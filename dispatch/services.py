@@ -141,6 +141,7 @@ class DispatchServices:
             incidents=self.incident_callbacks,
             campaigns=self.campaigns,
             wellbeing=self.wellbeing,
+            family=self.family,
         )
         self.router = Router(
             telephony=telephony,

@@ -250,6 +250,30 @@ async def test_given_a_notice_delivered_when_the_app_restarts_and_its_timer_fire
         assert len(family_events(events, "family.texting")) == 1
 
 
+async def test_given_a_deferred_notice_whose_timer_was_lost_when_reconciled_then_sent_once(
+    harness: Harness,
+) -> None:
+    h = harness
+    await family(h, contact("李儿子", SON, ["accepted"]))
+    night_until(h, h.clock.now() + timedelta(hours=1))
+    tid, _ = await accepted_from_console(h)
+    await timeline_has(h, tid, "family.deferred")
+
+    async def scheduled() -> bool:
+        return f"family:{tid}" in h.timers.pending
+
+    await eventually(scheduled)
+    await h.timers.cancel(f"family:{tid}")  # lost with a process that died after the commit
+    await h.services.dispatch.reconciler.reconcile()
+    assert f"family:{tid}" in h.timers.pending
+    await h.timers.advance(3600)
+    await texted(h, SON)
+    await timeline_has(h, tid, "family.told")
+    await h.services.dispatch.reconciler.reconcile()
+    assert f"family:{tid}" not in h.timers.pending  # delivered: nothing more to wait for
+    assert len(texts_to(h, SON)) == 1
+
+
 async def test_given_unknown_notice_preferences_when_saved_then_422_with_a_clear_message(
     harness: Harness,
 ) -> None:
