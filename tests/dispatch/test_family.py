@@ -285,6 +285,7 @@ async def test_given_unknown_notice_preferences_when_saved_then_422_with_a_clear
         expect=422,
     )
     assert "birthday" in str(bad) and "no_show" in str(bad)
+    assert "unknown_notify_event" in str(bad)  # the code the console words its error by
     bad = await h.call(
         "PATCH",
         "/residents/1",
