@@ -67,6 +67,9 @@ class DispatchConfig:
     #: how long the second leg rings: the first one waits on the line meanwhile, and
     #: Asterisk hangs up a channel left waiting for its next flow after `agi_stay_s` (20 s)
     masked_ring_s: float = 18.0
+    #: the resident's contacts are told what they chose to hear (dispatch.family); off
+    #: unless the root turns it on (`YIJING_TELL_FAMILY`, on by default there)
+    tell_family: bool = False
 
     # -- wellbeing calls (dispatch.wellbeing) ---------------------------------------------
     #: tries of a resident's wellbeing call, and the pause after one nobody answered

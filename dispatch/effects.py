@@ -19,6 +19,7 @@ ticket.AlertOperators           an `alert.unassigned` event in the unit of work
 ticket.WithdrawOtherOffers      follow-up in the unit of work: the other live offers end
 ticket.ScheduleSurvey           follow-up in the unit of work: survey and close timers
 ticket.Redispatch               follow-up in the unit of work: a new plan, new offers
+ticket.TellFamily               follow-up in the unit of work: the contacts' notices noted
 incident.StartCallbacks         `ScheduleTimer(incident:<id>)` now, after commit (paced)
 emergency.RingOperators         follow-up in the unit of work: every free operator reserved
 emergency.CallResponder         follow-up in the unit of work: the step's call recorded, placed
@@ -218,6 +219,7 @@ MACHINE_COMMANDS: tuple[type, ...] = (
     tm.TellResident,
     tm.ScheduleSurvey,
     tm.Redispatch,
+    tm.TellFamily,
     im.StartCallbacks,
     em.RingOperators,
     em.CallResponder,
@@ -265,6 +267,8 @@ class FollowUps:
     schedule_survey: Callable[[Tx, Ticket], Awaitable[None]]
     #: a merchant accepted: the resident is told who comes, by when, the code word (notify)
     tell_resident: Callable[[Tx, Ticket], Awaitable[None]] | None = None
+    #: something the resident's contacts may hear about happened to a ticket (family)
+    tell_family: Callable[[Tx, Ticket, str], Awaitable[None]] | None = None
     #: an emergency's call goes to every free operator at once (emergency)
     ring_operators: Callable[[Tx, EmergencyEscalation], Awaitable[None]] | None = None
     #: ring one responder of an emergency: record and place the step's call (emergency)
@@ -390,6 +394,9 @@ class Effects:
                     await self.follow_ups.schedule_survey(tx, ticket)
                 case tm.Redispatch():
                     await self.follow_ups.redispatch(tx, ticket)
+                case tm.TellFamily(event=event):
+                    if self.follow_ups.tell_family is not None:
+                        await self.follow_ups.tell_family(tx, ticket, event)
                 case _:
                     assert_never(command)
 

@@ -35,6 +35,7 @@ from dispatch.effects import (
     ScheduleTimer,
     responder_ref,
 )
+from dispatch.family import Family
 from dispatch.machines import call as cm
 from dispatch.machines import emergency as em
 from dispatch.machines import operator as opm
@@ -89,9 +90,16 @@ class Emergency:
     """Flagging emergency calls and escalating them until a human takes them."""
 
     def __init__(
-        self, core: Core, *, queue: Queue, operators: Operators, outbound: Outbound
+        self,
+        core: Core,
+        *,
+        queue: Queue,
+        operators: Operators,
+        outbound: Outbound,
+        family: Family | None = None,
     ) -> None:
         self.core = core
+        self.family = family
         self.queue = queue
         self.operators = operators
         self.outbound = outbound
@@ -264,6 +272,8 @@ class Emergency:
                 )
             ).scalar_one() > 0
             tx.emit("emergency.flagged", "call", call.id, reason=reason, on_duty=on_duty)
+            if self.family is not None:
+                await self.family.emergency(tx, call)
             await self._apply(tx, row, em.Start(on_duty=on_duty))
             self._announce_later(tx, call)
         log.info("call %s: emergency (%s)", ref, reason)

@@ -29,6 +29,7 @@ from dispatch.desk import CLOSED_AT_START, Desk
 from dispatch.effects import CancelTimer, ScheduleTimer
 from dispatch.emergency import Emergency
 from dispatch.errors import Conflict
+from dispatch.family import Family
 from dispatch.incident_callbacks import IncidentCallbacks
 from dispatch.line import PhoneLine
 from dispatch.machines import IllegalTransition
@@ -62,6 +63,8 @@ RECONCILED_KINDS = frozenset(
         Kind.INCIDENT,
         Kind.EMERGENCY,
         Kind.WELLBEING,
+        Kind.FAMILY,
+        Kind.FAMILY_EMERGENCY,
     }
 )
 
@@ -86,8 +89,10 @@ class Reconciler:
         incidents: IncidentCallbacks,
         campaigns: Campaigns,
         wellbeing: Wellbeing,
+        family: Family | None = None,
     ) -> None:
         self.core = core
+        self.family = family
         self.incidents = incidents
         self.campaigns = campaigns
         self.wellbeing = wellbeing
@@ -181,7 +186,9 @@ class Reconciler:
           states that nobody can finish any more are closed with the reason
           "closed_at_start"; keypad tickets that never got dispatched are dispatched;
         - a fixed incident with callers not called back yet has its `incident:` timer;
-        - every resident with wellbeing calls on has their `wellbeing:` timer.
+        - every resident with wellbeing calls on has their `wellbeing:` timer;
+        - a ticket or emergency call with a family notice not delivered yet has its
+          `family:` / `family_em:` timer.
         """
         report = {
             "scheduled": 0,
@@ -315,6 +322,9 @@ class Reconciler:
         wanted.update(await self.emergency.wanted_timers())
         # every resident with wellbeing calls on has their one timer
         wanted.update(await self.wellbeing.wanted_timers())
+        # family notices decided but not delivered yet (a timer lost with a process)
+        if self.family is not None:
+            wanted.update(await self.family.wanted_timers())
         for subject, ident, error in bad:
             log.warning("reconciler: %s %s has an unreadable row (%s)", subject, ident, error)
             await self._record_skip(subject, ident, error)

@@ -14,6 +14,7 @@ from dispatch.campaigns import Campaigns
 from dispatch.checkins import CheckIns
 from dispatch.desk import Desk
 from dispatch.emergency import Emergency
+from dispatch.family import Family
 from dispatch.incident_callbacks import IncidentCallbacks
 from dispatch.line import PhoneLine
 from dispatch.masked import Masked
@@ -77,6 +78,7 @@ class Router:
         notify: Notify,
         status: OrderStatus,
         masked: Masked,
+        family: Family,
     ) -> None:
         self.telephony = telephony
         self.calls = calls
@@ -99,6 +101,7 @@ class Router:
             "incident_fixed": lambda e: incidents.told(e.ref),
             "notice": lambda e: campaigns.finished(e.ref, e.outcome),
             "resident_told": lambda e: notify.finished(e.ref, e.outcome),
+            "family_told": lambda e: family.finished(e.ref, e.outcome),
             # a caller with an open order: 0 (or a cancel that came too late) is an operator
             "status": self._or_operator(status.finished),
             "status_cancelled": self._or_operator(status.cancelled_told),
@@ -129,6 +132,8 @@ class Router:
             Kind.CAMPAIGN: lambda k: campaigns.round(k.id),
             Kind.WELLBEING: lambda k: wellbeing.tick(k.id),
             Kind.TOLD: lambda k: notify.start(k.id),
+            Kind.FAMILY: family.deliver,
+            Kind.FAMILY_EMERGENCY: family.deliver,
         }
 
     def _or_operator(self, handler: FlowHandler) -> FlowHandler:

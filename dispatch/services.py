@@ -21,6 +21,7 @@ from dispatch.desk import Desk
 from dispatch.disputes import Disputes
 from dispatch.effects import Effects, FollowUps, Reports
 from dispatch.emergency import Emergency
+from dispatch.family import Family
 from dispatch.incident_board import IncidentBoard
 from dispatch.incident_callbacks import IncidentCallbacks
 from dispatch.incidents import Incidents
@@ -48,7 +49,7 @@ from dispatch.wellbeing_away import AwayByKeypad
 from eventlog.clock import Clock
 from eventlog.store import Store, Tx
 from ivr.library import FlowLibrary
-from providers.base import LiveCalls, Telephony
+from providers.base import LiveCalls, Messaging, Telephony
 
 
 class DispatchServices:
@@ -64,6 +65,7 @@ class DispatchServices:
         config: DispatchConfig | None = None,
         flows: FlowLibrary | None = None,
         live_calls: LiveCalls | None = None,
+        messaging: Messaging | None = None,
     ) -> None:
         config = config or DispatchConfig()
         flows = flows or FlowLibrary()
@@ -97,10 +99,15 @@ class DispatchServices:
         self.campaigns = Campaigns(core, self.outbound)
         self.queue = Queue(core, self.operators, self.tickets)
         self.notify = Notify(core, self.outbound, self.queue)
+        self.family = Family(core, self.outbound, messaging)
         self.callouts = Callouts(core, self.operators, self.outbound, self.queue)
         self.oncall = OnCall(core)
         self.emergency = Emergency(
-            core, queue=self.queue, operators=self.operators, outbound=self.outbound
+            core,
+            queue=self.queue,
+            operators=self.operators,
+            outbound=self.outbound,
+            family=self.family,
         )
         self.desk = Desk(core, self.operators, self.queue, self.emergency)
         self.wellbeing = Wellbeing(
@@ -139,6 +146,7 @@ class DispatchServices:
             incidents=self.incident_callbacks,
             campaigns=self.campaigns,
             wellbeing=self.wellbeing,
+            family=self.family,
         )
         self.router = Router(
             telephony=telephony,
@@ -159,6 +167,7 @@ class DispatchServices:
             notify=self.notify,
             status=self.status,
             masked=self.masked,
+            family=self.family,
         )
         self.fx.bind(
             reports=Reports(
@@ -175,6 +184,7 @@ class DispatchServices:
                 redispatch=self.offers.redispatch,
                 schedule_survey=self._visit_done,
                 tell_resident=self.notify.accepted,
+                tell_family=self.family.ticket_event,
                 ring_operators=self.emergency.ring_operators,
                 call_responder=self.emergency.call_responder,
             ),

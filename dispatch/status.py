@@ -5,6 +5,12 @@ to the normal menu (`hotline`), 4 (an accepted order, or one in service) is a ma
 with the merchant (`dispatch.masked`), 0 (or no clear key, as in the menu) to an operator
 (`Calls.to_operator`). What is said is what the ticket says: its category, the accepted
 merchant's name, its deadline.
+
+An order waiting for the resident's consent to pay (a self-paid category ordered by
+keypad, or made by an operator who has not recorded it) asks for it first: 1 is the
+resident's own consent by key (`ticket.consented`, by: key) and the order is dispatched
+at once; 2 goes on to the status menu. The call-back task the keypad order opened for
+the consent stays for the operator to close.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from sqlmodel import col
 
 from dispatch.core import Core
 from dispatch.effects import PlayFlow
+from dispatch.errors import Conflict, Invalid
 from dispatch.machines import IllegalTransition
 from dispatch.machines import call as cm
 from dispatch.machines import ticket as tm
@@ -43,6 +50,11 @@ HEARD_STATES = (
     tm.TicketState.IN_SERVICE,
 )
 
+
+#: the order state a caller hears when their order waits for their consent to pay
+AWAITING_CONSENT = "awaiting_consent"
+#: who consented, when the resident pressed 1 themselves (as the console says "老人本人")
+BY_KEY = "老人本人（按键）"
 
 #: the order's part of the status flow's context (the hotline menu after it starts afresh)
 ORDER_KEYS = frozenset({"order_status", "order", "category", "merchant", "deadline"})
@@ -76,11 +88,17 @@ class OrderStatus:
         )
         if ticket is None:
             return {}
+        waiting = ticket.needs_consent and ticket.consented_at is None
         category = await repo.get_category(session, code=ticket.category_code)
         merchant = await session.get(Merchant, ticket.merchant_id) if ticket.merchant_id else None
         english = pick_lang(resident.language) == "en"
         return {
-            "order_status": ticket.state.value,
+            # a new order waiting for the resident's consent asks for it (1 consents)
+            "order_status": (
+                AWAITING_CONSENT
+                if waiting and ticket.state == tm.TicketState.NEW
+                else ticket.state.value
+            ),
             "order": str(ticket.id),
             "category": category.name_en if english else category.name_zh,
             "merchant": merchant.name if merchant else "",
@@ -95,6 +113,8 @@ class OrderStatus:
             await self._cancel(event)
         elif event.outcome == "connect" and self.masked is not None:
             await self.masked.resident_to_merchant(event)
+        elif event.outcome == "consent":
+            await self._consent(event)
 
     async def cancelled_told(self, event: FlowFinished) -> None:
         """The caller heard their order is cancelled: the call served itself."""
@@ -149,6 +169,31 @@ class OrderStatus:
             "category": event.variables.get("category", ""),
         }
         await core.fx.run(PlayFlow(event.ref, "status_cancelled", context, await self._lang(call)))
+
+    async def _consent(self, event: FlowFinished) -> None:
+        """1 on the consent question: the resident's own consent, by key, is on the ticket
+        (`ticket.consented`, who: resident, by: key) and the order is dispatched."""
+        core = self.core
+        order = event.variables.get("order", "")
+        async with core.store.tx() as tx:
+            call = await core.call_by_ref(tx, event.ref)
+            if call is None or not order.isdigit():
+                return
+            ticket = await tx.session.get(Ticket, int(order), populate_existing=True)
+            if ticket is None or ticket.resident_id != call.resident_id:
+                return
+            if ticket.state != tm.TicketState.NEW or ticket.consented_at is not None:
+                log.info("call %s: ticket %s needs no consent now", call.ref, order)
+                return
+            await core.cas(tx, ticket, consent_by=BY_KEY, consented_at=core.now())
+            tx.emit("ticket.consented", "ticket", ticket.id, actor="resident", who=BY_KEY, by="key")
+            if call.state == cm.CallState.IVR:
+                await core.self_served(tx, call, flow="status", consent=True)
+        try:
+            await self.tickets.offers.dispatch(int(order), user=None)
+        except (Conflict, Invalid, IllegalTransition) as exc:
+            # someone dispatched it meanwhile, or it cannot be: the ticket's timeline says so
+            log.info("ticket %s: consented by key, not dispatched (%s)", order, type(exc).__name__)
 
     async def _self_served(self, ref: str, flow: str) -> None:
         """The caller got what they called for without an operator."""

@@ -364,7 +364,8 @@ class Tickets:
             if ticket is None:
                 return
             decide = dl.on_supervisor_timer if key.kind == Kind.ESCALATE else dl.on_deadline
-            for decision in decide(ticket.state, ticket.escalation_level):
+            decisions = decide(ticket.state, ticket.escalation_level)
+            for decision in decisions:
                 match decision:
                     case dl.DeclareNoShow():
                         await self.offers.no_show(tx, ticket)
@@ -386,6 +387,9 @@ class Tickets:
                             state=ticket.state.value,
                         )
                         tx.emit("alert.escalated", "ticket", ticket.id, level=who)
+                        # late, for the family; a no-show told them already (dispatch.family)
+                        if level == dl.Level.OPERATOR and dl.DeclareNoShow() not in decisions:
+                            await core.fx.ticket(tx, ticket, [tm.TellFamily("late")])
                     case dl.ScheduleSupervisor():
                         if ticket.deadline_at is not None:
                             at = dl.supervisor_at(ticket.created_at, ticket.deadline_at)

@@ -46,6 +46,10 @@ class Kind(enum.StrEnum):
     WELLBEING = "wellbeing"
     #: the (next) call telling the resident who accepted their order (ticket id)
     TOLD = "told"
+    #: a ticket's family notices that are due: now, or when the quiet hours end (ticket id)
+    FAMILY = "family"
+    #: the family notices of an emergency flagged on a call (call id)
+    FAMILY_EMERGENCY = "family_em"
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +151,16 @@ class TimerKey:
     def told(cls, ticket_id: int | None) -> TimerKey:
         """The (next) call telling the resident who accepted their order."""
         return cls.of(Kind.TOLD, ticket_id)
+
+    @classmethod
+    def family(cls, ticket_id: int | None) -> TimerKey:
+        """A ticket's family notices that are due."""
+        return cls.of(Kind.FAMILY, ticket_id)
+
+    @classmethod
+    def family_emergency(cls, call_id: int | None) -> TimerKey:
+        """The family notices of an emergency call."""
+        return cls.of(Kind.FAMILY_EMERGENCY, call_id)
 
     @classmethod
     def emergency(cls, call_id: int | None) -> TimerKey:

@@ -106,6 +106,10 @@ CATALOGS: dict[str, dict[str, str]] = {
         "status.accepted": "您的{category}订单已由{merchant}接单，预计{deadline:time}前到。",
         "status.in_service": "您的{category}订单，{merchant}已经上门为您服务。",
         "status.none": "您现在没有正在办理的订单。",
+        "status.consent": "您的{category}订单是自费服务，需要您个人付费。"
+        "您同意以后，我们才为您派单。",
+        "status.consent_ask": "同意付费请按 1，不同意请按 2，再听一遍请按 9，找话务员请按 0。",
+        "status.consented": "好的，已经为您派单。商家接单后会给您回电话。再见。",
         "status.menu": "有紧急情况请按 1。再听一遍请按 9，取消这个订单请按 2，"
         "有其他需要请按 3，找话务员请按 0。",
         "status.cancel_confirm": "您要取消{category}订单吗？确认取消请按 1，不取消请按 2。",
@@ -142,6 +146,21 @@ CATALOGS: dict[str, dict[str, str]] = {
         "told.more": "再听一遍请按 9，找话务员请按 0。",
         "told.bye": "祝您身体健康，再见。",
         "told.operator": "好的，话务员会尽快给您回电话。再见。",
+        # a family contact told what they chose to hear (dispatch.family)
+        "family.accepted": "您好，这里是医敬服务热线。{resident}的{category}订单"
+        "已由{merchant}接单，预计{deadline:time}前上门。",
+        "family.arrived": "您好，这里是医敬服务热线。{resident}的{category}订单，"
+        "{merchant}已于{at:time}上门。",
+        "family.completed": "您好，这里是医敬服务热线。{resident}的{category}订单，"
+        "{merchant}已于{at:time}完成服务。",
+        "family.late": "您好，这里是医敬服务热线。{resident}的{category}订单已经超时，"
+        "原定{deadline:time}前完成，话务员正在跟进。",
+        "family.no_show": "您好，这里是医敬服务热线。{resident}的{category}订单，"
+        "商家没有按时上门，我们正在另找商家。",
+        "family.emergency": "您好，这里是医敬服务热线。{resident}在{at:time}拨打了紧急求助电话，"
+        "话务员正在处理。",
+        "family.more": "再听一遍请按 9。",
+        "family.bye": "谢谢您，再见。",
         # merchant arrival and completion
         "arrival.intro": "您好，这里是医敬服务平台。关于{category}订单，地址：{address}。",
         "arrival.menu": "已经到达请按 1，还没有到请按 2，要和老人通话请按 4，"
@@ -271,6 +290,12 @@ CATALOGS: dict[str, dict[str, str]] = {
         "{deadline:time}.",
         "status.in_service": "For your {category} order, {merchant} is with you now.",
         "status.none": "You have no open order.",
+        "status.consent": "Your {category} order is a self-paid service: you pay for it. "
+        "We send someone once you agree.",
+        "status.consent_ask": "To agree to pay press 1, if not press 2, to hear it again "
+        "press 9, an operator press 0.",
+        "status.consented": "Thank you, we are sending someone now. We will call you once "
+        "a provider accepts. Goodbye.",
         "status.menu": "For an emergency press 1. To hear it again press 9, to cancel this "
         "order press 2, for something else press 3, an operator press 0.",
         "status.cancel_confirm": "Cancel your {category} order? To cancel press 1, "
@@ -310,6 +335,20 @@ CATALOGS: dict[str, dict[str, str]] = {
         "told.more": "To hear it again press 9, an operator press 0.",
         "told.bye": "Take care. Goodbye.",
         "told.operator": "An operator will call you back soon. Goodbye.",
+        "family.accepted": "Hello, this is the Yijing care hotline. {resident}'s {category} "
+        "order was accepted by {merchant}, expected by {deadline:time}.",
+        "family.arrived": "Hello, this is the Yijing care hotline. For {resident}'s {category} "
+        "order, {merchant} arrived at {at:time}.",
+        "family.completed": "Hello, this is the Yijing care hotline. For {resident}'s {category} "
+        "order, {merchant} completed the visit at {at:time}.",
+        "family.late": "Hello, this is the Yijing care hotline. {resident}'s {category} order "
+        "is late; it was due by {deadline:time}. An operator is following it up.",
+        "family.no_show": "Hello, this is the Yijing care hotline. For {resident}'s {category} "
+        "order, the shop did not come in time; we are finding another.",
+        "family.emergency": "Hello, this is the Yijing care hotline. {resident} called for "
+        "emergency help at {at:time}; an operator is on it.",
+        "family.more": "To hear it again press 9.",
+        "family.bye": "Thank you. Goodbye.",
         "arrival.intro": "Hello, this is the Yijing care platform about the {category} order "
         "at {address}.",
         "arrival.menu": "If you have arrived press 1, not yet press 2, "

@@ -284,6 +284,7 @@ def create_app(
             wellbeing_report_s=settings.wellbeing_report_s,
             tell_resident=settings.tell_resident,
             tell_resident_retry_s=settings.tell_resident_retry_s,
+            tell_family=settings.tell_family,
             emergency_number=settings.emergency_number,
             emergency_answer_s=settings.emergency_answer_s,
             emergency_oncall_s=settings.emergency_oncall_s,
@@ -338,6 +339,8 @@ def create_app(
                 clock=the_clock,
                 config=config,
                 live_calls=live_calls_of(backend) if relay is None else relay.telephony,
+                # family texts go out when their timer fires, on the owner of the backend
+                messaging=messaging_of(settings, backend),
             )
             holder["d"] = dispatch
             login = MerchantLogin(

@@ -82,6 +82,9 @@ class Settings(BaseSettings):
     #: code word); a call nobody answers is tried once more after the retry wait
     tell_resident: bool = True
     tell_resident_retry_s: float = Field(default=600.0, ge=60)
+    #: each emergency contact is told what they chose (accepted, arrived, completed, late,
+    #: no-show, emergency) by text or call, not at night (dispatch.family)
+    tell_family: bool = True
     #: the public emergency number (ambulance) the emergency panel rings
     emergency_number: str = Field(default="120", pattern=r"^\+?[0-9]{2,20}$")
     # Emergencies (issue 14): ring-all, then the on-call list, then contacts and 120

@@ -11,6 +11,7 @@ from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import Column, Index, event
+from sqlalchemy import true as sa_true
 from sqlmodel import Field, SQLModel
 
 from eventlog.db import BigId, EnumText, JSONType, UTCDateTime, utcnow
@@ -195,6 +196,14 @@ class ResidentPhone(SQLModel, table=True):
     kind: str = Field(default="mobile", max_length=16)
 
 
+#: what a family contact may hear about (dispatch.family), in the order forms show them
+FAMILY_EVENTS = ("accepted", "arrived", "completed", "late", "no_show", "emergency")
+#: what a new contact hears about: when something goes wrong
+FAMILY_EVENTS_DEFAULT = ("late", "no_show", "emergency")
+#: how a contact is told
+FAMILY_CHANNELS = ("text", "call")
+
+
 class EmergencyContact(SQLModel, table=True):
     """One step of a resident's emergency-contact cascade, in `position` order."""
 
@@ -211,6 +220,19 @@ class EmergencyContact(SQLModel, table=True):
     #: family, neighbour, grid_worker, community_staff
     kind: str = Field(default="family", max_length=32)
     when_to_call: str = Field(default="", max_length=100)
+    #: the ticket events this contact is told about (FAMILY_EVENTS)
+    notify_events: list[str] = Field(
+        default_factory=lambda: list(FAMILY_EVENTS_DEFAULT),
+        sa_column=Column(
+            JSONType, nullable=False, server_default='["late", "no_show", "emergency"]'
+        ),
+    )
+    #: told by a text or a short call (FAMILY_CHANNELS)
+    notify_by: str = Field(
+        default="text", max_length=8, sa_column_kwargs={"server_default": "text"}
+    )
+    #: nothing but emergencies at night: told when the quiet hours end
+    notify_quiet: bool = Field(default=True, sa_column_kwargs={"server_default": sa_true()})
 
 
 class Merchant(SQLModel, table=True):

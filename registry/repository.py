@@ -233,6 +233,9 @@ async def resident_card(
             "phone": c.phone,
             "phones": c.phones or [c.phone],
             "when_to_call": c.when_to_call,
+            "notify_events": list(c.notify_events),
+            "notify_by": c.notify_by,
+            "notify_quiet": c.notify_quiet,
         }
         for c in contacts
     ]
@@ -377,6 +380,9 @@ async def resident_input(session: AsyncSession, *, resident: Resident) -> Reside
                 kind=c.kind,
                 phones=list(c.phones or [c.phone]),
                 when_to_call=c.when_to_call,
+                notify_events=list(c.notify_events),
+                notify_by=c.notify_by,
+                notify_quiet=c.notify_quiet,
             )
             for c in contacts
         ],
@@ -482,6 +488,9 @@ async def save_resident(
                 phone=c.phones[0],
                 phones=list(c.phones),
                 when_to_call=c.when_to_call,
+                notify_events=list(c.notify_events),
+                notify_by=c.notify_by,
+                notify_quiet=c.notify_quiet,
             )
             for i, c in enumerate(data.contacts)
         )

@@ -10,7 +10,15 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from registry.models import ContractStatus, PriceKind, ResidentStatus, Urgency
+from registry.models import (
+    FAMILY_CHANNELS,
+    FAMILY_EVENTS,
+    FAMILY_EVENTS_DEFAULT,
+    ContractStatus,
+    PriceKind,
+    ResidentStatus,
+    Urgency,
+)
 from registry.phones import normalize
 
 GROUPS = ("孤寡", "空巢", "残疾")
@@ -97,11 +105,41 @@ class ContactIn(Strict):
     kind: str = Field(default="family", max_length=32)
     phones: list[str] = Field(min_length=1, max_length=5)
     when_to_call: str = Field(default="", max_length=100)
+    #: the ticket events they are told about (dispatch.family)
+    notify_events: list[str] = Field(
+        default_factory=lambda: list(FAMILY_EVENTS_DEFAULT), max_length=len(FAMILY_EVENTS)
+    )
+    #: told by "text" or "call"
+    notify_by: str = "text"
+    #: not at night (emergencies always go at once)
+    notify_quiet: bool = True
 
     @field_validator("phones")
     @classmethod
     def _normal(cls, value: list[str]) -> list[str]:
         return _phones(value)
+
+    @field_validator("notify_events")
+    @classmethod
+    def _events(cls, value: list[str]) -> list[str]:
+        unknown = [e for e in value if e not in FAMILY_EVENTS]
+        if unknown:
+            raise Rule(
+                "unknown_notify_event",
+                f"unknown event {unknown[0]!r} to tell a contact about; "
+                f"use {', '.join(FAMILY_EVENTS)}",
+            )
+        return [e for e in FAMILY_EVENTS if e in value]
+
+    @field_validator("notify_by")
+    @classmethod
+    def _channel(cls, value: str) -> str:
+        if value not in FAMILY_CHANNELS:
+            raise Rule(
+                "unknown_notify_channel",
+                f"a contact is told by {' or '.join(FAMILY_CHANNELS)}, not {value!r}",
+            )
+        return value
 
 
 class ResidentIn(Strict):

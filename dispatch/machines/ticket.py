@@ -137,7 +137,17 @@ class Redispatch:
     """Offer the ticket again to the next candidates."""
 
 
-TicketCommand = AlertOperators | WithdrawOtherOffers | TellResident | ScheduleSurvey | Redispatch
+@dataclass(frozen=True, slots=True)
+class TellFamily:
+    """Tell the resident's contacts who chose to hear about `event` (accepted, arrived,
+    completed, late, no_show)."""
+
+    event: str
+
+
+TicketCommand = (
+    AlertOperators | WithdrawOtherOffers | TellResident | ScheduleSurvey | Redispatch | TellFamily
+)
 
 _S = TicketState
 
@@ -152,13 +162,13 @@ def transition(state: TicketState, event: TicketEvent) -> tuple[TicketState, lis
         case ((_S.MATCHING | _S.OFFERING), NobodyAvailable()):
             return _S.UNASSIGNED, [AlertOperators("nobody accepted")]
         case _S.OFFERING, MerchantAccepted():
-            return _S.ACCEPTED, [WithdrawOtherOffers(), TellResident()]
+            return _S.ACCEPTED, [WithdrawOtherOffers(), TellResident(), TellFamily("accepted")]
         case _S.ACCEPTED, Arrived():
-            return _S.IN_SERVICE, []
+            return _S.IN_SERVICE, [TellFamily("arrived")]
         case ((_S.ACCEPTED | _S.IN_SERVICE), Completed()):
-            return _S.COMPLETED, [ScheduleSurvey()]
+            return _S.COMPLETED, [ScheduleSurvey(), TellFamily("completed")]
         case _S.ACCEPTED, NoShow():
-            return _S.OFFERING, [Redispatch()]
+            return _S.OFFERING, [Redispatch(), TellFamily("no_show")]
         case _S.COMPLETED, Rated():
             return _S.RATED, []
         case ((_S.RATED | _S.COMPLETED), Close()):

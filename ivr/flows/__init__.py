@@ -25,12 +25,14 @@ daily care calls)
     ``transfer`` to "operators"
 ``hotline_unknown`` (unregistered caller)  ``transfer`` to "operators"
 ``status`` (a registered resident with an open order; context as ``hotline`` plus
-``order_status`` new|matching|offering|unassigned|accepted|in_service, ``order`` (the
-ticket id, never spoken), ``category`` (the catalog name), ``merchant``, ``deadline``)
+``order_status`` new|matching|offering|unassigned|accepted|in_service|awaiting_consent,
+``order`` (the ticket id, never spoken), ``category`` (the catalog name), ``merchant``,
+``deadline``)
     ``menu`` (key 3, or no open order: transfer="stay", run ``hotline`` next),
     ``cancel`` (2 then 1: transfer="stay", for ``status_cancelled``), ``connect`` (key 4,
-    accepted or in service: transfer="stay", the merchant is rung and joined), ``transfer``
-    (key 0, or no clear key after the retries, as in ``hotline``)
+    accepted or in service: transfer="stay", the merchant is rung and joined), ``consent``
+    (awaiting_consent, then 1: the resident agrees to pay; the call hangs up),
+    ``transfer`` (key 0, or no clear key after the retries, as in ``hotline``)
 ``status_cancelled`` (context ``cancelled`` yes|no, ``category``)
     ``told``, ``transfer`` (it could not be cancelled: to "operators")
 ``merchant_offer`` (context ``category``, ``description``, ``address``, ``deadline``,
@@ -42,6 +44,9 @@ ticket id, never spoken), ``category`` (the catalog name), ``merchant``, ``deadl
 ``resident_told`` (context ``merchant``, the shop's name; ``category``; ``deadline`` +
 ``today``; ``code_word``: said to the resident, never their number to anyone)
     ``heard`` (no more keys), ``operator`` (key 0: an operator calls back)
+``family_told`` (context ``about``: accepted, arrived, completed, late, no_show or
+emergency; ``resident``, ``category``, ``merchant``, ``deadline``, ``at`` + ``today``;
+never the merchant's phone)  ``heard`` (9 hears it again)
 ``merchant_arrival`` (context ``category``, ``address``)
     ``arrived``, ``not_yet``, ``no_input``, ``transfer`` (key 0, to "operators"),
     ``connect`` (key 4: transfer="stay", the resident is rung and joined: a masked call)
@@ -91,12 +96,13 @@ OUTCOMES: dict[str, frozenset[str]] = {
     "hotline": frozenset({"emergency", "need", "transfer", "away", "back"}),
     "hotline_no_menu": frozenset({"transfer"}),
     "hotline_unknown": frozenset({"transfer"}),
-    "status": frozenset({"menu", "cancel", "connect", "emergency", "transfer"}),
+    "status": frozenset({"menu", "cancel", "connect", "consent", "emergency", "transfer"}),
     "status_cancelled": frozenset({"told", "transfer"}),
     "merchant_offer": frozenset({"accepted", "declined", "no_input"}),
     "merchant_accepted": frozenset({"told"}),
     "merchant_taken": frozenset({"taken"}),
     "resident_told": frozenset({"heard", "operator"}),
+    "family_told": frozenset({"heard"}),
     "incident_fixed": frozenset({"told"}),
     "merchant_arrival": frozenset({"arrived", "not_yet", "connect", "no_input", "transfer"}),
     "merchant_completion": frozenset({"completed", "not_completed", "no_input", "transfer"}),

@@ -20,6 +20,8 @@ const LISTS = {
 const GROUPS = ['孤寡', '空巢', '残疾'];
 const STATUSES = ['registered', 'suspended', 'moved_out', 'deceased'];
 const CONTACT_KINDS = ['family', 'neighbour', 'grid_worker', 'community_staff'];
+const FAMILY_EVENTS = ['accepted', 'arrived', 'completed', 'late', 'no_show', 'emergency'];
+const FAMILY_CHANNELS = ['text', 'call'];
 const ROLES = ['operator', 'supervisor', 'admin', 'merchant'];
 const CONTRACT = ['active', 'suspended', 'ended'];
 const URGENCY = ['routine', 'urgent', 'emergency'];
@@ -101,6 +103,9 @@ function control(spec, value) {
     input.value = spec.type === 'lines' ? (value || []).join('\n') : (value ?? '');
   } else if (spec.type === 'checkbox') {
     input = el('input'); input.type = 'checkbox'; input.checked = Boolean(value);
+  } else if (spec.type === 'multi') {
+    input = el('select'); input.multiple = true; input.size = spec.options.length;
+    for (const [v, label] of spec.options) { const o = el('option', label); o.value = v; o.selected = (value || []).includes(v); input.append(o); }
   } else {
     input = el('input'); input.type = ['csv', undefined].includes(spec.type) ? 'text' : spec.type;
     input.value = value ?? '';
@@ -187,7 +192,10 @@ function rowsEditor({ columns, ordered, empty }) {
       const rm = el('button', '✕', 'small remove'); rm.type = 'button'; rm.title = T('remove_row');
       rm.addEventListener('click', () => { rows.splice(rows.indexOf(row), 1); node.remove(); renumber(); });
       tools.append(rm);
-      node.append(pos, ...fields.map((f) => f.input), tools);
+      // a checkbox says what it is next to it (a placeholder cannot)
+      const shown = fields.map((f) => (f.c.type === 'checkbox' ? el('label', null, 'row-check') : f.input));
+      fields.forEach((f, i) => { if (shown[i] !== f.input) shown[i].append(f.input, T(f.c.label)); });
+      node.append(pos, ...shown, tools);
       rows.push(row); body.append(node); renumber();
     };
     add.addEventListener('click', () => addRow(empty));
@@ -196,11 +204,14 @@ function rowsEditor({ columns, ordered, empty }) {
     const read = () => rows.map((r) => {
       const out = {};
       for (const { c, input } of r.fields) {
+        if (c.type === 'checkbox') { out[c.name] = input.checked; continue; }
+        if (c.type === 'multi') { out[c.name] = Array.from(input.selectedOptions, (o) => o.value); continue; }
         const raw = input.value.trim();
         out[c.name] = c.type === 'csv' ? raw.split(/[,，、;；]+/).map((x) => x.trim()).filter(Boolean) : raw;
       }
       return out;
-    }).filter((o) => Object.values(o).some((v) => (Array.isArray(v) ? v.length : v) && v !== 'mobile' && v !== 'family'));
+    // a row is empty when only its settings (defaults) are filled in
+    }).filter((o) => columns.filter((c) => !c.setting).some(({ name }) => { const v = o[name]; return (Array.isArray(v) ? v.length : v) && v !== 'mobile' && v !== 'family'; }));
     const check = () => {
       for (const [i, r] of rows.entries()) {
         for (const { c, input } of r.fields) {
@@ -510,8 +521,12 @@ const contactColumns = [
   { name: 'kind', label: 'f_contact_kind', type: 'select', options: opts(CONTACT_KINDS, 'ck_'), size: 1 },
   { name: 'phones', label: 'f_contact_phones', type: 'csv', get: (c) => (c?.phones || []).join(', '), size: 3 },
   { name: 'when_to_call', label: 'f_when_to_call', max: 100, size: 2 },
+  // what the contact is told about a ticket, how, and whether not at night (dispatch.family)
+  { name: 'notify_events', label: 'f_notify_events', type: 'multi', options: opts(FAMILY_EVENTS, 'fe_'), size: 2, setting: true },
+  { name: 'notify_by', label: 'f_notify_by', type: 'select', options: opts(FAMILY_CHANNELS, 'fc_'), size: 1, setting: true },
+  { name: 'notify_quiet', label: 'f_notify_quiet', type: 'checkbox', size: 1, setting: true },
 ];
-const contactsSpec = { name: 'contacts', label: 'contacts', addLabel: 'add_contact', custom: rowsEditor({ columns: contactColumns, ordered: true, empty: { kind: 'family' } }) };
+const contactsSpec = { name: 'contacts', label: 'contacts', addLabel: 'add_contact', custom: rowsEditor({ columns: contactColumns, ordered: true, empty: { kind: 'family', notify_events: ['late', 'no_show', 'emergency'], notify_by: 'text', notify_quiet: true } }) };
 const phonesSpec = {
   name: 'phones', label: 'f_phones', addLabel: 'add_phone',
   custom: rowsEditor({ columns: [

@@ -159,6 +159,10 @@ const EVENT_ZH = { 'ticket.created': '创建工单', 'ticket.matching': '开始�
   'resident.hung_up': '老人中途挂断', 'resident.told_retry': '告知未接通，稍后重拨', 'resident.told_later': '夜间免打扰，早上再告知',
   'resident.not_reached': '告知未能联系上老人', 'resident.not_told': '无需再告知', 'call.order_cancel': '老人来电取消订单',
   'call.menu_lost': '菜单中断，转人工排队',
+  // the family told (issue 16): each contact as their preferences say
+  'family.told': '已告知家属', 'family.calling': '致电家属', 'family.deferred': '夜间免打扰，早上告知家属',
+  'family.due': '待告知家属', 'family.texting': '发短信告知家属', 'family.not_reached': '未能告知家属',
+  'family.heard': '家属已听完告知', 'family.not_told': '订单已结束，不再告知家属',
   // price and consent (issue 16)
   'ticket.consented': '老人已同意费用', 'ticket.awaiting_consent': '自费服务，等待老人同意费用',
   // masked calls between merchant and resident (issue 16): ids only, never a number
@@ -171,6 +175,8 @@ const EVENT_ZH = { 'ticket.created': '创建工单', 'ticket.matching': '开始�
   'wellbeing.escalated': '转话务员紧急处理', 'wellbeing.closed': '关怀结束', 'wellbeing.no_phone': '无可拨号码',
   'wellbeing.hung_up_waiting': '老人等待中挂机', 'wellbeing.plan_set': '设置关怀呼叫',
   'wellbeing.away_by_keypad': '老人按键登记外出', 'wellbeing.back_by_keypad': '老人按键登记回家' };
+  'wellbeing.hung_up_waiting': '老人等待中挂机', 'wellbeing.plan_set': '设置关怀呼叫' };
+const FAMILY_ZH = { accepted: '接单', arrived: '上门', completed: '完成', late: '超时', no_show: '未上门', emergency: '紧急求助', text: '短信', call: '电话' };
 // English reads the event's own name: 'offer.no_answer' -> 'Offer no answer'
 const eventEn = (n) => { const t = n.replace('.', ' ').replaceAll('_', ' '); return t.charAt(0).toUpperCase() + t.slice(1); };
 export const eventName = (n) => (lang() === 'zh-CN' ? EVENT_ZH[n] || n : eventEn(n));
@@ -188,6 +194,10 @@ export function timelineItem(ev, merchants = {}) {
   // a note (a ticket's, a transfer's) and whom a ticket or caller went to
   const extra = [who, d.rating ? stateName(d.rating) : '', d.reason || '', d.disposition || '', d.to_operator || '', d.who || '', d.note || ''].filter(Boolean).join(' ');
   li.append(el('span', fmtTime(ev.occurred_at), 'muted'), ' ', el('b', eventName(ev.name)), ' ', el('span', extra), ' ', el('span', ev.actor && ev.actor !== 'system' ? `(${actorName(ev.actor)})` : '', 'muted'));
+  // a family notice: which contact (relation), about what, by text or call
+  const family = ev.name.startsWith('family.') ? [d.who, FAMILY_ZH[d.about] && lang() === 'zh-CN' ? FAMILY_ZH[d.about] : d.about, FAMILY_ZH[d.by] && lang() === 'zh-CN' ? FAMILY_ZH[d.by] : d.by].filter(Boolean).join(' · ') : '';
+  const extra = [family, who, d.rating ? stateName(d.rating) : '', d.reason || '', d.disposition || '', d.to_operator || '', d.who || '', d.note || ''].filter(Boolean).join(' ');
+  li.append(el('span', fmtTime(ev.occurred_at), 'muted'), ' ', el('b', eventName(ev.name)), ' ', el('span', extra), ' ', el('span', ev.actor && ev.actor !== 'system' ? `(${ev.actor})` : '', 'muted'));
   return li;
 }
 

@@ -296,6 +296,10 @@ async function showCard(residentId, reason, call) {
   const contacts = el('dd');
   for (const x of r.contacts || []) {
     const row = el('div', `${x.relation} ${x.name} ${x.phone}${x.when_to_call ? (zh ? `（${x.when_to_call}）` : ` (${x.when_to_call})`) : ''}`, 'contact');
+    // what the contact is told about an order, and how (dispatch.family)
+    const told = (x.notify_events || []).map((e) => T(`fe_${e}`)).join(zh ? '、' : ', ');
+    const by = T(`fc_${x.notify_by}`);
+    if (told) row.append(el('span', ` · ${T('f_notify_events')}${zh ? `：${told}（${by}）` : `: ${told} (${by})`}`, 'muted told'));
     // click-to-call the contact, by id (callouts.js places it; a second line with a caller)
     const ring = el('button', '📞', 'call-contact'); ring.type = 'button';
     ring.dataset.calloutTarget = 'contact'; ring.dataset.calloutId = x.id; ring.title = T('co_call');

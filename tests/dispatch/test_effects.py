@@ -163,6 +163,7 @@ def rig() -> Rig:
             redispatch=r.record("redispatch"),
             schedule_survey=r.record("schedule_survey"),
             tell_resident=r.record("tell_resident"),
+            tell_family=r.record("tell_family"),
             ring_operators=r.record("ring_operators"),
             call_responder=r.record("call_responder"),
         ),
@@ -249,6 +250,7 @@ async def test_given_ticket_commands_then_alert_in_the_tx_and_follow_ups_to_thei
         tm.TellResident(),
         tm.ScheduleSurvey(),
         tm.Redispatch(),
+        tm.TellFamily("arrived"),
     ]
     await rig.fx.ticket(tx, TICKET, commands)  # type: ignore[arg-type]
     assert tx.events == [("alert.unassigned", "ticket", "5", {"reason": "nobody accepted"})]
@@ -257,6 +259,7 @@ async def test_given_ticket_commands_then_alert_in_the_tx_and_follow_ups_to_thei
         ("tell_resident", tx, TICKET),
         ("schedule_survey", tx, TICKET),
         ("redispatch", tx, TICKET),
+        ("tell_family", tx, TICKET, "arrived"),
     ]
     assert tx.after == []
 

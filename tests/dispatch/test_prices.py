@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ivr.prompts import render
 from tests.conftest import Harness, eventually
 from tests.dispatch.test_cascade import names, new_ticket
 from tests.dispatch.test_told import accepted_by_phone, tell, timeline_has, told_rings
@@ -162,3 +163,22 @@ async def test_given_a_keypad_repair_then_it_waits_for_consent_and_an_operator_c
     assert repair["state"] == "new" and repair["consented_at"] is None
     assert "ticket.awaiting_consent" in names(await h.call("GET", f"/tickets/{repair['id']}"))
     assert not [c for c in h.pbx.snapshot() if c["direction"] == "out"]  # no merchant rung
+
+
+async def test_given_a_repair_waiting_for_consent_when_the_resident_calls_and_presses_1_then_sent(
+    harness: Harness,
+) -> None:
+    h = harness
+    tid = await new_ticket(h, "repair")
+    await h.call("POST", f"/tickets/{tid}/dispatch", json={}, expect=409)
+    ref = await h.pbx.dial_in(RESIDENT_PHONE)
+    await waiting_for_keys(h, ref)
+    heard = " ".join(h.pbx.calls[ref].transcript)
+    assert "自费服务" in heard and "同意付费请按 1" in heard
+    await h.pbx.press(ref, "1")
+    detail = await timeline_has(h, tid, "ticket.matching")
+    assert detail["consent_by"] == "老人本人（按键）" and detail["consented_at"]
+    [event] = [e for e in detail["timeline"] if e["name"] == "ticket.consented"]
+    assert (event["actor"], event["data"]["by"]) == ("resident", "key")
+    assert render("status.consented", "zh-CN") in h.pbx.calls[ref].transcript
+    await ringing_out(h, exclude={ref})  # the first merchant's offer call

@@ -149,11 +149,24 @@ def test_given_an_admin_when_using_every_form_then_records_reach_the_desk_and_lo
     expect(rows).to_have_count(2)
     rows.nth(1).locator("button.up").click()
     expect(rows.nth(0).locator("input[data-col='name']")).to_have_value("邻居刘")
+    # the daughter hears of accepts and arrivals too, by a call, even at night
+    daughter = rows.nth(1)
+    expect(daughter.locator("select[data-col='notify_events'] option:checked")).to_have_count(3)
+    daughter.locator("select[data-col='notify_events']").select_option(
+        ["accepted", "arrived", "late", "no_show", "emergency"]
+    )
+    daughter.locator("select[data-col='notify_by']").select_option("call")
+    daughter.locator("input[data-col='notify_quiet']").uncheck()
     shot(admin, "26-admin-form-contacts")
     save(admin)
     expect(
         admin.locator("#contacts-form .editor-row").first.locator("input[data-col='name']")
     ).to_have_value("邻居刘")
+    card = staff_api(desk, "GET", f"/residents/{found['body'][0]['id']}?reason=check")["body"]
+    assert [(c["notify_events"], c["notify_by"], c["notify_quiet"]) for c in card["contacts"]] == [
+        (["late", "no_show", "emergency"], "text", True),
+        (["accepted", "arrived", "late", "no_show", "emergency"], "call", False),
+    ]
 
     # an operator login, who then logs in
     open_section(admin, "users")

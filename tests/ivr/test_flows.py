@@ -36,10 +36,17 @@ CONTEXTS: dict[str, list[dict[str, str]]] = {
         {**RESIDENT, "wellbeing": "care"},
         {**RESIDENT, "wellbeing": "away"},
     ],
-    "status": [{"order_status": s} for s in ("matching", "offering", "accepted", "in_service", "")],
+    "status": [
+        {"order_status": s}
+        for s in ("matching", "offering", "accepted", "in_service", "awaiting_consent", "")
+    ],
     "status_cancelled": [{"cancelled": "yes"}, {"cancelled": "no"}],
     "masked_unreached": [{"side": "resident"}, {"side": "merchant"}],
     "notice": [{**RESIDENT, "asks": "question"}, {**RESIDENT, "asks": "none"}],
+    "family_told": [
+        {"about": a}
+        for a in ("accepted", "arrived", "completed", "late", "no_show", "emergency", "")
+    ],
     **{
         name: [
             {"price": p, "price_yuan": "5"}
@@ -594,3 +601,32 @@ def test_status_1_is_an_emergency_as_everywhere_on_the_hotline() -> None:
     assert call.finish is not None
     assert (call.finish.outcome, call.finish.transfer) == ("emergency", "operators")
     assert call.finish.variables["category"] == "emergency"
+
+
+def test_given_a_family_contact_told_when_they_press_9_then_they_hear_it_again_slowly() -> None:
+    context = {"about": "no_show", "resident": "王秀英", "category": "送药"}
+    call = drive(BUILTIN["family_told"], ["9", None], context)
+    assert call.played == [
+        ("family.no_show", True),
+        ("family.more", False),
+        ("family.no_show", True),
+        ("family.more", True),  # asked again: slower
+        ("family.bye", False),
+    ]
+    assert call.finish is not None and call.finish.outcome == "heard"
+
+
+def test_given_an_order_waiting_for_consent_when_the_resident_presses_1_then_consented() -> None:
+    call = drive(STATUS, ["9", "1"], {"order_status": "awaiting_consent", "order": "8"})
+    assert call.played[:3] == [
+        ("hotline.greeting_known", False),
+        ("status.consent", True),
+        ("status.consent_ask", False),
+    ]
+    assert ("status.consent", True) in call.played[3:]
+    assert call.finish is not None and call.finish.outcome == "consent"
+    assert call.played[-1][0] == "status.consented"
+    # 2: not now, the status menu (where 2 cancels) as for any open order
+    menu = drive(STATUS, ["2", "0"], {"order_status": "awaiting_consent"})
+    assert "status.menu" in menu.prompts and menu.finish is not None
+    assert menu.finish.outcome == "transfer"

@@ -53,6 +53,8 @@ ACCEPTED = {
     "order": "7",
 }
 IN_SERVICE = {"order_status": "in_service", "category": "送药", "merchant": "和平药房"}
+#: an order waiting for the resident's consent to pay (dispatch.status)
+CONSENT = {"order_status": "awaiting_consent", "category": "维修", "order": "8"}
 #: Per-call sound files for Asterisk (prompts with an order's details in them).
 RECORDED = {"offer.intro": "yijing/dyn/t42/offer.intro", "offer.accepted": "yijing/dyn/t42/ok"}
 OUTAGE: dict[str, Any] = {"incident": "water", "incident_grid": "第一网格"}
@@ -93,6 +95,8 @@ CASES = [
     Case("status", {**RESIDENT, **ACCEPTED}, label="accepted"),
     Case("status", {**RESIDENT, **IN_SERVICE}, label="in_service"),
     Case("status", RESIDENT, lang="zh", label="none"),
+    Case("status", {**RESIDENT, **CONSENT}, label="consent"),
+    Case("status", {**RESIDENT, **CONSENT, "category": "home repair"}, lang="en", label="consent"),
     Case("status_cancelled", {"cancelled": "yes", "category": "送药"}),
     Case("status_cancelled", {"cancelled": "no", "category": "送药"}, label="failed"),
     Case("masked_wait", {}),
@@ -107,6 +111,24 @@ CASES = [
     # the resident told who accepted their order (dispatch.notify)
     Case("resident_told", {**ORDER, "merchant": "和平药房", "today": TODAY}),
     Case("resident_told", {**ORDER, "merchant": "Heping Pharmacy", "today": TODAY}, lang="en"),
+    # a family contact told what they chose (dispatch.family)
+    *(
+        Case(
+            "family_told",
+            {
+                **ORDER,
+                "about": about,
+                "resident": "王秀英",
+                "merchant": "和平药房",
+                "at": "2025-03-12T10:05:00+08:00",
+                "today": TODAY,
+            },
+            lang,
+            about,
+        )
+        for about in ("accepted", "arrived", "completed", "late", "no_show", "emergency")
+        for lang in ("zh-CN", "en")
+    ),
     # who pays (dispatch.prices): each sentence the offer call and the resident's call say
     *(
         Case(flow, {**ORDER, "merchant": "和平药房", "price": price, "price_yuan": 5}, lang, price)
