@@ -44,6 +44,7 @@ from dispatch.status import OrderStatus
 from dispatch.surveys import Surveys
 from dispatch.tickets import Tickets
 from dispatch.timers import Timers
+from dispatch.reminders import Reminders
 from dispatch.wellbeing import Wellbeing
 from dispatch.wellbeing_away import AwayByKeypad
 from eventlog.clock import Clock
@@ -113,6 +114,7 @@ class DispatchServices:
         self.wellbeing = Wellbeing(
             core, outbound=self.outbound, tickets=self.tickets, emergency=self.emergency
         )
+        self.reminders = Reminders(core, outbound=self.outbound, queue=self.queue)
         self.masked = Masked(core, self.outbound)
         self.status = OrderStatus(core, self.tickets, self.masked)
         self.calls = Calls(
@@ -147,6 +149,7 @@ class DispatchServices:
             campaigns=self.campaigns,
             wellbeing=self.wellbeing,
             family=self.family,
+            reminders=self.reminders,
         )
         self.router = Router(
             telephony=telephony,
@@ -164,6 +167,7 @@ class DispatchServices:
             incidents=self.incident_callbacks,
             campaigns=self.campaigns,
             wellbeing=self.wellbeing,
+            reminders=self.reminders,
             notify=self.notify,
             status=self.status,
             masked=self.masked,
