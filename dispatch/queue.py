@@ -101,7 +101,9 @@ class Queue:
         async with core.store.tx() as tx:
             call = await core.call_by_ref(tx, ref)
             asked = call is not None and call.direction == "out"
-            waiting = (cm.CallState.CONNECTED,) if asked else (cm.CallState.IVR, cm.CallState.RINGING)
+            waiting = (
+                (cm.CallState.CONNECTED,) if asked else (cm.CallState.IVR, cm.CallState.RINGING)
+            )
             if call is None or call.state not in waiting:
                 return
             event: cm.CallEvent = cm.AskOperator() if asked else cm.Enqueue()

@@ -41,10 +41,10 @@ from dispatch.models import Call, Offer, OperatorStatus, Ticket
 from dispatch.offers import Offers
 from dispatch.operators import Operators
 from dispatch.queue import Queue
+from dispatch.reminders import Reminders
 from dispatch.surveys import Surveys
 from dispatch.timer_keys import RECONCILE_PERIODIC, Kind, TimerKey
 from dispatch.timers import Timers
-from dispatch.reminders import Reminders
 from dispatch.wellbeing import Wellbeing
 from providers.base import LiveCalls, TelephonyError
 from registry.catalog import OPERATOR_TASKS

@@ -37,6 +37,7 @@ from dispatch.outbound import Outbound
 from dispatch.queue import Queue
 from dispatch.ranking import Ranking
 from dispatch.reconcile import Reconciler
+from dispatch.reminders import Reminders
 from dispatch.routing import Router
 from dispatch.scorecard import Scorecard
 from dispatch.stats import StatsCache
@@ -44,7 +45,6 @@ from dispatch.status import OrderStatus
 from dispatch.surveys import Surveys
 from dispatch.tickets import Tickets
 from dispatch.timers import Timers
-from dispatch.reminders import Reminders
 from dispatch.wellbeing import Wellbeing
 from dispatch.wellbeing_away import AwayByKeypad
 from eventlog.clock import Clock
