@@ -174,8 +174,12 @@ const EVENT_ZH = { 'ticket.created': '创建工单', 'ticket.matching': '开始�
   'wellbeing.report_called': '回访亲友', 'wellbeing.reported': '亲友已回报', 'wellbeing.report_missed': '亲友未回报',
   'wellbeing.escalated': '转话务员紧急处理', 'wellbeing.closed': '关怀结束', 'wellbeing.no_phone': '无可拨号码',
   'wellbeing.hung_up_waiting': '老人等待中挂机', 'wellbeing.plan_set': '设置关怀呼叫',
-  'wellbeing.away_by_keypad': '老人按键登记外出', 'wellbeing.back_by_keypad': '老人按键登记回家' };
-  'wellbeing.hung_up_waiting': '老人等待中挂机', 'wellbeing.plan_set': '设置关怀呼叫' };
+  'wellbeing.away_by_keypad': '老人按键登记外出', 'wellbeing.back_by_keypad': '老人按键登记回家',
+  // medication and appointment reminders (issue 15)
+  'reminder.added': '添加提醒', 'reminder.changed': '修改提醒', 'reminder.deleted': '删除提醒', 'reminder.due': '到时提醒',
+  'reminder.calling': '提醒呼叫', 'reminder.confirmed': '老人已确认提醒', 'reminder.help': '老人要求转人工或改时间',
+  'reminder.unanswered': '提醒呼叫未接', 'reminder.retry': '提醒呼叫重拨', 'reminder.missed': '提醒未接通',
+  'reminder.skipped': '提醒已过时，未呼叫', 'reminder.no_phone': '无可拨号码' };
 const FAMILY_ZH = { accepted: '接单', arrived: '上门', completed: '完成', late: '超时', no_show: '未上门', emergency: '紧急求助', text: '短信', call: '电话' };
 // English reads the event's own name: 'offer.no_answer' -> 'Offer no answer'
 const eventEn = (n) => { const t = n.replace('.', ' ').replaceAll('_', ' '); return t.charAt(0).toUpperCase() + t.slice(1); };
@@ -192,12 +196,10 @@ export function timelineItem(ev, merchants = {}) {
   const d = ev.data || {};
   const who = d.merchant || merchants[d.merchant_id] || '';
   // a note (a ticket's, a transfer's) and whom a ticket or caller went to
-  const extra = [who, d.rating ? stateName(d.rating) : '', d.reason || '', d.disposition || '', d.to_operator || '', d.who || '', d.note || ''].filter(Boolean).join(' ');
-  li.append(el('span', fmtTime(ev.occurred_at), 'muted'), ' ', el('b', eventName(ev.name)), ' ', el('span', extra), ' ', el('span', ev.actor && ev.actor !== 'system' ? `(${actorName(ev.actor)})` : '', 'muted'));
   // a family notice: which contact (relation), about what, by text or call
   const family = ev.name.startsWith('family.') ? [d.who, FAMILY_ZH[d.about] && lang() === 'zh-CN' ? FAMILY_ZH[d.about] : d.about, FAMILY_ZH[d.by] && lang() === 'zh-CN' ? FAMILY_ZH[d.by] : d.by].filter(Boolean).join(' · ') : '';
   const extra = [family, who, d.rating ? stateName(d.rating) : '', d.reason || '', d.disposition || '', d.to_operator || '', d.who || '', d.note || ''].filter(Boolean).join(' ');
-  li.append(el('span', fmtTime(ev.occurred_at), 'muted'), ' ', el('b', eventName(ev.name)), ' ', el('span', extra), ' ', el('span', ev.actor && ev.actor !== 'system' ? `(${ev.actor})` : '', 'muted'));
+  li.append(el('span', fmtTime(ev.occurred_at), 'muted'), ' ', el('b', eventName(ev.name)), ' ', el('span', extra), ' ', el('span', ev.actor && ev.actor !== 'system' ? `(${actorName(ev.actor)})` : '', 'muted'));
   return li;
 }
 
