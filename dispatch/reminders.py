@@ -184,6 +184,11 @@ class Reminders:
             for name, value in values.items():
                 setattr(rem, name, value)
             self._check(rem)
+            if not rem.enabled and rem.call_ref is None and rem.due_at is not None:
+                # switched off between two tries: no retry follows
+                tx.emit("reminder.unanswered", "resident", rem.resident_id, reminder_id=rem.id,
+                        attempt=rem.attempts, outcome="switched_off")  # fmt: skip
+                rem.due_at, rem.retry_at, rem.attempts = None, None, 0
             if rem.due_at is None:
                 rem.done_through = max(rem.done_through or core.now(), core.now())
             rem.updated_by, rem.updated_at = actor, core.now()
@@ -226,7 +231,7 @@ class Reminders:
                 if call is None or call.state in cm.FINAL:
                     log.info("reminder %s: call %s ended unheard", rem.id, rem.call_ref)
                     await self._gone(tx, rem, rem.call_ref, "lost")
-            elif rem.retry_at is not None and rem.retry_at <= now:
+            elif rem.enabled and rem.retry_at is not None and rem.retry_at <= now:
                 if quiet is not None:
                     rem.retry_at = quiet
                 else:

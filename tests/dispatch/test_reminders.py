@@ -236,3 +236,19 @@ async def test_given_the_process_down_when_a_reminder_falls_due_then_it_rings_on
         await eventually(rang)
         await timers.advance(0)  # firing again changes nothing
     assert Counter(dialled)[phone] == 1
+
+
+async def test_given_a_retry_waiting_when_the_reminder_is_switched_off_then_nothing_rings(
+    harness: Harness,
+) -> None:
+    h = harness
+    rem = await add(h, DAILY)
+    await h.timers.advance(DUE_S)
+    first = await rings(h, set())
+    await h.pbx.party_hangup(first["ref"])
+    await eventually(lambda: has(h, "reminder.retry"))
+    await h.call("PATCH", f"/reminders/{rem['id']}", json={"enabled": False})
+    await h.timers.advance(301)
+    await h.settle()
+    assert len(reminder_calls(h.pbx)) == 1
+    assert f"reminder:{rem['id']}" not in h.timers.pending
