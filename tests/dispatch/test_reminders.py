@@ -123,7 +123,7 @@ async def test_given_nobody_answers_when_the_retry_rings_out_too_then_it_is_miss
     assert (await timeline(h)).count("reminder.unanswered") == 2
 
 
-async def test_given_an_appointment_then_it_rings_the_day_before_and_an_hour_before(
+async def test_given_an_appointment_when_days_pass_then_it_rings_a_day_and_an_hour_before(
     harness: Harness,
 ) -> None:
     h = harness
@@ -151,7 +151,7 @@ async def test_given_an_appointment_then_it_rings_the_day_before_and_an_hour_bef
     assert key not in h.timers.pending  # nothing left to remind
 
 
-async def test_given_an_early_appointment_then_the_hour_before_call_waits_for_the_morning(
+async def test_given_an_early_appointment_when_added_then_the_hour_before_waits_for_morning(
     harness: Harness,
 ) -> None:
     h = harness

@@ -51,7 +51,7 @@ async def test_given_a_reminder_when_changed_and_removed_then_its_timer_follows(
     await h.call("DELETE", f"/reminders/{rem['id']}", expect=404)
 
 
-async def test_given_a_merchant_then_refused(harness: Harness) -> None:
+async def test_given_a_merchant_when_calling_then_refused(harness: Harness) -> None:
     h = harness
     rem = await h.call("POST", "/residents/2/reminders", json=DAILY, expect=201)
     await h.call("GET", "/residents/2/reminders", as_user="merchant1", expect=403)
@@ -60,7 +60,7 @@ async def test_given_a_merchant_then_refused(harness: Harness) -> None:
     await h.call("DELETE", f"/reminders/{rem['id']}", as_user="merchant1", expect=403)
 
 
-async def test_given_no_such_resident_then_404(harness: Harness) -> None:
+async def test_given_no_such_resident_when_calling_then_404(harness: Harness) -> None:
     await harness.call("GET", "/residents/99999/reminders", expect=404)
     await harness.call("POST", "/residents/99999/reminders", json=DAILY, expect=404)
 
@@ -83,7 +83,7 @@ async def test_given_no_such_resident_then_404(harness: Harness) -> None:
         ({**APPOINTMENT, "on_date": "2020-01-01"}, "in the past"),
     ],
 )
-async def test_given_bad_input_then_422_with_a_clear_error(
+async def test_given_bad_input_when_adding_then_422_with_a_clear_error(
     harness: Harness, body: dict[str, Any], words: str
 ) -> None:
     result = await harness.call("POST", "/residents/2/reminders", json=body, expect=422)
@@ -91,7 +91,7 @@ async def test_given_bad_input_then_422_with_a_clear_error(
     assert words in str(result), result
 
 
-async def test_given_a_change_into_the_quiet_hours_then_422(harness: Harness) -> None:
+async def test_given_a_reminder_when_moved_into_the_quiet_hours_then_422(harness: Harness) -> None:
     h = harness
     rem = await h.call("POST", "/residents/2/reminders", json=DAILY, expect=201)
     result = await h.call("PATCH", f"/reminders/{rem['id']}", json={"at": "23:30"}, expect=422)
