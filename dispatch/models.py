@@ -378,3 +378,40 @@ class Dispute(SQLModel, table=True):
     decided_by: int | None = Field(default=None, sa_type=BigId)
     decided_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     note: str = Field(default="", max_length=300)
+
+
+class Reminder(SQLModel, table=True):
+    """A resident's medication or appointment reminder (`dispatch.reminders`): what the
+    voice reads, at what local time, on which weekdays (medication) or for which one
+    date (an appointment: a call the day before and an hour before).
+
+    The occurrence under way lives on the row: `due_at` (which one), `call_ref` (its call,
+    set in the unit of work that records it: placed once), `attempts`, `retry_at`;
+    `done_through` is the last occurrence settled (confirmed, missed, to an operator).
+    """
+
+    __tablename__ = "reminder"
+
+    id: int | None = Field(default=None, sa_type=BigId, primary_key=True)
+    resident_id: int = Field(foreign_key="resident.id", sa_type=BigId, index=True)
+    #: medication or appointment
+    kind: str = Field(max_length=16)
+    #: what the voice reads
+    text: str = Field(max_length=200)
+    #: local time of day: the medication's time, or the appointment's
+    at: time
+    #: ISO weekdays (1 Monday .. 7 Sunday) of a repeating reminder
+    days: list[int] = Field(default_factory=list, sa_column=Column(JSONType))
+    #: the appointment's local date (then `days` is empty)
+    on_date: date | None = None
+    enabled: bool = True
+    #: the call's language; None: the resident's own
+    language: str | None = Field(default=None, max_length=16)
+    due_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    call_ref: str | None = Field(default=None, max_length=64, unique=True)
+    attempts: int = 0
+    retry_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    done_through: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    updated_by: str = Field(default="system", max_length=64)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    version: int = 0

@@ -4,7 +4,8 @@ feature whose purpose they have.
 Every outbound call has a purpose: `offer` (dispatch.offers), `survey` and
 `survey_family` (dispatch.surveys), `arrival` and `completion` (dispatch.checkins),
 `wellbeing` (dispatch.wellbeing: the resident's tries, the care circle, the report),
-`told` (dispatch.notify), `campaign` (dispatch.campaigns: notices), and purposes of
+`told` (dispatch.notify), `campaign` (dispatch.campaigns: notices), `reminder`
+(dispatch.reminders: medication and appointment reminders), and purposes of
 other packages (the merchant login code, `serve_flows`). The feature registers
 a `Purpose`: what the call says once answered, whether it is still wanted after waiting
 for the phone line, and what a call that rang, ended or failed without a decision means

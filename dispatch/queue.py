@@ -95,13 +95,19 @@ class Queue:
         self.core.fx.after_commit(tx, ScheduleTimer(TimerKey.queue(call.id), when))
 
     async def enqueue(self, ref: str, outcome: str, category: str | None) -> None:
-        """The hotline menu ended without a keypad order: the caller waits for an operator."""
+        """The hotline menu ended without a keypad order: the caller waits for an operator
+        (or the far end of an answered outbound call asked for one: a reminder's 2)."""
         core = self.core
         async with core.store.tx() as tx:
             call = await core.call_by_ref(tx, ref)
-            if call is None or call.state not in (cm.CallState.IVR, cm.CallState.RINGING):
+            asked = call is not None and call.direction == "out"
+            waiting = (
+                (cm.CallState.CONNECTED,) if asked else (cm.CallState.IVR, cm.CallState.RINGING)
+            )
+            if call is None or call.state not in waiting:
                 return
-            state, commands = cm.transition(call.state, cm.Enqueue())
+            event: cm.CallEvent = cm.AskOperator() if asked else cm.Enqueue()
+            state, commands = cm.transition(call.state, event)
             emergency = outcome == "emergency"
             await core.cas(tx, call, state=state, queued_at=core.now(), emergency=emergency)
             tx.emit(

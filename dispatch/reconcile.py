@@ -41,6 +41,7 @@ from dispatch.models import Call, Offer, OperatorStatus, Ticket
 from dispatch.offers import Offers
 from dispatch.operators import Operators
 from dispatch.queue import Queue
+from dispatch.reminders import Reminders
 from dispatch.surveys import Surveys
 from dispatch.timer_keys import RECONCILE_PERIODIC, Kind, TimerKey
 from dispatch.timers import Timers
@@ -65,6 +66,7 @@ RECONCILED_KINDS = frozenset(
         Kind.WELLBEING,
         Kind.FAMILY,
         Kind.FAMILY_EMERGENCY,
+        Kind.REMINDER,
     }
 )
 
@@ -90,9 +92,11 @@ class Reconciler:
         campaigns: Campaigns,
         wellbeing: Wellbeing,
         family: Family | None = None,
+        reminders: Reminders | None = None,
     ) -> None:
         self.core = core
         self.family = family
+        self.reminders = reminders
         self.incidents = incidents
         self.campaigns = campaigns
         self.wellbeing = wellbeing
@@ -187,6 +191,7 @@ class Reconciler:
           "closed_at_start"; keypad tickets that never got dispatched are dispatched;
         - a fixed incident with callers not called back yet has its `incident:` timer;
         - every resident with wellbeing calls on has their `wellbeing:` timer;
+        - every reminder with something still to do has its `reminder:` timer;
         - a ticket or emergency call with a family notice not delivered yet has its
           `family:` / `family_em:` timer.
         """
@@ -322,6 +327,9 @@ class Reconciler:
         wanted.update(await self.emergency.wanted_timers())
         # every resident with wellbeing calls on has their one timer
         wanted.update(await self.wellbeing.wanted_timers())
+        # reminders with a call under way, a retry or a next occurrence
+        if self.reminders is not None:
+            wanted.update(await self.reminders.wanted_timers())
         # family notices decided but not delivered yet (a timer lost with a process)
         if self.family is not None:
             wanted.update(await self.family.wanted_timers())

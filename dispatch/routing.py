@@ -23,6 +23,7 @@ from dispatch.offers import Offers
 from dispatch.outbound import Outbound
 from dispatch.queue import Queue
 from dispatch.reconcile import Reconciler
+from dispatch.reminders import Reminders
 from dispatch.status import OrderStatus
 from dispatch.surveys import Surveys
 from dispatch.tickets import Tickets
@@ -75,6 +76,7 @@ class Router:
         incidents: IncidentCallbacks,
         campaigns: Campaigns,
         wellbeing: Wellbeing,
+        reminders: Reminders,
         notify: Notify,
         status: OrderStatus,
         masked: Masked,
@@ -113,6 +115,7 @@ class Router:
             "wellbeing": lambda e: wellbeing.finished(e.ref, e.outcome, dict(e.variables)),
             "wellbeing_contact": lambda e: wellbeing.contact_finished(e.ref, e.outcome),
             "wellbeing_report": lambda e: wellbeing.report_finished(e.ref, e.outcome),
+            "reminder": lambda e: reminders.finished(e.ref, e.outcome),
         }
         #: timer kind -> its handler
         self.timers: dict[Kind, TimerHandler] = {
@@ -131,6 +134,7 @@ class Router:
             Kind.INCIDENT: lambda k: incidents.callback_round(k.id),
             Kind.CAMPAIGN: lambda k: campaigns.round(k.id),
             Kind.WELLBEING: lambda k: wellbeing.tick(k.id),
+            Kind.REMINDER: lambda k: reminders.tick(k.id),
             Kind.TOLD: lambda k: notify.start(k.id),
             Kind.FAMILY: family.deliver,
             Kind.FAMILY_EMERGENCY: family.deliver,

@@ -37,6 +37,7 @@ from dispatch.outbound import Outbound
 from dispatch.queue import Queue
 from dispatch.ranking import Ranking
 from dispatch.reconcile import Reconciler
+from dispatch.reminders import Reminders
 from dispatch.routing import Router
 from dispatch.scorecard import Scorecard
 from dispatch.stats import StatsCache
@@ -113,6 +114,7 @@ class DispatchServices:
         self.wellbeing = Wellbeing(
             core, outbound=self.outbound, tickets=self.tickets, emergency=self.emergency
         )
+        self.reminders = Reminders(core, outbound=self.outbound, queue=self.queue)
         self.masked = Masked(core, self.outbound)
         self.status = OrderStatus(core, self.tickets, self.masked)
         self.calls = Calls(
@@ -147,6 +149,7 @@ class DispatchServices:
             campaigns=self.campaigns,
             wellbeing=self.wellbeing,
             family=self.family,
+            reminders=self.reminders,
         )
         self.router = Router(
             telephony=telephony,
@@ -164,6 +167,7 @@ class DispatchServices:
             incidents=self.incident_callbacks,
             campaigns=self.campaigns,
             wellbeing=self.wellbeing,
+            reminders=self.reminders,
             notify=self.notify,
             status=self.status,
             masked=self.masked,

@@ -50,6 +50,8 @@ class Kind(enum.StrEnum):
     FAMILY = "family"
     #: the family notices of an emergency flagged on a call (call id)
     FAMILY_EMERGENCY = "family_em"
+    #: a resident's reminder: its next call, a retry, a look at a call under way (reminder id)
+    REMINDER = "reminder"
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +163,11 @@ class TimerKey:
     def family_emergency(cls, call_id: int | None) -> TimerKey:
         """The family notices of an emergency call."""
         return cls.of(Kind.FAMILY_EMERGENCY, call_id)
+
+    @classmethod
+    def reminder(cls, reminder_id: int | None) -> TimerKey:
+        """A reminder's next step (its next call, a retry)."""
+        return cls.of(Kind.REMINDER, reminder_id)
 
     @classmethod
     def emergency(cls, call_id: int | None) -> TimerKey:

@@ -218,6 +218,13 @@ CATALOGS: dict[str, dict[str, str]] = {
         "notice.more": "再听一遍请按 9。",
         "notice.thanks": "好的，已经为您记下了。谢谢，再见。",
         "notice.bye": "谢谢您收听，祝您身体健康，再见。",
+        # reminders (dispatch.reminders): the text is the reminder's own, read at call time
+        "reminder.intro": "{name:address}您好，这里是医敬社区提醒电话。",
+        "reminder.body": "{text}",
+        "reminder.menu": "好的请按 1，需要帮助或改时间请按 2，再听一遍请按 9。",
+        "reminder.confirmed": "好的，祝您身体健康，再见。",
+        "reminder.help": "马上为您转接话务员，请不要挂机。",
+        "reminder.no_answer": "没有收到您的回答，我们过几分钟再打给您。再见。",
         "hotline.incident_joined": "好的，已经为您登记。这次故障我们已经通知抢修，"
         "修好以后会打电话告诉您，请保持电话畅通。再见。",
         "incident.fixed.water": "您好，这里是医敬服务热线。"
@@ -415,6 +422,16 @@ CATALOGS: dict[str, dict[str, str]] = {
         "notice.more": "To hear it again, press 9.",
         "notice.thanks": "Thank you, your answer is recorded. Goodbye.",
         "notice.bye": "Thank you for listening. Take care, goodbye.",
+        # reminders (dispatch.reminders): the text is the reminder's own, read at call time
+        "reminder.intro": "Hello {name:address}, this is a reminder call from the Yijing "
+        "community.",
+        "reminder.body": "{text}",
+        "reminder.menu": "If that is all right, press 1. For help or another time, press 2. "
+        "To hear it again, press 9.",
+        "reminder.confirmed": "Thank you. Take care, goodbye.",
+        "reminder.help": "Connecting you to an operator now. Please stay on the line.",
+        "reminder.no_answer": "We did not hear from you; we will call again in a few "
+        "minutes. Goodbye.",
         "hotline.incident_joined": "Thank you, your report is recorded. The repair team "
         "knows about this fault; we will call you when it is fixed. Please keep your phone "
         "on. Goodbye.",

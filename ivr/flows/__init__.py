@@ -82,6 +82,9 @@ stays valid; the code is never in the event log, so dispatch reads no variable b
     ``waiting`` (transfer="stay")
 ``masked_unreached`` (context ``side`` resident|merchant)  ``transfer`` (the resident's
 key 0, to "operators"), ``goodbye``
+``reminder`` (context ``name``, ``sex``, ``text`` read slowly, ``kind`` medication|
+appointment)  ``confirmed`` (key 1), ``help`` (key 2; transfer="operators": a routine
+call in the queue), ``no_input``
 """
 
 from __future__ import annotations
@@ -122,6 +125,8 @@ OUTCOMES: dict[str, frozenset[str]] = {
     "masked_unreached": frozenset({"transfer", "goodbye"}),
     # notices (dispatch.campaigns)
     "notice": frozenset({"answer_yes", "answer_no", "heard"}),
+    # medication and appointment reminders (dispatch.reminders)
+    "reminder": frozenset({"confirmed", "help", "no_input"}),
 }
 
 #: Service catalog codes the hotline can finish a ``need`` with.

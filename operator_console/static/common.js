@@ -174,7 +174,12 @@ const EVENT_ZH = { 'ticket.created': '创建工单', 'ticket.matching': '开始�
   'wellbeing.report_called': '回访亲友', 'wellbeing.reported': '亲友已回报', 'wellbeing.report_missed': '亲友未回报',
   'wellbeing.escalated': '转话务员紧急处理', 'wellbeing.closed': '关怀结束', 'wellbeing.no_phone': '无可拨号码',
   'wellbeing.hung_up_waiting': '老人等待中挂机', 'wellbeing.plan_set': '设置关怀呼叫',
-  'wellbeing.away_by_keypad': '老人按键登记外出', 'wellbeing.back_by_keypad': '老人按键登记回家' };
+  'wellbeing.away_by_keypad': '老人按键登记外出', 'wellbeing.back_by_keypad': '老人按键登记回家',
+  // medication and appointment reminders (issue 15)
+  'reminder.added': '添加提醒', 'reminder.changed': '修改提醒', 'reminder.deleted': '删除提醒', 'reminder.due': '到时提醒',
+  'reminder.calling': '提醒呼叫', 'reminder.confirmed': '老人已确认提醒', 'reminder.help': '老人要求转人工或改时间',
+  'reminder.unanswered': '提醒呼叫未接', 'reminder.retry': '提醒呼叫重拨', 'reminder.missed': '提醒未接通',
+  'reminder.skipped': '提醒已过时，未呼叫', 'reminder.no_phone': '无可拨号码' };
 const FAMILY_ZH = { accepted: '接单', arrived: '上门', completed: '完成', late: '超时', no_show: '未上门', emergency: '紧急求助', text: '短信', call: '电话' };
 // English reads the event's own name: 'offer.no_answer' -> 'Offer no answer'
 const eventEn = (n) => { const t = n.replace('.', ' ').replaceAll('_', ' '); return t.charAt(0).toUpperCase() + t.slice(1); };

@@ -273,11 +273,13 @@ async function showCard(residentId, reason, call) {
     box.append(el('p', `${T('unregistered')} ${call?.number || ''}`, 'error'));
     return;
   }
-  const [r, open, care] = await Promise.all([
+  const [r, open, care, reminders] = await Promise.all([
     api('GET', `/residents/${residentId}?reason=${reason}${call ? `&ref=call-${call.id}` : ''}`),
     api('GET', `/board?scope=open&resident_id=${residentId}`),
     // the daily care call is a side line of the card: the card shows without it
     api('GET', `/residents/${residentId}/wellbeing`).catch(() => null),
+    // so are the medication and appointment reminders
+    api('GET', `/residents/${residentId}/reminders`).catch(() => null),
   ]);
   const age = r.birth_year ? new Date().getFullYear() - r.birth_year : '';
   const head = el('h3', null, 'resident-name');
@@ -309,6 +311,7 @@ async function showCard(residentId, reason, call) {
   if (!(r.contacts || []).length) contacts.textContent = '—';
   dl.append(el('dt', T('contacts')), contacts);
   if (care) field(dl, T('wellbeing'), careLine(care));
+  if (reminders && reminders.length) field(dl, T('reminders'), reminders.map(reminderLine).join('；'));
   const openDd = el('dd');
   for (const t of open) openDd.append(ticketLink(t, `${t.category_zh && zh ? t.category_zh : t.category_en || t.category_code} ${stateName(t.state)}`));
   if (!open.length) openDd.textContent = '—';
@@ -318,6 +321,12 @@ async function showCard(residentId, reason, call) {
   if (!(r.recent_tickets || []).length) recent.textContent = '—';
   dl.append(el('dt', T('recent_tickets')), recent);
   box.append(dl);
+}
+
+// A reminder in a few words: what kind, when (weekdays or the appointment's date), its text.
+function reminderLine(x) {
+  const when = x.on_date ? `${x.on_date} ${x.at}` : `${x.days.length === 7 ? T('wb_daily') : x.days.map((d) => T(`wb_d${d}`)).join(zh ? '、' : ', ')} ${x.at}`;
+  return [T(`rm_${x.kind}`), when, x.text, x.enabled ? '' : T('rm_off')].filter(Boolean).join(' · ');
 }
 
 // The daily care call in one line: when, away until, how today's round stands.

@@ -169,6 +169,9 @@ CASES = [
     # notices (an outbound campaign), with and without their question
     Case("notice", {**RESIDENT, **NOTICE, "asks": "question"}, label="question"),
     Case("notice", {**RESIDENT, **NOTICE, "asks": "none"}, lang="en", label="plain"),
+    # medication and appointment reminders (the text is the reminder's own)
+    Case("reminder", {**RESIDENT, "text": "请记得饭后吃降压药。", "kind": "medication"}),
+    Case("reminder", {**RESIDENT, "text": "Doctor at 9:30.", "kind": "appointment"}, lang="en"),
 ]
 
 
