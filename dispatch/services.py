@@ -17,6 +17,7 @@ from dispatch.campaigns import Campaigns
 from dispatch.checkins import CheckIns
 from dispatch.config import DispatchConfig
 from dispatch.core import Core
+from dispatch.consult import Consults
 from dispatch.desk import Desk
 from dispatch.disputes import Disputes
 from dispatch.effects import Effects, FollowUps, Reports
@@ -110,6 +111,7 @@ class DispatchServices:
             family=self.family,
         )
         self.desk = Desk(core, self.operators, self.queue, self.emergency)
+        self.consults = Consults(core, self.operators, self.desk)
         self.wellbeing = Wellbeing(
             core, outbound=self.outbound, tickets=self.tickets, emergency=self.emergency
         )
@@ -127,6 +129,7 @@ class DispatchServices:
             status=self.status,
             away=AwayByKeypad(core, self.wellbeing),
             masked=self.masked,
+            consults=self.consults,
         )
         self.line = PhoneLine(core, self.outbound, self.queue)
         self.scorecard = Scorecard(core, self.ranking)
@@ -154,6 +157,7 @@ class DispatchServices:
             queue=self.queue,
             emergency=self.emergency,
             desk=self.desk,
+            consults=self.consults,
             outbound=self.outbound,
             line=self.line,
             offers=self.offers,
@@ -177,6 +181,7 @@ class DispatchServices:
                 hold_failed=self.desk.hold_failed,
                 transfer_failed=self.desk.transfer_failed,
                 bridge_failed=self.desk.bridge_failed,
+                consult_failed=self.consults.failed,
             ),
             follow_ups=FollowUps(
                 next_candidate=self.offers.next_candidate,
