@@ -146,6 +146,8 @@ class Consults:
             call = await self.desk.desk_call(tx, call_id, user)
             if call.state == cm.CallState.CONSULT_RINGING:
                 raise Conflict(f"call {call_id}: the colleague has not answered yet")
+            if call.state not in cm.CONSULT:
+                raise Conflict(f"call {call_id}: no consult is under way")
             target = await self._consulted(tx, call)
             state, commands = cm.transition(call.state, cm.ConsultComplete(target.user_id))
             held_s = self.desk.held_s(call)
