@@ -9,7 +9,7 @@ hold prompt. Then the operator completes (`call.consult_completed`, followed by 
 wraps up) or cancels (`call.consult_cancelled`: the colleague is free, the caller back
 with the operator). A colleague who never answers gives the caller back as a cancel does
 (`call.consult_failed`). A caller who hangs up meanwhile ends the call as at the desk and
-frees the colleague too (`call.consult_cancelled`, reason `caller_left`).
+frees the colleague too (`call.consult_cancelled` with `caller_left`).
 
 Only a backend with the port's `Consult` capability does it: elsewhere the request is
 refused (`ConsultUnsupported`) before anything changes.
@@ -36,9 +36,6 @@ from registry import repository as repo
 from registry.models import Role, User
 
 log = logging.getLogger(__name__)
-
-#: why a consult ended without the operator choosing
-CALLER_LEFT = "caller_left"
 
 
 class ConsultUnsupported(Conflict):
@@ -298,6 +295,6 @@ class Consults:
             "call",
             call.id,
             to_operator_id=target.user_id,
-            reason=CALLER_LEFT,
+            caller_left=True,
             ticket_id=call.ticket_id,
         )
