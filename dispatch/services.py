@@ -16,8 +16,8 @@ from dispatch.calls import Calls
 from dispatch.campaigns import Campaigns
 from dispatch.checkins import CheckIns
 from dispatch.config import DispatchConfig
-from dispatch.core import Core
 from dispatch.consult import Consults
+from dispatch.core import Core
 from dispatch.desk import Desk
 from dispatch.disputes import Disputes
 from dispatch.effects import Effects, FollowUps, Reports

@@ -80,7 +80,7 @@ async def test_given_a_consult_when_cancelled_then_the_caller_is_back_with_a_and
     harness: Harness,
 ) -> None:
     h = harness
-    call, ref, me, b = await consulting(h)
+    call, ref, me, _b = await consulting(h)
 
     await h.services.dispatch.consults.cancel(call["id"], me)
 
@@ -170,7 +170,7 @@ async def test_given_a_consult_when_the_caller_hangs_up_then_a_wraps_up_and_b_is
     harness: Harness,
 ) -> None:
     h = harness
-    call, ref, me, b = await consulting(h)
+    call, ref, _me, _b = await consulting(h)
 
     await h.pbx.party_hangup(ref)
 
@@ -228,7 +228,7 @@ async def test_given_a_backend_without_consult_when_consulting_then_consult_unsu
     h = harness
     b = await add_operator(h, "b")
     await h.call("POST", "/operator/state", json={"action": "login"}, as_user="b")
-    call, ref = await answered(h)
+    call, _ref = await answered(h)
     me = await user(h, "operator")
     fx = h.services.dispatch.core.fx
     fx.telephony = WithoutConsult(h.pbx)

@@ -34,9 +34,7 @@ async def test_given_someone_elses_call_or_bad_input_then_403_404_409_422(
     url = f"/calls/{call['id']}"
     # only the call's own operator
     for path in ("/consult", "/consult/complete", "/consult/cancel"):
-        body = await h.call(
-            "POST", url + path, as_user="b", json={"to_operator": b.id}, expect=403
-        )
+        body = await h.call("POST", url + path, as_user="b", json={"to_operator": b.id}, expect=403)
         assert body["details"]["reason"] == "another_operator"
     bad: list[dict[str, Any]] = [{}, {"to_operator": 0}, {"to_operator": "x"}, {"x": 1}]
     for payload in bad:
