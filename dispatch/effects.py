@@ -12,9 +12,7 @@ call.BridgeToOperator           `Bridge` after commit (telephony.bridge; failed:
 call.HoldCaller                 `Hold` after commit (telephony.hold; refused: undone, raised)
 call.UnholdCaller               `Unhold` after commit (telephony.unhold)
 call.TransferToOperator         `Transfer` after commit (telephony.transfer)
-call.ConsultOperator            `StartConsult` after commit (Consult.consult; refused: reported)
-call.CompleteConsult            `FinishConsult` after commit (Consult.complete_consult)
-call.CancelConsult              `EndConsult` after commit (Consult.cancel_consult)
+call.(Consult|Complete|Cancel)  `ConsultStep` after commit (`dispatch.consult_steps`)
 offer.HangupCall                `Hangup` of the offer's call after commit
 offer.NextCandidate             follow-up in the unit of work: the cascade's next offers
 operator.StartWrapUpTimer       `ScheduleTimer(wrapup:<user>)` after commit
@@ -59,6 +57,7 @@ from functools import partial
 from typing import Any, assert_never
 
 from dispatch.config import DispatchConfig
+from dispatch.consult_steps import CONSULT_COMMANDS, ConsultStep, carry_out, consult_step
 from dispatch.machines import call as cm
 from dispatch.machines import emergency as em
 from dispatch.machines import incident as im
@@ -73,7 +72,6 @@ from eventlog.clock import Clock
 from eventlog.store import Tx
 from ivr.library import FlowLibrary
 from providers.base import (
-    Consult,
     OriginateFailure,
     Telephony,
     TelephonyError,
@@ -164,31 +162,6 @@ class Transfer:
 
 
 @dataclass(frozen=True, slots=True)
-class StartConsult:
-    """Hold a caller and ring a colleague for their operator; a refusal is reported
-    (`Reports.consult_failed`: the caller is back with their operator)."""
-
-    ref: str
-    operator_id: int
-
-
-@dataclass(frozen=True, slots=True)
-class FinishConsult:
-    """Connect a held caller to the colleague consulted."""
-
-    ref: str
-    operator_id: int
-
-
-@dataclass(frozen=True, slots=True)
-class EndConsult:
-    """Release the colleague consulted; the caller is back with their operator."""
-
-    ref: str
-    operator_id: int
-
-
-@dataclass(frozen=True, slots=True)
 class Hangup:
     """Hang up a call; `strict`: a backend refusal is raised to the caller, not logged."""
 
@@ -227,9 +200,7 @@ Command = (
     | Hold
     | Unhold
     | Transfer
-    | StartConsult
-    | FinishConsult
-    | EndConsult
+    | ConsultStep
     | Hangup
     | ScheduleTimer
     | CancelTimer
@@ -243,9 +214,7 @@ MACHINE_COMMANDS: tuple[type, ...] = (
     cm.HoldCaller,
     cm.UnholdCaller,
     cm.TransferToOperator,
-    cm.ConsultOperator,
-    cm.CompleteConsult,
-    cm.CancelConsult,
+    *CONSULT_COMMANDS,
     om.HangupCall,
     om.NextCandidate,
     opm.StartWrapUpTimer,
@@ -286,7 +255,7 @@ class Reports:
     #: the PBX could not connect the answered call (id) to the operator (id); `gone`:
     #: it has no such call any more (the caller hung up while nobody was watching)
     bridge_failed: Callable[[int, int, bool], Awaitable[None]]
-    #: the PBX could not ring the colleague (peer) consulted about the call (ref)
+    #: the PBX could not ring the colleague (peer) to consult about the call (ref)
     consult_failed: Callable[[str, str], Awaitable[None]] | None = None
 
 
@@ -380,12 +349,8 @@ class Effects:
                     self.after_commit(tx, Unhold(call.ref))
                 case cm.TransferToOperator(operator_id=operator_id):
                     self.after_commit(tx, Transfer(call.ref, call.id, operator_id))
-                case cm.ConsultOperator(operator_id=operator_id):
-                    self.after_commit(tx, StartConsult(call.ref, operator_id))
-                case cm.CompleteConsult(operator_id=operator_id):
-                    self.after_commit(tx, FinishConsult(call.ref, operator_id))
-                case cm.CancelConsult(operator_id=operator_id):
-                    self.after_commit(tx, EndConsult(call.ref, operator_id))
+                case cm.ConsultOperator() | cm.CompleteConsult() | cm.CancelConsult():
+                    self.after_commit(tx, consult_step(call.ref, command))
                 case _:
                     assert_never(command)
 
@@ -578,8 +543,8 @@ class Effects:
                     )
                     await self.reports.transfer_failed(call_id, operator_id)
                     return False
-            case StartConsult() | FinishConsult() | EndConsult():
-                return await self._consult(command)
+            case ConsultStep():
+                return await carry_out(telephony, command, self.reports.consult_failed)
             case Hangup(ref=ref, strict=strict):
                 try:
                     await telephony.hangup(ref)
@@ -597,28 +562,6 @@ class Effects:
                 self.stats.touch(merchant_id)
             case _:
                 assert_never(command)
-        return True
-
-    async def _consult(self, command: StartConsult | FinishConsult | EndConsult) -> bool:
-        """A consult step at the PBX; the use case checked the capability before the commit."""
-        telephony, ref, peer = self.telephony, command.ref, f"operator:{command.operator_id}"
-        if not isinstance(telephony, Consult):
-            log.warning("call %s: the %s backend cannot consult", ref, telephony.name)
-            return False
-        try:
-            match command:
-                case StartConsult():
-                    await telephony.consult(ref, peer=peer)
-                case FinishConsult():
-                    await telephony.complete_consult(ref, peer=peer)
-                case EndConsult():
-                    await telephony.cancel_consult(ref, peer=peer)
-        except TelephonyError:
-            # a caller gone meanwhile: their hang-up ends the call and frees both desks
-            log.warning("call %s: %s with %s failed at the PBX", ref, type(command).__name__, peer)
-            if isinstance(command, StartConsult) and self.reports.consult_failed is not None:
-                await self.reports.consult_failed(ref, peer)
-            return False
         return True
 
     async def _place(self, command: PlaceCall) -> bool:
