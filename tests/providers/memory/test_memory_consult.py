@@ -57,9 +57,7 @@ async def test_given_a_caller_with_an_operator_when_consulting_then_held_answere
         assert ref not in pbx.consults
 
 
-async def test_given_a_desk_that_does_not_answer_when_consulted_then_failed_and_cancel_unholds() -> (
-    None
-):
+async def test_given_a_desk_not_answering_when_consulted_then_failed_and_cancel_unholds() -> None:
     async with pbx_and_events() as (pbx, events):
         pbx.script_desk("operator:3", Script(action="busy"))
         ref = await pbx.dial_in("+862354000001")
