@@ -648,7 +648,7 @@ $('register-form').addEventListener('submit', guard(register));
 // logging out mid-call: warned, and kept at the desk (the server refuses it too)
 document.addEventListener('yijing:logout', (e) => {
   const c = state.call;
-  if (c && c.operator_id === state.me?.id && ['connected', 'on_hold'].includes(c.state)) {
+  if (c && c.operator_id === state.me?.id && ['connected', 'on_hold', 'consult_ringing', 'consulting'].includes(c.state)) {
     e.preventDefault();
     notify(T('logout_on_call', { id: c.id }));
   }
