@@ -171,7 +171,7 @@ function showCall(c) {
   $('consult-complete').hidden = !consulting; $('consult-complete').disabled = !(consulting && c.state === 'consulting');
   $('consult-cancel').hidden = !consulting; $('consult-cancel').disabled = !consulting;
   if (consulting) $('transfer-to').disabled = true;
-  $('wrapup').disabled = !c || atDesk;
+  $('wrapup').disabled = !c || atDesk || consulting;
   state.heldAt = held && c.held_at ? new Date(c.held_at) : null;
   $('hold-time').hidden = !held;
   let tag;
