@@ -261,3 +261,19 @@ def test_given_the_backends_then_only_the_memory_pbx_offers_consult() -> None:
     assert issubclass(MemoryPBX, Consult)
     for backend in (AsteriskTelephony, TwilioTelephony, RelayTelephony):
         assert not issubclass(backend, Consult), backend
+
+
+async def test_given_a_consult_when_the_reconciler_runs_then_the_colleague_stays_on_call(
+    harness: Harness,
+) -> None:
+    h = harness
+    call, ref, me, _b = await consulting(h)
+
+    await h.services.dispatch.reconciler.reconcile(startup=True)
+
+    # the caller is still live on the PBX: the consult goes on, then completes as usual
+    assert await state(h, "b") == ("on_call", call["id"])
+    assert (await call_row(h, call["id"])).state == "consulting"
+    await h.services.dispatch.consults.complete(call["id"], me)
+    assert await state(h, "b") == ("on_call", call["id"])
+    assert h.pbx.calls[ref].state in ("held", "bridged")
