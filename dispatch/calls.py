@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlmodel import col
 
+from dispatch.consult import Consults
 from dispatch.core import Core
 from dispatch.emergency import Emergency
 from dispatch.errors import Conflict, ConsentRequired
@@ -59,8 +60,10 @@ class Calls:
         status: OrderStatus,
         away: AwayByKeypad,
         masked: Masked | None = None,
+        consults: Consults | None = None,
     ) -> None:
         self.core = core
+        self.consults = consults
         self.status = status
         self.away = away
         self.masked = masked
@@ -259,7 +262,9 @@ class Calls:
             # hang-up (a restart's lost-call check, the operator's leg) changes nothing
             if call is None or call.state in cm.FINAL or call.state == cm.CallState.WRAP_UP:
                 return
-            was_held = call.state == cm.CallState.ON_HOLD
+            was_held = call.state in (cm.CallState.ON_HOLD, *cm.CONSULT)
+            if self.consults is not None and call.state in cm.CONSULT:
+                await self.consults.caller_left(tx, call)
             # an operator wraps up after a caller, and after an answered click-to-call; a
             # caller taken away from the desk (on-call phone, contact, 120) has no wrap-up
             desk_side = call.direction == "in" or (

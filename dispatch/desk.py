@@ -172,7 +172,7 @@ class Desk:
         await self.core.fx.run(Hangup(call.ref, strict=True))
 
     # -- hold ------------------------------------------------------------------------------
-    async def _desk_call(self, tx: Tx, call_id: int, user: User) -> Call:
+    async def desk_call(self, tx: Tx, call_id: int, user: User) -> Call:
         """A call the user is handling at the desk; 404, or 409 when it is not theirs."""
         call = await self.core.get(tx, Call, call_id, "call")
         if call.direction != "in" or call.operator_id is None:
@@ -189,7 +189,7 @@ class Desk:
         """
         core = self.core
         async with core.store.tx() as tx:
-            call = await self._desk_call(tx, call_id, user)
+            call = await self.desk_call(tx, call_id, user)
             state, commands = cm.transition(call.state, cm.Hold())
             await core.cas(tx, call, state=state, held_at=core.now())
             tx.emit("call.held", "call", call.id, actor=user.username, ticket_id=call.ticket_id)
@@ -248,9 +248,9 @@ class Desk:
         """The operator takes their caller back from hold."""
         core = self.core
         async with core.store.tx() as tx:
-            call = await self._desk_call(tx, call_id, user)
+            call = await self.desk_call(tx, call_id, user)
             state, commands = cm.transition(call.state, cm.Unhold())
-            held_s = self._held_s(call)
+            held_s = self.held_s(call)
             await core.cas(tx, call, state=state, held_at=None)
             tx.emit(
                 "call.resumed",
@@ -263,7 +263,8 @@ class Desk:
             await core.fx.call(tx, call, commands)
         return call
 
-    def _held_s(self, call: Call) -> float | None:
+    def held_s(self, call: Call) -> float | None:
+        """How long the caller has been on hold, if they are."""
         if call.held_at is None:
             return None
         return round((self.core.now() - call.held_at).total_seconds(), 1)
@@ -362,11 +363,11 @@ class Desk:
             raise Invalid("to must be 'supervisor'")
         core = self.core
         async with core.store.tx() as tx:
-            call = await self._desk_call(tx, call_id, user)
+            call = await self.desk_call(tx, call_id, user)
             target, status, via_desk = await self._transfer_target(tx, user, to_user_id, to_role)
             assert target.id is not None
             state, commands = cm.transition(call.state, cm.Transfer(target.id))
-            held_s = self._held_s(call)
+            held_s = self.held_s(call)
             # the receiving side first: a refusal there leaves the sender untouched
             if status.state == opm.OperatorState.WRAP_UP:
                 core.fx.after_commit(tx, CancelTimer(TimerKey.wrapup(target.id)))

@@ -12,6 +12,7 @@ call.BridgeToOperator           `Bridge` after commit (telephony.bridge; failed:
 call.HoldCaller                 `Hold` after commit (telephony.hold; refused: undone, raised)
 call.UnholdCaller               `Unhold` after commit (telephony.unhold)
 call.TransferToOperator         `Transfer` after commit (telephony.transfer)
+call.(Consult|Complete|Cancel)  `ConsultStep` after commit (`dispatch.consult_steps`)
 offer.HangupCall                `Hangup` of the offer's call after commit
 offer.NextCandidate             follow-up in the unit of work: the cascade's next offers
 operator.StartWrapUpTimer       `ScheduleTimer(wrapup:<user>)` after commit
@@ -56,6 +57,7 @@ from functools import partial
 from typing import Any, assert_never
 
 from dispatch.config import DispatchConfig
+from dispatch.consult_steps import CONSULT_COMMANDS, ConsultStep, carry_out, consult_step
 from dispatch.machines import call as cm
 from dispatch.machines import emergency as em
 from dispatch.machines import incident as im
@@ -198,6 +200,7 @@ Command = (
     | Hold
     | Unhold
     | Transfer
+    | ConsultStep
     | Hangup
     | ScheduleTimer
     | CancelTimer
@@ -211,6 +214,7 @@ MACHINE_COMMANDS: tuple[type, ...] = (
     cm.HoldCaller,
     cm.UnholdCaller,
     cm.TransferToOperator,
+    *CONSULT_COMMANDS,
     om.HangupCall,
     om.NextCandidate,
     opm.StartWrapUpTimer,
@@ -251,6 +255,8 @@ class Reports:
     #: the PBX could not connect the answered call (id) to the operator (id); `gone`:
     #: it has no such call any more (the caller hung up while nobody was watching)
     bridge_failed: Callable[[int, int, bool], Awaitable[None]]
+    #: the PBX could not ring the colleague (peer) to consult about the call (ref)
+    consult_failed: Callable[[str, str], Awaitable[None]] | None = None
 
 
 @dataclass(slots=True)
@@ -343,6 +349,8 @@ class Effects:
                     self.after_commit(tx, Unhold(call.ref))
                 case cm.TransferToOperator(operator_id=operator_id):
                     self.after_commit(tx, Transfer(call.ref, call.id, operator_id))
+                case cm.ConsultOperator() | cm.CompleteConsult() | cm.CancelConsult():
+                    self.after_commit(tx, consult_step(call.ref, command))
                 case _:
                     assert_never(command)
 
@@ -535,6 +543,8 @@ class Effects:
                     )
                     await self.reports.transfer_failed(call_id, operator_id)
                     return False
+            case ConsultStep():
+                return await carry_out(telephony, command, self.reports.consult_failed)
             case Hangup(ref=ref, strict=strict):
                 try:
                     await telephony.hangup(ref)

@@ -40,6 +40,8 @@ LIVE_INBOUND = (
     cm.CallState.QUEUED,
     cm.CallState.CONNECTED,
     cm.CallState.ON_HOLD,
+    cm.CallState.CONSULT_RINGING,
+    cm.CallState.CONSULTING,
 )
 
 

@@ -449,8 +449,13 @@ class Reconciler:
             if status is None or status.call_id is None:
                 return
             call = await tx.session.get(Call, status.call_id, populate_existing=True)
+            # a colleague being consulted is on_call with another operator's caller: theirs
+            # is freed with the consult (its end, or the caller's hang-up)
+            consulted = call is not None and call.state in cm.CONSULT
             if status.state == opm.OperatorState.ON_CALL and (
-                call is None or call.state not in cm.AT_DESK or call.operator_id != user_id
+                call is None
+                or call.state not in cm.AT_DESK
+                or (call.operator_id != user_id and not consulted)
             ):
                 await self.operators.event(tx, user_id, opm.CallFinished(), call)
             elif status.state == opm.OperatorState.RESERVED and (

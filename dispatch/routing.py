@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from dispatch.calls import Calls
 from dispatch.campaigns import Campaigns
 from dispatch.checkins import CheckIns
+from dispatch.consult import Consults
 from dispatch.desk import Desk
 from dispatch.emergency import Emergency
 from dispatch.family import Family
@@ -39,6 +40,8 @@ from providers.base import (
     CallRinging,
     CallUnheld,
     CallWaiting,
+    ConsultAnswered,
+    ConsultFailed,
     DigitPressed,
     FlowFinished,
     OriginateFailed,
@@ -66,6 +69,7 @@ class Router:
         queue: Queue,
         emergency: Emergency,
         desk: Desk,
+        consults: Consults,
         outbound: Outbound,
         line: PhoneLine,
         offers: Offers,
@@ -87,6 +91,7 @@ class Router:
         self.outbound = outbound
         self.line = line
         self.desk = desk
+        self.consults = consults
         self.reconciler = reconciler
         #: flow name -> what its outcome means (flows starting with "hotline": `calls`)
         self.flows: dict[str, FlowHandler] = {
@@ -186,6 +191,10 @@ class Router:
                 await self.calls.waiting(ref)
             case TransferFailed(ref=ref, peer=peer):
                 await self.desk.transfer_unanswered(ref, peer)
+            case ConsultAnswered(ref=ref, peer=peer):
+                await self.consults.answered(ref, peer)
+            case ConsultFailed(ref=ref, peer=peer):
+                await self.consults.failed(ref, peer)
             case CallEnded(ref=ref, cause=cause):
                 await self.calls.ended(ref, cause.value)
             case OriginateFailed(ref=ref, reason=OriginateFailure.LOST):

@@ -16,6 +16,7 @@ from dispatch.calls import Calls
 from dispatch.campaigns import Campaigns
 from dispatch.checkins import CheckIns
 from dispatch.config import DispatchConfig
+from dispatch.consult import Consults
 from dispatch.core import Core
 from dispatch.desk import Desk
 from dispatch.disputes import Disputes
@@ -111,6 +112,7 @@ class DispatchServices:
             family=self.family,
         )
         self.desk = Desk(core, self.operators, self.queue, self.emergency)
+        self.consults = Consults(core, self.operators, self.desk)
         self.wellbeing = Wellbeing(
             core, outbound=self.outbound, tickets=self.tickets, emergency=self.emergency
         )
@@ -129,6 +131,7 @@ class DispatchServices:
             status=self.status,
             away=AwayByKeypad(core, self.wellbeing),
             masked=self.masked,
+            consults=self.consults,
         )
         self.line = PhoneLine(core, self.outbound, self.queue)
         self.scorecard = Scorecard(core, self.ranking)
@@ -157,6 +160,7 @@ class DispatchServices:
             queue=self.queue,
             emergency=self.emergency,
             desk=self.desk,
+            consults=self.consults,
             outbound=self.outbound,
             line=self.line,
             offers=self.offers,
@@ -181,6 +185,7 @@ class DispatchServices:
                 hold_failed=self.desk.hold_failed,
                 transfer_failed=self.desk.transfer_failed,
                 bridge_failed=self.desk.bridge_failed,
+                consult_failed=self.consults.failed,
             ),
             follow_ups=FollowUps(
                 next_candidate=self.offers.next_candidate,

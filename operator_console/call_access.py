@@ -23,7 +23,7 @@ from operator_console.errors import Forbidden
 from registry.models import Role, User
 from registry.repository import NotFound
 
-Action = Literal["hangup", "wrap-up", "hold", "unhold", "transfer", "register"]
+Action = Literal["hangup", "wrap-up", "hold", "unhold", "transfer", "consult", "register"]
 
 
 def _supervisor(user: User) -> bool:

@@ -8,6 +8,7 @@ from pydantic import Field
 from sqlalchemy import select
 from sqlmodel import col
 
+from dispatch.machines.call import AT_DESK
 from dispatch.models import Call
 from operator_console import call_access
 from operator_console.api import (
@@ -70,7 +71,7 @@ async def calls(request: web.Request) -> web.Response:
                     select(Call)
                     .where(
                         col(Call.direction) == "in",
-                        col(Call.state).in_(["connected", "on_hold", "wrap_up"]),
+                        col(Call.state).in_([*AT_DESK, "wrap_up"]),
                     )
                     .order_by(col(Call.id))
                 )

@@ -1,5 +1,5 @@
 """What the operator desk needs beyond the core API: the ticket board, one's own state,
-and holding and transferring a caller."""
+and holding, transferring and consulting about a caller."""
 
 from __future__ import annotations
 
@@ -250,6 +250,69 @@ async def transfer(request: web.Request) -> web.Response:
     await services(request).dispatch.desk.transfer_call(
         call_id, user, to_user_id=data.to_user_id, to_role=data.to, note=data.note
     )
+    return await _call_view(request, call_id)
+
+
+class ConsultBody(Strict):
+    """The free colleague to ring, and what their desk should know first."""
+
+    to_operator: DbId
+    note: str = Field(default="", max_length=200)
+
+
+@API.route(
+    "POST",
+    "/calls/{call_id}/consult",
+    summary="Hold one's caller and ring a free colleague to talk first (409 "
+    "consult_unsupported where the telephony backend cannot)",
+    roles=OPERATORS,
+    body=ConsultBody,
+    tag="calls",
+    response=CallOut,
+)
+async def consult(request: web.Request) -> web.Response:
+    """Consult: the caller on hold, the colleague's desk rings with the caller's context."""
+    user = user_of(request)
+    data = await body(request, ConsultBody)
+    call_id = int_param(request, "call_id")
+    await call_access.check(request, call_id, user, "consult")
+    await services(request).dispatch.consults.start(
+        call_id, user, to_user_id=data.to_operator, note=data.note
+    )
+    return await _call_view(request, call_id)
+
+
+@API.route(
+    "POST",
+    "/calls/{call_id}/consult/complete",
+    summary="Hand the held caller to the colleague consulted (409 before they answer)",
+    roles=OPERATORS,
+    tag="calls",
+    response=CallOut,
+)
+async def consult_complete(request: web.Request) -> web.Response:
+    """Complete: the colleague has the caller, the operator goes to wrap-up."""
+    user = user_of(request)
+    call_id = int_param(request, "call_id")
+    await call_access.check(request, call_id, user, "consult")
+    await services(request).dispatch.consults.complete(call_id, user)
+    return await _call_view(request, call_id)
+
+
+@API.route(
+    "POST",
+    "/calls/{call_id}/consult/cancel",
+    summary="End the consult: the colleague is free, the caller back with the operator",
+    roles=OPERATORS,
+    tag="calls",
+    response=CallOut,
+)
+async def consult_cancel(request: web.Request) -> web.Response:
+    """Cancel: the caller is taken off hold."""
+    user = user_of(request)
+    call_id = int_param(request, "call_id")
+    await call_access.check(request, call_id, user, "consult")
+    await services(request).dispatch.consults.cancel(call_id, user)
     return await _call_view(request, call_id)
 
 

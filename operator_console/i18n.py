@@ -457,6 +457,13 @@ _TEXTS: dict[str, dict[str, str]] = {
         "transferred_in": "转接来电",
         "transferred_out": "已转接，请结束整理",
         "transfer_done": "已转接给 {name}",
+        "consult": "先咨询",
+        "consult_complete": "转接完成",
+        "consult_cancel": "取消咨询",
+        "consult_ringing_to": "正在呼叫 {name}，来电人保持中",
+        "consult_in": "同事请您先咨询",
+        "consult_failed": "咨询的同事没有接听，来电人已回到您这里：#{id}",
+        "e_consult_unsupported": "当前电话系统不支持先咨询，请直接转接",
         "shortcuts_desk": "快捷键：F2 接听 · F4 派单 · F6 保持/恢复 · F7 转接 · F8 结束整理",
         # -- English pass (polish): resident name heading, labels, ranking reasons --
         "col_person_name": "姓名",
@@ -1271,6 +1278,13 @@ _TEXTS: dict[str, dict[str, str]] = {
         "transferred_in": "Transferred to you",
         "transferred_out": "Transferred; wrap up",
         "transfer_done": "Transferred to {name}",
+        "consult": "Consult first",
+        "consult_complete": "Complete transfer",
+        "consult_cancel": "Cancel consult",
+        "consult_ringing_to": "Calling {name}; the caller is on hold",
+        "consult_in": "A colleague asks to consult you",
+        "consult_failed": "The colleague did not answer; the caller is back with you: #{id}",
+        "e_consult_unsupported": "This phone system cannot consult first: transfer directly",
         "shortcuts_desk": "Keys: F2 answer · F4 dispatch · F6 hold/resume · F7 transfer · "
         "F8 wrap up",
         # -- English pass (polish): resident name heading, labels, ranking reasons --

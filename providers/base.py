@@ -31,6 +31,9 @@ the protocol, at the composition root), never for a backend class.
   lost-call check at start (memory: its calls; Asterisk: the correlator after the
   CoreShowChannels resync; Twilio: the calls this adapter placed or was offered).
 - `Simulator`: the phone simulator the console's simulator page drives (memory only).
+- `Consult`: a consult (warm) transfer, the caller on hold while their operator talks to
+  a colleague first (memory). Asterisk and Twilio do not offer it yet: the desk refuses a
+  consult there (`consult_unsupported`) rather than faking one with a blind transfer.
 """
 
 from __future__ import annotations
@@ -152,6 +155,24 @@ class TransferFailed:
 
 
 @dataclass(frozen=True, slots=True)
+class ConsultAnswered:
+    """The colleague rung by `Consult.consult` answered: they talk with the caller's
+    operator; the caller stays on hold."""
+
+    ref: str
+    peer: str
+
+
+@dataclass(frozen=True, slots=True)
+class ConsultFailed:
+    """The colleague rung by `Consult.consult` never answered (no answer, busy, failed);
+    the caller is still on hold with their operator, waiting for `unhold`."""
+
+    ref: str
+    peer: str
+
+
+@dataclass(frozen=True, slots=True)
 class CallWaiting:
     """The PBX holds the caller for an operator with no flow of ours on the call (the
     dialplan's fallback, reported each time its hold asks us in): after a flow that asked
@@ -195,6 +216,8 @@ TelephonyEvent = (
     | CallHeld
     | CallUnheld
     | TransferFailed
+    | ConsultAnswered
+    | ConsultFailed
     | CallWaiting
     | CallEnded
     | OriginateFailed
@@ -342,6 +365,31 @@ class LiveCalls(Protocol):
         Raises `TelephonyUnavailable` when it cannot tell right now (the link is down, a
         resync is under way): then nothing may be concluded about any call.
         """
+        ...
+
+
+@runtime_checkable
+class Consult(Protocol):
+    """The optional consult (warm) transfer capability.
+
+    The caller stays on hold (hearing the hold prompt) from `consult` until
+    `complete_consult` or `cancel_consult`, or until they hang up (`CallEnded`; the
+    backend then releases the colleague's leg as well).
+    """
+
+    async def consult(self, ref: str, *, peer: str) -> None:
+        """Hold the caller `ref` (if not held) and ring the operator endpoint `peer` for the
+        caller's operator; `ConsultAnswered(ref, peer)` or `ConsultFailed(ref, peer)` follows."""
+        ...
+
+    async def complete_consult(self, ref: str, *, peer: str) -> None:
+        """Connect the held caller to the consulted `peer`; the first operator's leg is
+        released. `CallUnheld(ref)` and `CallBridged(ref, peer)` follow."""
+        ...
+
+    async def cancel_consult(self, ref: str, *, peer: str) -> None:
+        """Release the consulted `peer` (ringing or talking) and reconnect the caller to
+        their operator; `CallUnheld(ref)` follows."""
         ...
 
 

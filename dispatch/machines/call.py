@@ -10,6 +10,12 @@ another operator, connected or on hold: the call stays connected and only change
 hangs up on hold ends the call as from `connected`: the operator wraps up. A transfer
 whose new operator never answers puts the caller back in the queue (`TransferUnanswered`),
 keeping their first answer and their place (see `dispatch.desk`).
+
+A consult (warm) transfer: the operator puts the caller on hold and rings a colleague
+(`consult_ringing`); once the colleague answers the two operators talk (`consulting`),
+the caller still on hold. Completing hands the caller to the colleague (as a transfer);
+cancelling, or a colleague who never answers, gives the caller back to their operator
+(`connected`). A caller who hangs up meanwhile ends the call as from `connected`.
 """
 
 from __future__ import annotations
@@ -28,6 +34,8 @@ class CallState(enum.StrEnum):
     QUEUED = "queued"
     CONNECTED = "connected"
     ON_HOLD = "on_hold"
+    CONSULT_RINGING = "consult_ringing"
+    CONSULTING = "consulting"
     WRAP_UP = "wrap_up"
     ENDED = "ended"
     ABANDONED = "abandoned"
@@ -36,7 +44,11 @@ class CallState(enum.StrEnum):
 WAITING = frozenset({CallState.RINGING, CallState.IVR, CallState.QUEUED})
 FINAL = frozenset({CallState.ENDED, CallState.ABANDONED})
 #: an operator is talking to the caller, or has them on hold
-AT_DESK = frozenset({CallState.CONNECTED, CallState.ON_HOLD})
+AT_DESK = frozenset(
+    {CallState.CONNECTED, CallState.ON_HOLD, CallState.CONSULT_RINGING, CallState.CONSULTING}
+)
+#: the caller is on hold while their operator asks a colleague
+CONSULT = frozenset({CallState.CONSULT_RINGING, CallState.CONSULTING})
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +132,37 @@ class AskOperator:
     2 or 0): it waits in the queue like a caller."""
 
 
+@dataclass(frozen=True, slots=True)
+class Consult:
+    """The operator holds the caller and rings a colleague to talk to first."""
+
+    operator_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class ConsultAnswered:
+    """The colleague answered: the two operators talk, the caller on hold."""
+
+
+@dataclass(frozen=True, slots=True)
+class ConsultComplete:
+    """The operator hands the caller to the colleague they consulted."""
+
+    operator_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class ConsultCancel:
+    """The operator ends the consult and takes the caller back."""
+
+    operator_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class ConsultFailed:
+    """The colleague never answered: the caller is back with their operator."""
+
+
 CallEvent = (
     StartIvr
     | Enqueue
@@ -135,6 +178,11 @@ CallEvent = (
     | TransferUnanswered
     | Responded
     | AskOperator
+    | Consult
+    | ConsultAnswered
+    | ConsultComplete
+    | ConsultCancel
+    | ConsultFailed
 )
 
 
@@ -169,7 +217,37 @@ class TransferToOperator:
     operator_id: int
 
 
-CallCommand = RunFlow | BridgeToOperator | HoldCaller | UnholdCaller | TransferToOperator
+@dataclass(frozen=True, slots=True)
+class ConsultOperator:
+    """Hold the caller (if not held) and ring a colleague's endpoint for their operator."""
+
+    operator_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class CompleteConsult:
+    """Connect the held caller to the consulted colleague; their operator is released."""
+
+    operator_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class CancelConsult:
+    """Release the consulted colleague and reconnect the caller to their operator."""
+
+    operator_id: int
+
+
+CallCommand = (
+    RunFlow
+    | BridgeToOperator
+    | HoldCaller
+    | UnholdCaller
+    | TransferToOperator
+    | ConsultOperator
+    | CompleteConsult
+    | CancelConsult
+)
 
 
 def transition(state: CallState, event: CallEvent) -> tuple[CallState, list[CallCommand]]:
@@ -193,7 +271,17 @@ def transition(state: CallState, event: CallEvent) -> tuple[CallState, list[Call
             return CallState.CONNECTED, [UnholdCaller()]
         case CallState.ON_HOLD, HoldFailed():
             return CallState.CONNECTED, []
-        case state, Transfer(operator_id=operator_id) if state in AT_DESK:
+        case ((CallState.CONNECTED | CallState.ON_HOLD), Consult(operator_id=operator_id)):
+            return CallState.CONSULT_RINGING, [ConsultOperator(operator_id)]
+        case CallState.CONSULT_RINGING, ConsultAnswered():
+            return CallState.CONSULTING, []
+        case CallState.CONSULTING, ConsultComplete(operator_id=operator_id):
+            return CallState.CONNECTED, [CompleteConsult(operator_id)]
+        case state, ConsultCancel(operator_id=operator_id) if state in CONSULT:
+            return CallState.CONNECTED, [CancelConsult(operator_id)]
+        case CallState.CONSULT_RINGING, ConsultFailed():
+            return CallState.CONNECTED, [UnholdCaller()]
+        case ((CallState.CONNECTED | CallState.ON_HOLD), Transfer(operator_id=operator_id)):
             return CallState.CONNECTED, [TransferToOperator(operator_id)]
         case CallState.CONNECTED, TransferUnanswered():
             return CallState.QUEUED, []

@@ -7,6 +7,12 @@ not busy with another caller (available, paused or wrapping up). One who never p
 up a transferred caller (`TransferUnanswered`) is available again. A click-to-call takes
 the operator on_call like an answer (`TakeCall`); one that never reached the number
 (`CallOutUnreached`) leaves them available, one that did ends in wrap-up.
+
+A consult: the colleague asked (`Consulted`, only when available) is on_call with the
+caller's call while their desk rings and while they talk; a completed consult keeps them
+on_call (the caller is theirs) and sends the asking operator to wrap-up (`TransferOut`);
+a cancelled or unanswered consult, or a caller who hangs up meanwhile (`ConsultEnded`),
+makes them available again.
 """
 
 from __future__ import annotations
@@ -92,6 +98,16 @@ class CallOutUnreached:
     """The operator's click-to-call never reached the number: nothing to wrap up."""
 
 
+@dataclass(frozen=True, slots=True)
+class Consulted:
+    """A colleague rings this operator to talk about their caller first."""
+
+
+@dataclass(frozen=True, slots=True)
+class ConsultEnded:
+    """The consult this operator was asked into ended without the caller coming to them."""
+
+
 OperatorEvent = (
     Login
     | Logout
@@ -105,6 +121,8 @@ OperatorEvent = (
     | ReceiveTransfer
     | TransferUnanswered
     | CallOutUnreached
+    | Consulted
+    | ConsultEnded
 )
 
 
@@ -135,6 +153,10 @@ def transition(
             return _S.ON_CALL, []
         case _S.ON_CALL, (CallFinished() | TransferOut()):
             return _S.WRAP_UP, [StartWrapUpTimer()]
+        case _S.AVAILABLE, Consulted():
+            return _S.ON_CALL, []
+        case _S.ON_CALL, ConsultEnded():
+            return _S.AVAILABLE, []
         case _S.AVAILABLE, ReceiveTransfer():
             return _S.ON_CALL, []
         case ((_S.PAUSED | _S.WRAP_UP), ReceiveTransfer(supervisor=True)):

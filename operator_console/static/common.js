@@ -135,7 +135,7 @@ const NAMES_ZH = { ringing: '振铃', ivr: '语音导航', queued: '排队中', 
   new: '新建', matching: '匹配中', offering: '派单中', accepted: '已接单', in_service: '服务中', completed: '已完成', rated: '已评价', closed: '已办结', cancelled: '已取消', unassigned: '无人接单',
   placed: '呼叫中', answered: '已接通', declined: '已拒绝', no_answer: '未接听', busy: '占线', failed: '失败', expired: '超时', withdrawn: '已撤回',
   logged_out: '未登录', available: '空闲', reserved: '预留', on_call: '通话中', paused: '小休',
-  on_hold: '保持中',
+  on_hold: '保持中', consult_ringing: '咨询振铃', consulting: '咨询中',
   satisfied: '满意', basically_satisfied: '基本满意', not_satisfied: '不满意', routine: '一般', urgent: '紧急', emergency: '特急' };
 export const stateName = (s) => (lang() === 'zh-CN' ? NAMES_ZH[s] : (s || '').replaceAll('_', ' ')) || s;
 
@@ -146,6 +146,8 @@ const EVENT_ZH = { 'ticket.created': '创建工单', 'ticket.matching': '开始�
   'ticket.note': '备注', 'ticket.assigned': '转派给',
   'call.identified': '登记来电老人', 'call.held': '来电保持', 'call.resumed': '恢复通话', 'call.transferred': '来电转接',
   'call.transfer_unanswered': '转接无人接听，回到排队', 'call.transfer_failed': '转接失败',
+  'call.consult_started': '先咨询同事（来电保持）', 'call.consult_answered': '同事已接听咨询', 'call.consult_completed': '咨询后转接完成',
+  'call.consult_cancelled': '取消咨询，来电回到原坐席', 'call.consult_failed': '咨询无人接听，来电回到原坐席',
   'offer.waiting': '等待电话线路恢复', 'offer.resumed': '线路恢复，重新呼叫商家', 'call.deferred': '外呼等待线路',
   'call.redialed': '线路恢复后外呼', 'call.lost': '线路中断，通话丢失', 'telephony.down': '电话线路中断', 'telephony.up': '电话线路恢复',
   // emergency (issue 14): the escalation's steps on the call's timeline

@@ -129,8 +129,11 @@ async function answer(c) {
 async function adoptCall(callId) {
   const c = await api('GET', `/calls/${callId}`);
   if (c.purpose === 'callout') return; // one's own click-to-call: callouts.js has it
-  const took = (c.timeline || []).filter((ev) => ['call.connected', 'call.transferred'].includes(ev.name)).pop();
-  if (took?.name === 'call.transferred' && took.data?.to_operator_id === state.me?.id) { state.transferredIn = c.id; handedOver(c.id, took); }
+  const took = (c.timeline || []).filter((ev) => ['call.connected', 'call.transferred', 'call.consult_started'].includes(ev.name)).pop();
+  if (['call.transferred', 'call.consult_started'].includes(took?.name) && took.data?.to_operator_id === state.me?.id) {
+    if (took.name === 'call.transferred') state.transferredIn = c.id;
+    handedOver(c.id, took);
+  }
   state.call = c; state.previewCallId = c.id;
   showCall(c);
   await deskContext(c);
@@ -141,7 +144,7 @@ async function adoptCall(callId) {
 
 // The sender's note of a transfer to me (from its `call.transferred` event).
 function handedOver(callId, ev) {
-  state.handover = { callId: Number(callId), from: ev.data?.from_operator || ev.actor || '', note: ev.data?.note || '' };
+  state.handover = { callId: Number(callId), from: ev.data?.from_operator || ev.actor || '', note: ev.data?.note || '', consult: ev.name === 'call.consult_started' };
 }
 
 // A call I held is over (wrap-up timed out, wrapped up in another tab): clear the desk.
@@ -162,11 +165,18 @@ function showCall(c) {
   $('hold').textContent = held ? $('hold').dataset.resume : $('hold').dataset.hold;
   $('hold').classList.toggle('primary', held);
   $('transfer').disabled = !atDesk; $('transfer-to').disabled = !atDesk; $('transfer-note').disabled = !atDesk;
-  $('wrapup').disabled = !c || atDesk;
+  // a consult: the caller on hold, a colleague rung or talking; complete once they answered
+  const consulting = Boolean(mine && ['consult_ringing', 'consulting'].includes(c.state));
+  $('consult').disabled = !atDesk; $('consult').hidden = consulting;
+  $('consult-complete').hidden = !consulting; $('consult-complete').disabled = !(consulting && c.state === 'consulting');
+  $('consult-cancel').hidden = !consulting; $('consult-cancel').disabled = !consulting;
+  if (consulting) $('transfer-to').disabled = true;
+  $('wrapup').disabled = !c || atDesk || consulting;
   state.heldAt = held && c.held_at ? new Date(c.held_at) : null;
   $('hold-time').hidden = !held;
   let tag;
   if (!c) tag = null;
+  else if (!mine && ['consult_ringing', 'consulting'].includes(c.state)) tag = el('span', T('consult_in'), 'tag live');
   else if (!mine && ['connected', 'on_hold'].includes(c.state)) tag = el('span', T('transferred_out'), 'tag');
   else tag = el('span', stateName(c.state), c.state === 'connected' ? 'tag ok' : held ? 'tag live' : 'tag');
   const box = $('call-now');
@@ -184,7 +194,7 @@ function showCall(c) {
   if (c.emergency) box.prepend(el('span', T('emergency_mark'), 'tag bad em-mark'), ' ');
   if (note) box.append(' ', el('span', note, 'tag live'));
   const h = c && state.handover?.callId === c.id ? state.handover : null;
-  if (h && mine) {
+  if (h && (mine || h.consult)) {
     const ctx = el('div', null, 'handover'); ctx.id = 'transfer-context';
     ctx.append(el('span', T('transfer_from', { name: h.from }), 'muted'), ' ', el('b', h.note || '—'));
     box.append(ctx);
@@ -227,6 +237,27 @@ async function transfer() {
   $('transfer-note').value = '';
   showCall(state.call);
   notify(T('transfer_done', { name }), 'info');
+  await loadMyState();
+}
+
+// Consult first: the caller is held while the chosen colleague's desk rings with the
+// caller's card, ticket and my note; then complete (they take the caller) or cancel.
+async function consult() {
+  if (!state.call || $('consult').disabled) return;
+  const pick = $('transfer-to').value;
+  if (!pick.startsWith('user:')) { notify(T('transfer_to'), 'info'); return; }
+  const name = $('transfer-to').selectedOptions[0]?.textContent.split(' · ')[0] || '';
+  const body = { to_operator: Number(pick.slice(5)), note: $('transfer-note').value.trim() };
+  state.call = await api('POST', `/calls/${state.call.id}/consult`, body);
+  showCall(state.call);
+  notify(T('consult_ringing_to', { name }), 'info');
+}
+
+async function consultStep(step) {
+  if (!state.call) return;
+  state.call = await api('POST', `/calls/${state.call.id}/consult/${step}`);
+  if (step === 'complete') $('transfer-note').value = '';
+  showCall(state.call);
   await loadMyState();
 }
 
@@ -610,6 +641,9 @@ $('complete').addEventListener('click', guard(async () => { await api('POST', `/
 $('hangup').addEventListener('click', guard(hangup));
 $('hold').addEventListener('click', guard(toggleHold));
 $('transfer').addEventListener('click', guard(transfer));
+$('consult').addEventListener('click', guard(consult));
+$('consult-complete').addEventListener('click', guard(() => consultStep('complete')));
+$('consult-cancel').addEventListener('click', guard(() => consultStep('cancel')));
 $('transfer-to').addEventListener('focus', guard(loadTargets));
 $('wrapup').addEventListener('click', guard(wrapUp));
 $('op-login').addEventListener('click', guard(() => opState('available')));
@@ -623,7 +657,7 @@ $('register-form').addEventListener('submit', guard(register));
 // logging out mid-call: warned, and kept at the desk (the server refuses it too)
 document.addEventListener('yijing:logout', (e) => {
   const c = state.call;
-  if (c && c.operator_id === state.me?.id && ['connected', 'on_hold'].includes(c.state)) {
+  if (c && c.operator_id === state.me?.id && ['connected', 'on_hold', 'consult_ringing', 'consulting'].includes(c.state)) {
     e.preventDefault();
     notify(T('logout_on_call', { id: c.id }));
   }
@@ -664,6 +698,11 @@ liveEvents((ev) => {
       if (state.call?.id === state.transferredIn) showCall(state.call);
     }
     const current = state.call && String(state.call.id) === ev.subject_id;
+    if (ev.name === 'call.consult_started' && ev.data?.to_operator_id === state.me?.id) {
+      handedOver(ev.subject_id, ev);
+      notify(`${T('consult_in')} #${ev.subject_id} · ${ev.data?.from_operator || ''}${ev.data?.note ? ` · ${ev.data.note}` : ''}`, 'info');
+    }
+    if (ev.name === 'call.consult_failed' && current && ev.data?.operator_id === state.me?.id) notify(T('consult_failed', { id: ev.subject_id }), 'info');
     if (ev.name === 'call.transfer_unanswered' && (current || ev.data?.to_operator_id === state.me?.id)) {
       // the caller never reached the new desk and waits in the queue again: the desk that
       // did not answer lets go of the call; the one that handed it on still wraps it up

@@ -12,6 +12,9 @@ caller while it rings, then reports `TransferFailed` and leaves the caller waiti
 A click-to-call (`call_out`) rings the desk the same way (state `desk_ringing`), then
 the number, whose phone is played like any outbound call's (`answer`, `reject`,
 `party_hangup`, or a `script` for the number); once answered it is bridged to the desk.
+A consult (`consult`, the port's `Consult` capability) holds the caller and rings the
+colleague's desk the same way: it answers at once unless scripted, and the two operators'
+desk legs are then bridged (`consults`) until the consult is completed or cancelled.
 
 An outage can be simulated (`set_link(False)`, also from the simulator page): the link
 reports `BackendStatus(up=False)`, every command raises `TelephonyUnavailable` and the
@@ -46,6 +49,8 @@ from providers.base import (
     CallOffered,
     CallRinging,
     CallUnheld,
+    ConsultAnswered,
+    ConsultFailed,
     DigitPressed,
     EndCause,
     FlowFinished,
@@ -122,6 +127,15 @@ class SimCall:
         }
 
 
+@dataclass(slots=True)
+class SimConsult:
+    """A consult under way: the colleague's desk rings or talks to the caller's operator."""
+
+    peer: str
+    answered: bool = False
+    timer: asyncio.TimerHandle | None = None
+
+
 class MemoryPBX:
     """The in-memory backend. `time_scale` shrinks every wait (tests use 0.01)."""
 
@@ -145,6 +159,8 @@ class MemoryPBX:
         self.scripts: dict[str, Script] = {}
         #: operator endpoints ("operator:<id>") that do not pick up a transferred caller
         self.desks: dict[str, Script] = {}
+        #: consults under way, by the held caller's ref
+        self.consults: dict[str, SimConsult] = {}
         #: texts received, newest first
         self.texts: collections.deque[SimText] = collections.deque(maxlen=keep_texts)
         self.texted: set[str] = set()
@@ -377,6 +393,65 @@ class MemoryPBX:
         call.state, call.peer = "bridged", peer
         self._emit(CallBridged(ref, peer))
 
+    async def consult(self, ref: str, *, peer: str) -> None:
+        """Hold the caller and ring the colleague's desk `peer` (as scripted, or at once)."""
+        self._require_link(f"consult {ref}")
+        call = self._live(ref)
+        if call.state not in ("bridged", "held") or call.peer is None:
+            raise TelephonyError(f"{ref} is not with an operator: nothing to consult about")
+        if ref in self.consults:
+            raise TelephonyError(f"{ref}: a consult is under way already")
+        if call.state != "held":
+            call.state = "held"
+            self._say_hold(call)
+            self._emit(CallHeld(ref))
+        consult = self.consults[ref] = SimConsult(peer)
+        desk = self.desks.get(peer)
+        if desk is None or desk.action == "answer":
+            delay = desk.answer_after_s if desk is not None else 0.0
+            consult.timer = self._later(delay, self._consult_answered, ref, peer)
+        else:
+            delay = self.ring_timeout_s if desk.action == "no_answer" else desk.answer_after_s
+            consult.timer = self._later(delay, self._consult_unanswered, ref, peer)
+
+    async def complete_consult(self, ref: str, *, peer: str) -> None:
+        """The held caller goes to the consulted colleague; their operator's leg is released."""
+        self._require_link(f"complete_consult {ref}")
+        call = self._live(ref)
+        consult = self.consults.get(ref)
+        if consult is None or consult.peer != peer or not consult.answered:
+            raise TelephonyError(f"{ref}: no answered consult with {peer}")
+        del self.consults[ref]
+        call.state, call.peer = "bridged", peer
+        self._emit(CallUnheld(ref))
+        self._emit(CallBridged(ref, peer))
+
+    async def cancel_consult(self, ref: str, *, peer: str) -> None:
+        """Release the colleague's desk leg; the caller is back with their operator."""
+        self._require_link(f"cancel_consult {ref}")
+        call = self._live(ref)
+        consult = self.consults.pop(ref, None)
+        if consult is not None and consult.timer is not None:
+            consult.timer.cancel()
+        if call.state == "held":
+            call.state = "bridged"
+            self._emit(CallUnheld(ref))
+
+    def _consult_answered(self, ref: str, peer: str) -> None:
+        consult = self.consults.get(ref)
+        if consult is None or consult.peer != peer or consult.answered:
+            return
+        consult.answered, consult.timer = True, None
+        self._emit(ConsultAnswered(ref, peer))
+
+    def _consult_unanswered(self, ref: str, peer: str) -> None:
+        consult = self.consults.get(ref)
+        if consult is None or consult.peer != peer or consult.answered:
+            return
+        del self.consults[ref]
+        # the caller stays on hold with their operator until the unhold
+        self._emit(ConsultFailed(ref, peer))
+
     async def hangup(self, ref: str) -> None:
         """Hang up from the platform's side; unknown or ended refs are ignored, even while
         the link is down (an outage has dropped every live call already)."""
@@ -446,8 +521,8 @@ class MemoryPBX:
         self.scripts[number] = script
 
     def script_desk(self, peer: str, script: Script) -> None:
-        """Make every future transfer to the operator endpoint `peer` behave as `script`
-        says: "no_answer" rings for `ring_timeout_s`, "busy" and "fail" give up after
+        """Make every future transfer or consult to the operator endpoint `peer` behave as
+        `script` says: "no_answer" rings for `ring_timeout_s`, "busy" and "fail" give up after
         `answer_after_s`; "answer" (or no script) takes the caller at once."""
         self.desks[peer] = script
 
@@ -517,6 +592,10 @@ class MemoryPBX:
 
     def _end(self, call: SimCall, cause: EndCause, *, emit: bool = True) -> None:
         self._cancel_timer(call)
+        # a caller gone during a consult: the colleague's desk leg goes too
+        consult = self.consults.pop(call.ref, None)
+        if consult is not None and consult.timer is not None:
+            consult.timer.cancel()
         call.state, call.cause, call.waiting_digits = "ended", cause.value, frozenset()
         if emit:
             self._emit(CallEnded(call.ref, cause))

@@ -11,6 +11,14 @@ from dispatch.machines.call import (
     BridgeToOperator,
     CallEvent,
     CallState,
+    CancelConsult,
+    CompleteConsult,
+    Consult,
+    ConsultAnswered,
+    ConsultCancel,
+    ConsultComplete,
+    ConsultFailed,
+    ConsultOperator,
     Enqueue,
     Hangup,
     Hold,
@@ -55,6 +63,18 @@ ALLOWED: list[tuple[CallState, CallEvent, CallState, list[object]]] = [
     (S.ON_HOLD, Hangup(inbound=False), S.ENDED, []),
     # an answered outbound call asks for an operator (a wellbeing call's 2 or 0)
     (S.CONNECTED, AskOperator(), S.QUEUED, []),
+    # a consult: the caller held while a colleague is rung, then talked to
+    (S.CONNECTED, Consult(9), S.CONSULT_RINGING, [ConsultOperator(9)]),
+    (S.ON_HOLD, Consult(9), S.CONSULT_RINGING, [ConsultOperator(9)]),
+    (S.CONSULT_RINGING, ConsultAnswered(), S.CONSULTING, []),
+    (S.CONSULT_RINGING, ConsultFailed(), S.CONNECTED, [UnholdCaller()]),
+    (S.CONSULT_RINGING, ConsultCancel(9), S.CONNECTED, [CancelConsult(9)]),
+    (S.CONSULTING, ConsultCancel(9), S.CONNECTED, [CancelConsult(9)]),
+    (S.CONSULTING, ConsultComplete(9), S.CONNECTED, [CompleteConsult(9)]),
+    (S.CONSULT_RINGING, Hangup(inbound=True), S.WRAP_UP, []),
+    (S.CONSULTING, Hangup(inbound=True), S.WRAP_UP, []),
+    (S.CONSULT_RINGING, Hangup(inbound=False), S.ENDED, []),
+    (S.CONSULTING, Hangup(inbound=False), S.ENDED, []),
 ]
 
 
@@ -68,7 +88,8 @@ def test_given_state_when_event_then_next_state_and_commands(
 EVENTS: list[CallEvent] = [
     StartIvr("hotline"), Enqueue(), SelfServed(), Answer(7), Answer(None),
     Hangup(inbound=True), Hangup(inbound=False), WrapUpDone(), Hold(), Unhold(), Transfer(9),
-    TransferUnanswered(), AskOperator(),
+    TransferUnanswered(), AskOperator(), Consult(9), ConsultAnswered(), ConsultComplete(9),
+    ConsultCancel(9), ConsultFailed(),
 ]  # fmt: skip
 
 

@@ -8,6 +8,8 @@ from dispatch.machines import IllegalTransition
 from dispatch.machines.operator import (
     CallFinished,
     CallOutUnreached,
+    Consulted,
+    ConsultEnded,
     Login,
     Logout,
     OperatorEvent,
@@ -28,7 +30,7 @@ S = OperatorState
 EVENTS: list[OperatorEvent] = [
     Login(), Logout(), Pause("lunch"), Resume(), Reserve(), TakeCall(), CallFinished(),
     WrapUpDone(), TransferOut(), ReceiveTransfer(), ReceiveTransfer(supervisor=True),
-    TransferUnanswered(), CallOutUnreached(),
+    TransferUnanswered(), CallOutUnreached(), Consulted(), ConsultEnded(),
 ]  # fmt: skip
 
 ALLOWED: dict[tuple[OperatorState, OperatorEvent], tuple[OperatorState, list[object]]] = {
@@ -59,6 +61,9 @@ ALLOWED: dict[tuple[OperatorState, OperatorEvent], tuple[OperatorState, list[obj
     (S.AVAILABLE, ReceiveTransfer(supervisor=True)): (S.ON_CALL, []),
     (S.PAUSED, ReceiveTransfer(supervisor=True)): (S.ON_CALL, []),
     (S.WRAP_UP, ReceiveTransfer(supervisor=True)): (S.ON_CALL, []),
+    # a consult: only a free colleague is rung; one whose consult ends is free again
+    (S.AVAILABLE, Consulted()): (S.ON_CALL, []),
+    (S.ON_CALL, ConsultEnded()): (S.AVAILABLE, []),
 }
 
 
