@@ -39,6 +39,11 @@ from eventlog.clock import ManualClock
 log = logging.getLogger(__name__)
 
 FireHandler = Callable[[str], Awaitable[None]]
+#: a bucket's job may run again while it runs: a key written into the bucket being fired
+#: (a handler scheduling "now", an overdue timer restored on a busy start) adds its job
+#: back, and with one instance APScheduler skipped that run, so the key waited for some
+#: later bucket. Each extra run only waits for the firing lock, then fires what is due.
+BUCKET_INSTANCES = 100
 #: how long `ManualTimers.advance` waits for the app to be quiet before it gives up
 QUIET_WAIT_S = 30.0
 _T = TypeVar("_T")
@@ -128,7 +133,11 @@ class SchedulerTimers:
         self._engine = job_store_engine(sync_url)
         self.scheduler = AsyncIOScheduler(
             jobstores={"default": MemoryJobStore()},
-            job_defaults={"misfire_grace_time": None, "coalesce": True, "max_instances": 1},
+            job_defaults={
+                "misfire_grace_time": None,
+                "coalesce": True,
+                "max_instances": BUCKET_INSTANCES,
+            },
             timezone="UTC",
         )
         self._pool = WorkerPool(max_workers=1, thread_name_prefix="timers")

@@ -187,3 +187,34 @@ async def test_given_10k_deadlines_when_they_fall_due_then_each_fires_once_in_or
         late = sorted(rec.at[k] - due[k] for k in due)
         print(f"10k: late median {statistics.median(late):.3f} s p99 {late[int(0.99 * n)]:.3f} s")
         assert await timers.keys() == set()
+
+
+async def test_given_a_key_due_in_the_bucket_now_firing_when_scheduled_then_it_still_fires(
+    migrated_db_url: str,
+) -> None:
+    """A key written into the bucket whose job is running (a handler scheduling "now", an
+    overdue timer restored during a busy start) gets a job for that bucket again; with one
+    instance per job APScheduler skipped it ("maximum number of running instances"), and
+    the row waited for whatever bucket came next."""
+    release = asyncio.Event()
+    rec = Recorder()
+    at = soon(0.3)
+
+    async def handler(key: str) -> None:
+        await rec(key)
+        if key == "first":
+            await timers.schedule("second", at)  # the very bucket now firing
+            await release.wait()  # still firing when the new job is due
+
+    async with timers_on(migrated_db_url, handler) as timers:  # type: ignore[arg-type]
+        await timers.schedule("first", at)
+        await eventually(lambda: _count(rec, 1))
+        await eventually(lambda: _past(at + timedelta(seconds=0.3)))  # the re-added job
+        # came due while "first" was still running
+        release.set()
+        await eventually(lambda: _count(rec, 2), within=5)
+        assert rec.fired == ["first", "second"]
+
+
+async def _past(when: datetime) -> bool:
+    return datetime.now(UTC) >= when
