@@ -150,6 +150,12 @@ class Queue:
             for call in waiting:
                 if not free:
                     break
+                # read before this unit of work began: answered, or gone, meanwhile (an
+                # operator picking the caller straight from the queue) is not offered
+                fresh = await tx.session.get(Call, call.id, populate_existing=True)
+                if fresh is None or fresh.state != cm.CallState.QUEUED:
+                    continue
+                call = fresh
                 if call.emergency:
                     # an emergency rings every free operator at once: the first answer wins
                     while free:

@@ -114,3 +114,27 @@ async def test_given_an_emergency_ringing_two_desks_when_one_answers_then_the_ot
     await h.call("POST", f"/calls/{emergency['id']}/answer")
     nxt = await state_is(h, "supervisor", "reserved")
     assert nxt["call_id"] == waiting["id"]
+
+
+async def test_given_a_queue_read_before_an_answer_when_distributing_then_no_one_rings_for_it(
+    harness: Harness,
+) -> None:
+    """`distribute` reads the waiting calls before its unit of work; an operator who picks
+    the caller straight from the queue in between must not leave a colleague ringing for a
+    call already answered (seen in CI: the colleague was 'reserved, not free to take a
+    transfer')."""
+    h = harness
+    queue = h.services.dispatch.queue
+    ref = await h.pbx.dial_in(PHONES[0])
+    await press(h, ref, "0")
+    (call,) = await wait_queued(h, 1)
+    stale = await queue.queue()  # the read distribute makes first: the caller still waits
+    await h.call("POST", f"/calls/{call['id']}/answer")  # the operator takes it meanwhile
+    await h.call("POST", "/operator/state", json={"action": "login"}, as_user="supervisor")
+
+    async def read_before_the_answer() -> Any:
+        return stale
+
+    queue.queue = read_before_the_answer  # type: ignore[method-assign]
+    await queue.distribute()
+    assert (await my_state(h, "supervisor"))["state"] == "available"
