@@ -13,7 +13,7 @@ What the port promises on a relay:
   `TelephonyUnavailable` (the command was withdrawn: the ref stays free, as the port says);
   an owner that took the command and did not finish is `TelephonyError` (outcome unknown),
   except for placing a call: a maybe-placed call is taken as placed, never sent again, and
-  the reconciler ends it as lost if the PBX does not have it (`_place`);
+  the reconciler ends it as lost if the PBX does not have it (`_call`'s `placing`);
 - `events()` yields nothing on a standby: the owner's pump consumes the PBX's events;
 - `health()` is the owner's link as the last `telephony.up` / `telephony.down` event in
   the log says (`follow`), or "no owner" before any.
@@ -112,27 +112,22 @@ class RelayTelephony:
         return
         yield  # pragma: no cover - makes this an async generator
 
-    async def _call(self, method: str, **args: Any) -> Any:
+    async def _call(self, method: str, *, placing: bool = False, **args: Any) -> Any:
+        """One port call through the owner. `placing` (originate, call_out): an owner that
+        took the command and did not finish in time may well have placed the call. That is
+        no failure of the far end (a failure would move an offer on to the next merchant
+        while the first one's phone rings): as on the adapters themselves, a maybe-placed
+        call is never sent again, and the owner's resync and the reconciler decide (a call
+        the PBX does not have ends as lost, and is replaced then)."""
         try:
             return await self.queue.call("telephony", method, args, timeout_s=self.timeout_s)
-        except (CommandFailed, NoAnswer) as exc:
-            _raise(exc)
-
-    async def _place(self, method: str, **args: Any) -> None:
-        """Originate or call out through the owner. An owner that took the command and did
-        not finish in time may well have placed the call: that is no failure of the far
-        end (a failure would move an offer on to the next merchant while the first one's
-        phone rings). As on the adapters themselves, a maybe-placed call is never sent
-        again: the owner's resync and the reconciler decide (a call the PBX does not have
-        ends as lost, and is replaced then)."""
-        try:
-            await self.queue.call("telephony", method, args, timeout_s=self.timeout_s)
         except NoAnswer as exc:
-            if not exc.claimed:
+            if not (placing and exc.claimed):
                 _raise(exc)
             log.warning("%s %s: the owner took it, outcome unknown", method, args.get("ref"))
         except CommandFailed as exc:
             _raise(exc)
+        return None
 
     async def originate(
         self, *, ref: str, number: str, caller_id: str | None = None, timeout_s: float = 30.0
@@ -141,8 +136,8 @@ class RelayTelephony:
             return await self.local.originate(
                 ref=ref, number=number, caller_id=caller_id, timeout_s=timeout_s
             )
-        await self._place("originate", ref=ref, number=number, caller_id=caller_id,
-                          timeout_s=timeout_s)  # fmt: skip
+        await self._call("originate", placing=True, ref=ref, number=number,
+                         caller_id=caller_id, timeout_s=timeout_s)  # fmt: skip
 
     async def call_out(
         self,
@@ -157,8 +152,8 @@ class RelayTelephony:
             return await self.local.call_out(
                 ref=ref, desk=desk, number=number, caller_id=caller_id, timeout_s=timeout_s
             )
-        await self._place("call_out", ref=ref, desk=desk, number=number, caller_id=caller_id,
-                          timeout_s=timeout_s)  # fmt: skip
+        await self._call("call_out", placing=True, ref=ref, desk=desk, number=number,
+                         caller_id=caller_id, timeout_s=timeout_s)  # fmt: skip
 
     async def run_flow(
         self, ref: str, flow: Flow, *, context: Mapping[str, Any], lang: str = "zh-CN"
