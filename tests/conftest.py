@@ -27,6 +27,7 @@ from eventlog.clock import ManualClock
 from operator_console.app import create_app, services_key
 from operator_console.settings import Settings
 from providers.memory import MemoryPBX
+from tests import pg_dropper
 
 PG_ADMIN = os.environ.get("YIJING_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 DEMO_PASSWORD = "demo-pass-123"
@@ -42,6 +43,17 @@ async def _pg_admin() -> asyncpg.Connection:
 
 
 _PG_BASE = PG_ADMIN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
+#: this test process's background dropper of its PostgreSQL databases (tests/pg_dropper.py)
+DROPPER = pg_dropper.Dropper(PG_ADMIN)
+
+
+async def _pg_create(name: str, template: str | None = None) -> None:
+    """A new PostgreSQL database for one test (a copy of `template` when given)."""
+    admin = await _pg_admin()
+    try:
+        await pg_dropper.create(admin, name, template)
+    finally:
+        await admin.close()
 
 
 async def _pg_execute(sql: str) -> None:
@@ -66,9 +78,9 @@ async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
         yield f"sqlite+aiosqlite:///{tmp_path / 'test.db'}"
         return
     name = f"yijing_t_{uuid.uuid4().hex[:12]}"
-    await _pg_execute(f'CREATE DATABASE "{name}"')
+    await _pg_create(name)
     yield f"{_PG_BASE}/{name}"
-    await _pg_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    DROPPER.drop(name)
 
 
 class TemplateDatabases:
@@ -105,7 +117,7 @@ class TemplateDatabases:
             if kind == "sqlite":
                 url = f"sqlite+aiosqlite:///{self.folder / f'template-{recipe}.db'}"
             else:
-                await _pg_execute(f'CREATE DATABASE "{self.pg_names[recipe]}"')
+                await _pg_create(self.pg_names[recipe])
                 url = f"{_PG_BASE}/{self.pg_names[recipe]}"
             await _RECIPES[recipe](url, self.folder)
             self._built[kind, recipe] = url
@@ -124,11 +136,11 @@ class TemplateDatabases:
             yield f"sqlite+aiosqlite:///{copy}"
             return
         name = f"yijing_t_{uuid.uuid4().hex[:12]}"
-        await _pg_execute(f'CREATE DATABASE "{name}" TEMPLATE "{self.pg_names[recipe]}"')
+        await _pg_create(name, self.pg_names[recipe])
         try:
             yield f"{_PG_BASE}/{name}"
         finally:
-            await _pg_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            DROPPER.drop(name)
 
     async def drop(self) -> None:
         """Drop the PostgreSQL templates this session built."""
@@ -193,6 +205,13 @@ _RECIPES: dict[str, Callable[[str, Path], Awaitable[None]]] = {
 #: the hashing lanes, threads and throttles are unchanged); only the cost is lower, as
 #: Django's test settings do with their password hasher.
 TEST_HASHER = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def drop_test_databases() -> Iterator[None]:
+    """The session ends once every test database it made is dropped."""
+    yield
+    DROPPER.close()
 
 
 @pytest.fixture(scope="session", autouse=True)

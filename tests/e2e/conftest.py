@@ -26,7 +26,7 @@ import psycopg
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
 
-from tests.conftest import DEMO_PASSWORD, PG_ADMIN, TemplateDatabases
+from tests.conftest import DEMO_PASSWORD, DROPPER, PG_ADMIN, TemplateDatabases
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = [
@@ -160,12 +160,12 @@ def postgres_database(template: str | None = None) -> Iterator[str]:
     with conn:
         copy_of = f' TEMPLATE "{template}"' if template else ""
         conn.execute(f'CREATE DATABASE "{name}"{copy_of}')
+        conn.execute(f'ALTER DATABASE "{name}" SET synchronous_commit = off')
     base = admin.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
     try:
         yield f"{base}/{name}"
     finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        DROPPER.drop(name)
 
 
 def _template(templates: TemplateDatabases, kind: str) -> str:

@@ -13,15 +13,15 @@ import pytest
 from eventlog.db import make_engine
 from operator_console import instance
 from operator_console.instance import instance_lock
-from tests.conftest import _PG_BASE, _pg_execute
+from tests.conftest import _PG_BASE, DROPPER, _pg_create
 
 
 @pytest.fixture
 async def other_database() -> AsyncIterator[str]:
     name = f"yijing_t_{uuid.uuid4().hex[:12]}"
-    await _pg_execute(f'CREATE DATABASE "{name}"')
+    await _pg_create(name)
     yield f"{_PG_BASE}/{name}"
-    await _pg_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    DROPPER.drop(name)
 
 
 @pytest.mark.parametrize("migrated_db_url", ["postgresql"], indirect=True)
