@@ -128,13 +128,13 @@ async def test_given_a_queue_read_before_an_answer_when_distributing_then_no_one
     ref = await h.pbx.dial_in(PHONES[0])
     await press(h, ref, "0")
     (call,) = await wait_queued(h, 1)
-    stale = await queue.queue()  # the read distribute makes first: the caller still waits
+    stale = await queue.queued_ids()  # the read distribute makes first: the caller waits
     await h.call("POST", f"/calls/{call['id']}/answer")  # the operator takes it meanwhile
     await h.call("POST", "/operator/state", json={"action": "login"}, as_user="supervisor")
 
     async def read_before_the_answer() -> Any:
         return stale
 
-    queue.queue = read_before_the_answer  # type: ignore[method-assign]
+    queue.queued_ids = read_before_the_answer  # type: ignore[method-assign]
     await queue.distribute()
     assert (await my_state(h, "supervisor"))["state"] == "available"
