@@ -114,6 +114,8 @@ class Surge:
                 self.errors += 1
                 key = f"{method} {path.split('/')[1]} {resp.status}"
                 self.error_kinds[key] = self.error_kinds.get(key, 0) + 1
+                if os.environ.get("SURGE_SHOW_ERRORS"):
+                    print(key, (await resp.text())[:300], file=sys.stderr)
                 return None
             return await resp.json()
 
@@ -169,6 +171,14 @@ class Surge:
             self.answered += 1
             await asyncio.sleep(talk)
             await self.timed("POST", f"/calls/{call_id}/hangup", headers)
+            # the PBX reports the hang-up back; the desk wraps up once the call has ended
+            while not stop.is_set():
+                state = await self.timed("GET", "/operator/state", headers)
+                if (state or {}).get("state") == "wrap_up":
+                    break
+                await asyncio.sleep(0.05)
+            if stop.is_set():
+                break  # the bench ends with this call still on the line
             await self.timed(
                 "POST", f"/calls/{call_id}/wrap-up", headers, json={"disposition": "info"}
             )
@@ -298,7 +308,8 @@ async def main() -> int:
     print(
         f"placed {r['placed']}: {r['never_shown']} never shown, {r['never_queued']} never "
         f"queued; screen-pop median / p99 {ms(r['pop'])}; queued {ms(r['queued'])}; desk API "
-        f"{ms(r['desk'])}; {r['answered']} answered, {r['errors']} API errors {r['error_kinds'] or ''}"
+        f"{ms(r['desk'])}; {r['answered']} answered, {r['errors']} API errors "
+        f"{r['error_kinds'] or ''}"
     )
     print(
         f"server CPU {r['cpu_dial']:.1f} s over the {r['dial_s']:.0f} s dial phase "
