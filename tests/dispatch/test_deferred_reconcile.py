@@ -27,12 +27,12 @@ class NoOwnerOnce(MemoryPBX):
 
     def __init__(self) -> None:
         super().__init__(time_scale=1.0, ring_timeout_s=300)
-        self.refused: list[str] = []
+        self.unowned: list[str] = []
         self.placed: list[str] = []
 
     async def originate(self, *, ref: str, number: str, **kw: Any) -> None:
-        if not self.refused:
-            self.refused.append(ref)
+        if not self.unowned:
+            self.unowned.append(ref)
             raise TelephonyUnavailable("no process owns the PBX link right now")
         self.placed.append(ref)
         await super().originate(ref=ref, number=number, **kw)
@@ -72,7 +72,7 @@ async def test_given_a_deferred_call_and_the_line_up_when_reconciling_then_place
             return "offer.waiting" in await timeline()
 
         await eventually(waiting)
-        [ref] = pbx.refused
+        [ref] = pbx.unowned
         assert pbx.placed == [] and pbx.health().up
         reconciler = app[services_key].dispatch.reconciler
         await reconciler.reconcile()  # the owner's periodic round
