@@ -28,13 +28,13 @@ class NoOwnerOnce(MemoryPBX):
     def __init__(self) -> None:
         super().__init__(time_scale=1.0, ring_timeout_s=300)
         self.unowned: list[str] = []
-        self.placed: list[str] = []
+        self.originated: list[str] = []
 
     async def originate(self, *, ref: str, number: str, **kw: Any) -> None:
         if not self.unowned:
             self.unowned.append(ref)
             raise TelephonyUnavailable("no process owns the PBX link right now")
-        self.placed.append(ref)
+        self.originated.append(ref)
         await super().originate(ref=ref, number=number, **kw)
 
 
@@ -73,12 +73,14 @@ async def test_given_a_deferred_call_and_the_line_up_when_reconciling_then_place
 
         await eventually(waiting)
         [ref] = pbx.unowned
-        assert pbx.placed == [] and pbx.health().up
+        assert pbx.originated == [] and pbx.health().up
         reconciler = app[services_key].dispatch.reconciler
         await reconciler.reconcile()  # the owner's periodic round
-        assert pbx.placed == [ref]
+        assert pbx.originated == [ref]
+        assert [c["ref"] for c in pbx.snapshot() if c["direction"] == "out"] == [ref]
         assert "offer.resumed" in await timeline()
         await reconciler.reconcile()
-        assert pbx.placed == [ref]  # never twice
+        assert pbx.originated == [ref]  # never twice
+        assert [c["ref"] for c in pbx.snapshot() if c["direction"] == "out"] == [ref]
     finally:
         await client.close()
