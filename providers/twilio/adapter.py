@@ -49,7 +49,7 @@ import contextlib
 import functools
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from typing import Any, Concatenate, ParamSpec, TypeVar
 from urllib.parse import urlencode
 
@@ -119,8 +119,8 @@ R = TypeVar("R")
 
 
 def _persisting(
-    method: Callable[Concatenate[TwilioTelephony, P], Awaitable[R]],
-) -> Callable[Concatenate[TwilioTelephony, P], Awaitable[R]]:
+    method: Callable[Concatenate[TwilioTelephony, P], Coroutine[Any, Any, R]],
+) -> Callable[Concatenate[TwilioTelephony, P], Coroutine[Any, Any, R]]:
     """A port command whose changes are written to the call table before it returns."""
 
     @functools.wraps(method)
