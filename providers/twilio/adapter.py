@@ -29,8 +29,11 @@ new operator answers. An operator who never answers sends the caller back to the
 loop, where dispatch may bridge again; when that operator was a transfer's, the port
 says so with `TransferFailed` (dispatch has the call on their desk already).
 
-All state is in memory in the process that owns the telephony link (DESIGN 12): the
-webhook app must be served by that process.
+The state is in the memory of the process that owns the telephony link (DESIGN 12), which
+does every webhook's work (a standby hands its webhooks over: `providers.twilio.webhooks`).
+With `keep_state` it is also written to the `twilio_call` table after every change
+(`providers.twilio.state`), and loaded when the adapter opens: a process taking over
+after kill -9 asks Twilio how each loaded call stands (`_resync`) and carries on.
 
 Outages: a request that never reached Twilio (connection refused, no route, DNS, connect
 timeout) or that Twilio answered with a 5xx raises `TelephonyUnavailable`; for `originate`
@@ -390,9 +393,9 @@ class TwilioTelephony:
 
     async def live_calls(self) -> set[str]:
         """The refs of the calls this adapter placed or was offered that Twilio has not
-        reported over (the port's `LiveCalls`). The adapter keeps calls in memory only: a
-        call from before a restart is unknown, and lost, since no webhook of it can be
-        served any more."""
+        reported over (the port's `LiveCalls`). Without `keep_state` a call from before a
+        restart is unknown, and lost, since no webhook of it can be served any more; with
+        it, the calls loaded from the table count."""
         if not self._open:
             raise TelephonyUnavailable("the Twilio adapter is not open")
         return {ref for ref, call in self._calls.items() if not call.ended}

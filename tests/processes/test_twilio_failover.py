@@ -118,10 +118,8 @@ async def two_processes(
 async def test_given_twilio_on_two_processes_when_the_owner_is_killed_mid_offer_then_finished(
     tmp_path: Path, seeded_db_url: str
 ) -> None:
-    async with FakeTwilioApi() as api, two_processes(tmp_path, seeded_db_url, api) as (
-        first,
-        second,
-    ):
+    async with FakeTwilioApi() as api, two_processes(tmp_path, seeded_db_url, api) as pair:
+        first, second = pair
         # an operator on the standby dispatches; the owner places the call, once
         ticket = await second.call(
             "POST", "/tickets", json={"category": "medicine", "resident_id": 1}
