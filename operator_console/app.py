@@ -327,12 +327,12 @@ def create_app(
                 )
                 the_telephony, the_timers = relay.telephony, relay.timers
                 if twilio is not None:  # its calls in the database, its webhooks to the owner
-                    from operator_console import twilio_processes
+                    from providers.twilio import handover
                     from providers.twilio.state import CallTable
 
-                    twilio_processes.keep_state(twilio.adapter, CallTable(engine), flows)
-                    twilio_processes.forward(
-                        twilio, queue, ownership, timeout_s=settings.relay_timeout_s
+                    twilio.adapter.keep_state(CallTable(engine), flows.get)
+                    handover.forward(
+                        twilio, queue, lambda: ownership.owner, timeout_s=settings.relay_timeout_s
                     )
                 # the owner's link status, as its telephony.* events say
                 stack.callback(bus.listen(relay.telephony.follow, subjects=["system"]))
@@ -406,9 +406,9 @@ def create_app(
                     if relay is not None:
                         handlers = {"login": partial(_login_handler, login)}
                         if twilio is not None:
-                            from operator_console import twilio_processes
+                            from providers.twilio import handover
 
-                            handlers[twilio_processes.TARGET] = twilio_processes.handler(twilio)
+                            handlers[handover.TARGET] = handover.handler(twilio)
                         executor = Executor(backend, local_timers, flows.get, handlers=handlers)
                         woken = asyncio.Event()
                         if follower is not None:  # a standby's NOTIFY wakes the owner

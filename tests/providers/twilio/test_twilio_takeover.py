@@ -22,11 +22,9 @@ from eventlog.commands import CommandQueue, serve
 from eventlog.db import make_engine
 from ivr.flows import MERCHANT_OFFER
 from ivr.library import FlowLibrary
-from operator_console import twilio_processes
-from operator_console.instance import Ownership
 from providers.base import CallAnswered, CallEnded, CallRinging, DigitPressed, FlowFinished
 from providers.relay import Executor
-from providers.twilio import TwilioConfig, TwilioTelephony, webhook_app
+from providers.twilio import TwilioConfig, TwilioTelephony, handover, webhook_app
 from providers.twilio.state import CallTable
 from providers.twilio.webhooks import Webhooks
 from tests.providers.twilio.test_twilio_ivr import OFFER
@@ -132,10 +130,9 @@ async def standby_webhooks(
     """A standby's webhook app (its adapter never opened) handing its requests to `owner`
     through the command table; no owner serving with `owner=None`."""
     engines = make_engine(url), make_engine(url)
-    ownership = Ownership(role="standby", holder="owner")
     standby = Webhooks(TwilioTelephony(config))
-    twilio_processes.forward(
-        standby, CommandQueue(engines[0], me="standby"), ownership, timeout_s=timeout_s
+    handover.forward(
+        standby, CommandQueue(engines[0], me="standby"), lambda: False, timeout_s=timeout_s
     )
     server = None
     if owner is not None:
@@ -143,7 +140,7 @@ async def standby_webhooks(
             owner.adapter,
             ManualTimers(ManualClock(datetime(2026, 12, 4, 9, tzinfo=UTC))),
             FlowLibrary(None).get,
-            handlers={twilio_processes.TARGET: twilio_processes.handler(owner)},
+            handlers={handover.TARGET: handover.handler(owner)},
         )
         queue = CommandQueue(engines[1], me="owner")
         server = asyncio.create_task(serve(queue, executor, poll_s=0.01))

@@ -1,8 +1,6 @@
-"""Twilio on several processes: the composition root's wiring of the webhooks and the
-call table (DESIGN.md section 12; `providers.twilio.webhooks` says what each side does).
+"""Twilio webhooks handed from a standby to the owner through the command table
+(DESIGN.md section 12; `providers.twilio.webhooks` says what each side does).
 
-- the owner keeps the adapter's call state in `twilio_call` (`keep_state`), so a process
-  taking over after kill -9 answers the next webhook where the dead one left off;
 - a standby hands each signed webhook to the owner as a `twilio` command and answers
   with the owner's TwiML (`forward`); the owner does the work without waiting for
   dispatch (`handler`: a wait would hold every other command behind it), so a call with
@@ -12,13 +10,10 @@ call table (DESIGN.md section 12; `providers.twilio.webhooks` says what each sid
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from eventlog.commands import CommandFailed, CommandQueue, NoAnswer
-from ivr.library import FlowLibrary
-from operator_console.instance import Ownership
-from providers.twilio import TwilioTelephony
-from providers.twilio.state import CallTable
 from providers.twilio.webhooks import Webhooks
 
 log = logging.getLogger(__name__)
@@ -27,20 +22,16 @@ log = logging.getLogger(__name__)
 TARGET = "twilio"
 
 
-def keep_state(adapter: TwilioTelephony, table: CallTable, flows: FlowLibrary) -> None:
-    """The adapter's calls outlive its process: kept in `twilio_call`."""
-    adapter.keep_state(table, flows.get)
-
-
 def forward(
-    hooks: Webhooks, queue: CommandQueue, ownership: Ownership, *, timeout_s: float
+    hooks: Webhooks, queue: CommandQueue, owner: Callable[[], bool], *, timeout_s: float
 ) -> None:
-    """On a process that may stand by: webhooks go to the owner while this one is not."""
+    """On a process that may stand by: webhooks go to the owner while this one is not
+    (`owner()` says whether it is)."""
 
     async def hand_over(
         route: str, params: dict[str, str], query: dict[str, str], token: str
     ) -> tuple[int, str] | None:
-        if ownership.owner:
+        if owner():
             return None  # this process does the work itself
         args = {"params": params, "query": query, "token": token}
         try:
