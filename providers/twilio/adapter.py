@@ -669,7 +669,8 @@ class TwilioTelephony:
             try:
                 await self._table.save(changed, gone)
             except Exception as exc:  # the calls go on from memory; the next change retries
-                log.warning("twilio call state not written (%s)", type(exc).__name__)
+                cause = getattr(exc, "orig", None) or exc
+                log.warning("twilio call state not written (%s)", type(cause).__name__)
                 return
             self._saved.update(changed)
             for ref in gone:

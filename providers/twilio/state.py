@@ -17,6 +17,7 @@ table wipes its arguments.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -111,6 +112,18 @@ def _unaction(data: Mapping[str, Any]) -> engine.Action:
     return engine.Finish(str(data["finish"]), dict(data["variables"]), data["transfer"])
 
 
+def _jsonable(context: Mapping[str, Any]) -> dict[str, Any]:
+    """The flow's context as JSON holds it: a deadline (a datetime) as its ISO text,
+    which the prompts read as they read the datetime (`ivr.prompts`: "ISO text too")."""
+    data: dict[str, Any] = json.loads(json.dumps(dict(context), default=_text))
+    return data
+
+
+def _text(value: Any) -> str:
+    iso = getattr(value, "isoformat", None)
+    return str(iso()) if callable(iso) else str(value)
+
+
 def dump(call: TrackedCall) -> dict[str, Any]:
     """A call's state as JSON; an ended call keeps only what dedupes its webhooks."""
     kept: dict[str, Any] = {
@@ -140,7 +153,7 @@ def dump(call: TrackedCall) -> dict[str, Any]:
             "visits": dict(run.visits),
         },
         "lang": call.lang,
-        "context": call.context,
+        "context": _jsonable(call.context),
         "queued": None if call.queued is None else [_action(a) for a in call.queued],
         "dial": None
         if call.dial is None

@@ -3,9 +3,10 @@ Twilio's side played by a signer posting to whichever process, as a proxy would 
 
 A ticket dispatched through the standby's API is placed once by the owner; the merchant's
 phone rings (the status callback reaches the standby, which hands it to the owner); the
-owner is killed with -9 mid-offer; the standby takes over within 10 s, loads the call from
-`twilio_call` and serves the answer's TwiML; a third process stands by and the merchant's
-1 reaches the new owner through it. One Calls.create in the fake's REST log in all.
+owner is killed with -9 mid-offer; the standby takes over within 10 s and loads the call
+from `twilio_call`; a third process stands by, and the answered call's menu comes from the
+new owner through it; the new owner is killed mid-menu, the third takes over and takes the
+merchant's 1. One Calls.create in the fake's REST log in all.
 """
 
 from __future__ import annotations
@@ -164,14 +165,27 @@ async def test_given_twilio_on_two_processes_when_the_owner_is_killed_mid_offer_
             action = menu.gather_action()
             assert action is not None and action.startswith(f"{PUBLIC}/gather?")
             query = {k: v[0] for k, v in parse_qs(urlsplit(action).query).items()}
+            # the merchant hears the menu while its owner dies: the third process takes
+            # over with the call mid-menu, as the second left it in twilio_call
+            second.kill()
+            killed = asyncio.get_running_loop().time()
+
+            async def third_owns() -> Any:
+                body = await third.health()
+                return body if body and body["role"] == "owner" and body["status"] == "ok" else None
+
+            await until(third_owns, within=TAKEOVER_S)
+            took_again = asyncio.get_running_loop().time() - killed
             code, body = await post(third, "gather", form(sid, "in-progress", Digits="1"), query)
             assert code == 200, body
+            assert "Hangup" not in Doc(body).verbs() or Doc(body).said(), body
 
             async def accepted() -> Any:
                 detail = await third.call("GET", f"/tickets/{ticket['id']}")
                 return detail if detail["state"] == "accepted" else None
 
             await until(accepted)
+            print(f"twilio failover mid-menu: the third took over {took_again:.1f} s after")
         assert len(api.calls_created()) == 1  # never placed twice
         print(f"twilio failover: the standby owned the calls {took:.1f} s after kill -9")
 

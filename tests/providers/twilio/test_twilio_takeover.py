@@ -72,7 +72,9 @@ async def test_given_an_offer_mid_menu_when_another_adapter_takes_over_then_it_c
         assert await first.events.take() == [CallRinging(ref)]
         # the merchant answers; dispatch starts the offer; its first turn is served
         await first.twilio.status(sid, "in-progress", ref=ref)
-        await first.adapter.run_flow(ref, MERCHANT_OFFER, context=OFFER)
+        # as dispatch passes it: the deadline is a datetime
+        context = OFFER | {"deadline": datetime(2026, 12, 4, 7, 30, tzinfo=UTC)}
+        await first.adapter.run_flow(ref, MERCHANT_OFFER, context=context)
         doc = await first.twilio.voice(sid, ref=ref)
         assert doc.gather_action() is not None
     # the first process is gone (its memory with it); Twilio's call goes on
