@@ -178,7 +178,6 @@ async def test_given_twilio_on_two_processes_when_the_owner_is_killed_mid_offer_
             took_again = asyncio.get_running_loop().time() - killed
             code, body = await post(third, "gather", form(sid, "in-progress", Digits="1"), query)
             assert code == 200, body
-            assert "Hangup" not in Doc(body).verbs() or Doc(body).said(), body
 
             async def accepted() -> Any:
                 detail = await third.call("GET", f"/tickets/{ticket['id']}")
