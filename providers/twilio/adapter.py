@@ -696,7 +696,10 @@ class TwilioTelephony:
 
     async def _resync(self) -> None:
         """Ask Twilio how each loaded live call stands: what ended or moved on while no
-        process served its webhooks is reported now."""
+        process served its webhooks is reported now. Not while the API is unreachable
+        (each call would wait out its timeout): the calls then stand as the table has them."""
+        if not self._up:
+            return
         for call in [c for c in self._calls.values() if not c.ended and c.sid]:
             assert call.sid is not None
             try:
