@@ -218,7 +218,7 @@ def create_app(
     app[ws.streams_key] = ws.LiveStreams()
     app.on_response_prepare.append(security_headers(settings))
     backend = telephony or make_telephony(settings)
-    twilio: Any = None  # the Twilio webhooks' work (operator_console.twilio_processes)
+    twilio: Any = None  # the Twilio webhooks' work (providers.twilio.webhooks.Webhooks)
     if settings.telephony == "twilio" and telephony is None:
         from providers.twilio import TwilioTelephony, webhook_app
         from providers.twilio.webhooks import Webhooks
