@@ -222,6 +222,16 @@ class Reconciler:
             if moved:
                 report["emergencies"] = moved
             report["skipped"] += skipped
+            # a call that waited while the line stayed up (a standby's command no owner
+            # took in time) gets no `telephony.up` to place it: this round does (each
+            # backend dedupes by ref, so a call placed meanwhile is not placed twice)
+            if self.core.health().up:
+                ok, placed = await self._guarded(
+                    "dispatch", "resume_outbound", self.line.resume_outbound
+                )
+                if isinstance(placed, int) and placed:
+                    report["redialed"] = placed
+                report["skipped"] += 0 if ok else 1
         fx = self.core.fx
         keys = await self.timers.keys()
         wanted, skipped = await self._wanted_timers()

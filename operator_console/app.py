@@ -218,11 +218,14 @@ def create_app(
     app[ws.streams_key] = ws.LiveStreams()
     app.on_response_prepare.append(security_headers(settings))
     backend = telephony or make_telephony(settings)
+    twilio: Any = None  # the Twilio webhooks' work (providers.twilio.webhooks.Webhooks)
     if settings.telephony == "twilio" and telephony is None:
         from providers.twilio import TwilioTelephony, webhook_app
+        from providers.twilio.webhooks import Webhooks
 
         assert isinstance(backend, TwilioTelephony)
-        app.add_subapp("/twilio", webhook_app(backend))
+        twilio = Webhooks(backend)
+        app.add_subapp("/twilio", webhook_app(backend, hooks=twilio))
     app[websockets_key] = set()
     aiohttp_jinja2.setup(
         app,
@@ -310,6 +313,7 @@ def create_app(
             else:
                 scheduler = None
                 local_timers = timers
+            flows = FlowLibrary(settings.flows_dir)
             # several processes: the ports go through the owner until this one owns them
             relay = None
             the_telephony: Telephony = backend
@@ -322,6 +326,14 @@ def create_app(
                     RelayTimers(queue, timeout_s=settings.relay_timeout_s),
                 )
                 the_telephony, the_timers = relay.telephony, relay.timers
+                if twilio is not None:  # its calls in the database, its webhooks to the owner
+                    from providers.twilio import handover
+                    from providers.twilio.state import CallTable
+
+                    twilio.adapter.keep_state(CallTable(engine), flows.get)
+                    handover.forward(
+                        twilio, queue, lambda: ownership.owner, timeout_s=settings.relay_timeout_s
+                    )
                 # the owner's link status, as its telephony.* events say
                 stack.callback(bus.listen(relay.telephony.follow, subjects=["system"]))
                 await _last_line_status(store, relay.telephony)
@@ -331,7 +343,6 @@ def create_app(
                     return True  # the owner runs the timers
                 return scheduler.running if scheduler is not None else True
 
-            flows = FlowLibrary(settings.flows_dir)
             dispatch = DispatchServices(
                 flows=flows,
                 store=store,
@@ -393,12 +404,12 @@ def create_app(
                     # after a restart or a takeover: repair lost timers and calls first
                     await dispatch.reconciler.start()
                     if relay is not None:
-                        executor = Executor(
-                            backend,
-                            local_timers,
-                            flows.get,
-                            handlers={"login": partial(_login_handler, login)},
-                        )
+                        handlers = {"login": partial(_login_handler, login)}
+                        if twilio is not None:
+                            from providers.twilio import handover
+
+                            handlers[handover.TARGET] = handover.handler(twilio)
+                        executor = Executor(backend, local_timers, flows.get, handlers=handlers)
                         woken = asyncio.Event()
                         if follower is not None:  # a standby's NOTIFY wakes the owner
                             await follower.wake_on(COMMANDS_CHANNEL, woken)
@@ -449,11 +460,11 @@ def create_app(
 
 def may_stand_by(settings: Settings, telephony: Telephony | None) -> bool:
     """Whether a second process on this database serves as a standby instead of refusing:
-    PostgreSQL with a PBX both can reach (Asterisk). The memory PBX lives inside one
-    process; Twilio's call state does too, for now."""
+    PostgreSQL with a PBX every process can reach (Asterisk, or Twilio, whose call state
+    the owner keeps in the database). The memory PBX lives inside one process."""
     return (
         telephony is None
-        and settings.telephony == "asterisk"
+        and settings.telephony in ("asterisk", "twilio")
         and settings.database_url.startswith("postgresql")
     )
 

@@ -9,7 +9,7 @@ placed them again. So the owner holds a lock on its database:
   single-process: a second process refuses to start.
 - PostgreSQL: a session advisory lock on a connection kept open for the process's life
   (released when that connection closes, also on kill -9); the holder is named by its
-  connection's `application_name`. With a PBX every process can reach (Asterisk), a
+  connection's `application_name`. With a PBX every process can reach (Asterisk, Twilio), a
   second process stands by (DESIGN.md section 12): it serves the console and the API,
   sends its adapter calls to the owner (`eventlog.commands`), and tries for the lock every
   second; when the owner dies it takes over, resyncs and carries on.
@@ -172,7 +172,7 @@ async def _advisory_lock(
             raise AlreadyRunning(
                 f"another Yijing process ({holder or 'unknown'}) is using this PostgreSQL "
                 "database; stop it first (several processes on one database need the "
-                "Asterisk backend: see README, Running several processes)"
+                "Asterisk or Twilio backend: see README, Running several processes)"
             )
         ownership = Ownership()
         if got:

@@ -10,6 +10,7 @@ import dispatch.models  # noqa: F401  (imported for their tables)
 import eventlog.commands
 import eventlog.models  # noqa: F401
 import operator_console.models  # noqa: F401
+import providers.twilio.state  # noqa: F401
 import registry.models  # noqa: F401
 from eventlog.db import EnumText
 

@@ -29,8 +29,11 @@ new operator answers. An operator who never answers sends the caller back to the
 loop, where dispatch may bridge again; when that operator was a transfer's, the port
 says so with `TransferFailed` (dispatch has the call on their desk already).
 
-All state is in memory in the process that owns the telephony link (DESIGN 12): the
-webhook app must be served by that process.
+The state is in the memory of the process that owns the telephony link (DESIGN 12), which
+does every webhook's work (a standby hands its webhooks over: `providers.twilio.webhooks`).
+With `keep_state` it is also written to the `twilio_call` table after every change
+(`providers.twilio.state`), and loaded when the adapter opens: a process taking over
+after kill -9 asks Twilio how each loaded call stands (`_resync`) and carries on.
 
 Outages: a request that never reached Twilio (connection refused, no route, DNS, connect
 timeout) or that Twilio answered with a 5xx raises `TelephonyUnavailable`; for `originate`
@@ -46,11 +49,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
-from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
+from typing import Any, Concatenate, ParamSpec, TypeVar
 from urllib.parse import urlencode
 
 import aiohttp
@@ -83,6 +86,7 @@ from providers.twilio import twiml
 from providers.twilio.callout import NUMBER_EVENTS, Callout
 from providers.twilio.config import TwilioConfig
 from providers.twilio.http import AiohttpTwilioClient
+from providers.twilio.state import CallTable, TrackedCall, dump, restore
 from providers.twilio.status import Progress, advance
 
 log = logging.getLogger(__name__)
@@ -111,46 +115,25 @@ def _unreachable(exc: BaseException) -> bool:
     return isinstance(exc, _UNSENT)
 
 
-@dataclass(slots=True, eq=False)
-class _Call:
-    """One call as this adapter tracks it."""
+_Call = TrackedCall
 
-    ref: str
-    outbound: bool
-    sid: str | None = None
-    progress: Progress = field(default_factory=Progress)
-    # "wait": no command yet; "flow": in a Gather; "hold": handed on, waiting for a
-    # bridge; "bridged": in a Dial; "done": told to hang up.
-    mode: str = "wait"
-    flow: Flow | None = None
-    run: engine.Run | None = None
-    lang: str = "zh-CN"
-    context: dict[str, Any] = field(default_factory=dict)
-    queued: list[engine.Action] | None = None
-    dial: tuple[str, twiml.DialTarget] | None = None
-    hangup: bool = False
-    turn: int = 0
-    answers: dict[int, str] = field(default_factory=dict)
-    seen: set[str] = field(default_factory=set)
-    waiting_since: float | None = None
-    changed: asyncio.Event = field(default_factory=asyncio.Event)
-    # the desk conference: its SID once Twilio named it, the operator now in it (label,
-    # call SID), how many operators it has had, whether the caller is held, and the
-    # label whose answer ends a transfer's hold
-    conference_sid: str | None = None
-    operator_label: str | None = None
-    operator_sid: str | None = None
-    operator_peer: str | None = None
-    operators: int = 0
-    held: bool = False
-    unhold_on_answer: str | None = None
-    #: a click-to-call: this call is the operator's desk leg, which dials the number
-    callout: Callout | None = None
+P = ParamSpec("P")
+R = TypeVar("R")
 
-    @property
-    def ended(self) -> bool:
-        """Twilio reported a final status."""
-        return self.progress.ended
+
+def _persisting(
+    method: Callable[Concatenate[TwilioTelephony, P], Coroutine[Any, Any, R]],
+) -> Callable[Concatenate[TwilioTelephony, P], Coroutine[Any, Any, R]]:
+    """A port command whose changes are written to the call table before it returns."""
+
+    @functools.wraps(method)
+    async def run(self: TwilioTelephony, *args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return await method(self, *args, **kwargs)
+        finally:
+            await self.persist()
+
+    return run
 
 
 class TwilioTelephony:
@@ -177,6 +160,17 @@ class TwilioTelephony:
         self._reported = False
         self._detail = "not started"
         self._prober: asyncio.Task[None] | None = None
+        # the call state's copy in the database (several processes): see `keep_state`
+        self._table: CallTable | None = None
+        self._flows: Callable[[str], Flow] | None = None
+        self._saved: dict[str, dict[str, Any]] = {}
+        self._persist_lock = asyncio.Lock()
+
+    def keep_state(self, table: CallTable, flows: Callable[[str], Flow]) -> None:
+        """Keep the call state in `table` as well: loaded when the adapter opens (a
+        process taking over carries on the calls of the one that died), written after
+        every change. `flows` finds a flow by name for a loaded call."""
+        self._table, self._flows = table, flows
 
     # -- lifecycle ---------------------------------------------------------------------
     async def __aenter__(self) -> TwilioTelephony:
@@ -188,7 +182,9 @@ class TwilioTelephony:
         if self.config.api_base_url:
             self._client.api.base_url = self.config.api_base_url.rstrip("/")
         self._open = True
+        await self._load()
         await self._probe()
+        await self._resync()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -222,6 +218,7 @@ class TwilioTelephony:
                 return
 
     # -- the port's commands -------------------------------------------------------------
+    @_persisting
     async def originate(
         self, *, ref: str, number: str, caller_id: str | None = None, timeout_s: float = 30.0
     ) -> None:
@@ -231,6 +228,7 @@ class TwilioTelephony:
             return
         await self._create(_Call(ref=ref, outbound=True), number, caller_id, timeout_s)
 
+    @_persisting
     async def call_out(
         self,
         *,
@@ -255,6 +253,8 @@ class TwilioTelephony:
         ref = call.ref
         client = self._rest()
         self._calls[ref] = call  # before the first await: a concurrent twin sees it
+        # written before the request: a process taking over never places this ref again
+        await self.persist()
         try:
             created = await client.calls.create_async(
                 to=to,
@@ -292,6 +292,7 @@ class TwilioTelephony:
         if call.hangup:
             await self._complete(call)
 
+    @_persisting
     async def run_flow(
         self, ref: str, flow: Flow, *, context: Mapping[str, Any], lang: str = "zh-CN"
     ) -> None:
@@ -304,6 +305,7 @@ class TwilioTelephony:
         log.info("run_flow %s: %s", ref, flow.name)
         await self._command(call)
 
+    @_persisting
     async def bridge(self, ref: str, *, peer: str) -> None:
         """Connect a call to an operator endpoint, a number, or another call (conference)."""
         call = self._live(ref)
@@ -328,6 +330,7 @@ class TwilioTelephony:
         log.info("bridge %s to an endpoint in its desk conference", ref)
         await self._command(call)
 
+    @_persisting
     async def hold(self, ref: str) -> None:
         """Hold the caller's participant: they hear our hold prompt, the operator stays."""
         call = self._at_desk(ref)
@@ -336,6 +339,7 @@ class TwilioTelephony:
         await self._hold_caller(call, True)
         self._emit(CallHeld(ref))
 
+    @_persisting
     async def unhold(self, ref: str) -> None:
         """Take the caller's participant off hold."""
         call = self._at_desk(ref)
@@ -345,6 +349,7 @@ class TwilioTelephony:
         call.unhold_on_answer = None
         self._emit(CallUnheld(ref))
 
+    @_persisting
     async def transfer(self, ref: str, *, peer: str) -> None:
         """Swap the operator in the caller's conference; the caller holds until they answer."""
         call = self._at_desk(ref)
@@ -373,6 +378,7 @@ class TwilioTelephony:
         log.info("transfer %s: operator %s replaces %s", ref, call.operator_label, old_label)
         self._emit(CallBridged(ref, peer))
 
+    @_persisting
     async def hangup(self, ref: str) -> None:
         """Hang up a call (REST status=completed); unknown or ended refs are ignored."""
         call = self._calls.get(ref)
@@ -387,9 +393,9 @@ class TwilioTelephony:
 
     async def live_calls(self) -> set[str]:
         """The refs of the calls this adapter placed or was offered that Twilio has not
-        reported over (the port's `LiveCalls`). The adapter keeps calls in memory only: a
-        call from before a restart is unknown, and lost, since no webhook of it can be
-        served any more."""
+        reported over (the port's `LiveCalls`). Without `keep_state` a call from before a
+        restart is unknown, and lost, since no webhook of it can be served any more; with
+        it, the calls loaded from the table count."""
         if not self._open:
             raise TelephonyUnavailable("the Twilio adapter is not open")
         return {ref for ref, call in self._calls.items() if not call.ended}
@@ -479,8 +485,12 @@ class TwilioTelephony:
         return call
 
     # -- what the webhooks call ------------------------------------------------------------
-    async def on_voice(self, params: Mapping[str, str], ref: str | None) -> str:
-        """Voice URL: an inbound call arrives, an outbound call is answered, or a call polls."""
+    async def on_voice(
+        self, params: Mapping[str, str], ref: str | None, *, wait: bool = True
+    ) -> str:
+        """Voice URL: an inbound call arrives, an outbound call is answered, or a call polls.
+        Without `wait` a call with no command yet is told to ask again at once (a webhook
+        handed over from another process must not hold the owner's command loop)."""
         sid = params.get("CallSid", "")
         call = self._find(ref, sid)
         if call is None:
@@ -504,7 +514,7 @@ class TwilioTelephony:
                     ring_s=call.callout.ring_s,
                 )
         document = self._next_document(call)
-        if document is None and self.config.handoff_wait_s > 0 and self._open:
+        if document is None and wait and self.config.handoff_wait_s > 0 and self._open:
             call.changed.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(call.changed.wait(), self.config.handoff_wait_s)
@@ -641,6 +651,66 @@ class TwilioTelephony:
         log.warning("bridge of %s ended with %s: back on hold", call.ref, outcome or "?")
         call.mode = "hold"
         return self._next_document(call) or self._hold(call)
+
+    # -- the call table ------------------------------------------------------------------
+    async def persist(self) -> None:
+        """Write the calls that changed since the last write (and drop the pruned ones)."""
+        if self._table is None:
+            return
+        async with self._persist_lock:
+            changed: dict[str, dict[str, Any]] = {}
+            for ref, call in self._calls.items():
+                state = dump(call)
+                if self._saved.get(ref) != state:
+                    changed[ref] = state
+            gone = [ref for ref in self._saved if ref not in self._calls]
+            if not changed and not gone:
+                return
+            try:
+                await self._table.save(changed, gone)
+            except Exception as exc:  # the calls go on from memory; the next change retries
+                cause = getattr(exc, "orig", None) or exc
+                log.warning("twilio call state not written (%s)", type(cause).__name__)
+                return
+            self._saved.update(changed)
+            for ref in gone:
+                del self._saved[ref]
+
+    async def _load(self) -> None:
+        """The calls the previous owner left in the table, as it last wrote them."""
+        if self._table is None or self._flows is None:
+            return
+        for state in await self._table.load():
+            try:
+                call = restore(state, self._flows)
+            except Exception as exc:  # one unreadable row must not stop the line
+                log.warning("twilio call state unreadable, left out (%s)", type(exc).__name__)
+                continue
+            self._calls[call.ref] = call
+            if call.sid:
+                self._by_sid[call.sid] = call.ref
+            self._saved[call.ref] = dump(call)
+        live = [c.ref for c in self._calls.values() if not c.ended]
+        if live:
+            log.info("twilio: carrying on %s live calls from the call table", len(live))
+
+    async def _resync(self) -> None:
+        """Ask Twilio how each loaded live call stands: what ended or moved on while no
+        process served its webhooks is reported now. Not while the API is unreachable
+        (each call would wait out its timeout): the calls then stand as the table has them."""
+        if not self._up:
+            return
+        for call in [c for c in self._calls.values() if not c.ended and c.sid]:
+            assert call.sid is not None
+            try:
+                fetched = await self._rest().calls(call.sid).fetch_async()
+            except (TwilioException, *_LINK_ERRORS) as exc:
+                log.info("call %s not resynced: %s", call.ref, _describe(exc))
+                continue
+            status = str(fetched.status or "")
+            if status and status != "queued":
+                self._progress(call, status)
+        await self.persist()
 
     # -- URLs and targets ---------------------------------------------------------------
     def url(self, endpoint: str, **query: str | int) -> str:

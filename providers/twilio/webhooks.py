@@ -16,28 +16,38 @@ Every request's `X-Twilio-Signature` is checked before anything else, against th
 configured public URL + route + query (not the URL the request arrived on, which differs
 behind a proxy); a missing or wrong signature is answered 403 and changes nothing.
 A request Twilio retries with the same `I-Twilio-Idempotency-Token` gets the first
-answer again without being handled twice. Handlers only update memory and enqueue
-events, so they answer in milliseconds (the voice route may wait up to
+answer again without being handled twice. Handlers update memory, enqueue events and
+(with several processes) write the call's state to its table, so they answer in
+milliseconds (the voice route may wait up to
 `handoff_wait_s` for dispatch's command; see `providers.twilio.adapter`).
+
+On several processes (DESIGN.md section 12) Twilio's requests reach whichever process the
+proxy picks, while the calls' state and work belong to the owner of the telephony link.
+Every process checks the signature (the public URL is the proxy's, shared); a standby then
+hands the request to the owner through the command table (`Webhooks.forward`, set by the
+composition root) and answers with the owner's TwiML. So only the owner ever changes a
+call or places one; a standby changes nothing. With no owner within the relay's timeout a
+voice request is told to ask again in a moment (the caller hears a pause), any other is
+answered 503.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from twilio.request_validator import RequestValidator
 
+from providers.twilio import twiml
 from providers.twilio.adapter import TwilioTelephony
 
 log = logging.getLogger(__name__)
 
 ADAPTER = web.AppKey("twilio_adapter", TwilioTelephony)
 VALIDATOR = web.AppKey("twilio_validator", RequestValidator)
-ANSWERS = web.AppKey("twilio_answers", OrderedDict[str, tuple[int, str]])
 
 SIGNATURE_HEADER = "X-Twilio-Signature"
 IDEMPOTENCY_HEADER = "I-Twilio-Idempotency-Token"
@@ -47,19 +57,89 @@ _REMEMBERED_ANSWERS = 2048
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def webhook_app(adapter: TwilioTelephony) -> web.Application:
+#: a route's work handed to the owner: (route, form, query, idempotency token) ->
+#: (status, body), or None when this process is the owner and does it itself
+Forward = Callable[[str, dict[str, str], dict[str, str], str], Awaitable[tuple[int, str] | None]]
+
+ROUTES = ("voice", "gather", "dial", "hold", "participant", "status", "callout")
+
+
+class Webhooks:
+    """The work behind the routes, on the process that owns the adapter; a retried
+    request (same `I-Twilio-Idempotency-Token`) gets the first answer, unhandled."""
+
+    def __init__(self, adapter: TwilioTelephony) -> None:
+        self.adapter = adapter
+        self.answers: OrderedDict[str, tuple[int, str]] = OrderedDict()
+        #: set on a process that may stand by (see the module docstring)
+        self.forward: Forward | None = None
+
+    async def handle(
+        self,
+        route: str,
+        params: Mapping[str, str],
+        query: Mapping[str, str],
+        token: str = "",
+        *,
+        wait: bool = True,
+    ) -> tuple[int, str]:
+        """Do one route's work; the call state is written before the answer goes out."""
+        if token and token in self.answers:
+            log.info("twilio webhook %s repeated: answered from memory", route)
+            return self.answers[token]
+        try:
+            answer = await self._run(route, params, query, wait=wait)
+        finally:
+            await self.adapter.persist()
+        if token:
+            self.answers[token] = answer
+            while len(self.answers) > _REMEMBERED_ANSWERS:
+                self.answers.popitem(last=False)
+        return answer
+
+    async def _run(
+        self, route: str, params: Mapping[str, str], query: Mapping[str, str], *, wait: bool
+    ) -> tuple[int, str]:
+        adapter, ref = self.adapter, query.get("ref") or None
+        if route == "voice":
+            return 200, await adapter.on_voice(params, ref, wait=wait)
+        if route == "gather":
+            return 200, await adapter.on_gather(params, ref, int(query.get("turn", "")))
+        if route == "dial":
+            return 200, adapter.on_dial_result(params, ref)
+        if route == "hold":
+            return 200, adapter.on_hold(params, ref)
+        if route == "participant":
+            await adapter.on_participant(params, ref, query.get("label"))
+            return 204, ""
+        if route == "status":
+            adapter.on_status(params, ref)
+            return 204, ""
+        if route == "callout":
+            adapter.on_callout(params, ref)
+            return 204, ""
+        raise ValueError(f"unknown twilio route {route}")
+
+    def unowned(self, route: str, query: Mapping[str, str]) -> tuple[int, str]:
+        """The answer when no process owns the calls right now: a voice request asks
+        again after a pause (a new owner is seconds away), anything else is a 503."""
+        if route == "voice":
+            url = self.adapter.url("voice", **dict(query))
+            return 200, twiml.hold(url, pause_s=self.adapter.config.hold_pause_s)
+        return 503, ""
+
+
+HOOKS = web.AppKey("twilio_hooks", Webhooks)
+
+
+def webhook_app(adapter: TwilioTelephony, *, hooks: Webhooks | None = None) -> web.Application:
     """The webhook sub-application for one adapter; mount it where `public_url` points."""
-    app = web.Application(middlewares=[_signed, _once])
+    app = web.Application(middlewares=[_signed])
     app[ADAPTER] = adapter
     app[VALIDATOR] = RequestValidator(adapter.config.auth_token)
-    app[ANSWERS] = OrderedDict()
-    app.router.add_post("/voice", _voice, name="voice")
-    app.router.add_post("/gather", _gather, name="gather")
-    app.router.add_post("/dial", _dial, name="dial")
-    app.router.add_post("/hold", _hold, name="hold")
-    app.router.add_post("/participant", _participant, name="participant")
-    app.router.add_post("/status", _status, name="status")
-    app.router.add_post("/callout", _callout, name="callout")
+    app[HOOKS] = hooks or Webhooks(adapter)
+    for route in ROUTES:
+        app.router.add_post(f"/{route}", _route, name=route)
     return app
 
 
@@ -91,74 +171,26 @@ async def _signed(request: web.Request, handler: Handler) -> web.StreamResponse:
     return await handler(request)
 
 
-@web.middleware
-async def _once(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Answer a retried request (same idempotency token) as the first time, unhandled."""
-    token = request.headers.get(IDEMPOTENCY_HEADER)
-    answers = request.app[ANSWERS]
-    if token and token in answers:
-        status, body = answers[token]
-        log.info("twilio webhook %s repeated: answered from memory", request.match_info.route.name)
-        return _answer(status, body)
-    response = await handler(request)
-    if token and isinstance(response, web.Response):
-        answers[token] = (response.status, response.text or "")
-        while len(answers) > _REMEMBERED_ANSWERS:
-            answers.popitem(last=False)
-    return response
-
-
 def _answer(status: int, body: str) -> web.Response:
-    if status == 204:
-        return web.Response(status=204)
+    if status in (204, 503) or not body:
+        return web.Response(status=status)
     return web.Response(status=status, text=body, content_type=TWIML)
 
 
-async def _params(request: web.Request) -> tuple[dict[str, str], str | None]:
+async def _route(request: web.Request) -> web.Response:
+    """One signed request: the owner's work, here or handed over."""
+    route = request.match_info.route.name
+    assert route is not None
     form = await request.post()
     params = {key: str(value) for key, value in form.items()}
-    return params, request.query.get("ref") or None
-
-
-async def _voice(request: web.Request) -> web.Response:
-    params, ref = await _params(request)
-    document = await request.app[ADAPTER].on_voice(params, ref)
-    return _answer(200, document)
-
-
-async def _gather(request: web.Request) -> web.Response:
-    params, ref = await _params(request)
-    try:
-        turn = int(request.query.get("turn", ""))
-    except ValueError:
-        raise web.HTTPBadRequest(text="turn missing") from None
-    document = await request.app[ADAPTER].on_gather(params, ref, turn)
-    return _answer(200, document)
-
-
-async def _dial(request: web.Request) -> web.Response:
-    params, ref = await _params(request)
-    return _answer(200, request.app[ADAPTER].on_dial_result(params, ref))
-
-
-async def _status(request: web.Request) -> web.Response:
-    params, ref = await _params(request)
-    request.app[ADAPTER].on_status(params, ref)
-    return web.Response(status=204)
-
-
-async def _callout(request: web.Request) -> web.Response:
-    params, ref = await _params(request)
-    request.app[ADAPTER].on_callout(params, ref)
-    return web.Response(status=204)
-
-
-async def _hold(request: web.Request) -> web.Response:
-    params, ref = await _params(request)
-    return _answer(200, request.app[ADAPTER].on_hold(params, ref))
-
-
-async def _participant(request: web.Request) -> web.Response:
-    params, ref = await _params(request)
-    await request.app[ADAPTER].on_participant(params, ref, request.query.get("label"))
-    return web.Response(status=204)
+    query = {key: value for key, value in request.query.items()}
+    if route == "gather" and not query.get("turn", "").isdigit():
+        raise web.HTTPBadRequest(text="turn missing")
+    token = request.headers.get(IDEMPOTENCY_HEADER, "")
+    hooks = request.app[HOOKS]
+    answer = None
+    if hooks.forward is not None:
+        answer = await hooks.forward(route, params, query, token)
+    if answer is None:
+        answer = await hooks.handle(route, params, query, token)
+    return _answer(*answer)

@@ -65,6 +65,8 @@ class FakeTwilioApi:
     drop_create: bool = False
     account_status: int = 200
     create_gate: asyncio.Event | None = None
+    #: what fetching a call says of it (a call SID -> its status); "queued" when not set
+    statuses: dict[str, str] = field(default_factory=dict)
     #: conference friendly name -> its SID, made up when the first participant is added
     conferences: dict[str, str] = field(default_factory=dict)
     sids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
@@ -78,6 +80,7 @@ class FakeTwilioApi:
         app.router.add_get("/2010-04-01/Accounts/{account}.json", self._account)
         app.router.add_post("/2010-04-01/Accounts/{account}/Calls.json", self._create)
         app.router.add_post("/2010-04-01/Accounts/{account}/Calls/{sid}.json", self._update)
+        app.router.add_get("/2010-04-01/Accounts/{account}/Calls/{sid}.json", self._fetch)
         app.router.add_post("/2010-04-01/Accounts/{account}/Messages.json", self._message)
         base = "/2010-04-01/Accounts/{account}/Conferences/{conference}/Participants"
         app.router.add_post(base + ".json", self._add_participant)
@@ -121,7 +124,7 @@ class FakeTwilioApi:
 
     def calls_updated(self) -> list[Recorded]:
         """Every call update request (hangup, redirect)."""
-        return [r for r in self.requests if "/Calls/" in r.path]
+        return [r for r in self.requests if r.method == "POST" and "/Calls/" in r.path]
 
     def participants_added(self) -> list[Recorded]:
         """Every Participants.create request."""
@@ -195,6 +198,8 @@ class FakeTwilioApi:
         body = copy.deepcopy(fixture("call_created.json"))
         body.update(sid=request.match_info["sid"], account_sid=ACCOUNT)
         body["status"] = got.form.get("Status", "in-progress")
+        if "Status" in got.form:
+            self.statuses[request.match_info["sid"]] = got.form["Status"]
         return web.json_response(body)
 
     async def _add_participant(self, request: web.Request) -> web.Response:
@@ -217,6 +222,19 @@ class FakeTwilioApi:
             end_conference_on_exit=got.form.get("EndConferenceOnExit") == "true",
         )
         return web.json_response(body, status=201)
+
+    async def _fetch(self, request: web.Request) -> web.Response:
+        got = await self._record(request)
+        if isinstance(got, web.Response):
+            return got
+        sid = request.match_info["sid"]
+        body = copy.deepcopy(fixture("call_created.json"))
+        body.update(sid=sid, account_sid=ACCOUNT, status=self.statuses.get(sid, "queued"))
+        return web.json_response(body)
+
+    def calls_fetched(self) -> list[Recorded]:
+        """Every call fetch (a resync after taking over)."""
+        return [r for r in self.requests if r.method == "GET" and "/Calls/" in r.path]
 
     async def _update_participant(self, request: web.Request) -> web.Response:
         got = await self._record(request)
