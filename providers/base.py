@@ -33,7 +33,8 @@ the protocol, at the composition root), never for a backend class.
 - `Simulator`: the phone simulator the console's simulator page drives (memory only).
 - `Consult`: a consult (warm) transfer, the caller on hold while their operator talks to
   a colleague first (memory; Asterisk: hold, an Originate of the colleague's desk, AMI
-  Bridge). Twilio does not offer it yet: the desk refuses a consult there
+  Bridge; Twilio: the caller's participant held, the colleague added to the desk
+  conference). The worker relay does not forward it: the desk refuses a consult there
   (`consult_unsupported`) rather than faking one with a blind transfer.
 """
 
