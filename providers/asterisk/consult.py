@@ -17,6 +17,10 @@ follows that leg:
 
 The ``OriginateResponse`` of a consult is ours alone: the correlator never sees it (its
 fallback would match it to some merchant call still waiting for its own).
+
+After a Yijing restart the resync's ``CoreShowChannel`` rows bring a consult under way
+back: a channel in the consult context carrying ``YIJING_CONSULT_FOR`` (manager.conf
+``channelvars``) is the colleague's leg for that ref, answered when it is up.
 """
 
 from __future__ import annotations
@@ -24,11 +28,23 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from providers.asterisk.correlate import OPERATOR_PREFIX
 from providers.asterisk.wire import Message
 
 CONSULT_PREFIX = "yijing-consult/"
 #: the channel variable the colleague's leg carries: the ref of the caller held for them
 CONSULT_FOR_VAR = "YIJING_CONSULT_FOR"
+
+
+def desk_endpoint(channel: str, desk_template: str) -> str | None:
+    """The operator endpoint of a desk channel: ``SIP/desk9-0000002a`` with the template
+    ``SIP/desk{endpoint}`` is ``9``; None when the channel is no desk of that template."""
+    name = channel.rpartition("-")[0] if "-" in channel.partition("/")[2] else channel
+    prefix, _, suffix = desk_template.partition("{endpoint}")
+    if not name.startswith(prefix) or not name.endswith(suffix):
+        return None
+    endpoint = name[len(prefix) : len(name) - len(suffix)]
+    return endpoint or None
 
 
 @dataclass(slots=True)
@@ -62,6 +78,26 @@ class ConsultTracker:
             if consult.uniqueid == uniqueid:
                 return consult
         return None
+
+    def resynced(
+        self, row: Message, context: str, desk_template: str, live: set[str]
+    ) -> Consultation | None:
+        """A CoreShowChannel row of a colleague's leg from before a restart, if it is one."""
+        ref = row.get(f"ChanVariable({CONSULT_FOR_VAR})", "")
+        if row.get("Context") != context or not ref or ref not in live or ref in self.by_ref:
+            return None
+        channel = row.get("Channel", "")
+        endpoint = desk_endpoint(channel, desk_template)
+        if endpoint is None:
+            return None
+        consult = self.by_ref[ref] = Consultation(
+            ref=ref,
+            peer=OPERATOR_PREFIX + endpoint,
+            channel=channel or None,
+            uniqueid=row.get("Uniqueid") or None,
+            answered=row.get("ChannelState") == "6",
+        )
+        return consult
 
     def claims(self, msg: Message) -> bool:
         """Whether the message is a consult's OriginateResponse (kept from the correlator)."""

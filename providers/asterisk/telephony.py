@@ -232,6 +232,7 @@ class AsteriskTelephony:
         self._doubtful: dict[str, asyncio.TimerHandle] = {}
         #: consult transfers: the colleague's desk leg, by the held caller's ref
         self._consults = ConsultTracker()
+        self._consult_rows: list[Message] = []
 
     # -- lifecycle -------------------------------------------------------------------
     async def __aenter__(self) -> AsteriskTelephony:
@@ -581,6 +582,24 @@ class AsteriskTelephony:
         elif kind == "answered":
             self._spawn(self._join_consult(consult))
 
+    def _consult_resync(self, msg: Message) -> None:
+        """Consults under way when Yijing restarted: colleague legs the snapshot lists,
+        taken once it is applied (their callers must be live calls)."""
+        if msg.get("Event") == "CoreShowChannel":
+            if msg.get("Context") == self.config.consult_context:
+                self._consult_rows.append(msg)
+            return
+        rows, self._consult_rows = self._consult_rows, []
+        for row in rows:
+            found = self._consults.resynced(
+                row,
+                self.config.consult_context,
+                self.config.desk_template,
+                set(self.correlator.calls),
+            )
+            if found is not None:
+                log.info("resync: call %s is consulting %s", found.ref, found.peer)
+
     async def _join_consult(self, consult: Consultation) -> None:
         """The colleague answered: their leg and the first operator's waiting leg, joined."""
         ref, leg = consult.ref, self._held.get(consult.ref)
@@ -713,6 +732,8 @@ class AsteriskTelephony:
         events = dialled + [
             out for event in self.correlator.feed(msg) for out in self._callouts.rewrite(event)
         ]
+        if msg.get("Event") in ("CoreShowChannel", "CoreShowChannelsComplete"):
+            self._consult_resync(msg)
         if self.correlator.held_legs:
             # operator legs a resync found waiting on hold (after a Yijing restart)
             for ref, leg in self.correlator.held_legs.items():

@@ -261,3 +261,80 @@ async def test_given_the_consult_originate_refused_then_telephony_error_and_no_c
         assert REF not in tel._consults.by_ref
         with pytest.raises(TelephonyError):
             await tel.consult(REF, peer="merchant-3")  # only operator endpoints
+
+
+def consulting_after_restart(desk9_state: str) -> list[dict[str, str]]:
+    """What CoreShowChannels lists for a consult under way: the caller on hold, operator
+    7's leg waiting (or talking to 9: its dialplan place stays), colleague 9's leg."""
+    return [
+        {"Channel": CALLER, "Uniqueid": CALLER_UID, "Linkedid": CALLER_UID,
+         "Context": "yijing-onhold", "Exten": "caller", "ChannelState": "6",
+         "CallerIDNum": "13800000001", "Application": "MusicOnHold",
+         "ChanVariable": f"YIJING_REF={REF}"},
+        {"Channel": OPERATOR, "Uniqueid": "500.2", "Linkedid": CALLER_UID,
+         "Context": "yijing-onhold", "Exten": "operator", "ChannelState": "6",
+         "Application": "Wait", "ChanVariable": f"YIJING_HELD_FOR={REF}"},
+        {"Channel": DESK9, "Uniqueid": DESK9_UID, "Linkedid": DESK9_UID,
+         "Context": "yijing-consult", "Exten": "s", "ChannelState": desk9_state,
+         "Application": "Wait", "ChanVariable": f"YIJING_CONSULT_FOR={REF}"},
+    ]  # fmt: skip
+
+
+async def test_given_a_restart_mid_consult_when_completed_then_the_caller_to_9(
+    ami: FakeAMI, config: AsteriskConfig
+) -> None:
+    ami.channels = consulting_after_restart("6")
+    async with running(config) as (tel, rec):
+        await eventually(lambda: REF in tel._consults.by_ref)
+        assert tel._consults.by_ref[REF].peer == PEER and tel._consults.by_ref[REF].answered
+
+        await tel.complete_consult(REF, peer=PEER)
+
+        assert wire(ami.named("Bridge")[-1])["Channel2"] == [DESK9]
+        assert [wire(a)["Channel"] for a in ami.named("Hangup")] == [[OPERATOR]]
+        await eventually(lambda: rec.of(CallUnheld))
+
+
+async def test_given_a_restart_while_9_rings_when_they_answer_then_the_legs_joined(
+    ami: FakeAMI, config: AsteriskConfig
+) -> None:
+    ami.channels = consulting_after_restart("5")
+    async with running(config) as (tel, rec):
+        await eventually(lambda: REF in tel._consults.by_ref)
+        assert not tel._consults.by_ref[REF].answered
+
+        await ami.send(originate_response(True))
+
+        await eventually(lambda: rec.of(ConsultAnswered))
+        assert wire(ami.named("Bridge")[-1]) == {
+            "Action": ["Bridge"],
+            "Channel1": [OPERATOR],
+            "Channel2": [DESK9],
+            "Tone": ["no"],
+        }
+
+
+async def test_given_a_consult_leg_of_no_live_call_after_a_restart_then_nothing_taken(
+    ami: FakeAMI, config: AsteriskConfig
+) -> None:
+    ami.channels = consulting_after_restart("6")[2:]  # the caller is gone; 9's leg lingers
+    async with running(config) as (tel, _rec):
+        await eventually(lambda: tel.correlator.channel_alive(DESK9))
+        assert tel._consults.by_ref == {}
+
+
+@pytest.mark.parametrize(
+    ("channel", "template", "endpoint"),
+    [
+        ("PJSIP/9-00000005", "PJSIP/{endpoint}", "9"),
+        ("SIP/desk12-0000002a", "SIP/desk{endpoint}", "12"),
+        ("SIP/12-0000002a", "PJSIP/{endpoint}", None),
+        ("PJSIP/trunk-00000001", "SIP/desk{endpoint}", None),
+    ],
+)
+def test_given_a_desk_channel_then_its_operator_endpoint_by_the_desk_template(
+    channel: str, template: str, endpoint: str | None
+) -> None:
+    from providers.asterisk.consult import desk_endpoint
+
+    assert desk_endpoint(channel, template) == endpoint
