@@ -87,6 +87,7 @@ def make_telephony(settings: Settings) -> Telephony:
                 secret=settings.asterisk_secret,
                 dial_template=settings.asterisk_dial_template,
                 desk_template=settings.asterisk_desk_template,
+                consult_ring_s=settings.asterisk_consult_ring_s,
                 caller_id=f'"Yijing" <{settings.hotline_number}>',
                 agi_host=settings.asterisk_agi_host,
                 agi_port=settings.asterisk_agi_port,

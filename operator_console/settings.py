@@ -131,6 +131,8 @@ class Settings(BaseSettings):
     asterisk_dial_template: str = "PJSIP/{number}@trunk"
     #: the operator's desk device a click-to-call rings first ({endpoint}: the operator id)
     asterisk_desk_template: str = "PJSIP/{endpoint}"
+    #: how long a consult (先咨询) rings the colleague's desk before the caller goes back
+    asterisk_consult_ring_s: float = Field(default=30.0, gt=0)
     asterisk_agi_host: str = "127.0.0.1"
     asterisk_agi_port: int = 4573
     #: how long an AMI action may go unanswered, and how often the link is pinged

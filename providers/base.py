@@ -32,8 +32,10 @@ the protocol, at the composition root), never for a backend class.
   CoreShowChannels resync; Twilio: the calls this adapter placed or was offered).
 - `Simulator`: the phone simulator the console's simulator page drives (memory only).
 - `Consult`: a consult (warm) transfer, the caller on hold while their operator talks to
-  a colleague first (memory). Asterisk and Twilio do not offer it yet: the desk refuses a
-  consult there (`consult_unsupported`) rather than faking one with a blind transfer.
+  a colleague first (memory; Asterisk: hold, an Originate of the colleague's desk, AMI
+  Bridge; Twilio: the caller's participant held, the colleague added to the desk
+  conference). The worker relay does not forward it: the desk refuses a consult there
+  (`consult_unsupported`) rather than faking one with a blind transfer.
 """
 
 from __future__ import annotations

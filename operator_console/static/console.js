@@ -3,6 +3,7 @@
 // the ticket board; a call offered to me rings (ring.js), the waits and talk time tick.
 import { api, el, liveEvents, latestSeq, fmtDateTime, fmtDuration, lang, T, stateName, deadline, notify, timelineItem, groupName, sexName, emergencyAlert } from './common.js';
 import { ringFor, stopRinging, ringingCall } from './ring.js';
+import { actionsCell, keepOpenForm } from './board_actions.js';
 
 const zh = lang() === 'zh-CN';
 const $ = (id) => document.getElementById(id);
@@ -607,9 +608,11 @@ async function refreshBoard() {
     const td = el('td'); td.append(a);
     const due = el('td', null, 'due'); due.dataset.deadline = t.deadline_at || ''; due.dataset.total = t.deadline_minutes || '';
     tr.append(td, el('td', t.resident_name || '—'), el('td', t.grid_code || '—'), el('td', zh ? t.category_zh : t.category_en),
-      el('td', stateName(t.state) + (t.escalated ? ` ⚠ ${T('escalated')}` : '')), el('td', t.merchant || '—'), due);
+      el('td', stateName(t.state) + (t.escalated ? ` ⚠ ${T('escalated')}` : '')), el('td', t.merchant || '—'), due,
+      actionsCell(t, refreshBoard));
     return tr;
   }));
+  keepOpenForm(body);
   tick();
 }
 

@@ -2,10 +2,10 @@
 // operator does about it from here: ring the resident (one button per phone), dispatch
 // again, add a note, hand it to a colleague, cancel it with a reason.
 import { api, el, liveEvents, latestSeq, fmtDateTime, lang, T, stateName, deadline, timelineItem, notify } from './common.js';
+import { FINAL, allowed, redispatch, addNote, reassign, cancelTicket, callPhone, phonesOf, assignees } from './ticket_actions.js';
 
 const $ = (id) => document.getElementById(id);
 const id = $('ticket').dataset.ticketId;
-const FINAL = ['closed', 'cancelled'];
 
 // the category's name in the page's language (the ticket carries only its code)
 const catalog = await api('GET', '/catalog').catch(() => []);
@@ -14,7 +14,7 @@ const catName = (code) => {
   return c ? (lang() === 'zh-CN' ? c.name_zh : c.name_en) : code;
 };
 // whom a ticket can be handed to (and the names of who looks after one)
-const people = await api('GET', '/assignees').catch(() => []);
+const people = await assignees();
 const personName = (userId) => people.find((p) => p.user_id === userId)?.name || '';
 let ticket = null;
 let phonesFor = null;
@@ -47,11 +47,12 @@ async function load() {
 // What can be done now: dispatch again only when nobody has it; a closed ticket takes notes.
 function controls(t) {
   const open = !FINAL.includes(t.state);
-  $('tk-redispatch').disabled = !['new', 'unassigned'].includes(t.state);
-  $('tk-cancel').disabled = !open;
-  $('tk-assign').disabled = !open;
-  $('tk-cancel-reason').disabled = !open;
-  $('tk-assign-to').disabled = !open;
+  const can = allowed(t);
+  $('tk-redispatch').disabled = !can.redispatch;
+  $('tk-cancel').disabled = !can.cancel;
+  $('tk-assign').disabled = !can.assign;
+  $('tk-cancel-reason').disabled = !can.cancel;
+  $('tk-assign-to').disabled = !can.assign;
   const sel = $('tk-assign-to');
   const keep = sel.value;
   sel.replaceChildren(...people.filter((p) => p.user_id !== t.assigned_to).map((p) => {
@@ -65,13 +66,13 @@ function controls(t) {
 // the server; the operator's desk phone rings first, the outcome is recorded on the desk).
 async function loadPhones(residentId) {
   phonesFor = residentId;
-  const phones = await api('GET', `/residents/${residentId}/phones`);
+  const phones = await phonesOf(residentId);
   const box = $('tk-phones');
   box.replaceChildren(...phones.map((p) => {
     const b = el('button', `📞 ${T('tk_call')} · ${T(`pk_${p.kind}`)} ${p.masked}`, 'call-phone'); b.type = 'button';
     b.dataset.phoneId = p.id;
     b.addEventListener('click', act(async () => {
-      await api('POST', '/callouts', { target: 'resident_phone', id: p.id });
+      await callPhone(p.id);
       say(T('tk_calling'));
     }));
     return b;
@@ -87,24 +88,24 @@ const act = (fn) => async (e) => {
 };
 
 $('tk-redispatch').addEventListener('click', act(async () => {
-  await api('POST', `/tickets/${id}/dispatch`, {});
+  await redispatch(id);
   say(T('tk_dispatched'));
   await load();
 }));
 $('tk-note-form').addEventListener('submit', act(async () => {
-  await api('POST', `/tickets/${id}/notes`, { text: $('tk-note').value });
+  await addNote(id, $('tk-note').value);
   $('tk-note').value = '';
   say(T('tk_noted'));
   await load();
 }));
 $('tk-assign-form').addEventListener('submit', act(async () => {
   const userId = Number($('tk-assign-to').value);
-  await api('POST', `/tickets/${id}/assign`, { user_id: userId });
+  await reassign(id, userId);
   say(T('tk_reassigned', { name: personName(userId) }));
   await load();
 }));
 $('tk-cancel-form').addEventListener('submit', act(async () => {
-  await api('POST', `/tickets/${id}/cancel`, { reason: $('tk-cancel-reason').value });
+  await cancelTicket(id, $('tk-cancel-reason').value);
   $('tk-cancel-reason').value = '';
   await load();
   say(T('tk_cancelled'));

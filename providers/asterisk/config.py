@@ -23,6 +23,10 @@ class AsteriskConfig:
     desk_template: str = "PJSIP/{endpoint}"
     #: where a click-to-call's answered desk leg dials the number (extensions.conf)
     callout_context: str = "yijing-callout"
+    #: where a consult's colleague's answered desk leg waits to be joined (extensions.conf)
+    consult_context: str = "yijing-consult"
+    #: how long a consult rings the colleague's desk before the caller goes back
+    consult_ring_s: float = 30.0
     hotline_contexts: tuple[str, ...] = ("yijing-hotline",)
     outbound_context: str = "yijing-outbound"
     operators_context: str = "yijing-operators"

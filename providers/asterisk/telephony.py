@@ -26,6 +26,17 @@ The transfer's Dial that ends unanswered (the caller's ``DialEnd`` in the operat
 context with NOANSWER, BUSY, CHANUNAVAIL or CONGESTION; the dialplan then sends the caller
 back to wait in yijing-hold) is reported as `TransferFailed`.
 
+A consult (the port's `Consult`) holds the caller the same way, then Originates the
+colleague's own device into ``yijing-consult`` (see `providers.asterisk.consult`); once
+they answer, the AMI Bridge action joins their leg with the first operator's waiting leg
+and `ConsultAnswered` is reported (no answer, busy, failed: `ConsultFailed`, the caller
+still held). Completing Bridges the caller with the colleague's leg and hangs up the first
+operator's; cancelling is `unhold` (the caller back with the first operator, rung again if
+their leg is gone) and the colleague's leg hung up. A caller who hangs up meanwhile has
+both operator legs hung up; a colleague who hangs up while the operators talk ends the
+consult (`ConsultFailed`), and the first operator's leg, which Asterisk hangs up with
+that bridge, is rung again to take the caller back.
+
 Outages: while the link is down every command raises ``LinkDown``, a
 `TelephonyUnavailable`: an Originate refused that way was never sent and its ref is still
 free, so dispatch asks again with the same ref once `BackendStatus(up=True)` arrives. An
@@ -57,6 +68,7 @@ from ivr.flow import Flow
 from providers.asterisk.agi import FlowServer
 from providers.asterisk.callout import CalloutTracker
 from providers.asterisk.config import AsteriskConfig
+from providers.asterisk.consult import CONSULT_FOR_VAR, CONSULT_PREFIX, Consultation, ConsultTracker
 from providers.asterisk.correlate import (
     HELD_FOR_VAR,
     OPERATOR_PREFIX,
@@ -71,6 +83,8 @@ from providers.base import (
     CallEnded,
     CallHeld,
     CallUnheld,
+    ConsultAnswered,
+    ConsultFailed,
     Health,
     OriginateFailed,
     OriginateFailure,
@@ -216,6 +230,9 @@ class AsteriskTelephony:
         self._callouts = CalloutTracker()
         #: ref -> the pending report of an Originate that failed without a reason
         self._doubtful: dict[str, asyncio.TimerHandle] = {}
+        #: consult transfers: the colleague's desk leg, by the held caller's ref
+        self._consults = ConsultTracker()
+        self._consult_rows: list[Message] = []
 
     # -- lifecycle -------------------------------------------------------------------
     async def __aenter__(self) -> AsteriskTelephony:
@@ -496,6 +513,119 @@ class AsteriskTelephony:
         if was_held:
             self._emit(CallUnheld(ref))
 
+    async def consult(self, ref: str, *, peer: str) -> None:
+        """Hold the caller (if not held) and ring the colleague's desk device `peer`."""
+        self._channel(ref)
+        endpoint = self._endpoint(ref, peer)
+        if ref in self._consults.by_ref:
+            raise TelephonyError(f"{ref}: a consult is under way already")
+        await self.hold(ref)
+        self._consults.placed(ref, peer)
+        action: dict[str, Any] = {
+            "Action": "Originate",
+            "ActionID": CONSULT_PREFIX + ref,
+            "Channel": self.config.desk_template.format(endpoint=endpoint),
+            "Context": self.config.consult_context,
+            "Exten": "s",
+            "Priority": "1",
+            "CallerID": self.config.caller_id,
+            "Timeout": str(int(self.config.consult_ring_s * 1000)),
+            "Variable": f"{CONSULT_FOR_VAR}={ref}",
+            "Async": "true",
+        }
+        try:
+            await self._expect_success(action, ref)
+        except TelephonyError:
+            self._consults.by_ref.pop(ref, None)
+            raise
+        log.info("call %s: consulting operator %s, the caller on hold", ref, endpoint)
+
+    async def complete_consult(self, ref: str, *, peer: str) -> None:
+        """The held caller to the consulted colleague (AMI Bridge); the first operator's
+        leg is hung up."""
+        channel = self._channel(ref)
+        consult = self._consults.by_ref.get(ref)
+        if consult is None or consult.peer != peer or not consult.answered or not consult.channel:
+            raise TelephonyError(f"{ref}: no answered consult with {peer}")
+        await self._expect_success(
+            {"Action": "Bridge", "Channel1": channel, "Channel2": consult.channel, "Tone": "no"},
+            ref,
+        )
+        del self._consults.by_ref[ref]
+        leg = self._held.pop(ref, None)
+        if leg is not None:
+            await self._release_leg(ref, leg)
+        log.info("call %s: consult completed, the caller with %s", ref, peer)
+        self._emit(CallUnheld(ref))
+
+    async def cancel_consult(self, ref: str, *, peer: str) -> None:
+        """The caller back with the first operator; the colleague's leg (ringing or
+        talking) hung up."""
+        consult = self._consults.by_ref.pop(ref, None)
+        if ref in self._held:
+            await self.unhold(ref)
+        if consult is not None and consult.channel is not None:
+            await self._release_leg(ref, consult.channel)
+        log.info("call %s: consult with %s cancelled", ref, peer)
+
+    def _consult_message(self, msg: Message) -> None:
+        """What an AMI message means for a consult under way."""
+        outcome = self._consults.feed(msg)
+        if outcome is None:
+            return
+        kind, consult = outcome
+        if kind == "failed":
+            log.warning("call %s: consulted %s did not answer or left", consult.ref, consult.peer)
+            self._emit(ConsultFailed(consult.ref, consult.peer))
+        elif kind == "orphan" and consult.channel is not None:
+            self._spawn(self._release_leg(consult.ref, consult.channel))
+        elif kind == "answered":
+            self._spawn(self._join_consult(consult))
+
+    def _consult_resync(self, msg: Message) -> None:
+        """Consults under way when Yijing restarted: colleague legs the snapshot lists,
+        taken once it is applied (their callers must be live calls)."""
+        if msg.get("Event") == "CoreShowChannel":
+            if msg.get("Context") == self.config.consult_context:
+                self._consult_rows.append(msg)
+            return
+        rows, self._consult_rows = self._consult_rows, []
+        for row in rows:
+            found = self._consults.resynced(
+                row,
+                self.config.consult_context,
+                self.config.desk_template,
+                set(self.correlator.calls),
+            )
+            if found is not None:
+                log.info("resync: call %s is consulting %s", found.ref, found.peer)
+
+    async def _join_consult(self, consult: Consultation) -> None:
+        """The colleague answered: their leg and the first operator's waiting leg, joined."""
+        ref, leg = consult.ref, self._held.get(consult.ref)
+        assert consult.channel is not None
+        try:
+            if leg is None or not self.correlator.channel_alive(leg):
+                raise TelephonyError(f"{ref}: the first operator's leg is gone")
+            await self._expect_success(
+                {"Action": "Bridge", "Channel1": leg, "Channel2": consult.channel, "Tone": "no"},
+                ref,
+            )
+        except TelephonyError as exc:
+            log.warning("call %s: consult legs not joined (%s)", ref, exc)
+            if self._consults.by_ref.get(ref) is consult:
+                del self._consults.by_ref[ref]
+                await self._release_leg(ref, consult.channel)
+                self._emit(ConsultFailed(ref, consult.peer))
+            return
+        if self._consults.by_ref.get(ref) is consult:
+            self._emit(ConsultAnswered(ref, consult.peer))
+
+    def _spawn(self, work: Any) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._releases.add(task)
+        task.add_done_callback(self._releases.discard)
+
     async def _release_leg(self, ref: str, leg: str) -> None:
         """The caller hung up on hold: hang up the operator's leg still waiting for them."""
         try:
@@ -590,6 +720,10 @@ class AsteriskTelephony:
     def _on_message(self, msg: Message) -> None:
         if msg.get("Event") == "DialEnd" and self._transfers:
             self._transfer_dial_ended(msg)
+        if self._consults.by_ref or self._consults.claims(msg):
+            self._consult_message(msg)
+            if self._consults.claims(msg):
+                return
         dialled: list[TelephonyEvent] = []
         if msg.get("Event") in ("DialState", "DialEnd") and self._callouts.calls:
             chan = self.correlator.channels.get(msg.get("Uniqueid", ""))
@@ -598,6 +732,8 @@ class AsteriskTelephony:
         events = dialled + [
             out for event in self.correlator.feed(msg) for out in self._callouts.rewrite(event)
         ]
+        if msg.get("Event") in ("CoreShowChannel", "CoreShowChannelsComplete"):
+            self._consult_resync(msg)
         if self.correlator.held_legs:
             # operator legs a resync found waiting on hold (after a Yijing restart)
             for ref, leg in self.correlator.held_legs.items():
@@ -614,11 +750,12 @@ class AsteriskTelephony:
             self._emit(event)
             if isinstance(event, CallEnded):
                 self._transfers.pop(event.ref, None)
+                # the caller left during a consult: the colleague's leg goes too
+                consult = self._consults.by_ref.pop(event.ref, None)
+                if consult is not None and consult.channel is not None:
+                    self._spawn(self._release_leg(event.ref, consult.channel))
             if isinstance(event, CallEnded) and event.ref in self._held:
-                leg = self._held.pop(event.ref)
-                task = asyncio.get_running_loop().create_task(self._release_leg(event.ref, leg))
-                self._releases.add(task)
-                task.add_done_callback(self._releases.discard)
+                self._spawn(self._release_leg(event.ref, self._held.pop(event.ref)))
 
     def _hold_failure(self, ref: str) -> None:
         """Report a reasonless Originate failure only once no outage explains it."""

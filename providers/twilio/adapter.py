@@ -35,6 +35,15 @@ With `keep_state` it is also written to the `twilio_call` table after every chan
 (`providers.twilio.state`), and loaded when the adapter opens: a process taking over
 after kill -9 asks Twilio how each loaded call stands (`_resync`) and carries on.
 
+A consult (the port's `Consult`) is Twilio's warm transfer in that same room: the caller's
+participant is held (the hold prompt), the colleague is added as a participant (label
+``consult-<n>``, not ending the room on exit) and talks with the first operator; their
+answer is `ConsultAnswered`, no answer (or their leaving) `ConsultFailed`. Completing
+makes the colleague the room's operator (ending it on exit), lets the first operator
+leave, takes the caller off hold and completes the first operator's call; cancelling
+completes the colleague's call and takes the caller off hold. A caller who hangs up ends
+the room (and the first operator's leg with it); a colleague still ringing is completed.
+
 Outages: a request that never reached Twilio (connection refused, no route, DNS, connect
 timeout) or that Twilio answered with a 5xx raises `TelephonyUnavailable`; for `originate`
 the ref is released again, so dispatch places the same ref once the link is back. A
@@ -69,6 +78,8 @@ from providers.base import (
     CallHeld,
     CallOffered,
     CallUnheld,
+    ConsultAnswered,
+    ConsultFailed,
     DigitPressed,
     FlowFinished,
     Health,
@@ -160,6 +171,7 @@ class TwilioTelephony:
         self._reported = False
         self._detail = "not started"
         self._prober: asyncio.Task[None] | None = None
+        self._chores: set[asyncio.Task[None]] = set()
         # the call state's copy in the database (several processes): see `keep_state`
         self._table: CallTable | None = None
         self._flows: Callable[[str], Flow] | None = None
@@ -189,6 +201,8 @@ class TwilioTelephony:
 
     async def __aexit__(self, *exc: object) -> None:
         self._open = False
+        for task in list(self._chores):
+            task.cancel()
         if self._prober is not None:
             self._prober.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -377,6 +391,106 @@ class TwilioTelephony:
         self._link_ok()
         log.info("transfer %s: operator %s replaces %s", ref, call.operator_label, old_label)
         self._emit(CallBridged(ref, peer))
+
+    @_persisting
+    async def consult(self, ref: str, *, peer: str) -> None:
+        """Hold the caller's participant and ring the colleague into the same room."""
+        call = self._at_desk(ref)
+        if call.consult_label is not None:
+            raise TelephonyError(f"{ref}: a consult is under way already")
+        to = self.participant_address(peer)
+        if not call.held:
+            await self._hold_caller(call, True)
+            self._emit(CallHeld(ref))
+        call.operators += 1
+        label = f"consult-{call.operators}"
+        try:
+            participant = await self._conference(call).participants.create_async(
+                from_=self.config.from_number,
+                to=to,
+                label=label,
+                beep="false",
+                start_conference_on_enter=True,
+                end_conference_on_exit=False,
+                status_callback=self.url("participant", ref=call.ref, label=label),
+                status_callback_method="POST",
+                status_callback_event=PARTICIPANT_EVENTS,
+                timeout=self.config.operator_ring_s,
+            )
+        except (TwilioException, *_LINK_ERRORS) as exc:
+            raise self._refused(exc, f"consult for {ref} not placed: {_describe(exc)}") from exc
+        self._link_ok()
+        call.consult_label, call.consult_sid = label, participant.call_sid
+        call.consult_peer, call.consult_answered = peer, False
+        log.info("call %s: %s ringing into the desk room to consult", ref, label)
+
+    @_persisting
+    async def complete_consult(self, ref: str, *, peer: str) -> None:
+        """The colleague becomes the room's operator; the first operator's call ends."""
+        call = self._at_desk(ref)
+        label = call.consult_label
+        if label is None or call.consult_peer != peer or not call.consult_answered:
+            raise TelephonyError(f"{ref}: no answered consult with {peer}")
+        conference = self._conference(call)
+        old_label, old_sid = call.operator_label, call.operator_sid
+        try:
+            if old_label is not None:
+                await conference.participants(old_label).update_async(end_conference_on_exit=False)
+            await conference.participants(label).update_async(end_conference_on_exit=True)
+        except (TwilioException, *_LINK_ERRORS) as exc:
+            raise self._refused(exc, f"consult of {ref} not completed: {_describe(exc)}") from exc
+        call.operator_label, call.operator_sid, call.operator_peer = label, call.consult_sid, peer
+        self._forget_consult(call)
+        await self._hold_caller(call, False)
+        if old_sid is not None:
+            await self._end_leg(ref, old_sid)
+        log.info("call %s: consult completed, %s has the caller", ref, label)
+        self._emit(CallUnheld(ref))
+        self._emit(CallBridged(ref, peer))
+
+    @_persisting
+    async def cancel_consult(self, ref: str, *, peer: str) -> None:
+        """The colleague's call ends (ringing or talking); the caller is off hold."""
+        call = self._live(ref)
+        sid = call.consult_sid
+        self._forget_consult(call)
+        if sid is not None:
+            await self._end_leg(ref, sid)
+        if call.held and call.operator_label is not None and call.mode == "bridged":
+            await self._hold_caller(call, False)
+            self._emit(CallUnheld(ref))
+        log.info("call %s: consult with %s cancelled", ref, peer)
+
+    def _forget_consult(self, call: _Call) -> None:
+        call.consult_label = call.consult_sid = call.consult_peer = None
+        call.consult_answered = False
+
+    async def _end_leg(self, ref: str, sid: str) -> None:
+        """Complete an operator's conference leg; one already over is no matter."""
+        try:
+            await self._rest().calls(sid).update_async(status="completed")
+        except TwilioRestException as exc:
+            log.info("call %s: operator leg already gone (%s)", ref, _describe(exc))
+        except (TwilioException, *_LINK_ERRORS) as exc:
+            raise self._refused(exc, f"operator leg of {ref} not ended: {_describe(exc)}") from exc
+
+    async def _end_leg_quietly(self, ref: str, sid: str) -> None:
+        try:
+            await self._end_leg(ref, sid)
+        except TelephonyError as exc:
+            log.warning("call %s: consulted operator's leg not ended (%s)", ref, exc)
+
+    def _consult_status(self, call: _Call, status: str) -> None:
+        """The colleague's participant answered, never answered, or left."""
+        peer = call.consult_peer
+        assert peer is not None
+        if status == "in-progress" and not call.consult_answered:
+            call.consult_answered = True
+            self._emit(ConsultAnswered(call.ref, peer))
+        elif status in _UNREACHED or status == "completed":
+            log.warning("call %s: consulted %s is gone (%s)", call.ref, call.consult_label, status)
+            self._forget_consult(call)
+            self._emit(ConsultFailed(call.ref, peer))
 
     @_persisting
     async def hangup(self, ref: str) -> None:
@@ -589,6 +703,9 @@ class TwilioTelephony:
         """An operator's conference leg answered or ended."""
         call = self._find(ref, "")
         status = params.get("CallStatus", "")
+        if call is not None and not call.ended and label and label == call.consult_label:
+            self._consult_status(call, status)
+            return
         if call is None or call.ended or label != call.operator_label:
             log.info("participant %s of %s is %s: not the current operator", label, ref, status)
             return
@@ -786,6 +903,13 @@ class TwilioTelephony:
         if call.ended:
             call.mode = "done"
             call.changed.set()
+            if call.consult_sid is not None:
+                # the caller left during a consult: the colleague's leg goes too
+                sid = call.consult_sid
+                self._forget_consult(call)
+                task = asyncio.get_running_loop().create_task(self._end_leg_quietly(call.ref, sid))
+                self._chores.add(task)
+                task.add_done_callback(self._chores.discard)
             self._prune()
 
     def _prune(self) -> None:

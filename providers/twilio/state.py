@@ -70,6 +70,11 @@ class TrackedCall:
     operators: int = 0
     held: bool = False
     unhold_on_answer: str | None = None
+    # a consult: the colleague's participant (label, call SID, peer), once they answered
+    consult_label: str | None = None
+    consult_sid: str | None = None
+    consult_peer: str | None = None
+    consult_answered: bool = False
     #: a click-to-call: this call is the operator's desk leg, which dials the number
     callout: Callout | None = None
 
@@ -167,6 +172,10 @@ def dump(call: TrackedCall) -> dict[str, Any]:
         "operators": call.operators,
         "held": call.held,
         "unhold_on_answer": call.unhold_on_answer,
+        "consult_label": call.consult_label,
+        "consult_sid": call.consult_sid,
+        "consult_peer": call.consult_peer,
+        "consult_answered": call.consult_answered,
         "callout": None
         if callout is None
         else {
@@ -220,6 +229,10 @@ def restore(data: Mapping[str, Any], flows: Callable[[str], Flow]) -> TrackedCal
     call.operators = int(data.get("operators", 0))
     call.held = bool(data.get("held", False))
     call.unhold_on_answer = data.get("unhold_on_answer")
+    call.consult_label = data.get("consult_label")
+    call.consult_sid = data.get("consult_sid")
+    call.consult_peer = data.get("consult_peer")
+    call.consult_answered = bool(data.get("consult_answered", False))
     if (co := data.get("callout")) is not None:
         call.callout = Callout(
             desk=str(co["desk"]),

@@ -252,15 +252,17 @@ def test_given_a_consult_when_a_blind_transfer_or_hold_comes_then_the_machine_re
     assert cm.transition(state, cm.Hangup(inbound=True)) == (cm.CallState.WRAP_UP, [])
 
 
-def test_given_the_backends_then_only_the_memory_pbx_offers_consult() -> None:
+def test_given_the_backends_then_memory_asterisk_and_twilio_offer_consult() -> None:
     from providers.asterisk.telephony import AsteriskTelephony
     from providers.memory import MemoryPBX
     from providers.relay import RelayTelephony
     from providers.twilio.adapter import TwilioTelephony
 
-    assert issubclass(MemoryPBX, Consult)
-    for backend in (AsteriskTelephony, TwilioTelephony, RelayTelephony):
-        assert not issubclass(backend, Consult), backend
+    # the same desk behaviour on Asterisk and Twilio: test_consult_backends.py
+    for backend in (MemoryPBX, AsteriskTelephony, TwilioTelephony):
+        assert issubclass(backend, Consult), backend
+    # the worker relay forwards only the port's required commands
+    assert not issubclass(RelayTelephony, Consult)
 
 
 async def test_given_a_consult_when_the_reconciler_runs_then_the_colleague_stays_on_call(

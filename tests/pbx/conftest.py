@@ -97,6 +97,8 @@ async def yijing(
             "YIJING_OFFER_TIMEOUT_S": "60",
             "YIJING_RING_TIMEOUT_S": "10",
             "YIJING_QUEUE_ANNOUNCE_S": "30",
+            # the tier's desk phones are chan_sip peers named by the operator's id
+            "YIJING_ASTERISK_DESK_TEMPLATE": "SIP/{endpoint}",
         },
     )
     await app.start()

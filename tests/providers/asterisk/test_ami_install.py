@@ -23,7 +23,7 @@ def test_given_site_values_when_rendering_then_globals_and_ami_carry_them() -> N
     assert "exten => _+X.,1,Dial(${YIJING_DIALOUT_TECH}/${EXTEN}@${YIJING_TRUNK})" in dialplan
     manager = files["manager_yijing.conf"]
     assert "secret = s3cr3t-value" in manager and "CHANGE-ME" not in manager
-    assert "channelvars = YIJING_REF,YIJING_HELD_FOR" in manager
+    assert "channelvars = YIJING_REF,YIJING_HELD_FOR,YIJING_CONSULT_FOR" in manager
     assert "directory = /var/lib/asterisk/sounds/yijing-hold" in files["musiconhold_yijing.conf"]
 
 

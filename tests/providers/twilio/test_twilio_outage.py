@@ -67,7 +67,8 @@ async def test_given_api_answers_503_then_unavailable_down_and_up_again_when_it_
     rig.api.outage_status = None
 
     async def back() -> bool:
-        return rig.adapter.health().up
+        # the health is read at once, the status event once the rig's reader has it
+        return rig.adapter.health().up and statuses(rig)[-1:] == [True]
 
     await eventually(back)
     assert statuses(rig)[-2:] == [False, True]
