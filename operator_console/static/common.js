@@ -3,10 +3,18 @@
 export const csrf = () => document.querySelector('meta[name="csrf-token"]').content;
 export const lang = () => document.querySelector('meta[name="lang"]').content;
 
+// the page's words from the server's catalog (operator_console/locale/*/messages.po): a
+// plural entry is the list of its forms, in gettext's order for the language
 const words = JSON.parse(document.getElementById('i18n')?.textContent || '{}');
-// A word of the page in its language; `{n}` style placeholders are filled from `vars`.
+const plurals = new Intl.PluralRules(document.documentElement.lang || 'zh-CN');
+// The form of a plural entry for the count `n`: gettext orders English's two forms as
+// one/other, and Chinese has one form only.
+const pluralForm = (forms, n) => forms[forms.length > 1 && plurals.select(Number(n)) !== 'one' ? 1 : 0];
+// A word of the page in its language; `{n}` style placeholders are filled from `vars`, and
+// a counted word ("1 visit", "2 visits") takes the form of `vars.n`.
 export function T(key, vars) {
   let text = words[key] ?? key;
+  if (Array.isArray(text)) text = pluralForm(text, vars?.n ?? 0);
   for (const [k, v] of Object.entries(vars || {})) text = text.replace(`{${k}}`, String(v));
   return text;
 }

@@ -560,7 +560,7 @@ async function showCandidates() {
     const label = el('label', null, 'inline');
     const box = el('input'); box.type = 'checkbox'; box.value = c.merchant_id; box.disabled = !c.eligible; box.className = 'pick';
     label.append(box, ' ', el('b', c.name));
-    const why = c.why ? c.why.map((w) => T(`rank_${w.code}`, w)) : c.reasons;
+    const why = c.why.map((w) => T(`rank_${w.code}`, w));
     li.append(label, ' ');
     if (c.price) li.append(priceTag(c.price), ' ');
     li.append(el('span', why.join(' · '), 'muted small'));
