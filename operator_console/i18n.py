@@ -51,7 +51,10 @@ def _words(lang: str) -> Words:
             continue  # the header
         if isinstance(message.id, tuple | list):
             forms = message.string
-            plurals[message.id[0]] = tuple(forms) if isinstance(forms, tuple | list) else (str(forms),)
+            if isinstance(forms, tuple | list):
+                plurals[message.id[0]] = tuple(forms)
+            else:
+                plurals[message.id[0]] = (str(forms),)
         else:
             plain[message.id] = str(message.string)
     mo = BytesIO()
