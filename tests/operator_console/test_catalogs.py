@@ -213,3 +213,21 @@ def test_english_counts_take_the_singular_for_one_and_chinese_has_one_form() -> 
     assert i18n.ngettext("zh-CN", "visits_n", 1) == "1 次上门"
     assert i18n.ngettext("zh-CN", "visits_n", 5) == "5 次上门"
     assert i18n.script_words("en")["rank_no_shows"] == ["{n} recent no-show", "{n} recent no-shows"]
+
+
+#: Chinese a script may hold: the registry's stored values it maps to keys (groups, sex)
+#: and the opening-hours parser's accepted input, never words it shows
+_SCRIPT_CHINESE_ALLOWED = {"孤寡", "空巢", "残疾", "男", "女", "休息", "关闭", "至到"}
+_CJK = re.compile(r"[\u3400-\u9fff]+")
+
+
+def test_scripts_show_no_chinese_of_their_own() -> None:
+    """A page's words come from the catalog: a Chinese string in a script has no English."""
+    found = {}
+    for path in SCRIPTS:
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            code = line.split("//", 1)[0] if not line.lstrip().startswith("//") else ""
+            runs = set(_CJK.findall(code)) - _SCRIPT_CHINESE_ALLOWED
+            if runs:
+                found[f"{path.name}:{number}"] = sorted(runs)
+    assert found == {}, "move these words to the catalogs (messages.po) and use T('<key>')"
