@@ -3,22 +3,21 @@
 The words live in `operator_console/locale/<locale>/LC_MESSAGES/messages.po` (Babel's PO
 format), one file per language; the msgid of an entry is the key that templates (`t.<key>`),
 scripts (`T('<key>')`) and Python use. An entry with `msgid_plural` has one form per
-plural of its language and is chosen by the count `n` (gettext's `ngettext`, with the
-catalog's own `Plural-Forms`). The catalogs are read once, at import: a fresh clone needs no
+plural of its language and is chosen by the count `n` (`ngettext`, by the catalog's own
+`Plural-Forms`). The catalogs are read once, on first use: a fresh clone needs no
 compile step. `tests/operator_console/test_catalogs.py` checks that every key a page uses has
 an entry in both languages and that no entry is left unused.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
-from io import BytesIO
+from gettext import c2py
 from pathlib import Path
 
-from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
-from babel.support import Translations
 
 LANGS = ("zh-CN", "en")
 #: a page language -> its catalog's locale directory
@@ -33,17 +32,18 @@ def catalog_path(lang: str) -> Path:
 
 @dataclass(frozen=True)
 class Words:
-    """One language's catalog: the plain words, the plural forms, gettext for `ngettext`."""
+    """One language's catalog: the plain words, the plural forms and the plural rule."""
 
     plain: dict[str, str]
     plurals: dict[str, tuple[str, ...]]
-    translations: Translations
+    #: count -> index of its form, from the catalog's `Plural-Forms` (gettext's own compiler)
+    plural: Callable[[int], int]
 
 
 @cache
 def _words(lang: str) -> Words:
     with catalog_path(lang).open("rb") as f:
-        catalog = read_po(f, locale=LOCALES[lang])
+        catalog = read_po(f)  # the Plural-Forms header, not CLDR, says the plurals
     plain: dict[str, str] = {}
     plurals: dict[str, tuple[str, ...]] = {}
     for message in catalog:
@@ -57,10 +57,7 @@ def _words(lang: str) -> Words:
                 plurals[message.id[0]] = (str(forms),)
         else:
             plain[message.id] = str(message.string)
-    mo = BytesIO()
-    write_mo(mo, catalog)
-    mo.seek(0)
-    return Words(plain, plurals, Translations(mo))
+    return Words(plain, plurals, c2py(catalog.plural_expr))
 
 
 def _lang(lang: str) -> str:
@@ -75,9 +72,8 @@ def texts(lang: str) -> dict[str, str]:
 def ngettext(lang: str, key: str, n: int, **values: object) -> str:
     """A counted word (`{n} visits`) in the form the count takes, its placeholders filled."""
     words = _words(_lang(lang))
-    if key not in words.plurals:
-        raise KeyError(key)
-    return words.translations.ngettext(key, key, n).format(n=n, **values)
+    forms = words.plurals[key]
+    return forms[min(words.plural(n), len(forms) - 1)].format(n=n, **values)
 
 
 def script_words(lang: str) -> dict[str, str | list[str]]:

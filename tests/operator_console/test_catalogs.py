@@ -172,6 +172,21 @@ def test_every_key_a_page_uses_has_a_chinese_and_an_english_entry() -> None:
     assert empty == {}, "run-time key families without any entry"
 
 
+def test_templates_and_python_take_counted_words_through_ngettext() -> None:
+    """`t` holds the plain words only: a counted word there would show nothing."""
+    plural = {k for k, v in ZH.items() if isinstance(v, tuple)}
+    direct = {}
+    for path in TEMPLATES:
+        for match in _TEMPLATE_USE.finditer(path.read_text()):
+            if (match.group(1) or match.group(2)) in plural:
+                direct[match.group(0)] = path.name
+    for path in PYTHON:
+        for match in _PY_USE.finditer(path.read_text()):
+            if match.group(1) in plural:
+                direct[match.group(0)] = path.name
+    assert direct == {}
+
+
 def test_every_coded_family_has_an_entry_for_each_code_the_server_defines_and_no_other() -> None:
     keys, families = _uses()
     prefixes = {*families, *CODED_FAMILIES}
