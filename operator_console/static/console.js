@@ -318,7 +318,7 @@ async function showCard(residentId, reason, call) {
   box.append(head);
   const groups = el('div', null, 'row');
   for (const g of r.groups || []) groups.append(el('span', groupName(g), 'tag'));
-  if (r.status && r.status !== 'registered') groups.append(el('span', stateName(r.status), 'tag bad'));
+  if (r.status && r.status !== 'registered') groups.append(el('span', T(`v_${r.status}`), 'tag bad'));
   box.append(groups);
   const dl = el('dl');
   field(dl, T('address'), r.address);

@@ -20,8 +20,14 @@ from babel.messages.extract import extract_javascript
 from babel.messages.pofile import read_po
 
 from dispatch import matching
+from dispatch.figures import RATINGS
+from dispatch.machines.call import CallState
+from dispatch.machines.offer import OfferState
+from dispatch.machines.operator import OperatorState
+from dispatch.machines.ticket import TicketState
 from operator_console import i18n
 from operator_console.enums import ENUMS
+from registry.models import Urgency
 
 CONSOLE = Path(i18n.__file__).parent
 TEMPLATES = sorted((CONSOLE / "templates").glob("*.html"))
@@ -199,6 +205,13 @@ def test_every_coded_family_has_an_entry_for_each_code_the_server_defines_and_no
         assert sorted(have - codes - named) == [], f"{prefix}: words for codes the server has not"
 
 
+def test_every_state_the_server_sends_has_words() -> None:
+    """Calls, tickets, offers, operators, urgency and ratings are worded by stateName
+    (`st_<state>`): a state without words shows as its code."""
+    states = {*CallState, *TicketState, *OfferState, *OperatorState, *Urgency, *RATINGS}
+    assert sorted(str(s) for s in states if f"st_{s}" not in ZH) == []
+
+
 def test_no_entry_is_left_unused() -> None:
     keys, families = _uses()
     literals = _literals()
@@ -246,3 +259,14 @@ def test_scripts_show_no_chinese_of_their_own() -> None:
             if runs:
                 found[f"{path.name}:{number}"] = sorted(runs)
     assert found == {}, "move these words to the catalogs (messages.po) and use T('<key>')"
+
+
+def test_templates_show_no_chinese_of_their_own() -> None:
+    """Only the service's name, 医敬, is written in a template; every other word is `t.<key>`."""
+    found = {}
+    for path in TEMPLATES:
+        text = re.sub(r"\{#.*?#\}", "", path.read_text(), flags=re.S)
+        runs = set(_CJK.findall(text)) - {"医敬"}
+        if runs:
+            found[path.name] = sorted(runs)
+    assert found == {}, "move these words to the catalogs (messages.po) and use {{ t.<key> }}"
