@@ -2,7 +2,8 @@
 
 A candidate must have an active contract on the day, take the category, cover the
 resident's grid (or have the resident inside its radius), be open at the time and be
-under capacity. Every candidate, eligible or not, carries the reasons an operator sees.
+under capacity. Every candidate, eligible or not, carries the reasons an operator sees, as codes
+(`REASONS`) with their figures: the console puts them in words.
 
 Ranking (lower score is better), each term shown to the operator as a reason:
   distance in km
@@ -10,7 +11,7 @@ Ranking (lower score is better), each term shown to the operator as a reason:
   + 1.5 x (1 - acceptance rate)      (recent offers; an unknown merchant counts as 0.8)
   + 1.5 x (1 - satisfied share)      (recent ratings; unknown counts as 0.9)
   + 1.0 x recent no-shows (capped at 2)
-  - 3.0 for the resident's preferred merchant for the category (常用药店 / 常用商家)
+  - 3.0 for the resident's preferred merchant for the category (usual_pharmacy / usual_merchant)
 
 Fairness: the seed community "randomly allocates" among its merchants. Among the eligible
 candidates whose score lies within `band` of the best (and who are not the resident's
@@ -39,6 +40,25 @@ from registry.models import ContractStatus, Merchant
 #: weights of the score terms (see the module docstring)
 W_LOAD, W_ACCEPT, W_RATING, W_NO_SHOW, PREFERRED_BONUS = 2.0, 1.5, 1.5, 1.0, 3.0
 UNKNOWN_ACCEPTANCE, UNKNOWN_RATING = 0.8, 0.9
+#: the codes of the reasons a candidate carries (`Candidate.why`), with their figures; the
+#: domain says codes only and the console words each as `rank_<code>`
+REASONS = (
+    "contract_invalid",
+    "in_grid",
+    "in_radius",
+    "out_of_area",
+    "closed_until",  # opens
+    "closed",
+    "full",  # load, capacity
+    "load",  # load, capacity
+    "distance",  # km
+    "acceptance",  # pct
+    "rating",  # pct
+    "no_shows",  # n
+    "usual_pharmacy",
+    "usual_merchant",
+    "fair_turn",
+)
 #: km assumed when a distance cannot be computed (no coordinates)
 UNKNOWN_KM = 1.0
 #: degrees per geographic cell of the index (about 1.1 km north-south)
@@ -95,16 +115,20 @@ class Candidate:
     capacity: int = 0
     preferred: bool = False
     opens_at: str | None = None
-    reasons: list[str] = field(default_factory=list)
-    #: the same reasons as codes with their figures, for a page in another language
+    #: the reasons as codes with their figures (`REASONS`); the console words them
     why: list[dict[str, object]] = field(default_factory=list)
     #: the merchant's price note for the category (`dispatch.prices.price_public`)
     price: dict[str, object] | None = None
 
-    def note(self, code: str, text: str, **params: object) -> None:
-        """Add a reason: the zh-CN words and the code (`why_<code>` in the console's words)."""
-        self.reasons.append(text)
+    def note(self, code: str, **params: object) -> None:
+        """Add a reason: its code (`rank_<code>` in the console's words) and figures."""
+        assert code in REASONS, code
         self.why.append({"code": code, **params})
+
+    @property
+    def reason_codes(self) -> list[str]:
+        """The reasons' codes, in the order they were noted."""
+        return [str(w["code"]) for w in self.why]
 
     def public(self) -> dict[str, object]:
         """JSON shape for the API."""
@@ -119,7 +143,6 @@ class Candidate:
             "capacity": self.capacity,
             "preferred": self.preferred,
             "opens_at": self.opens_at,
-            "reasons": self.reasons,
             "why": self.why,
             "price": self.price,
         }
@@ -165,8 +188,8 @@ def open_at(merchant: Merchant, when: datetime) -> tuple[bool, str | None]:
     return False, None
 
 
-def _usual_label(kind: str) -> tuple[str, str]:
-    return ("usual_pharmacy", "常用药店") if kind == "pharmacy" else ("usual_merchant", "常用商家")
+def _usual_label(kind: str) -> str:
+    return "usual_pharmacy" if kind == "pharmacy" else "usual_merchant"
 
 
 def _candidate(
@@ -186,44 +209,44 @@ def _candidate(
     )
     if not contract_ok:
         c.eligible = False
-        c.note("contract_invalid", "合同无效")
+        c.note("contract_invalid")
     if need.lat is not None and need.lon is not None and m.lat is not None and m.lon is not None:
         c.distance_m = distance_m(need.lat, need.lon, m.lat, m.lon)
     in_grid = need.grid_code is not None and need.grid_code in m.service_grids
     in_radius = c.distance_m is not None and m.radius_m > 0 and c.distance_m <= m.radius_m
     if in_grid:
-        c.note("in_grid", "服务本网格")
+        c.note("in_grid")
     elif in_radius:
-        c.note("in_radius", "在服务半径内")
+        c.note("in_radius")
     else:
         c.eligible = False
-        c.note("out_of_area", "不在服务范围")
+        c.note("out_of_area")
     is_open, opens = open_at(m, when)
     if not is_open:
         c.eligible = False
         c.opens_at = opens
         if opens:
-            c.note("closed_until", f"休息中，{opens}开门", opens=opens)
+            c.note("closed_until", opens=opens)
         else:
-            c.note("closed", "不营业")
+            c.note("closed")
     if load >= m.capacity:
         c.eligible = False
-        c.note("full", f"已满({load}/{m.capacity})", load=load, capacity=m.capacity)
+        c.note("full", load=load, capacity=m.capacity)
     else:
-        c.note("load", f"负载 {load}/{m.capacity}", load=load, capacity=m.capacity)
+        c.note("load", load=load, capacity=m.capacity)
     if c.distance_m is not None:
         dist = f"{c.distance_m / 1000:.1f}"
-        c.note("distance", f"距离 {dist} 公里", km=dist)
+        c.note("distance", km=dist)
     acceptance, rating = stats.acceptance, stats.rating
     if acceptance is not None:
-        c.note("acceptance", f"接单率 {acceptance:.0%}", pct=f"{acceptance:.0%}")
+        c.note("acceptance", pct=f"{acceptance:.0%}")
     if rating is not None:
-        c.note("rating", f"满意 {rating:.0%}", pct=f"{rating:.0%}")
+        c.note("rating", pct=f"{rating:.0%}")
     if stats.no_shows:
-        c.note("no_shows", f"近期爽约 {stats.no_shows} 次", n=stats.no_shows)
+        c.note("no_shows", n=stats.no_shows)
     c.preferred = m.id in need.preferred
     if c.preferred:
-        c.note(*_usual_label(m.kind))
+        c.note(_usual_label(m.kind))
     km = c.distance_m / 1000.0 if c.distance_m is not None else UNKNOWN_KM
     c.score = (
         km
@@ -279,7 +302,7 @@ def rank(
     band_members.sort(key=last)
     if len(band_members) > 1:
         for c in band_members:
-            c.note("fair_turn", "同档轮流派单")
+            c.note("fair_turn")
     return head + band_members + rest + [c for c in out if not c.eligible]
 
 

@@ -16,8 +16,9 @@ from aiohttp import web
 
 from operator_console import auth
 from operator_console.api import CSRF, current_user, services
+from operator_console.enums import ENUMS
 from operator_console.errors import Unauthorized
-from operator_console.i18n import LANGS, texts
+from operator_console.i18n import LANGS, script_words, texts
 from operator_console.sim_api import sim_user, simulator_allowed
 from registry.repository import NotFound
 
@@ -43,6 +44,7 @@ async def context_processor(request: web.Request) -> dict[str, Any]:
     return {
         "lang": lang,
         "t": texts(lang),
+        "script_words": script_words(lang),
         "user": auth.user_public(user) if user else None,
         "csrf": request.get(CSRF, ""),
         "phone_up": svc.telephony.health().up if svc is not None else True,
@@ -175,7 +177,7 @@ async def admin_page(request: web.Request) -> web.StreamResponse:
     if section not in dict(ADMIN_SECTIONS):
         raise web.HTTPNotFound()
     response = aiohttp_jinja2.render_template(
-        "admin.html", request, {"section": section, "sections": ADMIN_SECTIONS}
+        "admin.html", request, {"section": section, "sections": ADMIN_SECTIONS, "enums": ENUMS}
     )
     return _remember_lang(request, response)
 

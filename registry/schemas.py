@@ -23,6 +23,7 @@ from registry.phones import normalize
 
 GROUPS = ("孤寡", "空巢", "残疾")
 CONTACT_KINDS = ("family", "neighbour", "grid_worker", "community_staff")
+PHONE_KINDS = ("mobile", "landline", "other")
 _HHMM = r"^([01]\d|2[0-3]):[0-5]\d$|^24:00$"
 
 
@@ -89,7 +90,7 @@ class PhoneIn(Strict):
     """A resident's phone."""
 
     number: str = Field(min_length=1, max_length=32)
-    kind: str = Field(default="mobile", pattern="^(mobile|landline|other)$")
+    kind: str = Field(default="mobile", pattern=f"^({'|'.join(PHONE_KINDS)})$")
 
     @field_validator("number")
     @classmethod

@@ -17,15 +17,11 @@ const LISTS = {
   users: '/users',
   'access-log': '/access-log',
 };
-const GROUPS = ['孤寡', '空巢', '残疾'];
-const STATUSES = ['registered', 'suspended', 'moved_out', 'deceased'];
-const CONTACT_KINDS = ['family', 'neighbour', 'grid_worker', 'community_staff'];
-const FAMILY_EVENTS = ['accepted', 'arrived', 'completed', 'late', 'no_show', 'emergency'];
-const FAMILY_CHANNELS = ['text', 'call'];
-const ROLES = ['operator', 'supervisor', 'admin', 'merchant'];
-const CONTRACT = ['active', 'suspended', 'ended'];
-const URGENCY = ['routine', 'urgent', 'emergency'];
-const WEEKDAYS = [0, 1, 2, 3, 4, 5, 6];
+// the domain's lists the forms pick from, from the server (operator_console/enums.py): each
+// with its values in form order and the prefix of their words in the catalog
+const ENUMS = JSON.parse(document.getElementById('enums')?.textContent || '{}');
+const GROUPS = ENUMS.groups.values;
+const WEEKDAYS = ENUMS.weekdays.values;
 // a little under the server's 2 MB body limit: refuse here, before anything is sent
 const MAX_BODY = 1_900_000;
 
@@ -311,7 +307,7 @@ async function catalog() { catalogCache = catalogCache || await api('GET', '/cat
 let merchantsCache = null;
 async function merchants() { merchantsCache = merchantsCache || await api('GET', '/merchants'); return merchantsCache; }
 const catName = (c) => (document.documentElement.lang === 'en' ? c.name_en : c.name_zh);
-const opts = (values, prefix = 'v_') => values.map((v) => [v, T(`${prefix}${v}`)]);
+const opts = (name) => ENUMS[name].values.map((v) => [v, T(`${ENUMS[name].prefix}${v}`)]);
 
 // -- grids --
 function gridForm(values) {
@@ -350,7 +346,7 @@ async function categoryForm(row) {
       { name: 'code', label: 'f_code', required: true, max: 32, readonly: !create, placeholder: 'haircut', help: create ? 'h_code' : '' },
       { name: 'name_zh', label: 'f_name_zh', required: true, max: 64 },
       { name: 'name_en', label: 'f_name_en', required: true, max: 64 },
-      { name: 'urgency', label: 'urgency', type: 'select', options: opts(URGENCY) },
+      { name: 'urgency', label: 'urgency', type: 'select', options: opts('urgency') },
       { name: 'deadline_minutes', label: 'f_deadline_minutes', type: 'number', required: true },
       { name: 'sort_order', label: 'f_sort_order', type: 'number' },
       { name: 'keypad', label: 'f_keypad', readonly: true, skip: true, help: 'h_keypad' },
@@ -423,7 +419,7 @@ function servicesEditor(cats) {
       const note = el('input'); note.placeholder = T('f_price_note'); note.value = was.price_note || ''; note.setAttribute('aria-label', `${catName(c)} ${T('f_price_note')}`);
       // who pays and the resident's share in yuan: said on the offer call and to the resident
       const kind = el('select'); kind.setAttribute('aria-label', `${catName(c)} ${T('f_price_kind')}`);
-      for (const k of ['', 'subsidised', 'self_paid', 'free']) { const o = el('option', k ? T(`price_${k}`) : '—'); o.value = k; kind.append(o); }
+      for (const [k, word] of [['', '—'], ...opts('price_kinds')]) { const o = el('option', word); o.value = k; kind.append(o); }
       kind.value = was.price_kind || '';
       const yuan = el('input'); yuan.type = 'number'; yuan.min = '0'; yuan.max = '100000'; yuan.step = '1'; yuan.className = 'yuan';
       yuan.placeholder = T('f_price_yuan'); yuan.value = was.price_yuan ?? ''; yuan.setAttribute('aria-label', `${catName(c)} ${T('f_price_yuan')}`);
@@ -461,7 +457,7 @@ async function merchantForm(row) {
   ];
   if (create) {
     fields.push(
-      { name: 'contract_status', label: 'f_contract_status', type: 'select', options: opts(CONTRACT) },
+      { name: 'contract_status', label: 'f_contract_status', type: 'select', options: opts('contract') },
       { name: 'contract_start', label: 'f_contract_start', type: 'date' },
       { name: 'contract_end', label: 'f_contract_end', type: 'date' },
       { name: 'contract_signed_by', label: 'f_signed_by', max: 64 },
@@ -494,7 +490,7 @@ async function contractForm(row) {
     title: `${T('adm_contracts')} · ${m.name}`,
     values: { status: m.contract_status, start: m.contract_start, end: m.contract_end, signed_by: m.contract_signed_by },
     fields: [
-      { name: 'status', label: 'f_contract_status', type: 'select', options: opts(CONTRACT) },
+      { name: 'status', label: 'f_contract_status', type: 'select', options: opts('contract') },
       { name: 'signed_by', label: 'f_signed_by', max: 64 },
       { name: 'start', label: 'f_contract_start', type: 'date' },
       { name: 'end', label: 'f_contract_end', type: 'date' },
@@ -518,12 +514,12 @@ const showContracts = () => list('/contracts', ['merchant', 'contract_status', '
 const contactColumns = [
   { name: 'name', label: 'name', max: 64, size: 2 },
   { name: 'relation', label: 'f_relation', max: 32, size: 1 },
-  { name: 'kind', label: 'f_contact_kind', type: 'select', options: opts(CONTACT_KINDS, 'ck_'), size: 1 },
+  { name: 'kind', label: 'f_contact_kind', type: 'select', options: opts('contact_kinds'), size: 1 },
   { name: 'phones', label: 'f_contact_phones', type: 'csv', get: (c) => (c?.phones || []).join(', '), size: 3 },
   { name: 'when_to_call', label: 'f_when_to_call', max: 100, size: 2 },
   // what the contact is told about a ticket, how, and whether not at night (dispatch.family)
-  { name: 'notify_events', label: 'f_notify_events', type: 'multi', options: opts(FAMILY_EVENTS, 'fe_'), size: 2, setting: true },
-  { name: 'notify_by', label: 'f_notify_by', type: 'select', options: opts(FAMILY_CHANNELS, 'fc_'), size: 1, setting: true },
+  { name: 'notify_events', label: 'f_notify_events', type: 'multi', options: opts('family_events'), size: 2, setting: true },
+  { name: 'notify_by', label: 'f_notify_by', type: 'select', options: opts('family_channels'), size: 1, setting: true },
   { name: 'notify_quiet', label: 'f_notify_quiet', type: 'checkbox', size: 1, setting: true },
 ];
 const contactsSpec = { name: 'contacts', label: 'contacts', addLabel: 'add_contact', custom: rowsEditor({ columns: contactColumns, ordered: true, empty: { kind: 'family', notify_events: ['late', 'no_show', 'emergency'], notify_by: 'text', notify_quiet: true } }) };
@@ -531,7 +527,7 @@ const phonesSpec = {
   name: 'phones', label: 'f_phones', addLabel: 'add_phone',
   custom: rowsEditor({ columns: [
     { name: 'number', label: 'phone_number', size: 3 },
-    { name: 'kind', label: 'f_phone_kind', type: 'select', options: opts(['mobile', 'landline', 'other'], 'pk_'), size: 1 },
+    { name: 'kind', label: 'f_phone_kind', type: 'select', options: opts('phone_kinds'), size: 1 },
   ], empty: { kind: 'mobile' } }),
 };
 
@@ -568,7 +564,7 @@ async function residentForm(row) {
       { name: 'key_holder', label: 'key_holder', max: 100 },
       { name: 'key_safe', label: 'key_safe', max: 200 },
       contactsSpec,
-      { name: 'status', label: 'state', type: 'select', options: opts(STATUSES) },
+      { name: 'status', label: 'state', type: 'select', options: opts('statuses') },
       { name: 'status_reason', label: 'f_status_reason', max: 200, help: 'h_status_reason' },
     ],
     onSubmit: async (data) => {
@@ -623,7 +619,7 @@ async function userForm(row) {
   const fields = [
     { name: 'username', label: 'username', required: true, max: 64, readonly: !create, skip: !create, help: create ? 'h_username' : '' },
     { name: 'display_name', label: 'f_display_name', max: 64 },
-    { name: 'role', label: 'f_role', type: 'select', options: opts(ROLES) },
+    { name: 'role', label: 'f_role', type: 'select', options: opts('roles') },
     { name: 'merchant_id', label: 'merchant', type: 'select', options: merchantOpts },
   ];
   if (create) fields.push({ name: 'password', label: 'password', type: 'password', required: true, max: 256, help: 'h_password' });

@@ -3,10 +3,18 @@
 export const csrf = () => document.querySelector('meta[name="csrf-token"]').content;
 export const lang = () => document.querySelector('meta[name="lang"]').content;
 
+// the page's words from the server's catalog (operator_console/locale/*/messages.po): a
+// plural entry is the list of its forms, in gettext's order for the language
 const words = JSON.parse(document.getElementById('i18n')?.textContent || '{}');
-// A word of the page in its language; `{n}` style placeholders are filled from `vars`.
+const plurals = new Intl.PluralRules(document.documentElement.lang || 'zh-CN');
+// The form of a plural entry for the count `n`: gettext orders English's two forms as
+// one/other, and Chinese has one form only.
+const pluralForm = (forms, n) => forms[forms.length > 1 && plurals.select(Number(n)) !== 'one' ? 1 : 0];
+// A word of the page in its language; `{n}` style placeholders are filled from `vars`, and
+// a counted word ("1 visit", "2 visits") takes the form of `vars.n`.
 export function T(key, vars) {
   let text = words[key] ?? key;
+  if (Array.isArray(text)) text = pluralForm(text, vars?.n ?? 0);
   for (const [k, v] of Object.entries(vars || {})) text = text.replace(`{${k}}`, String(v));
   return text;
 }
@@ -131,65 +139,21 @@ export function deadline(iso, totalMinutes) {
   return { text: `${T('left')} ${fmtDuration(left)}`, level: left <= warn ? 'amber' : 'ok' };
 }
 
-const NAMES_ZH = { ringing: '振铃', ivr: '语音导航', queued: '排队中', connected: '通话中', wrap_up: '整理中', ended: '已结束', abandoned: '已放弃',
-  new: '新建', matching: '匹配中', offering: '派单中', accepted: '已接单', in_service: '服务中', completed: '已完成', rated: '已评价', closed: '已办结', cancelled: '已取消', unassigned: '无人接单',
-  placed: '呼叫中', answered: '已接通', declined: '已拒绝', no_answer: '未接听', busy: '占线', failed: '失败', expired: '超时', withdrawn: '已撤回',
-  logged_out: '未登录', available: '空闲', reserved: '预留', on_call: '通话中', paused: '小休',
-  on_hold: '保持中', consult_ringing: '咨询振铃', consulting: '咨询中',
-  satisfied: '满意', basically_satisfied: '基本满意', not_satisfied: '不满意', routine: '一般', urgent: '紧急', emergency: '特急' };
-export const stateName = (s) => (lang() === 'zh-CN' ? NAMES_ZH[s] : (s || '').replaceAll('_', ' ')) || s;
+// states, events, family notices and actors are worded by the catalog: st_<state>,
+// ev_<event name with its first `.` as `_`>, fam_<about or by>, actor_<who>
+export const stateName = (s) => (s && known(`st_${s}`) ? T(`st_${s}`) : lang() === 'zh-CN' ? s : (s || '').replaceAll('_', ' '));
 
-const EVENT_ZH = { 'ticket.created': '创建工单', 'ticket.matching': '开始匹配', 'ticket.offering': '派单中', 'offer.placed': '呼叫商家', 'offer.ringing': '商家振铃',
-  'offer.answered': '商家接通', 'offer.accepted': '商家接单', 'offer.declined': '商家拒单', 'offer.no_answer': '商家未接', 'offer.busy': '商家占线', 'offer.failed': '呼叫失败',
-  'offer.expired': '派单超时', 'offer.withdrawn': '撤回派单', 'ticket.accepted': '已接单', 'ticket.arrived': '已上门', 'ticket.completed': '服务完成', 'survey.calling': '回访外呼',
-  'survey.retry': '回访重试', 'ticket.rated': '已评价', 'ticket.closed': '已办结', 'ticket.cancelled': '已取消', 'ticket.unassigned': '无人接单', 'ticket.escalated': '已升级',
-  'ticket.note': '备注', 'ticket.assigned': '转派给',
-  'call.identified': '登记来电老人', 'call.held': '来电保持', 'call.resumed': '恢复通话', 'call.transferred': '来电转接',
-  'call.transfer_unanswered': '转接无人接听，回到排队', 'call.transfer_failed': '转接失败',
-  'call.consult_started': '先咨询同事（来电保持）', 'call.consult_answered': '同事已接听咨询', 'call.consult_completed': '咨询后转接完成',
-  'call.consult_cancelled': '取消咨询，来电回到原坐席', 'call.consult_failed': '咨询无人接听，来电回到原坐席',
-  'offer.waiting': '等待电话线路恢复', 'offer.resumed': '线路恢复，重新呼叫商家', 'call.deferred': '外呼等待线路',
-  'call.redialed': '线路恢复后外呼', 'call.lost': '线路中断，通话丢失', 'telephony.down': '电话线路中断', 'telephony.up': '电话线路恢复',
-  // emergency (issue 14): the escalation's steps on the call's timeline
-  'emergency.flagged': '紧急来电', 'emergency.ringing_all': '呼叫全部话务员', 'emergency.after_hours': '无人值班，直接呼叫值班电话',
-  'emergency.overflow': '超时未接，转值班电话', 'emergency.responder_called': '呼叫', 'emergency.responder_failed': '未接通',
-  'emergency.help_called': '呼叫紧急联系人', 'emergency.exhausted': '无人接听', 'emergency.dial_120': '来电人要求接通 120',
-  'emergency.connected_120': '已接通 120', 'emergency.taken': '已有人接听', 'emergency.caller_left': '来电人挂机', 'alert.emergency': '紧急提醒',
-  'call.callout': '话务员外呼', 'call.callout_placed': '紧急处置外呼', 'emergency.step': '处置步骤', 'callback.attempted': '回电未联系上',
-  // the resident told who is coming (issue 16), the menu cut off by a restart (issue 19)
-  'resident.calling': '致电老人告知接单', 'resident.told': '已告知老人接单商家', 'resident.heard': '老人已听完告知',
-  'resident.hung_up': '老人中途挂断', 'resident.told_retry': '告知未接通，稍后重拨', 'resident.told_later': '夜间免打扰，早上再告知',
-  'resident.not_reached': '告知未能联系上老人', 'resident.not_told': '无需再告知', 'call.order_cancel': '老人来电取消订单',
-  'call.menu_lost': '菜单中断，转人工排队',
-  // the family told (issue 16): each contact as their preferences say
-  'family.told': '已告知家属', 'family.calling': '致电家属', 'family.deferred': '夜间免打扰，早上告知家属',
-  'family.due': '待告知家属', 'family.texting': '发短信告知家属', 'family.not_reached': '未能告知家属',
-  'family.heard': '家属已听完告知', 'family.not_told': '订单已结束，不再告知家属',
-  // price and consent (issue 16)
-  'ticket.consented': '老人已同意费用', 'ticket.awaiting_consent': '自费服务，等待老人同意费用',
-  // masked calls between merchant and resident (issue 16): ids only, never a number
-  'masked.started': '发起隐号通话', 'masked.connected': '商家与老人已接通', 'masked.ended': '隐号通话结束', 'masked.failed': '隐号通话未接通',
-  // wellbeing calls (issue 15)
-  'wellbeing.due': '到时关怀呼叫', 'wellbeing.calling': '关怀呼叫', 'wellbeing.checked_in': '已报平安', 'wellbeing.away': '外出不呼叫',
-  'wellbeing.unanswered': '关怀呼叫未接', 'wellbeing.retry': '关怀呼叫重拨', 'wellbeing.missed': '未报平安', 'wellbeing.help': '老人求助',
-  'wellbeing.contact_called': '呼叫亲友', 'wellbeing.contact_declined': '亲友未接手', 'wellbeing.taken': '亲友接手查看',
-  'wellbeing.report_called': '回访亲友', 'wellbeing.reported': '亲友已回报', 'wellbeing.report_missed': '亲友未回报',
-  'wellbeing.escalated': '转话务员紧急处理', 'wellbeing.closed': '关怀结束', 'wellbeing.no_phone': '无可拨号码',
-  'wellbeing.hung_up_waiting': '老人等待中挂机', 'wellbeing.plan_set': '设置关怀呼叫',
-  'wellbeing.away_by_keypad': '老人按键登记外出', 'wellbeing.back_by_keypad': '老人按键登记回家',
-  // medication and appointment reminders (issue 15)
-  'reminder.added': '添加提醒', 'reminder.changed': '修改提醒', 'reminder.deleted': '删除提醒', 'reminder.due': '到时提醒',
-  'reminder.calling': '提醒呼叫', 'reminder.confirmed': '老人已确认提醒', 'reminder.help': '老人要求转人工或改时间',
-  'reminder.unanswered': '提醒呼叫未接', 'reminder.retry': '提醒呼叫重拨', 'reminder.missed': '提醒未接通',
-  'reminder.skipped': '提醒已过时，未呼叫', 'reminder.no_phone': '无可拨号码' };
-const FAMILY_ZH = { accepted: '接单', arrived: '上门', completed: '完成', late: '超时', no_show: '未上门', emergency: '紧急求助', text: '短信', call: '电话' };
+const familyWord = (x) => (x && known(`fam_${x}`) ? T(`fam_${x}`) : x);
 // English reads the event's own name: 'offer.no_answer' -> 'Offer no answer'
 const eventEn = (n) => { const t = n.replace('.', ' ').replaceAll('_', ' '); return t.charAt(0).toUpperCase() + t.slice(1); };
-export const eventName = (n) => (lang() === 'zh-CN' ? EVENT_ZH[n] || n : eventEn(n));
+// an event the catalog has no words for: its own name in English, as sent in Chinese
+export const eventName = (n) => {
+  const key = `ev_${n.replace('.', '_')}`;
+  return known(key) ? T(key) : lang() === 'zh-CN' ? n : eventEn(n);
+};
 
 // Who acted, in the page's language: the resident or a merchant by phone, else a username.
-const ACTOR_ZH = { resident: '老人本人', merchant: '商家' };
-const actorName = (a) => (lang() === 'zh-CN' ? ACTOR_ZH[a] || a : a);
+const actorName = (a) => (known(`actor_${a}`) ? T(`actor_${a}`) : a);
 
 // One timeline row: time, what happened, and who or what it is about.
 export function timelineItem(ev, merchants = {}) {
@@ -199,7 +163,7 @@ export function timelineItem(ev, merchants = {}) {
   const who = d.merchant || merchants[d.merchant_id] || '';
   // a note (a ticket's, a transfer's) and whom a ticket or caller went to
   // a family notice: which contact (relation), about what, by text or call
-  const family = ev.name.startsWith('family.') ? [d.who, FAMILY_ZH[d.about] && lang() === 'zh-CN' ? FAMILY_ZH[d.about] : d.about, FAMILY_ZH[d.by] && lang() === 'zh-CN' ? FAMILY_ZH[d.by] : d.by].filter(Boolean).join(' · ') : '';
+  const family = ev.name.startsWith('family.') ? [d.who, familyWord(d.about), familyWord(d.by)].filter(Boolean).join(' · ') : '';
   const extra = [family, who, d.rating ? stateName(d.rating) : '', d.reason || '', d.disposition || '', d.to_operator || '', d.who || '', d.note || ''].filter(Boolean).join(' ');
   li.append(el('span', fmtTime(ev.occurred_at), 'muted'), ' ', el('b', eventName(ev.name)), ' ', el('span', extra), ' ', el('span', ev.actor && ev.actor !== 'system' ? `(${actorName(ev.actor)})` : '', 'muted'));
   return li;

@@ -315,11 +315,11 @@ async function showCard(residentId, reason, call) {
   ]);
   const age = r.birth_year ? new Date().getFullYear() - r.birth_year : '';
   const head = el('h3', null, 'resident-name');
-  head.append(el('span', r.name, 'name'), ' ', el('span', [sexName(r.sex), age ? `${age}${zh ? '岁' : ' y'}` : ''].filter(Boolean).join(' · '), 'muted'));
+  head.append(el('span', r.name, 'name'), ' ', el('span', [sexName(r.sex), age ? T('age_years', { n: age }) : ''].filter(Boolean).join(' · '), 'muted'));
   box.append(head);
   const groups = el('div', null, 'row');
   for (const g of r.groups || []) groups.append(el('span', groupName(g), 'tag'));
-  if (r.status && r.status !== 'registered') groups.append(el('span', stateName(r.status), 'tag bad'));
+  if (r.status && r.status !== 'registered') groups.append(el('span', T(`v_${r.status}`), 'tag bad'));
   box.append(groups);
   const dl = el('dl');
   field(dl, T('address'), r.address);
@@ -561,13 +561,13 @@ async function showCandidates() {
     const label = el('label', null, 'inline');
     const box = el('input'); box.type = 'checkbox'; box.value = c.merchant_id; box.disabled = !c.eligible; box.className = 'pick';
     label.append(box, ' ', el('b', c.name));
-    const why = c.why ? c.why.map((w) => T(`rank_${w.code}`, w)) : c.reasons;
+    const why = c.why.map((w) => T(`rank_${w.code}`, w));
     li.append(label, ' ');
     if (c.price) li.append(priceTag(c.price), ' ');
     li.append(el('span', why.join(' · '), 'muted small'));
     ol.append(li);
   }
-  if (!list.some((c) => c.eligible)) ol.append(el('li', zh ? '没有可派的商家，工单将等待人工处理' : 'No merchant can take this now', 'error'));
+  if (!list.some((c) => c.eligible)) ol.append(el('li', T('no_candidates'), 'error'));
 }
 
 // A merchant's price note: 补贴 · 自付 5 元 · the note's own text.
@@ -587,7 +587,7 @@ async function recordConsent() {
 async function dispatch(selectedOnly) {
   if (!state.ticket) return;
   const picks = [...document.querySelectorAll('#candidates .pick:checked')].map((x) => Number(x.value));
-  if (selectedOnly && !picks.length) { notify(zh ? '请先勾选商家' : 'Tick one or more merchants first', 'info'); return; }
+  if (selectedOnly && !picks.length) { notify(T('pick_merchants_first'), 'info'); return; }
   await api('POST', `/tickets/${state.ticket.id}/dispatch`, selectedOnly ? { merchant_ids: picks } : {});
   await showTicket();
 }

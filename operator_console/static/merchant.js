@@ -12,7 +12,7 @@ const zh = lang() === 'zh-CN';
 function showError(err) {
   if (err.status === 429) {
     const minutes = Math.max(1, Math.ceil((err.data?.details?.retry_after_s || 60) / 60));
-    $('m-error').textContent = T('mc_rate_limited', { m: minutes });
+    $('m-error').textContent = T('mc_rate_limited', { n: minutes });
   } else {
     $('m-error').textContent = err.message;
   }

@@ -1,5 +1,5 @@
 // The phone simulator: call the hotline as a resident, answer as a merchant, press keys.
-import { api, el, refreshPhoneLine } from './common.js';
+import { T, api, el, refreshPhoneLine } from './common.js';
 const $ = (id) => document.getElementById(id);
 
 // in a simulated outage the hotline cannot be reached (503): the call simply does not start
@@ -30,7 +30,7 @@ function render(calls) {
   $('sim-calls').replaceChildren(...calls.map((c) => {
     const node = tpl.content.firstElementChild.cloneNode(true);
     node.dataset.ref = c.ref; node.dataset.number = c.number; node.dataset.state = c.state;
-    node.querySelector('.dir').textContent = c.direction === 'in' ? '⬅ 来电' : '➡ 外呼';
+    node.querySelector('.dir').textContent = T(c.direction === 'in' ? 'sim_in' : 'sim_out');
     node.querySelector('.number').textContent = c.number;
     node.querySelector('.state').textContent = c.state + (c.cause ? ` (${c.cause})` : '') + (c.peer && c.state !== 'ended' ? ` · ${c.peer}` : '');
     const ringing = c.state === 'ringing';

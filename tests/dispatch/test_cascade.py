@@ -166,7 +166,7 @@ async def test_given_an_accepted_merchant_who_never_arrives_then_no_show_and_re_
     assert record["no_shows"] == 1 and record["no_show_tickets"][0]["ticket_id"] == tid
     ranked = await h.call("GET", f"/tickets/{tid}/candidates")
     no_show_merchant = next(c for c in ranked if c["merchant_id"] == offer["merchant_id"])
-    assert "近期爽约 1 次" in no_show_merchant["reasons"]
+    assert {"code": "no_shows", "n": 1} in no_show_merchant["why"]
 
 
 async def test_given_an_accepted_ticket_when_the_merchant_keys_arrival_and_completion(
@@ -209,4 +209,4 @@ async def test_given_a_completed_order_when_repeated_then_the_usual_merchant_is_
     [first] = await live_offer_count(h, again["id"], 1)
     assert first["merchant_id"] == usual
     ranked = await h.call("GET", f"/tickets/{again['id']}/candidates")
-    assert ranked[0]["merchant_id"] == usual and "常用药店" in ranked[0]["reasons"]
+    assert ranked[0]["merchant_id"] == usual and {"code": "usual_pharmacy"} in ranked[0]["why"]

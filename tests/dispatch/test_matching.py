@@ -43,17 +43,19 @@ def test_given_closed_full_and_far_merchants_when_ranking_then_each_says_why() -
     out = rank(NEED, ms, loads={2: 1}, now=NOON, seed=1)
     by_id = {c.merchant_id: c for c in out}
     assert [c.merchant_id for c in out if c.eligible] == [4]
-    assert "休息中，08:00(+1)开门" in by_id[1].reasons and by_id[1].opens_at == "08:00(+1)"
-    assert "已满(1/1)" in by_id[2].reasons
-    assert "不在服务范围" in by_id[3].reasons
-    assert "服务本网格" in by_id[4].reasons and "负载 0/3" in by_id[4].reasons
+    assert {"code": "closed_until", "opens": "08:00(+1)"} in by_id[1].why
+    assert by_id[1].opens_at == "08:00(+1)"
+    assert {"code": "full", "load": 1, "capacity": 1} in by_id[2].why
+    assert "out_of_area" in by_id[3].reason_codes
+    assert "in_grid" in by_id[4].reason_codes
+    assert {"code": "load", "load": 0, "capacity": 3} in by_id[4].why
 
 
 def test_given_a_usual_pharmacy_when_ranking_then_it_comes_first_and_says_so() -> None:
     ms = [merchant(1), merchant(2, lat=30.05)]  # 2 is 5.5 km away
     need = Need("medicine", "G1", lat=30.0, lon=108.0, preferred=frozenset({2}))
     out = rank(need, ms, loads={}, now=NOON, seed=1)
-    assert out[0].merchant_id == 2 and "常用药店" in out[0].reasons and out[0].preferred
+    assert out[0].merchant_id == 2 and "usual_pharmacy" in out[0].reason_codes and out[0].preferred
 
 
 def test_given_a_poor_record_when_ranking_then_the_merchant_drops_with_its_reasons() -> None:
@@ -64,7 +66,9 @@ def test_given_a_poor_record_when_ranking_then_the_merchant_drops_with_its_reaso
     }
     out = rank(NEED, ms, loads={}, now=NOON, stats=stats, seed=1, band=0.1)
     assert [c.merchant_id for c in out] == [2, 1]
-    assert {"接单率 20%", "满意 50%", "近期爽约 1 次"} <= set(out[1].reasons)
+    assert {"code": "acceptance", "pct": "20%"} in out[1].why
+    assert {"code": "rating", "pct": "50%"} in out[1].why
+    assert {"code": "no_shows", "n": 1} in out[1].why
 
 
 def test_given_comparable_merchants_when_ranking_then_least_recently_offered_goes_first() -> None:
@@ -76,7 +80,7 @@ def test_given_comparable_merchants_when_ranking_then_least_recently_offered_goe
     }
     out = rank(NEED, ms, loads={}, now=NOON, stats=stats, seed=3)
     assert [c.merchant_id for c in out] == [4, 2, 3, 1]  # never offered first
-    assert all("同档轮流派单" in c.reasons for c in out)
+    assert all("fair_turn" in c.reason_codes for c in out)
 
 
 def test_given_a_seed_when_ranking_twice_then_the_order_is_the_same() -> None:

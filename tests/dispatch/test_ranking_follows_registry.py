@@ -66,7 +66,7 @@ async def test_given_a_warm_merchant_index_when_the_registry_changes_merchants_t
         )
         after = await ranked(uc, ticket.id)
         assert not after[new_id].eligible
-        assert "合同无效" in after[new_id].reasons
+        assert "contract_invalid" in after[new_id].reason_codes
 
         # active again, then it stops offering the category
         await usecases.change_contract(

@@ -110,7 +110,8 @@ async def test_given_a_ranking_was_cached_when_a_merchant_declines_then_the_next
     )
     before = await h.call("GET", f"/tickets/{first['id']}/candidates")
     top = before[0]["merchant_id"]
-    assert not any("接单率" in r for r in before[0]["reasons"])  # no history yet, now cached
+    # no history yet, now cached
+    assert not any(w["code"] == "acceptance" for w in before[0]["why"])
 
     await h.call("POST", f"/tickets/{first['id']}/dispatch", json={"merchant_ids": [top]})
     ringing = await ringing_out(h)
@@ -124,7 +125,7 @@ async def test_given_a_ranking_was_cached_when_a_merchant_declines_then_the_next
     )
     after = await h.call("GET", f"/tickets/{second['id']}/candidates")
     [declined] = [c for c in after if c["merchant_id"] == top]
-    assert "接单率 0%" in declined["reasons"]
+    assert {"code": "acceptance", "pct": "0%"} in declined["why"]
 
 
 async def offer_states(h: Harness, ticket_id: int, state: str) -> bool:

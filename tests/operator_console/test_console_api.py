@@ -9,7 +9,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from operator_console.i18n import _TEXTS
+from operator_console.i18n import script_words
 from tests.conftest import Harness, eventually
 from tests.operator_console.test_merchant_login_api import code_by_call, verify
 from tests.operator_console.test_whole_path import RESIDENT_PHONE, press_when_asked, queued_call
@@ -139,4 +139,4 @@ async def test_given_a_websocket_when_the_origin_is_foreign_then_it_is_refused(
 
 
 def test_given_the_console_words_then_both_languages_have_the_same_keys() -> None:
-    assert set(_TEXTS["zh-CN"]) == set(_TEXTS["en"])
+    assert set(script_words("zh-CN")) == set(script_words("en"))

@@ -46,7 +46,7 @@ async def test_given_a_suspended_or_expired_contract_when_ranking_then_the_merch
     }
     for mid in (first, second):
         assert not ranked[mid]["eligible"]
-        assert "合同无效" in ranked[mid]["reasons"]
+        assert {"code": "contract_invalid"} in ranked[mid]["why"]
     detail = await h.call("GET", f"/merchants/{first}")
     assert [c["status"] for c in detail["contract_history"]] == ["suspended"]
     assert detail["contract_history"][0]["by"] == "demo"

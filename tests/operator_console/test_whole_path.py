@@ -121,7 +121,7 @@ async def test_given_a_registered_resident_when_the_whole_path_runs_then_the_vis
     ranked = await h.call("GET", f"/tickets/{ticket['id']}/candidates")
     eligible = [c for c in ranked if c["eligible"]]
     assert len(eligible) >= 2
-    assert all(c["reasons"] for c in ranked)
+    assert all(c["why"] for c in ranked)
 
     # 5. dispatch: the first merchant declines, the second accepts
     await h.call("POST", f"/tickets/{ticket['id']}/dispatch", json={})
@@ -225,7 +225,7 @@ async def test_given_no_merchant_can_serve_when_dispatching_then_the_ticket_wait
     )
     ranked = await h.call("GET", f"/tickets/{ticket['id']}/candidates")
     assert ranked and not any(c["eligible"] for c in ranked)
-    assert any("开门" in " ".join(c["reasons"]) for c in ranked)
+    assert any(w["code"] == "closed_until" for c in ranked for w in c["why"])
     # a self-paid repair: the resident's consent comes first
     await h.call("POST", f"/tickets/{ticket['id']}/consent", json={"who": "老人本人"})
     await h.call("POST", f"/tickets/{ticket['id']}/dispatch", json={})
