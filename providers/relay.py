@@ -32,6 +32,7 @@ from typing import Any, Protocol
 from eventlog.commands import Command, CommandFailed, CommandQueue, NoAnswer, Outcome
 from ivr.flow import Flow
 from providers.base import (
+    Consult,
     Health,
     LiveCalls,
     MessagingError,
@@ -187,6 +188,22 @@ class RelayTelephony:
             return await self.local.hangup(ref)
         await self._call("hangup", ref=ref)
 
+    # -- Consult: every backend that stands by (Asterisk, Twilio) has it ------------------
+    async def consult(self, ref: str, *, peer: str) -> None:
+        if self.local is not None:
+            return await _consulting(self.local).consult(ref, peer=peer)
+        await self._call("consult", ref=ref, peer=peer)
+
+    async def complete_consult(self, ref: str, *, peer: str) -> None:
+        if self.local is not None:
+            return await _consulting(self.local).complete_consult(ref, peer=peer)
+        await self._call("complete_consult", ref=ref, peer=peer)
+
+    async def cancel_consult(self, ref: str, *, peer: str) -> None:
+        if self.local is not None:
+            return await _consulting(self.local).cancel_consult(ref, peer=peer)
+        await self._call("cancel_consult", ref=ref, peer=peer)
+
     async def live_calls(self) -> set[str]:
         """`LiveCalls` where this process's adapter has it; a standby cannot tell."""
         if isinstance(self.local, LiveCalls):
@@ -197,6 +214,12 @@ class RelayTelephony:
         if self.local is not None:
             return self.local.health()
         return self._remote
+
+
+def _consulting(telephony: Telephony) -> Consult:
+    if not isinstance(telephony, Consult):
+        raise TelephonyError(f"the {telephony.name} backend cannot do a consult transfer")
+    return telephony
 
 
 class RelayTimers:
@@ -284,6 +307,8 @@ class Executor:
                 )  # fmt: skip
             if method in ("bridge", "transfer"):
                 return await getattr(tel, method)(args["ref"], peer=args["peer"])
+            if method in ("consult", "complete_consult", "cancel_consult"):
+                return await getattr(_consulting(tel), method)(args["ref"], peer=args["peer"])
             if method in ("hold", "unhold", "hangup"):
                 return await getattr(tel, method)(args["ref"])
         raise ValueError(f"unknown command {target}.{method}")

@@ -261,8 +261,8 @@ def test_given_the_backends_then_memory_asterisk_and_twilio_offer_consult() -> N
     # the same desk behaviour on Asterisk and Twilio: test_consult_backends.py
     for backend in (MemoryPBX, AsteriskTelephony, TwilioTelephony):
         assert issubclass(backend, Consult), backend
-    # the worker relay forwards only the port's required commands
-    assert not issubclass(RelayTelephony, Consult)
+    # a standby's port forwards a consult to the owner as well (tests/providers/test_relay.py)
+    assert issubclass(RelayTelephony, Consult)
 
 
 async def test_given_a_consult_when_the_reconciler_runs_then_the_colleague_stays_on_call(

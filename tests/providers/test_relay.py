@@ -19,7 +19,7 @@ from eventlog.clock import ManualClock
 from eventlog.commands import Command, CommandQueue, serve
 from eventlog.db import make_engine
 from ivr.library import FlowLibrary
-from providers.base import TelephonyUnavailable, UnknownCall
+from providers.base import TelephonyError, TelephonyUnavailable, UnknownCall
 from providers.memory import MemoryPBX
 from providers.relay import Executor, RelayTelephony, RelayTimers
 from tests.conftest import eventually
@@ -165,3 +165,21 @@ async def test_given_an_owner_slow_to_finish_a_placed_call_then_no_failure_and_p
                 await task
             for engine in engines:
                 await engine.dispose()
+
+
+@pytest.mark.parametrize("migrated_db_url", ["postgresql"], indirect=True)
+async def test_given_a_standby_when_consulting_then_the_owners_backend_holds_and_rings(
+    migrated_db_url: str,
+) -> None:
+    """A consult (warm) transfer from a standby's desk goes through the owner as every
+    other command does (it was refused with consult_unsupported on every process that
+    may stand by: Asterisk and Twilio on PostgreSQL)."""
+    async with standby_and_owner(migrated_db_url) as (tel, _timers, pbx, _t):
+        ref = await pbx.dial_in("+8613900000001")
+        await tel.bridge(ref, peer="op1")
+        await tel.consult(ref, peer="op2")
+        assert pbx.consults[ref].peer == "op2"
+        await tel.cancel_consult(ref, peer="op2")
+        assert ref not in pbx.consults
+        with pytest.raises(TelephonyError):  # the owner's own refusal comes back as it is
+            await tel.complete_consult(ref, peer="op2")
