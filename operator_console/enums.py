@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TypedDict
 
+from providers.base import SIM_STATES, EndCause
 from registry.models import (
     FAMILY_CHANNELS,
     FAMILY_EVENTS,
@@ -42,4 +43,7 @@ ENUMS: dict[str, Enum] = {
     "phone_kinds": {"values": list(PHONE_KINDS), "prefix": "pk_"},
     "price_kinds": {"values": [k.value for k in PriceKind], "prefix": "price_"},
     "weekdays": {"values": [str(d) for d in range(7)], "prefix": "wd_"},
+    # the simulator page's words for its phones' states and why a call ended
+    "sim_states": {"values": list(SIM_STATES), "prefix": "sim_st_"},
+    "end_causes": {"values": [c.value for c in EndCause], "prefix": "cause_"},
 }

@@ -408,6 +408,10 @@ class SimulatedText(Protocol):
     def text(self) -> str: ...
 
 
+#: a simulated call's states, as the simulator page shows them (words: `sim_st_<state>`)
+SIM_STATES = ("desk_ringing", "ringing", "answered", "bridged", "held", "ended")
+
+
 @runtime_checkable
 class Simulator(Protocol):
     """The optional phone simulator: play the residents' and merchants' phones."""

@@ -32,7 +32,7 @@ function render(calls) {
     node.dataset.ref = c.ref; node.dataset.number = c.number; node.dataset.state = c.state;
     node.querySelector('.dir').textContent = T(c.direction === 'in' ? 'sim_in' : 'sim_out');
     node.querySelector('.number').textContent = c.number;
-    node.querySelector('.state').textContent = c.state + (c.cause ? ` (${c.cause})` : '') + (c.peer && c.state !== 'ended' ? ` · ${c.peer}` : '');
+    node.querySelector('.state').textContent = T(`sim_st_${c.state}`) + (c.cause ? ` (${T(`cause_${c.cause}`)})` : '') + (c.peer && c.state !== 'ended' ? ` · ${c.peer}` : '');
     const ringing = c.state === 'ringing';
     node.querySelector('.answer').hidden = !ringing;
     node.querySelector('.busy').hidden = !ringing;

@@ -98,7 +98,7 @@ class SimCall:
     ref: str
     direction: str  # "in" or "out"
     number: str  # the far end: caller for inbound, callee for outbound
-    state: str  # ringing, answered, bridged, held, ended
+    state: str  # one of providers.base.SIM_STATES
     peer: str | None = None
     flow: Flow | None = None
     run: engine.Run | None = None

@@ -72,9 +72,11 @@ def test_given_a_call_when_held_resumed_and_transferred_then_the_supervisor_has_
     expect(desk_b.locator("#hangup")).to_be_enabled()
     expect(desk_b.locator("#hold")).to_be_enabled()
     b_id = desk_b.evaluate("fetch('/api/v1/me').then((r) => r.json()).then((m) => m.user.id)")
-    expect(
-        sim.locator(f"#sim-calls li[data-number='{RESIDENT_1_PHONE}'][data-state='bridged'] .state")
-    ).to_contain_text(f"operator:{b_id}")
+    bridged = sim.locator(
+        f"#sim-calls li[data-number='{RESIDENT_1_PHONE}'][data-state='bridged'] .state"
+    )
+    expect(bridged).to_contain_text(f"operator:{b_id}")
+    expect(bridged).to_contain_text("通话中")  # the simulator's states in words, not codes
     shot(desk_b, "22-supervisor-desk-transferred-call")
 
     # A wraps up with F8 and is free again; B hangs up and wraps up as with any call
