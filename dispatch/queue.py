@@ -37,6 +37,14 @@ log = logging.getLogger(__name__)
 #: a hotline call, or an outbound call whose far end asked for an operator (a wellbeing
 #: call's 2 or 0), may wait in the queue
 WAITING = or_(col(Call.direction) == "in", col(Call.state) == cm.CallState.QUEUED)
+#: what the queue's order reads of each waiting call
+_ORDER_COLUMNS = (
+    col(Call.id),
+    col(Call.number),
+    col(Call.emergency),
+    col(Call.queued_at),
+    col(Call.started_at),
+)
 
 
 class _Waiting(Protocol):
@@ -66,25 +74,58 @@ class Queue:
         # an operator freed by any path is offered the next waiting caller at once
         operators.when_free(self.distribute)
 
-    async def queue(self) -> list[Call]:
+    async def queue(self, limit: int | None = None) -> list[Call]:
         """Waiting hotline calls (in the menu, ringing or queued): emergencies first, then
-        callers ringing again, then the longest waiting."""
+        callers ringing again, then the longest waiting; the first `limit` of them when
+        given (a console lists the head of a queue of 1,000): the head is found on plain
+        columns of every waiting call, and only its calls are loaded."""
+        states = [cm.CallState.QUEUED, cm.CallState.IVR, cm.CallState.RINGING]
         async with self.core.store.read() as session:
-            rows = (
+            if limit is None:
+                rows = (
+                    (
+                        await session.execute(
+                            select(Call).where(WAITING, col(Call.state).in_(states))
+                        )
+                    )
+                    .scalars()
+                    .all()
+                )
+                return await self._in_order(session, rows)
+            light = (
+                await session.execute(
+                    select(*_ORDER_COLUMNS).where(WAITING, col(Call.state).in_(states))
+                )
+            ).all()
+            head = [row.id for row in await self._in_order(session, light)][:limit]
+            calls = (
                 (
                     await session.execute(
-                        select(Call).where(
+                        select(Call).where(col(Call.id).in_(head), col(Call.state).in_(states))
+                    )
+                )
+                .scalars()
+                .all()
+            )
+            # in the order of the calls as loaded: one flagged an emergency between the two
+            # reads is listed as one, first
+            return await self._in_order(session, calls)
+
+    async def waiting_count(self) -> int:
+        """How many calls `queue` has in all."""
+        async with self.core.store.read() as session:
+            return int(
+                (
+                    await session.execute(
+                        select(func.count()).where(
                             WAITING,
                             col(Call.state).in_(
                                 [cm.CallState.QUEUED, cm.CallState.IVR, cm.CallState.RINGING]
                             ),
                         )
                     )
-                )
-                .scalars()
-                .all()
+                ).scalar_one()
             )
-            return await self._in_order(session, rows)
 
     async def queued_ids(self) -> list[int]:
         """The ids of the calls waiting for an operator, in queue order. Every enqueue,
@@ -93,13 +134,7 @@ class Queue:
         async with self.core.store.read() as session:
             rows = (
                 await session.execute(
-                    select(
-                        col(Call.id),
-                        col(Call.number),
-                        col(Call.emergency),
-                        col(Call.queued_at),
-                        col(Call.started_at),
-                    ).where(WAITING, col(Call.state) == cm.CallState.QUEUED)
+                    select(*_ORDER_COLUMNS).where(WAITING, col(Call.state) == cm.CallState.QUEUED)
                 )
             ).all()
             return [row.id for row in await self._in_order(session, rows)]

@@ -20,6 +20,7 @@ from operator_console.api import (
     body,
     int_param,
     ok,
+    query_int,
     services,
     user_of,
 )
@@ -58,12 +59,17 @@ class OperatorStateOut(Model):
     summary="Live hotline calls, emergencies first",
     roles=OPERATORS,
     tag="calls",
+    query={"waiting_limit": "at most this many waiting calls (header X-Waiting-Total: all)"},
     response=list[CallOut],
 )
 async def calls(request: web.Request) -> web.Response:
-    """The waiting queue plus calls connected, on hold or in wrap-up."""
+    """The waiting queue plus calls connected, on hold or in wrap-up. `waiting_limit`: at
+    most that many waiting calls, from the head of the queue (the console's list in a
+    surge); the header `X-Waiting-Total` says how many wait in all."""
     svc = services(request)
-    waiting = await svc.dispatch.queue.queue()
+    limit = query_int(request, "waiting_limit", None, minimum=1, maximum=10_000)
+    waiting = await svc.dispatch.queue.queue(limit)
+    total = len(waiting) if limit is None else await svc.dispatch.queue.waiting_count()
     async with svc.store.read() as session:
         busy = (
             (
@@ -80,7 +86,9 @@ async def calls(request: web.Request) -> web.Response:
             .all()
         )
         out = await calls_public(session, [*waiting, *busy])
-    return ok(out)
+    response = ok(out)
+    response.headers["X-Waiting-Total"] = str(max(total, len(waiting)))
+    return response
 
 
 @API.route(

@@ -44,6 +44,11 @@ export function errorText(data) {
 }
 
 export async function api(method, path, body) {
+  return (await apiWithHeaders(method, path, body))[0];
+}
+
+// The same, with the answer's headers: [data, headers].
+export async function apiWithHeaders(method, path, body) {
   const opts = { method, headers: { 'X-CSRF-Token': csrf() }, credentials: 'same-origin' };
   if (body instanceof FormData) { opts.body = body; }
   else if (body !== undefined) { opts.headers['Content-Type'] = 'application/json'; opts.body = JSON.stringify(body); }
@@ -58,7 +63,7 @@ export async function api(method, path, body) {
     err.missing = (res.status === 404 || res.status === 405) && !data?.error_id;
     throw err;
   }
-  return data;
+  return [data, res.headers];
 }
 
 export function el(tag, text, cls) {

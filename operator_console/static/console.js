@@ -1,7 +1,7 @@
 // The operator desk: queue with the caller's card before answering, call controls (hold,
 // transfer, hang-up) and wrap-up, need capture, ranking, dispatch, the live offer cascade,
 // the ticket board; a call offered to me rings (ring.js), the waits and talk time tick.
-import { api, el, liveEvents, latestSeq, fmtDateTime, fmtDuration, lang, T, stateName, deadline, notify, timelineItem, groupName, sexName, emergencyAlert } from './common.js';
+import { api, apiWithHeaders, el, liveEvents, latestSeq, fmtDateTime, fmtDuration, lang, T, stateName, deadline, notify, timelineItem, groupName, sexName, emergencyAlert } from './common.js';
 import { ringFor, stopRinging, ringingCall } from './ring.js';
 import { actionsCell, keepOpenForm } from './board_actions.js';
 
@@ -52,9 +52,16 @@ async function opState(action) {
 // -- queue and calls -------------------------------------------------------------------
 const WAITING = ['ringing', 'ivr', 'queued'];
 
+// The head of the queue, as many as a desk can work through; the rest is a count (a
+// surge of a thousand callers is not a thousand rows on every call event).
+const QUEUE_SHOWN = 100;
 async function refreshQueue() {
-  const calls = await api('GET', '/calls');
+  const [calls, headers] = await apiWithHeaders('GET', `/calls?waiting_limit=${QUEUE_SHOWN}`);
   state.calls = calls;
+  const shown = calls.filter((c) => WAITING.includes(c.state)).length;
+  const more = Number(headers.get('X-Waiting-Total') || shown) - shown;
+  $('queue-more').hidden = more <= 0;
+  $('queue-more').textContent = more > 0 ? T('queue_more', { n: more }) : '';
   const list = $('queue');
   list.replaceChildren();
   for (const c of calls) {

@@ -59,3 +59,25 @@ async def test_given_more_callers_waiting_when_listing_calls_then_no_more_statem
             runs.append(len(seen))
         counts.append(min(runs))
     assert counts[0] == counts[1], counts
+
+
+async def test_given_a_long_queue_when_listing_its_head_then_in_order_with_the_total(
+    harness: Harness,
+) -> None:
+    """The console lists the head of the queue (`waiting_limit`) and the rest as a count:
+    in a surge every call event re-read a thousand rows for every desk."""
+    h = harness
+    for n, phone in enumerate(PHONES):
+        await press(h, await h.pbx.dial_in(phone), "1" if n == 2 else "0")  # 1: emergency
+    everyone = await wait_queued(h, len(PHONES))
+    await h.login("operator")
+    resp = await h.client.get(
+        "/api/v1/calls?waiting_limit=2",
+        headers={"Authorization": f"Bearer {h.tokens['operator']}"},
+    )
+    assert resp.status == 200
+    head = await resp.json()
+    assert [c["id"] for c in head] == [c["id"] for c in everyone[:2]]
+    assert head[0]["emergency"] and head[0]["number"].endswith(PHONES[2][-4:])
+    assert resp.headers["X-Waiting-Total"] == str(len(PHONES))
+    await h.call("GET", "/calls?waiting_limit=0", expect=422)
