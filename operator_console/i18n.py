@@ -499,6 +499,7 @@ _TEXTS: dict[str, dict[str, str]] = {
         "sim_line": "线路",
         "sim_line_down": "模拟线路中断",
         "sim_line_up": "恢复线路",
+        "sim_speak": "🗣 说话",
         # one phone, one resident; import errors in words (the server sends codes and ids)
         "err_phone_taken": "这个号码已登记在老人 #{id} 名下：一个号码只属于一位老人",
         "import_more_errors": "另有 {n} 行有问题未列出",
@@ -1322,6 +1323,7 @@ _TEXTS: dict[str, dict[str, str]] = {
         "sim_line": "Line",
         "sim_line_down": "Simulate a line outage",
         "sim_line_up": "Restore the line",
+        "sim_speak": "🗣 Speak",
         # one phone, one resident; import errors in words (the server sends codes and ids)
         "err_phone_taken": "This number is already registered to resident #{id}: "
         "one number belongs to one resident",

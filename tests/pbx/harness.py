@@ -122,6 +122,7 @@ _MODULES = (
     "bridge_holding",
     "func_callerid",
     "func_channel",
+    "func_talkdetect",
     "app_stack",
 )
 
