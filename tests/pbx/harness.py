@@ -436,7 +436,12 @@ def resident_scenario(
     if hang_up_after_ms is not None:
         presses = "\n".join(
             f'<pause milliseconds="{p.after_ms}"/>\n<nop><action><exec play_pcap_audio="'
-            f'{dtmf_pcap(folder / f"press{n}.pcap", p.digit, n)}"/></action></nop>'
+            + str(
+                voice_pcap(folder / f"press{n}_speech.pcap", n)
+                if p.digit == SPEECH
+                else dtmf_pcap(folder / f"press{n}.pcap", p.digit, n)
+            )
+            + '"/></action></nop>'
             for n, p in enumerate(steps)
         )
         ending = f"""<pause milliseconds="{hang_up_after_ms}"/>

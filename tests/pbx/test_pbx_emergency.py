@@ -48,9 +48,7 @@ def contacts_of(db: Path, resident_id: int) -> list[tuple[int, str]]:
     return [(int(i), str(p)) for i, p in rows]
 
 
-async def phones_behind_trunk(
-    pbx: Pbx, folder: Path, numbers: list[tuple[str, Any]]
-) -> Any:
+async def phones_behind_trunk(pbx: Pbx, folder: Path, numbers: list[tuple[str, Any]]) -> Any:
     """Every number Yijing dials now reaches one SIPp doing what `numbers` says."""
     port = free_port(socket.SOCK_DGRAM)
     run = await sipp(responders_scenario(folder, "responders", numbers), port=port)
@@ -76,11 +74,10 @@ async def test_given_nobody_answers_desk_or_oncall_when_contacts_rung_then_first
         await yijing.api(
             "POST", "/oncall", as_user="demo", json={"phone": phone, "label": "duty"}, expect=201
         )
-    phones = await phones_behind_trunk(
-        pbx,
-        tmp_path / "phones",
-        [(ONCALL[0], BUSY), (ONCALL[1], BUSY), (contacts[0][1], NO_ANSWER), (contacts[1][1], TAKES)],
-    )
+    # both on-call phones busy; the first contact never picks up, the second takes it
+    numbers = [(ONCALL[0], BUSY), (ONCALL[1], BUSY), (contacts[0][1], NO_ANSWER)]
+    numbers.append((contacts[1][1], TAKES))
+    phones = await phones_behind_trunk(pbx, tmp_path / "phones", numbers)
     await on_duty_but_away(yijing)
     caller = await call_in(pbx, tmp_path / "r", [Press("1", MENU_AT_MS)])
 
@@ -112,7 +109,9 @@ async def test_given_help_being_called_when_the_caller_presses_1_then_joined_wit
     pbx: Pbx, yijing: Yijing, tmp_path: Path
 ) -> None:
     ambulance = await phones_behind_trunk(
-        pbx, tmp_path / "phones", [("120", [])]  # 120 picks up; every contact is busy
+        pbx,
+        tmp_path / "phones",
+        [("120", [])],  # 120 picks up; every contact is busy
     )
     await on_duty_but_away(yijing)
     # the emergency key in the menu, then 1 again and again: the key for 120 once offered
