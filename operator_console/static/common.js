@@ -161,6 +161,8 @@ const EVENT_ZH = { 'ticket.created': '创建工单', 'ticket.matching': '开始�
   'resident.hung_up': '老人中途挂断', 'resident.told_retry': '告知未接通，稍后重拨', 'resident.told_later': '夜间免打扰，早上再告知',
   'resident.not_reached': '告知未能联系上老人', 'resident.not_told': '无需再告知', 'call.order_cancel': '老人来电取消订单',
   'call.menu_lost': '菜单中断，转人工排队',
+  // a caller heard speaking in the menu (issue 14): not a silent call
+  'call.speech': '来电人在菜单中说话（未按键）',
   // the family told (issue 16): each contact as their preferences say
   'family.told': '已告知家属', 'family.calling': '致电家属', 'family.deferred': '夜间免打扰，早上告知家属',
   'family.due': '待告知家属', 'family.texting': '发短信告知家属', 'family.not_reached': '未能告知家属',
