@@ -1,8 +1,8 @@
 """Emergencies: a caller in trouble reaches a human in seconds, at any hour.
 
 What counts (`reason` on the call): the hotline's emergency key (`key`); a high-risk
-resident (`DispatchConfig.high_risk_groups`) who presses nothing past the greeting
-(`silent`: no backend reports speech energy today, so silence is "no key at all"); a
+resident (`DispatchConfig.high_risk_groups`) who neither presses a key nor speaks past the
+greeting (`silent`, judged by `dispatch.silence`: speech where the backend hears it); a
 caller ringing again within `emergency_repeat_s` of an unanswered call (`repeat`).
 
 The escalation is the pure machine `dispatch.machines.emergency`, kept in its
@@ -43,9 +43,9 @@ from dispatch.models import Call, EmergencyEscalation, OnCallPhone, OperatorStat
 from dispatch.operators import Operators
 from dispatch.outbound import Outbound, Purpose
 from dispatch.queue import Queue
+from dispatch.silence import Silence
 from dispatch.timer_keys import TimerKey
 from eventlog.clock import LOCAL_TZ
-from eventlog.models import Event
 from eventlog.store import Tx
 from ivr.prompts import pick_lang
 from providers.base import OriginateFailure
@@ -97,8 +97,10 @@ class Emergency:
         operators: Operators,
         outbound: Outbound,
         family: Family | None = None,
+        silence: Silence | None = None,
     ) -> None:
         self.core = core
+        self.silence = silence or Silence(core)
         self.family = family
         self.queue = queue
         self.operators = operators
@@ -150,16 +152,7 @@ class Emergency:
             )
             if not risky:
                 return None
-            digits = (
-                await session.execute(
-                    select(func.count()).where(
-                        col(Event.name) == "call.digit",
-                        col(Event.subject) == "call",
-                        col(Event.subject_id) == str(call.id),
-                    )
-                )
-            ).scalar_one()
-        return SILENT if digits == 0 else None
+            return SILENT if await self.silence.silent(session, call) else None
 
     async def desk_closed_now(self) -> bool:
         """Outside the desk's hours with nobody logged in: routine callers are not queued."""
@@ -271,7 +264,9 @@ class Emergency:
                     )
                 )
             ).scalar_one() > 0
-            tx.emit("emergency.flagged", "call", call.id, reason=reason, on_duty=on_duty)
+            # a silent call: whether speech was listened for, or keys alone told
+            heard: dict[str, Any] = {"by_speech": self.silence.listens} if reason == SILENT else {}
+            tx.emit("emergency.flagged", "call", call.id, reason=reason, on_duty=on_duty, **heard)
             if self.family is not None:
                 await self.family.emergency(tx, call)
             await self._apply(tx, row, em.Start(on_duty=on_duty))

@@ -25,6 +25,7 @@ from dispatch.outbound import Outbound
 from dispatch.queue import Queue
 from dispatch.reconcile import Reconciler
 from dispatch.reminders import Reminders
+from dispatch.silence import Silence
 from dispatch.status import OrderStatus
 from dispatch.surveys import Surveys
 from dispatch.tickets import Tickets
@@ -35,6 +36,7 @@ from providers.base import (
     CallAnswered,
     CallBridged,
     CallEnded,
+    CallerSpoke,
     CallHeld,
     CallOffered,
     CallRinging,
@@ -85,8 +87,10 @@ class Router:
         status: OrderStatus,
         masked: Masked,
         family: Family,
+        silence: Silence,
     ) -> None:
         self.telephony = telephony
+        self.silence = silence
         self.calls = calls
         self.outbound = outbound
         self.line = line
@@ -178,6 +182,8 @@ class Router:
                 await self.outbound.answered(ref)
             case DigitPressed(ref=ref, digit=digit):
                 await self.calls.call_event(ref, "call.digit", digit=digit)
+            case CallerSpoke(ref=ref):
+                await self.silence.spoke(ref)
             case PromptPlayed(ref=ref, prompt=prompt):
                 log.debug("call %s prompt %s", ref, prompt)
             case FlowFinished():

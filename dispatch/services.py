@@ -41,6 +41,7 @@ from dispatch.reconcile import Reconciler
 from dispatch.reminders import Reminders
 from dispatch.routing import Router
 from dispatch.scorecard import Scorecard
+from dispatch.silence import Silence
 from dispatch.stats import StatsCache
 from dispatch.status import OrderStatus
 from dispatch.surveys import Surveys
@@ -51,7 +52,7 @@ from dispatch.wellbeing_away import AwayByKeypad
 from eventlog.clock import Clock
 from eventlog.store import Store, Tx
 from ivr.library import FlowLibrary
-from providers.base import LiveCalls, Messaging, Telephony
+from providers.base import LiveCalls, Messaging, SpeechDetection, Telephony
 
 
 class DispatchServices:
@@ -68,6 +69,7 @@ class DispatchServices:
         flows: FlowLibrary | None = None,
         live_calls: LiveCalls | None = None,
         messaging: Messaging | None = None,
+        speech: SpeechDetection | None = None,
     ) -> None:
         config = config or DispatchConfig()
         flows = flows or FlowLibrary()
@@ -104,12 +106,14 @@ class DispatchServices:
         self.family = Family(core, self.outbound, messaging)
         self.callouts = Callouts(core, self.operators, self.outbound, self.queue)
         self.oncall = OnCall(core)
+        self.silence = Silence(core, speech)
         self.emergency = Emergency(
             core,
             queue=self.queue,
             operators=self.operators,
             outbound=self.outbound,
             family=self.family,
+            silence=self.silence,
         )
         self.desk = Desk(core, self.operators, self.queue, self.emergency)
         self.consults = Consults(core, self.operators, self.desk)
@@ -176,6 +180,7 @@ class DispatchServices:
             status=self.status,
             masked=self.masked,
             family=self.family,
+            silence=self.silence,
         )
         self.fx.bind(
             reports=Reports(

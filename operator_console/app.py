@@ -47,7 +47,7 @@ from operator_console.migrate import prepare
 from operator_console.password_login import LoginLimits, PasswordLogin
 from operator_console.security import request_guard, security_headers
 from operator_console.settings import Settings
-from providers.base import LiveCalls, Messaging, Simulator, Telephony
+from providers.base import LiveCalls, Messaging, Simulator, SpeechDetection, Telephony
 from providers.memory import MemoryPBX
 from providers.relay import Executor, RelayTelephony, RelayTimers
 from registry import repository as repo
@@ -66,6 +66,11 @@ websockets_key: web.AppKey[set[web.WebSocketResponse]] = web.AppKey("websockets"
 def live_calls_of(backend: Telephony) -> LiveCalls | None:
     """How the reconciler asks a backend which calls it still knows (None: it cannot)."""
     return backend if isinstance(backend, LiveCalls) else None
+
+
+def speech_of(backend: Telephony) -> SpeechDetection | None:
+    """How dispatch asks whether the backend hears callers speak (None: it cannot)."""
+    return backend if isinstance(backend, SpeechDetection) else None
 
 
 def simulator_of(backend: Telephony) -> Simulator | None:
@@ -352,6 +357,8 @@ def create_app(
                 clock=the_clock,
                 config=config,
                 live_calls=live_calls_of(backend) if relay is None else relay.telephony,
+                # a standby hears no speech until it owns the link (the relay says)
+                speech=speech_of(backend) if relay is None else relay.telephony,
                 # family texts go out when their timer fires, on the owner of the backend
                 messaging=messaging_of(settings, backend),
             )

@@ -200,6 +200,8 @@ async def _sim(request: web.Request, action: str) -> web.Response:
         elif action == "press":
             data = await body(request, PressBody)
             await phone.press(ref, data.digit)
+        elif action == "speak":
+            await phone.speak(ref)
         elif action == "reject":
             data = await body(request, RejectBody)
             await phone.reject(ref, OriginateFailure(data.reason))
@@ -233,6 +235,19 @@ async def sim_answer(request: web.Request) -> web.Response:
 async def sim_press(request: web.Request) -> web.Response:
     """Press a key."""
     return await _sim(request, "press")
+
+
+@API.route(
+    "POST",
+    "/sim/calls/{ref}/speak",
+    summary="Simulator: say something (speech energy, no key)",
+    roles=ADMINS,
+    tag="simulator",
+    response=Done,
+)
+async def sim_speak(request: web.Request) -> web.Response:
+    """Speak on the phone: the caller is heard (a silent high-risk caller is not)."""
+    return await _sim(request, "speak")
 
 
 @API.route(

@@ -31,6 +31,11 @@ the protocol, at the composition root), never for a backend class.
   lost-call check at start (memory: its calls; Asterisk: the correlator after the
   CoreShowChannels resync; Twilio: the calls this adapter placed or was offered).
 - `Simulator`: the phone simulator the console's simulator page drives (memory only).
+- `SpeechDetection`: whether the backend reports `CallerSpoke` (speech energy on a
+  caller's line, no words) on hotline calls: Asterisk (the dialplan's TALK_DETECT, AMI
+  ``ChannelTalkingStart``), Twilio (``<Gather input="dtmf speech">`` on inbound calls),
+  memory (the simulator's "speak"). Dispatch judges a high-risk caller silent by keys
+  only where it is missing or off.
 - `Consult`: a consult (warm) transfer, the caller on hold while their operator talks to
   a colleague first (memory; Asterisk: hold, an Originate of the colleague's desk, AMI
   Bridge; Twilio: the caller's participant held, the colleague added to the desk
@@ -103,6 +108,14 @@ class DigitPressed:
 
     ref: str
     digit: str
+
+
+@dataclass(frozen=True, slots=True)
+class CallerSpoke:
+    """Speech energy on a caller's line (talking detected; no words are recognised): the
+    caller is not silent. A backend may report it more than once per call."""
+
+    ref: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,6 +225,7 @@ TelephonyEvent = (
     | CallRinging
     | CallAnswered
     | DigitPressed
+    | CallerSpoke
     | PromptPlayed
     | FlowFinished
     | CallBridged
@@ -371,6 +385,17 @@ class LiveCalls(Protocol):
 
 
 @runtime_checkable
+class SpeechDetection(Protocol):
+    """The optional capability to hear a caller speak (`CallerSpoke` events)."""
+
+    @property
+    def hears_speech(self) -> bool:
+        """Whether `CallerSpoke` is reported for hotline callers now (False: the backend is
+        not set up for it, or this process does not own the link)."""
+        ...
+
+
+@runtime_checkable
 class Consult(Protocol):
     """The optional consult (warm) transfer capability.
 
@@ -447,6 +472,10 @@ class Simulator(Protocol):
 
     async def press(self, ref: str, digit: str) -> None:
         """The phone presses a key."""
+        ...
+
+    async def speak(self, ref: str) -> None:
+        """The phone's user says something (speech energy, `CallerSpoke`; no key)."""
         ...
 
     async def party_hangup(self, ref: str) -> None:

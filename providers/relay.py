@@ -36,6 +36,7 @@ from providers.base import (
     Health,
     LiveCalls,
     MessagingError,
+    SpeechDetection,
     Telephony,
     TelephonyError,
     TelephonyEvent,
@@ -209,6 +210,12 @@ class RelayTelephony:
         if isinstance(self.local, LiveCalls):
             return await self.local.live_calls()
         raise TelephonyUnavailable("live calls are known to the owning process only")
+
+    @property
+    def hears_speech(self) -> bool:
+        """`SpeechDetection` where this process's adapter has it; a standby hears nothing
+        (the owner's pump takes the PBX's events)."""
+        return isinstance(self.local, SpeechDetection) and self.local.hears_speech
 
     def health(self) -> Health:
         if self.local is not None:

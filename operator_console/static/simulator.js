@@ -37,9 +37,11 @@ function render(calls) {
     node.querySelector('.answer').hidden = !ringing;
     node.querySelector('.busy').hidden = !ringing;
     node.querySelector('.hang').hidden = c.state === 'ended';
+    node.querySelector('.speak').hidden = c.state === 'ended' || ringing || c.state === 'desk_ringing';
     node.querySelector('.answer').addEventListener('click', () => act(c.ref, 'answer'));
     node.querySelector('.busy').addEventListener('click', () => act(c.ref, 'reject', { reason: 'busy' }));
     node.querySelector('.hang').addEventListener('click', () => act(c.ref, 'hangup'));
+    node.querySelector('.speak').addEventListener('click', () => act(c.ref, 'speak'));
     const keys = node.querySelector('.keys');
     for (const d of c.waiting_for) {
       const b = el('button', d, 'key'); b.type = 'button'; b.dataset.digit = d;

@@ -34,6 +34,10 @@ class AsteriskConfig:
     #: where hold(ref) sends the caller (exten ``caller``) and the operator's leg
     #: (``operator``); transfer(ref) releases the previous operator's leg at ``release``.
     onhold_context: str = "yijing-onhold"
+    #: The dialplan sets ``TALK_DETECT(set)`` on hotline calls (the shipped one does;
+    #: module func_talkdetect): ``ChannelTalkingStart`` tells a caller who speaks. False
+    #: for a dialplan without it: a silent caller is then judged by keys only.
+    talk_detect: bool = True
     #: Channel variable carrying the port's ref (also in manager.conf ``channelvars``).
     ref_var: str = "YIJING_REF"
     #: FastAGI server the dialplan connects to; port 0 picks a free port (tests).

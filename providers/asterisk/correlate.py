@@ -14,6 +14,11 @@ How calls are recognised:
 - legs: every other channel with the same Linkedid (Local ``;1``/``;2`` halves, queue
   members, operator phones). Their hangups never end the call.
 
+Speech: ``ChannelTalkingStart`` (raised once the dialplan's ``TALK_DETECT(set)`` is on
+a channel: the channel snapshot headers, no more; ``ChannelTalkingStop`` adds
+``Duration`` in ms) on a call's primary channel is `CallerSpoke`; on a leg (an
+operator's phone) it says nothing about the caller.
+
 Resync: a ``CoreShowChannels`` whose ActionID starts with ``yijing-resync`` opens a
 snapshot; until its ``CoreShowChannelsComplete`` other messages are held back, then the
 snapshot is applied (calls gone while we were away end, unknown live calls are adopted)
@@ -36,6 +41,7 @@ from providers.base import (
     CallAnswered,
     CallBridged,
     CallEnded,
+    CallerSpoke,
     CallOffered,
     CallRinging,
     DigitPressed,
@@ -172,6 +178,7 @@ class Correlator:
             "DialState": self._dialstate,
             "OriginateResponse": self._originate_response,
             "DTMFEnd": self._dtmf,
+            "ChannelTalkingStart": self._talking,
             "BridgeEnter": self._bridge_enter,
             "BridgeLeave": self._bridge_leave,
             "BridgeDestroy": self._bridge_destroy,
@@ -401,6 +408,11 @@ class Correlator:
         call = self._primary(msg)
         if call is not None and msg.get("Digit"):
             out.append(DigitPressed(call.ref, msg["Digit"]))
+
+    def _talking(self, msg: Message, out: list[TelephonyEvent]) -> None:
+        call = self._primary(msg)
+        if call is not None:
+            out.append(CallerSpoke(call.ref))
 
     def _bridge_enter(self, msg: Message, out: list[TelephonyEvent]) -> None:
         uid = msg.get("Uniqueid", "")

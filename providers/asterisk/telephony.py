@@ -268,6 +268,11 @@ class AsteriskTelephony:
             self._agi = None
         self._set_status(False, "closed")
 
+    @property
+    def hears_speech(self) -> bool:
+        """`SpeechDetection`: as the dialplan is set up (`AsteriskConfig.talk_detect`)."""
+        return self.config.talk_detect
+
     def health(self) -> Health:
         """Up once logged in and resynced; the detail says why not otherwise."""
         return Health(backend=self.name, up=self._up, detail=self._detail)

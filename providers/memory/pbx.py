@@ -45,6 +45,7 @@ from providers.base import (
     CallAnswered,
     CallBridged,
     CallEnded,
+    CallerSpoke,
     CallHeld,
     CallOffered,
     CallRinging,
@@ -195,6 +196,11 @@ class MemoryPBX:
             task.cancel()
         self._closed = BackendStatus(up=False, detail="closed")
         self._events.put_nowait(self._closed)
+
+    @property
+    def hears_speech(self) -> bool:
+        """`SpeechDetection`: the simulator's phones speak (`speak`)."""
+        return True
 
     def health(self) -> Health:
         """Up while open, unless an outage is being simulated."""
@@ -505,6 +511,15 @@ class MemoryPBX:
         call = self._live(ref)
         self._emit(DigitPressed(ref, digit))
         self._press(call, digit)
+
+    async def speak(self, ref: str) -> None:
+        """The far end says something: `CallerSpoke` (a menu waiting for a key still waits:
+        speech is no key)."""
+        call = self._live(ref)
+        if call.state not in ("answered", "bridged", "held"):
+            raise UnknownCall(f"{ref} is not answered")
+        call.transcript.append("[🗣]")
+        self._emit(CallerSpoke(ref))
 
     async def party_hangup(self, ref: str) -> None:
         """The far end hangs up."""

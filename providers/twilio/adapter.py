@@ -75,6 +75,7 @@ from ivr.flow import STAY, Flow
 from providers.base import (
     BackendStatus,
     CallBridged,
+    CallerSpoke,
     CallHeld,
     CallOffered,
     CallUnheld,
@@ -218,6 +219,11 @@ class TwilioTelephony:
         self._up = False
         self._detail = "closed"
         self._events.put_nowait(BackendStatus(up=False, detail="closed"))
+
+    @property
+    def hears_speech(self) -> bool:
+        """`SpeechDetection`: inbound calls' Gathers hear speech (`input="dtmf speech"`)."""
+        return True
 
     def health(self) -> Health:
         """Up when the last REST exchange with Twilio worked."""
@@ -653,6 +659,9 @@ class TwilioTelephony:
             self._emit(DigitPressed(call.ref, digit))
             call.run, call.queued = engine.on_digit(call.flow, call.run, digit)
         else:
+            if params.get("SpeechResult") or params.get("Confidence"):
+                # the caller spoke (their words are never kept or logged): no key still
+                self._emit(CallerSpoke(call.ref))
             call.run, call.queued = engine.on_timeout(call.flow, call.run)
         document = self._next_document(call) or self._hold(call)
         call.answers = {t: a for t, a in call.answers.items() if t > turn - 4}
@@ -981,6 +990,8 @@ class TwilioTelephony:
             speech=self.speech,
             gather_url=self.url("gather", ref=call.ref, turn=call.turn),
             hold_url=self.url("voice", ref=call.ref),
+            # a hotline caller's silence matters (a high-risk resident who says nothing)
+            listen=not call.outbound,
         )
         for prompt, text in turn.played:
             self._emit(PromptPlayed(call.ref, prompt, text))

@@ -9,7 +9,9 @@ timeout). It becomes one TwiML document:
   `<Pause>` before it and a `<prosody rate>` hint.
 - `Collect` -> `<Gather numDigits="1" actionOnEmptyResult="true">` around the prompt just
   before it, so a caller can key during the menu; no input posts back with no `Digits`,
-  which the adapter feeds to `engine.on_timeout`.
+  which the adapter feeds to `engine.on_timeout`. On a hotline caller's turns (`listen`)
+  it is `input="dtmf speech"`: words post back `SpeechResult` with no `Digits`, which the
+  adapter takes as "the caller spoke" (never the words) and then as no key.
 - `Finish` -> `<Hangup/>`, or a redirect to the hold loop when the flow hands the call on.
 """
 
@@ -29,6 +31,8 @@ from ivr.prompts import DEFAULT_LANG, catalog, pick_lang, render
 
 #: `<Say language>` per catalog language.
 SAY_LANGUAGES: dict[str, str] = {"zh-CN": "cmn-CN", "en": "en-GB"}
+#: `<Gather language>` (speech recognition) per catalog language.
+LISTEN_LANGUAGES: dict[str, str] = {"zh-CN": "cmn-Hans-CN", "en": "en-GB"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +44,11 @@ class Speech:
     audio_base_url: str | None = None
     slow_rate: str | None = "85%"
     slow_pause_s: int = 1
+    listen_languages: Mapping[str, str] = field(default_factory=lambda: dict(LISTEN_LANGUAGES))
+
+    def listen_language(self, lang: str) -> str:
+        """The `<Gather language>` that hears a caller of this catalog language."""
+        return self.listen_languages.get(lang) or LISTEN_LANGUAGES[DEFAULT_LANG]
 
     def say_language(self, lang: str) -> str:
         """The `<Say language>` for a catalog language (zh-CN when unknown)."""
@@ -99,8 +108,10 @@ def render_turn(
     speech: Speech,
     gather_url: str,
     hold_url: str,
+    listen: bool = False,
 ) -> Turn:
-    """Render one turn of engine actions as a TwiML document."""
+    """Render one turn of engine actions as a TwiML document; `listen`: its Gather hears
+    speech as well as keys (a hotline caller, who may be silent)."""
     # voices and prompt files go by catalog language: "en-GB" is read by the English voice
     lang = pick_lang(lang)
     response = VoiceResponse()
@@ -120,14 +131,19 @@ def render_turn(
             played.append((action.prompt, text))
         elif isinstance(action, engine.Collect):
             flush(response, pending[:-1])
+            heard: dict[str, Any] = {}
+            if listen:
+                # speech ends the Gather at the caller's first pause, not after the timeout
+                heard = {"language": speech.listen_language(lang), "speech_timeout": "auto"}
             gather = Gather(
-                input="dtmf",
+                input="dtmf speech" if listen else "dtmf",
                 num_digits=1,
                 timeout=max(1, math.ceil(action.timeout_s)),
                 action=gather_url,
                 method="POST",
                 action_on_empty_result=True,
                 finish_on_key="",
+                **heard,
             )
             flush(gather, pending[-1:])
             response.append(gather)

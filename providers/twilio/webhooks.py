@@ -5,7 +5,7 @@
 Routes (all POST, form-encoded, signed by Twilio):
 
     /voice    inbound calls, answered outbound calls, and the hold loop  -> TwiML
-    /gather   a <Gather>'s action: Digits, or nothing on timeout          -> TwiML
+    /gather   a <Gather>'s action: Digits, speech, or nothing (timeout)   -> TwiML
     /dial     a <Dial>'s action: the bridge ended                         -> TwiML
     /hold     a held caller's conference hold URL                         -> TwiML
     /participant  an operator's conference leg answered or ended          -> 204

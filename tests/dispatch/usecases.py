@@ -16,7 +16,7 @@ from eventlog.bus import EventBus
 from eventlog.clock import ManualClock
 from eventlog.db import make_engine, make_sessionmaker
 from eventlog.store import Store
-from providers.base import LiveCalls, Telephony
+from providers.base import LiveCalls, SpeechDetection, Telephony
 from tests.conftest import MORNING
 
 
@@ -37,6 +37,7 @@ async def use_cases(
     *,
     config: DispatchConfig | None = None,
     live_calls: LiveCalls | None = None,
+    speech: SpeechDetection | None = None,
     pump: bool = False,
 ) -> AsyncIterator[UseCases]:
     """The services on `db_url` (migrated and seeded) with `telephony` already open;
@@ -52,6 +53,7 @@ async def use_cases(
         clock=clock,
         config=config or DispatchConfig(match_seed=7),
         live_calls=live_calls,
+        speech=speech,
     )
     timers.handler = dispatch.router.on_timer
     task = asyncio.create_task(dispatch.router.pump()) if pump else None

@@ -20,6 +20,7 @@ import contextlib
 import fcntl
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -122,6 +123,7 @@ _MODULES = (
     "bridge_holding",
     "func_callerid",
     "func_channel",
+    "func_talkdetect",
     "app_stack",
 )
 
@@ -320,6 +322,50 @@ def dtmf_pcap(path: Path, digit: str, press: int) -> Path:
     return path
 
 
+#: `Press(SPEECH, ms)`: the phone's user says something (a second of voice-band tone, the
+#: energy TALK_DETECT hears as talking), no key
+SPEECH = "speech"
+
+
+def voice_pcap(path: Path, press: int, *, seconds: float = 1.2) -> Path:
+    """Speech energy as a pcap SIPp can play: PCMU RTP of a warbling tone (the level of
+    a voice), with a sequence number and timestamp of its own."""
+    import math
+
+    def ulaw(sample: int) -> int:
+        sign = 0x80 if sample < 0 else 0
+        magnitude = min(abs(sample), 32635) + 0x84
+        exponent = max(0, magnitude.bit_length() - 8)
+        mantissa = (magnitude >> (exponent + 3)) & 0x0F
+        return ~(sign | (exponent << 4) | mantissa) & 0xFF
+
+    seq0, ts0, ssrc = 5000 + press * 100, 800_000 * (press + 1), 0x59494A48
+    packets = []
+    for i in range(int(seconds * 50)):
+        samples = [
+            int(9000 * math.sin(2 * math.pi * (300 + 200 * math.sin(k / 800)) * k / 8000))
+            for k in range(i * 160, (i + 1) * 160)
+        ]
+        payload = bytes(ulaw(v) for v in samples)
+        rtp = struct.pack(
+            "!BBHII", 0x80, (0x80 if i == 0 else 0), (seq0 + i) & 0xFFFF, ts0 + i * 160, ssrc
+        )
+        rtp += payload
+        udp = struct.pack("!HHHH", 4000, 4000, 8 + len(rtp), 0) + rtp
+        ip = struct.pack(
+            "!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), i, 0, 64, 17, 0, bytes(4), bytes(4)
+        )
+        packets.append((i * 20_000, b"\x00" * 12 + b"\x08\x00" + ip + udp))
+    with open(path, "wb") as f:
+        f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
+        for usec, frame in packets:
+            f.write(
+                struct.pack("<IIII", usec // 1_000_000, usec % 1_000_000, len(frame), len(frame))
+            )
+            f.write(frame)
+    return path
+
+
 _SDP = """v=0
 o=yijing 1 1 IN IP[local_ip_type] [local_ip]
 s=-
@@ -352,18 +398,27 @@ Content-Length: 0
 ]]></send>"""
 
 
-def _presses(folder: Path, steps: Sequence[Press], *, then_wait_ms: int) -> str:
+def _presses(
+    folder: Path, steps: Sequence[Press], *, then_wait_ms: int, base: int = 0, prefix: str = ""
+) -> str:
     """The key presses, each after its pause; a BYE from the far end is taken at any
-    time (SIPp would abort the call on a BYE during a plain pause), then answered."""
+    time (SIPp would abort the call on a BYE during a plain pause), then answered.
+    `base` and `prefix` keep labels and pcaps apart when one scenario holds several."""
     xml = []
     for n, step in enumerate(steps):
         name = "star" if step.digit == "*" else "hash" if step.digit == "#" else step.digit
-        pcap = dtmf_pcap(folder / f"press{n}_{name}.pcap", step.digit, n)
-        xml.append(f'<recv request="BYE" timeout="{step.after_ms}" ontimeout="{n + 1}" next="99"/>')
-        xml.append(f'<label id="{n + 1}"/>')
+        if step.digit == SPEECH:
+            pcap = voice_pcap(folder / f"{prefix}press{n}_speech.pcap", n)
+        else:
+            pcap = dtmf_pcap(folder / f"{prefix}press{n}_{name}.pcap", step.digit, n)
+        xml.append(
+            f'<recv request="BYE" timeout="{step.after_ms}" ontimeout="{base + n + 1}" '
+            f'next="{base + 99}"/>'
+        )
+        xml.append(f'<label id="{base + n + 1}"/>')
         xml.append(f'<nop><action><exec play_pcap_audio="{pcap}"/></action></nop>')
     xml.append(f'<recv request="BYE" timeout="{then_wait_ms}"/>')
-    xml.append('<label id="99"/>')
+    xml.append(f'<label id="{base + 99}"/>')
     xml.append(_BYE_OK)
     return "\n".join(xml)
 
@@ -381,7 +436,12 @@ def resident_scenario(
     if hang_up_after_ms is not None:
         presses = "\n".join(
             f'<pause milliseconds="{p.after_ms}"/>\n<nop><action><exec play_pcap_audio="'
-            f'{dtmf_pcap(folder / f"press{n}.pcap", p.digit, n)}"/></action></nop>'
+            + str(
+                voice_pcap(folder / f"press{n}_speech.pcap", n)
+                if p.digit == SPEECH
+                else dtmf_pcap(folder / f"press{n}.pcap", p.digit, n)
+            )
+            + '"/></action></nop>'
             for n, p in enumerate(steps)
         )
         ending = f"""<pause milliseconds="{hang_up_after_ms}"/>
@@ -506,6 +566,95 @@ Content-Length: 0
 
 ]]></send>
 {body}
+</scenario>
+"""
+    path = folder / f"{name}.xml"
+    path.write_text(xml)
+    return path
+
+
+#: how a phone behind `responders_scenario` answers: busy (486), never (rings until the
+#: caller gives up), or it picks up and presses these keys
+Respond = str | Sequence[Press]
+BUSY, NO_ANSWER = "busy", "no_answer"
+
+
+def responders_scenario(
+    folder: Path, name: str, numbers: Sequence[tuple[str, Respond]], *, otherwise: Respond = BUSY
+) -> Path:
+    """Many phones behind one trunk (on-call phones, emergency contacts, 120): each call
+    is told apart by the number in its Request-URI and does what `numbers` says for it;
+    any other number does `otherwise`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    ringing = """<send><![CDATA[
+SIP/2.0 180 Ringing
+[last_Via:]
+[last_From:]
+[last_To:];tag=[call_number]
+[last_Call-ID:]
+[last_CSeq:]
+Contact: <sip:[service]@[local_ip]:[local_port]>
+Content-Length: 0
+
+]]></send>"""
+    final = """<send><![CDATA[
+SIP/2.0 {code}
+[last_Via:]
+[last_From:]
+[last_To:];tag=[call_number]
+[last_Call-ID:]
+CSeq: [cseq] INVITE
+Content-Length: 0
+
+]]></send>"""
+    ok = f"""<send><![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:];tag=[call_number]
+[last_Call-ID:]
+[last_CSeq:]
+Contact: <sip:[service]@[local_ip]:[local_port]>
+Content-Type: application/sdp
+Content-Length: [len]
+
+{_SDP}]]></send>"""
+    end = 99_999
+
+    def branch(k: int, respond: Respond) -> str:
+        base = 1000 * (k + 1)
+        if respond == BUSY:
+            body = final.format(code="486 Busy Here") + '\n<recv request="ACK"/>'
+        elif respond == NO_ANSWER:
+            body = (
+                f'{ringing}\n<recv request="CANCEL" timeout="600000"/>\n{_BYE_OK}\n'
+                + final.format(code="487 Request Terminated")
+                + '\n<recv request="ACK"/>'
+            )
+        else:
+            assert not isinstance(respond, str), respond
+            body = (
+                f'{ringing}\n<pause milliseconds="300"/>\n{ok}\n<recv request="ACK" crlf="true"/>\n'
+                + _presses(folder, respond, then_wait_ms=600_000, base=base, prefix=f"n{k}_")
+            )
+        return f'<label id="{base}"/>\n{body}\n<nop next="{end}"/>'
+
+    rows = [*numbers, ("", otherwise)]
+    match = "\n".join(
+        f'<ereg regexp="sip:{re.escape(number)}@" search_in="msg" check_it="false" '
+        f'assign_to="n{k}"/>'
+        for k, (number, _) in enumerate(numbers)
+    )
+    jumps = "\n".join(f'<nop next="{1000 * (k + 1)}" test="n{k}"/>' for k in range(len(numbers)))
+    xml = f"""<?xml version="1.0" encoding="UTF-8"?>
+<scenario name="{name}">
+<recv request="INVITE" crlf="true"><action>
+{match}
+</action></recv>
+{jumps}
+<nop next="{1000 * len(rows)}"/>
+{"".join(branch(k, respond) + chr(10) for k, (_, respond) in enumerate(rows))}
+<label id="{end}"/>
 </scenario>
 """
     path = folder / f"{name}.xml"

@@ -100,8 +100,10 @@ async def test_given_no_owner_then_line_unavailable_and_once_attached_direct(
         with pytest.raises(TelephonyUnavailable):
             await tel.originate(ref="offer-1", number="13900000001")
         assert tel.health().up is False
+        assert tel.hears_speech is False  # a standby's pump takes no PBX events
         async with MemoryPBX() as pbx:
             tel.attach(pbx)
+            assert tel.hears_speech is True  # the memory PBX's phones speak
             await tel.originate(ref="offer-2", number="13900000002")
             assert [c["ref"] for c in pbx.snapshot() if c["direction"] == "out"] == ["offer-2"]
             assert tel.health() == pbx.health()

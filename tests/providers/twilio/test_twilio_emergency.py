@@ -55,7 +55,7 @@ async def on_twilio(db_url: str) -> AsyncIterator[tuple[UseCases, TwilioSide, Fa
             await client.start_server()
             try:
                 async with use_cases(
-                    db_url, adapter, pump=True, config=DispatchConfig(match_seed=7)
+                    db_url, adapter, pump=True, config=DispatchConfig(match_seed=7), speech=adapter
                 ) as uc:
                     yield uc, TwilioSide(client), api
             finally:

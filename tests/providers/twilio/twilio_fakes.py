@@ -336,8 +336,11 @@ class TwilioSide:
         assert code == 200, body
         return Doc(body)
 
-    async def gather(self, doc: Doc, sid: str, digits: str | None) -> Doc:
-        """Follow a document's Gather: press `digits`, or None for no input."""
+    async def gather(
+        self, doc: Doc, sid: str, digits: str | None, *, speech: str | None = None
+    ) -> Doc:
+        """Follow a document's Gather: press `digits`, or None for no input; `speech`:
+        what the caller said instead (Twilio's SpeechResult and Confidence)."""
         action = doc.gather_action()
         assert action is not None, doc.xml
         assert action.startswith(PUBLIC + "/gather?"), action
@@ -345,6 +348,8 @@ class TwilioSide:
         params = {"CallSid": sid, "AccountSid": ACCOUNT, "CallStatus": "in-progress"}
         if digits is not None:
             params["Digits"] = digits
+        if speech is not None:
+            params |= {"SpeechResult": speech, "Confidence": "0.62"}
         headers = {"X-Twilio-Signature": sign(self.token, action, params)}
         resp = await self.client.post(f"/twilio/gather{qs}", data=params, headers=headers)
         body = await resp.text()
