@@ -11,6 +11,11 @@ busy, failed or no key: one more try after `RETRY_S`, then `reminder.missed`. Ev
 is a `reminder.*` event on the resident's timeline (never the reminder's text: it may say
 what a resident is treated for).
 
+A booked visit's reminder (kind `visit`, `dispatch.booking`) is an appointment reminder
+whose row names its ticket: written when a merchant accepts the slot, it reads the slot
+(not a text) and rings only while the ticket is still accepted for that slot; each of its
+steps is also a `booking.reminder_*` event on the ticket's timeline.
+
 Restart safety: the occurrence under way and its call ref are on the reminder's row,
 written in the unit of work that records the call (placed once); the one timer per
 reminder (`reminder:<id>`) is idempotent (it looks at the row and does what is due), and
@@ -27,11 +32,13 @@ from typing import Any
 from sqlalchemy import select
 from sqlmodel import col
 
+from dispatch.booking_slot import Window, slot_context
 from dispatch.core import Core, quiet_until
 from dispatch.effects import CancelTimer, Command, Hangup, PlayFlow, ScheduleTimer
 from dispatch.errors import Invalid
 from dispatch.machines import call as cm
-from dispatch.models import Call, Reminder
+from dispatch.machines import ticket as tm
+from dispatch.models import Call, Reminder, Ticket
 from dispatch.outbound import Outbound, Purpose
 from dispatch.queue import Queue
 from dispatch.timer_keys import TimerKey
@@ -40,12 +47,12 @@ from eventlog.store import Tx
 from ivr.prompts import pick_lang
 from providers.base import OriginateFailure
 from registry import repository as repo
-from registry.models import Resident, ResidentPhone
+from registry.models import Resident, ResidentPhone, ServiceCategory
 
 log = logging.getLogger(__name__)
 
 PURPOSE = FLOW = "reminder"
-MEDICATION, APPOINTMENT = "medication", "appointment"
+MEDICATION, APPOINTMENT, VISIT = "medication", "appointment", "visit"
 #: tries of one reminder call, and the pause after one nobody answered
 TRIES, RETRY_S = 2, 300.0
 #: how often a reminder with a call under way is looked at (a lost report of its end)
@@ -93,7 +100,7 @@ class Reminders:
             return None
         config = self.core.config
         appointment: datetime | None = None
-        if rem.kind == APPOINTMENT:
+        if rem.kind in (APPOINTMENT, VISIT):
             if rem.on_date is None:
                 return None
             appointment = datetime.combine(rem.on_date, rem.at, tzinfo=LOCAL_TZ)
@@ -140,6 +147,8 @@ class Reminders:
 
     def _check(self, rem: Reminder) -> None:
         """Refuse what would never ring, or ring at night (`Invalid`)."""
+        if rem.kind == VISIT:
+            raise Invalid("a booked visit's reminder follows its ticket's booking")
         config = self.core.config
         now = self.core.now().astimezone(LOCAL_TZ)
         if quiet_until(config, datetime.combine(now.date(), rem.at, tzinfo=LOCAL_TZ)):
@@ -245,7 +254,12 @@ class Reminders:
                         break
                     due = later
                 if due is not None and due <= now:
-                    if (now - due).total_seconds() > STALE_S or quiet is not None:
+                    if not await self._visit_holds(tx, rem):
+                        rem.done_through = due
+                        tx.emit("reminder.skipped", "resident", rem.resident_id,
+                                reminder_id=rem.id, due_at=due.isoformat(),
+                                why="not_booked")  # fmt: skip
+                    elif (now - due).total_seconds() > STALE_S or quiet is not None:
                         rem.done_through = due
                         tx.emit("reminder.skipped", "resident", rem.resident_id,
                                 reminder_id=rem.id, due_at=due.isoformat())  # fmt: skip
@@ -276,7 +290,7 @@ class Reminders:
         ref = ref_of(rem.id, rem.due_at, rem.attempts)
         call = self.outbound.record(
             tx, ref=ref, number=number, purpose=PURPOSE, resident_id=rem.resident_id,
-            registered=True,
+            registered=True, ticket_id=rem.ticket_id,
         )  # fmt: skip
         rem.call_ref = ref
         rem.version += 1
@@ -284,11 +298,13 @@ class Reminders:
         self.outbound.place(tx, call)
         tx.emit("reminder.calling", "resident", rem.resident_id, reminder_id=rem.id,
                 attempt=rem.attempts, call_id=call.id)  # fmt: skip
+        self._on_ticket(tx, rem, "reminder.calling", attempt=rem.attempts, call_id=call.id)
 
     def _settle(self, tx: Tx, rem: Reminder, name: str, **data: Any) -> None:
         """The occurrence is over (confirmed, to an operator, missed): the next one."""
         tx.emit(name, "resident", rem.resident_id, reminder_id=rem.id, attempts=rem.attempts,
                 **data)  # fmt: skip
+        self._on_ticket(tx, rem, name, attempts=rem.attempts, **data)
         rem.done_through = max(rem.done_through or rem.due_at or self.core.now(),
                                rem.due_at or self.core.now())  # fmt: skip
         rem.due_at, rem.call_ref, rem.retry_at, rem.attempts = None, None, None, 0
@@ -300,6 +316,7 @@ class Reminders:
         rem.call_ref = None
         tx.emit("reminder.unanswered", "resident", rem.resident_id, reminder_id=rem.id,
                 attempt=rem.attempts, outcome=why, ref=ref)  # fmt: skip
+        self._on_ticket(tx, rem, "reminder.unanswered", attempt=rem.attempts, outcome=why)
         if rem.attempts < TRIES:
             rem.retry_at = self.core.now() + timedelta(seconds=RETRY_S)
             rem.version += 1
@@ -345,6 +362,14 @@ class Reminders:
         lang = pick_lang(rem.language or resident.language)
         context: dict[str, Any] = {"name": resident.name, "sex": resident.sex,
                                    "text": rem.text, "kind": rem.kind}  # fmt: skip
+        if rem.kind == VISIT and rem.ticket_id is not None:
+            ticket = await self.core.get(tx, Ticket, rem.ticket_id, "ticket")
+            category = await tx.session.get(ServiceCategory, ticket.category_code)
+            name = category.name_zh if category else ticket.category_code
+            if lang == "en" and category is not None and category.name_en:
+                name = category.name_en
+            today = self.core.now().astimezone(LOCAL_TZ).date()
+            context |= {**slot_context(ticket), "category": name, "today": today}
         return [PlayFlow(call.ref, FLOW, context, lang)]
 
     async def _ended(self, tx: Tx, call: Call) -> None:
@@ -361,6 +386,61 @@ class Reminders:
 
     async def _wanted(self, tx: Tx, call: Call) -> bool:
         return await self._current(tx, call) is not None
+
+    # -- booked visits (dispatch.booking) ------------------------------------------------
+    async def _visit_holds(self, tx: Tx, rem: Reminder) -> bool:
+        """Whether a reminder is due to ring: a visit's only while its ticket is accepted
+        for the slot the reminder was written for."""
+        if rem.kind != VISIT or rem.ticket_id is None:
+            return True
+        ticket = await tx.session.get(Ticket, rem.ticket_id, populate_existing=True)
+        return (
+            ticket is not None
+            and ticket.state == tm.TicketState.ACCEPTED
+            and ticket.booked_on == rem.on_date
+            and ticket.booked_from == rem.at
+        )
+
+    def _on_ticket(self, tx: Tx, rem: Reminder, name: str, **data: Any) -> None:
+        """A visit's reminder step on the ticket's timeline too (`booking.reminder_*`)."""
+        if rem.ticket_id is not None:
+            step = name.removeprefix("reminder.")
+            tx.emit(f"booking.reminder_{step}", "ticket", rem.ticket_id, reminder_id=rem.id,
+                    **data)  # fmt: skip
+
+    async def visit_of(self, tx: Tx, ticket_id: int | None) -> Reminder | None:
+        """A ticket's visit reminder row, if it has one."""
+        found = await tx.session.execute(
+            select(Reminder).where(col(Reminder.ticket_id) == ticket_id).limit(1)
+        )
+        return found.scalars().first()
+
+    async def book_visit(self, tx: Tx, ticket: Ticket, slot: Window | None, *, actor: str) -> None:
+        """A ticket's visit reminder follows its booking: the slot accepted (calls the day
+        before and an hour before), or none (`slot` None: a call under way just ends)."""
+        if ticket.resident_id is None:
+            return
+        rem = await self.visit_of(tx, ticket.id)
+        if slot is None:
+            if rem is not None and rem.enabled:
+                rem.enabled, rem.due_at, rem.retry_at, rem.attempts = False, None, None, 0
+                rem.call_ref = None
+                rem.updated_by, rem.updated_at, rem.version = actor, self.core.now(), rem.version + 1
+                self._emit_set(tx, rem, "reminder.changed", actor)
+                self._schedule(tx, rem)
+            return
+        start = slot.start.astimezone(LOCAL_TZ)
+        if rem is None:
+            rem = Reminder(resident_id=ticket.resident_id, ticket_id=ticket.id, kind=VISIT,
+                           text="", at=start.time())  # fmt: skip
+            tx.session.add(rem)
+        rem.on_date, rem.at, rem.enabled, rem.days = start.date(), start.time(), True, []
+        rem.due_at, rem.retry_at, rem.attempts, rem.call_ref = None, None, 0, None
+        rem.done_through = self.core.now()
+        rem.updated_by, rem.updated_at, rem.version = actor, self.core.now(), rem.version + 1
+        await tx.session.flush()
+        self._emit_set(tx, rem, "reminder.added", actor)
+        self._schedule(tx, rem)
 
     # -- restarts ------------------------------------------------------------------------
     async def wanted_timers(self) -> dict[TimerKey, datetime]:

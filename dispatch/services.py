@@ -38,6 +38,7 @@ from dispatch.outbound import Outbound
 from dispatch.queue import Queue
 from dispatch.ranking import Ranking
 from dispatch.reconcile import Reconciler
+from dispatch.booking import Booking
 from dispatch.reminders import Reminders
 from dispatch.routing import Router
 from dispatch.scorecard import Scorecard
@@ -117,6 +118,7 @@ class DispatchServices:
             core, outbound=self.outbound, tickets=self.tickets, emergency=self.emergency
         )
         self.reminders = Reminders(core, outbound=self.outbound, queue=self.queue)
+        self.booking = Booking(core, self.offers, self.reminders)
         self.masked = Masked(core, self.outbound)
         self.status = OrderStatus(core, self.tickets, self.masked)
         self.calls = Calls(
