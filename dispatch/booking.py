@@ -167,8 +167,8 @@ class Booking:
             tx.emit("offer.cancelled", "ticket", ticket.id, offer_id=offer.id,
                     merchant_id=offer.merchant_id)  # fmt: skip
             await core.fx.offer(tx, offer, commands)
-        state, tcommands = tm.transition(ticket.state, tm.MerchantCancelled())
-        await core.cas(tx, ticket, state=state, merchant_id=None, accepted_at=None)
+        tstate, tcommands = tm.transition(ticket.state, tm.MerchantCancelled())
+        await core.cas(tx, ticket, state=tstate, merchant_id=None, accepted_at=None)
         tx.emit("booking.merchant_cancelled", "ticket", ticket.id, actor=who,
                 merchant_id=merchant_id, why=why, reason=reason[:200])  # fmt: skip
         await self.reminders.book_visit(tx, ticket, None, actor=who)

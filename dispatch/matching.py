@@ -174,9 +174,7 @@ def open_during(merchant: Merchant, start: datetime, end: datetime) -> bool:
     local, until = start.astimezone(LOCAL_TZ), end.astimezone(LOCAL_TZ)
     first = local.time()
     last = time.max if until.date() > local.date() else until.time()
-    return any(
-        _parse(s) < last and first < _parse(e) for s, e in _spans(merchant, local.date())
-    )
+    return any(_parse(s) < last and first < _parse(e) for s, e in _spans(merchant, local.date()))
 
 
 def _usual_label(kind: str) -> tuple[str, str]:

@@ -425,7 +425,11 @@ class Reminders:
             if rem is not None and rem.enabled:
                 rem.enabled, rem.due_at, rem.retry_at, rem.attempts = False, None, None, 0
                 rem.call_ref = None
-                rem.updated_by, rem.updated_at, rem.version = actor, self.core.now(), rem.version + 1
+                rem.updated_by, rem.updated_at, rem.version = (
+                    actor,
+                    self.core.now(),
+                    rem.version + 1,
+                )
                 self._emit_set(tx, rem, "reminder.changed", actor)
                 self._schedule(tx, rem)
             return

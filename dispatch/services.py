@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from dispatch.booking import Booking
 from dispatch.callouts import Callouts
 from dispatch.calls import Calls
 from dispatch.campaigns import Campaigns
@@ -38,7 +39,6 @@ from dispatch.outbound import Outbound
 from dispatch.queue import Queue
 from dispatch.ranking import Ranking
 from dispatch.reconcile import Reconciler
-from dispatch.booking import Booking
 from dispatch.reminders import Reminders
 from dispatch.routing import Router
 from dispatch.scorecard import Scorecard

@@ -85,7 +85,8 @@ stays valid; the code is never in the event log, so dispatch reads no variable b
 key 0, to "operators"), ``goodbye``
 ``reminder`` (context ``name``, ``sex``, ``text`` read slowly, ``kind`` medication|
 appointment|visit; a booked visit's: ``slot_weekday`` "1".."7", ``slot_day``,
-``slot_start``, ``slot_end``, ``category``, ``today``, read instead of the text)  ``confirmed`` (key 1), ``help`` (key 2; transfer="operators": a routine
+``slot_start``, ``slot_end``, ``category``, ``today``, read instead of the text)
+``confirmed`` (key 1), ``help`` (key 2; transfer="operators": a routine
 call in the queue), ``no_input``
 """
 

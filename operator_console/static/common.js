@@ -139,7 +139,8 @@ const NAMES_ZH = { ringing: '振铃', ivr: '语音导航', queued: '排队中', 
   satisfied: '满意', basically_satisfied: '基本满意', not_satisfied: '不满意', routine: '一般', urgent: '紧急', emergency: '特急' };
 export const stateName = (s) => (lang() === 'zh-CN' ? NAMES_ZH[s] : (s || '').replaceAll('_', ' ')) || s;
 
-const EVENT_ZH = { 'ticket.created': '创建工单', 'ticket.matching': '开始匹配', 'ticket.offering': '派单中', 'offer.placed': '呼叫商家', 'offer.ringing': '商家振铃',
+const EVENT_ZH = { 'booking.booked': '预约上门', 'booking.moved': '改预约时间', 'booking.cleared': '改为尽快', 'booking.confirmed': '商家确认预约', 'booking.merchant_cancelled': '商家取消预约', 'offer.cancelled': '商家取消预约', 'booking.reminder_calling': '预约提醒外呼', 'booking.reminder_confirmed': '老人确认预约', 'booking.reminder_help': '老人要改约或取消', 'booking.reminder_missed': '预约提醒未接通', 'booking.reminder_unanswered': '预约提醒未应答',
+  'ticket.created': '创建工单', 'ticket.matching': '开始匹配', 'ticket.offering': '派单中', 'offer.placed': '呼叫商家', 'offer.ringing': '商家振铃',
   'offer.answered': '商家接通', 'offer.accepted': '商家接单', 'offer.declined': '商家拒单', 'offer.no_answer': '商家未接', 'offer.busy': '商家占线', 'offer.failed': '呼叫失败',
   'offer.expired': '派单超时', 'offer.withdrawn': '撤回派单', 'ticket.accepted': '已接单', 'ticket.arrived': '已上门', 'ticket.completed': '服务完成', 'survey.calling': '回访外呼',
   'survey.retry': '回访重试', 'ticket.rated': '已评价', 'ticket.closed': '已办结', 'ticket.cancelled': '已取消', 'ticket.unassigned': '无人接单', 'ticket.escalated': '已升级',

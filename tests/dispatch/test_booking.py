@@ -100,9 +100,7 @@ async def until(h: Harness, key: str) -> None:
 # -- matching -------------------------------------------------------------------------------
 
 
-def test_given_opening_hours_when_a_window_overlaps_them_then_the_merchant_is_open_in_it() -> (
-    None
-):
+def test_given_opening_hours_when_a_window_overlaps_them_then_the_merchant_is_open_in_it() -> None:
     m = Merchant(name="诊所", kind="clinic", hours={str(d): [["08:00", "18:00"]] for d in range(7)})
 
     def at(hh: int, mm: int = 0) -> datetime:

@@ -56,8 +56,10 @@ CONTEXTS: dict[str, list[dict[str, str]]] = {
     },
     # a booked visit reads its slot (one prompt per weekday), with and without a price
     "merchant_offer": [
-        *({"price": p, "price_yuan": "5"}
-          for p in ("subsidised", "subsidised_yuan", "self_paid", "self_paid_yuan", "free", "")),
+        *(
+            {"price": p, "price_yuan": "5"}
+            for p in ("subsidised", "subsidised_yuan", "self_paid", "self_paid_yuan", "free", "")
+        ),
         *({"slot_weekday": str(d)} for d in range(1, 8)),
         {"slot_weekday": "4", "price": "free"},
     ],

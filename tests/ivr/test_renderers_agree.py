@@ -179,10 +179,15 @@ CASES = [
     # booked visits (dispatch.booking): the slot read on the offer call and the reminder
     Case("merchant_offer", {**ORDER, **SLOT}, label="booked"),
     Case("merchant_offer", {**ORDER, **SLOT, "price": "free"}, lang="en", label="booked"),
-    Case("reminder", {**RESIDENT, **SLOT, "category": "请医生上门", "kind": "visit"},
-         label="visit"),  # fmt: skip
-    Case("reminder", {**RESIDENT, **SLOT, "category": "a doctor's visit", "kind": "visit"},
-         lang="en", label="visit"),  # fmt: skip
+    Case(
+        "reminder", {**RESIDENT, **SLOT, "category": "请医生上门", "kind": "visit"}, label="visit"
+    ),
+    Case(
+        "reminder",
+        {**RESIDENT, **SLOT, "category": "a doctor's visit", "kind": "visit"},
+        lang="en",
+        label="visit",
+    ),
 ]
 
 
