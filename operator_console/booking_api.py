@@ -8,8 +8,6 @@ factory imports it once.
 
 from __future__ import annotations
 
-from datetime import date, time
-
 from aiohttp import web
 from pydantic import Field
 
@@ -25,19 +23,12 @@ from operator_console.api import (
     services,
     user_of,
 )
+from operator_console.booking_body import BookingBody
 from operator_console.tickets_api import TicketStateOut
 from operator_console.views import TicketOut, ticket_public
 from registry.models import Role
 
 REGISTERED = True
-
-
-class BookingBody(Strict):
-    """A booked window: a local date and a start and end time (HH:MM, Asia/Shanghai)."""
-
-    on: date = Field(alias="date")
-    start: time = Field(alias="from")
-    end: time = Field(alias="until")
 
 
 class MerchantCancelBody(Strict):

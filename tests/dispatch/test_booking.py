@@ -142,6 +142,19 @@ async def test_given_a_bad_window_when_booking_then_it_is_refused(harness: Harne
                  expect=403)  # fmt: skip
 
 
+async def test_given_a_new_ticket_with_a_window_when_recorded_then_it_is_booked_at_once(
+    harness: Harness,
+) -> None:
+    h = harness
+    body = {"category": "doctor", "resident_id": 1, "booking": MONDAY_EVENING}
+    ticket = await h.call("POST", "/tickets", json=body, expect=201)
+    assert ticket["booking"] == MONDAY_EVENING
+    # before any offer, the window may be cleared again
+    cleared = await h.call("DELETE", f"/tickets/{ticket['id']}/booking")
+    assert cleared["booking"] is None
+    assert "booking.cleared" in await timeline(h, ticket["id"])
+
+
 # -- the offer call, the reminders ----------------------------------------------------------
 
 
