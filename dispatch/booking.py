@@ -10,9 +10,11 @@ Asia/Shanghai) instead of "as soon as possible".
 - An accept writes the visit's reminder (`dispatch.reminders`, kind `visit`): the
   resident is called the day before and an hour before, never in the quiet hours; 1
   confirms, 2 (cancel or move) puts them in the operators' queue with the ticket.
-- The merchant who accepted may cancel the visit (their page or the API; an operator on
-  their behalf): the offer becomes `cancelled`, the ticket goes back to offering and the
-  cascade re-opens at once with the candidates open in the window, not tried yet
+- The merchant who accepted is reminded the day before, two hours ahead of the resident
+  (the same reminders, with `merchant_id`): 1 confirms, 2 cancels. They may also cancel
+  on their page or the API (an operator on their behalf). A cancel: the offer becomes
+  `cancelled`, the ticket goes back to offering and the cascade re-opens at once with the
+  candidates open in the window, not tried yet
   (`ticket.Redispatch`); nobody left: unassigned, operators alerted. Moving an accepted
   visit to another window is the same release, then the cascade for the new window.
 
@@ -35,7 +37,7 @@ from dispatch.effects import ScheduleTimer
 from dispatch.errors import Conflict, Invalid
 from dispatch.machines import offer as om
 from dispatch.machines import ticket as tm
-from dispatch.models import Offer, Ticket
+from dispatch.models import Offer, Reminder, Ticket
 from dispatch.offers import Offers, refuse_operator_task
 from dispatch.reminders import Reminders
 from dispatch.timer_keys import TimerKey
@@ -80,6 +82,7 @@ class Booking:
         self.offers = offers
         self.reminders = reminders
         offers.on_accepted.append(self._accepted)
+        reminders.on_cancelled.append(self._declined_at_reminder)
 
     def _check(self, on: date, start: time, end: time) -> Window:
         if start >= end:
@@ -183,3 +186,16 @@ class Booking:
         tx.emit("booking.confirmed", "ticket", ticket.id, merchant_id=ticket.merchant_id,
                 **slot.public())  # fmt: skip
         await self.reminders.book_visit(tx, ticket, slot, actor="system")
+
+    async def _declined_at_reminder(self, tx: Tx, rem: Reminder) -> None:
+        """The merchant pressed 2 on the day-before reminder: the visit goes to others."""
+        ticket = await tx.session.get(Ticket, rem.ticket_id, populate_existing=True)
+        if (
+            ticket is None
+            or ticket.state != tm.TicketState.ACCEPTED
+            or ticket.merchant_id != rem.merchant_id
+            or window_of(ticket) is None
+        ):
+            log.info("reminder %s: a cancel for a visit no longer booked", rem.id)
+            return
+        await self._release(tx, ticket, who="merchant", why="reminder")

@@ -401,6 +401,8 @@ class Reminder(SQLModel, table=True):
     resident_id: int = Field(foreign_key="resident.id", sa_type=BigId, index=True)
     #: a booked visit's reminder (kind `visit`, `dispatch.booking`): the ticket it is about
     ticket_id: int | None = Field(default=None, foreign_key="ticket.id", sa_type=BigId, index=True)
+    #: a booked visit's reminder to its merchant (the day before; 2 cancels it), not the resident
+    merchant_id: int | None = Field(default=None, foreign_key="merchant.id", sa_type=BigId)
     #: medication, appointment or visit
     kind: str = Field(max_length=16)
     #: what the voice reads

@@ -242,6 +242,15 @@ CATALOGS: dict[str, dict[str, str]] = {
             for n in range(1, 8)
         },
         "reminder.visit_menu": "确认请按 1，要取消或改时间请按 2，再听一遍请按 9。",
+        **{
+            f"reminder.merchant_visit.{n}": "您好，这里是医敬服务平台，提醒您接的预约上门："
+            f"{{category}}，{_WEEKDAY_ZH[n]}，{{slot_day:date}}，{{slot_start:time}}到"
+            "{slot_end:time}。地址：{address}。"
+            for n in range(1, 8)
+        },
+        "reminder.merchant_menu": "能按时上门请按 1，去不了请按 2，再听一遍请按 9。",
+        "reminder.merchant_confirmed": "好的，谢谢您，请按时上门。再见。",
+        "reminder.merchant_cancelled": "好的，已为您取消这次上门，我们会请其他商家去。再见。",
         "hotline.incident_joined": "好的，已经为您登记。这次故障我们已经通知抢修，"
         "修好以后会打电话告诉您，请保持电话畅通。再见。",
         "incident.fixed.water": "您好，这里是医敬服务热线。"
@@ -463,6 +472,17 @@ CATALOGS: dict[str, dict[str, str]] = {
         },
         "reminder.visit_menu": "To confirm press 1. To cancel or change the time press 2. "
         "To hear it again press 9.",
+        **{
+            f"reminder.merchant_visit.{n}": "Hello, this is the Yijing care platform with a "
+            f"reminder of the booked visit you accepted: {{category}}, {_WEEKDAY_EN[n]}, "
+            "{slot_day:date}, from {slot_start:time} to {slot_end:time}. Address: {address}."
+            for n in range(1, 8)
+        },
+        "reminder.merchant_menu": "If you will come at that time press 1, if you cannot "
+        "press 2, to hear it again press 9.",
+        "reminder.merchant_confirmed": "Thank you, see you at the visit. Goodbye.",
+        "reminder.merchant_cancelled": "Noted, your visit is cancelled and we will ask "
+        "another merchant. Goodbye.",
         "hotline.incident_joined": "Thank you, your report is recorded. The repair team "
         "knows about this fault; we will call you when it is fixed. Please keep your phone "
         "on. Goodbye.",

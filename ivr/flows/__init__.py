@@ -85,9 +85,10 @@ stays valid; the code is never in the event log, so dispatch reads no variable b
 key 0, to "operators"), ``goodbye``
 ``reminder`` (context ``name``, ``sex``, ``text`` read slowly, ``kind`` medication|
 appointment|visit; a booked visit's: ``slot_weekday`` "1".."7", ``slot_day``,
-``slot_start``, ``slot_end``, ``category``, ``today``, read instead of the text)
+``slot_start``, ``slot_end``, ``category``, ``today``, read instead of the text; its
+merchant's: ``who`` "merchant" and ``address`` too)
 ``confirmed`` (key 1), ``help`` (key 2; transfer="operators": a routine
-call in the queue), ``no_input``
+call in the queue), ``cancel`` (the merchant's key 2: the visit goes to others), ``no_input``
 """
 
 from __future__ import annotations
@@ -129,7 +130,7 @@ OUTCOMES: dict[str, frozenset[str]] = {
     # notices (dispatch.campaigns)
     "notice": frozenset({"answer_yes", "answer_no", "heard"}),
     # medication and appointment reminders (dispatch.reminders)
-    "reminder": frozenset({"confirmed", "help", "no_input"}),
+    "reminder": frozenset({"confirmed", "help", "cancel", "no_input"}),
 }
 
 #: Service catalog codes the hotline can finish a ``need`` with.

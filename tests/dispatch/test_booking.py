@@ -1,7 +1,8 @@
 """Booked visits with the memory PBX, the manual clock and timers (SQLite and PostgreSQL):
 matching takes merchants open in the booked window, not now; the offer call reads the slot
 and 1 takes it; the resident is reminded the day before and an hour before (1 confirms, 2
-goes to the operators' queue with the ticket); a merchant who cancels re-opens the cascade
+goes to the operators' queue with the ticket), its merchant the day before (2 cancels); a
+merchant who cancels (page, API or reminder) re-opens the cascade
 with the merchants open in the window; a restart between the accept and the reminder
 neither loses the reminder nor rings it twice.
 
@@ -18,9 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
+from sqlmodel import col
 
 from dispatch.matching import open_during
-from dispatch.models import Call
+from dispatch.models import Call, Reminder
 from eventlog.clock import LOCAL_TZ
 from registry.models import Merchant
 from tests.conftest import MORNING, Harness, eventually
@@ -56,12 +58,17 @@ async def has(h: Harness, tid: int, name: str, count: int = 1) -> bool:
     return (await timeline(h, tid)).count(name) >= count
 
 
-async def reminder_rings(h: Harness, seen: set[str]) -> dict[str, Any]:
-    """The next reminder call ringing (the resident's other calls, "who is coming", aside)."""
+async def reminder_rings(h: Harness, seen: set[str], number: str) -> dict[str, Any]:
+    """The next reminder call ringing `number` (other calls, "who is coming", aside)."""
 
     async def check() -> dict[str, Any] | None:
         for c in h.pbx.snapshot():
-            if c["ref"].startswith("rm-") and c["state"] == "ringing" and c["ref"] not in seen:
+            if (
+                c["ref"].startswith("rm-")
+                and c["state"] == "ringing"
+                and c["ref"] not in seen
+                and c["number"] == number
+            ):
                 return dict(c)
         return None
 
@@ -80,6 +87,21 @@ async def visit_reminder(h: Harness) -> dict[str, Any]:
     rows = await h.call("GET", "/residents/1/reminders")
     [row] = [r for r in rows if r["kind"] == "visit"]
     return dict(row)
+
+
+async def merchant_reminder(h: Harness) -> Reminder:
+    async with h.services.store.read() as session:
+        found = await session.execute(
+            select(Reminder).where(col(Reminder.merchant_id).is_not(None))
+        )
+        return found.scalars().one()
+
+
+async def merchant_phone(h: Harness, merchant_id: int) -> str:
+    async with h.services.store.read() as session:
+        merchant = await session.get(Merchant, merchant_id)
+        assert merchant is not None
+        return merchant.phones[0]
 
 
 async def accept_first_offer(h: Harness, tid: int) -> dict[str, Any]:
@@ -169,15 +191,28 @@ async def test_given_a_booked_visit_when_offered_then_the_slot_is_read_and_1_tak
     assert "周四" in heard and "上午十点到上午十一点半" in heard
     assert "能在这个时间上门请按 1" in heard
     assert "booking.confirmed" in names(got["detail"])
+    seen: set[str] = set()
+    # the merchant first: the day before, two hours ahead (08:00 is quiet: 08:30)
+    mine = await merchant_reminder(h)
+    mkey = f"reminder:{mine.id}"
+    at = h.timers.pending[mkey].astimezone(LOCAL_TZ)
+    assert (at.date().isoformat(), at.hour, at.minute) == ("2026-11-25", 8, 30)
+    await until(h, mkey)
+    number = await merchant_phone(h, got["detail"]["merchant_id"])
+    call = await reminder_rings(h, seen, number)
+    await answer_and_press(h, call["ref"], "1")
+    await eventually(lambda: has(h, tid, "booking.merchant_reminder_confirmed"))
+    heard = " ".join(h.pbx.calls[call["ref"]].transcript)
+    assert "周四" in heard and "地址" in heard and "去不了请按 2" in heard
+    assert mkey not in h.timers.pending  # once, the day before
     rem = await visit_reminder(h)
     key = f"reminder:{rem['id']}"
     # the day before, at the slot's start: Wednesday 10:00
     at = h.timers.pending[key].astimezone(LOCAL_TZ)
     assert (at.date().isoformat(), at.hour, at.minute) == ("2026-11-25", 10, 0)
-    seen: set[str] = set()
+    phone = await resident_phone(h.client)
     await until(h, key)
-    first = await reminder_rings(h, seen)
-    assert first["number"] == await resident_phone(h.client)
+    first = await reminder_rings(h, seen, phone)
     await answer_and_press(h, first["ref"], "1")
     await eventually(lambda: has(h, tid, "booking.reminder_confirmed"))
     heard = " ".join(h.pbx.calls[first["ref"]].transcript)
@@ -186,7 +221,7 @@ async def test_given_a_booked_visit_when_offered_then_the_slot_is_read_and_1_tak
     at = h.timers.pending[key].astimezone(LOCAL_TZ)
     assert (at.date(), at.hour, at.minute) == (THURSDAY, 9, 0)
     await until(h, key)
-    second = await reminder_rings(h, seen)
+    second = await reminder_rings(h, seen, phone)
     await answer_and_press(h, second["ref"], "1")
     await eventually(lambda: has(h, tid, "booking.reminder_confirmed", 2))
     assert key not in h.timers.pending  # nothing left to remind
@@ -202,7 +237,7 @@ async def test_given_a_reminder_when_the_resident_presses_2_then_an_operator_get
     await accept_first_offer(h, tid)
     rem = await visit_reminder(h)
     await until(h, f"reminder:{rem['id']}")
-    call = await reminder_rings(h, set())
+    call = await reminder_rings(h, set(), await resident_phone(h.client))
     await answer_and_press(h, call["ref"], "2")
     await eventually(lambda: has(h, tid, "booking.reminder_help"))
 
@@ -256,6 +291,37 @@ async def test_given_an_accepted_booked_visit_when_the_merchant_cancels_then_the
     # the visit is another merchant's now: merchant 1 may not cancel it
     await h.call("POST", f"/tickets/{tid}/booking/cancel", json={}, as_user="merchant1",
                  expect=404)  # fmt: skip
+
+
+async def test_given_the_day_before_when_the_merchant_presses_2_then_the_cascade_reopens(
+    harness: Harness,
+) -> None:
+    h = harness
+    tid = await new_ticket(h)
+    await book(h, tid, THURSDAY_MORNING)
+    got = await accept_first_offer(h, tid)
+    first_merchant = got["detail"]["merchant_id"]
+    mine = await merchant_reminder(h)
+    await until(h, f"reminder:{mine.id}")
+    call = await reminder_rings(h, set(), await merchant_phone(h, first_merchant))
+    await answer_and_press(h, call["ref"], "2")
+    detail = await ticket_state(h, tid, "offering")
+    assert "booking.merchant_reminder_cancelled" in names(detail)
+    assert detail["merchant_id"] is None
+    states = {o["merchant_id"]: o["state"] for o in detail["offers"]}
+    assert states[first_merchant] == "cancelled"
+
+    async def reoffered() -> list[dict[str, Any]]:
+        offers = (await h.call("GET", f"/tickets/{tid}"))["offers"]
+        return [o for o in offers if o["merchant_id"] != first_merchant and o["state"] in
+                ("placed", "ringing")]  # fmt: skip
+
+    [new] = await eventually(reoffered)
+    ranked = await h.call("GET", f"/tickets/{tid}/candidates")
+    assert new["merchant_id"] in [c["merchant_id"] for c in ranked if c["eligible"]]
+    # the resident is not reminded of a visit nobody holds now
+    rem = await visit_reminder(h)
+    assert f"reminder:{rem['id']}" not in h.timers.pending
 
 
 async def test_given_the_only_open_merchant_cancels_then_unassigned_and_operators_alerted(
@@ -318,7 +384,8 @@ async def test_given_a_restart_after_the_accept_when_the_day_before_comes_then_o
         await timers_two.advance((at - timers_two.clock.now()).total_seconds())
 
         async def rang() -> str | None:
-            live = [c["ref"] for c in pbx_two.snapshot() if c["ref"].startswith("rm-")]
+            live = [c["ref"] for c in pbx_two.snapshot()
+                    if c["ref"].startswith("rm-") and c["number"] == phone]  # fmt: skip
             return live[0] if live else None
 
         ref = await eventually(rang)

@@ -63,7 +63,11 @@ CONTEXTS: dict[str, list[dict[str, str]]] = {
         *({"slot_weekday": str(d)} for d in range(1, 8)),
         {"slot_weekday": "4", "price": "free"},
     ],
-    "reminder": [RESIDENT, *({**RESIDENT, "slot_weekday": str(d)} for d in range(1, 8))],
+    "reminder": [
+        RESIDENT,
+        *({**RESIDENT, "slot_weekday": str(d)} for d in range(1, 8)),
+        *({"who": "merchant", "slot_weekday": str(d)} for d in (*range(1, 8), "")),
+    ],
 }
 
 

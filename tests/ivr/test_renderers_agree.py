@@ -188,6 +188,32 @@ CASES = [
         lang="en",
         label="visit",
     ),
+    # the merchant's reminder of the visit they accepted: 2 cancels it
+    Case(
+        "reminder",
+        {
+            **SLOT,
+            **VISIT,
+            "who": "merchant",
+            "category": "请医生上门",
+            "kind": "visit",
+            "today": TODAY,
+        },
+        label="merchant",
+    ),
+    Case(
+        "reminder",
+        {
+            **SLOT,
+            **VISIT,
+            "who": "merchant",
+            "category": "a doctor's visit",
+            "kind": "visit",
+            "today": TODAY,
+        },
+        lang="en",
+        label="merchant",
+    ),
 ]
 
 
