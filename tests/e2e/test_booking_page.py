@@ -1,0 +1,47 @@
+"""A booked visit from a ticket's page, in a real browser: the operator picks a date and
+晚上, books it; the page shows the window and the timeline says so; the ranking then
+explains who is closed in the window; back to "as soon as possible" before any offer."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import pytest
+from playwright.sync_api import expect
+
+from eventlog.clock import LOCAL_TZ
+from tests.e2e.conftest import Pages, login, shot
+from tests.e2e.test_console import staff_api
+
+pytestmark = pytest.mark.e2e
+
+
+def test_given_a_ticket_page_when_a_window_is_booked_then_it_shows_and_can_be_cleared(
+    pages: Pages,
+) -> None:
+    desk = pages.open()
+    login(desk, "operator")
+    need = {"category": "doctor", "resident_id": 1, "description": "复查血压"}
+    ticket = staff_api(desk, "POST", "/tickets", need)["body"]
+    desk.goto(f"/tickets/{ticket['id']}")
+    desk.wait_for_selector("body[data-ready='1']")
+    expect(desk.locator("#ticket-fields")).to_contain_text("尽快")
+    day = (datetime.now(LOCAL_TZ) + timedelta(days=2)).date().isoformat()
+    desk.fill("#tk-book-date", day)
+    desk.select_option("#tk-book-part", "18:00-21:00")
+    expect(desk.locator("#tk-book-from")).to_have_value("18:00")
+    expect(desk.locator("#tk-book-until")).to_have_value("21:00")
+    desk.click("#tk-book")
+    expect(desk.locator("#tk-msg")).to_have_text("已预约")
+    expect(desk.locator("#ticket-fields")).to_contain_text(f"{day} 18:00–21:00")
+    expect(desk.locator("#timeline li[data-name='booking.booked']")).to_contain_text("预约上门")
+    shot(desk, "70-booked-visit")
+    booked = staff_api(desk, "GET", f"/tickets/{ticket['id']}")["body"]
+    assert booked["booking"] == {"date": day, "from": "18:00", "until": "21:00"}
+    # the clinics close at 18:00: the ranking says why they are out
+    ranked = staff_api(desk, "GET", f"/tickets/{ticket['id']}/candidates")["body"]
+    assert any(w["code"] == "closed_booked" for c in ranked for w in c["why"])
+    desk.click("#tk-book-clear")
+    expect(desk.locator("#tk-msg")).to_have_text("已改为尽快上门")
+    expect(desk.locator("#ticket-fields")).to_contain_text("尽快")
+    assert pages.errors == []
