@@ -28,9 +28,7 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_reminder_ticket_id"), ["ticket_id"], unique=False)
         batch_op.create_foreign_key("fk_reminder_ticket_id", "ticket", ["ticket_id"], ["id"])
         batch_op.add_column(sa.Column("merchant_id", _ID, nullable=True))
-        batch_op.create_foreign_key(
-            "fk_reminder_merchant_id", "merchant", ["merchant_id"], ["id"]
-        )
+        batch_op.create_foreign_key("fk_reminder_merchant_id", "merchant", ["merchant_id"], ["id"])
 
 
 def downgrade() -> None:
