@@ -139,7 +139,7 @@ const NAMES_ZH = { ringing: '振铃', ivr: '语音导航', queued: '排队中', 
   satisfied: '满意', basically_satisfied: '基本满意', not_satisfied: '不满意', routine: '一般', urgent: '紧急', emergency: '特急' };
 export const stateName = (s) => (lang() === 'zh-CN' ? NAMES_ZH[s] : (s || '').replaceAll('_', ' ')) || s;
 
-const EVENT_ZH = { 'booking.booked': '预约上门', 'booking.moved': '改预约时间', 'booking.cleared': '改为尽快', 'booking.confirmed': '商家确认预约', 'booking.merchant_cancelled': '商家取消预约', 'offer.cancelled': '商家取消预约', 'booking.reminder_calling': '预约提醒外呼', 'booking.reminder_confirmed': '老人确认预约', 'booking.reminder_help': '老人要改约或取消', 'booking.reminder_missed': '预约提醒未接通', 'booking.reminder_unanswered': '预约提醒未应答',
+const EVENT_ZH = { 'booking.booked': '预约上门', 'booking.moved': '改预约时间', 'booking.cleared': '改为尽快', 'booking.confirmed': '商家确认预约', 'booking.merchant_cancelled': '商家取消预约', 'offer.cancelled': '商家取消预约', 'booking.reminder_calling': '预约提醒外呼', 'booking.reminder_confirmed': '老人确认预约', 'booking.reminder_help': '老人要改约或取消', 'booking.reminder_missed': '预约提醒未接通', 'booking.reminder_unanswered': '预约提醒未应答', 'booking.merchant_reminder_calling': '提醒商家预约', 'booking.merchant_reminder_confirmed': '商家确认按时上门', 'booking.merchant_reminder_cancelled': '商家在提醒电话中取消', 'booking.merchant_reminder_missed': '商家提醒未接通',
   'ticket.created': '创建工单', 'ticket.matching': '开始匹配', 'ticket.offering': '派单中', 'offer.placed': '呼叫商家', 'offer.ringing': '商家振铃',
   'offer.answered': '商家接通', 'offer.accepted': '商家接单', 'offer.declined': '商家拒单', 'offer.no_answer': '商家未接', 'offer.busy': '商家占线', 'offer.failed': '呼叫失败',
   'offer.expired': '派单超时', 'offer.withdrawn': '撤回派单', 'ticket.accepted': '已接单', 'ticket.arrived': '已上门', 'ticket.completed': '服务完成', 'survey.calling': '回访外呼',
@@ -182,7 +182,7 @@ const EVENT_ZH = { 'booking.booked': '预约上门', 'booking.moved': '改预约
   'reminder.added': '添加提醒', 'reminder.changed': '修改提醒', 'reminder.deleted': '删除提醒', 'reminder.due': '到时提醒',
   'reminder.calling': '提醒呼叫', 'reminder.confirmed': '老人已确认提醒', 'reminder.help': '老人要求转人工或改时间',
   'reminder.unanswered': '提醒呼叫未接', 'reminder.retry': '提醒呼叫重拨', 'reminder.missed': '提醒未接通',
-  'reminder.skipped': '提醒已过时，未呼叫', 'reminder.no_phone': '无可拨号码' };
+  'reminder.skipped': '提醒已过时，未呼叫', 'reminder.cancelled': '商家取消预约上门', 'reminder.no_phone': '无可拨号码' };
 const FAMILY_ZH = { accepted: '接单', arrived: '上门', completed: '完成', late: '超时', no_show: '未上门', emergency: '紧急求助', text: '短信', call: '电话' };
 // English reads the event's own name: 'offer.no_answer' -> 'Offer no answer'
 const eventEn = (n) => { const t = n.replace('.', ' ').replaceAll('_', ' '); return t.charAt(0).toUpperCase() + t.slice(1); };
