@@ -172,8 +172,10 @@ class Booking:
             await core.fx.offer(tx, offer, commands)
         tstate, tcommands = tm.transition(ticket.state, tm.MerchantCancelled())
         await core.cas(tx, ticket, state=tstate, merchant_id=None, accepted_at=None)
-        tx.emit("booking.merchant_cancelled", "ticket", ticket.id, actor=who,
-                merchant_id=merchant_id, why=why, reason=reason[:200])  # fmt: skip
+        # a move releases the merchant too; a cancel is the merchant's own (figures, scorecard)
+        name = "booking.released" if why == "moved" else "booking.merchant_cancelled"
+        tx.emit(name, "ticket", ticket.id, actor=who, merchant_id=merchant_id, why=why,
+                reason=reason[:200])  # fmt: skip
         await self.reminders.book_visit(tx, ticket, None, actor=who)
         await core.fx.ticket(tx, ticket, tcommands)
 

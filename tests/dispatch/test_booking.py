@@ -324,6 +324,25 @@ async def test_given_the_day_before_when_the_merchant_presses_2_then_the_cascade
     assert f"reminder:{rem['id']}" not in h.timers.pending
 
 
+async def test_given_an_accepted_visit_when_the_operator_moves_it_then_the_new_window_is_offered(
+    harness: Harness,
+) -> None:
+    h = harness
+    tid = await new_ticket(h)
+    await book(h, tid, THURSDAY_MORNING)
+    got = await accept_first_offer(h, tid)
+    moved = await book(h, tid, MONDAY_EVENING)  # the resident asked for another time
+    assert moved["state"] == "offering" and moved["booking"] == MONDAY_EVENING
+    detail = await h.call("GET", f"/tickets/{tid}")
+    assert "booking.moved" in names(detail) and "booking.released" in names(detail)
+    states = {o["merchant_id"]: o["state"] for o in detail["offers"]}
+    assert states[got["detail"]["merchant_id"]] == "cancelled"
+    # Monday evening: only the night clinic is open; it is offered the new slot
+    assert detail["offers"][-1]["merchant_id"] == NIGHT_CLINIC
+    # while it is offered, the window stays as it is
+    await book(h, tid, THURSDAY_MORNING, expect=409)
+
+
 async def test_given_the_only_open_merchant_cancels_then_unassigned_and_operators_alerted(
     harness: Harness,
 ) -> None:
