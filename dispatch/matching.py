@@ -1,8 +1,9 @@
 """Matching: which merchants can serve a need, and in what order. Pure: data in, ranking out.
 
 A candidate must have an active contract on the day, take the category, cover the
-resident's grid (or have the resident inside its radius), be open at the time and be
-under capacity. Every candidate, eligible or not, carries the reasons an operator sees, as codes
+resident's grid (or have the resident inside its radius), be open at the time (for a
+booked visit: open during some part of the booked window, `Need.until`) and be under
+capacity. Every candidate, eligible or not, carries the reasons an operator sees, as codes
 (`REASONS`) with their figures: the console puts them in words.
 
 Ranking (lower score is better), each term shown to the operator as a reason:
@@ -49,6 +50,8 @@ REASONS = (
     "out_of_area",
     "closed_until",  # opens
     "closed",
+    "open_booked",  # a booked visit: open during the window
+    "closed_booked",
     "full",  # load, capacity
     "load",  # load, capacity
     "distance",  # km
@@ -75,6 +78,8 @@ class Need:
     lon: float | None = None
     at: datetime | None = None
     preferred: frozenset[int] = frozenset()
+    #: a booked visit: the end of the window that starts `at` (matching asks "open then")
+    until: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,6 +193,15 @@ def open_at(merchant: Merchant, when: datetime) -> tuple[bool, str | None]:
     return False, None
 
 
+def open_during(merchant: Merchant, start: datetime, end: datetime) -> bool:
+    """Whether a merchant is open during some part of [start, end) (a booked window on
+    one local day): an opening span that overlaps it."""
+    local, until = start.astimezone(LOCAL_TZ), end.astimezone(LOCAL_TZ)
+    first = local.time()
+    last = time.max if until.date() > local.date() else until.time()
+    return any(_parse(s) < last and first < _parse(e) for s, e in _spans(merchant, local.date()))
+
+
 def _usual_label(kind: str) -> str:
     return "usual_pharmacy" if kind == "pharmacy" else "usual_merchant"
 
@@ -221,8 +235,15 @@ def _candidate(
     else:
         c.eligible = False
         c.note("out_of_area")
-    is_open, opens = open_at(m, when)
-    if not is_open:
+    if need.until is not None:
+        # a booked visit: open in the window, not now
+        if open_during(m, when, need.until):
+            c.note("open_booked")
+        else:
+            c.eligible = False
+            c.note("closed_booked")
+    elif not (found := open_at(m, when))[0]:
+        opens = found[1]
         c.eligible = False
         c.opens_at = opens
         if opens:

@@ -105,6 +105,11 @@ class Ticket(SQLModel, table=True):
     needs_consent: bool = False
     consent_by: str | None = Field(default=None, max_length=64)
     consented_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    #: a booked visit (`dispatch.booking`): the local date and time window in Asia/Shanghai
+    #: ("doctor on Thursday morning"); None: as soon as possible
+    booked_on: date | None = None
+    booked_from: time | None = None
+    booked_until: time | None = None
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     accepted_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     arrived_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
@@ -394,7 +399,11 @@ class Reminder(SQLModel, table=True):
 
     id: int | None = Field(default=None, sa_type=BigId, primary_key=True)
     resident_id: int = Field(foreign_key="resident.id", sa_type=BigId, index=True)
-    #: medication or appointment
+    #: a booked visit's reminder (kind `visit`, `dispatch.booking`): the ticket it is about
+    ticket_id: int | None = Field(default=None, foreign_key="ticket.id", sa_type=BigId, index=True)
+    #: a booked visit's reminder to its merchant (the day before; 2 cancels it), not the resident
+    merchant_id: int | None = Field(default=None, foreign_key="merchant.id", sa_type=BigId)
+    #: medication, appointment or visit
     kind: str = Field(max_length=16)
     #: what the voice reads
     text: str = Field(max_length=200)

@@ -13,13 +13,14 @@ the ticket is unassigned and operators are alerted.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 from uuid import uuid4
 
 from sqlalchemy import select
 from sqlmodel import col
 
+from dispatch.booking_slot import slot_context
 from dispatch.core import Core, actor, undialed
 from dispatch.effects import CancelTimer, Command, Hangup, PlayFlow, ScheduleTimer, TouchMerchant
 from dispatch.errors import ConsentRequired, Invalid, OperatorTask
@@ -66,6 +67,8 @@ class Offers:
         self.core = core
         self.ranking = ranking
         self.outbound = outbound
+        #: what else an accept does in its unit of work (a booked visit's reminders)
+        self.on_accepted: list[Callable[[Tx, Ticket], Awaitable[None]]] = []
         outbound.serve(
             PURPOSE,
             Purpose(
@@ -306,6 +309,8 @@ class Offers:
         )
         tx.emit("ticket.accepted", "ticket", ticket.id, actor=actor, merchant_id=offer.merchant_id)
         await core.fx.ticket(tx, ticket, tcommands)
+        for hook in self.on_accepted:
+            await hook(tx, ticket)
         return ticket
 
     async def withdraw_other_offers(self, tx: Tx, ticket: Ticket) -> None:
@@ -471,6 +476,8 @@ class Offers:
             "code_word": ticket.code_word,
             # who pays and how much, as the merchant's price note says
             **await spoken_price(tx.session, offer.merchant_id, category.code),
+            # a booked visit: the slot, which the merchant's 1 accepts (dispatch.booking)
+            **slot_context(ticket),
         }
         return [PlayFlow(call.ref, "merchant_offer", context)]
 

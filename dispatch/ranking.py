@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import exists, func, select
 from sqlmodel import col
 
+from dispatch.booking_slot import window_of
 from dispatch.core import ACTIVE_TICKET_STATES, Core
 from dispatch.machines import offer as om
 from dispatch.matching import Candidate, MatchIndex, MerchantStats, Need, rank
@@ -235,12 +236,16 @@ class Ranking:
         """The merchants for a ticket, best first, each with its reasons."""
         index = await self.merchant_index(session)
         resident = await session.get(Resident, ticket.resident_id) if ticket.resident_id else None
+        # a booked visit asks for merchants open in its window (dispatch.booking), not now
+        booked = window_of(ticket)
         need = Need(
             category=ticket.category_code,
             grid_code=resident.grid_code if resident else None,
             lat=resident.lat if resident else None,
             lon=resident.lon if resident else None,
             preferred=frozenset(await self.preferred(session, resident, ticket.category_code)),
+            at=booked.start if booked else None,
+            until=booked.end if booked else None,
         )
         merchants = index.near(need) if resident is not None else index.for_category(need.category)
         skip = set(exclude)

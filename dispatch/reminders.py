@@ -11,6 +11,13 @@ busy, failed or no key: one more try after `RETRY_S`, then `reminder.missed`. Ev
 is a `reminder.*` event on the resident's timeline (never the reminder's text: it may say
 what a resident is treated for).
 
+A booked visit's reminder (kind `visit`, `dispatch.booking`) is an appointment reminder
+whose row names its ticket: written when a merchant accepts the slot, it reads the slot
+(not a text) and rings only while the ticket is still accepted for that slot; each of its
+steps is also a `booking.reminder_*` event on the ticket's timeline. Its merchant has one
+too (`merchant_id` set; the day before only): 1 confirms, 2 cancels the visit
+(`reminder.cancelled`; `on_cancelled` re-opens the cascade, `dispatch.booking`).
+
 Restart safety: the occurrence under way and its call ref are on the reminder's row,
 written in the unit of work that records the call (placed once); the one timer per
 reminder (`reminder:<id>`) is idempotent (it looks at the row and does what is due), and
@@ -20,18 +27,20 @@ the reconciler asks `wanted_timers` for every reminder with something still to d
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, time, timedelta
 from typing import Any
 
 from sqlalchemy import select
 from sqlmodel import col
 
+from dispatch.booking_slot import Window, slot_context
 from dispatch.core import Core, quiet_until
 from dispatch.effects import CancelTimer, Command, Hangup, PlayFlow, ScheduleTimer
 from dispatch.errors import Invalid
 from dispatch.machines import call as cm
-from dispatch.models import Call, Reminder
+from dispatch.machines import ticket as tm
+from dispatch.models import Call, Reminder, Ticket
 from dispatch.outbound import Outbound, Purpose
 from dispatch.queue import Queue
 from dispatch.timer_keys import TimerKey
@@ -40,16 +49,18 @@ from eventlog.store import Tx
 from ivr.prompts import pick_lang
 from providers.base import OriginateFailure
 from registry import repository as repo
-from registry.models import Resident, ResidentPhone
+from registry.models import Merchant, Resident, ResidentPhone, ServiceCategory
 
 log = logging.getLogger(__name__)
 
 PURPOSE = FLOW = "reminder"
-MEDICATION, APPOINTMENT = "medication", "appointment"
+MEDICATION, APPOINTMENT, VISIT = "medication", "appointment", "visit"
 #: tries of one reminder call, and the pause after one nobody answered
 TRIES, RETRY_S = 2, 300.0
 #: how often a reminder with a call under way is looked at (a lost report of its end)
 WATCHDOG_S = 600.0
+#: a visit's merchant is reminded this long before the resident's day-before call
+MERCHANT_AHEAD_S = 2 * 3600.0
 #: an occurrence this late (the service was down) is skipped, not called
 STALE_S = 2 * 3600.0
 
@@ -72,6 +83,8 @@ class Reminders:
         self.core = core
         self.outbound = outbound
         self.queue = queue
+        #: a merchant's 2 on a visit's reminder, in its unit of work (`dispatch.booking`)
+        self.on_cancelled: list[Callable[[Tx, Reminder], Awaitable[None]]] = []
         outbound.serve(
             PURPOSE,
             Purpose(
@@ -93,11 +106,14 @@ class Reminders:
             return None
         config = self.core.config
         appointment: datetime | None = None
-        if rem.kind == APPOINTMENT:
+        if rem.kind in (APPOINTMENT, VISIT):
             if rem.on_date is None:
                 return None
             appointment = datetime.combine(rem.on_date, rem.at, tzinfo=LOCAL_TZ)
             times = [appointment - timedelta(days=1), appointment - timedelta(hours=1)]
+            if rem.merchant_id is not None:
+                # the merchant hears it the day before, ahead of the resident: time to re-offer
+                times = [appointment - timedelta(days=1, seconds=MERCHANT_AHEAD_S)]
         else:
             first = after.astimezone(LOCAL_TZ).date()
             days = (first + timedelta(days=i) for i in range(9))
@@ -133,13 +149,17 @@ class Reminders:
                 raise repo.NotFound("resident", resident_id)
             rows = await session.execute(
                 select(Reminder)
-                .where(col(Reminder.resident_id) == resident_id)
+                .where(
+                    col(Reminder.resident_id) == resident_id, col(Reminder.merchant_id).is_(None)
+                )
                 .order_by(col(Reminder.id))
             )
             return list(rows.scalars())
 
     def _check(self, rem: Reminder) -> None:
         """Refuse what would never ring, or ring at night (`Invalid`)."""
+        if rem.kind == VISIT:
+            raise Invalid("a booked visit's reminder follows its ticket's booking")
         config = self.core.config
         now = self.core.now().astimezone(LOCAL_TZ)
         if quiet_until(config, datetime.combine(now.date(), rem.at, tzinfo=LOCAL_TZ)):
@@ -245,7 +265,12 @@ class Reminders:
                         break
                     due = later
                 if due is not None and due <= now:
-                    if (now - due).total_seconds() > STALE_S or quiet is not None:
+                    if not await self._visit_holds(tx, rem):
+                        rem.done_through = due
+                        tx.emit("reminder.skipped", "resident", rem.resident_id,
+                                reminder_id=rem.id, due_at=due.isoformat(),
+                                why="not_booked")  # fmt: skip
+                    elif (now - due).total_seconds() > STALE_S or quiet is not None:
                         rem.done_through = due
                         tx.emit("reminder.skipped", "resident", rem.resident_id,
                                 reminder_id=rem.id, due_at=due.isoformat())  # fmt: skip
@@ -260,23 +285,17 @@ class Reminders:
         """Record the occurrence's next try and place it after the commit (its ref on the
         reminder in the same unit of work: placed once)."""
         assert rem.due_at is not None
-        number = (
-            await tx.session.execute(
-                select(col(ResidentPhone.number))
-                .where(col(ResidentPhone.resident_id) == rem.resident_id)
-                .order_by(col(ResidentPhone.id))
-                .limit(1)
-            )
-        ).scalar()
+        number = await self._number(tx, rem)
         rem.attempts += 1
         if number is None:
             tx.emit("reminder.no_phone", "resident", rem.resident_id, reminder_id=rem.id)
             self._settle(tx, rem, "reminder.missed", why="no_phone")
             return
         ref = ref_of(rem.id, rem.due_at, rem.attempts)
+        to_resident = rem.merchant_id is None
         call = self.outbound.record(
-            tx, ref=ref, number=number, purpose=PURPOSE, resident_id=rem.resident_id,
-            registered=True,
+            tx, ref=ref, number=number, purpose=PURPOSE, ticket_id=rem.ticket_id,
+            resident_id=rem.resident_id if to_resident else None, registered=to_resident,
         )  # fmt: skip
         rem.call_ref = ref
         rem.version += 1
@@ -284,11 +303,26 @@ class Reminders:
         self.outbound.place(tx, call)
         tx.emit("reminder.calling", "resident", rem.resident_id, reminder_id=rem.id,
                 attempt=rem.attempts, call_id=call.id)  # fmt: skip
+        self._on_ticket(tx, rem, "reminder.calling", attempt=rem.attempts, call_id=call.id)
+
+    async def _number(self, tx: Tx, rem: Reminder) -> str | None:
+        """Whom a reminder rings: the resident's first phone, or its merchant's."""
+        if rem.merchant_id is not None:
+            merchant = await tx.session.get(Merchant, rem.merchant_id)
+            return merchant.phones[0] if merchant is not None and merchant.phones else None
+        found = await tx.session.execute(
+            select(col(ResidentPhone.number))
+            .where(col(ResidentPhone.resident_id) == rem.resident_id)
+            .order_by(col(ResidentPhone.id))
+            .limit(1)
+        )
+        return found.scalar()
 
     def _settle(self, tx: Tx, rem: Reminder, name: str, **data: Any) -> None:
         """The occurrence is over (confirmed, to an operator, missed): the next one."""
         tx.emit(name, "resident", rem.resident_id, reminder_id=rem.id, attempts=rem.attempts,
                 **data)  # fmt: skip
+        self._on_ticket(tx, rem, name, attempts=rem.attempts, **data)
         rem.done_through = max(rem.done_through or rem.due_at or self.core.now(),
                                rem.due_at or self.core.now())  # fmt: skip
         rem.due_at, rem.call_ref, rem.retry_at, rem.attempts = None, None, None, 0
@@ -300,6 +334,7 @@ class Reminders:
         rem.call_ref = None
         tx.emit("reminder.unanswered", "resident", rem.resident_id, reminder_id=rem.id,
                 attempt=rem.attempts, outcome=why, ref=ref)  # fmt: skip
+        self._on_ticket(tx, rem, "reminder.unanswered", attempt=rem.attempts, outcome=why)
         if rem.attempts < TRIES:
             rem.retry_at = self.core.now() + timedelta(seconds=RETRY_S)
             rem.version += 1
@@ -330,6 +365,11 @@ class Reminders:
             if outcome == "confirmed":
                 self._settle(tx, rem, "reminder.confirmed", call_id=call.id)
                 return
+            if outcome == "cancel" and rem.merchant_id is not None:
+                self._settle(tx, rem, "reminder.cancelled", call_id=call.id)
+                for hook in self.on_cancelled:
+                    await hook(tx, rem)
+                return
             if outcome != "help":
                 await self._gone(tx, rem, ref, "no_key")
                 return
@@ -345,6 +385,17 @@ class Reminders:
         lang = pick_lang(rem.language or resident.language)
         context: dict[str, Any] = {"name": resident.name, "sex": resident.sex,
                                    "text": rem.text, "kind": rem.kind}  # fmt: skip
+        if rem.kind == VISIT and rem.ticket_id is not None:
+            ticket = await self.core.get(tx, Ticket, rem.ticket_id, "ticket")
+            if rem.merchant_id is not None:
+                # the merchant hears where to go, never the resident's name or number
+                lang, context = "zh-CN", {"who": "merchant", "address": resident.address}
+            category = await tx.session.get(ServiceCategory, ticket.category_code)
+            name = category.name_zh if category else ticket.category_code
+            if lang == "en" and category is not None and category.name_en:
+                name = category.name_en
+            today = self.core.now().astimezone(LOCAL_TZ).date()
+            context |= {**slot_context(ticket), "category": name, "today": today}
         return [PlayFlow(call.ref, FLOW, context, lang)]
 
     async def _ended(self, tx: Tx, call: Call) -> None:
@@ -361,6 +412,82 @@ class Reminders:
 
     async def _wanted(self, tx: Tx, call: Call) -> bool:
         return await self._current(tx, call) is not None
+
+    # -- booked visits (dispatch.booking) ------------------------------------------------
+    async def _visit_holds(self, tx: Tx, rem: Reminder) -> bool:
+        """Whether a reminder is due to ring: a visit's only while its ticket is accepted
+        for the slot the reminder was written for."""
+        if rem.kind != VISIT or rem.ticket_id is None:
+            return True
+        ticket = await tx.session.get(Ticket, rem.ticket_id, populate_existing=True)
+        return (
+            ticket is not None
+            and ticket.state == tm.TicketState.ACCEPTED
+            and (rem.merchant_id is None or rem.merchant_id == ticket.merchant_id)
+            and ticket.booked_on == rem.on_date
+            and ticket.booked_from == rem.at
+        )
+
+    def _on_ticket(self, tx: Tx, rem: Reminder, name: str, **data: Any) -> None:
+        """A visit's reminder step on the ticket's timeline too (`booking.reminder_*`, the
+        merchant's `booking.merchant_reminder_*`)."""
+        if rem.ticket_id is not None:
+            who = "merchant_reminder" if rem.merchant_id is not None else "reminder"
+            step = name.removeprefix("reminder.")
+            tx.emit(f"booking.{who}_{step}", "ticket", rem.ticket_id, reminder_id=rem.id,
+                    **data)  # fmt: skip
+
+    async def visit_of(self, tx: Tx, ticket_id: int | None, *, merchant: bool) -> Reminder | None:
+        """A ticket's visit reminder row (the resident's, or its merchant's), if any."""
+        to = col(Reminder.merchant_id)
+        found = await tx.session.execute(
+            select(Reminder)
+            .where(
+                col(Reminder.ticket_id) == ticket_id, to.is_not(None) if merchant else to.is_(None)
+            )
+            .limit(1)
+        )
+        return found.scalars().first()
+
+    async def book_visit(self, tx: Tx, ticket: Ticket, slot: Window | None, *, actor: str) -> None:
+        """A ticket's visit reminders follow its booking: the slot accepted (the resident
+        called the day before and an hour before, the merchant the day before), or none
+        (`slot` None: a call under way just ends)."""
+        if ticket.resident_id is None:
+            return
+        for merchant in (False, True):
+            await self._book(tx, ticket, slot, actor=actor, merchant=merchant)
+
+    async def _book(
+        self, tx: Tx, ticket: Ticket, slot: Window | None, *, actor: str, merchant: bool
+    ) -> None:
+        assert ticket.resident_id is not None
+        rem = await self.visit_of(tx, ticket.id, merchant=merchant)
+        if slot is None:
+            if rem is not None and rem.enabled:
+                rem.enabled, rem.due_at, rem.retry_at, rem.attempts = False, None, None, 0
+                rem.call_ref = None
+                rem.updated_by, rem.updated_at, rem.version = (
+                    actor,
+                    self.core.now(),
+                    rem.version + 1,
+                )
+                self._emit_set(tx, rem, "reminder.changed", actor)
+                self._schedule(tx, rem)
+            return
+        start = slot.start.astimezone(LOCAL_TZ)
+        if rem is None:
+            rem = Reminder(resident_id=ticket.resident_id, ticket_id=ticket.id, kind=VISIT,
+                           text="", at=start.time())  # fmt: skip
+            tx.session.add(rem)
+        rem.merchant_id = ticket.merchant_id if merchant else None
+        rem.on_date, rem.at, rem.enabled, rem.days = start.date(), start.time(), True, []
+        rem.due_at, rem.retry_at, rem.attempts, rem.call_ref = None, None, 0, None
+        rem.done_through = self.core.now()
+        rem.updated_by, rem.updated_at, rem.version = actor, self.core.now(), rem.version + 1
+        await tx.session.flush()
+        self._emit_set(tx, rem, "reminder.added", actor)
+        self._schedule(tx, rem)
 
     # -- restarts ------------------------------------------------------------------------
     async def wanted_timers(self) -> dict[TimerKey, datetime]:

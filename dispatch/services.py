@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from dispatch.booking import Booking
 from dispatch.callouts import Callouts
 from dispatch.calls import Calls
 from dispatch.campaigns import Campaigns
@@ -121,6 +122,7 @@ class DispatchServices:
             core, outbound=self.outbound, tickets=self.tickets, emergency=self.emergency
         )
         self.reminders = Reminders(core, outbound=self.outbound, queue=self.queue)
+        self.booking = Booking(core, self.offers, self.reminders)
         self.masked = Masked(core, self.outbound)
         self.status = OrderStatus(core, self.tickets, self.masked)
         self.calls = Calls(

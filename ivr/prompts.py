@@ -52,6 +52,10 @@ _MENU_EN = (
 _DAYS_ZH = dict(enumerate("一两三四五六七八九", start=1))
 _DAYS_EN = {1: "one day", **{n: f"{w} days" for n, w in enumerate(
     ["two", "three", "four", "five", "six", "seven", "eight", "nine"], start=2)}}  # fmt: skip
+#: a booked visit's weekday (ISO 1..7), one prompt each (offer and reminder calls)
+_WEEKDAY_ZH = dict(enumerate(("周一", "周二", "周三", "周四", "周五", "周六", "周日"), start=1))
+_WEEKDAY_EN = dict(enumerate(("Monday", "Tuesday", "Wednesday", "Thursday", "Friday",
+                              "Saturday", "Sunday"), start=1))  # fmt: skip
 _CONFIRM_ZH = "您要的是：{what}。确认请按 1，重选请按 2。"
 _CONFIRM_EN = "You asked for: {what}. To confirm press 1, to choose again press 2."
 _NEEDS = {
@@ -132,6 +136,13 @@ CATALOGS: dict[str, dict[str, str]] = {
         "offer.declined": "好的，已为您记录不接单。再见。",
         "offer.taken": "抱歉，这一单已经交给其他商家了，您不用上门。谢谢您，再见。",
         "offer.no_input": "没有收到您的选择，订单将转给其他商家。再见。",
+        # a booked visit (dispatch.booking): the slot, one prompt per weekday
+        **{
+            f"offer.slot.{n}": f"这是预约上门：{_WEEKDAY_ZH[n]}，{{slot_day:date}}，"
+            "{slot_start:time}到{slot_end:time}。"
+            for n in range(1, 8)
+        },
+        "offer.slot_menu": "能在这个时间上门请按 1，不能请按 2，再听一遍请按 9。",
         # who pays: the offer call and the resident's call (dispatch.prices)
         "price.subsidised": "这是补贴服务。",
         "price.subsidised_yuan": "这是补贴服务，个人自付{price_yuan:num}元。",
@@ -225,6 +236,21 @@ CATALOGS: dict[str, dict[str, str]] = {
         "reminder.confirmed": "好的，祝您身体健康，再见。",
         "reminder.help": "马上为您转接话务员，请不要挂机。",
         "reminder.no_answer": "没有收到您的回答，我们过几分钟再打给您。再见。",
+        **{
+            f"reminder.visit.{n}": f"您预约的{{category}}上门服务在{_WEEKDAY_ZH[n]}，"
+            "{slot_day:date}，{slot_start:time}到{slot_end:time}。"
+            for n in range(1, 8)
+        },
+        "reminder.visit_menu": "确认请按 1，要取消或改时间请按 2，再听一遍请按 9。",
+        **{
+            f"reminder.merchant_visit.{n}": "您好，这里是医敬服务平台，提醒您接的预约上门："
+            f"{{category}}，{_WEEKDAY_ZH[n]}，{{slot_day:date}}，{{slot_start:time}}到"
+            "{slot_end:time}。地址：{address}。"
+            for n in range(1, 8)
+        },
+        "reminder.merchant_menu": "能按时上门请按 1，去不了请按 2，再听一遍请按 9。",
+        "reminder.merchant_confirmed": "好的，谢谢您，请按时上门。再见。",
+        "reminder.merchant_cancelled": "好的，已为您取消这次上门，我们会请其他商家去。再见。",
         "hotline.incident_joined": "好的，已经为您登记。这次故障我们已经通知抢修，"
         "修好以后会打电话告诉您，请保持电话畅通。再见。",
         "incident.fixed.water": "您好，这里是医敬服务热线。"
@@ -329,6 +355,13 @@ CATALOGS: dict[str, dict[str, str]] = {
         "offer.taken": "Sorry, this order has gone to another merchant; no visit is "
         "needed. Thank you, goodbye.",
         "offer.no_input": "We did not get your choice; the order goes to another merchant.",
+        **{
+            f"offer.slot.{n}": f"This visit is booked for {_WEEKDAY_EN[n]}, {{slot_day:date}}, "
+            "from {slot_start:time} to {slot_end:time}."
+            for n in range(1, 8)
+        },
+        "offer.slot_menu": "If you can come at that time press 1, if not press 2, "
+        "to hear it again press 9.",
         "price.subsidised": "This service is subsidised.",
         "price.subsidised_yuan": "This service is subsidised; the share to pay is "
         "{price_yuan:num} yuan.",
@@ -432,6 +465,24 @@ CATALOGS: dict[str, dict[str, str]] = {
         "reminder.help": "Connecting you to an operator now. Please stay on the line.",
         "reminder.no_answer": "We did not hear from you; we will call again in a few "
         "minutes. Goodbye.",
+        **{
+            f"reminder.visit.{n}": "Your booked home visit, {category}, is on "
+            f"{_WEEKDAY_EN[n]}, {{slot_day:date}}, from {{slot_start:time}} to {{slot_end:time}}."
+            for n in range(1, 8)
+        },
+        "reminder.visit_menu": "To confirm press 1. To cancel or change the time press 2. "
+        "To hear it again press 9.",
+        **{
+            f"reminder.merchant_visit.{n}": "Hello, this is the Yijing care platform with a "
+            f"reminder of the booked visit you accepted: {{category}}, {_WEEKDAY_EN[n]}, "
+            "{slot_day:date}, from {slot_start:time} to {slot_end:time}. Address: {address}."
+            for n in range(1, 8)
+        },
+        "reminder.merchant_menu": "If you will come at that time press 1, if you cannot "
+        "press 2, to hear it again press 9.",
+        "reminder.merchant_confirmed": "Thank you, see you at the visit. Goodbye.",
+        "reminder.merchant_cancelled": "Noted, your visit is cancelled and we will ask "
+        "another merchant. Goodbye.",
         "hotline.incident_joined": "Thank you, your report is recorded. The repair team "
         "knows about this fault; we will call you when it is fixed. Please keep your phone "
         "on. Goodbye.",

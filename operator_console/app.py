@@ -188,6 +188,7 @@ def create_app(
         admin_api,
         api,
         auth_api,
+        booking_api,
         callouts_api,
         calls_api,
         campaigns_api,
@@ -214,7 +215,7 @@ def create_app(
     del access_log_api, admin_api, auth_api, calls_api, desk_api, events_api, figures_api
     del import_api, registry_api, sim_api, tickets_api, wallboard_api
     del callouts_api, emergency_api, incidents_api, open_data_api, campaigns_api
-    del wellbeing_api, masked_api, reminders_api
+    del wellbeing_api, masked_api, reminders_api, booking_api
 
     app = web.Application(
         middlewares=[error_middleware, request_guard, api.auth_middleware],

@@ -19,6 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
+from dispatch.booking_slot import window_of
 from dispatch.disputes import STATES as DISPUTE_STATES
 from dispatch.disputes import dispute_public
 from dispatch.machines.offer import LIVE as LIVE_OFFERS
@@ -101,6 +102,9 @@ class OrderOut(Model):
     address: str
     deadline_at: datetime | None
     code_word: str
+    booking: dict[str, str] | None = Field(
+        default=None, description="a booked visit: date, from, until (Asia/Shanghai)"
+    )
     offer_id: int | None = None
 
 
@@ -254,6 +258,8 @@ async def _order(session: AsyncSession, ticket: Ticket) -> dict[str, Any]:
         "address": resident.address if resident else "",
         "deadline_at": ticket.deadline_at.isoformat() if ticket.deadline_at else None,
         "code_word": ticket.code_word,
+        # a booked visit's slot; its merchant cancels it with POST /tickets/{id}/booking/cancel
+        "booking": slot.public() if (slot := window_of(ticket)) is not None else None,
     }
 
 

@@ -25,6 +25,7 @@ from operator_console.api import (
     services,
     user_of,
 )
+from operator_console.booking_body import BookingBody
 from operator_console.errors import FieldInvalid
 from operator_console.views import (
     EventOut,
@@ -46,6 +47,8 @@ class TicketBody(Strict):
     description: str = Field(default="", max_length=1000)
     resident_id: DbId | None = None
     call_id: DbId | None = None
+    #: a booked visit's window (date, from, until; Asia/Shanghai): `PUT .../booking` at once
+    booking: BookingBody | None = None
 
 
 class DispatchBody(Strict):
@@ -169,6 +172,12 @@ async def create_ticket(request: web.Request) -> web.Response:
         resident_id=data.resident_id,
         call_id=data.call_id,
     )
+    if data.booking is not None:
+        assert ticket.id is not None
+        ticket = await services(request).dispatch.booking.book(
+            ticket.id, user=user, on=data.booking.on, start=data.booking.start,
+            end=data.booking.end,
+        )  # fmt: skip
     return ok(ticket_public(ticket), status=201)
 
 

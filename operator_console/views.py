@@ -12,6 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
+from dispatch.booking_slot import window_of
 from dispatch.models import Call, Offer, Ticket
 from eventlog.clock import LOCAL_TZ
 from eventlog.models import Event
@@ -22,7 +23,8 @@ from registry.phones import mask
 
 def ticket_public(ticket: Ticket) -> dict[str, Any]:
     """A ticket on the API."""
-    data = ticket.model_dump(exclude={"plan", "version"})
+    data = ticket.model_dump(exclude={"plan", "version", "booked_on", "booked_from",
+                                      "booked_until"})  # fmt: skip
     for key, value in data.items():
         if isinstance(value, datetime):
             data[key] = value.isoformat()
@@ -32,7 +34,14 @@ def ticket_public(ticket: Ticket) -> dict[str, Any]:
         if ticket.deadline_at
         else None
     )
+    data["booking"] = _booking(ticket)
     return data
+
+
+def _booking(ticket: Ticket) -> dict[str, str] | None:
+    """A booked visit's window (local date, from, until), None: as soon as possible."""
+    slot = window_of(ticket)
+    return slot.public() if slot is not None else None
 
 
 def merchant_ticket_public(ticket: Ticket, resident: Resident | None) -> dict[str, Any]:
@@ -45,6 +54,7 @@ def merchant_ticket_public(ticket: Ticket, resident: Resident | None) -> dict[st
         "address": resident.address if resident else "",
         "deadline_at": ticket.deadline_at.isoformat() if ticket.deadline_at else None,
         "code_word": ticket.code_word,
+        "booking": _booking(ticket),
     }
 
 
@@ -166,6 +176,9 @@ class TicketOut(Model):
     rated_by: str | None
     deadline_at: datetime | None
     deadline_local: str | None = Field(description="MM-DD HH:MM in Asia/Shanghai")
+    booking: dict[str, str] | None = Field(
+        default=None, description="a booked visit: date, from, until (Asia/Shanghai)"
+    )
     merchant_id: int | None
     code_word: str
     rating: str | None
@@ -193,6 +206,9 @@ class MerchantTicketOut(Model):
     address: str
     deadline_at: datetime | None
     code_word: str
+    booking: dict[str, str] | None = Field(
+        default=None, description="a booked visit: date, from, until (Asia/Shanghai)"
+    )
 
 
 class OfferOut(Model):

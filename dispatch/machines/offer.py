@@ -1,6 +1,7 @@
 """The offer machine: placed -> ringing -> answered -> accepted | declined, or
 no_answer | busy | failed | expired | withdrawn. An accepted offer whose merchant never
-arrives becomes a no_show (the merchant's record shows it).
+arrives becomes a no_show (the merchant's record shows it); one whose merchant cancels the
+booked visit they accepted becomes cancelled (`dispatch.booking`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ class OfferState(enum.StrEnum):
     EXPIRED = "expired"
     WITHDRAWN = "withdrawn"
     NO_SHOW = "no_show"
+    #: the merchant cancelled a booked visit they had accepted
+    CANCELLED = "cancelled"
 
 
 LIVE = frozenset({OfferState.PLACED, OfferState.RINGING, OfferState.ANSWERED})
@@ -82,7 +85,14 @@ class NoShow:
     """The merchant accepted but did not arrive by the ticket's deadline."""
 
 
-OfferEvent = Ringing | Answered | Accept | Decline | Unreached | Expire | Withdraw | NoShow
+@dataclass(frozen=True, slots=True)
+class MerchantCancel:
+    """The merchant cancels the booked visit they accepted."""
+
+
+OfferEvent = (
+    Ringing | Answered | Accept | Decline | Unreached | Expire | Withdraw | NoShow | MerchantCancel
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,4 +131,6 @@ def transition(state: OfferState, event: OfferEvent) -> tuple[OfferState, list[O
             return _S.WITHDRAWN, [HangupCall()]
         case _S.ACCEPTED, NoShow():
             return _S.NO_SHOW, []
+        case _S.ACCEPTED, MerchantCancel():
+            return _S.CANCELLED, []
     raise IllegalTransition("offer", state, event)

@@ -2,7 +2,8 @@
 
 new -> matching -> offering -> accepted -> in_service -> completed -> rated -> closed;
 cancelled from any open state; unassigned when nobody accepts (and back to offering on
-a new dispatch). A no-show sends an accepted ticket back to offering. Escalation is a
+a new dispatch). A no-show, or the merchant cancelling a booked visit they accepted, sends
+an accepted ticket back to offering. Escalation is a
 flag with a reason on the ticket, not a state. An operator's task (a call back) never
 meets a merchant: new -> closed once done (`TaskDone`), or cancelled.
 """
@@ -72,6 +73,11 @@ class NoShow:
 
 
 @dataclass(frozen=True, slots=True)
+class MerchantCancelled:
+    """The accepted merchant cancelled the booked visit (`dispatch.booking`)."""
+
+
+@dataclass(frozen=True, slots=True)
 class Rated:
     """The resident (or family) rated the visit."""
 
@@ -103,6 +109,7 @@ TicketEvent = (
     | Arrived
     | Completed
     | NoShow
+    | MerchantCancelled
     | Rated
     | Close
     | Cancel
@@ -169,6 +176,9 @@ def transition(state: TicketState, event: TicketEvent) -> tuple[TicketState, lis
             return _S.COMPLETED, [ScheduleSurvey(), TellFamily("completed")]
         case _S.ACCEPTED, NoShow():
             return _S.OFFERING, [Redispatch(), TellFamily("no_show")]
+        case _S.ACCEPTED, MerchantCancelled():
+            # the cascade re-opens at once, with the candidates open in the window
+            return _S.OFFERING, [Redispatch()]
         case _S.COMPLETED, Rated():
             return _S.RATED, []
         case ((_S.RATED | _S.COMPLETED), Close()):

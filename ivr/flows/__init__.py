@@ -36,7 +36,8 @@ daily care calls)
 ``status_cancelled`` (context ``cancelled`` yes|no, ``category``)
     ``told``, ``transfer`` (it could not be cancelled: to "operators")
 ``merchant_offer`` (context ``category``, ``description``, ``address``, ``deadline``,
-``code_word``; never the resident's phone)
+``code_word``; never the resident's phone; a booked visit: ``slot_weekday`` "1".."7" (ISO),
+``slot_day``, ``slot_start``, ``slot_end``, read after the price, then 1 takes the slot)
     ``accepted`` (transfer="stay": the call waits on the line for ``merchant_accepted``
     or ``merchant_taken``), ``declined``, ``no_input``
 ``merchant_accepted`` (context ``code_word``)  ``told``
@@ -83,8 +84,11 @@ stays valid; the code is never in the event log, so dispatch reads no variable b
 ``masked_unreached`` (context ``side`` resident|merchant)  ``transfer`` (the resident's
 key 0, to "operators"), ``goodbye``
 ``reminder`` (context ``name``, ``sex``, ``text`` read slowly, ``kind`` medication|
-appointment)  ``confirmed`` (key 1), ``help`` (key 2; transfer="operators": a routine
-call in the queue), ``no_input``
+appointment|visit; a booked visit's: ``slot_weekday`` "1".."7", ``slot_day``,
+``slot_start``, ``slot_end``, ``category``, ``today``, read instead of the text; its
+merchant's: ``who`` "merchant" and ``address`` too)
+``confirmed`` (key 1), ``help`` (key 2; transfer="operators": a routine
+call in the queue), ``cancel`` (the merchant's key 2: the visit goes to others), ``no_input``
 """
 
 from __future__ import annotations
@@ -126,7 +130,7 @@ OUTCOMES: dict[str, frozenset[str]] = {
     # notices (dispatch.campaigns)
     "notice": frozenset({"answer_yes", "answer_no", "heard"}),
     # medication and appointment reminders (dispatch.reminders)
-    "reminder": frozenset({"confirmed", "help", "no_input"}),
+    "reminder": frozenset({"confirmed", "help", "cancel", "no_input"}),
 }
 
 #: Service catalog codes the hotline can finish a ``need`` with.

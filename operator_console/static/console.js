@@ -459,7 +459,7 @@ function needControls() {
   const made = callHasTicket();
   $('create-ticket').disabled = made || state.creating || !state.category;
   $('create-ticket').title = made ? T('ticket_made') : '';
-  for (const id of ['description', 'urgency', 'preferred']) $(id).disabled = made;
+  for (const id of ['description', 'urgency', 'preferred', 'booked-date', 'booked-part']) $(id).disabled = made;
 }
 
 // The need panel follows the call at the desk: its ticket, need text and category come from
@@ -473,6 +473,7 @@ async function deskContext(call) {
   state.ticket = null; state.category = null; state.creating = false;
   for (const x of $('categories').children) x.classList.remove('selected');
   $('description').value = ''; $('urgency').value = ''; $('preferred').value = '';
+  $('booked-date').value = ''; $('booked-part').value = '';
   const box = $('current-ticket');
   box.replaceChildren('—'); box.classList.add('muted'); delete box.dataset.state;
   for (const id of ['candidates', 'offers', 'timeline']) $(id).replaceChildren();
@@ -495,6 +496,9 @@ async function createTicket() {
   const body = { category: state.category, description: (prefix.join('') + ' ' + $('description').value).trim() };
   if (state.call) body.call_id = state.call.id;
   if (state.residentId) body.resident_id = state.residentId;
+  // a booked visit: matching then takes merchants open in the window (dispatch.booking)
+  const [from, until] = $('booked-part').value.split('-');
+  if ($('booked-date').value && from) body.booking = { date: $('booked-date').value, from, until };
   state.creating = true; needControls();
   try {
     state.ticket = await api('POST', '/tickets', body);
@@ -510,7 +514,7 @@ async function createTicket() {
     state.category = null; $('description').value = '';
     for (const x of $('categories').children) x.classList.remove('selected');
   }
-  $('urgency').value = ''; $('preferred').value = '';
+  $('urgency').value = ''; $('preferred').value = ''; $('booked-date').value = ''; $('booked-part').value = '';
   await showTicket();
   await showCandidates();
   refreshBoard();
@@ -533,6 +537,7 @@ async function showTicket() {
   const link = el('a', `#${t.id}`); link.href = `/tickets/${t.id}`; link.target = '_blank';
   const dl = deadline(t.deadline_at);
   box.append(link, ' ', el('span', categoryLabel(t.category_code)), ' ', el('span', stateName(t.state), 'tag state'), ' ', el('span', dl.text, `due ${dl.level}`));
+  if (t.booking) box.append(' ', el('span', `${T('tk_booking')} ${t.booking.date} ${t.booking.from}–${t.booking.until}`, 'tag booking'));
   if (t.code_word) box.append(' ', el('span', `${T('code_word')} ${t.code_word}`, 'muted'));
   box.dataset.state = t.state;
   $('offers').replaceChildren(...t.offers.map((o) => {

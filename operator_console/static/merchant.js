@@ -76,7 +76,7 @@ function card(o, buttons) {
   const node = $('order-tpl').content.firstElementChild.cloneNode(true);
   node.dataset.ticketId = o.ticket_id; node.dataset.state = o.state;
   node.querySelector('.what').textContent = `#${o.ticket_id} ${zh ? o.category_zh : o.category_en}${o.urgency !== 'routine' ? ' · ' + stateName(o.urgency) : ''}`;
-  node.querySelector('.desc').textContent = o.description || '';
+  node.querySelector('.desc').textContent = [o.booking ? `${T('tk_booking')} ${o.booking.date} ${o.booking.from}–${o.booking.until}` : '', o.description || ''].filter(Boolean).join(' · ');
   node.querySelector('.addr').textContent = T('labelled', { label: T('address'), value: o.address || '—' });
   const d = deadline(o.deadline_at);
   const due = node.querySelector('.due'); due.textContent = d.text; due.className = `due ${d.level}`;
@@ -103,6 +103,8 @@ async function refresh() {
     ...(o.state === 'accepted' ? [[T('arrive'), 'primary arrive', () => api('POST', `/tickets/${o.ticket_id}/arrive`)]] : []),
     ...(['accepted', 'in_service'].includes(o.state) ? [[T('complete'), 'complete', () => api('POST', `/tickets/${o.ticket_id}/complete`)]] : []),
     // a masked call: the service rings this phone, then the resident; no number is shown
+    // a booked visit the merchant cannot make: the service offers it to others in time
+    ...(o.state === 'accepted' && o.booking ? [[T('tk_book_merchant_cancel'), 'cancel-booking', () => api('POST', `/tickets/${o.ticket_id}/booking/cancel`, {})]] : []),
     ...(['accepted', 'in_service'].includes(o.state) ? [[T('mc_connect'), 'connect', async () => {
       await api('POST', `/merchant/orders/${o.ticket_id}/connect`, {});
       notify(T('mc_connecting'), 'info');

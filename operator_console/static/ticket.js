@@ -1,6 +1,7 @@
 // One ticket: its fields, the offer cascade and the full timeline, kept live; and what an
 // operator does about it from here: ring the resident (one button per phone), dispatch
-// again, add a note, hand it to a colleague, cancel it with a reason.
+// again, add a note, hand it to a colleague, cancel it with a reason; book the visit's date
+// and time window (Asia/Shanghai), or cancel an accepted booked visit for its merchant.
 import { api, el, liveEvents, latestSeq, fmtDateTime, lang, T, stateName, deadline, timelineItem, notify } from './common.js';
 import { FINAL, allowed, redispatch, addNote, reassign, cancelTicket, callPhone, phonesOf, assignees } from './ticket_actions.js';
 
@@ -30,6 +31,7 @@ async function load() {
     [T('category'), catName(t.category_code)], [T('description'), t.description], [T('urgency'), stateName(t.urgency)],
     [T('deadline'), `${t.deadline_local || ''} ${['closed', 'cancelled', 'rated'].includes(t.state) ? '' : d.text}`],
     [T('merchant'), merchants[t.merchant_id] || ''], [T('tk_assignee'), personName(t.assigned_to)],
+    [T('tk_booking'), t.booking ? `${t.booking.date} ${t.booking.from}–${t.booking.until}` : T('tk_booking_asap')],
     [T('code_word'), t.code_word], [T('created'), fmtDateTime(t.created_at)],
     [T('rating'), t.rating ? stateName(t.rating) : ''], [T('escalated'), t.escalated ? (t.escalation_reason || '⚠') : ''],
   ];
@@ -53,6 +55,15 @@ function controls(t) {
   $('tk-assign').disabled = !can.assign;
   $('tk-cancel-reason').disabled = !can.cancel;
   $('tk-assign-to').disabled = !can.assign;
+  // a window is booked before the offers (or moved once accepted); a merchant cancels an accepted one
+  const bookable = ['new', 'unassigned', 'accepted'].includes(t.state);
+  for (const f of ['tk-book', 'tk-book-date', 'tk-book-part', 'tk-book-from', 'tk-book-until']) $(f).disabled = !bookable;
+  $('tk-book-clear').disabled = !(t.booking && ['new', 'unassigned'].includes(t.state));
+  $('tk-book-merchant-cancel').disabled = !(t.booking && t.state === 'accepted');
+  if (t.booking && !$('tk-book-date').value) {
+    $('tk-book-date').value = t.booking.date; $('tk-book-from').value = t.booking.from; $('tk-book-until').value = t.booking.until;
+    $('tk-book-part').value = [...$('tk-book-part').options].some((o) => o.value === `${t.booking.from}-${t.booking.until}`) ? `${t.booking.from}-${t.booking.until}` : '';
+  }
   const sel = $('tk-assign-to');
   const keep = sel.value;
   sel.replaceChildren(...people.filter((p) => p.user_id !== t.assigned_to).map((p) => {
@@ -90,6 +101,25 @@ const act = (fn) => async (e) => {
 $('tk-redispatch').addEventListener('click', act(async () => {
   await redispatch(id);
   say(T('tk_dispatched'));
+  await load();
+}));
+$('tk-book-part').addEventListener('change', () => {
+  const [from, until] = $('tk-book-part').value.split('-');
+  if (from) { $('tk-book-from').value = from; $('tk-book-until').value = until; }
+});
+$('tk-book-form').addEventListener('submit', act(async () => {
+  await api('PUT', `/tickets/${id}/booking`, { date: $('tk-book-date').value, from: $('tk-book-from').value, until: $('tk-book-until').value });
+  say(T('tk_booked'));
+  await load();
+}));
+$('tk-book-clear').addEventListener('click', act(async () => {
+  await api('DELETE', `/tickets/${id}/booking`);
+  say(T('tk_book_cleared'));
+  await load();
+}));
+$('tk-book-merchant-cancel').addEventListener('click', act(async () => {
+  await api('POST', `/tickets/${id}/booking/cancel`, {});
+  say(T('tk_book_reopened'));
   await load();
 }));
 $('tk-note-form').addEventListener('submit', act(async () => {

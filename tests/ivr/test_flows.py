@@ -52,8 +52,22 @@ CONTEXTS: dict[str, list[dict[str, str]]] = {
             {"price": p, "price_yuan": "5"}
             for p in ("subsidised", "subsidised_yuan", "self_paid", "self_paid_yuan", "free", "")
         ]
-        for name in ("merchant_offer", "resident_told")
+        for name in ("resident_told",)
     },
+    # a booked visit reads its slot (one prompt per weekday), with and without a price
+    "merchant_offer": [
+        *(
+            {"price": p, "price_yuan": "5"}
+            for p in ("subsidised", "subsidised_yuan", "self_paid", "self_paid_yuan", "free", "")
+        ),
+        *({"slot_weekday": str(d)} for d in range(1, 8)),
+        {"slot_weekday": "4", "price": "free"},
+    ],
+    "reminder": [
+        RESIDENT,
+        *({**RESIDENT, "slot_weekday": str(d)} for d in range(1, 8)),
+        *({"who": "merchant", "slot_weekday": str(d)} for d in (*range(1, 8), "")),
+    ],
 }
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, time
 from typing import Any
 
 import pytest
@@ -80,6 +80,10 @@ class Case:
     def id(self) -> str:
         return "-".join(part for part in (self.flow, self.label, self.lang) if part)
 
+
+#: a booked window: Thursday 13 March 2025, 09:00 to 11:00 (dispatch.booking_slot)
+SLOT: dict[str, Any] = {"slot_weekday": "4", "slot_day": date(2025, 3, 13),
+                        "slot_start": time(9, 0), "slot_end": time(11, 0)}  # fmt: skip
 
 NOTICE = {"notice": "本周六上午九点，社区活动室有健康讲座。", "question": "您参加吗？"}
 
@@ -172,6 +176,44 @@ CASES = [
     # medication and appointment reminders (the text is the reminder's own)
     Case("reminder", {**RESIDENT, "text": "请记得饭后吃降压药。", "kind": "medication"}),
     Case("reminder", {**RESIDENT, "text": "Doctor at 9:30.", "kind": "appointment"}, lang="en"),
+    # booked visits (dispatch.booking): the slot read on the offer call and the reminder
+    Case("merchant_offer", {**ORDER, **SLOT}, label="booked"),
+    Case("merchant_offer", {**ORDER, **SLOT, "price": "free"}, lang="en", label="booked"),
+    Case(
+        "reminder", {**RESIDENT, **SLOT, "category": "请医生上门", "kind": "visit"}, label="visit"
+    ),
+    Case(
+        "reminder",
+        {**RESIDENT, **SLOT, "category": "a doctor's visit", "kind": "visit"},
+        lang="en",
+        label="visit",
+    ),
+    # the merchant's reminder of the visit they accepted: 2 cancels it
+    Case(
+        "reminder",
+        {
+            **SLOT,
+            **VISIT,
+            "who": "merchant",
+            "category": "请医生上门",
+            "kind": "visit",
+            "today": TODAY,
+        },
+        label="merchant",
+    ),
+    Case(
+        "reminder",
+        {
+            **SLOT,
+            **VISIT,
+            "who": "merchant",
+            "category": "a doctor's visit",
+            "kind": "visit",
+            "today": TODAY,
+        },
+        lang="en",
+        label="merchant",
+    ),
 ]
 
 
