@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col
 
 from dispatch.config import DispatchConfig
+from dispatch.outbound_engine import pacing_for
 from dispatch.services import DispatchServices
 from dispatch.timers import ManualTimers, SchedulerTimers, Timers
 from eventlog.bus import EventBus
@@ -291,6 +292,15 @@ def create_app(
             emergency_oncall_s=settings.emergency_oncall_s,
             desk_open=settings.desk_open,
             desk_close=settings.desk_close,
+            outbound_dedupe_s=settings.outbound_dedupe_s,
+            # the backend's own pace unless the settings say otherwise
+            **pacing_for(
+                backend.name,
+                cps=settings.outbound_cps,
+                channels=settings.outbound_channels,
+                inbound_reserved=settings.inbound_reserved_lines,
+                trunk_lines=settings.trunk_lines,
+            ),
         )
         holder: dict[str, DispatchServices] = {}
 

@@ -85,6 +85,15 @@ class Settings(BaseSettings):
     #: each emergency contact is told what they chose (accepted, arrived, completed, late,
     #: no-show, emergency) by text or call, not at night (dispatch.family)
     tell_family: bool = True
+    #: the outbound engine's pace (dispatch.outbound_engine); unset: the backend's default
+    #: (memory 10/s and 30 channels, asterisk 5/s and 20, twilio 1/s and 10)
+    outbound_cps: float | None = Field(default=None, gt=0, le=100)
+    outbound_channels: int | None = Field(default=None, ge=1, le=1000)
+    #: lines always kept free for the hotline, of `trunk_lines` (unset: channels + reserved)
+    inbound_reserved_lines: int | None = Field(default=None, ge=0, le=100)
+    trunk_lines: int | None = Field(default=None, ge=0, le=2000)
+    #: one resident is not rung for two campaigns within this long
+    outbound_dedupe_s: float = Field(default=600.0, ge=0, le=86400)
     #: the public emergency number (ambulance) the emergency panel rings
     emergency_number: str = Field(default="120", pattern=r"^\+?[0-9]{2,20}$")
     # Emergencies (issue 14): ring-all, then the on-call list, then contacts and 120
