@@ -32,6 +32,7 @@ machine as not reached.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import weakref
@@ -68,7 +69,16 @@ QUEUED, PLACED, DROPPED = "queued", "placed", "dropped"
 BUSY_HOLD_S = 60.0
 #: what frees a channel or brings the line back: the engine looks at its queue again
 WAKE_EVENTS = frozenset(
-    {"call.ended", "call.abandoned", "call.failed", "call.lost", "call.wrapped_up", "telephony.up"}
+    {
+        "call.ended",
+        "call.abandoned",
+        "call.failed",
+        "call.lost",
+        "call.wrapped_up",
+        "telephony.up",
+        # calls queued (by any process: the one with the PBX link places them)
+        "outbound.queued",
+    }
 )
 #: states that hold no line (the caller hung up; the operator wraps up)
 OFF_LINE = cm.FINAL | {cm.CallState.WRAP_UP}
@@ -161,7 +171,26 @@ class OutboundEngine:
         #: calls this engine handed to the backend, and the CPU its looks took
         self.placed = 0
         self.cpu_s = 0.0
+        #: False in a process without the PBX link (a standby): it queues, never places
+        self.active = True
         core.store.bus.listen(self._follow, subjects=("call", "system"))
+
+    def pause(self) -> None:
+        """Stop placing calls (a process without the PBX link still queues them)."""
+        self.active = False
+
+    def start(self) -> None:
+        """Place calls (this process holds the PBX link): a look at the queue at once."""
+        self.active = True
+        self.kick()
+
+    async def stop(self) -> None:
+        """Stop placing calls and let a look under way finish (the link is closing)."""
+        self.active = False
+        kick, self._kick = self._kick, None
+        if kick is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await kick
 
     @property
     def pacing(self) -> Pacing:
@@ -192,6 +221,7 @@ class OutboundEngine:
         tx.session.add(job)
         if tx not in self._kicked:
             self._kicked.add(tx)
+            tx.emit("outbound.queued", "system", "outbound")
             tx.after_commit(self.pump)
         return job
 
@@ -263,6 +293,8 @@ class OutboundEngine:
 
     def kick(self) -> None:
         """Look at the queue soon (from a listener: outside any unit of work)."""
+        if not self.active:
+            return
         if self._lock.locked() or (self._kick is not None and not self._kick.done()):
             self._again = True
             return
@@ -279,6 +311,8 @@ class OutboundEngine:
 
     async def pump(self) -> int:
         """Place every due call the pace allows now; returns how many were placed."""
+        if not self.active:
+            return 0
         if self._lock.locked():
             self._again = True
             return 0

@@ -354,6 +354,8 @@ def create_app(
                 messaging=messaging_of(settings, backend),
             )
             holder["d"] = dispatch
+            # the outbound engine places calls only where the PBX link is (`own`)
+            dispatch.outbound_engine.pause()
             login = MerchantLogin(
                 outbound=dispatch.outbound,
                 secret=settings.secret_key,
@@ -402,6 +404,8 @@ def create_app(
                     )
                     # after a restart or a takeover: repair lost timers and calls first
                     await dispatch.reconciler.start()
+                    dispatch.outbound_engine.start()
+                    owned.push_async_callback(dispatch.outbound_engine.stop)
                     if relay is not None:
                         executor = Executor(
                             backend,

@@ -16,7 +16,6 @@ from typing import Any
 import pytest
 
 from dispatch.config import DispatchConfig
-
 from eventlog.clock import LOCAL_TZ
 from ivr.prompts import render
 from providers.base import OriginateFailure
