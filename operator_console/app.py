@@ -94,6 +94,7 @@ def make_telephony(settings: Settings) -> Telephony:
                 sounds_dir=settings.asterisk_sounds_dir,
                 action_timeout_s=settings.asterisk_action_timeout_s,
                 ping_interval_s=settings.asterisk_ping_interval_s,
+                amd=settings.asterisk_amd,
             )
         )
     if settings.telephony == "twilio":

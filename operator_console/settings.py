@@ -140,6 +140,8 @@ class Settings(BaseSettings):
     asterisk_dial_template: str = "PJSIP/{number}@trunk"
     #: the operator's desk device a click-to-call rings first ({endpoint}: the operator id)
     asterisk_desk_template: str = "PJSIP/{endpoint}"
+    #: answering-machine detection on outbound calls (app_amd's AMD() in the dialplan)
+    asterisk_amd: bool = False
     asterisk_agi_host: str = "127.0.0.1"
     asterisk_agi_port: int = 4573
     #: how long an AMI action may go unanswered, and how often the link is pinged

@@ -30,6 +30,10 @@ class AsteriskConfig:
     #: where hold(ref) sends the caller (exten ``caller``) and the operator's leg
     #: (``operator``); transfer(ref) releases the previous operator's leg at ``release``.
     onhold_context: str = "yijing-onhold"
+    #: Answering-machine detection: each Originate sets YIJING_AMD=1, the dialplan runs
+    #: ``AMD()`` (app_amd) before the flow, and the answer is reported once AMDSTATUS is
+    #: set (``CallAnswered.answered_by``: machine, human, unknown).
+    amd: bool = False
     #: Channel variable carrying the port's ref (also in manager.conf ``channelvars``).
     ref_var: str = "YIJING_REF"
     #: FastAGI server the dialplan connects to; port 0 picks a free port (tests).
