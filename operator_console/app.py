@@ -108,6 +108,7 @@ def make_telephony(settings: Settings) -> Telephony:
                 from_number=settings.twilio_from_number,
                 operator_endpoint=settings.twilio_operator_endpoint,
                 audio_base_url=settings.twilio_audio_base_url,
+                machine_detection=settings.twilio_machine_detection,
                 api_base_url=settings.twilio_api_base_url,
                 sms_from=settings.twilio_sms_from,
             )

@@ -157,6 +157,8 @@ class Settings(BaseSettings):
     twilio_public_url: str = ""
     twilio_operator_endpoint: str = "client:{peer}"
     twilio_audio_base_url: str | None = None
+    #: answering-machine detection on outbound calls (`MachineDetection=Enable`)
+    twilio_machine_detection: bool = False
     #: the REST API's base URL; only a proxy or a test server needs another one
     twilio_api_base_url: str | None = None
     #: false when the number cannot send texts: login codes then always go by phone call
