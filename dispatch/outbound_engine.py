@@ -304,6 +304,11 @@ class OutboundEngine:
             return
         self._kick = loop.create_task(self.pump(), name="outbound-pump")
 
+    async def idle(self) -> None:
+        """Wait for a look at the queue under way (a bench drives the clock by it)."""
+        while self._kick is not None and not self._kick.done():
+            await asyncio.wait({self._kick})
+
     async def on_timer(self, key: TimerKey) -> None:
         """The `outbound:` timer fired: a call fell due, or a second's calls were spent."""
         self._timer_at = None
