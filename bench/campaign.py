@@ -72,19 +72,9 @@ async def add_residents(url: str, n: int) -> None:
             insert(Grid), [{"code": GRID, "name": "压测网格", "community": "白公路"}]
         )
         first = 1_000_000
-        await conn.execute(
-            insert(Resident),
-            [
-                {
-                    "id": first + i,
-                    "name": f"居民{i}",
-                    "grid_code": GRID,
-                    "groups": [],
-                    "preferred_merchants": {},
-                }  # fmt: skip
-                for i in range(n)
-            ],
-        )
+        row = {"grid_code": GRID, "groups": [], "preferred_merchants": {}}
+        people = [{**row, "id": first + i, "name": f"居民{i}"} for i in range(n)]
+        await conn.execute(insert(Resident), people)
         await conn.execute(
             insert(ResidentPhone),
             [{"resident_id": first + i, "number": f"+86139{i:08d}"} for i in range(n)],

@@ -41,6 +41,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from dispatch.config import DispatchConfig
@@ -219,6 +220,10 @@ class OutboundEngine:
             created_at=now,
         )
         tx.session.add(job)
+        timer = self._timer_at
+        if job.due_at > now and (timer is None or timer <= now or job.due_at < timer):
+            self._timer_at = job.due_at  # a later call: the engine's timer for it
+            self.core.fx.after_commit(tx, ScheduleTimer(TimerKey.outbound(), job.due_at))
         if tx not in self._kicked:
             self._kicked.add(tx)
             tx.emit("outbound.queued", "system", "outbound")
@@ -327,9 +332,9 @@ class OutboundEngine:
             try:
                 while True:
                     self._again = False
-                    n, moved = await self._look()
+                    n, more = await self._look()
                     placed += n
-                    if not moved and not self._again:
+                    if not more and not self._again:
                         break
             finally:
                 self.cpu_s += time.process_time() - started
@@ -347,11 +352,11 @@ class OutboundEngine:
         self._filled_at = now
         return self._tokens
 
-    async def _free_channels(self, tx: Tx, pacing: Pacing) -> int:
+    async def _free_channels(self, session: AsyncSession, pacing: Pacing) -> int:
         """Outbound calls that may start now: channels left, and trunk lines left over the
         hotline's reserve (calls still in the queue hold no line)."""
         queued = select(col(OutboundJob.ref)).where(col(OutboundJob.state) == QUEUED)
-        rows = await tx.session.execute(
+        rows = await session.execute(
             select(col(Call.direction), func.count())
             .where(col(Call.state).not_in(list(OFF_LINE)), col(Call.ref).not_in(queued))
             .group_by(col(Call.direction))
@@ -361,36 +366,47 @@ class OutboundEngine:
         return min(pacing.channels - out, pacing.trunk - pacing.inbound_reserved - inbound - out)
 
     async def _look(self) -> tuple[int, bool]:
-        """Place what is due within the pace: (placed, whether the queue changed)."""
+        """Place what is due within the pace: (placed, whether to look again at once)."""
         core = self.core
         now = core.now()
-        pacing = self.pacing
+        tokens = self._refill(now)
+        async with core.store.read() as session:
+            free = await self._free_channels(session, self.pacing)
+        room = min(free, int(tokens))
+        if room <= 0:
+            if free > 0:  # the second's calls are spent: back with the next one
+                cps = max(core.config.outbound_cps, 0.001)
+                await self._wake(None, now, now + timedelta(seconds=(1.0 - tokens) / cps))
+            return 0, False  # else the trunk is full: a call ending wakes the engine
         placed = moved = 0
         commands: list[PlaceCall] = []
+        held: list[datetime] = []
         async with core.store.tx() as tx:
-            tokens = self._refill(now)
-            room = min(await self._free_channels(tx, pacing), int(tokens))
-            due: list[OutboundJob] = []
-            if room > 0:
-                due = list(
-                    (
-                        await tx.session.execute(
-                            select(OutboundJob)
-                            .where(col(OutboundJob.state) == QUEUED, col(OutboundJob.due_at) <= now)
-                            .order_by(
-                                col(OutboundJob.priority),
-                                col(OutboundJob.due_at),
-                                col(OutboundJob.id),
-                            )
-                            .limit(room * 2 + 8)
+            due = list(
+                (
+                    await tx.session.execute(
+                        select(OutboundJob)
+                        .where(col(OutboundJob.state) == QUEUED, col(OutboundJob.due_at) <= now)
+                        .order_by(
+                            col(OutboundJob.priority), col(OutboundJob.due_at), col(OutboundJob.id)
                         )
-                    ).scalars()
-                )
+                        .limit(room * 2 + 8)
+                    )
+                ).scalars()
+            )
+            calls = {
+                c.ref: c
+                for c in (
+                    await tx.session.execute(
+                        select(Call).where(col(Call.ref).in_([j.ref for j in due]))
+                    )
+                ).scalars()
+            }
             rung = await self._rung(tx, {j.resident_id for j in due if j.resident_id}, now)
             for job in due:
                 if placed >= room:
                     break
-                call = await core.call_by_ref(tx, job.ref)
+                call = calls.get(job.ref)
                 if call is None or call.state in cm.FINAL:
                     job.state = DROPPED
                     moved += 1
@@ -400,6 +416,7 @@ class OutboundEngine:
                     until = quiet_until(core.config, now)
                 if until is not None:
                     job.due_at = until
+                    held.append(until)
                     tx.emit("outbound.held", "call", call.id, purpose=job.purpose,
                             until=until.isoformat())  # fmt: skip
                     moved += 1
@@ -426,12 +443,15 @@ class OutboundEngine:
                 )
                 placed += 1
             self._tokens = tokens - placed
-            await self._next_look(tx, now, busy=room <= 0 or placed >= room)
+            left = len(due) > placed + moved  # due calls the pace left for later
+            # maybe more due than this look read: look again at once
+            more = len(due) >= room * 2 + 8 and placed < room
+            await self._next_look(tx, now, held, left=left)
             core.fx.after_commit(tx, *commands)
         self.placed += placed
         if placed:
             log.info("outbound: %s calls placed", placed)
-        return placed, bool(placed or moved)
+        return placed, more
 
     async def _rung(self, tx: Tx, residents: set[int], now: datetime) -> dict[int, list[_Rung]]:
         """The calls of these residents live now or started within the dedupe window (not
@@ -494,24 +514,37 @@ class OutboundEngine:
                 until = at
         return until
 
-    async def _next_look(self, tx: Tx, now: datetime, *, busy: bool) -> None:
-        """Set the engine's timer: when the next call falls due, or (the pace spent with
-        calls due) when the next token comes; a full trunk wakes it by a call ending."""
-        query = select(func.min(col(OutboundJob.due_at))).where(col(OutboundJob.state) == QUEUED)
-        if not busy:
-            query = query.where(col(OutboundJob.due_at) > now)  # every due one went
-        next_due = (await tx.session.execute(query)).scalar()
-        if next_due is None:
-            return
-        at = max(next_due, now)
-        tokens = self._tokens or 0.0
-        if busy and tokens < 1.0:
+    async def _next_look(self, tx: Tx, now: datetime, held: list[datetime], *, left: bool) -> None:
+        """Set the engine's timer: for the calls just held, for the next second's calls
+        when some due ones were left, and (no timer left: it just fired) for the next
+        call that falls due."""
+        wanted = list(held)
+        if left:
+            tokens = self._tokens or 0.0
             cps = max(self.core.config.outbound_cps, 0.001)
-            at = max(at, now + timedelta(seconds=(1.0 - tokens) / cps))
-        elif busy:
-            # the trunk is full: a call ending wakes it; the timer is a safety net
-            at = max(at, now + timedelta(seconds=BUSY_HOLD_S))
+            # out of tokens: the next one; out of channels: a call ending wakes it (a net)
+            wait = (1.0 - tokens) / cps if tokens < 1.0 else BUSY_HOLD_S
+            wanted.append(now + timedelta(seconds=wait))
+        if self._timer_at is None or self._timer_at <= now:
+            first = (
+                await tx.session.execute(
+                    select(func.min(col(OutboundJob.due_at))).where(
+                        col(OutboundJob.state) == QUEUED, col(OutboundJob.due_at) > now
+                    )
+                )
+            ).scalar()
+            if first is not None:
+                wanted.append(first)
+        if wanted:
+            await self._wake(tx, now, min(wanted))
+
+    async def _wake(self, tx: Tx | None, now: datetime, at: datetime) -> None:
+        """Have the `outbound:` timer fire at `at`, unless it fires sooner already."""
         if self._timer_at is not None and now < self._timer_at <= at:
-            return  # set already for as soon or sooner
+            return
         self._timer_at = at
-        self.core.fx.after_commit(tx, ScheduleTimer(TimerKey.outbound(), at))
+        command = ScheduleTimer(TimerKey.outbound(), at)
+        if tx is None:
+            await self.core.fx.run(command)
+        else:
+            self.core.fx.after_commit(tx, command)
