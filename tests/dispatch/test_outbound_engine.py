@@ -6,21 +6,26 @@ wellbeing call is never held by a notice); an answering machine is no check-in."
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
+from sqlmodel import col
 
 from dispatch.config import DispatchConfig
-from dispatch.models import Call
+from dispatch.models import Call, OutboundJob
 from providers.base import OriginateFailure
 from providers.memory.pbx import Script
+from registry.models import Grid, Resident, User
 from tests.conftest import Harness, eventually, started_harness
 from tests.dispatch.test_campaigns import NOTICE, PILOT, pilot_grid, progress, ringing
+from tests.dispatch.test_restart import RecordingPBX
 from tests.dispatch.test_wellbeing import phone_of, round_in, set_plan, timeline
+from tests.dispatch.usecases import use_cases
 from tests.operator_console.test_whole_path import press_when_asked
 
 BASE = DispatchConfig(match_seed=7, survey_delay_s=60, offer_timeout_s=90, parallel_offers_urgent=1)
@@ -210,3 +215,48 @@ async def test_given_an_answering_machine_then_the_wellbeing_try_is_not_a_check_
 
 async def _ended(h: Harness, ref: str) -> bool:
     return h.pbx.calls[ref].state == "ended"
+
+
+async def test_given_a_restart_with_calls_handed_over_and_queued_then_each_is_dialled_once(
+    seeded_db_url: str,
+) -> None:
+    """The process dies with two notice calls handed to a backend that could not take them
+    (the line was down: undialed) and three still in the queue: the next process dials
+    the two with their refs once the line is up, then the queue's three, each once."""
+    dialled: list[str] = []
+    config = replace(BASE, outbound_channels=2)
+    async with RecordingPBX(dialled) as pbx, use_cases(seeded_db_url, pbx, config=config) as one:
+        async with one.store.tx() as tx:
+            tx.session.add(Grid(code="T1", name="试点网格", community="白公路"))
+            await tx.session.flush()
+            await tx.session.execute(
+                update(Resident).where(col(Resident.id).in_(PILOT)).values(grid_code="T1")
+            )
+        async with one.store.read() as session:
+            query = select(User).where(User.username == "supervisor")  # type: ignore[arg-type]
+            user = (await session.execute(query)).scalar_one()
+        pbx.set_link(False)  # the PBX is gone as the first two are handed over
+        made = await one.dispatch.campaigns.create(
+            user=user, title="讲座", text=NOTICE["text"], grid_codes=["T1"]
+        )
+        async with one.store.read() as session:
+            jobs = select(OutboundJob.state)  # type: ignore[call-overload]
+            states = (await session.execute(jobs)).scalars().all()
+        assert sorted(states) == ["placed", "placed", "queued", "queued", "queued"]
+    assert dialled == []
+    wide = replace(config, outbound_channels=30)
+    async with (
+        RecordingPBX(dialled) as pbx,
+        use_cases(seeded_db_url, pbx, config=wide, pump=True) as two,
+    ):
+
+        async def all_five() -> bool:
+            return len(dialled) >= 5
+
+        async def all_called() -> bool:
+            return (await two.dispatch.campaigns.progress(made.id))["called"] == 5
+
+        await eventually(all_five)
+        await eventually(all_called)
+        await two.timers.advance(3600)
+    assert len(dialled) == 5 and set(Counter(dialled).values()) == {1}, dialled
