@@ -307,7 +307,18 @@ class OutboundEngine:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             return
-        self._kick = loop.create_task(self.pump(), name="outbound-pump")
+        self._kick = loop.create_task(self._pump_logged(), name="outbound-pump")
+
+    async def _pump_logged(self) -> int:
+        """A look started by a listener: nobody awaits it, so a failure is logged here (the
+        next wake or the timer looks again)."""
+        try:
+            return await self.pump()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("outbound: a look at the queue failed")
+            return 0
 
     async def idle(self) -> None:
         """Wait for a look at the queue under way (a bench drives the clock by it)."""

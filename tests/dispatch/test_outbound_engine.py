@@ -18,6 +18,7 @@ from sqlmodel import col
 
 from dispatch.config import DispatchConfig
 from dispatch.models import Call, OutboundJob
+from dispatch.outbound_engine import Pacing, pacing_for
 from providers.base import OriginateFailure
 from providers.memory.pbx import Script
 from registry.models import Grid, Resident, User
@@ -260,3 +261,13 @@ async def test_given_a_restart_with_calls_handed_over_and_queued_then_each_is_di
         await eventually(all_called)
         await two.timers.advance(3600)
     assert len(dialled) == 5 and set(Counter(dialled).values()) == {1}, dialled
+
+
+def test_given_a_backend_then_its_own_pace_unless_the_settings_say_otherwise() -> None:
+    twilio = pacing_for("twilio")
+    assert (twilio["outbound_cps"], twilio["outbound_channels"]) == (1.0, 10)
+    asterisk = pacing_for("asterisk", channels=8, inbound_reserved=3)
+    assert (asterisk["outbound_cps"], asterisk["outbound_channels"]) == (5.0, 8)
+    pace = Pacing.of(replace(BASE, **asterisk))
+    assert (pace.inbound_reserved, pace.trunk) == (3, 11)  # unset trunk: channels + reserved
+    assert Pacing.of(replace(BASE, **pacing_for("memory", trunk_lines=40))).trunk == 40
