@@ -29,6 +29,8 @@ class Call(SQLModel, table=True):
     __table_args__ = (
         Index("ix_call_direction_state", "direction", "state"),
         Index("ix_call_started_at", "started_at"),
+        # a resident's recent calls: the outbound engine's dedupe, a wellbeing check-in
+        Index("ix_call_resident_started", "resident_id", "started_at"),
     )
 
     id: int | None = Field(default=None, sa_type=BigId, primary_key=True)
@@ -72,10 +74,7 @@ class OutboundJob(SQLModel, table=True):
     backend: never twice) or `dropped` (no longer wanted)."""
 
     __tablename__ = "outbound_queue"
-    __table_args__ = (
-        Index("ix_outbound_queue_due", "state", "priority", "due_at"),
-        Index("ix_outbound_queue_resident", "resident_id"),
-    )
+    __table_args__ = (Index("ix_outbound_queue_due", "state", "priority", "due_at"),)
 
     id: int | None = Field(default=None, sa_type=BigId, primary_key=True)
     ref: str = Field(unique=True, max_length=64)

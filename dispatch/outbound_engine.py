@@ -77,6 +77,7 @@ WAKE_EVENTS = frozenset(
         "call.lost",
         "call.wrapped_up",
         "telephony.up",
+        "call.redialed",
         # calls queued (by any process: the one with the PBX link places them)
         "outbound.queued",
     }
@@ -174,6 +175,9 @@ class OutboundEngine:
         self.cpu_s = 0.0
         #: False in a process without the PBX link (a standby): it queues, never places
         self.active = True
+        #: a call it handed over waits for the phone line (`call.deferred`): nothing more
+        #: is placed until the line is back (`telephony.up`, a call redialled)
+        self._line_trouble = False
         core.store.bus.listen(self._follow, subjects=("call", "system"))
 
     def pause(self) -> None:
@@ -293,7 +297,12 @@ class OutboundEngine:
     # -- waking ----------------------------------------------------------------------------
     def _follow(self, event: dict[str, Any]) -> None:
         """A bus listener: a call ended (a channel is free) or the line is back."""
-        if event["name"] in WAKE_EVENTS:
+        name = event["name"]
+        if name == "call.deferred":
+            self._line_trouble = True
+        elif name in ("telephony.up", "call.redialed"):
+            self._line_trouble = False
+        if name in WAKE_EVENTS:
             self.kick()
 
     def kick(self) -> None:
@@ -326,8 +335,9 @@ class OutboundEngine:
             await asyncio.wait({self._kick})
 
     async def on_timer(self, key: TimerKey) -> None:
-        """The `outbound:` timer fired: a call fell due, or a second's calls were spent."""
-        self._timer_at = None
+        """The `outbound:` timer fired: a call fell due, or a second's calls were spent (or
+        a minute passed since a call waited for the line)."""
+        self._timer_at, self._line_trouble = None, False
         await self.pump()
 
     async def pump(self) -> int:
@@ -365,11 +375,15 @@ class OutboundEngine:
 
     async def _free_channels(self, session: AsyncSession, pacing: Pacing) -> int:
         """Outbound calls that may start now: channels left, and trunk lines left over the
-        hotline's reserve (calls still in the queue hold no line)."""
-        queued = select(col(OutboundJob.ref)).where(col(OutboundJob.state) == QUEUED)
+        hotline's reserve. An outbound call holds a line once the backend took it
+        (`dialed_at`): not while it waits in the queue or for the phone line. This
+        engine's own are dialled before its next look (it hands them over in its look)."""
         rows = await session.execute(
             select(col(Call.direction), func.count())
-            .where(col(Call.state).not_in(list(OFF_LINE)), col(Call.ref).not_in(queued))
+            .where(
+                col(Call.state).not_in(list(OFF_LINE)),
+                (col(Call.direction) == "in") | col(Call.dialed_at).is_not(None),
+            )
             .group_by(col(Call.direction))
         )
         live = {str(d): int(n) for d, n in rows}
@@ -380,6 +394,12 @@ class OutboundEngine:
         """Place what is due within the pace: (placed, whether to look again at once)."""
         core = self.core
         now = core.now()
+        if not core.health().up:
+            return 0, False  # nothing would ring: `telephony.up` wakes the engine
+        if self._line_trouble:
+            # a backend that said nothing of an outage: try again in a while
+            await self._wake(None, now, now + timedelta(seconds=BUSY_HOLD_S))
+            return 0, False
         tokens = self._refill(now)
         async with core.store.read() as session:
             free = await self._free_channels(session, self.pacing)

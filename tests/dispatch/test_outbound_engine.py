@@ -19,7 +19,7 @@ from sqlmodel import col
 from dispatch.config import DispatchConfig
 from dispatch.models import Call, OutboundJob
 from dispatch.outbound_engine import Pacing, pacing_for
-from providers.base import OriginateFailure
+from providers.base import OriginateFailure, TelephonyUnavailable
 from providers.memory.pbx import Script
 from registry.models import Grid, Resident, User
 from tests.conftest import Harness, eventually, started_harness
@@ -218,6 +218,14 @@ async def _ended(h: Harness, ref: str) -> bool:
     return h.pbx.calls[ref].state == "ended"
 
 
+class DroppedPBX(RecordingPBX):
+    """The simulator whose link to us drops the moment a call is handed to it (it says
+    it is up until then, as an AMI link does until an action finds it gone)."""
+
+    async def originate(self, *, ref: str, number: str, **kw: Any) -> None:
+        raise TelephonyUnavailable(f"originate {ref}: the link dropped")
+
+
 async def test_given_a_restart_with_calls_handed_over_and_queued_then_each_is_dialled_once(
     seeded_db_url: str,
 ) -> None:
@@ -226,7 +234,7 @@ async def test_given_a_restart_with_calls_handed_over_and_queued_then_each_is_di
     the two with their refs once the line is up, then the queue's three, each once."""
     dialled: list[str] = []
     config = replace(BASE, outbound_channels=2)
-    async with RecordingPBX(dialled) as pbx, use_cases(seeded_db_url, pbx, config=config) as one:
+    async with DroppedPBX(dialled) as pbx, use_cases(seeded_db_url, pbx, config=config) as one:
         async with one.store.tx() as tx:
             tx.session.add(Grid(code="T1", name="试点网格", community="白公路"))
             await tx.session.flush()
@@ -236,7 +244,6 @@ async def test_given_a_restart_with_calls_handed_over_and_queued_then_each_is_di
         async with one.store.read() as session:
             query = select(User).where(User.username == "supervisor")  # type: ignore[arg-type]
             user = (await session.execute(query)).scalar_one()
-        pbx.set_link(False)  # the PBX is gone as the first two are handed over
         made = await one.dispatch.campaigns.create(
             user=user, title="讲座", text=NOTICE["text"], grid_codes=["T1"]
         )

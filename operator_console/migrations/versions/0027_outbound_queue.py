@@ -1,4 +1,5 @@
-"""outbound queue: the due calls of the one outbound engine, and who answered a call
+"""outbound queue: the due calls of the one outbound engine, who answered a call, and a
+resident's calls by time (the engine's dedupe)
 
 Revision ID: 0027_outbound_queue
 Revises: 0025_reminders
@@ -35,15 +36,15 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('outbound_queue', schema=None) as batch_op:
         batch_op.create_index('ix_outbound_queue_due', ['state', 'priority', 'due_at'], unique=False)
-        batch_op.create_index('ix_outbound_queue_resident', ['resident_id'], unique=False)
     with op.batch_alter_table('call', schema=None) as batch_op:
         batch_op.add_column(sa.Column('answered_by', sqlmodel.sql.sqltypes.AutoString(length=8), nullable=True))
+        batch_op.create_index('ix_call_resident_started', ['resident_id', 'started_at'], unique=False)
 
 
 def downgrade() -> None:
     with op.batch_alter_table('call', schema=None) as batch_op:
+        batch_op.drop_index('ix_call_resident_started')
         batch_op.drop_column('answered_by')
     with op.batch_alter_table('outbound_queue', schema=None) as batch_op:
-        batch_op.drop_index('ix_outbound_queue_resident')
         batch_op.drop_index('ix_outbound_queue_due')
     op.drop_table('outbound_queue')
