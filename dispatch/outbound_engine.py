@@ -14,9 +14,9 @@ instead of handing it to the backend. The engine then places the due jobs:
   call counted; and never so many that fewer than `inbound_reserved_lines` of the trunk
   stay free for the hotline;
 - one resident is not rung for two campaigns within `outbound_dedupe_s`: a job whose
-  resident is on a call now, rang the hotline that recently, or was rung that recently for
-  another campaign as or more important, waits (no try is spent); a less important call
-  never holds a more important one, and one campaign's own retries keep their own pace;
+  resident was rung that recently for another campaign as or more important waits (no
+  try is spent), and one whose resident is on a call now waits a minute; a less important
+  campaign never holds a more important one, one campaign's own retries keep their pace;
 - never in the quiet hours, for the purposes that keep them;
 - restart safety: a job turns `placed` in the unit of work whose commit hands its call to
   the backend (its ref the backend's idempotency key), so no restart places it twice; the
@@ -528,19 +528,15 @@ class OutboundEngine:
         window = timedelta(seconds=self.core.config.outbound_dedupe_s)
         until: datetime | None = None
         for r in rung:
-            if r.ref == job.ref:
-                continue
-            if r.inbound:
-                # they rang us: not rung back for a campaign within the window either
-                at = r.started_at + window
-                if r.live:
-                    at = max(at, now + timedelta(seconds=BUSY_HOLD_S))
-            elif r.source == job.source or r.priority > job.priority:
-                at = None  # its own campaign's tries, or a less important call
-            else:
-                at = r.started_at + window
-                if r.live:
-                    at = max(at, now + timedelta(seconds=BUSY_HOLD_S))
+            if r.ref == job.ref or (not r.inbound and r.source == job.source):
+                continue  # its own campaign's tries keep their own pace
+            at: datetime | None = None
+            if r.live:  # on the phone (with us, or rung by us) now: in a minute
+                at = now + timedelta(seconds=BUSY_HOLD_S)
+            if not r.inbound and r.priority != IMMEDIATE and r.priority <= job.priority:
+                # another campaign as or more important rang them lately
+                window_end = r.started_at + window
+                at = window_end if at is None else max(at, window_end)
             if at is not None and at > now and (until is None or at > until):
                 until = at
         return until
