@@ -1,14 +1,14 @@
 """Outbound campaigns: one round of calls to many residents (a notice to grids, with an
-optional yes/no question), paced, retried, never in the quiet hours.
+optional yes/no question), retried, never in the quiet hours.
 
-A campaign has one `CampaignCall` per recipient. Its `campaign:` timer places the next
-`batch` calls every `gap_s` seconds; each call is recorded in the unit of work that writes
-its ref on the recipient's row, so a restart places none twice (one waiting for the phone
-line is placed when it is back, one a restart cut off counts as `lost` and is not placed
-again) and forgets none (the reconciler asks `wanted_timers`). One nobody answers is tried
-again after `retry_s`, `tries` in all. A resident on a call now, or rung in the last ten
-minutes for anything (`SPACING_S`), waits that long without it counting as a try.
-Outbound calls of purpose `campaign`, flow `notice`.
+A campaign has one `CampaignCall` per recipient. Every recipient's call is recorded and
+queued in the outbound engine (`dispatch.outbound_engine`) in the unit of work that makes
+the campaign, its ref on the recipient's row; the engine paces them (per backend, with
+the other campaigns by priority), keeps the quiet hours and the ten minutes between two
+campaigns' calls to one resident, and places each once: a restart places none twice (one
+a restart cut off counts as `lost` and is not placed again) and forgets none (the queue is
+in the database). One nobody answers is queued again for `retry_s` later, `tries` in all.
+Outbound calls of purpose `campaign` (dedupe source `campaign-<id>`), flow `notice`.
 
 What a recipient's call comes to: `heard` (answered: the notice was read; `answer` is
 `yes` / `no` when the question was answered), `unanswered` or `failed` after the last try,
@@ -23,15 +23,15 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import func, select
 from sqlmodel import col
 
-from dispatch.core import Core, quiet_until
-from dispatch.effects import Command, PlayFlow, ScheduleTimer
+from dispatch.core import Core
+from dispatch.effects import Command, PlayFlow
 from dispatch.errors import Conflict, Invalid
-from dispatch.machines import call as cm
 from dispatch.models import Call, Campaign, CampaignCall
 from dispatch.outbound import Outbound, Purpose
+from dispatch.outbound_engine import OutboundEngine
 from dispatch.timer_keys import TimerKey
 from eventlog.store import Tx
 from providers.base import OriginateFailure
@@ -45,8 +45,6 @@ FLOW = "notice"
 RUNNING, DONE, CANCELLED = "running", "done", "cancelled"
 #: the keys of the notice's question and what they mean
 ANSWERS = {"answer_yes": "yes", "answer_no": "no"}
-#: a resident rung (or ringing) for anything is not rung for a campaign within this long
-SPACING_S = 600.0
 OUTCOMES = ("heard", "unanswered", "failed", "lost", "no_phone", "cancelled")
 
 
@@ -54,6 +52,11 @@ def call_ref(campaign_id: int | None, row_id: int | None, attempt: int = 1) -> s
     """`campaign-4-17`, a second try `campaign-4-17.t2` (an outage's replacement `.r1`)."""
     base = f"campaign-{campaign_id}-{row_id}"
     return base if attempt <= 1 else f"{base}.t{attempt}"
+
+
+def source_of(ref: str) -> str:
+    """The campaign a call belongs to, for the engine's dedupe: `campaign-4`."""
+    return ref.split(".", 1)[0].rsplit("-", 1)[0]
 
 
 def _row_id(ref: str) -> int | None:
@@ -73,9 +76,10 @@ def _waiting(row: CampaignCall) -> bool:
 class Campaigns:
     """Notices to grids: who is called, the pace, the answers, the progress."""
 
-    def __init__(self, core: Core, outbound: Outbound) -> None:
+    def __init__(self, core: Core, outbound: Outbound, engine: OutboundEngine) -> None:
         self.core = core
         self.outbound = outbound
+        self.engine = engine
         outbound.serve(
             PURPOSE,
             Purpose(
@@ -84,6 +88,7 @@ class Campaigns:
                 ended=self._ended,
                 failed=self._failed,
                 quiet_hours=True,
+                source=source_of,
             ),
         )
 
@@ -97,13 +102,12 @@ class Campaigns:
         question: str = "",
         grid_codes: Sequence[str] = (),
         groups: Sequence[str] = (),
-        batch: int = 10,
-        gap_s: float = 30.0,
         tries: int = 2,
         retry_s: float = 1800.0,
     ) -> Campaign:
         """A notice to the registered residents of these grids (all grids when none),
-        only those in one of `groups` when given; its first round starts at once."""
+        only those in one of `groups` when given; every call is queued at once (the
+        outbound engine paces them)."""
         core = self.core
         async with core.store.tx() as tx:
             for code in grid_codes:
@@ -125,8 +129,6 @@ class Campaigns:
                 question=question,
                 grid_codes=list(grid_codes),
                 groups=list(groups),
-                batch=batch,
-                gap_s=gap_s,
                 tries=tries,
                 retry_s=retry_s,
                 created_by=user.username,
@@ -135,17 +137,18 @@ class Campaigns:
             tx.session.add(campaign)
             await tx.session.flush()
             numbers = await self._numbers(tx, [r.id for r in residents if r.id is not None])
+            rows = []
             for resident in residents:
                 assert resident.id is not None
                 number = numbers.get(resident.id, "")
-                tx.session.add(
-                    CampaignCall(
-                        campaign_id=campaign.id,  # type: ignore[arg-type]
-                        resident_id=resident.id,
-                        number=number,
-                        outcome=None if number else "no_phone",
-                    )
+                row = CampaignCall(
+                    campaign_id=campaign.id,  # type: ignore[arg-type]
+                    resident_id=resident.id,
+                    number=number,
+                    outcome=None if number else "no_phone",
                 )
+                tx.session.add(row)
+                rows.append(row)
             tx.emit(
                 "campaign.created",
                 "campaign",
@@ -156,7 +159,9 @@ class Campaigns:
                 grids=list(grid_codes),
                 question=bool(question),
             )
-            core.fx.after_commit(tx, ScheduleTimer(TimerKey.campaign(campaign.id), core.now()))
+            await tx.session.flush()
+            await self._queue(tx, campaign.id, [r for r in rows if _waiting(r)])
+            await self._maybe_done(tx, campaign)
         log.info("campaign %s: %s recipients", campaign.id, len(residents))
         return campaign
 
@@ -180,91 +185,46 @@ class Campaigns:
                 raise Conflict(f"campaign {campaign_id} is {campaign.state}")
             campaign.state, campaign.done_at = CANCELLED, self.core.now()
             # nobody still to be called is called now (calls under way finish as they do)
-            for row in await self._rows(tx, campaign_id):
-                if _waiting(row):
+            rows = await self._rows(tx, campaign_id)
+            pending = [r.ref for r in rows if r.ref is not None and r.outcome is None]
+            withdrawn = await self.engine.withdraw(tx, pending)
+            for row in rows:
+                if _waiting(row) or (row.outcome is None and row.ref in withdrawn):
                     row.outcome, row.finished_at = CANCELLED, self.core.now()
             tx.emit("campaign.cancelled", "campaign", campaign_id, actor=user.username)
         return campaign
 
-    # -- the rounds ------------------------------------------------------------------------
+    # -- the calls -------------------------------------------------------------------------
+    async def _queue(self, tx: Tx, campaign_id: int | None, rows: list[CampaignCall]) -> None:
+        """Record each row's next try and queue it in the outbound engine (due at the row's
+        `retry_at`, else now), its ref on the row in this unit of work: placed once."""
+        calls = []
+        for row in rows:
+            row.attempts += 1
+            ref = call_ref(campaign_id, row.id, row.attempts)
+            call = self.outbound.record(
+                tx, ref=ref, number=row.number, purpose=PURPOSE, resident_id=row.resident_id,
+                registered=True,
+            )  # fmt: skip
+            row.ref = ref
+            calls.append((row, call))
+        await tx.session.flush()
+        for row, call in calls:
+            tx.emit("campaign.call", "campaign", campaign_id, call_id=call.id, row_id=row.id,
+                    resident_id=row.resident_id, attempt=row.attempts)  # fmt: skip
+            self.engine.enqueue(tx, call, due_at=row.retry_at)
+        if calls:
+            log.info("campaign %s: %s calls queued", campaign_id, len(calls))
+
     async def round(self, campaign_id: int) -> None:
-        """Place the next calls of a running campaign (its `campaign:` timer)."""
-        core = self.core
-        now = core.now()
-        async with core.store.tx() as tx:
+        """Queue the recipients of a running campaign whose try is not queued yet (its
+        `campaign:` timer, from a database made before the outbound engine)."""
+        async with self.core.store.tx() as tx:
             campaign = await tx.session.get(Campaign, campaign_id, populate_existing=True)
             if campaign is None or campaign.state != RUNNING:
                 return
-            quiet = quiet_until(core.config, now)
-            if quiet is not None:
-                core.fx.after_commit(tx, ScheduleTimer(TimerKey.campaign(campaign_id), quiet))
-                return
-            rows = await self._rows(tx, campaign_id)
-            waiting = [r.resident_id for r in rows if _waiting(r)]
-            busy = await self._recently_called(tx, campaign_id, waiting)
-            placed = 0
-            for row in rows:
-                if placed >= max(1, campaign.batch):
-                    break
-                if not _waiting(row) or (row.retry_at is not None and row.retry_at > now):
-                    continue
-                if row.resident_id in busy:
-                    # on the phone with us, or called minutes ago for something else: later,
-                    # and not counted as a try
-                    row.retry_at = now + timedelta(seconds=SPACING_S)
-                    continue
-                row.attempts += 1
-                ref = call_ref(campaign_id, row.id, row.attempts)
-                call = self.outbound.record(
-                    tx,
-                    ref=ref,
-                    number=row.number,
-                    purpose=PURPOSE,
-                    resident_id=row.resident_id,
-                    registered=True,
-                )
-                row.ref, row.retry_at = ref, None
-                await tx.session.flush()
-                tx.emit(
-                    "campaign.call",
-                    "campaign",
-                    campaign_id,
-                    call_id=call.id,
-                    row_id=row.id,
-                    resident_id=row.resident_id,
-                    attempt=row.attempts,
-                )
-                self.outbound.place(tx, call)
-                placed += 1
-            left = [r for r in rows if _waiting(r)]
-            if left:
-                later = [r.retry_at for r in left if r.retry_at is not None and r.retry_at > now]
-                gap = now + timedelta(seconds=campaign.gap_s)
-                at = gap if len(later) < len(left) else min(later)
-                core.fx.after_commit(tx, ScheduleTimer(TimerKey.campaign(campaign_id), at))
-            else:
-                self._maybe_done(tx, campaign, rows)
-        log.info("campaign %s: %s calls placed", campaign_id, placed)
-
-    async def _recently_called(self, tx: Tx, campaign_id: int, resident_ids: list[int]) -> set[int]:
-        """Those of `resident_ids` on a call now, or called in the last `SPACING_S` for
-        something else (a wellbeing call, a survey, another notice): one resident is not
-        rung twice in ten minutes for two reasons (this campaign's own tries keep their
-        `retry_s`)."""
-        if not resident_ids:
-            return set()
-        since = self.core.now() - timedelta(seconds=SPACING_S)
-        rows = await tx.session.execute(
-            select(col(Call.resident_id)).where(
-                col(Call.resident_id).in_(resident_ids),
-                ~col(Call.ref).startswith(f"campaign-{campaign_id}-"),
-                or_(
-                    col(Call.started_at) > since,
-                    col(Call.state).not_in(list(cm.FINAL)),
-                ),
-            )
-        )
-        return {int(r) for r in rows.scalars() if r is not None}
+            rows = [r for r in await self._rows(tx, campaign_id) if _waiting(r)]
+            await self._queue(tx, campaign_id, rows)
 
     async def _rows(self, tx: Tx, campaign_id: int) -> list[CampaignCall]:
         return list(
@@ -278,11 +238,24 @@ class Campaigns:
             ).scalars()
         )
 
-    def _maybe_done(self, tx: Tx, campaign: Campaign, rows: list[CampaignCall]) -> None:
-        if campaign.state != RUNNING or any(r.outcome is None for r in rows):
+    async def _maybe_done(self, tx: Tx, campaign: Campaign) -> None:
+        """Done once every recipient has an outcome (counted in SQL: a notice to thousands
+        reads no rows per call)."""
+        if campaign.state != RUNNING:
+            return
+        counts: Counter[str | None] = Counter(
+            {
+                outcome: int(n)
+                for outcome, n in await tx.session.execute(
+                    select(col(CampaignCall.outcome), func.count())
+                    .where(col(CampaignCall.campaign_id) == campaign.id)
+                    .group_by(col(CampaignCall.outcome))
+                )
+            }
+        )
+        if counts[None]:
             return
         campaign.state, campaign.done_at = DONE, self.core.now()
-        counts = Counter(r.outcome for r in rows)
         tx.emit("campaign.done", "campaign", campaign.id, outcomes={k: counts[k] for k in OUTCOMES})
 
     async def _outcome(self, tx: Tx, call: Call, outcome: str, answer: str | None = None) -> None:
@@ -296,7 +269,6 @@ class Campaigns:
             return
         retry = outcome in ("unanswered", "failed") and row.attempts < campaign.tries
         if retry and campaign.state == RUNNING:
-            row.ref = None
             row.retry_at = self.core.now() + timedelta(seconds=campaign.retry_s)
             tx.emit(
                 "campaign.retry",
@@ -306,8 +278,7 @@ class Campaigns:
                 outcome=outcome,
                 at=row.retry_at.isoformat(),
             )
-            soon = self.core.now() + timedelta(seconds=campaign.gap_s)
-            self.core.fx.after_commit(tx, ScheduleTimer(TimerKey.campaign(campaign.id), soon))
+            await self._queue(tx, campaign.id, [row])
             return
         row.outcome, row.answer, row.finished_at = outcome, answer, self.core.now()
         tx.emit(
@@ -320,7 +291,7 @@ class Campaigns:
             answer=answer,
         )
         await tx.session.flush()
-        self._maybe_done(tx, campaign, await self._rows(tx, campaign.id))  # type: ignore[arg-type]
+        await self._maybe_done(tx, campaign)
 
     async def wanted_timers(self) -> dict[TimerKey, datetime]:
         """For the reconciler: a running campaign with recipients not called yet needs its
@@ -348,17 +319,18 @@ class Campaigns:
             campaign = await session.get(Campaign, campaign_id)
             if campaign is None:
                 raise repo.NotFound("campaign", campaign_id)
-            rows = (
-                await session.execute(
-                    select(CampaignCall).where(col(CampaignCall.campaign_id) == campaign_id)
-                )
-            ).scalars()
+            # a try is "called" once the engine placed it (not while it waits in the queue)
+            rows = await session.execute(
+                select(CampaignCall, col(Call.dialed_at))
+                .outerjoin(Call, col(Call.ref) == col(CampaignCall.ref))
+                .where(col(CampaignCall.campaign_id) == campaign_id)
+            )
             outcomes: Counter[str] = Counter()
             answers: Counter[str] = Counter()
             total = called = 0
-            for row in rows:
+            for row, dialed_at in rows:
                 total += 1
-                called += row.attempts > 0
+                called += row.attempts > 1 or dialed_at is not None or row.outcome in OUTCOMES[:4]
                 outcomes[row.outcome or "pending"] += 1
                 if row.answer:
                     answers[row.answer] += 1

@@ -78,6 +78,19 @@ class DispatchConfig:
     #: a care-circle contact who said they would go and see is called back after this
     wellbeing_report_s: float = 1800.0
 
+    # -- the outbound engine (dispatch.outbound_engine) ---------------------------------
+    #: calls handed to the backend per second at most, and outbound calls at once at most
+    #: (every outbound call counts; only the paced purposes wait for a free one); the root
+    #: sets the backend's own (`outbound_engine.BACKEND_PACING`), these are the simulator's
+    outbound_cps: float = 10.0
+    outbound_channels: int = 30
+    #: lines always left free for the hotline: outbound calls stop while inbound + outbound
+    #: would leave fewer free on the trunk (`trunk_lines`; 0: channels + reserved)
+    inbound_reserved_lines: int = 2
+    trunk_lines: int = 0
+    #: one resident is not rung for two campaigns within this long
+    outbound_dedupe_s: float = 600.0
+
     # -- emergencies (dispatch.emergency) ---------------------------------------------------
     #: an emergency nobody at the console answers in this time goes to the on-call list
     emergency_answer_s: float = 15.0

@@ -26,12 +26,16 @@ from dispatch.core import Core, quiet_until, undialed
 from dispatch.effects import PlaceCall, ScheduleTimer
 from dispatch.machines import call as cm
 from dispatch.machines import offer as om
-from dispatch.models import Call, Offer
+from dispatch.models import Call, Offer, OutboundJob
 from dispatch.outbound import Outbound
 from dispatch.queue import Queue
 from dispatch.timer_keys import TimerKey
 
 log = logging.getLogger(__name__)
+
+#: calls still waiting for their turn in the outbound engine's queue: not "waiting for the
+#: line", the engine places them
+_QUEUED = select(col(OutboundJob.ref)).where(col(OutboundJob.state) == "queued")
 
 #: inbound calls whose caller may be lost when the phone line drops
 LIVE_INBOUND = (
@@ -155,6 +159,8 @@ class PhoneLine:
             call = await tx.session.get(Call, call_id, populate_existing=True)
             if call is None or not undialed(call) or core.fx.dialing(call.ref):
                 return False
+            if await self.outbound.queued(tx, call):
+                return False  # its turn in the outbound engine's queue has not come
             if not await self.outbound.wanted(tx, call):
                 # the ticket moved on while the line was down: nobody needs this call now
                 state, commands = cm.transition(call.state, cm.Hangup(inbound=False))
@@ -184,6 +190,7 @@ class PhoneLine:
                                 col(Call.direction) == "out",
                                 col(Call.dialed_at).is_(None),
                                 col(Call.state).not_in(list(cm.FINAL)),
+                                col(Call.ref).not_in(_QUEUED),
                             )
                             .order_by(col(Call.id))
                         )
@@ -210,6 +217,7 @@ class PhoneLine:
                             col(Call.direction) == "out",
                             col(Call.dialed_at).is_(None),
                             col(Call.state).not_in(list(cm.FINAL)),
+                            col(Call.ref).not_in(_QUEUED),
                         )
                     )
                 ).scalar_one()

@@ -29,6 +29,8 @@ class Call(SQLModel, table=True):
     __table_args__ = (
         Index("ix_call_direction_state", "direction", "state"),
         Index("ix_call_started_at", "started_at"),
+        # a resident's recent calls: the outbound engine's dedupe, a wellbeing check-in
+        Index("ix_call_resident_started", "resident_id", "started_at"),
     )
 
     id: int | None = Field(default=None, sa_type=BigId, primary_key=True)
@@ -59,7 +61,35 @@ class Call(SQLModel, table=True):
     dialed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     ended_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     cause: str | None = Field(default=None, max_length=32)
+    #: outbound: who the backend says picked up (human, machine, unknown; None: it cannot
+    #: tell, or nobody did); a machine is no check-in (dispatch.outbound_engine)
+    answered_by: str | None = Field(default=None, max_length=8)
     version: int = 0
+
+
+class OutboundJob(SQLModel, table=True):
+    """One paced outbound call in the queue of due calls (dispatch.outbound_engine): its
+    call row exists from the start (undialed); the job says when it may be placed and
+    whether it was. `queued` -> `placed` (in the unit of work that hands it to the
+    backend: never twice) or `dropped` (no longer wanted)."""
+
+    __tablename__ = "outbound_queue"
+    __table_args__ = (Index("ix_outbound_queue_due", "state", "priority", "due_at"),)
+
+    id: int | None = Field(default=None, sa_type=BigId, primary_key=True)
+    ref: str = Field(unique=True, max_length=64)
+    purpose: str = Field(max_length=16)
+    #: the campaign it belongs to (dedupe: two sources do not ring one resident within
+    #: minutes of each other; one source's own retries keep their pace)
+    source: str = Field(max_length=48)
+    #: lower first: emergency callback 0, wellbeing 1, reminder 2, notice 3, survey 4
+    priority: int = 3
+    resident_id: int | None = Field(default=None, sa_type=BigId)
+    due_at: datetime = Field(sa_type=UTCDateTime)
+    state: str = Field(default="queued", max_length=8)
+    ring_s: float | None = None
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    placed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
 class Ticket(SQLModel, table=True):
@@ -265,9 +295,10 @@ class Campaign(SQLModel, table=True):
     groups: list[str] = Field(default_factory=list, sa_type=JSONType)
     #: running, done or cancelled
     state: str = Field(default="running", max_length=16)
-    #: calls placed per round, seconds between rounds, tries per recipient, wait before one
+    #: no longer read: the outbound engine paces every campaign (dispatch.outbound_engine)
     batch: int = 10
     gap_s: float = 30.0
+    #: tries per recipient, and the wait before the next one
     tries: int = 2
     retry_s: float = 1800.0
     created_by: str = Field(default="system", max_length=64)

@@ -10,7 +10,9 @@ other packages (the merchant login code, `serve_flows`). The feature registers
 a `Purpose`: what the call says once answered, whether it is still wanted after waiting
 for the phone line, and what a call that rang, ended or failed without a decision means
 for it. This module routes the backend's reports on outbound calls to it. Waiting for
-the phone line (outages) is `dispatch.line`.
+the phone line (outages) is `dispatch.line`. The calls of the paced purposes (wellbeing,
+reminders, notices, surveys) wait in the one outbound engine's queue
+(`dispatch.outbound_engine`, the `pacer`) before they are placed.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from dispatch.core import Core
 from dispatch.effects import Command, Hangup, PlaceCall, PlayFlow
@@ -50,6 +52,26 @@ async def _no_hook(tx: Tx, call: Call) -> None:
     return None
 
 
+class Pacer(Protocol):
+    """The outbound engine, as `Outbound` sees it: it queues the calls it paces."""
+
+    def paces(self, purpose: str) -> bool:
+        """Whether calls of this purpose wait in the queue."""
+        ...
+
+    def enqueue(self, tx: Tx, call: Call, *, ring_s: float | None = None) -> object:
+        """Queue a recorded call; it is placed when due and the pace allows."""
+        ...
+
+    async def queued(self, tx: Tx, ref: str) -> bool:
+        """Whether the call still waits in the queue."""
+        ...
+
+
+#: who the backend says answered an outbound call (`CallAnswered.answered_by`)
+MACHINE = "machine"
+
+
 @dataclass(slots=True)
 class Purpose:
     """What one feature does with the outbound calls of one purpose."""
@@ -75,6 +97,12 @@ class Purpose:
     lost: Callable[[Tx, Call], Awaitable[None]] = _no_hook
     #: an operator is on the answered call (a click-to-call): its end starts their wrap-up
     wraps_up: Callable[[Call], bool] | None = None
+    #: an answering machine picked up (where the backend can tell): the commands that
+    #: follow; None: it is heard like a person
+    machine: Callable[[Tx, Call], Awaitable[Sequence[Command]]] | None = None
+    #: the campaign a call belongs to, from its ref (the engine's dedupe: one resident is not
+    #: rung for two campaigns within minutes); None: the purpose is one campaign
+    source: Callable[[str], str] | None = None
 
 
 async def ticket_parts(tx: Tx, ticket_id: int) -> tuple[Ticket, ServiceCategory, Resident | None]:
@@ -93,6 +121,8 @@ class Outbound:
     def __init__(self, core: Core) -> None:
         self.core = core
         self.purposes: dict[str, Purpose] = {}
+        #: the outbound engine, once built (None: every call is placed at once)
+        self.pacer: Pacer | None = None
 
     def serve(self, purpose: str, handling: Purpose) -> None:
         """Register how a feature handles the calls of `purpose`."""
@@ -140,7 +170,11 @@ class Outbound:
 
     def place(self, tx: Tx, call: Call, *, ring_s: float | None = None) -> None:
         """Place a call recorded in `tx` once `tx` has committed (`ring_s`: how long it
-        rings, when not the usual `ring_timeout_s`)."""
+        rings, when not the usual `ring_timeout_s`); a paced purpose's call waits in the
+        outbound engine's queue for its turn."""
+        if self.pacer is not None and self.pacer.paces(call.purpose):
+            self.pacer.enqueue(tx, call, ring_s=ring_s)
+            return
         self.core.fx.after_commit(
             tx,
             PlaceCall(call.ref, call.number, caller_id=self.caller_id(call.purpose), ring_s=ring_s),
@@ -150,6 +184,21 @@ class Outbound:
         """Place a recorded outbound call (its ref is the idempotency key); a backend that
         refuses it ends the call as failed, one that cannot be reached makes it wait."""
         await self.core.fx.run(PlaceCall(ref, number, caller_id=self.core.config.caller_id or None))
+
+    def source_of(self, purpose: str, ref: str) -> str:
+        """The campaign a call of this purpose and ref belongs to (dedupe's unit)."""
+        handling = self.purposes.get(purpose)
+        if handling is not None and handling.source is not None:
+            return handling.source(ref)
+        return purpose
+
+    def source(self, call: Call) -> str:
+        """The campaign an outbound call belongs to."""
+        return self.source_of(call.purpose, call.ref)
+
+    async def queued(self, tx: Tx, call: Call) -> bool:
+        """Whether the call still waits for its turn in the outbound engine's queue."""
+        return self.pacer is not None and await self.pacer.queued(tx, call.ref)
 
     # -- what the backend says -------------------------------------------------------------
     async def wanted(self, tx: Tx, call: Call) -> bool:
@@ -189,19 +238,28 @@ class Outbound:
             if handling is not None:
                 await handling.ringing(tx, call)
 
-    async def answered(self, ref: str) -> None:
-        """The far end of an outbound call picked up: its purpose says what it hears."""
+    async def answered(self, ref: str, answered_by: str = "") -> None:
+        """The far end of an outbound call picked up: its purpose says what it hears (an
+        answering machine, where the backend tells one: what its `machine` hook says)."""
         async with self.core.store.tx() as tx:
             call = await self.core.call_by_ref(tx, ref)
             if call is None or call.direction != "out":
                 return
+            by = answered_by or None
             if call.state == cm.CallState.RINGING:
                 state, commands = cm.transition(call.state, cm.Answer())
-                await self.core.cas(tx, call, state=state, answered_at=self.core.now())
+                await self.core.cas(
+                    tx, call, state=state, answered_at=self.core.now(), answered_by=by
+                )
                 await self.core.fx.call(tx, call, commands)
-            tx.emit("call.answered", "call", call.id, ticket_id=call.ticket_id)
+            extra = {"answered_by": by} if by else {}
+            tx.emit("call.answered", "call", call.id, ticket_id=call.ticket_id, **extra)
             handling = self.purposes.get(call.purpose)
-            if handling is not None:
+            if handling is None:
+                return
+            if by == MACHINE and handling.machine is not None:
+                self.core.fx.after_commit(tx, *await handling.machine(tx, call))
+            else:
                 self.core.fx.after_commit(tx, *await handling.answered(tx, call))
 
     async def ended(self, tx: Tx, call: Call) -> None:

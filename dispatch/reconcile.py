@@ -40,6 +40,7 @@ from dispatch.machines import ticket as tm
 from dispatch.models import Call, Offer, OperatorStatus, Ticket
 from dispatch.offers import Offers
 from dispatch.operators import Operators
+from dispatch.outbound_engine import OutboundEngine
 from dispatch.queue import Queue
 from dispatch.reminders import Reminders
 from dispatch.surveys import Surveys
@@ -93,8 +94,10 @@ class Reconciler:
         wellbeing: Wellbeing,
         family: Family | None = None,
         reminders: Reminders | None = None,
+        engine: OutboundEngine | None = None,
     ) -> None:
         self.core = core
+        self.engine = engine
         self.family = family
         self.reminders = reminders
         self.incidents = incidents
@@ -340,6 +343,9 @@ class Reconciler:
         # reminders with a call under way, a retry or a next occurrence
         if self.reminders is not None:
             wanted.update(await self.reminders.wanted_timers())
+        # calls waiting in the outbound engine's queue: its timer at the first due one
+        if self.engine is not None:
+            wanted.update(await self.engine.wanted_timers())
         # family notices decided but not delivered yet (a timer lost with a process)
         if self.family is not None:
             wanted.update(await self.family.wanted_timers())

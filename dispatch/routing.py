@@ -22,6 +22,7 @@ from dispatch.masked import Masked
 from dispatch.notify import Notify
 from dispatch.offers import Offers
 from dispatch.outbound import Outbound
+from dispatch.outbound_engine import OutboundEngine
 from dispatch.queue import Queue
 from dispatch.reconcile import Reconciler
 from dispatch.reminders import Reminders
@@ -88,6 +89,7 @@ class Router:
         masked: Masked,
         family: Family,
         silence: Silence,
+        engine: OutboundEngine,
     ) -> None:
         self.telephony = telephony
         self.silence = silence
@@ -147,6 +149,7 @@ class Router:
             Kind.TOLD: lambda k: notify.start(k.id),
             Kind.FAMILY: family.deliver,
             Kind.FAMILY_EMERGENCY: family.deliver,
+            Kind.OUTBOUND: engine.on_timer,
         }
 
     def _or_operator(self, handler: FlowHandler) -> FlowHandler:
@@ -178,8 +181,8 @@ class Router:
                 await self.calls.inbound(event)
             case CallRinging(ref=ref):
                 await self.outbound.ringing(ref)
-            case CallAnswered(ref=ref):
-                await self.outbound.answered(ref)
+            case CallAnswered(ref=ref, answered_by=by):
+                await self.outbound.answered(ref, by)
             case DigitPressed(ref=ref, digit=digit):
                 await self.calls.call_event(ref, "call.digit", digit=digit)
             case CallerSpoke(ref=ref):

@@ -36,6 +36,7 @@ from dispatch.offers import Offers
 from dispatch.oncall import OnCall
 from dispatch.operators import Operators
 from dispatch.outbound import Outbound
+from dispatch.outbound_engine import OutboundEngine
 from dispatch.queue import Queue
 from dispatch.ranking import Ranking
 from dispatch.reconcile import Reconciler
@@ -93,6 +94,7 @@ class DispatchServices:
         )
         self.ranking = Ranking(core, stats)
         self.outbound = Outbound(core)
+        self.outbound_engine = OutboundEngine(core, self.outbound)
         self.operators = Operators(core)
         self.offers = Offers(core, self.ranking, self.outbound)
         self.tickets = Tickets(core, self.offers)
@@ -101,7 +103,7 @@ class DispatchServices:
         self.incidents = Incidents(core, tickets=self.tickets, offers=self.offers)
         self.incident_board = IncidentBoard(core)
         self.incident_callbacks = IncidentCallbacks(core, self.outbound)
-        self.campaigns = Campaigns(core, self.outbound)
+        self.campaigns = Campaigns(core, self.outbound, self.outbound_engine)
         self.queue = Queue(core, self.operators, self.tickets)
         self.notify = Notify(core, self.outbound, self.queue)
         self.family = Family(core, self.outbound, messaging)
@@ -159,6 +161,7 @@ class DispatchServices:
             wellbeing=self.wellbeing,
             family=self.family,
             reminders=self.reminders,
+            engine=self.outbound_engine,
         )
         self.router = Router(
             telephony=telephony,
@@ -183,6 +186,7 @@ class DispatchServices:
             masked=self.masked,
             family=self.family,
             silence=self.silence,
+            engine=self.outbound_engine,
         )
         self.fx.bind(
             reports=Reports(

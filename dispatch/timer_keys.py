@@ -52,6 +52,9 @@ class Kind(enum.StrEnum):
     FAMILY_EMERGENCY = "family_em"
     #: a resident's reminder: its next call, a retry, a look at a call under way (reminder id)
     REMINDER = "reminder"
+    #: the outbound engine's next look at its queue: a call falls due, a second's calls
+    #: are spent (the one subject "0")
+    OUTBOUND = "outbound"
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,6 +171,11 @@ class TimerKey:
     def reminder(cls, reminder_id: int | None) -> TimerKey:
         """A reminder's next step (its next call, a retry)."""
         return cls.of(Kind.REMINDER, reminder_id)
+
+    @classmethod
+    def outbound(cls) -> TimerKey:
+        """The outbound engine's next look at its queue of due calls."""
+        return cls(Kind.OUTBOUND, "0")
 
     @classmethod
     def emergency(cls, call_id: int | None) -> TimerKey:

@@ -87,6 +87,7 @@ class Wellbeing:
                 replace_when_lost=False,
                 quiet_hours=True,
                 wraps_up=lambda call: call.operator_id is not None,
+                machine=self._machine,
             ),
         )
 
@@ -559,6 +560,11 @@ class Wellbeing:
 
     async def _failed(self, tx: Tx, call: Call, reason: OriginateFailure) -> None:
         await self._gone(tx, call, reason.value)
+
+    async def _machine(self, tx: Tx, call: Call) -> Sequence[Command]:
+        """An answering machine took it: nobody checked in (a try not reached), hung up."""
+        await self._gone(tx, call, "machine")
+        return [Hangup(call.ref)]
 
     async def _wanted(self, tx: Tx, call: Call) -> bool:
         rnd = await self._round_of(tx, call)

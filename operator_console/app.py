@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col
 
 from dispatch.config import DispatchConfig
+from dispatch.outbound_engine import pacing_for
 from dispatch.services import DispatchServices
 from dispatch.timers import ManualTimers, SchedulerTimers, Timers
 from eventlog.bus import EventBus
@@ -99,6 +100,7 @@ def make_telephony(settings: Settings) -> Telephony:
                 sounds_dir=settings.asterisk_sounds_dir,
                 action_timeout_s=settings.asterisk_action_timeout_s,
                 ping_interval_s=settings.asterisk_ping_interval_s,
+                amd=settings.asterisk_amd,
             )
         )
     if settings.telephony == "twilio":
@@ -112,6 +114,7 @@ def make_telephony(settings: Settings) -> Telephony:
                 from_number=settings.twilio_from_number,
                 operator_endpoint=settings.twilio_operator_endpoint,
                 audio_base_url=settings.twilio_audio_base_url,
+                machine_detection=settings.twilio_machine_detection,
                 api_base_url=settings.twilio_api_base_url,
                 sms_from=settings.twilio_sms_from,
             )
@@ -301,6 +304,15 @@ def create_app(
             emergency_oncall_s=settings.emergency_oncall_s,
             desk_open=settings.desk_open,
             desk_close=settings.desk_close,
+            outbound_dedupe_s=settings.outbound_dedupe_s,
+            # the backend's own pace unless the settings say otherwise
+            **pacing_for(
+                backend.name,
+                cps=settings.outbound_cps,
+                channels=settings.outbound_channels,
+                inbound_reserved=settings.inbound_reserved_lines,
+                trunk_lines=settings.trunk_lines,
+            ),
         )
         holder: dict[str, DispatchServices] = {}
 
@@ -364,6 +376,8 @@ def create_app(
                 messaging=messaging_of(settings, backend),
             )
             holder["d"] = dispatch
+            # the outbound engine places calls only where the PBX link is (`own`)
+            dispatch.outbound_engine.pause()
             login = MerchantLogin(
                 outbound=dispatch.outbound,
                 secret=settings.secret_key,
@@ -412,6 +426,8 @@ def create_app(
                     )
                     # after a restart or a takeover: repair lost timers and calls first
                     await dispatch.reconciler.start()
+                    dispatch.outbound_engine.start()
+                    owned.push_async_callback(dispatch.outbound_engine.stop)
                     if relay is not None:
                         handlers = {"login": partial(_login_handler, login)}
                         if twilio is not None:

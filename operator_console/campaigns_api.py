@@ -29,16 +29,14 @@ from registry.schemas import GROUPS
 
 
 class CampaignBody(Strict):
-    """A notice: what the voice reads, to whom, the question, and the pace."""
+    """A notice: what the voice reads, to whom, the question, and its tries (the pace is
+    the outbound engine's, per backend)."""
 
     title: str = Field(min_length=1, max_length=64)
     text: str = Field(min_length=1, max_length=500)
     question: str = Field(default="", max_length=200)
     grid_codes: list[str] = Field(default_factory=list, max_length=100)
     groups: list[str] = Field(default_factory=list, max_length=len(GROUPS))
-    #: calls placed per round and seconds between rounds: the trunk is never flooded
-    batch: int = Field(default=10, ge=1, le=30)
-    gap_s: float = Field(default=30.0, ge=5, le=3600)
     tries: int = Field(default=2, ge=1, le=5)
     retry_s: float = Field(default=1800.0, ge=60, le=86400)
 

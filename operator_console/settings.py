@@ -85,6 +85,15 @@ class Settings(BaseSettings):
     #: each emergency contact is told what they chose (accepted, arrived, completed, late,
     #: no-show, emergency) by text or call, not at night (dispatch.family)
     tell_family: bool = True
+    #: the outbound engine's pace (dispatch.outbound_engine); unset: the backend's default
+    #: (memory 10/s and 30 channels, asterisk 5/s and 20, twilio 1/s and 10)
+    outbound_cps: float | None = Field(default=None, gt=0, le=100)
+    outbound_channels: int | None = Field(default=None, ge=1, le=1000)
+    #: lines always kept free for the hotline, of `trunk_lines` (unset: channels + reserved)
+    inbound_reserved_lines: int | None = Field(default=None, ge=0, le=100)
+    trunk_lines: int | None = Field(default=None, ge=0, le=2000)
+    #: one resident is not rung for two campaigns within this long
+    outbound_dedupe_s: float = Field(default=600.0, ge=0, le=86400)
     #: the public emergency number (ambulance) the emergency panel rings
     emergency_number: str = Field(default="120", pattern=r"^\+?[0-9]{2,20}$")
     # Emergencies (issue 14): ring-all, then the on-call list, then contacts and 120
@@ -133,6 +142,8 @@ class Settings(BaseSettings):
     asterisk_desk_template: str = "PJSIP/{endpoint}"
     #: how long a consult (先咨询) rings the colleague's desk before the caller goes back
     asterisk_consult_ring_s: float = Field(default=30.0, gt=0)
+    #: answering-machine detection on outbound calls (app_amd's AMD() in the dialplan)
+    asterisk_amd: bool = False
     asterisk_agi_host: str = "127.0.0.1"
     asterisk_agi_port: int = 4573
     #: how long an AMI action may go unanswered, and how often the link is pinged
@@ -148,6 +159,8 @@ class Settings(BaseSettings):
     twilio_public_url: str = ""
     twilio_operator_endpoint: str = "client:{peer}"
     twilio_audio_base_url: str | None = None
+    #: answering-machine detection on outbound calls (`MachineDetection=Enable`)
+    twilio_machine_detection: bool = False
     #: the REST API's base URL; only a proxy or a test server needs another one
     twilio_api_base_url: str | None = None
     #: false when the number cannot send texts: login codes then always go by phone call

@@ -193,8 +193,8 @@ async def _sim(request: web.Request, action: str) -> web.Response:
     phone = pbx(request)
     ref = request.match_info["ref"][:64]
     try:
-        if action == "answer":
-            await phone.answer(ref)
+        if action in ("answer", "machine"):
+            await phone.answer(ref, machine=action == "machine")
         elif action == "hangup":
             await phone.party_hangup(ref)
         elif action == "press":
@@ -221,6 +221,19 @@ async def _sim(request: web.Request, action: str) -> web.Response:
 async def sim_answer(request: web.Request) -> web.Response:
     """Answer as the called party."""
     return await _sim(request, "answer")
+
+
+@API.route(
+    "POST",
+    "/sim/calls/{ref}/machine",
+    summary="Simulator: an answering machine picks up a ringing phone",
+    roles=ADMINS,
+    tag="simulator",
+    response=Done,
+)
+async def sim_machine(request: web.Request) -> web.Response:
+    """Answer as the called party's answering machine (no wellbeing check-in)."""
+    return await _sim(request, "machine")
 
 
 @API.route(

@@ -97,9 +97,13 @@ class CallRinging:
 
 @dataclass(frozen=True, slots=True)
 class CallAnswered:
-    """The far end of a call answered (outbound) or the backend took the call (inbound)."""
+    """The far end of a call answered (outbound) or the backend took the call (inbound).
+
+    `answered_by`, where the backend can tell (Asterisk `AMD()`, Twilio machine
+    detection, the simulator): "human", "machine" or "unknown"; "" when it cannot."""
 
     ref: str
+    answered_by: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -462,8 +466,8 @@ class Simulator(Protocol):
         """A phone calls the hotline; returns the new call's ref."""
         ...
 
-    async def answer(self, ref: str) -> None:
-        """The called phone picks up."""
+    async def answer(self, ref: str, *, machine: bool = False) -> None:
+        """The called phone picks up (`machine`: its answering machine does)."""
         ...
 
     async def reject(self, ref: str, reason: OriginateFailure = OriginateFailure.BUSY) -> None:

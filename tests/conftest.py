@@ -350,8 +350,10 @@ async def harness(tmp_path: Path, seeded_db_url: str) -> AsyncIterator[Harness]:
 
 
 @contextlib.asynccontextmanager
-async def started_harness(tmp_path: Path, db_url: str, **settings: Any) -> AsyncIterator[Harness]:
-    """The `harness` fixture's app, with some settings of the test's own."""
+async def started_harness(
+    tmp_path: Path, db_url: str, *, config: DispatchConfig | None = None, **settings: Any
+) -> AsyncIterator[Harness]:
+    """The `harness` fixture's app, with some settings (or dispatch config) of the test's own."""
     clock = ManualClock(MORNING)
     timers = ManualTimers(clock)
     pbx = MemoryPBX(time_scale=1.0)
@@ -360,7 +362,8 @@ async def started_harness(tmp_path: Path, db_url: str, **settings: Any) -> Async
         telephony=pbx,
         clock=clock,
         timers=timers,
-        dispatch_config=DispatchConfig(
+        dispatch_config=config
+        or DispatchConfig(
             match_seed=7, survey_delay_s=60, offer_timeout_s=90, parallel_offers_urgent=1
         ),
     )

@@ -52,7 +52,7 @@ $('notice-form').addEventListener('submit', async (e) => {
   e.preventDefault();
   $('n-error').textContent = '';
   const grids = [...document.querySelectorAll("#n-grids input[name='grid']:checked")].map((b) => b.value);
-  const body = { title: $('n-title').value.trim(), text: $('n-text').value.trim(), question: $('n-question').value.trim(), grid_codes: grids, batch: Number($('n-batch').value) || 10 };
+  const body = { title: $('n-title').value.trim(), text: $('n-text').value.trim(), question: $('n-question').value.trim(), grid_codes: grids };
   try {
     replace(await api('POST', '/campaigns', body));
     e.target.reset();

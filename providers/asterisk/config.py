@@ -38,6 +38,10 @@ class AsteriskConfig:
     #: module func_talkdetect): ``ChannelTalkingStart`` tells a caller who speaks. False
     #: for a dialplan without it: a silent caller is then judged by keys only.
     talk_detect: bool = True
+    #: Answering-machine detection: each Originate sets YIJING_AMD=1, the dialplan runs
+    #: ``AMD()`` (app_amd) before the flow, and the answer is reported once AMDSTATUS is
+    #: set (``CallAnswered.answered_by``: machine, human, unknown).
+    amd: bool = False
     #: Channel variable carrying the port's ref (also in manager.conf ``channelvars``).
     ref_var: str = "YIJING_REF"
     #: FastAGI server the dialplan connects to; port 0 picks a free port (tests).

@@ -60,6 +60,9 @@ RESYNC_PREFIX = "yijing-resync/"
 INBOUND_REF_PREFIX = "ast-"
 OPERATOR_PREFIX = "operator:"
 
+#: AMD()'s AMDSTATUS -> `CallAnswered.answered_by`
+AMD_STATUS = {"MACHINE": "machine", "HUMAN": "human", "NOTSURE": "unknown", "HANGUP": "unknown"}
+
 #: OriginateResponse Reason (an ast_control_frame_type) -> why the call never got answered.
 ORIGINATE_REASONS: dict[str, OriginateFailure] = {
     "0": OriginateFailure.FAILED,  # no such channel / could not dial
@@ -163,6 +166,8 @@ class Correlator:
         self._chanvar_keys = tuple(f"ChanVariable({v})" for v in self.ref_vars)
         self.channels: dict[str, Channel] = {}
         self.calls: dict[str, Call] = {}
+        #: originates whose answer waits for AMD()'s verdict (AMDSTATUS) to be reported
+        self.amd_refs: set[str] = set()
         self.by_linkedid: dict[str, str] = {}  # Linkedid -> ref
         self.bridges: dict[str, list[str]] = {}  # BridgeUniqueid -> uniqueids
         self.unknown_originates: set[str] = set()
@@ -317,7 +322,16 @@ class Correlator:
 
     def _varset(self, msg: Message, out: list[TelephonyEvent]) -> None:
         chan = self.channels.get(msg.get("Uniqueid", ""))
-        if chan is None or chan.ref is not None:
+        if chan is None:
+            return
+        if chan.ref is not None:
+            if chan.ref in self.amd_refs and msg.get("Variable") == "AMDSTATUS":
+                self.amd_refs.discard(chan.ref)
+                call = self.calls.get(chan.ref)
+                if call is not None and call.direction == "out" and not call.answered:
+                    call.answered = True
+                    by = AMD_STATUS.get(msg.get("Value", ""), "unknown")
+                    out.append(CallAnswered(call.ref, by))
             return
         if msg.get("Variable", "").lstrip("_") in self.ref_vars and msg.get("Value"):
             self._bind_outbound(chan, msg["Value"], out)
@@ -373,7 +387,7 @@ class Correlator:
         call.resolved = True
         self.unknown_originates.discard(call.ref)
         if msg.get("Response") == "Success" and msg.get("Reason", "4") == "4":
-            if not call.answered:
+            if not call.answered and call.ref not in self.amd_refs:  # AMD: at AMDSTATUS
                 call.answered = True
                 out.append(CallAnswered(call.ref))
             if call.hangup_cause is not None:  # hung up before the response arrived

@@ -314,6 +314,8 @@ class AsteriskTelephony:
         self._require_up()
         self._placed.add(ref)
         self.correlator.originate_sent(ref)
+        if self.config.amd:
+            self.correlator.amd_refs.add(ref)
         action = {
             "Action": "Originate",
             "ActionID": ORIGINATE_PREFIX + ref,
@@ -323,7 +325,9 @@ class AsteriskTelephony:
             "Priority": "1",
             "CallerID": caller_id or self.config.caller_id,
             "Timeout": str(int(timeout_s * 1000)),
-            "Variable": f"{self.config.ref_var}={ref}",
+            # several variables: comma separated, as Asterisk reads them
+            "Variable": f"{self.config.ref_var}={ref}"
+            + (",YIJING_AMD=1" if self.config.amd else ""),
             "Async": "true",
         }
         try:

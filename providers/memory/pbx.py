@@ -74,8 +74,9 @@ log = logging.getLogger(__name__)
 class Script:
     """What a scripted far end does when called: answer after a delay and press keys.
 
-    `action` is "answer", "busy", "no_answer" or "fail"; `digits` are pressed one by one
-    whenever the flow waits for input.
+    `action` is "answer", "machine" (an answering machine picks up: the simulator tells,
+    as Asterisk `AMD()` or Twilio machine detection do), "busy", "no_answer" or "fail";
+    `digits` are pressed one by one whenever the flow waits for input.
     """
 
     action: str = "answer"
@@ -324,8 +325,9 @@ class MemoryPBX:
         call.timer = self._later(timeout, self._ring_timeout, ref)
         script = call.script
         if script is not None:
-            if script.action == "answer":
-                self._later(script.answer_after_s, self._answer_now, ref)
+            if script.action in ("answer", "machine"):
+                by = "machine" if script.action == "machine" else ""
+                self._later(script.answer_after_s, self._answer_now, ref, by)
             elif script.action in ("busy", "fail"):
                 reason = (
                     OriginateFailure.BUSY if script.action == "busy" else OriginateFailure.FAILED
@@ -492,12 +494,12 @@ class MemoryPBX:
         phones cannot reach a hotline whose PBX is gone)."""
         self._require_link("the hotline")
 
-    async def answer(self, ref: str) -> None:
-        """The called party picks up."""
+    async def answer(self, ref: str, *, machine: bool = False) -> None:
+        """The called party picks up (`machine`: their answering machine does)."""
         call = self._live(ref)
         if call.direction != "out" or call.state != "ringing":
             raise UnknownCall(f"{ref} is not ringing")
-        self._answer_now(ref)
+        self._answer_now(ref, "machine" if machine else "")
 
     async def reject(self, ref: str, reason: OriginateFailure = OriginateFailure.BUSY) -> None:
         """The called party is busy or the call fails."""
@@ -571,14 +573,14 @@ class MemoryPBX:
             call.timer.cancel()
             call.timer = None
 
-    def _answer_now(self, ref: str) -> None:
+    def _answer_now(self, ref: str, answered_by: str = "") -> None:
         call = self.calls.get(ref)
         if call is None or call.state != "ringing":
             return
         self._cancel_timer(call)
         # a click-to-call's far end talks with the operator's desk at once
         call.state = "bridged" if call.peer is not None else "answered"
-        self._emit(CallAnswered(ref))
+        self._emit(CallAnswered(ref, answered_by))
 
     def _fail_now(self, ref: str, reason: OriginateFailure) -> None:
         call = self.calls.get(ref)

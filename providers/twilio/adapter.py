@@ -99,7 +99,7 @@ from providers.twilio.callout import NUMBER_EVENTS, Callout
 from providers.twilio.config import TwilioConfig
 from providers.twilio.http import AiohttpTwilioClient
 from providers.twilio.state import CallTable, TrackedCall, dump, restore
-from providers.twilio.status import Progress, advance
+from providers.twilio.status import Progress, advance, answered_by
 
 log = logging.getLogger(__name__)
 
@@ -246,7 +246,8 @@ class TwilioTelephony:
         if ref in self._calls:
             log.info("originate %s ignored: already placed", ref)
             return
-        await self._create(_Call(ref=ref, outbound=True), number, caller_id, timeout_s)
+        detect = self.config.machine_detection
+        await self._create(_Call(ref=ref, outbound=True), number, caller_id, timeout_s, detect)
 
     @_persisting
     async def call_out(
@@ -268,15 +269,20 @@ class TwilioTelephony:
         # the desk sees the platform number calling, as for any call the hotline places
         await self._create(call, self.participant_address(desk), None, timeout_s)
 
-    async def _create(self, call: _Call, to: str, caller_id: str | None, timeout_s: float) -> None:
-        """Place `call` over REST (`Calls.create`); its ref is taken before the request."""
+    async def _create(
+        self, call: _Call, to: str, caller_id: str | None, timeout_s: float, detect: bool = False
+    ) -> None:
+        """Place `call` over REST (`Calls.create`); its ref is taken before the request
+        (`detect`: with answering-machine detection)."""
         ref = call.ref
         client = self._rest()
         self._calls[ref] = call  # before the first await: a concurrent twin sees it
         # written before the request: a process taking over never places this ref again
         await self.persist()
+        extra: dict[str, Any] = {"machine_detection": "Enable"} if detect else {}
         try:
             created = await client.calls.create_async(
+                **extra,
                 to=to,
                 from_=caller_id or self.config.from_number,
                 url=self.url("voice", ref=ref),
@@ -621,7 +627,7 @@ class TwilioTelephony:
         elif call.outbound:
             if call.sid is None and sid:
                 self._learn_sid(call, sid)
-            self._progress(call, "in-progress")
+            self._progress(call, "in-progress", by=params.get("AnsweredBy", ""))
             if call.callout is not None and call.mode == "wait" and not call.hangup:
                 # the operator picked up: their leg dials the number
                 call.mode = "bridged"
@@ -683,7 +689,12 @@ class TwilioTelephony:
             log.debug("status %s for %s repeated", status, call.ref)
             return
         call.seen.add(key)
-        self._progress(call, status, sip_code=params.get("SipResponseCode", ""))
+        self._progress(
+            call,
+            status,
+            sip_code=params.get("SipResponseCode", ""),
+            by=params.get("AnsweredBy", ""),
+        )
 
     def on_callout(self, params: Mapping[str, str], ref: str | None) -> None:
         """A click-to-call's `<Number>` progress: the number rings, answers or fails."""
@@ -899,9 +910,14 @@ class TwilioTelephony:
         )
         return call
 
-    def _progress(self, call: _Call, status: str, *, sip_code: str = "") -> None:
+    def _progress(self, call: _Call, status: str, *, sip_code: str = "", by: str = "") -> None:
         call.progress, events = advance(
-            call.progress, status, ref=call.ref, outbound=call.outbound, sip_code=sip_code
+            call.progress,
+            status,
+            ref=call.ref,
+            outbound=call.outbound,
+            sip_code=sip_code,
+            by=answered_by(by),
         )
         if call.callout is not None:
             events = call.callout.desk_events(call.ref, events)

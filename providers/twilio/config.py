@@ -34,6 +34,9 @@ class TwilioConfig:
     handoff_wait_s: float = 0.3
     handoff_max_s: float = 30.0
     hold_pause_s: int = 1
+    #: answering-machine detection on outbound calls (`MachineDetection=Enable`): the
+    #: answer waits for Twilio's verdict and says who picked up (`AnsweredBy`)
+    machine_detection: bool = False
     #: how long an operator's conference leg rings before it counts as unanswered
     operator_ring_s: int = 30
     keep_ended: int = 500

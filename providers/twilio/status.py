@@ -14,6 +14,10 @@ Mapping (outbound calls; inbound calls only ever get `CallEnded`):
     failed                     -> OriginateFailed(failed, or congestion on SIP 502/503)
     canceled                   -> CallEnded(normal)   (we hung up while it rang)
     failed after the answer    -> CallEnded(failed)
+
+With machine detection on (`MachineDetection=Enable` on the call), the answer carries
+Twilio's `AnsweredBy` as `CallAnswered.answered_by`: human, machine (machine_start,
+machine_end_*, fax) or unknown.
 """
 
 from __future__ import annotations
@@ -60,6 +64,15 @@ _END_CAUSES = {
 _CONGESTION_SIP = {"502", "503", "504"}
 
 
+def answered_by(value: str) -> str:
+    """Twilio's `AnsweredBy` as the port says it ("" when Twilio did not tell)."""
+    if not value:
+        return ""
+    if value.startswith("machine") or value == "fax":
+        return "machine"
+    return "human" if value == "human" else "unknown"
+
+
 @dataclass(frozen=True, slots=True)
 class Progress:
     """How far a call has come: the highest status rank seen and whether it was answered."""
@@ -74,7 +87,13 @@ class Progress:
 
 
 def advance(
-    progress: Progress, status: str, *, ref: str, outbound: bool, sip_code: str = ""
+    progress: Progress,
+    status: str,
+    *,
+    ref: str,
+    outbound: bool,
+    sip_code: str = "",
+    by: str = "",
 ) -> tuple[Progress, list[TelephonyEvent]]:
     """Apply one status; returns the new progress and the events it causes (maybe none)."""
     rank = RANK.get(status)
@@ -86,19 +105,19 @@ def advance(
     if status == "ringing":
         return new, [CallRinging(ref)] if outbound else []
     if status in ("in-progress", "answered"):
-        return replace(new, answered=True), [CallAnswered(ref)] if outbound else []
-    return new, _final(progress, status, ref=ref, outbound=outbound, sip_code=sip_code)
+        return replace(new, answered=True), [CallAnswered(ref, by)] if outbound else []
+    return new, _final(progress, status, ref=ref, outbound=outbound, sip_code=sip_code, by=by)
 
 
 def _final(
-    progress: Progress, status: str, *, ref: str, outbound: bool, sip_code: str
+    progress: Progress, status: str, *, ref: str, outbound: bool, sip_code: str, by: str
 ) -> list[TelephonyEvent]:
     if not outbound or progress.answered:
         cause = _END_CAUSES.get(status, EndCause.UNKNOWN)
         return [CallEnded(ref, cause)]
     if status == "completed":
         # "completed" means it was answered; the in-progress callback was lost or late.
-        return [CallAnswered(ref), CallEnded(ref, EndCause.NORMAL)]
+        return [CallAnswered(ref, by), CallEnded(ref, EndCause.NORMAL)]
     if status == "canceled":
         return [CallEnded(ref, EndCause.NORMAL)]
     reason = _FAILURES[status]

@@ -1,6 +1,6 @@
 """A restart mid-notice: each recipient is dialled once. The calls the dead process had
-placed are `lost` (they may have rung: not placed again), the round's timer that lived in
-that process only comes back (the reconciler), and the rest are called at the pace."""
+placed are `lost` (they may have rung: not placed again); the others waited in the
+outbound engine's queue in the database, and the next process places them, once each."""
 
 from __future__ import annotations
 
@@ -37,7 +37,8 @@ async def test_given_a_restart_mid_notice_then_each_recipient_is_dialled_once(
     clock = ManualClock(MORNING)
     timers = ManualTimers(clock)
     pbx = RecordingPBX(dialled)
-    async with life(tmp_path, seeded_db_url, pbx, clock, timers) as one:
+    # two outbound channels: two are placed, the others wait in the queue
+    async with life(tmp_path, seeded_db_url, pbx, clock, timers, channels=2) as one:
         await as_user(one, "demo", "POST", "/grids", json={"code": "T1", "name": "试点网格"})
         phones: list[list[str]] = []
         for rid in PILOT:
@@ -45,8 +46,7 @@ async def test_given_a_restart_mid_notice_then_each_recipient_is_dialled_once(
             phones.append([p["number"] for p in card["phones"]])
             body = {"grid_code": "T1", "version": str(card["revision"])}
             await as_user(one, "demo", "PATCH", f"/residents/{rid}", json=body)
-        notice = {**NOTICE, "gap_s": 5}
-        made = await as_user(one, "supervisor", "POST", "/campaigns", json=notice)
+        made = await as_user(one, "supervisor", "POST", "/campaigns", json=NOTICE)
         await timers.advance(0)  # the first two are placed, then the process dies
 
         async def two_dialled() -> bool:

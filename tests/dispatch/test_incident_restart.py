@@ -38,13 +38,15 @@ async def life(
     timers: Timers | None = None,
     *,
     quiet: bool = True,
+    channels: int = CONFIG.outbound_channels,
 ) -> AsyncIterator[TestClient[Any, Any]]:
+    config = CONFIG if quiet else replace(CONFIG, quiet_start=NEVER, quiet_end=time(0))
     app = create_app(
         make_settings(tmp_path, db_url),
         telephony=pbx,
         clock=clock,
         timers=timers,
-        dispatch_config=CONFIG if quiet else replace(CONFIG, quiet_start=NEVER, quiet_end=time(0)),
+        dispatch_config=replace(config, outbound_channels=channels),
     )
     client = TestClient(TestServer(app, host="127.0.0.1"))
     await client.start_server()

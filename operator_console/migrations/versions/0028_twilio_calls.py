@@ -1,7 +1,7 @@
 """twilio calls: the Twilio adapter's call state, for a process taking over (providers.twilio.state)
 
 Revision ID: 0028_twilio_calls
-Revises: 0026_booked_visits
+Revises: 0027_outbound_queue
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from alembic import op
 import eventlog.db
 
 revision = '0028_twilio_calls'
-down_revision = '0026_booked_visits'
+down_revision = '0027_outbound_queue'
 branch_labels = None
 depends_on = None
 

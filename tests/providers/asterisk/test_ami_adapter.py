@@ -320,3 +320,31 @@ async def test_given_restart_mid_call_then_resync_adopts_hotline_call_as_inbound
         assert rec.of(CallOffered) == [CallOffered("ast-700.1", "13800000001", "12349")]
         assert tel.correlator.channel_of("offer-2") == "PJSIP/trunk-02"
         assert tel.correlator.calls["ast-700.1"].direction == "in"
+
+
+async def test_given_amd_on_when_a_machine_answers_then_the_answer_says_machine(
+    ami: FakeAMI, config: AsteriskConfig
+) -> None:
+    """With answering-machine detection on, the Originate asks the dialplan for `AMD()`
+    (YIJING_AMD=1) and the answer is reported once AMD has set AMDSTATUS, saying who
+    picked up: MACHINE, HUMAN, NOTSURE."""
+    async with running(config, amd=True) as (tel, rec):
+        statuses = {"wb-7-1": "MACHINE", "wb-8-1": "HUMAN", "wb-9-1": "NOTSURE"}
+        for n, (ref, status) in enumerate(statuses.items()):
+            await tel.originate(ref=ref, number=f"1390000000{n}")
+            var = {"ChanVariable": f"YIJING_REF={ref}", "Context": "yijing-outbound"}
+            chan, uid = f"PJSIP/trunk-{n}", f"300.{n}"
+            await ami.send(
+                channel_event("Newchannel", chan, uid, ChannelState="0", **var)
+                + channel_event("Newstate", chan, uid, ChannelState="5")
+                + frame(Event="OriginateResponse", ActionID=f"yijing-originate/{ref}",
+                        Response="Success", Channel=chan, Reason="4", Uniqueid=uid)
+                + channel_event("VarSet", chan, uid, Variable="AMDSTATUS", Value=status, **var)
+            )  # fmt: skip
+        await eventually(lambda: len(rec.of(CallAnswered)) == 3)
+        assert ami.named("Originate")[0]["Variable"] == ["YIJING_REF=wb-7-1,YIJING_AMD=1"]
+        assert rec.of(CallAnswered) == [
+            CallAnswered("wb-7-1", "machine"),
+            CallAnswered("wb-8-1", "human"),
+            CallAnswered("wb-9-1", "unknown"),
+        ]

@@ -22,7 +22,7 @@ def test_a_hotline_call_with_caller_id_and_menu_digit() -> None:
     assert _decode("a_inbound_hotline.raw") == [
         {"event": "CallOffered", "ref": ref, "caller": "13800000001", "dialled": "4000",
          "caller_name": None},
-        {"event": "CallAnswered", "ref": ref},
+        {"event": "CallAnswered", "ref": ref, "answered_by": ""},
         {"event": "DigitPressed", "ref": ref, "digit": "1"},
         {"event": "CallBridged", "ref": ref, "peer": "operator:operator"},
         {"event": "CallEnded", "ref": ref, "cause": "normal"},
@@ -32,7 +32,7 @@ def test_a_hotline_call_with_caller_id_and_menu_digit() -> None:
 def test_b_outbound_answered_with_digit_1() -> None:
     assert _decode("b_originate_answer_dtmf1.raw", ref_vars=["ORDER_ID"]) == [
         {"event": "CallRinging", "ref": "A1001"},
-        {"event": "CallAnswered", "ref": "A1001"},
+        {"event": "CallAnswered", "ref": "A1001", "answered_by": ""},
         {"event": "DigitPressed", "ref": "A1001", "digit": "1"},
         {"event": "CallEnded", "ref": "A1001", "cause": "normal"},
     ]

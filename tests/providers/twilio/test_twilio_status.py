@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from ivr.flows import SURVEY
@@ -139,3 +141,35 @@ def test_progress_never_moves_back() -> None:
 
 def test_unknown_status_is_ignored() -> None:
     assert advance(Progress(), "exploded", ref="r", outbound=True) == (Progress(), [])
+
+
+async def test_given_machine_detection_then_asked_for_and_the_answer_says_who(
+    make_rig: Any,
+) -> None:
+    """`machine_detection` asks Twilio for `MachineDetection=Enable` on the call (not on an
+    operator's click-to-call desk leg); the answer's `AnsweredBy` says who picked up."""
+    rig = await make_rig(machine_detection=True)
+    for n, (by, want) in enumerate(
+        [
+            ("machine_start", "machine"),
+            ("human", "human"),
+            ("fax", "machine"),
+            ("unknown", "unknown"),
+        ]
+    ):
+        ref = f"wb-{n}-1"
+        await rig.adapter.originate(ref=ref, number=f"+861390000000{n}")
+        sid = rig.api.sids_created[-1]
+        assert rig.api.calls_created()[-1].form.get("MachineDetection") == "Enable"
+        if n % 2:  # the answer webhook, or the status callback, whichever comes first
+            await rig.twilio.voice(sid, ref=ref, AnsweredBy=by)
+        else:
+            await rig.twilio.status(sid, "in-progress", ref=ref, AnsweredBy=by)
+        assert await rig.events.take() == [CallAnswered(ref, want)]
+    await rig.adapter.call_out(ref="co-1", desk="operator:3", number="+8613900000001")
+    assert "MachineDetection" not in rig.api.calls_created()[-1].form
+
+
+async def test_given_no_machine_detection_then_not_asked_for(rig: Rig) -> None:
+    await rig.adapter.originate(ref=REF, number="+8613900000009")
+    assert "MachineDetection" not in rig.api.calls_created()[-1].form
