@@ -132,7 +132,7 @@ class CandidateOut(Model):
     capacity: int
     preferred: bool
     opens_at: str | None
-    reasons: list[str]
+    #: the reasons as codes with their figures ({"code": ..., ...}): the console words them
     why: list[Any]
     price: PriceOut | None = None
 
