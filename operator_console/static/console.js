@@ -297,7 +297,11 @@ function field(dl, label, value, cls) {
   dl.append(el('dt', label), dd);
 }
 
+// Each card shown supersedes the one before: an older one whose reads come back later
+// (a ring preview, then the answered call) must not add itself beside it.
+let cardShown = 0;
 async function showCard(residentId, reason, call) {
+  const shown = ++cardShown;
   const box = $('card');
   box.replaceChildren();
   box.classList.remove('muted');
@@ -320,6 +324,7 @@ async function showCard(residentId, reason, call) {
     // so are the medication and appointment reminders
     api('GET', `/residents/${residentId}/reminders`).catch(() => null),
   ]);
+  if (shown !== cardShown) return;
   const age = r.birth_year ? new Date().getFullYear() - r.birth_year : '';
   const head = el('h3', null, 'resident-name');
   head.append(el('span', r.name, 'name'), ' ', el('span', [sexName(r.sex), age ? T('age_years', { n: age }) : ''].filter(Boolean).join(' · '), 'muted'));

@@ -176,7 +176,11 @@ def test_given_a_resident_calls_when_the_operator_works_the_desk_then_the_visit_
     expect(desk.locator(f"#tickets tr[data-ticket-id='{ticket_id}']")).to_be_visible()
     shot(desk, "07-desk-accepted")
 
-    # the visit is done; the survey rings the resident, who presses 1 (satisfied)
+    # the resident hangs up (the outbound engine never rings a resident who is on a call
+    # with us: it waits for them); later the visit is done and the survey rings them, and
+    # they press 1 (satisfied)
+    sim_call(sim, number=RESIDENT_1_PHONE, direction="in").locator(".hang").click()
+    expect(desk.locator("#op-state")).to_have_text("整理中")
     ticket = pages.open()
     login(ticket, "operator")
     ticket.goto(f"/tickets/{ticket_id}")
@@ -200,8 +204,7 @@ def test_given_a_resident_calls_when_the_operator_works_the_desk_then_the_visit_
         expect(ticket.locator(f"#timeline li[data-name='{name}']")).to_have_count(1)
     shot(ticket, "08-ticket-closed")
 
-    # last, the operator hangs up and wraps up with a disposition by F8
-    desk.click("#hangup")
+    # last, the operator (the caller hung up) wraps up with a disposition by F8
     expect(desk.locator("#wrapup")).to_be_enabled()
     desk.select_option("#disposition", "dispatched")
     desk.keyboard.press("F8")
