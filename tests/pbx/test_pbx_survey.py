@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tests.pbx.harness import Pbx, Press, Yijing
-from tests.pbx.steps import connected_call, merchants, order, ticket_state
+from tests.pbx.steps import connected_call, event_named, merchants, order, ticket_state
 
 PRESSES_1 = [Press("1", 2000)] * 30  # 1 until the menu hears it (then the call ends)
 
@@ -27,6 +27,10 @@ async def test_given_a_completed_order_when_the_resident_presses_1_then_rated(
     ticket = await order(yijing, call)
     await ticket_state(yijing, ticket["id"], "accepted")
     await merchant.stop()
+    # the operator hangs up: the outbound engine never rings a resident who is on a call
+    # with us (the visit is done later, in life)
+    await yijing.api("POST", f"/calls/{call['id']}/hangup")
+    await event_named(yijing, "call.ended", subject_id=call["id"])
     # the survey rings the resident's own number: now a phone that answers with 1
     resident = await merchants(pbx, tmp_path / "s", "rates", PRESSES_1)
     await yijing.api("POST", f"/tickets/{ticket['id']}/complete")
