@@ -36,18 +36,17 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import asyncpg
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.processes import PASSWORD, Server, free_port, pct  # noqa: E402
+from bench.processes import PASSWORD, Server, free_port, pct, token  # noqa: E402
+from bench.processes import database as pg_database  # noqa: E402
 
 PG = "postgresql://postgres@127.0.0.1:5432"
 TICK = os.sysconf("SC_CLK_TCK")
@@ -58,14 +57,8 @@ async def database(kind: str, folder: Path) -> AsyncIterator[str]:
     if kind == "sqlite":
         yield f"sqlite+aiosqlite:///{folder / 'surge.db'}"
         return
-    name = f"yijing_bench_{uuid.uuid4().hex[:10]}"
-    admin = await asyncpg.connect(f"{PG}/postgres")
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
+    async with pg_database() as url:
+        yield url
 
 
 def cpu_seconds(pid: int) -> float:
@@ -189,14 +182,6 @@ class Surge:
             return await self.api(method, path, headers, **kw)
         finally:
             self.desk_ms.append((time.perf_counter() - start) * 1000)
-
-
-async def token(http: aiohttp.ClientSession, url: str, username: str) -> str:
-    async with http.post(
-        url + "/api/v1/login", json={"username": username, "password": PASSWORD}
-    ) as resp:
-        assert resp.status == 200, await resp.text()
-        return str((await resp.json())["token"])
 
 
 async def run(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
