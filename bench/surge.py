@@ -48,7 +48,6 @@ sys.path.insert(0, str(ROOT))
 from bench.processes import PASSWORD, Server, free_port, pct, token  # noqa: E402
 from bench.processes import database as pg_database  # noqa: E402
 
-PG = "postgresql://postgres@127.0.0.1:5432"
 TICK = os.sysconf("SC_CLK_TCK")
 
 
